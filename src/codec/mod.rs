@@ -1,0 +1,184 @@
+//! Chunk codecs. Each decodes one chunk and writes the part of it that lies inside the cutout
+//! straight into that part of the caller's buffer (an [`OutView`]).
+
+pub mod compression;
+pub mod cseg;
+pub mod image;
+
+use std::marker::PhantomData;
+
+use crate::error::{Error, Result};
+use crate::format::{Bbox, DataType, Encoding};
+
+/// The caller's output buffer seen as a 4-D Fortran-order array `[x, y, z, c]` covering `bbox`.
+/// Tasks on several threads write disjoint regions of it at once.
+pub struct OutView<'a> {
+    ptr: *mut u8,
+    len: usize,
+    pub bbox: Bbox,
+    pub channels: usize,
+    pub item: usize,
+    strides: [usize; 4],
+    _buf: PhantomData<&'a mut [u8]>,
+}
+
+// SAFETY: the view hands out byte rows only through `row`, whose contract makes callers write
+// disjoint regions; the buffer outlives the view ('a).
+unsafe impl Send for OutView<'_> {}
+unsafe impl Sync for OutView<'_> {}
+
+impl<'a> OutView<'a> {
+    /// `buf` must hold exactly `voxels(bbox) * channels * item` bytes (checked by the caller).
+    pub fn new(buf: &'a mut [u8], bbox: Bbox, channels: usize, item: usize) -> OutView<'a> {
+        let s = bbox.shape().map(|v| v as usize);
+        let sx = s[0] * item;
+        let sy = sx * s[1];
+        let sz = sy * s[2];
+        debug_assert_eq!(sz * channels, buf.len());
+        OutView {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+            bbox,
+            channels,
+            item,
+            strides: [item, sx, sy, sz],
+            _buf: PhantomData,
+        }
+    }
+
+    /// The bytes of voxels `x0..x1` at row `(y, z)` of channel `c` (absolute coordinates).
+    ///
+    /// # Safety
+    /// No two threads may hold overlapping rows at once; the coordinates must lie in `bbox`.
+    #[allow(clippy::mut_from_ref)]
+    #[inline]
+    pub unsafe fn row(&self, x0: i64, x1: i64, y: i64, z: i64, c: usize) -> &mut [u8] {
+        let off = (x0 - self.bbox.lo[0]) as usize * self.strides[0]
+            + (y - self.bbox.lo[1]) as usize * self.strides[1]
+            + (z - self.bbox.lo[2]) as usize * self.strides[2]
+            + c * self.strides[3];
+        let n = (x1 - x0) as usize * self.item;
+        assert!(off + n <= self.len, "row outside the output buffer");
+        std::slice::from_raw_parts_mut(self.ptr.add(off), n)
+    }
+
+    /// Fill `region` (inside `bbox`) with the element `value` in every channel.
+    ///
+    /// # Safety
+    /// As for [`OutView::row`]: `region` is written by this caller alone.
+    pub unsafe fn fill(&self, region: &Bbox, value: &[u8]) {
+        for c in 0..self.channels {
+            for z in region.lo[2]..region.hi[2] {
+                for y in region.lo[1]..region.hi[1] {
+                    let row = self.row(region.lo[0], region.hi[0], y, z, c);
+                    fill_pattern(row, value);
+                }
+            }
+        }
+    }
+}
+
+/// Repeat `value` over `dst` (whose length is a multiple of it).
+pub fn fill_pattern(dst: &mut [u8], value: &[u8]) {
+    if value.iter().all(|&b| b == value[0]) {
+        dst.fill(value[0]);
+    } else {
+        for chunk in dst.chunks_exact_mut(value.len()) {
+            chunk.copy_from_slice(value);
+        }
+    }
+}
+
+/// Everything a codec needs to know about the chunk it decodes.
+pub struct ChunkSpec<'a> {
+    pub encoding: Encoding,
+    pub dtype: DataType,
+    pub channels: usize,
+    /// The cell's voxels (clipped at the volume edge): the decoded chunk's shape.
+    pub cell: Bbox,
+    pub cseg_block: Option<[i64; 3]>,
+    /// The chunk's URL, for messages.
+    pub url: &'a str,
+}
+
+impl ChunkSpec<'_> {
+    pub fn decoded_len(&self) -> usize {
+        self.cell.voxels().unwrap_or(0) as usize * self.channels * self.dtype.size()
+    }
+}
+
+/// Decode `data` (content encoding already removed) and write `region` into `out`.
+pub fn decode_into(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'_>) -> Result<()> {
+    match spec.encoding {
+        Encoding::Raw => {
+            let want = spec.decoded_len();
+            if data.len() != want {
+                return Err(Error::decode(format!(
+                    "{}: raw chunk has {} bytes, expected {want} ({} voxels x {} channel(s) x {} bytes)",
+                    spec.url,
+                    data.len(),
+                    spec.cell.voxels().unwrap_or(0),
+                    spec.channels,
+                    spec.dtype.size()
+                )));
+            }
+            copy_planar(data, &spec.cell, spec.channels, region, out);
+            Ok(())
+        }
+        Encoding::CompressedSegmentation => cseg::decode_into(spec, data, region, out),
+        Encoding::Jpeg => image::decode_jpeg_into(spec, data, region, out),
+        Encoding::Png => image::decode_png_into(spec, data, region, out),
+        Encoding::Compresso | Encoding::Jxl => Err(Error::unsupported(format!(
+            "{}: the {} encoding is not supported yet",
+            spec.url,
+            spec.encoding.name()
+        ))),
+    }
+}
+
+/// Copy `region` from a chunk in planar Fortran order `[x, y, z, c]` covering `cell`.
+pub fn copy_planar(src: &[u8], cell: &Bbox, channels: usize, region: &Bbox, out: &OutView<'_>) {
+    let item = out.item;
+    let s = cell.shape().map(|v| v as usize);
+    let n = (region.hi[0] - region.lo[0]) as usize * item;
+    for c in 0..channels {
+        for z in region.lo[2]..region.hi[2] {
+            for y in region.lo[1]..region.hi[1] {
+                let off = (((c * s[2] + (z - cell.lo[2]) as usize) * s[1] + (y - cell.lo[1]) as usize) * s[0]
+                    + (region.lo[0] - cell.lo[0]) as usize)
+                    * item;
+                // SAFETY: regions of distinct chunks are disjoint.
+                let dst = unsafe { out.row(region.lo[0], region.hi[0], y, z, c) };
+                dst.copy_from_slice(&src[off..off + n]);
+            }
+        }
+    }
+}
+
+/// Copy `region` from a chunk whose channels are interleaved per voxel (`[c, x, y, z]`), as
+/// images store them.
+pub fn copy_interleaved(src: &[u8], cell: &Bbox, channels: usize, region: &Bbox, out: &OutView<'_>) {
+    let item = out.item;
+    let s = cell.shape().map(|v| v as usize);
+    let pix = channels * item;
+    for c in 0..channels {
+        for z in region.lo[2]..region.hi[2] {
+            for y in region.lo[1]..region.hi[1] {
+                let first = (((z - cell.lo[2]) as usize * s[1] + (y - cell.lo[1]) as usize) * s[0]
+                    + (region.lo[0] - cell.lo[0]) as usize)
+                    * pix
+                    + c * item;
+                // SAFETY: regions of distinct chunks are disjoint.
+                let dst = unsafe { out.row(region.lo[0], region.hi[0], y, z, c) };
+                if channels == 1 {
+                    dst.copy_from_slice(&src[first..first + dst.len()]);
+                } else {
+                    for (i, d) in dst.chunks_exact_mut(item).enumerate() {
+                        let o = first + i * pix;
+                        d.copy_from_slice(&src[o..o + item]);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Options of `cv_open`, a JSON object whose keys follow cloud-volume's keyword names.
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Default number of requests in flight for network stores.
+pub const DEFAULT_NETWORK_PARALLEL: usize = 32;
+
+/// Per-handle options. Unknown keys are refused, not ignored.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Default mip for bindings (the C calls take an explicit mip).
+    pub mip: u32,
+    /// Refuse boxes that leave the volume (`true`), or fill the outside with background.
+    pub bounded: bool,
+    /// Read missing (or zero-byte) chunks as background instead of failing.
+    pub fill_missing: bool,
+    /// The value of missing and out-of-bounds voxels, cast to the layer's type.
+    pub background_color: f64,
+    /// Concurrent chunk requests; None picks by store (cores for file://, 32 for network).
+    pub parallel: Option<usize>,
+    /// Base URL that stands for `https://storage.googleapis.com` in gs:// paths.
+    pub gs_endpoint: Option<String>,
+    /// Base URL that stands for `https://s3.amazonaws.com` in s3:// paths.
+    pub s3_endpoint: Option<String>,
+    /// Timeout of each HTTP request in seconds.
+    pub timeout_secs: f64,
+    /// Attempts per HTTP request on connection errors, 429 and 5xx.
+    pub max_attempts: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            mip: 0,
+            bounded: true,
+            fill_missing: false,
+            background_color: 0.0,
+            parallel: None,
+            gs_endpoint: None,
+            s3_endpoint: None,
+            timeout_secs: 60.0,
+            max_attempts: 4,
+        }
+    }
+}
+
+/// The keys `Options::parse` accepts, for messages and documentation.
+pub const OPTION_KEYS: &[&str] = &[
+    "mip",
+    "bounded",
+    "fill_missing",
+    "background_color",
+    "parallel",
+    "cache",
+    "gs_endpoint",
+    "s3_endpoint",
+    "timeout",
+    "max_attempts",
+];
+
+fn want_bool(key: &str, v: &Value) -> Result<bool> {
+    v.as_bool().ok_or_else(|| Error::invalid(format!("option \"{key}\" must be true or false, got {v}")))
+}
+
+fn want_url(key: &str, v: &Value) -> Result<String> {
+    match v.as_str() {
+        Some(s) if s.starts_with("http://") || s.starts_with("https://") => {
+            Ok(s.trim_end_matches('/').to_string())
+        }
+        _ => Err(Error::invalid(format!("option \"{key}\" must be an http(s):// URL, got {v}"))),
+    }
+}
+
+impl Options {
+    /// Parse an options JSON object; `None` or an empty string gives the defaults.
+    pub fn parse(text: Option<&str>) -> Result<Options> {
+        let mut o = Options::default();
+        let Some(text) = text.filter(|t| !t.trim().is_empty()) else { return Ok(o) };
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| Error::invalid(format!("options are not valid JSON ({e}): {text}")))?;
+        let map: &Map<String, Value> =
+            v.as_object().ok_or_else(|| Error::invalid(format!("options must be a JSON object, got {text}")))?;
+        for (key, val) in map {
+            match key.as_str() {
+                "mip" => {
+                    o.mip = val
+                        .as_u64()
+                        .and_then(|m| u32::try_from(m).ok())
+                        .ok_or_else(|| Error::invalid(format!("option \"mip\" must be an integer >= 0, got {val}")))?
+                }
+                "bounded" => o.bounded = want_bool(key, val)?,
+                "fill_missing" => o.fill_missing = want_bool(key, val)?,
+                "background_color" => {
+                    o.background_color = val.as_f64().ok_or_else(|| {
+                        Error::invalid(format!("option \"background_color\" must be a number, got {val}"))
+                    })?
+                }
+                "parallel" => {
+                    o.parallel = match val {
+                        // cloud-volume's parallel counts processes; threads stay at our default.
+                        Value::Bool(_) | Value::Null => None,
+                        _ => match val.as_u64() {
+                            Some(n @ 1..=1024) => Some(n as usize),
+                            _ => {
+                                return Err(Error::invalid(format!(
+                                    "option \"parallel\" must be true, false or an integer in 1..=1024, got {val}"
+                                )))
+                            }
+                        },
+                    }
+                }
+                "cache" => match val {
+                    Value::Bool(false) | Value::Null => {}
+                    _ => {
+                        return Err(Error::unsupported(format!(
+                            "option \"cache\" = {val}: the local disk cache is not implemented yet"
+                        )))
+                    }
+                },
+                "gs_endpoint" => o.gs_endpoint = Some(want_url(key, val)?),
+                "s3_endpoint" => o.s3_endpoint = Some(want_url(key, val)?),
+                "timeout" => {
+                    o.timeout_secs = val.as_f64().filter(|t| *t > 0.0 && t.is_finite()).ok_or_else(|| {
+                        Error::invalid(format!("option \"timeout\" must be a positive number of seconds, got {val}"))
+                    })?
+                }
+                "max_attempts" => {
+                    o.max_attempts = val
+                        .as_u64()
+                        .filter(|n| (1..=100).contains(n))
+                        .ok_or_else(|| Error::invalid(format!("option \"max_attempts\" must be in 1..=100, got {val}")))?
+                        as u32
+                }
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "unknown option \"{key}\" (known: {})",
+                        OPTION_KEYS.join(", ")
+                    )))
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn defaults_and_known_keys() {
+        let o = Options::parse(None).unwrap();
+        assert!(o.bounded && !o.fill_missing);
+        let o = Options::parse(Some(r#"{"bounded":false,"fill_missing":true,"background_color":7,"parallel":3,
+            "gs_endpoint":"http://127.0.0.1:9/"}"#))
+        .unwrap();
+        assert!(!o.bounded && o.fill_missing);
+        assert_eq!(o.background_color, 7.0);
+        assert_eq!(o.parallel, Some(3));
+        assert_eq!(o.gs_endpoint.as_deref(), Some("http://127.0.0.1:9"));
+    }
+
+    #[test]
+    fn unknown_and_bad_values_are_refused_by_name() {
+        let e = Options::parse(Some(r#"{"fill_mising":true}"#)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.message().contains("fill_mising"));
+        let e = Options::parse(Some(r#"{"bounded":1}"#)).unwrap_err();
+        assert!(e.message().contains("bounded"));
+        let e = Options::parse(Some("[1]")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        let e = Options::parse(Some(r#"{"cache":true}"#)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+    }
+}

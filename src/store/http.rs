@@ -1,0 +1,93 @@
+//! `http(s)://`, and public `gs://` and `s3://` buckets read over their HTTPS endpoints.
+
+use std::io::Read;
+use std::time::Duration;
+
+use super::{ContentEncoding, Object, Store};
+use crate::cloudpath::join_key;
+use crate::error::{Error, Result};
+use crate::options::{Options, DEFAULT_NETWORK_PARALLEL};
+
+pub struct HttpStore {
+    base: String,
+    agent: ureq::Agent,
+    max_attempts: u32,
+}
+
+impl HttpStore {
+    pub fn new(base: &str, opts: &Options) -> Result<HttpStore> {
+        let timeout = Duration::from_secs_f64(opts.timeout_secs);
+        let parallel = opts.parallel.unwrap_or(DEFAULT_NETWORK_PARALLEL);
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(timeout.min(Duration::from_secs(10)))
+            .timeout_read(timeout)
+            .max_idle_connections(parallel * 4)
+            .max_idle_connections_per_host(parallel * 2)
+            .user_agent(concat!("cloudvolume-rs/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(HttpStore { base: base.to_string(), agent, max_attempts: opts.max_attempts })
+    }
+
+    fn get_once(&self, url: &str) -> std::result::Result<Option<Object>, (bool, Error)> {
+        let resp = match self.agent.get(url).call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(code, resp)) => {
+                return match code {
+                    404 | 410 => Ok(None),
+                    401 | 403 => Err((false, Error::auth(format!("{url}: HTTP {code} (access refused)")))),
+                    408 | 429 | 500..=599 => Err((true, Error::io(format!("{url}: HTTP {code}")))),
+                    _ => {
+                        let _ = resp.into_string();
+                        Err((false, Error::io(format!("{url}: HTTP {code}"))))
+                    }
+                };
+            }
+            Err(ureq::Error::Transport(t)) => return Err((true, Error::io(format!("{url}: {t}")))),
+        };
+        let encoding = ContentEncoding::from_header(resp.header("Content-Encoding"), url).map_err(|e| (false, e))?;
+        let expected: Option<usize> = resp.header("Content-Length").and_then(|v| v.trim().parse().ok());
+        let mut bytes = Vec::with_capacity(expected.unwrap_or(1 << 16).min(1 << 30));
+        resp.into_reader()
+            .read_to_end(&mut bytes)
+            .map_err(|e| (true, Error::io(format!("{url}: reading the body failed: {e}"))))?;
+        if let Some(n) = expected {
+            if n != bytes.len() {
+                return Err((true, Error::io(format!("{url}: body truncated: got {} of {n} bytes", bytes.len()))));
+            }
+        }
+        Ok(Some(Object { bytes, encoding }))
+    }
+}
+
+impl Store for HttpStore {
+    fn get(&self, key: &str) -> Result<Option<Object>> {
+        let url = self.url(key);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.get_once(&url) {
+                Ok(o) => return Ok(o),
+                Err((retry, e)) => {
+                    if !retry || attempt >= self.max_attempts {
+                        return Err(if attempt > 1 { e.context(format!("after {attempt} attempts")) } else { e });
+                    }
+                    // Exponential backoff with jitter from the clock's low bits.
+                    let base_ms = 50u64 << (attempt - 1).min(6);
+                    let jitter = u64::from(std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.subsec_nanos()))
+                        % base_ms.max(1);
+                    std::thread::sleep(Duration::from_millis(base_ms + jitter));
+                }
+            }
+        }
+    }
+
+    fn url(&self, key: &str) -> String {
+        join_key(&self.base, key)
+    }
+
+    fn default_parallel(&self) -> usize {
+        DEFAULT_NETWORK_PARALLEL
+    }
+}

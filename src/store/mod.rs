@@ -1,0 +1,66 @@
+//! Storage backends: where the bytes of a layer live. Each returns an object's stored bytes with
+//! their content encoding; decompression happens in `codec::compression`.
+
+pub mod file;
+pub mod http;
+
+use std::sync::Arc;
+
+use crate::cloudpath::{CloudPath, Protocol};
+use crate::error::{Error, Result};
+use crate::options::Options;
+
+/// The content encoding of stored bytes (`Content-Encoding` over HTTP, a file suffix on disk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentEncoding {
+    Identity,
+    Gzip,
+    Brotli,
+    Zstd,
+}
+
+impl ContentEncoding {
+    /// Parse a `Content-Encoding` header value.
+    pub fn from_header(value: Option<&str>, url: &str) -> Result<ContentEncoding> {
+        match value.map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(ContentEncoding::Identity),
+            Some(v) => match v.as_str() {
+                "" | "identity" => Ok(ContentEncoding::Identity),
+                "gzip" | "x-gzip" => Ok(ContentEncoding::Gzip),
+                "br" => Ok(ContentEncoding::Brotli),
+                "zstd" => Ok(ContentEncoding::Zstd),
+                other => Err(Error::unsupported(format!("{url}: unsupported Content-Encoding \"{other}\""))),
+            },
+        }
+    }
+}
+
+/// An object as stored.
+#[derive(Debug)]
+pub struct Object {
+    pub bytes: Vec<u8>,
+    pub encoding: ContentEncoding,
+}
+
+/// A readable store of keyed objects under one base location.
+pub trait Store: Send + Sync {
+    /// The whole object at `key`, or `None` when it does not exist.
+    ///
+    /// # Errors
+    /// I/O and network failures (after retries), refused credentials.
+    fn get(&self, key: &str) -> Result<Option<Object>>;
+
+    /// The full URL or path of `key`, for messages.
+    fn url(&self, key: &str) -> String;
+
+    /// How many requests this store serves well at once.
+    fn default_parallel(&self) -> usize;
+}
+
+/// Open the store for a cloud path.
+pub fn open(path: &CloudPath, opts: &Options) -> Result<Arc<dyn Store>> {
+    Ok(match path.protocol {
+        Protocol::File => Arc::new(file::FileStore::new(&path.base)),
+        Protocol::Http | Protocol::Gs | Protocol::S3 => Arc::new(http::HttpStore::new(&path.base, opts)?),
+    })
+}

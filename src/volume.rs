@@ -1,0 +1,236 @@
+//! The volume engine: open a layer, then read any box at any mip into a caller's buffer, chunks
+//! fetched and decoded in parallel, each writing its own part of the buffer.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use rayon::prelude::*;
+
+use crate::cloudpath::CloudPath;
+use crate::codec::{self, compression, ChunkSpec, OutView};
+use crate::error::{Error, Result};
+use crate::format::grid::chunk_key;
+use crate::format::{Bbox, ChunkGrid, Info, Scale};
+use crate::options::Options;
+use crate::store::{self, Store};
+
+/// A counting semaphore: bounds how many chunks are decoded (and hold decoded buffers) at once,
+/// while more requests than that may be in flight.
+struct Permits {
+    free: Mutex<usize>,
+    cv: Condvar,
+}
+
+impl Permits {
+    fn new(n: usize) -> Permits {
+        Permits { free: Mutex::new(n.max(1)), cv: Condvar::new() }
+    }
+    fn acquire(&self) -> PermitGuard<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.cv.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        PermitGuard(self)
+    }
+}
+
+struct PermitGuard<'a>(&'a Permits);
+
+impl Drop for PermitGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.cv.notify_one();
+    }
+}
+
+/// An open Precomputed layer. Thread-safe: many threads may read through one `Volume` at once.
+pub struct Volume {
+    path: CloudPath,
+    store: Arc<dyn Store>,
+    info: Info,
+    opts: Options,
+    pool: rayon::ThreadPool,
+    decode_permits: Permits,
+}
+
+impl Volume {
+    /// Open the layer at `cloudpath`: parse the path, fetch and validate its `info`.
+    ///
+    /// # Errors
+    /// A bad path or option (`InvalidArgument`), no info (`NotFound`), an unreachable host
+    /// (`Io`), an invalid info (`Decode`) or an unsupported one (`Unsupported`).
+    pub fn open(cloudpath: &str, opts: Options) -> Result<Volume> {
+        let path = CloudPath::parse(cloudpath, &opts)?;
+        let store = store::open(&path, &opts)?;
+        let info_url = store.url("info");
+        let obj = store
+            .get("info")?
+            .ok_or_else(|| Error::not_found(format!("{info_url}: no info file (is \"{cloudpath}\" a Precomputed layer?)")))?;
+        let text = compression::decompress(obj, &info_url)?;
+        let info = Info::parse(&text, &info_url)?;
+        Self::with_info(path, store, info, opts)
+    }
+
+    fn with_info(path: CloudPath, store: Arc<dyn Store>, info: Info, opts: Options) -> Result<Volume> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = opts.parallel.unwrap_or_else(|| store.default_parallel()).max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("cloudvolume-{i}"))
+            .build()
+            .map_err(|e| Error::internal(format!("cannot start {threads} worker threads: {e}")))?;
+        Ok(Volume { path, store, info, opts, pool, decode_permits: Permits::new(cores) })
+    }
+
+    pub fn info(&self) -> &Info {
+        &self.info
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    pub fn cloudpath(&self) -> &str {
+        &self.path.path
+    }
+
+    /// The scale at `mip`, or an `InvalidArgument` naming the number of mips.
+    pub fn scale(&self, mip: u32) -> Result<&Scale> {
+        self.info.scales.get(mip as usize).ok_or_else(|| {
+            Error::invalid(format!(
+                "{}: mip {mip} does not exist (the layer has {} mip(s))",
+                self.path.path,
+                self.info.scales.len()
+            ))
+        })
+    }
+
+    /// Bytes a cutout of `bbox` takes: voxels x channels x element size.
+    pub fn cutout_len(&self, bbox: &Bbox) -> Result<usize> {
+        if bbox.is_empty() {
+            return Err(Error::invalid(format!("box {bbox} is empty or inverted (need lo < hi on every axis)")));
+        }
+        bbox.voxels()
+            .and_then(|v| v.checked_mul(u64::from(self.info.num_channels)))
+            .and_then(|v| v.checked_mul(self.info.data_type.size() as u64))
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or_else(|| Error::invalid(format!("box {bbox} is too large to read into memory")))
+    }
+
+    /// Read `bbox` at `mip` into a new buffer (Fortran order `[x, y, z, c]`).
+    pub fn cutout(&self, mip: u32, bbox: &Bbox) -> Result<Vec<u8>> {
+        let n = self.cutout_len(bbox)?;
+        let mut buf = vec![0u8; n];
+        self.cutout_into(mip, bbox, &mut buf, None)?;
+        Ok(buf)
+    }
+
+    /// Read `bbox` at `mip` into `buf`, which must be exactly [`Volume::cutout_len`] bytes.
+    /// `progress`, when given, counts the chunks done (for progress bars).
+    ///
+    /// # Errors
+    /// A bad box or buffer (`InvalidArgument`), a box leaving the volume while `bounded`
+    /// (`OutOfBounds`), a missing chunk without `fill_missing` (`NotFound`), I/O and decode errors.
+    pub fn cutout_into(&self, mip: u32, bbox: &Bbox, buf: &mut [u8], progress: Option<&AtomicUsize>) -> Result<()> {
+        let scale = self.scale(mip)?;
+        let want = self.cutout_len(bbox)?;
+        if buf.len() != want {
+            let s = bbox.shape();
+            return Err(Error::invalid(format!(
+                "buffer of {} bytes for box {bbox}: expected {want} ({}x{}x{} voxels x {} channel(s) x {} bytes)",
+                buf.len(),
+                s[0],
+                s[1],
+                s[2],
+                self.info.num_channels,
+                self.info.data_type.size()
+            )));
+        }
+        let grid = ChunkGrid::of(scale);
+        let bounds = grid.bounds();
+        if self.opts.bounded && !bounds.contains(bbox) {
+            return Err(Error::out_of_bounds(format!(
+                "{}: box {bbox} is outside the bounds {bounds} of mip {mip} (open with bounded=false to read past them)",
+                self.path.path
+            )));
+        }
+        let background = self.info.data_type.encode_scalar(self.opts.background_color);
+        let channels = self.info.num_channels as usize;
+        let out = OutView::new(buf, *bbox, channels, self.info.data_type.size());
+        let inside = bounds.intersection(bbox);
+        if inside != Some(*bbox) {
+            // SAFETY: nothing else writes the buffer yet.
+            unsafe { out.fill(bbox, &background) };
+        }
+        let Some(inside) = inside else { return Ok(()) };
+        if scale.sharding.is_some() {
+            return Err(Error::unsupported(format!(
+                "{}: mip {mip} (key \"{}\") is sharded; sharded scales are not supported yet",
+                self.path.path, scale.key
+            )));
+        }
+        if matches!(scale.encoding, crate::format::Encoding::Compresso | crate::format::Encoding::Jxl) {
+            return Err(Error::unsupported(format!(
+                "{}: mip {mip} uses the {} encoding, which is not supported yet",
+                self.path.path,
+                scale.encoding.name()
+            )));
+        }
+        let cells = grid.cells_in(&inside);
+        let task = |cell: &[i64; 3]| -> Result<()> {
+            let cell_box = grid.cell_bbox(*cell);
+            let Some(region) = cell_box.intersection(&inside) else { return Ok(()) };
+            self.read_chunk(scale, &cell_box, &region, &out, &background)?;
+            if let Some(p) = progress {
+                p.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        };
+        if cells.len() == 1 {
+            task(&cells[0])
+        } else {
+            self.pool.install(|| cells.par_iter().with_max_len(1).try_for_each(task))
+        }
+    }
+
+    /// Fetch one chunk and write its part `region` into `out`.
+    fn read_chunk(&self, scale: &Scale, cell: &Bbox, region: &Bbox, out: &OutView<'_>, background: &[u8]) -> Result<()> {
+        let key = chunk_key(&scale.key, cell);
+        let url = self.store.url(&key);
+        let obj = self.store.get(&key)?;
+        let obj = match obj {
+            Some(o) if !o.bytes.is_empty() => o,
+            // cloud-volume treats zero-byte chunks as missing.
+            _ => {
+                if self.opts.fill_missing {
+                    // SAFETY: each chunk writes its own region.
+                    unsafe { out.fill(region, background) };
+                    return Ok(());
+                }
+                return Err(Error::not_found(format!(
+                    "{url}: chunk missing (open with fill_missing=true to read it as background)"
+                )));
+            }
+        };
+        let _permit = self.decode_permits.acquire();
+        let data = compression::decompress(obj, &url)?;
+        let spec = ChunkSpec {
+            encoding: scale.encoding,
+            dtype: self.info.data_type,
+            channels: self.info.num_channels as usize,
+            cell: *cell,
+            cseg_block: scale.cseg_block_size,
+            url: &url,
+        };
+        codec::decode_into(&spec, &data, region, out)
+    }
+}
+
+impl Volume {
+    /// How many chunks a cutout of `bbox` at `mip` touches (for progress reporting).
+    pub fn chunk_count(&self, mip: u32, bbox: &Bbox) -> Result<usize> {
+        let grid = ChunkGrid::of(self.scale(mip)?);
+        Ok(grid.bounds().intersection(bbox).map_or(0, |b| grid.cells_in(&b).len()))
+    }
+}
