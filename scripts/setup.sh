@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what the tests and benchmarks need: nginx (loopback HTTP server), a C compiler, and a
+# Python venv at target/venv with the reference implementations (cloud-volume, tensorstore).
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: please install: ${need_apt[*]}" >&2
+    exit 1
+  fi
+fi
+
+VENV=target/venv
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import cloudvolume, tensorstore' >/dev/null 2>&1; then
+  mkdir -p target
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/reference/requirements.txt
+fi
+echo "setup: ok ($("$VENV/bin/python" -c 'import cloudvolume, tensorstore; print("cloud-volume", cloudvolume.__version__, "tensorstore", tensorstore.__version__)'))"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Run every test: unit tests, the C ABI test program, conformance against cloud-volume and
+# tensorstore over file:// and a loopback nginx, bad-input and thread tests.
+# Needs scripts/setup.sh to have run once (bash .ci/run does both).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CV_REFERENCE_DIR="${CV_REFERENCE_DIR:-$PWD/target/reference}"
+export CV_REQUIRE_REFERENCE=1
+PY=target/venv/bin/python
+
+# Reference layers, written by cloud-volume and tensorstore (regenerated when the script changes).
+stamp="$CV_REFERENCE_DIR/.stamp"
+want=$(sha256sum tests/reference/make_layers.py | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  rm -rf "$CV_REFERENCE_DIR"
+  "$PY" tests/reference/make_layers.py "$CV_REFERENCE_DIR"
+  echo "$want" > "$stamp"
+fi
+
+cargo test --all-targets
