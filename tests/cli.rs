@@ -1,0 +1,123 @@
+//! The `cloudvolume` command line: info, cutout to .npy and raw, errors as one line and a
+//! non-zero exit.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cloudvolume::{Bbox, Options, Volume};
+
+fn sample() -> String {
+    format!("file://{}/data/sample_layer", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cloudvolume"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cv-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// Parse a version 1.0 .npy file: (descr, fortran_order, shape, data).
+fn read_npy(path: &Path) -> (String, bool, Vec<usize>, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "npy magic");
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert_eq!((10 + hlen) % 64, 0, "npy header is padded to 64 bytes");
+    let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
+    assert!(header.ends_with('\n'));
+    let descr = header.split("'descr': '").nth(1).unwrap().split('\'').next().unwrap().to_string();
+    let fortran = header.contains("'fortran_order': True");
+    let shape_txt = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape = shape_txt.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+    (descr, fortran, shape, bytes[10 + hlen..].to_vec())
+}
+
+#[test]
+fn info_prints_the_layer_json() {
+    let out = cli().args(["info", &sample()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["data_type"], "uint8");
+    assert_eq!(v["scales"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn cutout_writes_npy_and_raw_equal_to_the_library_read() {
+    let vol = Volume::open(&sample(), Options::default()).unwrap();
+    let bbox = Bbox::new([-10, 20, 3], [50, 70, 21]);
+    let want = vol.cutout(0, &bbox).unwrap();
+
+    let npy = tmp("a.npy");
+    let out = cli()
+        .args(["cutout", &sample(), "--mip", "0", "--bbox", "-10,20,3,50,70,21", "-o"])
+        .arg(&npy)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (descr, fortran, shape, data) = read_npy(&npy);
+    assert_eq!(descr, "|u1");
+    assert!(fortran);
+    assert_eq!(shape, vec![60, 50, 18, 1]);
+    assert_eq!(data, want);
+    // Not all one value: the sample layer has structure.
+    assert!(data.iter().any(|&v| v != data[0]));
+
+    let raw = tmp("a.raw");
+    let out = cli()
+        .args(["cutout", &sample(), "--bbox", "-10,20,3,50,70,21", "--no-progress", "-o"])
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(std::fs::read(&raw).unwrap(), want);
+}
+
+#[test]
+fn cutout_at_mip_1_and_unbounded() {
+    let path = tmp("b.npy");
+    let out = cli()
+        .args(["cutout", &sample(), "--mip", "1", "--bbox", "-12,0,0,4,8,2", "--unbounded", "-o"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, _, shape, data) = read_npy(&path);
+    assert_eq!(shape, vec![16, 8, 2, 1]);
+    // x < -8 or y < 4 lies outside mip 1's bounds: background 0.
+    for z in 0..2 {
+        for y in 0..8 {
+            for x in 0..16 {
+                let v = data[x + 16 * (y + 8 * z)];
+                if x < 4 || y < 4 {
+                    assert_eq!(v, 0, "outside voxel ({x},{y},{z}) is background");
+                }
+            }
+        }
+    }
+    assert!(data.iter().any(|&v| v != 0));
+}
+
+#[test]
+fn errors_are_one_line_and_exit_non_zero() {
+    let cases: [&[&str]; 5] = [
+        &["cutout", "SAMPLE", "--bbox", "-17,8,0,80,88,24", "-o", "/dev/null"],
+        &["cutout", "SAMPLE", "--bbox", "1,2,3", "-o", "/dev/null"],
+        &["cutout", "file:///nonexistent/layer", "--bbox", "0,0,0,1,1,1", "-o", "/dev/null"],
+        &["info", "SAMPLE", "--options", "{\"nope\":1}"],
+        &["cutout", "SAMPLE", "--mip", "5", "--bbox", "0,0,0,1,1,1", "-o", "/dev/null"],
+    ];
+    let expect = ["outside the bounds", "six integers", "no info file", "nope", "mip 5"];
+    for (args, want) in cases.iter().zip(expect) {
+        let args: Vec<String> = args.iter().map(|a| if *a == "SAMPLE" { sample() } else { a.to_string() }).collect();
+        let out = cli().args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: stderr {err:?} lacks {want:?}");
+        if out.status.code() == Some(1) {
+            assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line, got {err:?}");
+        }
+    }
+}
