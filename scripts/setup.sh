@@ -25,4 +25,4 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import cloudvolume, t
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/reference/requirements.txt
 fi
-echo "setup: ok ($("$VENV/bin/python" -c 'import cloudvolume, tensorstore; print("cloud-volume", cloudvolume.__version__, "tensorstore", tensorstore.__version__)'))"
+echo "setup: ok ($("$VENV/bin/python" -c 'from importlib.metadata import version as v; print("cloud-volume", v("cloud-volume"), "tensorstore", v("tensorstore"))'))"
