@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
+command -v nasm >/dev/null 2>&1 || need_apt+=(nasm)   # libjpeg-turbo's SIMD (mozjpeg-sys)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -20,7 +21,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 VENV=target/venv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import cloudvolume, tensorstore' >/dev/null 2>&1; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import cloudvolume, tensorstore, pyspng' >/dev/null 2>&1; then
   mkdir -p target
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/reference/requirements.txt

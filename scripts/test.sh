@@ -11,7 +11,7 @@ PY=target/venv/bin/python
 
 # Reference layers, written by cloud-volume and tensorstore (regenerated when the script changes).
 stamp="$CV_REFERENCE_DIR/.stamp"
-want=$(sha256sum tests/reference/make_layers.py | cut -c1-16)
+want=$(cat tests/reference/make_layers.py tests/reference/requirements.txt | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   rm -rf "$CV_REFERENCE_DIR"
   "$PY" tests/reference/make_layers.py "$CV_REFERENCE_DIR"

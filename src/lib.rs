@@ -8,6 +8,7 @@
 //! - [`volume`]: the engine that turns a box into parallel chunk reads;
 //! - [`ffi`]: the C ABI over all of it.
 
+pub mod cache;
 pub mod cloudpath;
 pub mod codec;
 pub mod error;

@@ -44,7 +44,8 @@ pub fn gunzip(data: &[u8], url: &str) -> Result<Vec<u8>> {
     }
     let n = data.len();
     let isize = u32::from_le_bytes([data[n - 4], data[n - 3], data[n - 2], data[n - 1]]) as usize;
-    if isize <= MAX_DECODED {
+    // Deflate expands at most 1032:1, so a larger trailer is corrupt (or a multi-member stream).
+    if isize <= MAX_DECODED && isize <= data.len().saturating_mul(1032) {
         let mut out = vec![0u8; isize];
         let done = INFLATER.with(|d| d.borrow_mut().gzip_decompress(data, &mut out));
         match done {
@@ -56,7 +57,7 @@ pub fn gunzip(data: &[u8], url: &str) -> Result<Vec<u8>> {
         }
     }
     // Multi-member streams, or a trailer that does not state the size.
-    let mut out = Vec::with_capacity(isize.min(MAX_DECODED));
+    let mut out = Vec::with_capacity(isize.min(data.len().saturating_mul(8)));
     flate2::read::MultiGzDecoder::new(data)
         .take(MAX_DECODED as u64)
         .read_to_end(&mut out)

@@ -114,14 +114,14 @@ pub fn decode_into(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutVi
                                     c,
                                 )
                             };
-                            let kbase = (((z - b0[2]) * block[1] + (y - b0[1])) * block[0] - b0[0]) as u64;
+                            let kbase = (((z - b0[2]) * block[1] + (y - b0[1])) * block[0]) as u64;
                             if bits == 0 {
                                 let v = entry(0);
                                 write_run(row, v, wide);
                                 continue;
                             }
                             for (i, x) in (lo[0]..hi[0]).enumerate() {
-                                let bitpos = (kbase + x as u64) * u64::from(bits);
+                                let bitpos = (kbase + (x - b0[0]) as u64) * u64::from(bits);
                                 let idx = ((u64::from(values[(bitpos >> 5) as usize]) >> (bitpos & 31)) & mask) as usize;
                                 if idx >= table_len {
                                     return Err(bad(format!(

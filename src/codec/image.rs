@@ -24,27 +24,9 @@ fn check_pixels(spec: &ChunkSpec<'_>, w: usize, h: usize, kind: &str) -> Result<
 
 pub fn decode_jpeg_into(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'_>) -> Result<()> {
     let url = spec.url;
-    let mut dec = jpeg_decoder::Decoder::new(data);
-    let pixels = dec.decode().map_err(|e| Error::decode(format!("{url}: corrupt JPEG: {e}")))?;
-    let info = dec.info().ok_or_else(|| Error::decode(format!("{url}: JPEG without a frame header")))?;
-    let comps = match info.pixel_format {
-        jpeg_decoder::PixelFormat::L8 => 1,
-        jpeg_decoder::PixelFormat::RGB24 => 3,
-        other => {
-            return Err(Error::decode(format!("{url}: JPEG pixel format {other:?} is not 8-bit gray or RGB")));
-        }
-    };
-    if comps != spec.channels {
-        return Err(Error::decode(format!(
-            "{url}: JPEG has {comps} component(s), the layer {} channel(s)",
-            spec.channels
-        )));
-    }
-    check_pixels(spec, usize::from(info.width), usize::from(info.height), "JPEG")?;
-    if pixels.len() != usize::from(info.width) * usize::from(info.height) * comps {
-        return Err(Error::decode(format!("{url}: JPEG decoded to {} bytes", pixels.len())));
-    }
-    copy_interleaved(&pixels, &spec.cell, spec.channels, region, out);
+    let img = super::jpeg::decode(data, spec.channels).map_err(|e| Error::decode(format!("{url}: corrupt JPEG: {e}")))?;
+    check_pixels(spec, img.width, img.height, "JPEG")?;
+    copy_interleaved(&img.pixels, &spec.cell, spec.channels, region, out);
     Ok(())
 }
 

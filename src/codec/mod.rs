@@ -4,6 +4,7 @@
 pub mod compression;
 pub mod cseg;
 pub mod image;
+pub mod jpeg;
 
 use std::marker::PhantomData;
 

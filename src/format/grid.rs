@@ -20,6 +20,19 @@ impl Bbox {
         [self.hi[0] - self.lo[0], self.hi[1] - self.lo[1], self.hi[2] - self.lo[2]]
     }
 
+    /// The extent per axis, or None when some axis is empty, inverted, or wider than i64.
+    pub fn checked_shape(&self) -> Option<[u64; 3]> {
+        let mut s = [0u64; 3];
+        for d in 0..3 {
+            let w = i128::from(self.hi[d]) - i128::from(self.lo[d]);
+            if w <= 0 || w > i128::from(i64::MAX) {
+                return None;
+            }
+            s[d] = w as u64;
+        }
+        Some(s)
+    }
+
     /// True when some axis has `hi <= lo`.
     pub fn is_empty(&self) -> bool {
         (0..3).any(|d| self.hi[d] <= self.lo[d])
@@ -30,8 +43,8 @@ impl Bbox {
         if self.is_empty() {
             return Some(0);
         }
-        let s = self.shape();
-        (s[0] as u64).checked_mul(s[1] as u64)?.checked_mul(s[2] as u64)
+        let s = self.checked_shape()?;
+        s[0].checked_mul(s[1])?.checked_mul(s[2])
     }
 
     pub fn intersection(&self, other: &Bbox) -> Option<Bbox> {

@@ -157,6 +157,11 @@ pub struct Info {
     pub json: Value,
 }
 
+/// Largest |voxel_offset| and size accepted on an axis.
+const MAX_EXTENT: i64 = 1 << 60;
+/// Largest chunk size accepted on an axis.
+const MAX_CHUNK_EXTENT: i64 = 1 << 32;
+
 fn member<'a>(obj: &'a Map<String, Value>, name: &str, ctx: &str) -> Result<&'a Value> {
     obj.get(name).ok_or_else(|| Error::decode(format!("{ctx}: missing member \"{name}\"")))
 }
@@ -250,9 +255,13 @@ impl Scale {
             None | Some(Value::Null) => [0; 3],
             Some(v) => int_triple(v, "voxel_offset", ctx, i64::MIN)?,
         };
+        // Far beyond any real volume, and small enough that no grid arithmetic can overflow.
         for d in 0..3 {
-            if voxel_offset[d].checked_add(size[d]).is_none() {
-                return Err(Error::decode(format!("{ctx}: voxel_offset + size overflows on axis {d}")));
+            if size[d] > MAX_EXTENT || voxel_offset[d].abs() > MAX_EXTENT {
+                return Err(Error::decode(format!(
+                    "{ctx}: size {:?} / voxel_offset {:?} exceed the supported extent 2^60 on axis {d}",
+                    size, voxel_offset
+                )));
             }
         }
         let res_value = member(obj, "resolution", ctx)?;
@@ -270,6 +279,9 @@ impl Scale {
             .filter(|a| !a.is_empty())
             .ok_or_else(|| Error::decode(format!("{ctx}: \"chunk_sizes\" must be a non-empty array")))?;
         let chunk_size = int_triple(&cs_arr[0], "chunk_sizes[0]", ctx, 1)?;
+        if chunk_size.iter().any(|&c| c > MAX_CHUNK_EXTENT) {
+            return Err(Error::decode(format!("{ctx}: chunk_sizes[0] {chunk_size:?} exceeds 2^32 on some axis")));
+        }
         let enc_value = member(obj, "encoding", ctx)?;
         let encoding = enc_value
             .as_str()
@@ -277,7 +289,13 @@ impl Scale {
             .ok_or_else(|| Error::unsupported(format!("{ctx}: unsupported \"encoding\" {enc_value}")))?;
         let cseg_block_size = match obj.get("compressed_segmentation_block_size") {
             Some(v) if encoding == Encoding::CompressedSegmentation => {
-                Some(int_triple(v, "compressed_segmentation_block_size", ctx, 1)?)
+                let b = int_triple(v, "compressed_segmentation_block_size", ctx, 1)?;
+                if b.iter().map(|&x| x as u128).product::<u128>() > 1 << 32 {
+                    return Err(Error::decode(format!(
+                        "{ctx}: compressed_segmentation_block_size {b:?} has more than 2^32 voxels"
+                    )));
+                }
+                Some(b)
             }
             None if encoding == Encoding::CompressedSegmentation => {
                 return Err(Error::decode(format!(

@@ -2,6 +2,7 @@
 
 pub mod grid;
 pub mod info;
+pub mod sharding;
 
 pub use grid::{Bbox, ChunkGrid};
 pub use info::{DataType, Encoding, Info, LayerType, Scale};

@@ -57,6 +57,37 @@ impl Store for FileStore {
         Ok(None)
     }
 
+    fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Vec<u8>>> {
+        use std::os::unix::fs::FileExt;
+        let path = join_key(&self.base, key);
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == IoKind::PermissionDenied => {
+                return Err(Error::auth(format!("file://{path}: permission denied")))
+            }
+            Err(e) => return Err(Error::io(format!("file://{path}: {e}"))),
+        };
+        let len = usize::try_from(end.saturating_sub(start))
+            .map_err(|_| Error::decode(format!("file://{path}: byte range [{start}, {end}) is too large")))?;
+        let mut buf = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            match file.read_at(&mut buf[done..], start + done as u64) {
+                Ok(0) => {
+                    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                    return Err(Error::decode(format!(
+                        "file://{path}: byte range [{start}, {end}) reaches past the end of the file ({size} bytes)"
+                    )));
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == IoKind::Interrupted => {}
+                Err(e) => return Err(Error::io(format!("file://{path}: {e}"))),
+            }
+        }
+        Ok(Some(buf))
+    }
+
     fn url(&self, key: &str) -> String {
         format!("file://{}", join_key(&self.base, key))
     }

@@ -28,12 +28,20 @@ impl HttpStore {
         Ok(HttpStore { base: base.to_string(), agent, max_attempts: opts.max_attempts })
     }
 
-    fn get_once(&self, url: &str) -> std::result::Result<Option<Object>, (bool, Error)> {
-        let resp = match self.agent.get(url).call() {
+    fn get_once(&self, url: &str, range: Option<(u64, u64)>) -> std::result::Result<Option<Object>, (bool, Error)> {
+        let mut req = self.agent.get(url);
+        if let Some((a, b)) = range {
+            req = req.set("Range", &format!("bytes={a}-{}", b - 1));
+        }
+        let resp = match req.call() {
             Ok(r) => r,
             Err(ureq::Error::Status(code, resp)) => {
                 return match code {
                     404 | 410 => Ok(None),
+                    416 => Err((false, Error::decode(format!(
+                        "{url}: byte range {:?} reaches past the end of the object (HTTP 416)",
+                        range.unwrap_or_default()
+                    )))),
                     401 | 403 => Err((false, Error::auth(format!("{url}: HTTP {code} (access refused)")))),
                     408 | 429 | 500..=599 => Err((true, Error::io(format!("{url}: HTTP {code}")))),
                     _ => {
@@ -45,6 +53,7 @@ impl HttpStore {
             Err(ureq::Error::Transport(t)) => return Err((true, Error::io(format!("{url}: {t}")))),
         };
         let encoding = ContentEncoding::from_header(resp.header("Content-Encoding"), url).map_err(|e| (false, e))?;
+        let partial = resp.status() == 206;
         let expected: Option<usize> = resp.header("Content-Length").and_then(|v| v.trim().parse().ok());
         let mut bytes = Vec::with_capacity(expected.unwrap_or(1 << 16).min(1 << 30));
         resp.into_reader()
@@ -55,17 +64,35 @@ impl HttpStore {
                 return Err((true, Error::io(format!("{url}: body truncated: got {} of {n} bytes", bytes.len()))));
             }
         }
+        if let Some((a, b)) = range {
+            if encoding != ContentEncoding::Identity {
+                return Err((false, Error::unsupported(format!("{url}: ranged response with Content-Encoding {encoding:?}"))));
+            }
+            let want = (b - a) as usize;
+            if !partial {
+                // The server ignored Range and sent the whole object: slice it here.
+                if (b as usize) > bytes.len() {
+                    return Err((false, Error::decode(format!(
+                        "{url}: byte range [{a}, {b}) reaches past the end of the object ({} bytes)",
+                        bytes.len()
+                    ))));
+                }
+                bytes = bytes[a as usize..b as usize].to_vec();
+            } else if bytes.len() != want {
+                return Err((false, Error::decode(format!(
+                    "{url}: byte range [{a}, {b}) returned {} bytes (past the end of the object?)",
+                    bytes.len()
+                ))));
+            }
+        }
         Ok(Some(Object { bytes, encoding }))
     }
-}
 
-impl Store for HttpStore {
-    fn get(&self, key: &str) -> Result<Option<Object>> {
-        let url = self.url(key);
+    fn with_retries(&self, url: &str, range: Option<(u64, u64)>) -> Result<Option<Object>> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.get_once(&url) {
+            match self.get_once(url, range) {
                 Ok(o) => return Ok(o),
                 Err((retry, e)) => {
                     if !retry || attempt >= self.max_attempts {
@@ -73,14 +100,28 @@ impl Store for HttpStore {
                     }
                     // Exponential backoff with jitter from the clock's low bits.
                     let base_ms = 50u64 << (attempt - 1).min(6);
-                    let jitter = u64::from(std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.subsec_nanos()))
-                        % base_ms.max(1);
+                    let jitter = u64::from(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.subsec_nanos()),
+                    ) % base_ms.max(1);
                     std::thread::sleep(Duration::from_millis(base_ms + jitter));
                 }
             }
         }
+    }
+}
+
+impl Store for HttpStore {
+    fn get(&self, key: &str) -> Result<Option<Object>> {
+        self.with_retries(&self.url(key), None)
+    }
+
+    fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Vec<u8>>> {
+        if end <= start {
+            return Ok(Some(Vec::new()));
+        }
+        Ok(self.with_retries(&self.url(key), Some((start, end)))?.map(|o| o.bytes))
     }
 
     fn url(&self, key: &str) -> String {

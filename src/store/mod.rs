@@ -50,6 +50,13 @@ pub trait Store: Send + Sync {
     /// I/O and network failures (after retries), refused credentials.
     fn get(&self, key: &str) -> Result<Option<Object>>;
 
+    /// Bytes `[start, end)` of the object at `key`, or `None` when the object does not exist.
+    ///
+    /// # Errors
+    /// As `get`; a range reaching past the end of the object is `Decode` (the index that
+    /// pointed there is corrupt).
+    fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Vec<u8>>>;
+
     /// The full URL or path of `key`, for messages.
     fn url(&self, key: &str) -> String;
 

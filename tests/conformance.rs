@@ -1,0 +1,956 @@
+//! Conformance against the reference implementations: layers written by cloud-volume 12.15.2 and
+//! tensorstore 0.1.86 (tests/reference/make_layers.py), read through the C ABI and compared with
+//! what the writing library read back for the same boxes.
+//!
+//! The fixtures live in `$CV_REFERENCE_DIR` (default `<crate>/target/reference`); scripts/test.sh
+//! generates them. Without them the tests print a notice and pass, unless
+//! `CV_REQUIRE_REFERENCE=1`, when they fail.
+//!
+//! Each layer is read (a) over file://, (b) over http:// from a loopback nginx serving the
+//! fixture directory, (c) as gs:// and s3:// URLs whose endpoint option points at that nginx (the
+//! bucket is the first path component), and (d) from copies stored compressed under plain names
+//! that nginx serves with `Content-Encoding: gzip|br|zstd`. Boxes that carry options
+//! (`fill_missing`, `bounded`, `background_color`) check those semantics against cloud-volume;
+//! boxes that cloud-volume refused must fail with the matching status.
+
+#[path = "support/nginx.rs"]
+mod nginx;
+
+use std::collections::BTreeMap;
+use std::ffi::{c_void, CStr, CString};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use cloudvolume::ffi::{
+    cv_cutout_into, cv_free, cv_last_error, cv_open, cv_status, cv_volume, CV_ERR_NOT_FOUND,
+    CV_ERR_OUT_OF_BOUNDS, CV_OK,
+};
+use serde_json::{Map, Value};
+
+// ------------------------------------------------------------------------------------------------
+// The manifest
+
+#[derive(Debug, Clone)]
+struct BoxCase {
+    mip: u32,
+    lo: [i64; 3],
+    hi: [i64; 3],
+    kind: String,
+    reader: String,
+    options: Map<String, Value>,
+    /// Path of the expected bytes (relative to the reference dir), or the expected error.
+    expect: Expect,
+}
+
+#[derive(Debug, Clone)]
+enum Expect {
+    Bytes(String),
+    Error(String),
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    path: String,
+    writer: String,
+    encoding: String,
+    dtype: String,
+    channels: usize,
+    tolerance: u8,
+    file_compression: Option<String>,
+    http: bool,
+    boxes: Vec<BoxCase>,
+    /// (content encoding, path) of copies stored compressed under plain names.
+    encoded: Vec<(String, String)>,
+    reader_note: Option<String>,
+}
+
+struct Reference {
+    dir: PathBuf,
+    layers: Vec<Layer>,
+    json: Value,
+}
+
+fn required() -> bool {
+    std::env::var("CV_REQUIRE_REFERENCE").is_ok_and(|v| v == "1")
+}
+
+fn reference_dir() -> PathBuf {
+    std::env::var_os("CV_REFERENCE_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target")
+                .join("reference")
+        })
+}
+
+fn triple(v: &Value, what: &str) -> [i64; 3] {
+    let a = v
+        .as_array()
+        .unwrap_or_else(|| panic!("manifest: {what} is not an array: {v}"));
+    assert_eq!(a.len(), 3, "manifest: {what} must have 3 elements: {v}");
+    let g = |i: usize| {
+        a[i].as_i64()
+            .unwrap_or_else(|| panic!("manifest: {what}[{i}] is not an integer: {v}"))
+    };
+    [g(0), g(1), g(2)]
+}
+
+fn string(v: &Value, key: &str) -> String {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("manifest: \"{key}\" missing in {v}"))
+        .to_string()
+}
+
+/// Load the manifest, or None (after a notice) when the fixtures are absent and not required.
+fn load() -> Option<Reference> {
+    let dir = reference_dir();
+    let mpath = dir.join("manifest.json");
+    let text = match std::fs::read_to_string(&mpath) {
+        Ok(t) => t,
+        Err(e) => {
+            if required() {
+                panic!(
+                    "CV_REQUIRE_REFERENCE=1 but {} cannot be read ({e}): generate it with \
+                     `target/venv/bin/python tests/reference/make_layers.py {}` (scripts/test.sh does)",
+                    mpath.display(),
+                    dir.display()
+                );
+            }
+            // Straight to stderr, past libtest's capture, so the skip shows in a passing run.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP: no reference layers at {} (run scripts/test.sh, or tests/reference/make_layers.py DIR \
+                 with CV_REFERENCE_DIR=DIR); conformance tests skipped",
+                dir.display()
+            );
+            return None;
+        }
+    };
+    let json: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{}: invalid JSON: {e}", mpath.display()));
+    let layers = json["layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}: no \"layers\" array", mpath.display()))
+        .iter()
+        .map(|l| {
+            let boxes = l["boxes"]
+                .as_array()
+                .expect("manifest: layer without boxes")
+                .iter()
+                .map(|b| BoxCase {
+                    mip: b["mip"].as_u64().expect("manifest: box mip") as u32,
+                    lo: triple(&b["lo"], "lo"),
+                    hi: triple(&b["hi"], "hi"),
+                    kind: b["kind"].as_str().unwrap_or("").to_string(),
+                    reader: string(b, "reader"),
+                    options: b["options"].as_object().cloned().unwrap_or_default(),
+                    expect: match (b["expected"].as_str(), b["error"].as_str()) {
+                        (Some(p), None) => Expect::Bytes(p.to_string()),
+                        (None, Some(e)) => Expect::Error(e.to_string()),
+                        _ => panic!(
+                            "manifest: box needs exactly one of \"expected\" and \"error\": {b}"
+                        ),
+                    },
+                })
+                .collect();
+            Layer {
+                path: string(l, "path"),
+                writer: string(l, "writer"),
+                encoding: string(l, "encoding"),
+                dtype: string(l, "dtype"),
+                channels: l["channels"].as_u64().expect("manifest: channels") as usize,
+                tolerance: l["tolerance"].as_u64().unwrap_or(0) as u8,
+                file_compression: l["file_compression"].as_str().map(str::to_string),
+                http: l["http"].as_bool().unwrap_or(true),
+                boxes,
+                encoded: l["encoded_copies"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|e| (string(e, "content_encoding"), string(e, "path")))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                reader_note: l["reader_note"].as_str().map(str::to_string),
+            }
+        })
+        .collect();
+    Some(Reference { dir, layers, json })
+}
+
+fn dtype_size(dtype: &str) -> usize {
+    match dtype {
+        "uint8" | "int8" => 1,
+        "uint16" | "int16" => 2,
+        "uint32" | "int32" | "float32" => 4,
+        "uint64" | "int64" | "float64" => 8,
+        other => panic!("manifest: unknown dtype {other}"),
+    }
+}
+
+/// One element, little-endian, formatted for messages.
+fn show(dtype: &str, b: &[u8]) -> String {
+    macro_rules! le {
+        ($t:ty) => {
+            <$t>::from_le_bytes(b.try_into().unwrap()).to_string()
+        };
+    }
+    match dtype {
+        "uint8" => le!(u8),
+        "int8" => le!(i8),
+        "uint16" => le!(u16),
+        "int16" => le!(i16),
+        "uint32" => le!(u32),
+        "int32" => le!(i32),
+        "uint64" => le!(u64),
+        "int64" => le!(i64),
+        "float32" => format!(
+            "{} (0x{:08x})",
+            le!(f32),
+            u32::from_le_bytes(b.try_into().unwrap())
+        ),
+        "float64" => format!(
+            "{} (0x{:016x})",
+            le!(f64),
+            u64::from_le_bytes(b.try_into().unwrap())
+        ),
+        _ => format!("{b:?}"),
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The C ABI
+
+struct Handle(*mut cv_volume);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // SAFETY: a live handle from cv_open, freed once.
+        unsafe { cv_free(self.0) }
+    }
+}
+
+fn last_error() -> String {
+    // SAFETY: cv_last_error returns a valid NUL-terminated string owned by the library.
+    unsafe { CStr::from_ptr(cv_last_error()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn open(url: &str, options: &Map<String, Value>) -> Result<Handle, String> {
+    let c_url = CString::new(url).unwrap();
+    let opts = if options.is_empty() {
+        None
+    } else {
+        Some(CString::new(Value::Object(options.clone()).to_string()).unwrap())
+    };
+    let mut out: *mut cv_volume = std::ptr::null_mut();
+    // SAFETY: valid C strings and a writable out pointer.
+    let st = unsafe {
+        cv_open(
+            c_url.as_ptr(),
+            opts.as_ref().map_or(std::ptr::null(), |o| o.as_ptr()),
+            &mut out,
+        )
+    };
+    if st != CV_OK || out.is_null() {
+        return Err(format!(
+            "cv_open({url}, {}) -> status {st}: {}",
+            Value::Object(options.clone()),
+            last_error()
+        ));
+    }
+    Ok(Handle(out))
+}
+
+fn cutout(h: &Handle, mip: u32, lo: [i64; 3], hi: [i64; 3], buf: &mut [u8]) -> (cv_status, String) {
+    // SAFETY: a live handle, 3-element lo/hi, buf of buf.len() writable bytes.
+    let st = unsafe {
+        cv_cutout_into(
+            h.0,
+            mip,
+            lo.as_ptr(),
+            hi.as_ptr(),
+            buf.as_mut_ptr().cast::<c_void>(),
+            buf.len(),
+        )
+    };
+    (
+        st,
+        if st == CV_OK {
+            String::new()
+        } else {
+            last_error()
+        },
+    )
+}
+
+// ------------------------------------------------------------------------------------------------
+// Running a pass
+
+/// Where to read a layer from in one pass: its URL and extra options (endpoints).
+struct Target {
+    url: String,
+    extra: Map<String, Value>,
+}
+
+struct Outcome {
+    cases: usize,
+    failures: Vec<String>,
+}
+
+fn status_for(error: &str) -> cv_status {
+    match error {
+        "not_found" => CV_ERR_NOT_FOUND,
+        "out_of_bounds" => CV_ERR_OUT_OF_BOUNDS,
+        other => panic!("manifest: unknown expected error {other:?}"),
+    }
+}
+
+/// Compare; None when equal (within the tolerance), else a message naming the first difference.
+fn compare(layer: &Layer, case: &BoxCase, got: &[u8], want: &[u8]) -> Option<String> {
+    if got.len() != want.len() {
+        return Some(format!(
+            "expected file has {} bytes, the cutout {}",
+            want.len(),
+            got.len()
+        ));
+    }
+    let tol = layer.tolerance;
+    let item = dtype_size(&layer.dtype);
+    let first = if tol == 0 {
+        if got == want {
+            return None;
+        }
+        got.iter()
+            .zip(want)
+            .position(|(a, b)| a != b)
+            .map(|i| i / item)
+    } else {
+        assert_eq!(item, 1, "a tolerance applies to uint8 layers only");
+        let bad = got.iter().zip(want).position(|(a, b)| a.abs_diff(*b) > tol);
+        bad?;
+        bad
+    };
+    let e = first.unwrap();
+    let s = [
+        case.hi[0] - case.lo[0],
+        case.hi[1] - case.lo[1],
+        case.hi[2] - case.lo[2],
+    ]
+    .map(|v| v as usize);
+    let (x, r) = (e % s[0], e / s[0]);
+    let (y, r) = (r % s[1], r / s[1]);
+    let (z, c) = (r % s[2], r / s[2]);
+    let nbad = if tol == 0 {
+        got.chunks(item)
+            .zip(want.chunks(item))
+            .filter(|(a, b)| a != b)
+            .count()
+    } else {
+        got.iter()
+            .zip(want)
+            .filter(|(a, b)| a.abs_diff(**b) > tol)
+            .count()
+    };
+    let maxdiff = if tol > 0 {
+        format!(
+            ", largest difference {}",
+            got.iter()
+                .zip(want)
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap_or(0)
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "first difference at voxel ({}, {}, {}) channel {c} (element {e}): got {}, want {}{}; {nbad} of {} elements differ{maxdiff}",
+        case.lo[0] + x as i64,
+        case.lo[1] + y as i64,
+        case.lo[2] + z as i64,
+        show(&layer.dtype, &got[e * item..(e + 1) * item]),
+        show(&layer.dtype, &want[e * item..(e + 1) * item]),
+        if tol > 0 { format!(" (tolerance {tol})") } else { String::new() },
+        got.len() / item,
+    ))
+}
+
+/// Read every box of `layer` from `target`, opening one handle per distinct option set.
+fn run_layer(
+    reference: &Reference,
+    layer: &Layer,
+    target: &Target,
+    boxes: &[&BoxCase],
+    out: &mut Outcome,
+) {
+    let mut groups: BTreeMap<String, (Map<String, Value>, Vec<&BoxCase>)> = BTreeMap::new();
+    for case in boxes {
+        let mut opts = case.options.clone();
+        for (k, v) in &target.extra {
+            opts.insert(k.clone(), v.clone());
+        }
+        let key = Value::Object(opts.clone()).to_string();
+        groups
+            .entry(key)
+            .or_insert_with(|| (opts, Vec::new()))
+            .1
+            .push(case);
+    }
+    let item = dtype_size(&layer.dtype);
+    for (_key, (opts, cases)) in groups {
+        let h = match open(&target.url, &opts) {
+            Ok(h) => h,
+            Err(e) => {
+                out.cases += cases.len();
+                out.failures.push(format!(
+                    "{} [{} writer {}]: {e} ({} boxes not read)",
+                    layer.path,
+                    layer.encoding,
+                    layer.writer,
+                    cases.len()
+                ));
+                continue;
+            }
+        };
+        for case in cases {
+            out.cases += 1;
+            let voxels: i64 = (0..3).map(|d| case.hi[d] - case.lo[d]).product();
+            let n = voxels as usize * layer.channels * item;
+            // Poison the buffer so that voxels the reader never writes cannot pass by accident.
+            let mut buf = vec![0xA5u8; n];
+            let (st, err) = cutout(&h, case.mip, case.lo, case.hi, &mut buf);
+            let what = || {
+                format!(
+                    "{} ({} {} x{}, written by {}) mip {} box [{},{},{}]..[{},{},{}] ({}){}",
+                    target.url,
+                    layer.encoding,
+                    layer.dtype,
+                    layer.channels,
+                    layer.writer,
+                    case.mip,
+                    case.lo[0],
+                    case.lo[1],
+                    case.lo[2],
+                    case.hi[0],
+                    case.hi[1],
+                    case.hi[2],
+                    case.kind,
+                    if case.options.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" options {}", Value::Object(case.options.clone()))
+                    }
+                )
+            };
+            match &case.expect {
+                Expect::Error(e) => {
+                    let want = status_for(e);
+                    if st != want {
+                        out.failures.push(format!(
+                            "{}: expected status {want} ({e}, as cloud-volume refused it), got {st} {err}",
+                            what()
+                        ));
+                    } else {
+                        // The message must name what failed: the layer (its URL or a chunk key).
+                        let name = layer.path.rsplit('/').next().unwrap_or(&layer.path);
+                        if !err.contains(name) {
+                            out.failures.push(format!(
+                                "{}: status {st} as expected, but cv_last_error() does not name the layer ({name}): {err:?}",
+                                what()
+                            ));
+                        }
+                    }
+                }
+                Expect::Bytes(p) => {
+                    if st != CV_OK {
+                        out.failures.push(format!("{}: status {st}: {err}", what()));
+                        continue;
+                    }
+                    let want =
+                        std::fs::read(reference.dir.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+                    if let Some(msg) = compare(layer, case, &buf, &want) {
+                        out.failures.push(format!(
+                            "{}: differs from {}'s read ({p}): {msg}",
+                            what(),
+                            case.reader
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn run_pass(name: &str, reference: &Reference, targets: &[(&Layer, Target, Vec<&BoxCase>)]) {
+    let t0 = Instant::now();
+    let mut out = Outcome {
+        cases: 0,
+        failures: Vec::new(),
+    };
+    for (layer, target, boxes) in targets {
+        run_layer(reference, layer, target, boxes, &mut out);
+    }
+    eprintln!(
+        "conformance {name}: {} layers, {} boxes, {} failures, {:.1} s",
+        targets.len(),
+        out.cases,
+        out.failures.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(out.cases > 0, "conformance {name}: no box was read");
+    if !out.failures.is_empty() {
+        let mut msg = format!(
+            "conformance {name}: {} of {} boxes failed:\n",
+            out.failures.len(),
+            out.cases
+        );
+        for f in out.failures.iter().take(40) {
+            let _ = writeln!(msg, "  - {f}");
+        }
+        if out.failures.len() > 40 {
+            let _ = writeln!(msg, "  ... and {} more", out.failures.len() - 40);
+        }
+        panic!("{msg}");
+    }
+}
+
+fn all_boxes(layer: &Layer) -> Vec<&BoxCase> {
+    layer.boxes.iter().collect()
+}
+
+fn file_url(dir: &Path, rel: &str) -> String {
+    format!("file://{}", dir.join(rel).display())
+}
+
+fn server(reference: &Reference) -> Option<nginx::Nginx> {
+    let enc = reference.dir.join("encoded");
+    let mut cfg = nginx::Config::new(&reference.dir).gzip_static(true);
+    for e in ["gzip", "br", "zstd"] {
+        if enc.join(e).is_dir() {
+            cfg = cfg.encoded(&format!("/encoded/{e}/"), e);
+        }
+    }
+    nginx::Nginx::start(cfg)
+}
+
+// ------------------------------------------------------------------------------------------------
+// Tests
+
+/// The manifest covers what the reader claims to support; guards against a generator that
+/// silently shrinks.
+#[test]
+fn manifest_covers_the_matrix() {
+    let Some(r) = load() else { return };
+    let has = |w: &str, enc: &str, dt: &str, nc: usize| {
+        r.layers
+            .iter()
+            .any(|l| l.writer == w && l.encoding == enc && l.dtype == dt && l.channels == nc)
+    };
+    let mut missing = Vec::new();
+    for dt in [
+        "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "float32",
+    ] {
+        for w in ["cloud-volume", "tensorstore"] {
+            if !has(w, "raw", dt, 1) {
+                missing.push(format!("{w} raw {dt} x1"));
+            }
+            if !r
+                .layers
+                .iter()
+                .any(|l| l.writer == w && l.encoding == "raw" && l.dtype == dt && l.channels > 1)
+            {
+                missing.push(format!("{w} raw {dt} multi-channel"));
+            }
+        }
+    }
+    for dt in ["int64", "float64"] {
+        if !has("cloud-volume", "raw", dt, 1) {
+            missing.push(format!("cloud-volume raw {dt}"));
+        }
+    }
+    for w in ["cloud-volume", "tensorstore"] {
+        for nc in [1, 3] {
+            if !has(w, "jpeg", "uint8", nc) {
+                missing.push(format!("{w} jpeg x{nc}"));
+            }
+        }
+        for dt in ["uint32", "uint64"] {
+            if !has(w, "compressed_segmentation", dt, 1) {
+                missing.push(format!("{w} compressed_segmentation {dt}"));
+            }
+        }
+    }
+    for nc in 1..=4 {
+        for dt in ["uint8", "uint16"] {
+            if !has("tensorstore", "png", dt, nc) {
+                missing.push(format!("tensorstore png {dt} x{nc}"));
+            }
+        }
+    }
+    if !has("tensorstore", "compressed_segmentation", "uint64", 2) {
+        missing.push("tensorstore compressed_segmentation x2".into());
+    }
+    for c in ["gzip", "br", "zstd"] {
+        if !r
+            .layers
+            .iter()
+            .any(|l| l.file_compression.as_deref() == Some(c))
+        {
+            missing.push(format!("cloud-volume file:// .{c} layer"));
+        }
+        if !r
+            .layers
+            .iter()
+            .any(|l| l.encoded.iter().any(|(e, _)| e == c))
+        {
+            missing.push(format!("Content-Encoding {c} copy"));
+        }
+    }
+    let errors = |e: &str| {
+        r.layers
+            .iter()
+            .flat_map(|l| &l.boxes)
+            .filter(|b| matches!(&b.expect, Expect::Error(x) if x == e))
+            .count()
+    };
+    if errors("not_found") == 0 {
+        missing.push("boxes over missing chunks".into());
+    }
+    if errors("out_of_bounds") == 0 {
+        missing.push("out-of-bounds boxes".into());
+    }
+    let opt = |k: &str| {
+        r.layers
+            .iter()
+            .flat_map(|l| &l.boxes)
+            .filter(|b| b.options.contains_key(k))
+            .count()
+    };
+    for k in ["fill_missing", "bounded", "background_color"] {
+        if opt(k) == 0 {
+            missing.push(format!("boxes with option {k}"));
+        }
+    }
+    if r.layers
+        .iter()
+        .any(|l| l.writer == "cloud-volume" && l.encoding == "png")
+    {
+        for nc in 1..=4 {
+            if !has("cloud-volume", "png", "uint8", nc) {
+                missing.push(format!("cloud-volume png uint8 x{nc}"));
+            }
+        }
+    } else {
+        eprintln!("note: the reference set has no cloud-volume png layer (pyspng-seunglab missing when it was made)");
+    }
+    assert!(
+        missing.is_empty(),
+        "the reference manifest lacks: {}",
+        missing.join(", ")
+    );
+    let nboxes: usize = r.layers.iter().map(|l| l.boxes.len()).sum();
+    eprintln!(
+        "reference: {} layers, {} boxes; generated by {}; cross-checks {}",
+        r.layers.len(),
+        nboxes,
+        r.json["generated_by"],
+        r.json["cross_checks"]
+    );
+    for l in r
+        .layers
+        .iter()
+        .filter_map(|l| l.reader_note.as_ref().map(|n| (l, n)))
+        .take(1)
+    {
+        eprintln!("note ({}): {}", l.0.path, l.1);
+    }
+}
+
+/// (a) Every layer and box over file://, including cloud-volume's .gz/.br/.zstd file suffixes.
+#[test]
+fn file_protocol() {
+    let Some(r) = load() else { return };
+    let targets: Vec<_> = r
+        .layers
+        .iter()
+        .map(|l| {
+            (
+                l,
+                Target {
+                    url: file_url(&r.dir, &l.path),
+                    extra: Map::new(),
+                },
+                all_boxes(l),
+            )
+        })
+        .collect();
+    run_pass("file://", &r, &targets);
+}
+
+/// Cloud paths without a scheme (a plain absolute path) and behind `precomputed://` name the
+/// same layers; checked on the whole volume at mip 0 of every layer.
+#[test]
+fn path_spellings() {
+    let Some(r) = load() else { return };
+    let targets: Vec<_> = r
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let p = r.dir.join(&l.path).display().to_string();
+            let url = if i % 2 == 0 {
+                p
+            } else {
+                format!("precomputed://file://{p}/")
+            };
+            let boxes = l
+                .boxes
+                .iter()
+                .filter(|b| b.kind == "whole" && b.options.is_empty())
+                .take(1)
+                .collect();
+            (
+                l,
+                Target {
+                    url,
+                    extra: Map::new(),
+                },
+                boxes,
+            )
+        })
+        .collect();
+    run_pass("path spellings", &r, &targets);
+}
+
+/// (b) Over http:// from nginx. cloud-volume's `.gz` chunk files are served with
+/// `Content-Encoding: gzip` (gzip_static), as a bucket serves them; `.br`/`.zstd` suffix layers
+/// are file://-only.
+#[test]
+fn http_protocol() {
+    let Some(r) = load() else { return };
+    let Some(ng) = server(&r) else { return };
+    let targets: Vec<_> = r
+        .layers
+        .iter()
+        .filter(|l| l.http)
+        .map(|l| {
+            (
+                l,
+                Target {
+                    url: ng.url(&l.path),
+                    extra: Map::new(),
+                },
+                all_boxes(l),
+            )
+        })
+        .collect();
+    run_pass("http://", &r, &targets);
+    drop(ng);
+}
+
+fn bucket_pass(scheme: &str, option: &str) {
+    let Some(r) = load() else { return };
+    let Some(ng) = server(&r) else { return };
+    let mut extra = Map::new();
+    extra.insert(option.to_string(), Value::String(ng.base_url()));
+    let targets: Vec<_> = r
+        .layers
+        .iter()
+        .filter(|l| l.http)
+        .map(|l| {
+            (
+                l,
+                Target {
+                    url: format!("{scheme}://{}", l.path),
+                    extra: extra.clone(),
+                },
+                all_boxes(l),
+            )
+        })
+        .collect();
+    run_pass(&format!("{scheme}:// ({option})"), &r, &targets);
+    drop(ng);
+}
+
+/// (c) gs://BUCKET/... with `gs_endpoint` pointing at nginx (the bucket is the first component).
+#[test]
+fn gs_protocol_via_endpoint() {
+    bucket_pass("gs", "gs_endpoint");
+}
+
+/// (c) s3://BUCKET/... with `s3_endpoint` pointing at nginx.
+#[test]
+fn s3_protocol_via_endpoint() {
+    bucket_pass("s3", "s3_endpoint");
+}
+
+/// (d) Copies stored compressed under plain names (info included), served with
+/// `Content-Encoding: gzip|br|zstd`; once over http:// and once as gs://.
+#[test]
+fn content_encoding_over_http() {
+    let Some(r) = load() else { return };
+    let Some(ng) = server(&r) else { return };
+    let mut gs = Map::new();
+    gs.insert("gs_endpoint".into(), Value::String(ng.base_url()));
+    let mut targets = Vec::new();
+    for l in &r.layers {
+        for (i, (_enc, path)) in l.encoded.iter().enumerate() {
+            let t = if i % 2 == 0 {
+                Target {
+                    url: ng.url(path),
+                    extra: Map::new(),
+                }
+            } else {
+                Target {
+                    url: format!("gs://{path}"),
+                    extra: gs.clone(),
+                }
+            };
+            targets.push((l, t, all_boxes(l)));
+        }
+    }
+    assert!(
+        !targets.is_empty() || !required(),
+        "the manifest lists no Content-Encoding copies"
+    );
+    if targets.is_empty() {
+        return;
+    }
+    // The server really labels these responses: a plain GET must carry the header.
+    let (_, (enc, path)) = r
+        .layers
+        .iter()
+        .flat_map(|l| l.encoded.iter().map(move |e| (l, e)))
+        .next()
+        .unwrap();
+    let header = raw_get_header(ng.port(), &format!("/{path}/info"), "content-encoding");
+    assert_eq!(
+        header.as_deref(),
+        Some(enc.as_str()),
+        "nginx does not send Content-Encoding for {path}/info"
+    );
+    run_pass("Content-Encoding", &r, &targets);
+    drop(ng);
+}
+
+/// A header of a plain HTTP/1.0 GET, lower-cased name.
+fn raw_get_header(port: u16, path: &str, name: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).ok()?;
+    let text = String::from_utf8_lossy(&resp);
+    let head = text.split("\r\n\r\n").next()?;
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim().eq_ignore_ascii_case(name)).then(|| v.trim().to_string())
+    })
+}
+
+/// fill_missing / bounded / background_color and the refusals, read through http:// too (a
+/// missing chunk is a 404 there, a zero-byte chunk an empty 200): only the boxes that carry
+/// options or expect an error. (file:// runs them in `file_protocol`.)
+#[test]
+fn missing_chunks_and_bounds_over_http() {
+    let Some(r) = load() else { return };
+    let Some(ng) = server(&r) else { return };
+    let targets: Vec<_> = r
+        .layers
+        .iter()
+        .filter(|l| l.http)
+        .map(|l| {
+            let boxes: Vec<_> = l
+                .boxes
+                .iter()
+                .filter(|b| !b.options.is_empty() || matches!(b.expect, Expect::Error(_)))
+                .collect();
+            (
+                l,
+                Target {
+                    url: ng.url(&l.path),
+                    extra: Map::new(),
+                },
+                boxes,
+            )
+        })
+        .filter(|(_, _, b)| !b.is_empty())
+        .collect();
+    if targets.is_empty() {
+        assert!(
+            !required(),
+            "the manifest has no fill_missing/bounded boxes"
+        );
+        return;
+    }
+    run_pass("fill_missing/bounded over http://", &r, &targets);
+    drop(ng);
+}
+
+/// The nginx helper: byte ranges (the sharded reader relies on them), 404s, Content-Encoding
+/// prefixes over the main root and over a second root, and gzip_static.
+#[test]
+fn nginx_helper_serves_ranges_and_encodings() {
+    let dir = std::env::temp_dir().join(format!("cv-conformance-nginx-{}", std::process::id()));
+    let second = dir.join("second");
+    std::fs::create_dir_all(dir.join("root/b")).unwrap();
+    std::fs::create_dir_all(dir.join("root/enc/br")).unwrap();
+    std::fs::create_dir_all(&second).unwrap();
+    let body: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join("root/b/obj"), &body).unwrap();
+    std::fs::write(dir.join("root/b/z.gz"), b"gzipped bytes").unwrap();
+    std::fs::write(dir.join("root/enc/br/x"), b"brotli bytes").unwrap();
+    std::fs::write(second.join("y"), b"zstd bytes").unwrap();
+    let cfg = nginx::Config::new(dir.join("root"))
+        .gzip_static(true)
+        .encoded("/enc/br/", "br")
+        .encoded_root("/second/", &second, "zstd");
+    let Some(ng) = nginx::Nginx::start(cfg) else {
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    };
+    use std::io::{Read, Write};
+    let get = |path: &str, extra: &str| -> (String, Vec<u8>) {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", ng.port())).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{extra}\r\n").unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        (
+            String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase(),
+            resp[split + 4..].to_vec(),
+        )
+    };
+    let (head, data) = get("/b/obj", "Range: bytes=100-199\r\n");
+    assert!(head.starts_with("http/1.1 206"), "{head}");
+    assert_eq!(data, &body[100..200]);
+    let (head, data) = get("/b/obj", "");
+    assert!(
+        head.starts_with("http/1.1 200") && !head.contains("content-encoding"),
+        "{head}"
+    );
+    assert_eq!(data, body);
+    let (head, _) = get("/b/nothing", "");
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+    let (head, data) = get("/b/z", "");
+    assert!(
+        head.starts_with("http/1.1 200") && head.contains("content-encoding: gzip"),
+        "{head}"
+    );
+    assert_eq!(data, b"gzipped bytes");
+    let (head, data) = get("/enc/br/x", "");
+    assert!(head.contains("content-encoding: br"), "{head}");
+    assert_eq!(data, b"brotli bytes");
+    let (head, data) = get("/second/y", "");
+    assert!(head.contains("content-encoding: zstd"), "{head}");
+    assert_eq!(data, b"zstd bytes");
+    drop(ng);
+    let _ = std::fs::remove_dir_all(&dir);
+}
