@@ -12,7 +12,13 @@ use crate::error::{Error, Result};
 use crate::format::grid::chunk_key;
 use crate::format::{Bbox, ChunkGrid, Info, Scale};
 use crate::options::Options;
+use crate::format::sharding::{morton_bits, ShardingSpec};
 use crate::store::{self, Store};
+
+mod sharded;
+
+/// Bytes of shard and minishard indices a handle keeps decoded.
+const SHARD_CACHE_BYTES: usize = 128 << 20;
 
 /// A counting semaphore: bounds how many chunks are decoded (and hold decoded buffers) at once,
 /// while more requests than that may be in flight.
@@ -52,6 +58,9 @@ pub struct Volume {
     opts: Options,
     pool: rayon::ThreadPool,
     decode_permits: Permits,
+    /// The sharding spec of each scale (None: unsharded).
+    sharding: Vec<Option<ShardingSpec>>,
+    shards: sharded::ShardCaches,
 }
 
 impl Volume {
@@ -80,7 +89,34 @@ impl Volume {
             .thread_name(|i| format!("cloudvolume-{i}"))
             .build()
             .map_err(|e| Error::internal(format!("cannot start {threads} worker threads: {e}")))?;
-        Ok(Volume { path, store, info, opts, pool, decode_permits: Permits::new(cores) })
+        let mut sharding = Vec::with_capacity(info.scales.len());
+        for (i, scale) in info.scales.iter().enumerate() {
+            let ctx = format!("{} (info) scales[{i}] (key \"{}\")", store.url("info"), scale.key);
+            let spec = match &scale.sharding {
+                None => None,
+                Some(v) => {
+                    let spec = ShardingSpec::parse(v, &ctx)?;
+                    let bits: u32 = morton_bits(ChunkGrid::of(scale).grid_shape()).iter().sum();
+                    if bits > 64 {
+                        return Err(Error::decode(format!(
+                            "{ctx}: the chunk grid needs {bits} bits of compressed Morton code, more than 64"
+                        )));
+                    }
+                    Some(spec)
+                }
+            };
+            sharding.push(spec);
+        }
+        Ok(Volume {
+            path,
+            store,
+            info,
+            opts,
+            pool,
+            decode_permits: Permits::new(cores),
+            sharding,
+            shards: sharded::ShardCaches::new(SHARD_CACHE_BYTES),
+        })
     }
 
     pub fn info(&self) -> &Info {
@@ -164,18 +200,15 @@ impl Volume {
             unsafe { out.fill(bbox, &background) };
         }
         let Some(inside) = inside else { return Ok(()) };
-        if scale.sharding.is_some() {
-            return Err(Error::unsupported(format!(
-                "{}: mip {mip} (key \"{}\") is sharded; sharded scales are not supported yet",
-                self.path.path, scale.key
-            )));
-        }
         if matches!(scale.encoding, crate::format::Encoding::Compresso | crate::format::Encoding::Jxl) {
             return Err(Error::unsupported(format!(
                 "{}: mip {mip} uses the {} encoding, which is not supported yet",
                 self.path.path,
                 scale.encoding.name()
             )));
+        }
+        if let Some(spec) = &self.sharding[mip as usize] {
+            return self.read_sharded(mip, scale, spec, &inside, &out, &background, progress);
         }
         let cells = grid.cells_in(&inside);
         let task = |cell: &[i64; 3]| -> Result<()> {
