@@ -253,6 +253,52 @@ cv_status cv_info_json(const cv_volume *vol, char **out);
  */
 void cv_string_free(char *s);
 
+/**
+ * Read `n` single voxels, every channel of each, at the points `xyz[3*i .. 3*i+3)` (absolute
+ * voxel coordinates at `mip`) into `out`: point after point, channel after channel, elements
+ * little-endian; `out_len` must be exactly `n * channels * element size` bytes. Each distinct
+ * chunk is fetched once. Points outside the volume are `CV_ERR_OUT_OF_BOUNDS` with `bounded`,
+ * background without.
+ *
+ * # Safety
+ * `vol` is a live handle; `xyz` points to `3 * n` int64_t; `out` holds `out_len` writable bytes.
+ */
+cv_status cv_scattered_points(const cv_volume *vol,
+                              uint32_t mip,
+                              size_t n,
+                              const int64_t *xyz,
+                              void *out,
+                              size_t out_len);
+
+/**
+ * The number of chunks (grid cells) the box `[lo, hi)` meets inside the bounds of `mip`:
+ * the length `cv_chunks_exist` wants.
+ *
+ * # Safety
+ * `vol` is a live handle; `lo` and `hi` point to 3 int64_t; `out` is writable.
+ */
+cv_status cv_chunk_count(const cv_volume *vol,
+                         uint32_t mip,
+                         const int64_t *lo,
+                         const int64_t *hi,
+                         size_t *out);
+
+/**
+ * Which chunks of the box `[lo, hi)` at `mip` are stored: `out[i]` is 1 or 0 for the i-th
+ * grid cell the box meets inside the bounds, cells in x-fastest order (`out_len` must equal
+ * `cv_chunk_count`). `*n_present` (may be NULL) receives the number stored.
+ *
+ * # Safety
+ * `vol` is a live handle; `lo` and `hi` point to 3 int64_t; `out` holds `out_len` bytes.
+ */
+cv_status cv_chunks_exist(const cv_volume *vol,
+                          uint32_t mip,
+                          const int64_t *lo,
+                          const int64_t *hi,
+                          uint8_t *out,
+                          size_t out_len,
+                          size_t *n_present);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

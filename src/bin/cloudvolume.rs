@@ -11,16 +11,21 @@ const USAGE: &str = "usage:
   cloudvolume info URL [--options JSON]
   cloudvolume cutout URL --bbox x0,y0,z0,x1,y1,z1 -o FILE [--mip N] [--fill-missing] [--unbounded]
                      [--parallel N] [--options JSON] [--progress | --no-progress]
+  cloudvolume points URL FILE_OF_XYZ [--mip N] [-o FILE] [--fill-missing] [--unbounded] [--options JSON]
+  cloudvolume exists URL --bbox x0,y0,z0,x1,y1,z1 [--mip N] [--options JSON]
   cloudvolume version
 
 URL: file:///path, /path, http(s)://host/path, gs://bucket/path, s3://bucket/path (optionally
 behind precomputed://). The box is half-open [lo, hi) in absolute voxels at the mip. FILE ending
 in .npy gets a NumPy header (Fortran order, shape x,y,z,channels); anything else is raw bytes in
-that order.";
+that order. points reads one voxel per line of FILE_OF_XYZ (x y z or x,y,z) and prints
+x y z: value... per point, or writes the values (point after point, channel after channel) to
+-o FILE. exists prints, per chunk of the box, present or missing and its box, then a count.";
 
 struct Args {
     cmd: String,
     url: Option<String>,
+    extra: Vec<String>,
     mip: u32,
     bbox: Option<Bbox>,
     output: Option<String>,
@@ -31,7 +36,7 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let cmd = it.next().ok_or_else(|| "missing command".to_string())?;
-    let mut a = Args { cmd, url: None, mip: 0, bbox: None, output: None, options: Default::default(), progress: None };
+    let mut a = Args { cmd, url: None, extra: Vec::new(), mip: 0, bbox: None, output: None, options: Default::default(), progress: None };
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -71,6 +76,7 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => return Err(String::new()),
             s if s.starts_with('-') => return Err(format!("unknown flag {s}")),
             s if a.url.is_none() => a.url = Some(s.to_string()),
+            s if a.extra.is_empty() => a.extra.push(s.to_string()),
             s => return Err(format!("unexpected argument \"{s}\"")),
         }
     }
@@ -174,6 +180,71 @@ fn cutout(a: &Args) -> Result<(), Error> {
     Ok(())
 }
 
+fn points(a: &Args) -> Result<(), Error> {
+    let file = a.extra.first().ok_or_else(|| Error::invalid("points needs a FILE_OF_XYZ"))?;
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io(format!("cannot read {file}: {e}")))?;
+    let mut pts: Vec<[i64; 3]> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let v: Vec<i64> = line
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|_| Error::invalid(format!("{file}:{}: expected three integers, got \"{line}\"", n + 1)))?;
+        if v.len() != 3 {
+            return Err(Error::invalid(format!("{file}:{}: expected three integers, got \"{line}\"", n + 1)));
+        }
+        pts.push([v[0], v[1], v[2]]);
+    }
+    let vol = open(a)?;
+    let dt = vol.info().data_type;
+    let nc = vol.info().num_channels as usize;
+    let mut buf = vec![0u8; pts.len() * nc * dt.size()];
+    vol.scattered_points(a.mip, &pts, &mut buf)?;
+    if let Some(output) = &a.output {
+        return std::fs::write(output, &buf).map_err(|e| Error::io(format!("writing {output}: {e}")));
+    }
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    let item = dt.size();
+    for (i, p) in pts.iter().enumerate() {
+        let vals: Vec<String> =
+            (0..nc).map(|c| format_value(dt, &buf[(i * nc + c) * item..(i * nc + c + 1) * item])).collect();
+        writeln!(w, "{} {} {}: {}", p[0], p[1], p[2], vals.join(" ")).map_err(|e| Error::io(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn format_value(dt: DataType, b: &[u8]) -> String {
+    let mut a8 = [0u8; 8];
+    a8[..b.len()].copy_from_slice(b);
+    match dt {
+        DataType::U8 | DataType::U16 | DataType::U32 | DataType::U64 => u64::from_le_bytes(a8).to_string(),
+        DataType::I8 => (b[0] as i8).to_string(),
+        DataType::I16 => i16::from_le_bytes([b[0], b[1]]).to_string(),
+        DataType::I32 => i32::from_le_bytes([b[0], b[1], b[2], b[3]]).to_string(),
+        DataType::I64 => i64::from_le_bytes(a8).to_string(),
+        DataType::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]).to_string(),
+        DataType::F64 => f64::from_le_bytes(a8).to_string(),
+    }
+}
+
+fn exists(a: &Args) -> Result<(), Error> {
+    let bbox = a.bbox.ok_or_else(|| Error::invalid("exists needs --bbox x0,y0,z0,x1,y1,z1"))?;
+    let vol = open(a)?;
+    let found = vol.chunks_exist(a.mip, &bbox)?;
+    let present = found.iter().filter(|f| f.1).count();
+    for (b, p) in &found {
+        println!("{} {b}", if *p { "present" } else { "missing" });
+    }
+    println!("{present} of {} chunk(s) present", found.len());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let a = match parse_args() {
         Ok(a) => a,
@@ -190,6 +261,8 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&v.info().json).unwrap_or_default());
         }),
         "cutout" => cutout(&a),
+        "points" => points(&a),
+        "exists" => exists(&a),
         "version" => {
             println!("cloudvolume {}", cloudvolume::VERSION);
             Ok(())

@@ -419,3 +419,105 @@ pub unsafe extern "C" fn cv_string_free(s: *mut c_char) {
         drop(CString::from_raw(s));
     }
 }
+
+/// Read `n` single voxels, every channel of each, at the points `xyz[3*i .. 3*i+3)` (absolute
+/// voxel coordinates at `mip`) into `out`: point after point, channel after channel, elements
+/// little-endian; `out_len` must be exactly `n * channels * element size` bytes. Each distinct
+/// chunk is fetched once. Points outside the volume are `CV_ERR_OUT_OF_BOUNDS` with `bounded`,
+/// background without.
+///
+/// # Safety
+/// `vol` is a live handle; `xyz` points to `3 * n` int64_t; `out` holds `out_len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn cv_scattered_points(
+    vol: *const cv_volume,
+    mip: u32,
+    n: usize,
+    xyz: *const i64,
+    out: *mut c_void,
+    out_len: usize,
+) -> cv_status {
+    boundary(|| {
+        let v = vol_arg(vol)?;
+        v.scale(mip)?;
+        let per = v.info().num_channels as usize * v.info().data_type.size();
+        let want = n.checked_mul(per).ok_or_else(|| Error::invalid(format!("n = {n} points is too many")))?;
+        if out_len != want {
+            return Err(Error::invalid(format!("out_len is {out_len} bytes, but {n} point(s) need {want}")));
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        if xyz.is_null() {
+            return Err(Error::invalid("xyz is NULL"));
+        }
+        if out.is_null() {
+            return Err(Error::invalid("out is NULL"));
+        }
+        let coords = std::slice::from_raw_parts(xyz, 3 * n);
+        let points: Vec<[i64; 3]> = coords.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+        let mut tmp = vec![0u8; out_len];
+        v.scattered_points(mip, &points, &mut tmp)?;
+        std::ptr::copy_nonoverlapping(tmp.as_ptr(), out.cast::<u8>(), out_len);
+        Ok(())
+    })
+}
+
+/// The number of chunks (grid cells) the box `[lo, hi)` meets inside the bounds of `mip`:
+/// the length `cv_chunks_exist` wants.
+///
+/// # Safety
+/// `vol` is a live handle; `lo` and `hi` point to 3 int64_t; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn cv_chunk_count(vol: *const cv_volume, mip: u32, lo: *const i64, hi: *const i64, out: *mut usize) -> cv_status {
+    boundary(|| {
+        let v = vol_arg(vol)?;
+        let bbox = Bbox::new(triple_arg(lo, "lo")?, triple_arg(hi, "hi")?);
+        if bbox.is_empty() {
+            return Err(Error::invalid(format!("box {bbox} is empty or inverted (need lo < hi on every axis)")));
+        }
+        let n = v.chunk_count(mip, &bbox)?;
+        *out_arg(out, "out")? = n;
+        Ok(())
+    })
+}
+
+/// Which chunks of the box `[lo, hi)` at `mip` are stored: `out[i]` is 1 or 0 for the i-th
+/// grid cell the box meets inside the bounds, cells in x-fastest order (`out_len` must equal
+/// `cv_chunk_count`). `*n_present` (may be NULL) receives the number stored.
+///
+/// # Safety
+/// `vol` is a live handle; `lo` and `hi` point to 3 int64_t; `out` holds `out_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn cv_chunks_exist(
+    vol: *const cv_volume,
+    mip: u32,
+    lo: *const i64,
+    hi: *const i64,
+    out: *mut u8,
+    out_len: usize,
+    n_present: *mut usize,
+) -> cv_status {
+    boundary(|| {
+        let v = vol_arg(vol)?;
+        let bbox = Bbox::new(triple_arg(lo, "lo")?, triple_arg(hi, "hi")?);
+        if bbox.is_empty() {
+            return Err(Error::invalid(format!("box {bbox} is empty or inverted (need lo < hi on every axis)")));
+        }
+        let want = v.chunk_count(mip, &bbox)?;
+        if out_len != want {
+            return Err(Error::invalid(format!("out_len is {out_len}, but box {bbox} meets {want} chunk(s)")));
+        }
+        if out.is_null() && want > 0 {
+            return Err(Error::invalid("out is NULL"));
+        }
+        let found = v.chunks_exist(mip, &bbox)?;
+        for (i, (_, present)) in found.iter().enumerate() {
+            *out.add(i) = u8::from(*present);
+        }
+        if !n_present.is_null() {
+            *n_present = found.iter().filter(|f| f.1).count();
+        }
+        Ok(())
+    })
+}

@@ -57,6 +57,19 @@ impl Store for FileStore {
         Ok(None)
     }
 
+    fn exists(&self, key: &str) -> Result<bool> {
+        let path = join_key(&self.base, key);
+        for (suffix, _) in SUFFIXES {
+            match std::fs::metadata(format!("{path}{suffix}")) {
+                Ok(m) if m.is_file() => return Ok(true),
+                Ok(_) => {}
+                Err(e) if e.kind() == IoKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {}
+                Err(e) => return Err(Error::io(format!("file://{path}{suffix}: {e}"))),
+            }
+        }
+        Ok(false)
+    }
+
     fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Vec<u8>>> {
         use std::os::unix::fs::FileExt;
         let path = join_key(&self.base, key);

@@ -28,6 +28,19 @@ impl HttpStore {
         Ok(HttpStore { base: base.to_string(), agent, max_attempts: opts.max_attempts })
     }
 
+    fn head_once(&self, url: &str) -> std::result::Result<bool, (bool, Error)> {
+        match self.agent.head(url).call() {
+            Ok(_) => Ok(true),
+            Err(ureq::Error::Status(code, _)) => match code {
+                404 | 410 => Ok(false),
+                401 | 403 => Err((false, Error::auth(format!("{url}: HTTP {code} (access refused)")))),
+                408 | 429 | 500..=599 => Err((true, Error::io(format!("{url}: HTTP {code}")))),
+                _ => Err((false, Error::io(format!("{url}: HTTP {code}")))),
+            },
+            Err(ureq::Error::Transport(t)) => Err((true, Error::io(format!("{url}: {t}")))),
+        }
+    }
+
     fn get_once(&self, url: &str, range: Option<(u64, u64)>) -> std::result::Result<Option<Object>, (bool, Error)> {
         let mut req = self.agent.get(url);
         if let Some((a, b)) = range {
@@ -88,11 +101,11 @@ impl HttpStore {
         Ok(Some(Object { bytes, encoding }))
     }
 
-    fn with_retries(&self, url: &str, range: Option<(u64, u64)>) -> Result<Option<Object>> {
+    fn with_retries<T>(&self, mut once: impl FnMut() -> std::result::Result<T, (bool, Error)>) -> Result<T> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.get_once(url, range) {
+            match once() {
                 Ok(o) => return Ok(o),
                 Err((retry, e)) => {
                     if !retry || attempt >= self.max_attempts {
@@ -114,14 +127,21 @@ impl HttpStore {
 
 impl Store for HttpStore {
     fn get(&self, key: &str) -> Result<Option<Object>> {
-        self.with_retries(&self.url(key), None)
+        let url = self.url(key);
+        self.with_retries(|| self.get_once(&url, None))
+    }
+
+    fn exists(&self, key: &str) -> Result<bool> {
+        let url = self.url(key);
+        self.with_retries(|| self.head_once(&url))
     }
 
     fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Vec<u8>>> {
         if end <= start {
             return Ok(Some(Vec::new()));
         }
-        Ok(self.with_retries(&self.url(key), Some((start, end)))?.map(|o| o.bytes))
+        let url = self.url(key);
+        Ok(self.with_retries(|| self.get_once(&url, Some((start, end))))?.map(|o| o.bytes))
     }
 
     fn url(&self, key: &str) -> String {

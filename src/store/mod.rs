@@ -57,6 +57,12 @@ pub trait Store: Send + Sync {
     /// pointed there is corrupt).
     fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Vec<u8>>>;
 
+    /// Whether an object exists at `key` (without fetching it).
+    ///
+    /// # Errors
+    /// As `get`.
+    fn exists(&self, key: &str) -> Result<bool>;
+
     /// The full URL or path of `key`, for messages.
     fn url(&self, key: &str) -> String;
 

@@ -15,6 +15,7 @@ use crate::options::Options;
 use crate::format::sharding::{morton_bits, ShardingSpec};
 use crate::store::{self, Store};
 
+mod points;
 mod sharded;
 
 /// Bytes of shard and minishard indices a handle keeps decoded.
