@@ -91,11 +91,11 @@ pub fn decode(data: &[u8], components: usize) -> Result<Image, String> {
             }
             let stride = w * components;
             let mut pixels = vec![0u8; stride * h];
+            let base = pixels.as_mut_ptr();
+            let mut rows: Vec<*mut u8> = (0..h).map(|r| base.add(r * stride)).collect();
             while (cinfo.output_scanline as usize) < h {
                 let row = cinfo.output_scanline as usize;
-                let mut rows: Vec<*mut u8> =
-                    (row..h).map(|r| pixels.as_mut_ptr().add(r * stride)).collect();
-                let n = mj::jpeg_read_scanlines(&mut cinfo, rows.as_mut_ptr(), (h - row) as u32);
+                let n = mj::jpeg_read_scanlines(&mut cinfo, rows.as_mut_ptr().add(row), (h - row) as u32);
                 if n == 0 {
                     return Err(format!("JPEG ended after {row} of {h} rows"));
                 }
