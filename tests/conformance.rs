@@ -12,6 +12,14 @@
 //! that nginx serves with `Content-Encoding: gzip|br|zstd`. Boxes that carry options
 //! (`fill_missing`, `bounded`, `background_color`) check those semantics against cloud-volume;
 //! boxes that cloud-volume refused must fail with the matching status.
+//!
+//! Sharded layers (`neuroglancer_uint64_sharded_v1`, written by tensorstore and by cloud-volume)
+//! go through the same passes. Layers that list scattered-point sets are also read with
+//! `cv_scattered_points` (exact, or within the JPEG tolerance) in the file://, http://, gs://,
+//! s3:// and Content-Encoding passes, and layers that list the chunks their writer stored
+//! (tensorstore's sharded kvstore listing, cloud-volume's shard labels, or the chunk files) have
+//! `cv_chunks_exist` checked against that list, over each mip and over a box cutting cells in
+//! the middle of it.
 
 #[path = "support/nginx.rs"]
 mod nginx;
@@ -24,8 +32,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cloudvolume::ffi::{
-    cv_cutout_into, cv_free, cv_last_error, cv_open, cv_status, cv_volume, CV_ERR_NOT_FOUND,
-    CV_ERR_OUT_OF_BOUNDS, CV_OK,
+    cv_chunk_count, cv_chunks_exist, cv_cutout_into, cv_free, cv_last_error, cv_open,
+    cv_scattered_points, cv_status, cv_volume, CV_ERR_NOT_FOUND, CV_ERR_OUT_OF_BOUNDS, CV_OK,
 };
 use serde_json::{Map, Value};
 
@@ -50,6 +58,35 @@ enum Expect {
     Error(String),
 }
 
+/// A scattered-point set: `cv_scattered_points` at `mip` must return what `reader` read.
+#[derive(Debug, Clone)]
+struct PointSet {
+    mip: u32,
+    kind: String,
+    reader: String,
+    options: Map<String, Value>,
+    points: Vec<[i64; 3]>,
+    /// Expected bytes: point after point, channel after channel, little-endian.
+    expect: Expect,
+}
+
+/// The grid cells of one mip whose chunk the writer stored (as the writing library lists them).
+#[derive(Debug, Clone)]
+struct ChunkSet {
+    mip: u32,
+    grid: [i64; 3],
+    present: Vec<[i64; 3]>,
+    source: String,
+}
+
+/// One mip's geometry.
+#[derive(Debug, Clone, Copy)]
+struct Mip {
+    size: [i64; 3],
+    voxel_offset: [i64; 3],
+    chunk_size: [i64; 3],
+}
+
 #[derive(Debug, Clone)]
 struct Layer {
     path: String,
@@ -64,6 +101,17 @@ struct Layer {
     /// (content encoding, path) of copies stored compressed under plain names.
     encoded: Vec<(String, String)>,
     reader_note: Option<String>,
+    mips: Vec<Mip>,
+    /// Per mip: the sharding spec, or None (unsharded).
+    sharding: Vec<Option<Value>>,
+    points: Vec<PointSet>,
+    chunks: Vec<ChunkSet>,
+}
+
+impl Layer {
+    fn sharded(&self) -> bool {
+        self.sharding.iter().any(Option::is_some)
+    }
 }
 
 struct Reference {
@@ -177,10 +225,74 @@ fn load() -> Option<Reference> {
                     })
                     .unwrap_or_default(),
                 reader_note: l["reader_note"].as_str().map(str::to_string),
+                mips: l["mips"]
+                    .as_array()
+                    .expect("manifest: layer without mips")
+                    .iter()
+                    .map(|m| Mip {
+                        size: triple(&m["size"], "size"),
+                        voxel_offset: triple(&m["voxel_offset"], "voxel_offset"),
+                        chunk_size: triple(&m["chunk_size"], "chunk_size"),
+                    })
+                    .collect(),
+                sharding: l["sharding"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|v| (!v.is_null()).then(|| v.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                points: l["points"]
+                    .as_array()
+                    .map(|a| a.iter().map(point_set).collect())
+                    .unwrap_or_default(),
+                chunks: l["chunks"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|c| ChunkSet {
+                                mip: c["mip"].as_u64().expect("manifest: chunks mip") as u32,
+                                grid: triple(&c["grid"], "grid"),
+                                present: c["present"]
+                                    .as_array()
+                                    .expect("manifest: chunks without present")
+                                    .iter()
+                                    .map(|v| triple(v, "present cell"))
+                                    .collect(),
+                                source: c["source"].as_str().unwrap_or("").to_string(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             }
         })
         .collect();
     Some(Reference { dir, layers, json })
+}
+
+fn expect_of(v: &Value) -> Expect {
+    match (v["expected"].as_str(), v["error"].as_str()) {
+        (Some(p), None) => Expect::Bytes(p.to_string()),
+        (None, Some(e)) => Expect::Error(e.to_string()),
+        _ => panic!("manifest: entry needs exactly one of \"expected\" and \"error\": {v}"),
+    }
+}
+
+fn point_set(p: &Value) -> PointSet {
+    PointSet {
+        mip: p["mip"].as_u64().expect("manifest: points mip") as u32,
+        kind: p["kind"].as_str().unwrap_or("").to_string(),
+        reader: string(p, "reader"),
+        options: p["options"].as_object().cloned().unwrap_or_default(),
+        points: p["points"]
+            .as_array()
+            .expect("manifest: point set without points")
+            .iter()
+            .map(|v| triple(v, "point"))
+            .collect(),
+        expect: expect_of(p),
+    }
 }
 
 fn dtype_size(dtype: &str) -> usize {
@@ -290,18 +402,88 @@ fn cutout(h: &Handle, mip: u32, lo: [i64; 3], hi: [i64; 3], buf: &mut [u8]) -> (
     )
 }
 
+fn scattered_points(
+    h: &Handle,
+    mip: u32,
+    points: &[[i64; 3]],
+    out: &mut [u8],
+) -> (cv_status, String) {
+    let xyz: Vec<i64> = points.iter().flatten().copied().collect();
+    // SAFETY: a live handle, 3 * n coordinates, out of out.len() writable bytes.
+    let st = unsafe {
+        cv_scattered_points(
+            h.0,
+            mip,
+            points.len(),
+            xyz.as_ptr(),
+            out.as_mut_ptr().cast::<c_void>(),
+            out.len(),
+        )
+    };
+    (
+        st,
+        if st == CV_OK {
+            String::new()
+        } else {
+            last_error()
+        },
+    )
+}
+
+/// `cv_chunk_count` then `cv_chunks_exist` over `[lo, hi)`: one flag per grid cell, x fastest,
+/// and the count of present ones the call reported.
+fn chunks_exist(
+    h: &Handle,
+    mip: u32,
+    lo: [i64; 3],
+    hi: [i64; 3],
+) -> Result<(Vec<u8>, usize), String> {
+    let mut n = usize::MAX;
+    // SAFETY: a live handle, 3-element lo/hi, a writable count.
+    let st = unsafe { cv_chunk_count(h.0, mip, lo.as_ptr(), hi.as_ptr(), &mut n) };
+    if st != CV_OK {
+        return Err(format!("cv_chunk_count -> status {st}: {}", last_error()));
+    }
+    let mut flags = vec![0xA5u8; n];
+    let mut present = usize::MAX;
+    // SAFETY: as above; flags holds n writable bytes.
+    let st = unsafe {
+        cv_chunks_exist(
+            h.0,
+            mip,
+            lo.as_ptr(),
+            hi.as_ptr(),
+            flags.as_mut_ptr(),
+            flags.len(),
+            &mut present,
+        )
+    };
+    if st != CV_OK {
+        return Err(format!("cv_chunks_exist -> status {st}: {}", last_error()));
+    }
+    Ok((flags, present))
+}
+
 // ------------------------------------------------------------------------------------------------
 // Running a pass
 
-/// Where to read a layer from in one pass: its URL and extra options (endpoints).
+/// Where to read a layer from in one pass: its URL and extra options (endpoints), and whether
+/// the pass also reads the layer's scattered-point sets and checks its stored chunks.
 struct Target {
     url: String,
     extra: Map<String, Value>,
+    points_and_chunks: bool,
 }
 
+#[derive(Default)]
 struct Outcome {
     cases: usize,
     failures: Vec<String>,
+    /// Point sets read, and points in them.
+    point_sets: usize,
+    points: usize,
+    /// Chunk-existence queries made (whole mips and sub-boxes).
+    chunk_queries: usize,
 }
 
 fn status_for(error: &str) -> cv_status {
@@ -488,28 +670,246 @@ fn run_layer(
     }
 }
 
+/// Compare the values of a point set; None when equal (within the tolerance).
+fn compare_points(layer: &Layer, set: &PointSet, got: &[u8], want: &[u8]) -> Option<String> {
+    if got.len() != want.len() {
+        return Some(format!(
+            "expected file has {} bytes, the points {}",
+            want.len(),
+            got.len()
+        ));
+    }
+    let item = dtype_size(&layer.dtype);
+    let tol = layer.tolerance;
+    let bad = |a: &[u8], b: &[u8]| {
+        if tol == 0 {
+            a != b
+        } else {
+            a.iter().zip(b).any(|(x, y)| x.abs_diff(*y) > tol)
+        }
+    };
+    let pairs = || got.chunks(item).zip(want.chunks(item));
+    let first = pairs().position(|(a, b)| bad(a, b))?;
+    let nbad = pairs().filter(|(a, b)| bad(a, b)).count();
+    let (i, c) = (first / layer.channels, first % layer.channels);
+    Some(format!(
+        "first difference at point {i} {:?} channel {c}: got {}, want {}{}; {nbad} of {} values differ",
+        set.points[i],
+        show(&layer.dtype, &got[first * item..(first + 1) * item]),
+        show(&layer.dtype, &want[first * item..(first + 1) * item]),
+        if tol > 0 { format!(" (tolerance {tol})") } else { String::new() },
+        got.len() / item,
+    ))
+}
+
+/// The cells of grid `grid` from `c0` to `c1` (exclusive), x fastest: the order of
+/// `cv_chunks_exist`.
+fn cells_between(c0: [i64; 3], c1: [i64; 3]) -> Vec<[i64; 3]> {
+    let mut v = Vec::new();
+    for z in c0[2]..c1[2] {
+        for y in c0[1]..c1[1] {
+            for x in c0[0]..c1[0] {
+                v.push([x, y, z]);
+            }
+        }
+    }
+    v
+}
+
+/// Read every scattered-point set of `layer` through `cv_scattered_points`, and check
+/// `cv_chunks_exist` against the chunks the writer stored (the whole of each listed mip, and a
+/// box cutting cells in the middle of it).
+fn run_points_and_chunks(reference: &Reference, layer: &Layer, target: &Target, out: &mut Outcome) {
+    let with_extra = |o: &Map<String, Value>| {
+        let mut opts = o.clone();
+        for (k, v) in &target.extra {
+            opts.insert(k.clone(), v.clone());
+        }
+        opts
+    };
+    let item = dtype_size(&layer.dtype);
+    // One handle per distinct option set, shared by the point sets and the chunk queries.
+    let mut handles: BTreeMap<String, Result<Handle, String>> = BTreeMap::new();
+    fn cached<'a>(
+        handles: &'a mut BTreeMap<String, Result<Handle, String>>,
+        url: &str,
+        opts: Map<String, Value>,
+    ) -> Result<&'a Handle, String> {
+        handles
+            .entry(Value::Object(opts.clone()).to_string())
+            .or_insert_with(|| open(url, &opts))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+    for set in &layer.points {
+        out.point_sets += 1;
+        out.points += set.points.len();
+        let what = || {
+            format!(
+                "{} ({} {} x{}, written by {}{}) mip {} {} point(s) ({}){}",
+                target.url,
+                layer.encoding,
+                layer.dtype,
+                layer.channels,
+                layer.writer,
+                if layer.sharded() { ", sharded" } else { "" },
+                set.mip,
+                set.points.len(),
+                set.kind,
+                if set.options.is_empty() {
+                    String::new()
+                } else {
+                    format!(" options {}", Value::Object(set.options.clone()))
+                }
+            )
+        };
+        let h = match cached(&mut handles, &target.url, with_extra(&set.options)) {
+            Ok(h) => h,
+            Err(e) => {
+                out.failures.push(format!("{}: {e}", what()));
+                continue;
+            }
+        };
+        let mut buf = vec![0xA5u8; set.points.len() * layer.channels * item];
+        let (st, err) = scattered_points(h, set.mip, &set.points, &mut buf);
+        match &set.expect {
+            Expect::Error(e) => {
+                let want = status_for(e);
+                if st != want {
+                    out.failures.push(format!(
+                        "{}: cv_scattered_points: expected status {want} ({e}, as {} refused them), got {st} {err}",
+                        what(),
+                        set.reader
+                    ));
+                }
+            }
+            Expect::Bytes(p) => {
+                if st != CV_OK {
+                    out.failures.push(format!(
+                        "{}: cv_scattered_points: status {st}: {err}",
+                        what()
+                    ));
+                    continue;
+                }
+                let want =
+                    std::fs::read(reference.dir.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+                if let Some(msg) = compare_points(layer, set, &buf, &want) {
+                    out.failures.push(format!(
+                        "{}: cv_scattered_points differs from {}'s read ({p}): {msg}",
+                        what(),
+                        set.reader
+                    ));
+                }
+            }
+        }
+    }
+    if layer.chunks.is_empty() {
+        return;
+    }
+    let h = match cached(&mut handles, &target.url, with_extra(&Map::new())) {
+        Ok(h) => h,
+        Err(e) => {
+            out.failures
+                .push(format!("{}: chunk existence: {e}", target.url));
+            return;
+        }
+    };
+    for set in &layer.chunks {
+        let m = layer.mips[set.mip as usize];
+        let lo = m.voxel_offset;
+        let hi = [0, 1, 2].map(|d| lo[d] + m.size[d]);
+        let grid = set.grid;
+        let mid0 = grid.map(|g| g / 3);
+        let mid1 = [0, 1, 2].map(|d| (2 * grid[d] / 3 + 1).clamp(mid0[d] + 1, grid[d]));
+        // A box from one voxel into cell mid0 to one voxel into cell mid1 - 1.
+        let sub_lo =
+            [0, 1, 2].map(|d| lo[d] + mid0[d] * m.chunk_size[d] + (m.chunk_size[d] - 1).min(1));
+        let sub_hi = [0, 1, 2].map(|d| (lo[d] + (mid1[d] - 1) * m.chunk_size[d] + 2).min(hi[d]));
+        let sub_lo = [0, 1, 2].map(|d| sub_lo[d].min(sub_hi[d] - 1));
+        for (blo, bhi, cells) in [
+            (lo, hi, cells_between([0; 3], grid)),
+            (sub_lo, sub_hi, cells_between(mid0, mid1)),
+        ] {
+            out.chunk_queries += 1;
+            let what = format!(
+                "{} ({}{}) mip {} box [{},{},{}]..[{},{},{}]: cv_chunks_exist",
+                target.url,
+                layer.writer,
+                if layer.sharded() { ", sharded" } else { "" },
+                set.mip,
+                blo[0],
+                blo[1],
+                blo[2],
+                bhi[0],
+                bhi[1],
+                bhi[2]
+            );
+            let (flags, n_present) = match chunks_exist(h, set.mip, blo, bhi) {
+                Ok(r) => r,
+                Err(e) => {
+                    out.failures.push(format!("{what}: {e}"));
+                    continue;
+                }
+            };
+            if flags.len() != cells.len() {
+                out.failures.push(format!(
+                    "{what}: {} cells reported, the box meets {}",
+                    flags.len(),
+                    cells.len()
+                ));
+                continue;
+            }
+            let want: Vec<u8> = cells
+                .iter()
+                .map(|c| u8::from(set.present.contains(c)))
+                .collect();
+            let wrong: Vec<String> = cells
+                .iter()
+                .zip(flags.iter().zip(&want))
+                .filter(|(_, (g, w))| g != w)
+                .map(|(c, (g, w))| format!("cell {c:?}: got {g}, want {w}"))
+                .collect();
+            let n_want = want.iter().filter(|&&w| w == 1).count();
+            if !wrong.is_empty() || n_present != n_want {
+                out.failures.push(format!(
+                    "{what}: differs from the chunks the writer stored ({}): {} of {} cells wrong ({}); n_present {n_present}, want {n_want}",
+                    set.source,
+                    wrong.len(),
+                    cells.len(),
+                    wrong.iter().take(4).cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+    }
+}
+
 fn run_pass(name: &str, reference: &Reference, targets: &[(&Layer, Target, Vec<&BoxCase>)]) {
     let t0 = Instant::now();
-    let mut out = Outcome {
-        cases: 0,
-        failures: Vec::new(),
-    };
+    let mut out = Outcome::default();
     for (layer, target, boxes) in targets {
         run_layer(reference, layer, target, boxes, &mut out);
+        if target.points_and_chunks {
+            run_points_and_chunks(reference, layer, target, &mut out);
+        }
     }
     eprintln!(
-        "conformance {name}: {} layers, {} boxes, {} failures, {:.1} s",
+        "conformance {name}: {} layers, {} boxes, {} point sets ({} points), {} chunk-existence queries, {} failures, {:.1} s",
         targets.len(),
         out.cases,
+        out.point_sets,
+        out.points,
+        out.chunk_queries,
         out.failures.len(),
         t0.elapsed().as_secs_f64()
     );
     assert!(out.cases > 0, "conformance {name}: no box was read");
     if !out.failures.is_empty() {
         let mut msg = format!(
-            "conformance {name}: {} of {} boxes failed:\n",
+            "conformance {name}: {} failures ({} boxes, {} point sets, {} chunk-existence queries):\n",
             out.failures.len(),
-            out.cases
+            out.cases,
+            out.point_sets,
+            out.chunk_queries
         );
         for f in out.failures.iter().take(40) {
             let _ = writeln!(msg, "  - {f}");
@@ -650,12 +1050,134 @@ fn manifest_covers_the_matrix() {
     } else {
         eprintln!("note: the reference set has no cloud-volume png layer (pyspng-seunglab missing when it was made)");
     }
+    // Sharded layers (issue 3): both hashes, both encodings of minishard indices and of data,
+    // one-digit and two-digit shard file names, both writers, jpeg and compressed_segmentation,
+    // several mips, missing chunks and shards, scattered points and stored-chunk lists.
+    let specs: Vec<(&Layer, &Value)> = r
+        .layers
+        .iter()
+        .flat_map(|l| l.sharding.iter().flatten().map(move |s| (l, s)))
+        .collect();
+    let any_spec = |f: &dyn Fn(&Value) -> bool| specs.iter().any(|(_, s)| f(s));
+    for hash in ["identity", "murmurhash3_x86_128"] {
+        if !any_spec(&|s| s["hash"] == hash) {
+            missing.push(format!("sharded layer with hash {hash}"));
+        }
+    }
+    for member in ["minishard_index_encoding", "data_encoding"] {
+        for enc in ["raw", "gzip"] {
+            if !any_spec(&|s| s[member] == enc) {
+                missing.push(format!("sharded layer with {member} {enc}"));
+            }
+        }
+    }
+    if !any_spec(&|s| s["shard_bits"] == 0) {
+        missing.push("sharded layer with shard_bits 0".into());
+    }
+    if !any_spec(&|s| s["shard_bits"].as_u64().unwrap_or(0) > 4) {
+        missing.push("sharded layer with shard_bits > 4 (two-digit shard file names)".into());
+    }
+    if !any_spec(&|s| {
+        s["hash"] == "identity"
+            && s["preshift_bits"] == 9
+            && s["minishard_bits"] == 6
+            && s["shard_bits"] == 13
+    }) {
+        missing.push("sharded layer with FAFB's parameters".into());
+    }
+    for w in ["cloud-volume", "tensorstore"] {
+        if !r.layers.iter().any(|l| l.sharded() && l.writer == w) {
+            missing.push(format!("sharded layer written by {w}"));
+        }
+    }
+    for (enc, dt) in [
+        ("jpeg", "uint8"),
+        ("compressed_segmentation", "uint64"),
+        ("raw", "uint16"),
+    ] {
+        if !r
+            .layers
+            .iter()
+            .any(|l| l.sharded() && l.encoding == enc && l.dtype == dt)
+        {
+            missing.push(format!("sharded {enc} {dt} layer"));
+        }
+    }
+    if !r
+        .layers
+        .iter()
+        .any(|l| l.sharding.iter().filter(|s| s.is_some()).count() > 1)
+    {
+        missing.push("sharded layer with two sharded mips".into());
+    }
+    if !r.layers.iter().any(|l| {
+        l.sharded()
+            && l.boxes
+                .iter()
+                .any(|b| b.options.contains_key("fill_missing"))
+            && l.boxes
+                .iter()
+                .any(|b| matches!(&b.expect, Expect::Error(e) if e == "not_found"))
+    }) {
+        missing.push("sharded layer with missing chunks (fill_missing boxes and refusals)".into());
+    }
+    for sharded in [true, false] {
+        let sets = r
+            .layers
+            .iter()
+            .filter(|l| l.sharded() == sharded)
+            .flat_map(|l| &l.points);
+        if sets.count() == 0 {
+            missing.push(format!(
+                "scattered points on {} layers",
+                if sharded { "sharded" } else { "unsharded" }
+            ));
+        }
+        if !r
+            .layers
+            .iter()
+            .any(|l| l.sharded() == sharded && !l.chunks.is_empty())
+        {
+            missing.push(format!(
+                "stored-chunk lists of {} layers",
+                if sharded { "sharded" } else { "unsharded" }
+            ));
+        }
+    }
+    if !r
+        .layers
+        .iter()
+        .flat_map(|l| &l.points)
+        .any(|p| matches!(&p.expect, Expect::Error(_)))
+    {
+        missing.push("point sets that must be refused".into());
+    }
+    if !r
+        .layers
+        .iter()
+        .flat_map(|l| &l.chunks)
+        .any(|c| (c.present.len() as i64) < c.grid.iter().product::<i64>())
+    {
+        missing.push("stored-chunk lists with absent chunks".into());
+    }
     assert!(
         missing.is_empty(),
         "the reference manifest lacks: {}",
         missing.join(", ")
     );
     let nboxes: usize = r.layers.iter().map(|l| l.boxes.len()).sum();
+    let nsharded = r.layers.iter().filter(|l| l.sharded()).count();
+    let npoints: usize = r
+        .layers
+        .iter()
+        .flat_map(|l| &l.points)
+        .map(|p| p.points.len())
+        .sum();
+    eprintln!(
+        "reference: {nsharded} sharded layers; {} point sets ({npoints} points); {} stored-chunk lists",
+        r.layers.iter().map(|l| l.points.len()).sum::<usize>(),
+        r.layers.iter().map(|l| l.chunks.len()).sum::<usize>()
+    );
     eprintln!(
         "reference: {} layers, {} boxes; generated by {}; cross-checks {}",
         r.layers.len(),
@@ -686,6 +1208,7 @@ fn file_protocol() {
                 Target {
                     url: file_url(&r.dir, &l.path),
                     extra: Map::new(),
+                    points_and_chunks: true,
                 },
                 all_boxes(l),
             )
@@ -720,6 +1243,7 @@ fn path_spellings() {
                 l,
                 Target {
                     url,
+                    points_and_chunks: false,
                     extra: Map::new(),
                 },
                 boxes,
@@ -746,6 +1270,7 @@ fn http_protocol() {
                 Target {
                     url: ng.url(&l.path),
                     extra: Map::new(),
+                    points_and_chunks: true,
                 },
                 all_boxes(l),
             )
@@ -770,6 +1295,7 @@ fn bucket_pass(scheme: &str, option: &str) {
                 Target {
                     url: format!("{scheme}://{}", l.path),
                     extra: extra.clone(),
+                    points_and_chunks: true,
                 },
                 all_boxes(l),
             )
@@ -806,11 +1332,13 @@ fn content_encoding_over_http() {
                 Target {
                     url: ng.url(path),
                     extra: Map::new(),
+                    points_and_chunks: true,
                 }
             } else {
                 Target {
                     url: format!("gs://{path}"),
                     extra: gs.clone(),
+                    points_and_chunks: true,
                 }
             };
             targets.push((l, t, all_boxes(l)));
@@ -877,6 +1405,7 @@ fn missing_chunks_and_bounds_over_http() {
                 Target {
                     url: ng.url(&l.path),
                     extra: Map::new(),
+                    points_and_chunks: false,
                 },
                 boxes,
             )

@@ -47,7 +47,8 @@ impl Volume {
                 }
                 let raw = self
                     .store
-                    .get_range(&key, a, b)?
+                    .get_range(&key, a, b)
+                    .map_err(|e| e.context(format!("reading chunk {id} (minishard {ms})")))?
                     .ok_or_else(|| Error::not_found(format!("{url}: shard file vanished during the read")))?;
                 let data = match spec.data_encoding {
                     DataEncoding::Raw => raw,
@@ -69,7 +70,7 @@ impl Volume {
         let mut shards: Vec<u64> = groups.iter().map(|g| g.0).collect();
         shards.dedup();
         self.pool.install(|| {
-            shards.par_iter().try_for_each(|&s| self.minishard_index(mip, scale, spec, s, 0).map(|_| ()))?;
+            shards.par_iter().try_for_each(|&s| self.prefetch_shard_index(mip, scale, spec, s))?;
             groups.par_iter().try_for_each(|&(s, m)| self.minishard_index(mip, scale, spec, s, m).map(|_| ()))
         })
     }

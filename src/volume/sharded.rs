@@ -109,6 +109,15 @@ impl Volume {
         }
     }
 
+    /// Fetch (and cache) shard `shard`'s index when it is small enough to be fetched whole, so
+    /// that parallel minishard look-ups that follow do not race to fetch it.
+    pub(crate) fn prefetch_shard_index(&self, mip: u32, scale: &Scale, spec: &ShardingSpec, shard: u64) -> Result<()> {
+        if spec.index_len() <= WHOLE_INDEX_MAX {
+            self.minishard_range(mip, scale, spec, shard, 0)?;
+        }
+        Ok(())
+    }
+
     /// The decoded index of minishard `ms` of shard `shard` (cached), or None when the shard
     /// file does not exist.
     pub(crate) fn minishard_index(&self, mip: u32, scale: &Scale, spec: &ShardingSpec, shard: u64, ms: u64) -> Result<Arc<Option<MinishardIndex>>> {
@@ -126,7 +135,8 @@ impl Volume {
                 }
                 let raw = self
                     .store
-                    .get_range(&key, a, b)?
+                    .get_range(&key, a, b)
+                    .map_err(|e| e.context(format!("reading the index of minishard {ms}")))?
                     .ok_or_else(|| Error::not_found(format!("{url}: shard file vanished while reading minishard {ms}")))?;
                 let ctx = format!("{url} minishard {ms}");
                 let raw = match spec.minishard_index_encoding {
@@ -172,9 +182,8 @@ impl Volume {
         // Shard indices first, once per shard, so minishard tasks do not race to fetch them.
         let mut shards: Vec<u64> = groups.iter().map(|g| g.0).collect();
         shards.dedup();
-        let prefetch = |s: &u64| self.minishard_range(mip, scale, spec, *s, 0).map(|_| ());
-        if spec.index_len() <= WHOLE_INDEX_MAX && shards.len() > 1 {
-            self.pool.install(|| shards.par_iter().try_for_each(prefetch))?;
+        if shards.len() > 1 {
+            self.pool.install(|| shards.par_iter().try_for_each(|&s| self.prefetch_shard_index(mip, scale, spec, s)))?;
         }
         let indices: Vec<Arc<Option<MinishardIndex>>> = if groups.len() > 1 {
             self.pool.install(|| {
@@ -246,7 +255,14 @@ impl Volume {
             let (a, b) = (run[0].start, run.iter().map(|l| l.end).max().unwrap_or(run[0].end));
             let bytes = self
                 .store
-                .get_range(&key, a, b)?
+                .get_range(&key, a, b)
+                .map_err(|e| {
+                    let what: Vec<String> = run
+                        .iter()
+                        .map(|l| format!("chunk {} (minishard {})", wants[l.want].id, wants[l.want].minishard))
+                        .collect();
+                    e.context(format!("reading {}", what.join(", ")))
+                })?
                 .ok_or_else(|| Error::not_found(format!("{url}: shard file vanished during the read")))?;
             let decode_one = |l: &Located| -> Result<()> {
                 let w = &wants[l.want];
