@@ -7,6 +7,21 @@ use crate::error::{Error, Result};
 /// Default number of requests in flight for network stores.
 pub const DEFAULT_NETWORK_PARALLEL: usize = 32;
 
+/// How written chunks are compressed (cloud-volume's `compress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compress {
+    /// cloud-volume's default: gzip for raw and compressed_segmentation on object stores and
+    /// HTTP (as `Content-Encoding`); nothing on `file://`, so plain files stay readable by
+    /// Neuroglancer and tensorstore.
+    Default,
+    /// No compression.
+    None,
+    /// gzip: `Content-Encoding: gzip`, or cloud-volume's `.gz` suffix on `file://`.
+    Gzip,
+    /// zstd: `Content-Encoding: zstd`, or the `.zstd` suffix on `file://`.
+    Zstd,
+}
+
 /// Per-handle options. Unknown keys are refused, not ignored.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -28,6 +43,16 @@ pub struct Options {
     pub timeout_secs: f64,
     /// Attempts per HTTP request on connection errors, 429 and 5xx.
     pub max_attempts: u32,
+    /// Allow writes of boxes off the chunk grid (partial chunks are read, merged, rewritten).
+    pub non_aligned_writes: bool,
+    /// Compression of written chunks.
+    pub compress: Compress,
+    /// Compression level of written chunks (gzip 1-12, zstd 1-22); None: 6 for gzip, 3 for zstd.
+    pub compress_level: Option<i32>,
+    /// Delete chunks that are entirely `background_color` instead of writing them.
+    pub delete_black_uploads: bool,
+    /// `cv_create`: replace an existing info.
+    pub overwrite: bool,
 }
 
 impl Default for Options {
@@ -42,6 +67,11 @@ impl Default for Options {
             s3_endpoint: None,
             timeout_secs: 60.0,
             max_attempts: 4,
+            non_aligned_writes: false,
+            compress: Compress::Default,
+            compress_level: None,
+            delete_black_uploads: false,
+            overwrite: false,
         }
     }
 }
@@ -58,6 +88,11 @@ pub const OPTION_KEYS: &[&str] = &[
     "s3_endpoint",
     "timeout",
     "max_attempts",
+    "non_aligned_writes",
+    "compress",
+    "compress_level",
+    "delete_black_uploads",
+    "overwrite",
 ];
 
 fn want_bool(key: &str, v: &Value) -> Result<bool> {
@@ -132,6 +167,36 @@ impl Options {
                         .filter(|n| (1..=100).contains(n))
                         .ok_or_else(|| Error::invalid(format!("option \"max_attempts\" must be in 1..=100, got {val}")))?
                         as u32
+                }
+                "non_aligned_writes" => o.non_aligned_writes = want_bool(key, val)?,
+                "delete_black_uploads" => o.delete_black_uploads = want_bool(key, val)?,
+                "overwrite" => o.overwrite = want_bool(key, val)?,
+                "compress" => {
+                    o.compress = match val {
+                        Value::Null => Compress::Default,
+                        Value::Bool(false) => Compress::None,
+                        Value::Bool(true) => Compress::Gzip,
+                        Value::String(s) => match s.as_str() {
+                            "gzip" => Compress::Gzip,
+                            "zstd" => Compress::Zstd,
+                            "" => Compress::None,
+                            "br" | "xz" | "bz2" => {
+                                return Err(Error::unsupported(format!(
+                                    "option \"compress\" = \"{s}\": writing {s} is not supported (gzip and zstd are)"
+                                )))
+                            }
+                            _ => return Err(Error::invalid(format!("option \"compress\" = \"{s}\" is not a compression"))),
+                        },
+                        _ => return Err(Error::invalid(format!("option \"compress\" must be null, a boolean or a name, got {val}"))),
+                    }
+                }
+                "compress_level" => {
+                    o.compress_level = Some(
+                        val.as_i64()
+                            .filter(|l| (1..=22).contains(l))
+                            .ok_or_else(|| Error::invalid(format!("option \"compress_level\" must be in 1..=22, got {val}")))?
+                            as i32,
+                    )
                 }
                 _ => {
                     return Err(Error::invalid(format!(

@@ -28,6 +28,9 @@ impl FileStore {
     }
 }
 
+/// Distinguishes the temporary files of concurrent writers in one process.
+static TMP_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
 impl Store for FileStore {
     fn get(&self, key: &str) -> Result<Option<Object>> {
         let path = join_key(&self.base, key);
@@ -55,6 +58,71 @@ impl Store for FileStore {
             }
         }
         Ok(None)
+    }
+
+    fn put(&self, key: &str, bytes: &[u8], encoding: ContentEncoding, _content_type: &str) -> Result<()> {
+        use std::io::Write;
+        let path = join_key(&self.base, key);
+        let suffix = SUFFIXES.iter().find(|s| s.1 == encoding).map_or("", |s| s.0);
+        let full = format!("{path}{suffix}");
+        let target = std::path::Path::new(&full);
+        let dir = target.parent().unwrap_or(std::path::Path::new("/"));
+        let denied = |e: &std::io::Error, what: &str| {
+            if e.kind() == IoKind::PermissionDenied {
+                Error::auth(format!("file://{full}: permission denied ({what})"))
+            } else {
+                Error::io(format!("file://{full}: {what}: {e}"))
+            }
+        };
+        std::fs::create_dir_all(dir).map_err(|e| denied(&e, "creating its directory"))?;
+        let name = target.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let tmp = dir.join(format!(
+            ".{name}.tmp-{}-{}",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.flush()
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(denied(&e, "writing a temporary file"));
+        }
+        if let Err(e) = std::fs::rename(&tmp, target) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(denied(&e, "renaming the temporary file into place"));
+        }
+        // Other stored variants of the key would shadow or contradict the new object.
+        for (other, _) in SUFFIXES {
+            if other != suffix {
+                match std::fs::remove_file(format!("{path}{other}")) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == IoKind::NotFound => {}
+                    Err(e) => return Err(denied(&e, "removing a stale variant")),
+                }
+            }
+        }
+        if let Some(i) = SUFFIXES.iter().position(|s| s.0 == suffix) {
+            self.hint.store(i, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let path = join_key(&self.base, key);
+        for (suffix, _) in SUFFIXES {
+            match std::fs::remove_file(format!("{path}{suffix}")) {
+                Ok(()) => {}
+                Err(e) if e.kind() == IoKind::NotFound => {}
+                Err(e) if e.kind() == IoKind::PermissionDenied => {
+                    return Err(Error::auth(format!("file://{path}{suffix}: permission denied")))
+                }
+                Err(e) => return Err(Error::io(format!("file://{path}{suffix}: {e}"))),
+            }
+        }
+        Ok(())
     }
 
     fn exists(&self, key: &str) -> Result<bool> {

@@ -125,7 +125,41 @@ impl HttpStore {
     }
 }
 
+fn status_error(url: &str, verb: &str, code: u16) -> (bool, Error) {
+    match code {
+        401 | 403 => (false, Error::auth(format!("{verb} {url}: HTTP {code} (access refused)"))),
+        405 | 501 => (false, Error::unsupported(format!("{verb} {url}: HTTP {code} (the server does not take {verb})"))),
+        408 | 429 | 500..=599 => (true, Error::io(format!("{verb} {url}: HTTP {code}"))),
+        _ => (false, Error::io(format!("{verb} {url}: HTTP {code}"))),
+    }
+}
+
 impl Store for HttpStore {
+    fn put(&self, key: &str, bytes: &[u8], encoding: ContentEncoding, content_type: &str) -> Result<()> {
+        let url = self.url(key);
+        self.with_retries(|| {
+            let mut req = self.agent.put(&url).set("Content-Type", content_type);
+            if let Some(h) = encoding.header() {
+                req = req.set("Content-Encoding", h);
+            }
+            match req.send_bytes(bytes) {
+                Ok(_) => Ok(()),
+                Err(ureq::Error::Status(code, _)) => Err(status_error(&url, "PUT", code)),
+                Err(ureq::Error::Transport(t)) => Err((true, Error::io(format!("PUT {url}: {t}")))),
+            }
+        })
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let url = self.url(key);
+        self.with_retries(|| match self.agent.delete(&url).call() {
+            Ok(_) => Ok(()),
+            Err(ureq::Error::Status(404 | 410, _)) => Ok(()),
+            Err(ureq::Error::Status(code, _)) => Err(status_error(&url, "DELETE", code)),
+            Err(ureq::Error::Transport(t)) => Err((true, Error::io(format!("DELETE {url}: {t}")))),
+        })
+    }
+
     fn get(&self, key: &str) -> Result<Option<Object>> {
         let url = self.url(key);
         self.with_retries(|| self.get_once(&url, None))

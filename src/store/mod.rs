@@ -20,6 +20,16 @@ pub enum ContentEncoding {
 }
 
 impl ContentEncoding {
+    /// The `Content-Encoding` header value (None for identity).
+    pub fn header(self) -> Option<&'static str> {
+        match self {
+            ContentEncoding::Identity => None,
+            ContentEncoding::Gzip => Some("gzip"),
+            ContentEncoding::Brotli => Some("br"),
+            ContentEncoding::Zstd => Some("zstd"),
+        }
+    }
+
     /// Parse a `Content-Encoding` header value.
     pub fn from_header(value: Option<&str>, url: &str) -> Result<ContentEncoding> {
         match value.map(|v| v.trim().to_ascii_lowercase()) {
@@ -62,6 +72,19 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// As `get`.
     fn exists(&self, key: &str) -> Result<bool>;
+
+    /// Store `bytes` at `key` with its content encoding, replacing what was there. The object
+    /// is replaced whole or not at all (file: a temporary file renamed into place).
+    ///
+    /// # Errors
+    /// I/O and network failures, refused credentials, a read-only store (`Unsupported`).
+    fn put(&self, key: &str, bytes: &[u8], encoding: ContentEncoding, content_type: &str) -> Result<()>;
+
+    /// Delete the object at `key` (every stored variant of it); a missing object is no error.
+    ///
+    /// # Errors
+    /// As `put`.
+    fn delete(&self, key: &str) -> Result<()>;
 
     /// The full URL or path of `key`, for messages.
     fn url(&self, key: &str) -> String;
