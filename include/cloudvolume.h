@@ -299,6 +299,77 @@ cv_status cv_chunks_exist(const cv_volume *vol,
                           size_t out_len,
                           size_t *n_present);
 
+/**
+ * Create a layer at `cloudpath` from `info_json` (validated as on read) and open it. An
+ * existing info is refused unless `options_json` has `"overwrite": true`. Options as for
+ * `cv_open`, plus the write options `non_aligned_writes`, `compress` (null, false, true,
+ * "gzip", "zstd"), `compress_level`, `delete_black_uploads`.
+ *
+ * # Safety
+ * Strings are NULL or NUL-terminated; `out` is NULL or writable.
+ */
+cv_status cv_create(const char *cloudpath,
+                    const char *info_json,
+                    const char *options_json,
+                    cv_volume **out);
+
+/**
+ * Write the box `[lo, hi)` at `mip` from `buf`: same layout and exact length as
+ * `cv_cutout_into`. The box must lie inside the volume and on the chunk grid (or reach the
+ * volume edge) unless the handle has `non_aligned_writes`; sharded scales take whole shards.
+ * Each chunk is replaced whole: a failed write leaves every chunk old or new.
+ *
+ * # Safety
+ * `vol` is a live handle; `lo` and `hi` point to 3 int64_t; `buf` holds `buf_len` bytes.
+ */
+cv_status cv_write_from(const cv_volume *vol,
+                        uint32_t mip,
+                        const int64_t *lo,
+                        const int64_t *hi,
+                        const void *buf,
+                        size_t buf_len);
+
+/**
+ * Delete the chunks of the chunk-aligned box `[lo, hi)` at `mip` (unsharded scales).
+ *
+ * # Safety
+ * `vol` is a live handle; `lo` and `hi` point to 3 int64_t.
+ */
+cv_status cv_delete(const cv_volume *vol, uint32_t mip, const int64_t *lo, const int64_t *hi);
+
+/**
+ * Add a scale downsampled from mip 0 by `factor` (3 values >= 1) with `chunk_size` (3 values,
+ * or NULL for mip 0's), write the info, and make the handle see it; `*new_mip` (may be NULL)
+ * receives the scale's mip. Takes the handle mutably: no other call may use it meanwhile.
+ *
+ * # Safety
+ * `vol` is a live handle used by no other thread during the call; `factor` points to 3
+ * int64_t; `chunk_size` is NULL or points to 3 int64_t.
+ */
+cv_status cv_add_scale(cv_volume *vol,
+                       const int64_t *factor,
+                       const int64_t *chunk_size,
+                       uint32_t *new_mip);
+
+/**
+ * Build a valid info JSON for a new one-scale layer, like cloud-volume's `create_new_info`:
+ * `layer_type` "image" or "segmentation", `data_type` ("uint8", ...), `encoding` ("raw",
+ * "jpeg", "png", "compressed_segmentation"), resolution in nm, voxel offset, size and chunk
+ * size (3 values each). `*out` receives a string to release with `cv_string_free`.
+ *
+ * # Safety
+ * Strings are NUL-terminated; arrays point to 3 values; `out` is writable.
+ */
+cv_status cv_new_info(const char *layer_type,
+                      const char *data_type,
+                      const char *encoding,
+                      uint32_t num_channels,
+                      const double *resolution,
+                      const int64_t *voxel_offset,
+                      const int64_t *size,
+                      const int64_t *chunk_size,
+                      char **out);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

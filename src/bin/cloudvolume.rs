@@ -13,6 +13,11 @@ const USAGE: &str = "usage:
                      [--parallel N] [--options JSON] [--progress | --no-progress]
   cloudvolume points URL FILE_OF_XYZ [--mip N] [-o FILE] [--fill-missing] [--unbounded] [--options JSON]
   cloudvolume exists URL --bbox x0,y0,z0,x1,y1,z1 [--mip N] [--options JSON]
+  cloudvolume create URL --dtype T --size X,Y,Z [--type image|segmentation] [--encoding E]
+                     [--channels N] [--resolution X,Y,Z] [--offset X,Y,Z] [--chunk X,Y,Z] [--overwrite]
+  cloudvolume upload URL FILE --bbox x0,y0,z0,x1,y1,z1 [--mip N] [--non-aligned] [--options JSON]
+  cloudvolume add-scale URL --factor X,Y,Z [--chunk X,Y,Z]
+  cloudvolume delete URL --bbox x0,y0,z0,x1,y1,z1 [--mip N]
   cloudvolume version
 
 URL: file:///path, /path, http(s)://host/path, gs://bucket/path, s3://bucket/path (optionally
@@ -31,12 +36,14 @@ struct Args {
     output: Option<String>,
     options: serde_json::Map<String, serde_json::Value>,
     progress: Option<bool>,
+    /// Flags of create/add-scale: name → value.
+    named: std::collections::HashMap<String, String>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let cmd = it.next().ok_or_else(|| "missing command".to_string())?;
-    let mut a = Args { cmd, url: None, extra: Vec::new(), mip: 0, bbox: None, output: None, options: Default::default(), progress: None };
+    let mut a = Args { cmd, url: None, extra: Vec::new(), mip: 0, bbox: None, output: None, options: Default::default(), progress: None, named: Default::default() };
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -70,6 +77,17 @@ fn parse_args() -> Result<Args, String> {
                     serde_json::from_str(&v).map_err(|e| format!("--options is not JSON: {e}"))?;
                 let obj = extra.as_object().ok_or("--options must be a JSON object")?;
                 a.options.extend(obj.clone());
+            }
+            "--dtype" | "--size" | "--type" | "--encoding" | "--channels" | "--resolution" | "--offset" | "--chunk"
+            | "--factor" => {
+                let v = value(&arg)?;
+                a.named.insert(arg.trim_start_matches('-').to_string(), v);
+            }
+            "--overwrite" => {
+                a.options.insert("overwrite".into(), true.into());
+            }
+            "--non-aligned" => {
+                a.options.insert("non_aligned_writes".into(), true.into());
             }
             "--progress" => a.progress = Some(true),
             "--no-progress" => a.progress = Some(false),
@@ -245,7 +263,149 @@ fn exists(a: &Args) -> Result<(), Error> {
     Ok(())
 }
 
+fn triple<T: std::str::FromStr>(a: &Args, name: &str, default: Option<[T; 3]>) -> Result<[T; 3], Error> {
+    let Some(v) = a.named.get(name) else {
+        return default.ok_or_else(|| Error::invalid(format!("missing --{name} X,Y,Z")));
+    };
+    let parts: Vec<T> = v
+        .split(',')
+        .map(|p| p.trim().parse::<T>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| Error::invalid(format!("--{name} wants three numbers X,Y,Z, got \"{v}\"")))?;
+    <[T; 3]>::try_from(parts).map_err(|_| Error::invalid(format!("--{name} wants three numbers X,Y,Z, got \"{v}\"")))
+}
+
+fn create(a: &Args) -> Result<(), Error> {
+    use cloudvolume::format::{Encoding, LayerType};
+    let url = a.url.as_deref().ok_or_else(|| Error::invalid("missing URL"))?;
+    let dt_name = a.named.get("dtype").ok_or_else(|| Error::invalid("create needs --dtype"))?;
+    let data_type = DataType::parse(dt_name).ok_or_else(|| Error::invalid(format!("unknown --dtype \"{dt_name}\"")))?;
+    let layer_type = match a.named.get("type").map(String::as_str) {
+        None => {
+            if matches!(data_type, DataType::U32 | DataType::U64) {
+                LayerType::Segmentation
+            } else {
+                LayerType::Image
+            }
+        }
+        Some("image") => LayerType::Image,
+        Some("segmentation") => LayerType::Segmentation,
+        Some(t) => return Err(Error::invalid(format!("--type \"{t}\" is neither image nor segmentation"))),
+    };
+    let enc_name = a.named.get("encoding").map_or("raw", String::as_str);
+    let encoding = Encoding::parse(enc_name).ok_or_else(|| Error::invalid(format!("unknown --encoding \"{enc_name}\"")))?;
+    let num_channels: u32 = a
+        .named
+        .get("channels")
+        .map_or(Ok(1), |c| c.parse())
+        .map_err(|_| Error::invalid("--channels wants an integer"))?;
+    let p = cloudvolume::volume::NewInfo {
+        layer_type,
+        data_type,
+        encoding,
+        num_channels,
+        resolution: triple(a, "resolution", Some([1.0, 1.0, 1.0]))?,
+        voxel_offset: triple(a, "offset", Some([0, 0, 0]))?,
+        size: triple(a, "size", None)?,
+        chunk_size: triple(a, "chunk", Some([64, 64, 64]))?,
+        cseg_block_size: None,
+    };
+    let info = cloudvolume::volume::new_info(&p)?;
+    let text = serde_json::Value::Object(a.options.clone()).to_string();
+    Volume::create(url, &info.to_string(), Options::parse(Some(&text))?)?;
+    println!("{}", serde_json::to_string_pretty(&info).unwrap_or_default());
+    Ok(())
+}
+
+/// Read a raw file, or a .npy (Fortran or C order, transposed to Fortran order here).
+fn read_input(path: &str, vol: &Volume, bbox: &Bbox) -> Result<Vec<u8>, Error> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("cannot read {path}: {e}")))?;
+    if !path.ends_with(".npy") {
+        return Ok(bytes);
+    }
+    let bad = |m: &str| Error::invalid(format!("{path}: {m}"));
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file"));
+    }
+    let (hlen, start) = if bytes[6] == 1 {
+        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
+    } else {
+        (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+    };
+    let header = std::str::from_utf8(bytes.get(start..start + hlen).ok_or_else(|| bad("truncated header"))?)
+        .map_err(|_| bad("header is not text"))?;
+    let descr = header.split("'descr':").nth(1).and_then(|r| r.split('\'').nth(1)).ok_or_else(|| bad("no descr"))?;
+    let dt = vol.info().data_type;
+    let want_kind = match dt {
+        DataType::U8 | DataType::U16 | DataType::U32 | DataType::U64 => 'u',
+        DataType::I8 | DataType::I16 | DataType::I32 | DataType::I64 => 'i',
+        DataType::F32 | DataType::F64 => 'f',
+    };
+    let size: usize = descr[2..].parse().map_err(|_| bad("unknown dtype"))?;
+    if descr.as_bytes()[1] as char != want_kind || size != dt.size() || descr.starts_with('>') {
+        return Err(bad(&format!("dtype {descr} does not match the layer's {} (little-endian)", dt.name())));
+    }
+    let fortran = header.contains("'fortran_order': True");
+    let shape_txt = header.split("'shape':").nth(1).and_then(|r| r.split('(').nth(1)).and_then(|r| r.split(')').next()).ok_or_else(|| bad("no shape"))?;
+    let shape: Vec<usize> = shape_txt.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse()).collect::<Result<_, _>>().map_err(|_| bad("bad shape"))?;
+    let data = bytes[start + hlen..].to_vec();
+    let s = bbox.shape().map(|v| v as usize);
+    let nc = vol.info().num_channels as usize;
+    let mut dims = shape.clone();
+    if dims.len() == 3 {
+        dims.push(1);
+    }
+    if dims != [s[0], s[1], s[2], nc] {
+        return Err(bad(&format!("shape {shape:?} does not match the box {bbox} with {nc} channel(s)")));
+    }
+    if fortran || dims.iter().filter(|&&d| d > 1).count() <= 1 {
+        return Ok(data);
+    }
+    // C order: the last axis (channel) is fastest. Transpose to Fortran order.
+    let item = dt.size();
+    let mut out = vec![0u8; data.len()];
+    for x in 0..s[0] {
+        for y in 0..s[1] {
+            for z in 0..s[2] {
+                for c in 0..nc {
+                    let ci = (((x * s[1] + y) * s[2] + z) * nc + c) * item;
+                    let fi = (((c * s[2] + z) * s[1] + y) * s[0] + x) * item;
+                    out[fi..fi + item].copy_from_slice(&data[ci..ci + item]);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn upload(a: &Args) -> Result<(), Error> {
+    let file = a.extra.first().ok_or_else(|| Error::invalid("upload needs a FILE (raw or .npy)"))?;
+    let bbox = a.bbox.ok_or_else(|| Error::invalid("upload needs --bbox x0,y0,z0,x1,y1,z1"))?;
+    let vol = open(a)?;
+    let data = read_input(file, &vol, &bbox)?;
+    vol.write_from(a.mip, &bbox, &data)
+}
+
+fn add_scale(a: &Args) -> Result<(), Error> {
+    let vol = open(a)?;
+    let factor = triple(a, "factor", None)?;
+    let chunk = if a.named.contains_key("chunk") { Some(triple(a, "chunk", None)?) } else { None };
+    let (_, mip) = vol.add_scale(factor, chunk)?;
+    println!("mip {mip}");
+    Ok(())
+}
+
+fn delete(a: &Args) -> Result<(), Error> {
+    let bbox = a.bbox.ok_or_else(|| Error::invalid("delete needs --bbox x0,y0,z0,x1,y1,z1"))?;
+    open(a)?.delete_box(a.mip, &bbox)
+}
+
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`cloudvolume info URL | head`), as Unix tools do.
+    // SAFETY: restoring the default disposition of a signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let a = match parse_args() {
         Ok(a) => a,
         Err(msg) => {
@@ -263,6 +423,10 @@ fn main() -> ExitCode {
         "cutout" => cutout(&a),
         "points" => points(&a),
         "exists" => exists(&a),
+        "create" => create(&a),
+        "upload" => upload(&a),
+        "add-scale" => add_scale(&a),
+        "delete" => delete(&a),
         "version" => {
             println!("cloudvolume {}", cloudvolume::VERSION);
             Ok(())

@@ -3,6 +3,7 @@
 
 pub mod compression;
 pub mod cseg;
+pub mod encode;
 pub mod image;
 pub mod jpeg;
 

@@ -17,6 +17,9 @@ use crate::store::{self, Store};
 
 mod points;
 mod sharded;
+mod write;
+
+pub use write::{new_info, NewInfo};
 
 /// Bytes of shard and minishard indices a handle keeps decoded.
 const SHARD_CACHE_BYTES: usize = 128 << 20;
