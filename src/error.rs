@@ -23,6 +23,9 @@ pub enum ErrorKind {
     Unsupported,
     /// A bug: a caught panic or a broken invariant.
     Internal,
+    /// An object changed while it was being read (a conditional read failed); the reader
+    /// retries once with fresh indices, then reports it as I/O.
+    Stale,
 }
 
 /// An error with its kind and a message naming what failed.
@@ -56,6 +59,9 @@ impl Error {
     }
     pub fn unsupported(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unsupported, message)
+    }
+    pub fn stale(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Stale, message)
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)

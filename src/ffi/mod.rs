@@ -72,7 +72,7 @@ fn status_of(kind: ErrorKind) -> cv_status {
         ErrorKind::InvalidArgument => CV_ERR_INVALID_ARGUMENT,
         ErrorKind::OutOfBounds => CV_ERR_OUT_OF_BOUNDS,
         ErrorKind::NotFound => CV_ERR_NOT_FOUND,
-        ErrorKind::Io => CV_ERR_IO,
+        ErrorKind::Io | ErrorKind::Stale => CV_ERR_IO,
         ErrorKind::Auth => CV_ERR_AUTH,
         ErrorKind::Decode => CV_ERR_DECODE,
         ErrorKind::Unsupported => CV_ERR_UNSUPPORTED,

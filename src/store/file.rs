@@ -3,7 +3,13 @@
 use std::io::ErrorKind as IoKind;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{ContentEncoding, Object, Store};
+use super::{ContentEncoding, Object, RangeRead, Store};
+
+/// A file's generation: size, modification time and inode (a rename-into-place changes it).
+fn generation_of(m: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!("{}-{}.{}-{}", m.len(), m.mtime(), m.mtime_nsec(), m.ino())
+}
 use crate::cloudpath::join_key;
 use crate::error::{Error, Result};
 
@@ -138,27 +144,38 @@ impl Store for FileStore {
         Ok(false)
     }
 
-    fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Vec<u8>>> {
+    fn get_range_if(&self, key: &str, start: u64, end: u64, if_generation: Option<&str>) -> Result<RangeRead> {
         use std::os::unix::fs::FileExt;
         let path = join_key(&self.base, key);
         let file = match std::fs::File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(RangeRead::Missing),
             Err(e) if e.kind() == IoKind::PermissionDenied => {
                 return Err(Error::auth(format!("file://{path}: permission denied")))
             }
             Err(e) => return Err(Error::io(format!("file://{path}: {e}"))),
         };
+        let meta = file.metadata().map_err(|e| Error::io(format!("file://{path}: {e}")))?;
+        let generation = generation_of(&meta);
+        if if_generation.is_some_and(|g| g != generation) {
+            return Ok(RangeRead::Stale);
+        }
         let len = usize::try_from(end.saturating_sub(start))
             .map_err(|_| Error::decode(format!("file://{path}: byte range [{start}, {end}) is too large")))?;
+        if end > meta.len() {
+            return Err(Error::decode(format!(
+                "file://{path}: byte range [{start}, {end}) reaches past the end of the file ({} bytes)",
+                meta.len()
+            )));
+        }
         let mut buf = vec![0u8; len];
         let mut done = 0;
         while done < len {
             match file.read_at(&mut buf[done..], start + done as u64) {
                 Ok(0) => {
-                    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
                     return Err(Error::decode(format!(
-                        "file://{path}: byte range [{start}, {end}) reaches past the end of the file ({size} bytes)"
+                        "file://{path}: byte range [{start}, {end}) reaches past the end of the file ({} bytes)",
+                        meta.len()
                     )));
                 }
                 Ok(n) => done += n,
@@ -166,7 +183,16 @@ impl Store for FileStore {
                 Err(e) => return Err(Error::io(format!("file://{path}: {e}"))),
             }
         }
-        Ok(Some(buf))
+        Ok(RangeRead::Data(buf, Some(generation)))
+    }
+
+    fn cheap_generation(&self, key: &str) -> Option<Result<Option<String>>> {
+        let path = join_key(&self.base, key);
+        Some(match std::fs::metadata(&path) {
+            Ok(m) => Ok(Some(generation_of(&m))),
+            Err(e) if e.kind() == IoKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("file://{path}: {e}"))),
+        })
     }
 
     fn url(&self, key: &str) -> String {

@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::time::Duration;
 
-use super::{ContentEncoding, Object, Store};
+use super::{ContentEncoding, Object, RangeRead, Store};
 use crate::cloudpath::join_key;
 use crate::error::{Error, Result};
 use crate::options::{Options, DEFAULT_NETWORK_PARALLEL};
@@ -42,15 +42,31 @@ impl HttpStore {
     }
 
     fn get_once(&self, url: &str, range: Option<(u64, u64)>) -> std::result::Result<Option<Object>, (bool, Error)> {
+        match self.get_once_if(url, range, None)? {
+            Answer::Body { bytes, encoding, .. } => Ok(Some(Object { bytes, encoding })),
+            Answer::Missing | Answer::Stale => Ok(None),
+        }
+    }
+
+    fn get_once_if(
+        &self,
+        url: &str,
+        range: Option<(u64, u64)>,
+        if_match: Option<&str>,
+    ) -> std::result::Result<Answer, (bool, Error)> {
         let mut req = self.agent.get(url);
         if let Some((a, b)) = range {
             req = req.set("Range", &format!("bytes={a}-{}", b - 1));
+        }
+        if let Some(tag) = if_match {
+            req = req.set("If-Match", tag);
         }
         let resp = match req.call() {
             Ok(r) => r,
             Err(ureq::Error::Status(code, resp)) => {
                 return match code {
-                    404 | 410 => Ok(None),
+                    404 | 410 => Ok(Answer::Missing),
+                    412 if if_match.is_some() => Ok(Answer::Stale),
                     416 => Err((false, Error::decode(format!(
                         "{url}: byte range {:?} reaches past the end of the object (HTTP 416)",
                         range.unwrap_or_default()
@@ -67,6 +83,7 @@ impl HttpStore {
         };
         let encoding = ContentEncoding::from_header(resp.header("Content-Encoding"), url).map_err(|e| (false, e))?;
         let partial = resp.status() == 206;
+        let etag = resp.header("ETag").map(str::to_string);
         let expected: Option<usize> = resp.header("Content-Length").and_then(|v| v.trim().parse().ok());
         let mut bytes = Vec::with_capacity(expected.unwrap_or(1 << 16).min(1 << 30));
         resp.into_reader()
@@ -98,7 +115,7 @@ impl HttpStore {
                 ))));
             }
         }
-        Ok(Some(Object { bytes, encoding }))
+        Ok(Answer::Body { bytes, encoding, etag })
     }
 
     fn with_retries<T>(&self, mut once: impl FnMut() -> std::result::Result<T, (bool, Error)>) -> Result<T> {
@@ -123,6 +140,14 @@ impl HttpStore {
             }
         }
     }
+}
+
+/// What one GET brought.
+enum Answer {
+    Missing,
+    /// `If-Match` failed: the object changed.
+    Stale,
+    Body { bytes: Vec<u8>, encoding: ContentEncoding, etag: Option<String> },
 }
 
 fn status_error(url: &str, verb: &str, code: u16) -> (bool, Error) {
@@ -170,12 +195,16 @@ impl Store for HttpStore {
         self.with_retries(|| self.head_once(&url))
     }
 
-    fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Vec<u8>>> {
+    fn get_range_if(&self, key: &str, start: u64, end: u64, if_generation: Option<&str>) -> Result<RangeRead> {
         if end <= start {
-            return Ok(Some(Vec::new()));
+            return Ok(RangeRead::Data(Vec::new(), None));
         }
         let url = self.url(key);
-        Ok(self.with_retries(|| self.get_once(&url, Some((start, end))))?.map(|o| o.bytes))
+        Ok(match self.with_retries(|| self.get_once_if(&url, Some((start, end)), if_generation))? {
+            Answer::Missing => RangeRead::Missing,
+            Answer::Stale => RangeRead::Stale,
+            Answer::Body { bytes, etag, .. } => RangeRead::Data(bytes, etag),
+        })
     }
 
     fn url(&self, key: &str) -> String {

@@ -52,6 +52,18 @@ pub struct Object {
     pub encoding: ContentEncoding,
 }
 
+/// The answer to a ranged read.
+#[derive(Debug)]
+pub enum RangeRead {
+    /// The object does not exist.
+    Missing,
+    /// The object is no longer the generation the read was conditioned on.
+    Stale,
+    /// The bytes, with the object's generation (ETag, or size and modification time of a file)
+    /// when the store has one.
+    Data(Vec<u8>, Option<String>),
+}
+
 /// A readable store of keyed objects under one base location.
 pub trait Store: Send + Sync {
     /// The whole object at `key`, or `None` when it does not exist.
@@ -65,7 +77,25 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// As `get`; a range reaching past the end of the object is `Decode` (the index that
     /// pointed there is corrupt).
-    fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Vec<u8>>>;
+    fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Vec<u8>>> {
+        match self.get_range_if(key, start, end, None)? {
+            RangeRead::Data(b, _) => Ok(Some(b)),
+            RangeRead::Missing | RangeRead::Stale => Ok(None),
+        }
+    }
+
+    /// Bytes `[start, end)` of `key`, only if the object is still generation `if_generation`
+    /// (when given and the store knows generations).
+    ///
+    /// # Errors
+    /// As `get_range`.
+    fn get_range_if(&self, key: &str, start: u64, end: u64, if_generation: Option<&str>) -> Result<RangeRead>;
+
+    /// The object's current generation when the store can tell it cheaply (a `stat` of a
+    /// file); None when asking would cost a request.
+    fn cheap_generation(&self, _key: &str) -> Option<Result<Option<String>>> {
+        None
+    }
 
     /// Whether an object exists at `key` (without fetching it).
     ///

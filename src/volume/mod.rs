@@ -67,6 +67,29 @@ pub struct Volume {
     shards: sharded::ShardCaches,
 }
 
+/// Parse and check the sharding spec of every scale (None: unsharded).
+pub(crate) fn sharding_specs(info: &Info, info_url: &str) -> Result<Vec<Option<ShardingSpec>>> {
+    let mut sharding = Vec::with_capacity(info.scales.len());
+    for (i, scale) in info.scales.iter().enumerate() {
+        let ctx = format!("{info_url} (info) scales[{i}] (key \"{}\")", scale.key);
+        let spec = match &scale.sharding {
+            None => None,
+            Some(v) => {
+                let spec = ShardingSpec::parse(v, &ctx)?;
+                let bits: u32 = morton_bits(ChunkGrid::of(scale).grid_shape()).iter().sum();
+                if bits > 64 {
+                    return Err(Error::decode(format!(
+                        "{ctx}: the chunk grid needs {bits} bits of compressed Morton code, more than 64"
+                    )));
+                }
+                Some(spec)
+            }
+        };
+        sharding.push(spec);
+    }
+    Ok(sharding)
+}
+
 impl Volume {
     /// Open the layer at `cloudpath`: parse the path, fetch and validate its `info`.
     ///
@@ -93,24 +116,7 @@ impl Volume {
             .thread_name(|i| format!("cloudvolume-{i}"))
             .build()
             .map_err(|e| Error::internal(format!("cannot start {threads} worker threads: {e}")))?;
-        let mut sharding = Vec::with_capacity(info.scales.len());
-        for (i, scale) in info.scales.iter().enumerate() {
-            let ctx = format!("{} (info) scales[{i}] (key \"{}\")", store.url("info"), scale.key);
-            let spec = match &scale.sharding {
-                None => None,
-                Some(v) => {
-                    let spec = ShardingSpec::parse(v, &ctx)?;
-                    let bits: u32 = morton_bits(ChunkGrid::of(scale).grid_shape()).iter().sum();
-                    if bits > 64 {
-                        return Err(Error::decode(format!(
-                            "{ctx}: the chunk grid needs {bits} bits of compressed Morton code, more than 64"
-                        )));
-                    }
-                    Some(spec)
-                }
-            };
-            sharding.push(spec);
-        }
+        let sharding = sharding_specs(&info, &store.url("info"))?;
         Ok(Volume {
             path,
             store,
@@ -212,7 +218,7 @@ impl Volume {
             )));
         }
         if let Some(spec) = &self.sharding[mip as usize] {
-            return self.read_sharded(mip, scale, spec, &inside, &out, &background, progress);
+            return self.retry_stale(|| self.read_sharded(mip, scale, spec, &inside, &out, &background, progress));
         }
         let cells = grid.cells_in(&inside);
         let task = |cell: &[i64; 3]| -> Result<()> {
@@ -228,6 +234,24 @@ impl Volume {
             task(&cells[0])
         } else {
             self.pool.install(|| cells.par_iter().with_max_len(1).try_for_each(task))
+        }
+    }
+
+    /// Run `f`; when it finds a shard changed under its cached indices, drop the caches and run
+    /// it once more. A second change is an I/O error.
+    pub(crate) fn retry_stale<T>(&self, f: impl Fn() -> Result<T>) -> Result<T> {
+        match f() {
+            Err(e) if e.kind() == crate::error::ErrorKind::Stale => {
+                self.shards.clear();
+                f().map_err(|e| {
+                    if e.kind() == crate::error::ErrorKind::Stale {
+                        Error::io(format!("{} (the shard kept changing while being read)", e.message()))
+                    } else {
+                        e
+                    }
+                })
+            }
+            r => r,
         }
     }
 

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::format::grid::chunk_key;
 use crate::format::sharding::{compressed_morton, DataEncoding};
 use crate::format::{Bbox, ChunkGrid, Encoding, Scale};
+use crate::store::RangeRead;
 
 impl Volume {
     /// The stored bytes of grid cell `cell` with every content and shard encoding removed, or
@@ -33,23 +34,20 @@ impl Volume {
                 let (shard, ms) = spec.locate(id);
                 let key = crate::cloudpath::join_key(&scale.key, &spec.shard_file(shard));
                 let url = format!("{} (chunk {id}, grid cell {cell:?}, minishard {ms})", self.store.url(&key));
-                let index = self.minishard_index(mip, scale, spec, shard, ms)?;
-                let Some(entry) = index
-                    .as_ref()
-                    .as_ref()
-                    .and_then(|idx| idx.binary_search_by_key(&id, |e| e.0).ok().map(|j| idx[j]))
-                else {
+                let Some(index) = self.minishard_index(mip, scale, spec, shard, ms)? else {
                     return Ok((None, url));
                 };
-                let (_, a, b) = entry;
-                if b <= a {
-                    return Ok((None, url));
-                }
-                let raw = self
+                let Some((a, b)) = index.find(id) else { return Ok((None, url)) };
+                let raw = match self
                     .store
-                    .get_range(&key, a, b)
+                    .get_range_if(&key, a, b, index.generation.as_deref())
                     .map_err(|e| e.context(format!("reading chunk {id} (minishard {ms})")))?
-                    .ok_or_else(|| Error::not_found(format!("{url}: shard file vanished during the read")))?;
+                {
+                    RangeRead::Data(raw, _) => raw,
+                    RangeRead::Stale | RangeRead::Missing => {
+                        return Err(Error::stale(format!("{url}: shard changed during the read")))
+                    }
+                };
                 let data = match spec.data_encoding {
                     DataEncoding::Raw => raw,
                     DataEncoding::Gzip => compression::gunzip(&raw, &url)?,
@@ -83,6 +81,11 @@ impl Volume {
     /// A wrong `out` length (`InvalidArgument`), a point outside the volume while `bounded`
     /// (`OutOfBounds`), a missing chunk without `fill_missing` (`NotFound`), I/O and decode errors.
     pub fn scattered_points(&self, mip: u32, points: &[[i64; 3]], out: &mut [u8]) -> Result<()> {
+        let cell = std::cell::RefCell::new(out);
+        self.retry_stale(|| self.scattered_points_once(mip, points, &mut cell.borrow_mut()))
+    }
+
+    fn scattered_points_once(&self, mip: u32, points: &[[i64; 3]], out: &mut [u8]) -> Result<()> {
         let scale = self.scale(mip)?;
         let nc = self.info.num_channels as usize;
         let item = self.info.data_type.size();
@@ -185,6 +188,10 @@ impl Volume {
     /// The grid cells of `bbox` (clipped to the bounds), x fastest, each with whether its
     /// chunk is stored. Unsharded: one HEAD (or stat) per chunk; sharded: index look-ups.
     pub fn chunks_exist(&self, mip: u32, bbox: &Bbox) -> Result<Vec<(Bbox, bool)>> {
+        self.retry_stale(|| self.chunks_exist_once(mip, bbox))
+    }
+
+    fn chunks_exist_once(&self, mip: u32, bbox: &Bbox) -> Result<Vec<(Bbox, bool)>> {
         let scale = self.scale(mip)?;
         if bbox.is_empty() {
             return Err(Error::invalid(format!("box {bbox} is empty or inverted (need lo < hi on every axis)")));
@@ -202,10 +209,7 @@ impl Volume {
                 Some(spec) => {
                     let id = compressed_morton(*cell, gshape);
                     let (shard, ms) = spec.locate(id);
-                    let index = self.minishard_index(mip, scale, spec, shard, ms)?;
-                    index.as_ref().as_ref().is_some_and(|idx| {
-                        idx.binary_search_by_key(&id, |e| e.0).is_ok_and(|j| idx[j].2 > idx[j].1)
-                    })
+                    self.minishard_index(mip, scale, spec, shard, ms)?.is_some_and(|m| m.find(id).is_some())
                 }
             };
             Ok((b, present))

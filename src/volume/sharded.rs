@@ -17,6 +17,7 @@ use crate::codec::{self, compression, ChunkSpec, OutView};
 use crate::error::{Error, Result};
 use crate::format::sharding::{compressed_morton, decode_minishard_index, DataEncoding, ShardingSpec};
 use crate::format::{Bbox, ChunkGrid, Scale};
+use crate::store::RangeRead;
 
 /// Shard indices up to this size are fetched whole (one request serves every minishard).
 const WHOLE_INDEX_MAX: u64 = 1 << 20;
@@ -28,12 +29,35 @@ const COALESCE_MAX: u64 = 4 << 20;
 /// A minishard index: `(chunk id, start, end)` sorted by id.
 pub(crate) type MinishardIndex = Vec<(u64, u64, u64)>;
 
-/// The shard and minishard caches of a handle.
+/// A shard file's index, with the generation of the file it came from.
+pub(crate) struct ShardIndex {
+    generation: Option<String>,
+    bytes: Vec<u8>,
+}
+
+/// A decoded minishard index, with the generation of the shard file it came from. Every read
+/// that relies on it is conditioned on that generation, so a rewritten shard is noticed.
+pub(crate) struct Minishard {
+    pub(crate) generation: Option<String>,
+    pub(crate) entries: MinishardIndex,
+}
+
+impl Minishard {
+    /// The byte range of chunk `id`, if stored.
+    pub(crate) fn find(&self, id: u64) -> Option<(u64, u64)> {
+        let j = self.entries.binary_search_by_key(&id, |e| e.0).ok()?;
+        let (_, a, b) = self.entries[j];
+        (b > a).then_some((a, b))
+    }
+}
+
+/// The shard and minishard caches of a handle. Missing shards are not cached (a shard written
+/// later is found).
 pub(crate) struct ShardCaches {
-    /// (mip, shard) → the whole shard index, or None when the shard file does not exist.
-    pub(crate) index: crate::cache::ByteLru<(u32, u64), Option<Vec<u8>>>,
-    /// (mip, shard, minishard) → the decoded minishard index (None: shard file missing).
-    pub(crate) minishard: crate::cache::ByteLru<(u32, u64, u64), Option<MinishardIndex>>,
+    /// (mip, shard) → the whole shard index.
+    pub(crate) index: crate::cache::ByteLru<(u32, u64), ShardIndex>,
+    /// (mip, shard, minishard) → the decoded minishard index.
+    pub(crate) minishard: crate::cache::ByteLru<(u32, u64, u64), Minishard>,
 }
 
 impl ShardCaches {
@@ -42,6 +66,11 @@ impl ShardCaches {
             index: crate::cache::ByteLru::new(bytes / 2),
             minishard: crate::cache::ByteLru::new(bytes / 2),
         }
+    }
+
+    pub(crate) fn clear(&self) {
+        self.index.clear();
+        self.minishard.clear();
     }
 }
 
@@ -65,30 +94,40 @@ impl Volume {
         join_key(&scale.key, &spec.shard_file(shard))
     }
 
-    /// The byte range `[start, end)` of minishard `ms`'s index in shard `shard`, or None when
-    /// the shard file does not exist.
-    fn minishard_range(&self, mip: u32, scale: &Scale, spec: &ShardingSpec, shard: u64, ms: u64) -> Result<Option<(u64, u64)>> {
+    /// The byte range `[start, end)` of minishard `ms`'s index in shard `shard` and the shard
+    /// file's generation, or None when the shard file does not exist.
+    fn minishard_range(
+        &self,
+        mip: u32,
+        scale: &Scale,
+        spec: &ShardingSpec,
+        shard: u64,
+        ms: u64,
+    ) -> Result<Option<((u64, u64), Option<String>)>> {
         let key = self.shard_key(scale, spec, shard);
         let s = spec.index_len();
-        let entry: [u8; 16] = if s <= WHOLE_INDEX_MAX {
+        let (entry, generation): ([u8; 16], Option<String>) = if s <= WHOLE_INDEX_MAX {
             let index = match self.shards.index.get(&(mip, shard)) {
                 Some(i) => i,
-                None => {
-                    let fetched = self.store.get_range(&key, 0, s)?;
-                    let bytes = fetched.as_ref().map_or(16, Vec::len);
-                    let arc = Arc::new(fetched);
-                    self.shards.index.insert((mip, shard), arc.clone(), bytes);
-                    arc
-                }
+                None => match self.store.get_range_if(&key, 0, s, None)? {
+                    RangeRead::Missing | RangeRead::Stale => return Ok(None),
+                    RangeRead::Data(bytes, generation) => {
+                        let n = bytes.len();
+                        let arc = Arc::new(ShardIndex { generation, bytes });
+                        self.shards.index.insert((mip, shard), arc.clone(), n);
+                        arc
+                    }
+                },
             };
-            let Some(index) = index.as_ref() else { return Ok(None) };
             let at = (16 * ms) as usize;
-            index[at..at + 16].try_into().unwrap_or([0; 16])
+            (index.bytes[at..at + 16].try_into().unwrap_or([0; 16]), index.generation.clone())
         } else {
-            match self.store.get_range(&key, 16 * ms, 16 * ms + 16)? {
-                Some(b) if b.len() == 16 => b[..].try_into().unwrap_or([0; 16]),
-                Some(_) => return Err(Error::decode(format!("{}: short shard index entry", self.store.url(&key)))),
-                None => return Ok(None),
+            match self.store.get_range_if(&key, 16 * ms, 16 * ms + 16, None)? {
+                RangeRead::Data(b, g) if b.len() == 16 => (b[..].try_into().unwrap_or([0; 16]), g),
+                RangeRead::Data(..) => {
+                    return Err(Error::decode(format!("{}: short shard index entry", self.store.url(&key))))
+                }
+                RangeRead::Missing | RangeRead::Stale => return Ok(None),
             }
         };
         let start = u64::from_le_bytes(entry[..8].try_into().unwrap_or([0; 8]));
@@ -101,7 +140,7 @@ impl Volume {
         }
         let (a, b) = (start.checked_add(s), end.checked_add(s));
         match (a, b) {
-            (Some(a), Some(b)) => Ok(Some((a, b))),
+            (Some(a), Some(b)) => Ok(Some(((a, b), generation))),
             _ => Err(Error::decode(format!(
                 "{}: corrupt shard index: minishard {ms} range [{start}, {end}) overflows",
                 self.store.url(&key)
@@ -118,38 +157,59 @@ impl Volume {
         Ok(())
     }
 
+    /// Drop the cached indices of shards whose files changed, where the store can tell cheaply
+    /// (files: one `stat` per shard).
+    pub(crate) fn revalidate_shards(&self, mip: u32, scale: &Scale, spec: &ShardingSpec, shards: &[u64]) -> Result<()> {
+        for &shard in shards {
+            let Some(cached) = self.shards.index.get(&(mip, shard)) else { continue };
+            let key = self.shard_key(scale, spec, shard);
+            if let Some(now) = self.store.cheap_generation(&key) {
+                if now? != cached.generation {
+                    self.shards.clear();
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The decoded index of minishard `ms` of shard `shard` (cached), or None when the shard
     /// file does not exist.
-    pub(crate) fn minishard_index(&self, mip: u32, scale: &Scale, spec: &ShardingSpec, shard: u64, ms: u64) -> Result<Arc<Option<MinishardIndex>>> {
+    pub(crate) fn minishard_index(&self, mip: u32, scale: &Scale, spec: &ShardingSpec, shard: u64, ms: u64) -> Result<Option<Arc<Minishard>>> {
         if let Some(hit) = self.shards.minishard.get(&(mip, shard, ms)) {
-            return Ok(hit);
+            return Ok(Some(hit));
         }
         let key = self.shard_key(scale, spec, shard);
         let url = self.store.url(&key);
-        let decoded = match self.minishard_range(mip, scale, spec, shard, ms)? {
-            None => None,
-            Some((a, b)) if a == b => Some(Vec::new()),
-            Some((a, b)) => {
-                if b - a > 1 << 31 {
-                    return Err(Error::decode(format!("{url}: minishard {ms} index of {} bytes is implausible", b - a)));
-                }
-                let raw = self
-                    .store
-                    .get_range(&key, a, b)
-                    .map_err(|e| e.context(format!("reading the index of minishard {ms}")))?
-                    .ok_or_else(|| Error::not_found(format!("{url}: shard file vanished while reading minishard {ms}")))?;
-                let ctx = format!("{url} minishard {ms}");
-                let raw = match spec.minishard_index_encoding {
-                    DataEncoding::Raw => raw,
-                    DataEncoding::Gzip => compression::gunzip(&raw, &ctx)?,
-                };
-                Some(decode_minishard_index(&raw, spec.index_len(), &ctx)?)
+        let Some(((a, b), generation)) = self.minishard_range(mip, scale, spec, shard, ms)? else { return Ok(None) };
+        let entries = if a == b {
+            Vec::new()
+        } else {
+            if b - a > 1 << 31 {
+                return Err(Error::decode(format!("{url}: minishard {ms} index of {} bytes is implausible", b - a)));
             }
+            let raw = match self
+                .store
+                .get_range_if(&key, a, b, generation.as_deref())
+                .map_err(|e| e.context(format!("reading the index of minishard {ms}")))?
+            {
+                RangeRead::Data(raw, _) => raw,
+                RangeRead::Stale => return Err(Error::stale(format!("{url}: shard changed while reading minishard {ms}"))),
+                RangeRead::Missing => {
+                    return Err(Error::stale(format!("{url}: shard file vanished while reading minishard {ms}")))
+                }
+            };
+            let ctx = format!("{url} minishard {ms}");
+            let raw = match spec.minishard_index_encoding {
+                DataEncoding::Raw => raw,
+                DataEncoding::Gzip => compression::gunzip(&raw, &ctx)?,
+            };
+            decode_minishard_index(&raw, spec.index_len(), &ctx)?
         };
-        let bytes = decoded.as_ref().map_or(16, |v| 24 * v.len() + 16);
-        let arc = Arc::new(decoded);
+        let bytes = 24 * entries.len() + 64;
+        let arc = Arc::new(Minishard { generation, entries });
         self.shards.minishard.insert((mip, shard, ms), arc.clone(), bytes);
-        Ok(arc)
+        Ok(Some(arc))
     }
 
     /// Read `inside` (within the bounds) of sharded scale `mip` into `out`.
@@ -182,32 +242,36 @@ impl Volume {
         // Shard indices first, once per shard, so minishard tasks do not race to fetch them.
         let mut shards: Vec<u64> = groups.iter().map(|g| g.0).collect();
         shards.dedup();
+        self.revalidate_shards(mip, scale, spec, &shards)?;
         if shards.len() > 1 {
             self.pool.install(|| shards.par_iter().try_for_each(|&s| self.prefetch_shard_index(mip, scale, spec, s)))?;
         }
-        let indices: Vec<Arc<Option<MinishardIndex>>> = if groups.len() > 1 {
+        let indices: Vec<Option<Arc<Minishard>>> = if groups.len() > 1 {
             self.pool.install(|| {
                 groups.par_iter().map(|&(s, m)| self.minishard_index(mip, scale, spec, s, m)).collect::<Result<_>>()
             })?
         } else {
             groups.iter().map(|&(s, m)| self.minishard_index(mip, scale, spec, s, m)).collect::<Result<_>>()?
         };
-        let index_of = |w: &Want| -> &Option<MinishardIndex> {
+        let index_of = |w: &Want| -> &Option<Arc<Minishard>> {
             let g = groups.binary_search(&(w.shard, w.minishard)).unwrap_or(0);
             &indices[g]
         };
         // Locate every chunk; the absent ones are missing.
         let mut by_shard: BTreeMap<u64, Vec<Located>> = BTreeMap::new();
+        let mut generations: BTreeMap<u64, Option<String>> = BTreeMap::new();
         let mut missing: Vec<usize> = Vec::new();
         for (i, w) in wants.iter().enumerate() {
-            let found = index_of(w)
-                .as_ref()
-                .and_then(|idx| idx.binary_search_by_key(&w.id, |e| e.0).ok().map(|j| idx[j]));
-            match found {
-                Some((_, start, end)) if end > start => {
+            let ms = index_of(w);
+            match ms.as_ref().and_then(|m| m.find(w.id)) {
+                Some((start, end)) => {
+                    let m = ms.as_ref().map(|m| m.generation.clone()).unwrap_or_default();
+                    if generations.insert(w.shard, m.clone()).is_some_and(|g| g != m) {
+                        return Err(Error::stale(format!("shard {} changed between two minishard reads", w.shard)));
+                    }
                     by_shard.entry(w.shard).or_default().push(Located { want: i, start, end })
                 }
-                _ => missing.push(i),
+                None => missing.push(i),
             }
         }
         for &i in &missing {
@@ -253,17 +317,23 @@ impl Volume {
             let key = self.shard_key(scale, spec, *shard);
             let url = self.store.url(&key);
             let (a, b) = (run[0].start, run.iter().map(|l| l.end).max().unwrap_or(run[0].end));
-            let bytes = self
+            let generation = generations.get(shard).cloned().unwrap_or_default();
+            let read = self
                 .store
-                .get_range(&key, a, b)
+                .get_range_if(&key, a, b, generation.as_deref())
                 .map_err(|e| {
                     let what: Vec<String> = run
                         .iter()
                         .map(|l| format!("chunk {} (minishard {})", wants[l.want].id, wants[l.want].minishard))
                         .collect();
                     e.context(format!("reading {}", what.join(", ")))
-                })?
-                .ok_or_else(|| Error::not_found(format!("{url}: shard file vanished during the read")))?;
+                })?;
+            let bytes = match read {
+                RangeRead::Data(b, _) => b,
+                RangeRead::Stale | RangeRead::Missing => {
+                    return Err(Error::stale(format!("{url}: shard changed during the read")))
+                }
+            };
             let decode_one = |l: &Located| -> Result<()> {
                 let w = &wants[l.want];
                 let payload = &bytes[(l.start - a) as usize..(l.end - a) as usize];

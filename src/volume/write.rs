@@ -115,6 +115,17 @@ impl Volume {
         let store = store::open(&path, &opts)?;
         let info_url = store.url("info");
         let info = Info::parse(info_json.as_bytes(), &info_url)?;
+        super::sharding_specs(&info, &info_url)?;
+        for (i, sc) in info.scales.iter().enumerate() {
+            if let Some(b) = sc.cseg_block_size {
+                if b[0] * b[1] * b[2] > 65_536 {
+                    return Err(Error::invalid(format!(
+                        "{info_url}: scales[{i}] compressed_segmentation_block_size {b:?} has more than 65,536 voxels; \
+                         such blocks can need 32-bit indices, which cloud-volume and Neuroglancer decode wrongly"
+                    )));
+                }
+            }
+        }
         if !opts.overwrite && store.exists("info")? {
             return Err(Error::invalid(format!(
                 "{info_url}: an info already exists (open with {{\"overwrite\": true}} to replace it)"
@@ -135,6 +146,11 @@ impl Volume {
     pub fn add_scale(&self, factor: [i64; 3], chunk_size: Option<[i64; 3]>) -> Result<(Volume, u32)> {
         if factor.iter().any(|&f| f < 1) {
             return Err(Error::invalid(format!("scale factor {factor:?} must be >= 1 on every axis")));
+        }
+        if let Some(c) = chunk_size {
+            if c.iter().any(|&v| !(1..=1 << 32).contains(&v)) {
+                return Err(Error::invalid(format!("chunk size {c:?} must be in 1..=2^32 on every axis")));
+            }
         }
         let base = &self.info.scales[0];
         let mut res = [0.0; 3];
@@ -251,6 +267,11 @@ impl Volume {
     }
 
     fn misaligned(&self, mip: u32, grid: &ChunkGrid, bbox: &Bbox, verb: &str) -> Error {
+        let hint = if self.sharding[mip as usize].is_some() {
+            "sharded scales take whole shards"
+        } else {
+            "open with non_aligned_writes=true to merge partial chunks"
+        };
         let bounds = grid.bounds();
         let mut why = Vec::new();
         for (d, axis) in ["x", "y", "z"].iter().enumerate() {
@@ -262,7 +283,7 @@ impl Volume {
             }
         }
         Error::invalid(format!(
-            "{}: cannot {verb} box {bbox} at mip {mip}: it is not aligned to the chunk grid: {} (open with non_aligned_writes=true to merge partial chunks)",
+            "{}: cannot {verb} box {bbox} at mip {mip}: it is not aligned to the chunk grid: {} ({hint})",
             self.path.path,
             why.join("; ")
         ))
