@@ -36,6 +36,49 @@ pub fn decompress(obj: Object, url: &str) -> Result<Vec<u8>> {
     }
 }
 
+/// Remove `encoding` from `data` into `out` (cleared first; its capacity is reused).
+/// Identity data is not copied: the caller uses `data` itself (returns false).
+pub fn decompress_into(data: &[u8], encoding: ContentEncoding, out: &mut Vec<u8>, url: &str) -> Result<bool> {
+    match encoding {
+        ContentEncoding::Identity => Ok(false),
+        ContentEncoding::Gzip => {
+            gunzip_into(data, out, url)?;
+            Ok(true)
+        }
+        other => {
+            *out = decompress(Object { bytes: data.to_vec(), encoding: other }, url)?;
+            Ok(true)
+        }
+    }
+}
+
+/// Inflate a gzip stream into `out` (cleared first; its capacity is reused).
+pub fn gunzip_into(data: &[u8], out: &mut Vec<u8>, url: &str) -> Result<()> {
+    if data.len() < 18 || data[0] != 0x1f || data[1] != 0x8b {
+        return Err(Error::decode(format!("{url}: not a gzip stream ({} bytes)", data.len())));
+    }
+    let n = data.len();
+    let isize = u32::from_le_bytes([data[n - 4], data[n - 3], data[n - 2], data[n - 1]]) as usize;
+    if isize <= MAX_DECODED && isize <= data.len().saturating_mul(1032) {
+        out.clear();
+        out.resize(isize, 0);
+        let done = INFLATER.with(|d| d.borrow_mut().gzip_decompress(data, out));
+        match done {
+            Ok(m) if m == isize => return Ok(()),
+            Ok(_) | Err(libdeflater::DecompressionError::InsufficientSpace) => {}
+            Err(libdeflater::DecompressionError::BadData) => {
+                return Err(Error::decode(format!("{url}: corrupt gzip stream")));
+            }
+        }
+    }
+    out.clear();
+    flate2::read::MultiGzDecoder::new(data)
+        .take(MAX_DECODED as u64)
+        .read_to_end(out)
+        .map_err(|e| Error::decode(format!("{url}: corrupt gzip stream: {e}")))?;
+    Ok(())
+}
+
 /// Inflate a gzip stream. A single-member stream (the usual case) is inflated in one call into a
 /// buffer sized from its trailer; anything else goes through a streaming decoder.
 pub fn gunzip(data: &[u8], url: &str) -> Result<Vec<u8>> {

@@ -39,18 +39,30 @@ static TMP_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl Store for FileStore {
     fn get(&self, key: &str) -> Result<Option<Object>> {
+        let mut bytes = Vec::new();
+        Ok(self.get_into(key, &mut bytes)?.map(|encoding| Object { bytes, encoding }))
+    }
+
+    fn get_into(&self, key: &str, buf: &mut Vec<u8>) -> Result<Option<ContentEncoding>> {
+        use std::io::Read;
         let path = join_key(&self.base, key);
         let first = self.hint.load(Ordering::Relaxed);
         let order = std::iter::once(first).chain((0..SUFFIXES.len()).filter(|&i| i != first));
         for i in order {
             let (suffix, encoding) = SUFFIXES[i];
             let full = format!("{path}{suffix}");
-            match std::fs::read(&full) {
-                Ok(bytes) => {
+            let opened = std::fs::File::open(&full).and_then(|mut f| {
+                let len = f.metadata()?.len() as usize;
+                buf.clear();
+                buf.reserve(len);
+                f.read_to_end(buf)
+            });
+            match opened {
+                Ok(_) => {
                     if i != first {
                         self.hint.store(i, Ordering::Relaxed);
                     }
-                    return Ok(Some(Object { bytes, encoding }));
+                    return Ok(Some(encoding));
                 }
                 Err(e) if e.kind() == IoKind::NotFound => continue,
                 // A directory where a file is expected, or a path through a file.

@@ -42,8 +42,9 @@ impl HttpStore {
     }
 
     fn get_once(&self, url: &str, range: Option<(u64, u64)>) -> std::result::Result<Option<Object>, (bool, Error)> {
-        match self.get_once_if(url, range, None)? {
-            Answer::Body { bytes, encoding, .. } => Ok(Some(Object { bytes, encoding })),
+        let mut bytes = Vec::new();
+        match self.get_once_if(url, range, None, &mut bytes)? {
+            Answer::Body { encoding, .. } => Ok(Some(Object { bytes, encoding })),
             Answer::Missing | Answer::Stale => Ok(None),
         }
     }
@@ -53,6 +54,7 @@ impl HttpStore {
         url: &str,
         range: Option<(u64, u64)>,
         if_match: Option<&str>,
+        bytes: &mut Vec<u8>,
     ) -> std::result::Result<Answer, (bool, Error)> {
         let mut req = self.agent.get(url);
         if let Some((a, b)) = range {
@@ -85,9 +87,10 @@ impl HttpStore {
         let partial = resp.status() == 206;
         let etag = resp.header("ETag").map(str::to_string);
         let expected: Option<usize> = resp.header("Content-Length").and_then(|v| v.trim().parse().ok());
-        let mut bytes = Vec::with_capacity(expected.unwrap_or(1 << 16).min(1 << 30));
+        bytes.clear();
+        bytes.reserve(expected.unwrap_or(1 << 16).min(1 << 30));
         resp.into_reader()
-            .read_to_end(&mut bytes)
+            .read_to_end(bytes)
             .map_err(|e| (true, Error::io(format!("{url}: reading the body failed: {e}"))))?;
         if let Some(n) = expected {
             if n != bytes.len() {
@@ -107,7 +110,8 @@ impl HttpStore {
                         bytes.len()
                     ))));
                 }
-                bytes = bytes[a as usize..b as usize].to_vec();
+                bytes.truncate(b as usize);
+                bytes.drain(..a as usize);
             } else if bytes.len() != want {
                 return Err((false, Error::decode(format!(
                     "{url}: byte range [{a}, {b}) returned {} bytes (past the end of the object?)",
@@ -115,7 +119,7 @@ impl HttpStore {
                 ))));
             }
         }
-        Ok(Answer::Body { bytes, encoding, etag })
+        Ok(Answer::Body { encoding, etag })
     }
 
     fn with_retries<T>(&self, mut once: impl FnMut() -> std::result::Result<T, (bool, Error)>) -> Result<T> {
@@ -147,7 +151,8 @@ enum Answer {
     Missing,
     /// `If-Match` failed: the object changed.
     Stale,
-    Body { bytes: Vec<u8>, encoding: ContentEncoding, etag: Option<String> },
+    /// The body is in the caller's buffer.
+    Body { encoding: ContentEncoding, etag: Option<String> },
 }
 
 fn status_error(url: &str, verb: &str, code: u16) -> (bool, Error) {
@@ -195,15 +200,24 @@ impl Store for HttpStore {
         self.with_retries(|| self.head_once(&url))
     }
 
+    fn get_into(&self, key: &str, buf: &mut Vec<u8>) -> Result<Option<ContentEncoding>> {
+        let url = self.url(key);
+        Ok(match self.with_retries(|| self.get_once_if(&url, None, None, buf))? {
+            Answer::Body { encoding, .. } => Some(encoding),
+            Answer::Missing | Answer::Stale => None,
+        })
+    }
+
     fn get_range_if(&self, key: &str, start: u64, end: u64, if_generation: Option<&str>) -> Result<RangeRead> {
         if end <= start {
             return Ok(RangeRead::Data(Vec::new(), None));
         }
         let url = self.url(key);
-        Ok(match self.with_retries(|| self.get_once_if(&url, Some((start, end)), if_generation))? {
+        let mut bytes = Vec::new();
+        Ok(match self.with_retries(|| self.get_once_if(&url, Some((start, end)), if_generation, &mut bytes))? {
             Answer::Missing => RangeRead::Missing,
             Answer::Stale => RangeRead::Stale,
-            Answer::Body { bytes, etag, .. } => RangeRead::Data(bytes, etag),
+            Answer::Body { etag, .. } => RangeRead::Data(bytes, etag),
         })
     }
 

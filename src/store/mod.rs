@@ -116,6 +116,18 @@ pub trait Store: Send + Sync {
     /// As `put`.
     fn delete(&self, key: &str) -> Result<()>;
 
+    /// Like `get`, but fills `buf` (cleared first, its capacity reused) and returns the content
+    /// encoding, or None when the object does not exist.
+    ///
+    /// # Errors
+    /// As `get`.
+    fn get_into(&self, key: &str, buf: &mut Vec<u8>) -> Result<Option<ContentEncoding>> {
+        Ok(self.get(key)?.map(|o| {
+            *buf = o.bytes;
+            o.encoding
+        }))
+    }
+
     /// The full URL or path of `key`, for messages.
     fn url(&self, key: &str) -> String;
 

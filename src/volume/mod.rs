@@ -54,6 +54,30 @@ impl Drop for PermitGuard<'_> {
     }
 }
 
+/// Chunk-sized byte buffers reused across the chunks of a handle's reads, so that a cutout
+/// does not allocate (and fragment the heap with) a fresh buffer per chunk.
+struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+    keep: usize,
+}
+
+impl BufferPool {
+    fn take(&self) -> Vec<u8> {
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default()
+    }
+    fn give(&self, mut v: Vec<u8>) {
+        v.clear();
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        if free.len() < self.keep && v.capacity() <= 256 << 20 {
+            free.push(v);
+        }
+    }
+    /// Release every pooled buffer (after a cutout: an idle handle holds no chunk memory).
+    fn release(&self) {
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
 /// An open Precomputed layer. Thread-safe: many threads may read through one `Volume` at once.
 pub struct Volume {
     path: CloudPath,
@@ -62,6 +86,7 @@ pub struct Volume {
     opts: Options,
     pool: rayon::ThreadPool,
     decode_permits: Permits,
+    buffers: BufferPool,
     /// The sharding spec of each scale (None: unsharded).
     sharding: Vec<Option<ShardingSpec>>,
     shards: sharded::ShardCaches,
@@ -124,6 +149,7 @@ impl Volume {
             opts,
             pool,
             decode_permits: Permits::new(cores),
+            buffers: BufferPool { free: Mutex::new(Vec::new()), keep: threads + cores },
             sharding,
             shards: sharded::ShardCaches::new(SHARD_CACHE_BYTES),
         })
@@ -230,11 +256,13 @@ impl Volume {
             }
             Ok(())
         };
-        if cells.len() == 1 {
+        let r = if cells.len() == 1 {
             task(&cells[0])
         } else {
             self.pool.install(|| cells.par_iter().with_max_len(1).try_for_each(task))
-        }
+        };
+        self.buffers.release();
+        r
     }
 
     /// Run `f`; when it finds a shard changed under its cached indices, drop the caches and run
@@ -259,11 +287,12 @@ impl Volume {
     fn read_chunk(&self, scale: &Scale, cell: &Bbox, region: &Bbox, out: &OutView<'_>, background: &[u8]) -> Result<()> {
         let key = chunk_key(&scale.key, cell);
         let url = self.store.url(&key);
-        let obj = self.store.get(&key)?;
-        let obj = match obj {
-            Some(o) if !o.bytes.is_empty() => o,
+        let mut body = self.buffers.take();
+        let encoding = match self.store.get_into(&key, &mut body)? {
+            Some(e) if !body.is_empty() => e,
             // cloud-volume treats zero-byte chunks as missing.
             _ => {
+                self.buffers.give(body);
                 if self.opts.fill_missing {
                     // SAFETY: each chunk writes its own region.
                     unsafe { out.fill(region, background) };
@@ -275,16 +304,26 @@ impl Volume {
             }
         };
         let _permit = self.decode_permits.acquire();
-        let data = compression::decompress(obj, &url)?;
+        let mut decoded = self.buffers.take();
+        let r = compression::decompress_into(&body, encoding, &mut decoded, &url).and_then(|inflated| {
+            let data: &[u8] = if inflated { &decoded } else { &body };
+            self.decode_region(scale, cell, data, region, out, &url)
+        });
+        self.buffers.give(decoded);
+        self.buffers.give(body);
+        r
+    }
+
+    fn decode_region(&self, scale: &Scale, cell: &Bbox, data: &[u8], region: &Bbox, out: &OutView<'_>, url: &str) -> Result<()> {
         let spec = ChunkSpec {
             encoding: scale.encoding,
             dtype: self.info.data_type,
             channels: self.info.num_channels as usize,
             cell: *cell,
             cseg_block: scale.cseg_block_size,
-            url: &url,
+            url,
         };
-        codec::decode_into(&spec, &data, region, out)
+        codec::decode_into(&spec, data, region, out)
     }
 }
 
