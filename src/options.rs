@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 
 /// Default number of requests in flight for network stores.
-pub const DEFAULT_NETWORK_PARALLEL: usize = 32;
+pub const DEFAULT_NETWORK_PARALLEL: usize = 24;
 
 /// How written chunks are compressed (cloud-volume's `compress`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct Options {
     pub fill_missing: bool,
     /// The value of missing and out-of-bounds voxels, cast to the layer's type.
     pub background_color: f64,
-    /// Concurrent chunk requests; None picks by store (cores for file://, 32 for network).
+    /// Concurrent chunk requests; None picks by store (cores for file://, 24 for network).
     pub parallel: Option<usize>,
     /// Base URL that stands for `https://storage.googleapis.com` in gs:// paths.
     pub gs_endpoint: Option<String>,
