@@ -141,6 +141,16 @@ unsafe fn triple_arg(p: *const i64, name: &str) -> Result<[i64; 3]> {
     Ok([*p, *p.add(1), *p.add(2)])
 }
 
+/// # Safety
+/// As `triple_arg` for both corners.
+unsafe fn box_arg(lo: *const i64, hi: *const i64) -> Result<Bbox> {
+    let bbox = Bbox::new(triple_arg(lo, "lo")?, triple_arg(hi, "hi")?);
+    if bbox.is_empty() {
+        return Err(Error::invalid(format!("box {bbox} is empty or inverted (need lo < hi on every axis)")));
+    }
+    Ok(bbox)
+}
+
 fn out_arg<T>(p: *mut T, name: &str) -> Result<*mut T> {
     if p.is_null() {
         Err(Error::invalid(format!("{name} (output) is NULL")))
@@ -472,10 +482,7 @@ pub unsafe extern "C" fn cv_scattered_points(
 pub unsafe extern "C" fn cv_chunk_count(vol: *const cv_volume, mip: u32, lo: *const i64, hi: *const i64, out: *mut usize) -> cv_status {
     boundary(|| {
         let v = vol_arg(vol)?;
-        let bbox = Bbox::new(triple_arg(lo, "lo")?, triple_arg(hi, "hi")?);
-        if bbox.is_empty() {
-            return Err(Error::invalid(format!("box {bbox} is empty or inverted (need lo < hi on every axis)")));
-        }
+        let bbox = box_arg(lo, hi)?;
         let n = v.chunk_count(mip, &bbox)?;
         *out_arg(out, "out")? = n;
         Ok(())
@@ -500,10 +507,7 @@ pub unsafe extern "C" fn cv_chunks_exist(
 ) -> cv_status {
     boundary(|| {
         let v = vol_arg(vol)?;
-        let bbox = Bbox::new(triple_arg(lo, "lo")?, triple_arg(hi, "hi")?);
-        if bbox.is_empty() {
-            return Err(Error::invalid(format!("box {bbox} is empty or inverted (need lo < hi on every axis)")));
-        }
+        let bbox = box_arg(lo, hi)?;
         let want = v.chunk_count(mip, &bbox)?;
         if out_len != want {
             return Err(Error::invalid(format!("out_len is {out_len}, but box {bbox} meets {want} chunk(s)")));

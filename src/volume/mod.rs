@@ -283,6 +283,18 @@ impl Volume {
         }
     }
 
+    /// What a codec needs to decode a chunk of `scale` covering `cell`.
+    pub(crate) fn chunk_spec<'a>(&self, scale: &Scale, cell: Bbox, url: &'a str) -> ChunkSpec<'a> {
+        ChunkSpec {
+            encoding: scale.encoding,
+            dtype: self.info.data_type,
+            channels: self.info.num_channels as usize,
+            cell,
+            cseg_block: scale.cseg_block_size,
+            url,
+        }
+    }
+
     /// Fetch one chunk and write its part `region` into `out`.
     fn read_chunk(&self, scale: &Scale, cell: &Bbox, region: &Bbox, out: &OutView<'_>, background: &[u8]) -> Result<()> {
         let key = chunk_key(&scale.key, cell);
@@ -315,14 +327,7 @@ impl Volume {
     }
 
     fn decode_region(&self, scale: &Scale, cell: &Bbox, data: &[u8], region: &Bbox, out: &OutView<'_>, url: &str) -> Result<()> {
-        let spec = ChunkSpec {
-            encoding: scale.encoding,
-            dtype: self.info.data_type,
-            channels: self.info.num_channels as usize,
-            cell: *cell,
-            cseg_block: scale.cseg_block_size,
-            url,
-        };
+        let spec = self.chunk_spec(scale, *cell, url);
         codec::decode_into(&spec, data, region, out)
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::Volume;
-use crate::codec::{self, compression, ChunkSpec, OutView};
+use crate::codec::{self, compression, OutView};
 use crate::error::{Error, Result};
 use crate::format::grid::chunk_key;
 use crate::format::sharding::{compressed_morton, DataEncoding};
@@ -135,14 +135,7 @@ impl Volume {
                 let v: Vec<u8> = background.repeat(nc);
                 return Ok(idxs.iter().map(|&i| (i, v.clone())).collect());
             };
-            let spec = ChunkSpec {
-                encoding: scale.encoding,
-                dtype: self.info.data_type,
-                channels: nc,
-                cell: cell_box,
-                cseg_block: scale.cseg_block_size,
-                url: &url,
-            };
+            let spec = self.chunk_spec(scale, cell_box, &url);
             let _permit = self.decode_permits.acquire();
             let mut results = Vec::with_capacity(idxs.len());
             if matches!(scale.encoding, Encoding::Raw | Encoding::CompressedSegmentation) {

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::Volume;
 use crate::cloudpath::join_key;
-use crate::codec::{self, compression, ChunkSpec, OutView};
+use crate::codec::{self, compression, OutView};
 use crate::error::{Error, Result};
 use crate::format::sharding::{compressed_morton, decode_minishard_index, DataEncoding, ShardingSpec};
 use crate::format::{Bbox, ChunkGrid, Scale};
@@ -349,14 +349,7 @@ impl Volume {
                         &data
                     }
                 };
-                let cspec = ChunkSpec {
-                    encoding: scale.encoding,
-                    dtype: self.info.data_type,
-                    channels: self.info.num_channels as usize,
-                    cell,
-                    cseg_block: scale.cseg_block_size,
-                    url: &chunk_url,
-                };
+                let cspec = self.chunk_spec(scale, cell, &chunk_url);
                 codec::decode_into(&cspec, data_ref, &region, out)?;
                 if let Some(p) = progress {
                     p.fetch_add(1, Ordering::Relaxed);

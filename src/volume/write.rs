@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::Volume;
 use crate::cloudpath::CloudPath;
 use crate::codec::encode::{self, EncodeOptions};
-use crate::codec::{self, ChunkSpec, OutView};
+use crate::codec::{self, OutView};
 use crate::error::{Error, Result};
 use crate::format::grid::chunk_key;
 use crate::format::sharding::{compressed_morton, DataEncoding, ShardingSpec};
@@ -326,14 +326,7 @@ impl Volume {
                 let view = OutView::new(&mut chunk, cell_box, nc, item);
                 match payload {
                     Some(data) => {
-                        let spec = ChunkSpec {
-                            encoding: scale.encoding,
-                            dtype: self.info.data_type,
-                            channels: nc,
-                            cell: cell_box,
-                            cseg_block: scale.cseg_block_size,
-                            url: &purl,
-                        };
+                        let spec = self.chunk_spec(scale, cell_box, &purl);
                         codec::decode_into(&spec, &data, &cell_box, &view)?;
                     }
                     // SAFETY: the view is this task's own buffer.
