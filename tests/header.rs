@@ -17,9 +17,19 @@ fn generate() -> String {
         env!("CARGO_PKG_VERSION")
     ));
     let mut out = Vec::new();
-    cbindgen::Builder::new()
-        .with_config(config)
-        .with_src(Path::new(root).join("src/ffi/mod.rs"))
+    // Every file of src/ffi/ (mod.rs first, then the others by name) feeds the header.
+    let dir = Path::new(root).join("src/ffi");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("src/ffi")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rs") && !p.ends_with("mod.rs"))
+        .collect();
+    files.sort();
+    let mut builder = cbindgen::Builder::new().with_config(config).with_src(dir.join("mod.rs"));
+    for f in files {
+        builder = builder.with_src(f);
+    }
+    builder
         .generate()
         .expect("cbindgen generates the header")
         .write(&mut out);
