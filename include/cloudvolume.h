@@ -51,6 +51,12 @@
 #define CV_ENCODING_JXL 6
 
 /**
+ * Files under one base location. Opaque to C; created by `cv_storage_open`, released by
+ * `cv_storage_free`.
+ */
+typedef struct cv_storage cv_storage;
+
+/**
  * An open layer. Opaque to C; created by `cv_open`, released by `cv_free`.
  */
 typedef struct cv_volume cv_volume;
@@ -369,6 +375,72 @@ cv_status cv_new_info(const char *layer_type,
                       const int64_t *size,
                       const int64_t *chunk_size,
                       char **out);
+
+/**
+ * Open the files under `cloudpath` (`file://` or a bare path, `http(s)://`, `gs://`, `s3://`,
+ * optionally behind `precomputed://`; usually a layer) with options (NULL or a JSON object, as
+ * for `cv_open`; `gs_endpoint`, `s3_endpoint`, `timeout` and `max_attempts` apply). Nothing is
+ * read: a location without files is no error. On success `*out` receives a handle to release
+ * with `cv_storage_free`.
+ *
+ * # Safety
+ * Strings are NULL or NUL-terminated; `out` is NULL or writable.
+ */
+cv_status cv_storage_open(const char *cloudpath, const char *options_json, cv_storage **out);
+
+/**
+ * Release a storage handle. NULL is a no-op. The handle must not be used afterwards.
+ *
+ * # Safety
+ * `st` is NULL or a live handle from `cv_storage_open`, used by no other thread during the call.
+ */
+void cv_storage_free(cv_storage *st);
+
+/**
+ * Read the file `key` (relative to the storage location; `/`-separated) whole, its content
+ * encoding removed. On success `*data` receives `*len` bytes to release with
+ * `cv_bytes_free(*data, *len)` (a non-NULL pointer, also for an empty file). A missing file is
+ * `CV_ERR_NOT_FOUND` naming its URL.
+ *
+ * # Safety
+ * `st` is a live handle; `key` is NUL-terminated; `data` and `len` are writable.
+ */
+cv_status cv_storage_get(const cv_storage *st, const char *key, uint8_t **data, size_t *len);
+
+/**
+ * Release bytes returned by `cv_storage_get`, with the length it gave. NULL is a no-op.
+ *
+ * # Safety
+ * `data` is NULL or a pointer from `cv_storage_get` not yet freed, and `len` its length.
+ */
+void cv_bytes_free(uint8_t *data, size_t len);
+
+/**
+ * Store `len` bytes at `key`, uncompressed and replacing the file whole (on `file://` a
+ * temporary file renamed into place, intermediate directories created; over HTTP a PUT).
+ * `data` may be NULL when `len` is 0.
+ *
+ * # Safety
+ * `st` is a live handle; `key` is NUL-terminated; `data` holds `len` readable bytes.
+ */
+cv_status cv_storage_put(const cv_storage *st, const char *key, const uint8_t *data, size_t len);
+
+/**
+ * Delete the file `key` (every stored variant of it: plain, `.gz`, `.br`, `.zstd`); a missing
+ * file is no error.
+ *
+ * # Safety
+ * `st` is a live handle; `key` is NUL-terminated.
+ */
+cv_status cv_storage_delete(const cv_storage *st, const char *key);
+
+/**
+ * Whether the file `key` exists (in any stored variant): `*out` receives 1 or 0.
+ *
+ * # Safety
+ * `st` is a live handle; `key` is NUL-terminated; `out` is writable.
+ */
+cv_status cv_storage_exists(const cv_storage *st, const char *key, int32_t *out);
 
 #ifdef __cplusplus
 }  // extern "C"

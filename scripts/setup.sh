@@ -21,7 +21,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 VENV=target/venv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import cloudvolume, tensorstore, pyspng' >/dev/null 2>&1; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import cloudvolume, tensorstore, pyspng, tree_sitter, tree_sitter_julia' >/dev/null 2>&1; then
   mkdir -p target
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/reference/requirements.txt

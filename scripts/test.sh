@@ -19,3 +19,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 cargo test --all-targets
+
+# The Julia binding: syntax, ccalls against the header, the CloudVolume.jl API (no Julia here).
+bash scripts/test_julia.sh

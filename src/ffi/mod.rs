@@ -16,6 +16,9 @@ use crate::format::{Bbox, DataType, Encoding};
 use crate::options::Options;
 use crate::volume::Volume;
 
+/// cbindgen:ignore
+pub mod storage;
+
 /// A status code: `CV_OK` (0) or one of the `CV_ERR_*` codes.
 pub type cv_status = i32;
 

@@ -1,0 +1,32 @@
+"""
+    CloudVolume
+
+Read and write Neuroglancer Precomputed volumes (file://, http(s)://, gs://, s3://) from
+Julia through libcloudvolume's C ABI, with the API of seung-lab's CloudVolume.jl:
+`CloudVolumeWrapper`, `StorageWrapper`, `offset`, `scale`, `chunks`, `resolution`, `exists`,
+`flush`, `upload_from_shared_memory`, `info`, `provenance`.
+
+Layers (like HDF5.jl and CodecZstd.jl): `api.jl` finds the library and holds one raw `ccall`
+per C function; `wrapper.jl` and `storage.jl` own handles (finalizer plus idempotent `close`)
+and turn statuses into `CloudVolumeError`s; `json.jl` reads and writes info files.
+
+The library is `ENV["CLOUDVOLUME_LIB"]` if set, else the repository's `target/release` (then
+`target/debug`) build output, else `libcloudvolume` on the system search path; it is loaded on
+the first call, and an error lists every place searched.
+"""
+module CloudVolume
+
+using Libdl
+
+export CloudVolumeWrapper, StorageWrapper, CloudVolumeError,
+       offset, scale, chunks, resolution, exists, flush, upload_from_shared_memory,
+       info, provenance
+
+include("json.jl")
+using .JSON: parse_json, write_json
+
+include("api.jl")
+include("wrapper.jl")
+include("storage.jl")
+
+end # module CloudVolume

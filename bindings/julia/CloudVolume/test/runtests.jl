@@ -1,0 +1,257 @@
+# Tests of the Julia binding against layers it creates itself (through the library) in a
+# temporary directory. Needs a built library: `cargo build --release` in the repository (or
+# ENV["CLOUDVOLUME_LIB"]). Run with
+#     julia --project=bindings/julia/CloudVolume -e 'using Pkg; Pkg.test()'
+
+using CloudVolume
+using Test
+
+const CV = CloudVolume
+
+# The layer: uint16, 2 channels, offset (-3, 5, 10), size (50, 40, 20), chunks (16, 16, 8),
+# so edge chunks are clipped on every axis.
+const OFFSET = [-3, 5, 10]
+const SIZE = [50, 40, 20]
+const CHUNK = [16, 16, 8]
+const HI = OFFSET .+ SIZE .- 1          # inclusive last voxel: (46, 44, 29)
+const ALL = (OFFSET[1]:HI[1], OFFSET[2]:HI[2], OFFSET[3]:HI[3])
+
+new_info(; channels = 2, dtype = "uint16", encoding = "raw") =
+    CV.create_new_info(channels, "image", dtype, encoding, [4.0, 4.0, 40.0], OFFSET, SIZE; chunk_size = CHUNK)
+
+function expect_error(f, code)
+    try
+        f()
+    catch e
+        e isa CloudVolumeError || rethrow()
+        @test e.code == code
+        return e
+    end
+    @test false   # no error was thrown
+    return nothing
+end
+
+root = mktempdir()
+url(name) = "file://" * joinpath(root, name)
+
+@testset "CloudVolume.jl binding" begin
+
+@testset "library" begin
+    @test isfile(CV.libcloudvolume()) || !isempty(CV.libcloudvolume())
+    @test CV.version() isa VersionNumber
+    @test all(x -> x isa String, CV.library_candidates())
+end
+
+@testset "create and metadata" begin
+    info0 = new_info()
+    @test info0["data_type"] == "uint16" && info0["num_channels"] == 2
+    vol = CloudVolumeWrapper(url("a"); info = info0)
+    @test isopen(vol)
+    @test size(vol) == (50, 40, 20, 2)
+    @test size(vol, 4) == 2
+    @test offset(vol) == OFFSET
+    @test chunks(vol) == CHUNK
+    @test resolution(vol) == [4.0, 4.0, 40.0]
+    @test scale(vol) == 0
+    i = info(vol)
+    @test i isa Dict && i["type"] == "image" && i["scales"][1]["size"] == SIZE
+    @test flush(vol) === nothing
+    @test provenance(vol)["sources"] == []
+    @test isfile(joinpath(root, "a", "info"))
+    # The same info again opens the layer; a different one is refused.
+    close(CloudVolumeWrapper(url("a"); info = info0))
+    @test_throws ArgumentError CloudVolumeWrapper(url("a"); info = new_info(channels = 1))
+    p = Dict("description" => "test", "sources" => ["x"])
+    @test provenance(CloudVolumeWrapper(url("a"); provenance = p)) === p
+    close(vol)
+    close(vol)   # idempotent
+    @test !isopen(vol)
+    @test_throws ArgumentError size(vol)
+    @test occursin("closed", sprint(show, vol))
+end
+
+data = reshape(UInt16.(mod.(1:(50*40*20*2), 65521)), 50, 40, 20, 2)
+
+@testset "writes and reads" begin
+    vol = CloudVolumeWrapper(url("a"))
+    vol[ALL..., :] = data                       # the whole volume: aligned
+    @test vol[ALL...] == data[:, :, :, 1]       # 3 ranges: channel 0, as CloudVolume.jl
+    @test vol[ALL...] isa Array{UInt16,3}
+    @test vol[ALL..., :] == data                # every channel
+    @test vol[ALL..., 1:1] == data[:, :, :, 2:2]
+    @test vol[ALL..., 0:1] == data
+    @test_throws ArgumentError vol[ALL..., 0:2]
+    # Absolute coordinates, inclusive stops, no index shift.
+    @test vol[0:9, 6:8, 12:12] == data[4:13, 2:4, 3:3, 1]
+    @test vol[0:9, 6:8, 12] == data[4:13, 2:4, 3, 1]
+    @test vol[0:9, 6:8, 12] isa Array{UInt16,2}
+    @test vol[-3:-3, 5:5, 10:10] == data[1:1, 1:1, 1:1, 1]
+    @test vol[46:46, 44:44, 29:29, :] == data[50:50, 40:40, 20:20, :]
+    @test size(vol[0:-1, 5:6, 10:11]) == (0, 2, 2)
+    # An aligned chunk, then a chunk at the far edge (clipped).
+    blk = fill(UInt16(7), 16, 16, 8, 2)
+    vol[13:28, 21:36, 18:25, :] = blk
+    @test vol[13:28, 21:36, 18:25, :] == blk
+    edge = fill(UInt16(9), 2, 8, 4, 2)
+    vol[45:46, 37:44, 26:29, :] = edge
+    @test vol[45:46, 37:44, 26:29, :] == edge
+    # Off-grid writes need non_aligned_writes.
+    e = expect_error(() -> (vol[0:3, 6:7, 11:12, :] = zeros(UInt16, 4, 2, 2, 2)), CV.CV_ERR_INVALID_ARGUMENT)
+    @test occursin("non_aligned_writes", e.message) || occursin("align", e.message)
+    vna = CloudVolumeWrapper(url("a"); non_aligned_writes = true)
+    before = vna[ALL..., :]
+    vna[0:3, 6:7, 11:12, :] = ones(UInt16, 4, 2, 2, 2)
+    after = vna[ALL..., :]
+    @test after[4:7, 2:3, 2:3, :] == ones(UInt16, 4, 2, 2, 2)
+    after[4:7, 2:3, 2:3, :] .= before[4:7, 2:3, 2:3, :]
+    @test after == before
+    # Element type and shape must match.
+    @test_throws ArgumentError (vol[ALL..., :] = Float32.(data))
+    @test_throws DimensionMismatch (vol[ALL..., :] = data[1:49, :, :, :])
+    @test_throws DimensionMismatch (vol[ALL...] = data[:, :, :, 1])   # 2 channels need 4-D
+    @test_throws ArgumentError (vol[ALL..., 1:1] = data[:, :, :, 2:2])
+    vol[ALL..., :] = data
+    close(vna)
+    close(vol)
+end
+
+@testset "one channel, 3-D writes, 2-D slices" begin
+    CloudVolumeWrapper(url("one"); info = new_info(channels = 1, dtype = "float32")) do vol
+        a = rand(Float32, SIZE...)
+        vol[ALL...] = a
+        @test vol[ALL...] == a
+        @test vol[ALL..., :] == reshape(a, SIZE..., 1)
+        s = rand(Float32, 50, 40)
+        vna = CloudVolumeWrapper(url("one"); non_aligned_writes = true)
+        vna[ALL[1], ALL[2], 12] = s
+        @test vol[ALL[1], ALL[2], 12] == s
+        close(vna)
+    end
+end
+
+@testset "every data type" begin
+    for (name, T) in [("uint8", UInt8), ("int8", Int8), ("uint16", UInt16), ("int16", Int16),
+                      ("uint32", UInt32), ("int32", Int32), ("uint64", UInt64), ("int64", Int64),
+                      ("float32", Float32), ("float64", Float64)]
+        CloudVolumeWrapper(url("t_" * name); info = new_info(channels = 1, dtype = name)) do vol
+            a = rand(T, SIZE...)
+            vol[ALL...] = a
+            @test vol[ALL...] == a
+            @test eltype(vol[0:1, 5:6, 10:11]) == T
+        end
+    end
+end
+
+@testset "edges: bounds, autocrop, missing chunks" begin
+    vol = CloudVolumeWrapper(url("a"))
+    e = expect_error(() -> vol[-4:0, 5:6, 10:11], CV.CV_ERR_OUT_OF_BOUNDS)
+    @test !isempty(e.message)
+    ub = CloudVolumeWrapper(url("a"); bounded = false)
+    a = ub[-5:-2, 5:6, 10:10]
+    @test size(a) == (4, 2, 1)
+    @test all(a[1:2, :, :] .== 0)
+    @test a[3:4, :, :] == data[1:2, 1:2, 1:1, 1]
+    ac = CloudVolumeWrapper(url("a"); bounded = false, autocrop = true)
+    @test ac[-10:0, 5:6, 10:10] == data[1:4, 1:2, 1:1, 1]
+    @test size(ac[100:110, 5:6, 10:10]) == (0, 2, 1)
+    # Delete the first chunk: it then reads as missing.
+    c0 = (-3:12, 5:20, 10:17)
+    ex = exists(vol, c0...)
+    @test ex == Dict("4_4_40/-3-13_5-21_10-18" => true)
+    @test length(exists(vol, ALL...)) == 4 * 3 * 3
+    delete!(vol, c0...)
+    @test exists(vol, c0...) == Dict("4_4_40/-3-13_5-21_10-18" => false)
+    @test count(values(exists(vol, ALL...))) == 4 * 3 * 3 - 1
+    e = expect_error(() -> vol[c0...], CV.CV_ERR_NOT_FOUND)
+    @test occursin("-3-13_5-21_10-18", e.message)
+    fm = CloudVolumeWrapper(url("a"); fill_missing = true)
+    @test all(fm[c0...] .== 0)
+    @test fm[13:28, 5:20, 10:17] == data[17:32, 1:16, 1:8, 1]
+    vol[c0..., :] = data[1:16, 1:16, 1:8, :]
+    @test vol[ALL..., :] == data
+    foreach(close, (vol, ub, ac, fm))
+end
+
+@testset "upload_from_shared_memory" begin
+    vol = CloudVolumeWrapper(url("a"))
+    img = data .+ UInt16(1)
+    upload_from_shared_memory(vol, img, ALL...)
+    @test vol[ALL..., :] == img
+    # Only the cutout (one aligned chunk) is written.
+    upload_from_shared_memory(vol, data, ALL..., 13:28, 21:36, 18:25)
+    got = vol[ALL..., :]
+    @test got[17:32, 17:32, 9:16, :] == data[17:32, 17:32, 9:16, :]
+    @test got[1:16, :, :, :] == img[1:16, :, :, :]
+    @test_throws ArgumentError upload_from_shared_memory(vol, data, ALL..., 0:100, nothing, nothing)
+    vol[ALL..., :] = data
+    close(vol)
+end
+
+@testset "errors" begin
+    e = expect_error(() -> CloudVolumeWrapper(url("absent")), CV.CV_ERR_NOT_FOUND)
+    @test occursin("absent", e.message)
+    @test occursin("CV_ERR_NOT_FOUND", sprint(showerror, e))
+    expect_error(() -> CloudVolumeWrapper(url("a"); cache = true), CV.CV_ERR_UNSUPPORTED)
+    expect_error(() -> CloudVolumeWrapper(url("a"); parallel = 0), CV.CV_ERR_INVALID_ARGUMENT)
+    expect_error(() -> CloudVolumeWrapper(url("a"); mip = 3), CV.CV_ERR_INVALID_ARGUMENT)
+    expect_error(() -> CloudVolumeWrapper(url("a"); compress = "lzma"), CV.CV_ERR_INVALID_ARGUMENT)
+    expect_error(() -> CloudVolumeWrapper("graphene://https://example.org/x"), CV.CV_ERR_UNSUPPORTED)
+    @test_throws ArgumentError CloudVolumeWrapper(url("a"); mip = -1)
+    # Accepted and ignored keywords.
+    vol = CloudVolumeWrapper(url("a"); parallel = 4, progress = true, cdn_cache = 60,
+                             output_to_shared_memory = true, compress = false)
+    @test vol[0:1, 5:6, 10:11] == data[4:5, 1:2, 1:2, 1]
+    close(vol)
+end
+
+@testset "StorageWrapper" begin
+    s = StorageWrapper(url("files"))
+    @test !exists(s, "filename")
+    s["filename"] = "content"
+    @test String(s["filename"]) == "content"
+    @test read(joinpath(root, "files", "filename"), String) == "content"   # raw bytes on disk
+    bin = UInt8[0x00, 0xff, 0x10, 0x00]
+    s["dir/bin"] = bin
+    @test s["dir/bin"] == bin
+    @test exists(s, "dir/bin")
+    s["empty"] = UInt8[]
+    @test s["empty"] == UInt8[]
+    results, empties, errors = s[["filename", "missing", "dir/bin"]]
+    @test [r["filename"] for r in results] == ["filename", "missing", "dir/bin"]
+    @test results[1]["content"] == Vector{UInt8}("content")
+    @test [r["filename"] for r in empties] == ["missing"]
+    @test isempty(errors)
+    _, _, errs = s[["../escape"]]
+    @test length(errs) == 1 && errs[1]["error"].code == CV.CV_ERR_INVALID_ARGUMENT
+    e = expect_error(() -> s["missing"], CV.CV_ERR_NOT_FOUND)
+    @test occursin("missing", e.message)
+    @test_throws ArgumentError (s["x"] = 1.5)
+    delete!(s, "filename")
+    @test !exists(s, "filename")
+    delete!(s, "filename")   # missing: no error
+    close(s)
+    close(s)
+    @test_throws ArgumentError s["dir/bin"]
+    # Files of a layer, shared with the volume: the info, and a gzip-compressed chunk read back
+    # decoded (raw encoding: the chunk's voxels, x fastest, channel slowest).
+    CloudVolumeWrapper(url("gz"); info = new_info(), compress = "gzip") do vol
+        vol[-3:12, 5:20, 10:17, :] = data[1:16, 1:16, 1:8, :]
+    end
+    @test isfile(joinpath(root, "gz", "4_4_40", "-3-13_5-21_10-18.gz"))
+    StorageWrapper(url("gz")) do st
+        @test CV.parse_json(String(st["info"]))["num_channels"] == 2
+        @test st["4_4_40/-3-13_5-21_10-18"] == collect(reinterpret(UInt8, vec(data[1:16, 1:16, 1:8, :])))
+    end
+end
+
+@testset "JSON" begin
+    v = CV.parse_json("""{"a": [1, -2.5e3, true, false, null], "b": "x\\"\\u00e9\\ud83d\\ude00", "c": {}}""")
+    @test v["a"] == Any[1, -2500.0, true, false, nothing]
+    @test v["b"] == "x\"é😀"
+    @test v["c"] == Dict{String,Any}()
+    @test CV.parse_json(CV.write_json(v)) == v
+    @test_throws CV.JSON.ParseError CV.parse_json("{\"a\": }")
+    @test_throws CV.JSON.ParseError CV.parse_json("[1, 2] x")
+end
+
+end # testset
