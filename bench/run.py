@@ -1,0 +1,1140 @@
+#!/usr/bin/env python3
+"""Benchmark: this library (through its C ABI) against cloud-volume and tensorstore.
+
+    target/venv/bin/python bench/run.py [--quick] [--repeats N] [--out FILE] [--only LAYER,...]
+
+Steps:
+ 1. build the release library and the latency proxy example (cargo), compile
+    bench/cutout_bench.c against a private copy of libcloudvolume.so;
+ 2. write the test layers with cloud-volume into target/bench-layers/<size>/ (reused when the
+    stamp matches): 1024x1024x128 uint8 raw uncompressed, the same gzip'd (cloud-volume's
+    default .gz files), the same as jpeg, and 512x512x128 uint64 compressed_segmentation
+    (gzip'd, as cloud-volume writes it); chunks 128x128x64;
+ 3. read each whole volume with each reader, each in its own subprocess, over file://, over
+    loopback HTTP (nginx) and over loopback HTTP with 20 ms added per request (latency proxy);
+ 4. print the table and write BENCHMARKS.md (or --out) with the machine, versions, method,
+    results and targets.
+
+`--quick` uses small volumes and fewer repeats (a smoke run) and writes
+target/bench/BENCHMARKS.quick.md unless --out is given.
+"""
+
+import argparse
+import datetime
+import gzip
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "target" / "bench"
+LAYER_ROOT = ROOT / "target" / "bench-layers"
+LATENCY_MS = 20
+MIB = 1 << 20
+
+# Layer sets: image shape (uint8), segmentation shape (uint64), chunk size; "small" is a
+# latency-bound extra: a small raw volume in many 32^3 chunks (32 KiB each).
+SIZES = {
+    "full": {"img": (1024, 1024, 128), "seg": (512, 512, 128), "chunk": (128, 128, 64),
+             "small": (512, 512, 64), "small_chunk": (32, 32, 32)},
+    "quick": {"img": (512, 512, 64), "seg": (256, 256, 64), "chunk": (128, 128, 64),
+              "small": (128, 128, 64), "small_chunk": (32, 32, 32)},
+}
+GENERATOR_VERSION = 3
+
+LAYERS = {
+    # name: (description, data_type, cloud-volume encoding, cloud-volume compress)
+    "raw": ("uint8 raw, uncompressed", "uint8", "raw", False),
+    "gzip": ("uint8 raw, gzip (.gz files)", "uint8", "raw", None),
+    "jpeg": ("uint8 jpeg", "uint8", "jpeg", None),
+    "cseg": ("uint64 compressed_segmentation, gzip", "uint64", "compressed_segmentation", None),
+    "small": ("uint8 raw, uncompressed, 32³ chunks (latency-bound extra)", "uint8", "raw", False),
+}
+
+
+def layer_shape(sizes, layer):
+    """(volume shape, chunk size) of a layer."""
+    if layer == "cseg":
+        return sizes["seg"], sizes["chunk"]
+    if layer == "small":
+        return sizes["small"], sizes["small_chunk"]
+    return sizes["img"], sizes["chunk"]
+
+
+TRANSPORTS = ["file", "http", "http+20ms"]
+READERS = ["ours", "cloud-volume", "tensorstore"]
+# Extra reader on the latency-bound layer: ours with more requests in flight than the default.
+EXTRA_PARALLEL = 128
+OURS_MORE = f"ours, parallel={EXTRA_PARALLEL}"
+
+
+def readers_for(layer):
+    return READERS + ([OURS_MORE] if layer == "small" else [])
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    log("+", " ".join(str(c) for c in cmd))
+    return subprocess.run(cmd, check=True, **kw)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reader subprocesses (python bench/run.py --reader ...): one reader, one volume, N cutouts.
+
+
+def checksum(arr):
+    """Sum mod 2^64 of the Fortran-order bytes read as little-endian uint64 words (as
+    cutout_bench.c computes it)."""
+    import numpy as np
+
+    flat = arr.reshape(-1, order="F")
+    b = flat.view(np.uint8)
+    n8 = len(b) // 8 * 8
+    s = int(b[:n8].view("<u8").sum(dtype=np.uint64))
+    if n8 < len(b):
+        tail = bytes(b[n8:]) + bytes(8 - (len(b) - n8))
+        s = (s + int.from_bytes(tail, "little")) % (1 << 64)
+    return "0x%016x" % s
+
+
+def hwm_kb():
+    """VmHWM of this process in KiB: its own peak RSS (ru_maxrss carries the parent's over
+    fork+exec on Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def reader_main(args):
+    import resource
+
+    import numpy as np
+
+    box = [int(v) for v in args.box.split(",")]
+    x0, y0, z0, x1, y1, z1 = box
+    t = time.perf_counter()
+    if args.reader == "cloud-volume":
+        from cloudvolume import CloudVolume
+
+        import_s = time.perf_counter() - t
+        t = time.perf_counter()
+        # Defaults for parallelism (parallel=1: one process; cloud-files threads for http).
+        vol = CloudVolume(args.target, mip=0, progress=False)
+
+        def read():
+            return vol[x0:x1, y0:y1, z0:z1]
+
+    elif args.reader == "tensorstore":
+        import tensorstore as ts
+
+        import_s = time.perf_counter() - t
+        t = time.perf_counter()
+        store = ts.open(json.loads(args.target), read=True).result()  # default context
+        view = store[x0:x1, y0:y1, z0:z1, :]
+
+        def read():
+            return view.read(order="F").result()
+
+    else:
+        raise SystemExit(f"unknown reader {args.reader}")
+    open_s = time.perf_counter() - t
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    hwm_before = hwm_kb()
+    runs, cpus = [], []
+    arr = None
+    for i in range(args.repeats):
+        arr = None  # free the previous result first, as a caller reusing its variable would
+        t, c = time.perf_counter(), time.process_time()
+        arr = read()
+        runs.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    hwm = hwm_kb()
+    arr = np.asarray(arr)
+    if not arr.flags["F_CONTIGUOUS"]:
+        arr = np.asfortranarray(arr)
+    out = {
+        "bytes": int(arr.nbytes),
+        "shape": list(arr.shape),
+        "import_s": import_s,
+        "open_s": open_s,
+        "runs_s": runs,
+        "cpu_s": cpus,
+        "rss_before_kb": rss_before,
+        "max_rss_kb": max_rss,
+        "hwm_before_kb": hwm_before,
+        "hwm_kb": hwm,
+        "checksum": checksum(arr),
+    }
+    if args.dump:
+        arr.reshape(-1, order="F").tofile(args.dump)
+    print(json.dumps(out), flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Build
+
+
+def build():
+    BUILD.mkdir(parents=True, exist_ok=True)
+    run(["cargo", "build", "--release", "--lib", "--example", "latency_proxy"], cwd=ROOT)
+    rel = ROOT / "target" / "release"
+    # Private copies: other builds in this tree may replace target/release while we measure.
+    shutil.copy2(rel / "libcloudvolume.so", BUILD / "libcloudvolume.so")
+    shutil.copy2(rel / "examples" / "latency_proxy", BUILD / "latency_proxy")
+    cc = os.environ.get("CC", "cc")
+    run(
+        [cc, "-O2", "-Wall", "-Wextra", "-I", str(ROOT / "include"), str(ROOT / "bench" / "cutout_bench.c"),
+         "-o", str(BUILD / "cutout_bench"), "-L", str(BUILD), "-lcloudvolume", f"-Wl,-rpath,{BUILD}"],
+        cwd=ROOT,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Layers
+
+
+def image_slabs(shape, chunk_z, seed=1):
+    """EM-like uint8: a smooth field (membranes-like ridges and slow shading) plus noise,
+    yielded as (z0, z1, F-ordered slab)."""
+    import numpy as np
+
+    X, Y, Z = shape
+    rng = np.random.default_rng(seed)
+    x = np.arange(X, dtype=np.float32)[:, None, None]
+    y = np.arange(Y, dtype=np.float32)[None, :, None]
+    for z0 in range(0, Z, chunk_z):
+        z1 = min(Z, z0 + chunk_z)
+        z = np.arange(z0, z1, dtype=np.float32)[None, None, :]
+        f = 128.0 + 45.0 * np.sin(x / 37.0 + 0.3 * np.sin(y / 53.0)) * np.cos(y / 41.0 + z / 29.0)
+        f = f + 25.0 * np.sin((x + y) / 97.0 + z / 17.0)
+        # Dark membrane-like ridges where a second field crosses zero.
+        g = np.sin(x / 23.0 + np.cos(y / 31.0 + z / 13.0)) * np.cos(y / 19.0 - x / 71.0)
+        f = f - 70.0 * (np.abs(g) < 0.08)
+        f = f + rng.normal(0.0, 10.0, size=(X, Y, z1 - z0)).astype(np.float32)
+        yield z0, z1, np.asfortranarray(np.clip(f, 0, 255).astype(np.uint8))
+
+
+def seg_slabs(shape, chunk_z):
+    """Blocky segmentation: irregular boxes of varying size with large uint64 ids (FlyWire-like
+    magnitude, ~7e17) and some background (0)."""
+    import numpy as np
+
+    X, Y, Z = shape
+    x = np.arange(X, dtype=np.int64)[:, None, None]
+    y = np.arange(Y, dtype=np.int64)[None, :, None]
+    for z0 in range(0, Z, chunk_z):
+        z1 = min(Z, z0 + chunk_z)
+        z = np.arange(z0, z1, dtype=np.int64)[None, None, :]
+        ix = (x + 17 * (y // 64)) // 41
+        iy = (y + 7 * (z // 16)) // 37
+        iz = (z + 5 * (x // 80)) // 13
+        h = (ix * 73856093) ^ (iy * 19349663) ^ (iz * 83492791)
+        h = h.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        labels = (h >> np.uint64(24)) + np.uint64(648518346341351424)
+        labels = np.where((h >> np.uint64(60)) == 0, np.uint64(0), labels)
+        yield z0, z1, np.asfortranarray(labels.astype(np.uint64))
+
+
+def make_layers(size_name, layers):
+    """Write the layers with cloud-volume (each is kept while its stamp matches)."""
+    from cloudvolume import CloudVolume
+    import cloudvolume
+
+    sz = SIZES[size_name]
+    base = LAYER_ROOT / size_name
+    base.mkdir(parents=True, exist_ok=True)
+    for name in layers:
+        _, dtype, encoding, compress = LAYERS[name]
+        shape, chunk = layer_shape(sz, name)
+        stamp = json.dumps({"generator": GENERATOR_VERSION, "shape": shape, "chunk": chunk, "dtype": dtype,
+                            "encoding": encoding, "compress": compress, "cloud-volume": cloudvolume.__version__},
+                           sort_keys=True)
+        stamp_file = base / f"{name}.stamp"
+        if stamp_file.exists() and stamp_file.read_text() == stamp and (base / name / "info").exists():
+            log(f"layers: reusing {base / name}")
+            continue
+        for d in (base / name, base / f"{name}_plain"):
+            if d.exists():
+                shutil.rmtree(d)
+        t = time.time()
+        seg = dtype == "uint64"
+        info = CloudVolume.create_new_info(
+            num_channels=1,
+            layer_type="segmentation" if seg else "image",
+            data_type=dtype,
+            encoding=encoding,
+            resolution=[8, 8, 40],
+            voxel_offset=[0, 0, 0],
+            volume_size=list(shape),
+            chunk_size=list(chunk),
+        )
+        vol = CloudVolume(f"file://{base / name}", info=info, compress=compress, progress=False)
+        vol.commit_info()
+        slab_z = max(chunk[2], 64 // chunk[2] * chunk[2])
+        slabs = seg_slabs(shape, slab_z) if seg else image_slabs(shape, slab_z)
+        for z0, z1, slab in slabs:
+            vol[0 : shape[0], 0 : shape[1], z0:z1] = slab
+        if name == "cseg":
+            # tensorstore reads no .gz-suffixed files: give it an un-gzipped copy.
+            src, dst = base / "cseg", base / "cseg_plain"
+            for p in src.rglob("*"):
+                rel = p.relative_to(src)
+                if p.is_dir():
+                    (dst / rel).mkdir(parents=True, exist_ok=True)
+                elif p.suffix == ".gz":
+                    (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (dst / rel.with_suffix("")).write_bytes(gzip.decompress(p.read_bytes()))
+                else:
+                    (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(p, dst / rel)
+        stamp_file.write_text(stamp)
+        log(f"layers: wrote {name} {shape} (chunks {chunk}) in {time.time() - t:.1f} s")
+    return base
+
+
+def layer_bytes(base, layers):
+    return {n: sum(p.stat().st_size for p in (base / n).rglob("*") if p.is_file()) for n in layers}
+
+
+# ----------------------------------------------------------------------------------------------
+# Servers
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def find_nginx():
+    for p in ("/usr/sbin/nginx", shutil.which("nginx")):
+        if p and os.path.exists(p):
+            return p
+    raise SystemExit("nginx not found: apt-get install nginx-light (or run scripts/setup.sh)")
+
+
+class Nginx:
+    """nginx serving `root` on a free loopback port. `gzip_static always` serves `name.gz` for
+    `name` with Content-Encoding: gzip, as a bucket serves what cloud-volume uploads gzip'd."""
+
+    def __init__(self, root):
+        self.dir = Path(tempfile.mkdtemp(prefix="cv-bench-nginx-"))
+        self.port = free_port()
+        tmp = self.dir / "tmp"
+        tmp.mkdir()
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        conf = f"""{user}worker_processes 1;
+daemon off;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
+  uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
+  sendfile on; tcp_nopush on; tcp_nodelay on;
+  keepalive_timeout 120s; keepalive_requests 100000;
+  open_file_cache max=10000 inactive=60s;
+  default_type application/octet-stream;
+  server {{
+    listen 127.0.0.1:{self.port} backlog=4096;
+    root {root};
+    gzip_static always;
+  }}
+}}
+"""
+        (self.dir / "nginx.conf").write_text(conf)
+        self.proc = subprocess.Popen(
+            [find_nginx(), "-e", str(self.dir / "error.log"), "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_port(self.port)
+        except RuntimeError:
+            err = self.proc.stderr.read().decode() if self.proc.poll() is not None else ""
+            raise RuntimeError(f"nginx did not start: {err}")
+
+    def version(self):
+        r = subprocess.run([find_nginx(), "-v"], capture_output=True, text=True)
+        return (r.stderr or r.stdout).strip().split("/")[-1]
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Proxy:
+    """The latency proxy example, with its stdin commands `reset` and `stats`."""
+
+    def __init__(self, upstream_port, delay_ms):
+        self.proc = subprocess.Popen(
+            [str(BUILD / "latency_proxy"), "--upstream", f"127.0.0.1:{upstream_port}", "--delay-ms", str(delay_ms)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+        self.port = int(self.proc.stdout.readline())
+        wait_port(self.port)
+
+    def cmd(self, c):
+        self.proc.stdin.write(c + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def reset(self):
+        self.cmd("reset")
+
+    def stats(self):
+        return json.loads(self.cmd("stats"))
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# ----------------------------------------------------------------------------------------------
+# The matrix
+
+
+def target_for(reader, layer, transport, base, ports):
+    """What the reader opens, or (None, reason) when it cannot read this layer this way."""
+    if transport == "file":
+        prefix = None
+    else:
+        prefix = f"http://127.0.0.1:{ports[transport]}"
+    if reader in ("ours", OURS_MORE, "cloud-volume"):
+        return (f"file://{base / layer}" if prefix is None else f"{prefix}/{layer}"), None
+    # tensorstore
+    ts_layer = layer
+    note = None
+    if transport == "file":
+        if layer == "gzip":
+            return None, "tensorstore reads no .gz-suffixed files (gzip is an HTTP Content-Encoding to it)"
+        if layer == "cseg":
+            ts_layer, note = "cseg_plain", "un-gzipped copy (tensorstore reads no .gz files)"
+        kv = {"driver": "file", "path": f"{base / ts_layer}/"}
+    else:
+        kv = {"driver": "http", "base_url": f"{prefix}/{ts_layer}/"}
+    return json.dumps({"driver": "neuroglancer_precomputed", "kvstore": kv}), note
+
+
+def run_reader(reader, target, box, repeats, dump=None, timeout=1800):
+    boxs = [str(v) for v in box]
+    env = dict(os.environ)
+    if reader in ("ours", OURS_MORE):
+        cmd = [str(BUILD / "cutout_bench"), target, "0", *boxs, str(repeats)]
+        if reader == OURS_MORE:
+            cmd.append(json.dumps({"parallel": EXTRA_PARALLEL}))
+        if dump:
+            env["CUTOUT_BENCH_DUMP"] = str(dump)
+    else:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--reader", reader, "--target", target,
+               "--box", ",".join(boxs), "--repeats", str(repeats)]
+        if dump:
+            cmd += ["--dump", str(dump)]
+    t = time.time()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    wall = time.time() - t
+    if r.returncode != 0:
+        return {"error": (r.stderr or r.stdout).strip().splitlines()[-1:] or ["exit %d" % r.returncode], "wall_s": wall}
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    res["wall_s"] = wall
+    return res
+
+
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def system_busy_s():
+    """(CPU-seconds spent busy by all CPUs, CPU-seconds stolen by the hypervisor) since boot,
+    from /proc/stat; steal is not counted as busy."""
+    try:
+        v = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+        return (sum(v) - v[3] - v[4] - v[7]) / TICK, v[7] / TICK
+    except (OSError, ValueError, IndexError):
+        return 0.0, 0.0
+
+
+def pid_cpu_s(pid):
+    """CPU-seconds of a process (all its threads) and of its direct children (nginx workers)."""
+    total = 0.0
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(f[11]) + int(f[12])) / TICK
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, ValueError, IndexError):
+        return total
+    for k in kids:
+        try:
+            f = Path(f"/proc/{k}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(f[11]) + int(f[12])) / TICK
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def own_and_children_cpu_s():
+    import resource
+
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def measured_run(reader, target, box, repeats, dump, args, servers, before_each=None, after_each=None):
+    """Run one reader process on a quiet machine. While it runs, measure how many cores
+    *other* work used (all CPU busy time minus this driver, the reader, nginx and the proxy);
+    retry when that exceeds --max-others, keeping the least disturbed attempt."""
+    best = None
+    for attempt in range(args.attempts):
+        idle = wait_quiet(args.min_idle, args.max_wait)
+        if before_each:
+            before_each()
+        (b0, st0), m0, s0, t0 = system_busy_s(), own_and_children_cpu_s(), sum(pid_cpu_s(p) for p in servers), time.time()
+        res = run_reader(reader, target, box, repeats, dump=dump)
+        (b1, st1), m1, s1, t1 = system_busy_s(), own_and_children_cpu_s(), sum(pid_cpu_s(p) for p in servers), time.time()
+        others = max(0.0, (b1 - b0) - (m1 - m0) - (s1 - s0)) / max(1e-6, t1 - t0)
+        res["steal_cores"] = max(0.0, st1 - st0) / max(1e-6, t1 - t0)
+        res["cpu_idle_before"] = idle
+        res["other_cores"] = others
+        res["attempt"] = attempt + 1
+        res["_servers_cpu_s"] = s1 - s0
+        if after_each and "error" not in res:
+            after_each(res)
+        if best is None or ("error" in best and "error" not in res) or (
+            "error" not in res and others + res["steal_cores"] < best["other_cores"] + best.get("steal_cores", 0.0)
+        ):
+            best = res
+        disturbed = others + res["steal_cores"]
+        if "error" in res or disturbed <= args.max_others:
+            break
+        log(f"  other work ({others:.2f} cores) and hypervisor steal ({res['steal_cores']:.2f}) during this run; retrying")
+    return best
+
+
+def merge(procs, warmup):
+    """Combine the processes of one cell: median over every timed cutout (the first `warmup`
+    cutouts of each process are left out), peak memory over all processes."""
+    ok = [p for p in procs if "error" not in p]
+    if not ok:
+        return procs[0]
+    runs = [t for p in ok for t in (p["runs_s"][warmup:] or p["runs_s"])]
+    cpus = [t for p in ok for t in (p["cpu_s"][warmup:] or p["cpu_s"])]
+    first = ok[0]
+    res = {
+        "bytes": first["bytes"],
+        "processes": len(ok),
+        "runs_s": runs,
+        "cpu_s": cpus,
+        "median_s": statistics.median(runs),
+        "min_s": min(runs),
+        "median_cpu_s": statistics.median(cpus),
+        "hwm_kb": max(p["hwm_kb"] for p in ok),
+        "hwm_before_kb": max(p["hwm_before_kb"] for p in ok),
+        "max_rss_kb": max(p["max_rss_kb"] for p in ok),
+        "open_s": statistics.median(p["open_s"] for p in ok),
+        "first_cutout_s": statistics.median(p["runs_s"][0] for p in ok),
+        "checksum": first["checksum"],
+        "checksums_agree": len({p["checksum"] for p in ok}) == 1,
+        "cpu_idle_before": [p.get("cpu_idle_before") for p in ok],
+        "other_cores": [p.get("other_cores") for p in ok],
+        "steal_cores": [p.get("steal_cores") for p in ok],
+        "process_median_s": [statistics.median(p["runs_s"][warmup:] or p["runs_s"]) for p in ok],
+        "attempts": [p.get("attempt") for p in ok],
+        "servers_cpu_s": sum(p.get("_servers_cpu_s", 0.0) for p in ok),
+    }
+    if len(ok) < len(procs):
+        res["failed_processes"] = [p["error"] for p in procs if "error" in p]
+    res["mbps"] = res["bytes"] / res["median_s"] / 1e6
+    res["mb_per_cpu_s"] = res["bytes"] / res["median_cpu_s"] / 1e6 if res["median_cpu_s"] > 0 else None
+    res["rss_mib"] = res["hwm_kb"] / 1024.0
+    proxies = [p["proxy"] for p in ok if "proxy" in p]
+    if proxies:
+        res["proxy"] = {
+            "peak_in_flight": max(x["peak_in_flight"] for x in proxies),
+            "requests_per_process": statistics.median(x["requests"] for x in proxies),
+            "connections_per_process": statistics.median(x["connections"] for x in proxies),
+        }
+    return res
+
+
+def cpu_idle(window):
+    """Fraction of all CPUs idle over `window` seconds (from /proc/stat)."""
+
+    def snap():
+        f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        v = [int(x) for x in f]
+        return v[3] + v[4], sum(v[:8])
+
+    try:
+        i0, t0 = snap()
+        time.sleep(window)
+        i1, t1 = snap()
+        return (i1 - i0) / max(1, t1 - t0)
+    except (OSError, ValueError, IndexError):
+        return 1.0
+
+
+def wait_quiet(min_idle, max_wait):
+    """Wait (up to max_wait s) until the machine is at least min_idle idle; return the idle
+    fraction seen last. Other work on the machine (builds, tests) distorts wall-clock numbers."""
+    end = time.time() + max_wait
+    warned = False
+    while True:
+        idle = cpu_idle(0.5)
+        if idle >= min_idle or time.time() >= end:
+            return idle
+        if not warned:
+            log(f"waiting for a quiet machine (idle {idle:.0%} < {min_idle:.0%}, up to {max_wait:.0f} s)")
+            warned = True
+
+
+def compare_dumps(a, b, dtype):
+    import numpy as np
+
+    x = np.fromfile(a, dtype=dtype)
+    y = np.fromfile(b, dtype=dtype)
+    if x.shape != y.shape:
+        return f"size differs ({x.size} vs {y.size})"
+    ne = x != y
+    n = int(ne.sum())
+    if n == 0:
+        return "identical"
+    d = np.abs(x.astype(np.int64) - y.astype(np.int64)).max() if dtype == "uint8" else "-"
+    return f"{n} of {x.size} voxels differ ({100.0 * n / x.size:.2f}%), max |diff| {d}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+
+
+def machine_info():
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        mem = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, AttributeError):
+        pass
+    flags = ""
+    try:
+        fl = re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M).group(1).split()
+        flags = " ".join(f for f in ("sse4_2", "avx", "avx2", "avx512f", "bmi2") if f in fl)
+    except (OSError, AttributeError):
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "cpu_flags": flags,
+        "memory": mem,
+        "kernel": platform.release(),
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M %Z").strip(),
+    }
+
+
+def git_state():
+    def out(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT).stdout.strip()
+        except OSError:
+            return "?"
+
+    commit = out(["git", "rev-parse", "--short", "HEAD"])
+    dirty = out(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"])
+    return f"git {commit}{', uncommitted changes in src/' if dirty else ''}"
+
+
+def versions(nginx_version, commit):
+    import importlib.metadata as md
+
+    def v(pkg):
+        try:
+            return md.version(pkg)
+        except md.PackageNotFoundError:
+            return "?"
+
+    def out(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT).stdout.strip()
+        except OSError:
+            return "?"
+
+    crate = re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.M).group(1)
+    return {
+        "cloudvolume (this crate)": f"{crate} ({commit}, when built)",
+        "rustc": out(["rustc", "--version"]),
+        "cc": out([os.environ.get("CC", "cc"), "--version"]).splitlines()[0] if out(["cc", "--version"]) else "?",
+        "python": platform.python_version(),
+        "cloud-volume": v("cloud-volume"),
+        "cloud-files": v("cloud-files"),
+        "tensorstore": v("tensorstore"),
+        "numpy": v("numpy"),
+        "simplejpeg": v("simplejpeg"),
+        "compressed-segmentation": v("compressed-segmentation"),
+        "nginx": nginx_version,
+    }
+
+
+def idle_summary(idle, others, steal):
+    if not idle:
+        return "No samples"
+    low = sum(1 for i in idle if i < 0.9)
+    s = (f"Idle before the {len(idle)} kept processes: median {statistics.median(idle):.0%}, min {min(idle):.0%}"
+         f"{f' ({low} below 90%)' if low else ''}")
+    if others:
+        s += (f"; other work during them: median {statistics.median(others):.2f} cores, max {max(others):.2f}")
+    if steal:
+        s += f"; hypervisor steal: median {statistics.median(steal):.2f} cores, max {max(steal):.2f}"
+    return s
+
+
+def fmt(x, nd=0):
+    if x is None:
+        return "–"
+    return f"{x:,.{nd}f}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def build_report(results, layers_info, args, machine, vers, dumps_cmp, sizes):
+    L = []
+    L.append("# Benchmarks\n")
+    L.append(
+        "Whole-volume reads with this library (through its C ABI, `bench/cutout_bench.c`), "
+        "cloud-volume and tensorstore, over `file://`, loopback HTTP, and loopback HTTP with "
+        f"{LATENCY_MS} ms added to every request. Generated by `target/venv/bin/python bench/run.py"
+        f"{' --quick' if args.quick else ''}`; the notes at the end are kept across runs.\n"
+    )
+    L.append("## Machine and versions\n")
+    L.append(f"- {machine['cores']} cores, {machine['cpu']} ({machine['cpu_flags']}), {machine['memory']} RAM, "
+             f"Linux {machine['kernel']}")
+    L.append(f"- date: {machine['date']}")
+    for k, v in vers.items():
+        L.append(f"- {k}: {v}")
+    L.append("")
+    L.append("## Method\n")
+    sz = sizes
+    L.append(
+        f"- Layers written by cloud-volume {vers['cloud-volume']} into `target/bench-layers/`: "
+        f"{'x'.join(map(str, sz['img']))} uint8 (EM-like: smooth field, dark ridges, Gaussian noise σ=10) as "
+        f"raw uncompressed, raw gzip (cloud-volume's default `.gz` files, level 9) and jpeg (cloud-volume's "
+        f"default quality); {'x'.join(map(str, sz['seg']))} uint64 blocky labels (ids ~7e17, some 0) as "
+        f"compressed_segmentation (8³ blocks) gzip'd; all with chunks {'x'.join(map(str, sz['chunk']))} "
+        f"(cloud-volume's default). Extra, latency-bound: `small`, {'x'.join(map(str, sz['small']))} uint8 raw "
+        f"in {'x'.join(map(str, sz['small_chunk']))} chunks (32 KiB each). Stored sizes: "
+        + ", ".join(f"{n} {b / MIB:.2f} MiB" for n, b in layers_info.items()) + "."
+    )
+    L.append(
+        "- Each cell reads the whole volume at mip 0 into memory. Every reader runs in its own processes: "
+        f"{args.rounds} process(es) per reader and cell, the readers interleaved (order rotated each round), "
+        f"each process doing {args.repeats + 1} cutouts of which the first is a warm-up. The table shows the "
+        "**median** over all timed cutouts as MB/s of decoded output (10⁶ bytes/s), and the peak resident "
+        "memory of the process (VmHWM from `/proc/self/status`, max over processes, including the interpreter "
+        "for the Python readers; `ru_maxrss` is recorded too but on Linux it inherits the parent's peak over "
+        "fork+exec). The page cache is warm (files just written or read)."
+    )
+    L.append(
+        "- Other work on the machine (this is a shared 2-core box) is kept out: before each process the driver "
+        f"waits until the CPUs are ≥ {args.min_idle:.0%} idle (at most {args.max_wait:.0f} s), and while it runs "
+        "it measures the cores used by anything other than the driver, the reader, nginx and the proxy "
+        f"(from `/proc/stat`) and the hypervisor's steal time; a process disturbed by more than {args.max_others} "
+        "cores (other work + steal) is re-run (up to "
+        f"{args.attempts} attempts, the least disturbed kept). "
+        + idle_summary(machine.get("idle", []), machine.get("others", []), machine.get("steal", [])) + ". "
+        "The VM's speed still drifts: the CPU time of the same binary on the same data varied by up to 2× "
+        "between runs minutes apart, also when no other work was measured (contention on the host), which is "
+        "why readers are interleaved and the targets table also shows the ratio per round."
+    )
+    L.append(
+        "- **ours**: `cutout_bench` (C, linked to `libcloudvolume.so`): `cv_open` with default options, "
+        "one buffer allocated once, `cv_cutout_into` repeated. Default parallelism: threads = cores for "
+        f"`file://`, {machine.get('net_parallel', '?')} requests in flight for HTTP (`DEFAULT_NETWORK_PARALLEL` "
+        "in `src/options.rs` when built)."
+    )
+    L.append(
+        "- **cloud-volume**: `CloudVolume(url, progress=False)[x0:x1, y0:y1, z0:z1]` with its defaults for "
+        "parallelism: `parallel=1` (one process), no threads for `file://`, cloud-files' 20 threads for "
+        "HTTP; the previous result is released before each cutout."
+    )
+    L.append(
+        "- **tensorstore**: `ts.open({'driver': 'neuroglancer_precomputed', 'kvstore': ...})` with the "
+        "default context (no cache pool; default data-copy and HTTP concurrency), `store[box].read(order='F')`. "
+        "tensorstore does not read cloud-volume's `.gz`-suffixed files: over `file://` the gzip layer is n/a and "
+        "the compressed_segmentation layer is read from an un-gzipped copy; over HTTP nginx serves the `.gz` "
+        "files with `Content-Encoding: gzip` (`gzip_static always`), which all three readers decode."
+    )
+    L.append(
+        "- **HTTP**: nginx (1 worker, sendfile, keep-alive) on a loopback port. **HTTP+20ms**: the same "
+        f"behind `examples/latency_proxy.rs`, which holds each request {LATENCY_MS} ms before forwarding it "
+        "(keep-alive requests included; connection setup is not delayed). The proxy counts requests and the "
+        "peak number in flight, shown per reader. Server, proxy and reader share the 2 cores."
+    )
+    L.append(
+        "- Outputs are checked: every run's checksum (sum of the Fortran-order buffer as uint64 words) is "
+        "compared with ours, and over `file://` the full outputs are compared byte for byte.\n"
+    )
+
+    L.append("## Results\n")
+    L.append("| layer | transport | ours MB/s | cloud-volume MB/s | tensorstore MB/s | ours ÷ cv | ours ÷ ts "
+             "| peak RSS MiB: ours (buffer) / cv / ts | requests in flight (peak): ours / cv / ts |")
+    L.append("|---|---|--:|--:|--:|--:|--:|---|---|")
+    notes = []
+    for (layer, transport), row in results.items():
+        o, c, t = row.get("ours"), row.get("cloud-volume"), row.get("tensorstore")
+
+        def mb(r):
+            if r is None:
+                return None
+            return r.get("mbps")
+
+        def cell(r, name):
+            if r is None:
+                return "n/a"
+            if "error" in r:
+                notes.append(f"{layer}/{transport}/{name}: failed: {' '.join(r['error'])}")
+                return "fail"
+            if r.get("na"):
+                return "n/a"
+            s = fmt(r["mbps"])
+            if r.get("note"):
+                s += "\\*"
+            return s
+
+        def rss(r):
+            if r is None or "error" in r or r.get("na"):
+                return "–"
+            return fmt(r["rss_mib"])
+
+        def peak(r):
+            if r is None or "error" in r or r.get("na") or "proxy" not in r:
+                return "–"
+            return str(r["proxy"]["peak_in_flight"])
+
+        buf = fmt(o["bytes"] / MIB) if o and "bytes" in o else "?"
+        rc = ratio(mb(o), mb(c))
+        rt = ratio(mb(o), mb(t))
+        fl = f"{peak(o)} / {peak(c)} / {peak(t)}" if transport == "http+20ms" else ""
+        L.append(
+            f"| {layer} | {transport} | {cell(o, 'ours')} | {cell(c, 'cloud-volume')} | {cell(t, 'tensorstore')} "
+            f"| {fmt(rc, 2) + '×' if rc else '–'} | {fmt(rt, 2) + '×' if rt else '–'} "
+            f"| {rss(o)} ({buf}) / {rss(c)} / {rss(t)} | {fl} |"
+        )
+        for name, r in (("tensorstore", t),):
+            if r and r.get("note"):
+                notes.append(f"\\* {layer}/{transport}/{name}: {r['note']}")
+            if r and r.get("na"):
+                notes.append(f"n/a: {layer}/{transport}/{name}: {r['reason']}")
+        for name, r in (("ours", o), ("cloud-volume", c), ("tensorstore", t)):
+            if r and r.get("checksum_mismatch"):
+                why = " (jpeg decoders round differently; see the comparison below)" if layer == "jpeg" else ""
+                notes.append(f"{layer}/{transport}/{name}: output checksum differs from ours{why}")
+            if r and r.get("checksums_agree") is False:
+                notes.append(f"{layer}/{transport}/{name}: processes returned different outputs")
+            if r and r.get("failed_processes"):
+                notes.append(f"{layer}/{transport}/{name}: some processes failed: {r['failed_processes']}")
+    L.append("")
+    for n in sorted(set(notes)):
+        L.append(f"- {n}")
+    if dumps_cmp:
+        L.append("")
+        L.append("Output comparison over `file://` (full buffers, against ours):\n")
+        for k, v in dumps_cmp.items():
+            L.append(f"- {k}: {v}")
+    L.append("")
+    small = [(k, row) for k, row in results.items() if k[0] == "small"]
+    if small:
+        L.append(f"Latency-bound extra (`small`: many 32 KiB chunks), with ours also at parallel={EXTRA_PARALLEL} "
+                 "(MB/s; requests per cutout and peak in flight at the proxy):\n")
+        names = READERS + [OURS_MORE]
+        L.append("| transport | " + " | ".join(names) + " |")
+        L.append("|---|" + "--:|" * len(names))
+        for (layer, transport), row in small:
+            cells = []
+            for n in names:
+                r = row.get(n)
+                if r is None or "error" in r or r.get("na"):
+                    cells.append("–")
+                    continue
+                c = fmt(r["mbps"])
+                if "proxy" in r:
+                    c += f" ({fmt(r['proxy']['requests_per_process'] / (len(r['runs_s']) / r['processes'] + 1))} req, peak {r['proxy']['peak_in_flight']})"
+                cells.append(c)
+            L.append(f"| {transport} | " + " | ".join(cells) + " |")
+        L.append("")
+    L.append("CPU efficiency (MB of output per CPU-second of the process, all threads, median over cutouts; "
+             "less sensitive to other load than MB/s):\n")
+    L.append("| layer | transport | ours | cloud-volume | tensorstore | ours threads busy (CPU-s ÷ wall-s) |")
+    L.append("|---|---|--:|--:|--:|--:|")
+    for (layer, transport), row in results.items():
+        def eff(r):
+            if r is None or "error" in r or r.get("na") or not r.get("mb_per_cpu_s"):
+                return "–"
+            return fmt(r["mb_per_cpu_s"])
+        o = row.get("ours")
+        busy = fmt(o["median_cpu_s"] / o["median_s"], 2) if o and "median_s" in o else "–"
+        L.append(f"| {layer} | {transport} | {eff(o)} | {eff(row.get('cloud-volume'))} | {eff(row.get('tensorstore'))} | {busy} |")
+    L.append("")
+
+    # Targets
+    L.append("## Targets\n")
+    L.append("| target | measured | |")
+    L.append("|---|---|---|")
+
+    def get(layer, transport, reader):
+        r = results.get((layer, transport), {}).get(reader)
+        if r is None or "error" in r or r.get("na"):
+            return None
+        return r
+
+    def speed_target(name, layer, transport, factor, against):
+        o = get(layer, transport, "ours")
+        refs = [get(layer, transport, a) for a in against]
+        refs = [r for r in refs if r]
+        if not o or not refs:
+            L.append(f"| {name} | not measured | – |")
+            return
+        best = max(r["mbps"] for r in refs)
+        rr = o["mbps"] / best
+        # The same ratio per round (process medians of the same round; the reference is the faster one).
+        per_round = []
+        for i, t_o in enumerate(o.get("process_median_s", [])):
+            ts_ = [r["process_median_s"][i] for r in refs if len(r.get("process_median_s", [])) > i]
+            if ts_:
+                per_round.append(min(ts_) / t_o)
+        spread = f"; per round {min(per_round):.2f}–{max(per_round):.2f}×" if len(per_round) > 1 else ""
+        status = "met" if rr >= factor else f"**missed** (needs {factor * best:,.0f} MB/s, {100 * (factor - rr) / factor:.0f}% short)"
+        L.append(f"| {name} | {rr:.2f}× ({o['mbps']:,.0f} vs {best:,.0f} MB/s{spread}) | {status} |")
+
+    speed_target("raw uncompressed files: ≥ 3× cloud-volume", "raw", "file", 3.0, ["cloud-volume"])
+    speed_target("raw gzip files: ≥ 3× cloud-volume", "gzip", "file", 3.0, ["cloud-volume"])
+    speed_target("compressed_segmentation: ≥ 2× cloud-volume", "cseg", "file", 2.0, ["cloud-volume"])
+    speed_target("jpeg: ≥ 1.3× the faster of cloud-volume and tensorstore", "jpeg", "file", 1.3,
+                 ["cloud-volume", "tensorstore"])
+    for layer in LAYERS:
+        if (layer, "http+20ms") in results:
+            speed_target(f"HTTP + {LATENCY_MS} ms, {layer}: ≥ 4× cloud-volume", layer, "http+20ms", 4.0, ["cloud-volume"])
+    worst = None
+    for (layer, transport), row in results.items():
+        o = row.get("ours")
+        if not o or "error" in o:
+            continue
+        over = o["hwm_kb"] * 1024 - o["bytes"]
+        if worst is None or over > worst[0]:
+            worst = (over, layer, transport, o)
+    if worst:
+        over, layer, transport, o = worst
+        status = "met" if over <= 64 * MIB else f"**missed** by {(over - 64 * MIB) / MIB:.1f} MiB"
+        L.append(
+            f"| C caller peak RSS ≤ output buffer + 64 MiB (worst row) | buffer + {over / MIB:.1f} MiB "
+            f"({layer}/{transport}: {o['rss_mib']:.1f} MiB for a {o['bytes'] / MIB:.1f} MiB buffer) | {status} |"
+        )
+    L.append("")
+    return "\n".join(L)
+
+
+NOTES_BEGIN = "<!-- notes: kept by bench/run.py -->"
+NOTES_END = "<!-- /notes -->"
+
+
+def write_report(path, text):
+    notes = f"{NOTES_BEGIN}\n## Notes\n\n(none yet)\n{NOTES_END}\n"
+    if path.exists():
+        old = path.read_text()
+        i, j = old.find(NOTES_BEGIN), old.find(NOTES_END)
+        if i >= 0 and j > i:
+            notes = old[i : j + len(NOTES_END)] + "\n"
+    path.write_text(text + "\n" + notes)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small volumes, fewer repeats (smoke run)")
+    ap.add_argument("--repeats", type=int, help="timed cutouts per process (after one warm-up)")
+    ap.add_argument("--rounds", type=int, help="processes per reader and cell (interleaved with the other readers)")
+    ap.add_argument("--min-idle", type=float, default=0.9,
+                    help="before each process, wait until the CPUs are this idle (default 0.9) ...")
+    ap.add_argument("--max-wait", type=float, help="... but at most this many seconds (default 300; quick: 5)")
+    ap.add_argument("--max-others", type=float, default=0.25,
+                    help="retry a process when other work used more than this many cores during it (default 0.25)")
+    ap.add_argument("--attempts", type=int, default=4, help="attempts per process (default 4)")
+    ap.add_argument("--out", help="report path (default BENCHMARKS.md; quick: target/bench/BENCHMARKS.quick.md)")
+    ap.add_argument("--only", help="comma-separated layers to run (raw,gzip,jpeg,cseg)")
+    ap.add_argument("--transports", help="comma-separated transports (file,http,http+20ms)")
+    ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--json", help="also write the raw results here")
+    # Internal: one reader in a subprocess.
+    ap.add_argument("--reader", help=argparse.SUPPRESS)
+    ap.add_argument("--target", help=argparse.SUPPRESS)
+    ap.add_argument("--box", help=argparse.SUPPRESS)
+    ap.add_argument("--dump", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.reader:
+        args.repeats = args.repeats or 1
+        return reader_main(args)
+
+    size_name = "quick" if args.quick else "full"
+    sizes = SIZES[size_name]
+    if args.repeats is None:
+        args.repeats = 2 if args.quick else 3
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.max_wait is None:
+        args.max_wait = 5.0 if args.quick else 300.0
+    out = Path(args.out) if args.out else (BUILD / "BENCHMARKS.quick.md" if args.quick else ROOT / "BENCHMARKS.md")
+    layers = [l for l in LAYERS if not args.only or l in args.only.split(",")]
+    transports = [t for t in TRANSPORTS if not args.transports or t in args.transports.split(",")]
+
+    if not args.skip_build:
+        build()
+    commit_at_build = git_state()
+    m = re.search(r"DEFAULT_NETWORK_PARALLEL\s*:\s*usize\s*=\s*(\d+)", (ROOT / "src" / "options.rs").read_text())
+    net_parallel = m.group(1) if m else "?"
+    base = make_layers(size_name, layers)
+    nginx = Nginx(base)
+    proxy = Proxy(nginx.port, LATENCY_MS)
+    ports = {"http": nginx.port, "http+20ms": proxy.port}
+    results = {}
+    dumps_cmp = {}
+    dump_dir = Path(tempfile.mkdtemp(prefix="cv-bench-dump-", dir=BUILD))
+    idles = []
+    others = []
+    steals = []
+    try:
+        for transport in transports:
+            for layer in layers:
+                shape, _ = layer_shape(sizes, layer)
+                box = [0, 0, 0, *shape]
+                readers = readers_for(layer)
+                procs = {r: [] for r in readers}
+                na = {}
+                dumps = {}
+                for rnd in range(args.rounds):
+                    # Rotate the order each round so that noise and thermal drift hit all readers alike.
+                    order = readers[rnd % len(readers):] + readers[: rnd % len(readers)]
+                    for reader in order:
+                        target, note = target_for(reader, layer, transport, base, ports)
+                        if target is None:
+                            na[reader] = {"na": True, "reason": note}
+                            continue
+                        dump = dump_dir / f"{reader}.bin" if transport == "file" and rnd == 0 else None
+                        servers = [nginx.proc.pid, proxy.proc.pid] if transport != "file" else []
+                        latency = transport == "http+20ms"
+
+                        def take_stats(r):
+                            r["proxy"] = proxy.stats()
+
+                        res = measured_run(reader, target, box, args.repeats + 1, dump, args, servers,
+                                           proxy.reset if latency else None, take_stats if latency else None)
+                        idle = res["cpu_idle_before"]
+                        idles.append(idle)
+                        others.append(res["other_cores"])
+                        steals.append(res.get("steal_cores", 0.0))
+                        if note:
+                            res["note"] = note
+                        if dump and "error" not in res:
+                            dumps[reader] = dump
+                        procs[reader].append(res)
+                        if "error" in res:
+                            log(f"{layer:5s} {transport:9s} {reader:13s} FAILED: {res['error']}")
+                        else:
+                            med = statistics.median(res["runs_s"][1:] or res["runs_s"])
+                            extra = f"  proxy {res['proxy']}" if "proxy" in res else ""
+                            log(f"{layer:5s} {transport:9s} {reader:13s} round {rnd}: {res['bytes'] / med / 1e6:8.1f} MB/s"
+                                f"  hwm {res['hwm_kb'] / 1024:7.1f} MiB  idle before {idle:.0%}"
+                                f"  others {res['other_cores']:.2f} cores{extra}")
+                row = {}
+                for reader in readers:
+                    if reader in na:
+                        row[reader] = na[reader]
+                    elif procs[reader]:
+                        row[reader] = merge(procs[reader], warmup=1)
+                        if procs[reader][0].get("note"):
+                            row[reader]["note"] = procs[reader][0]["note"]
+                ours = row.get("ours")
+                for reader, r in row.items():
+                    if reader != "ours" and ours and "checksum" in ours and "checksum" in r:
+                        if r["checksum"] != ours["checksum"] and r.get("note") is None:
+                            r["checksum_mismatch"] = True
+                if "ours" in dumps:
+                    dtype = "uint64" if layer == "cseg" else "uint8"
+                    for reader, d in dumps.items():
+                        if reader != "ours":
+                            dumps_cmp[f"{layer}, {reader}"] = compare_dumps(dumps["ours"], d, dtype)
+                for d in dumps.values():
+                    d.unlink(missing_ok=True)
+                results[(layer, transport)] = row
+    finally:
+        proxy.stop()
+        nginx_version = nginx.version()
+        nginx.stop()
+        shutil.rmtree(dump_dir, ignore_errors=True)
+
+    machine = machine_info()
+    machine["idle"] = idles
+    machine["others"] = others
+    machine["steal"] = steals
+    machine["commit"] = commit_at_build
+    machine["net_parallel"] = net_parallel
+    report = build_report(results, layer_bytes(base, layers), args, machine, versions(nginx_version, machine["commit"]), dumps_cmp, sizes)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_report(out, report)
+    print(report)
+    log(f"wrote {out}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({f"{k[0]}/{k[1]}": v for k, v in results.items()}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

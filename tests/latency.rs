@@ -1,0 +1,221 @@
+//! Latency hiding: a cutout of 256 small chunks over loopback HTTP with 20 ms added to every
+//! request must overlap its requests (many in flight at once) and so take far less than
+//! 256 x 20 ms, and still return the right bytes.
+//!
+//! The layer is written here (info + raw chunk files), served by a std-only file server
+//! (`tests/support/httpd.rs`) behind a std-only latency proxy (`tests/support/proxy.rs`).
+
+#[path = "support/httpd.rs"]
+mod httpd;
+#[path = "support/proxy.rs"]
+mod proxy;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cloudvolume::{Bbox, Options, Volume};
+
+const DELAY_MS: u64 = 20;
+
+/// A scratch directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let p = std::env::temp_dir().join(format!("cloudvolume-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Voxel value of the test layer at absolute coordinates.
+fn value(x: i64, y: i64, z: i64) -> u16 {
+    (x * 7 + y * 131 + z * 1031).rem_euclid(65_536) as u16
+}
+
+const OFFSET: [i64; 3] = [3, -5, 7];
+const SIZE: [i64; 3] = [256, 256, 8];
+const CHUNK: [i64; 3] = [16, 16, 8];
+
+/// Write a uint16 raw layer of 16 x 16 x 1 = 256 chunks of 16x16x8 voxels under `root/layer`.
+fn write_layer(root: &Path) -> PathBuf {
+    let layer = root.join("layer");
+    let key = "8_8_40";
+    std::fs::create_dir_all(layer.join(key)).unwrap();
+    let info = format!(
+        r#"{{"@type":"neuroglancer_multiscale_volume","type":"image","data_type":"uint16","num_channels":1,
+  "scales":[{{"key":"{key}","size":[{},{},{}],"voxel_offset":[{},{},{}],"resolution":[8,8,40],
+  "chunk_sizes":[[{},{},{}]],"encoding":"raw"}}]}}"#,
+        SIZE[0], SIZE[1], SIZE[2], OFFSET[0], OFFSET[1], OFFSET[2], CHUNK[0], CHUNK[1], CHUNK[2]
+    );
+    std::fs::write(layer.join("info"), info).unwrap();
+    let mut n = 0;
+    for gz in 0..SIZE[2] / CHUNK[2] {
+        for gy in 0..SIZE[1] / CHUNK[1] {
+            for gx in 0..SIZE[0] / CHUNK[0] {
+                let lo = [OFFSET[0] + gx * CHUNK[0], OFFSET[1] + gy * CHUNK[1], OFFSET[2] + gz * CHUNK[2]];
+                let hi = [lo[0] + CHUNK[0], lo[1] + CHUNK[1], lo[2] + CHUNK[2]];
+                let mut bytes = Vec::with_capacity((CHUNK[0] * CHUNK[1] * CHUNK[2] * 2) as usize);
+                // Fortran order: x fastest.
+                for z in lo[2]..hi[2] {
+                    for y in lo[1]..hi[1] {
+                        for x in lo[0]..hi[0] {
+                            bytes.extend_from_slice(&value(x, y, z).to_le_bytes());
+                        }
+                    }
+                }
+                let name = format!("{}-{}_{}-{}_{}-{}", lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]);
+                std::fs::write(layer.join(key).join(name), bytes).unwrap();
+                n += 1;
+            }
+        }
+    }
+    assert_eq!(n, 256);
+    layer
+}
+
+#[test]
+fn cutout_of_256_chunks_overlaps_requests_behind_20ms_latency() {
+    let dir = TempDir::new("latency");
+    write_layer(&dir.0);
+    let server = httpd::FileServer::start(&dir.0).expect("start file server");
+    let proxy = proxy::LatencyProxy::start(&server.host_port(), Duration::from_millis(DELAY_MS)).expect("start proxy");
+
+    let vol = Volume::open(&format!("{}/layer", proxy.url()), Options::default()).expect("open through the proxy");
+    let bbox = Bbox::new(OFFSET, [OFFSET[0] + SIZE[0], OFFSET[1] + SIZE[1], OFFSET[2] + SIZE[2]]);
+    assert_eq!(vol.chunk_count(0, &bbox).unwrap(), 256);
+
+    proxy.reset();
+    let t0 = Instant::now();
+    let buf = vol.cutout(0, &bbox).expect("cutout through the proxy");
+    let elapsed = t0.elapsed();
+    let stats = proxy.snapshot();
+
+    // (a) the right bytes, in Fortran order.
+    assert_eq!(buf.len(), (SIZE[0] * SIZE[1] * SIZE[2] * 2) as usize);
+    let mut i = 0;
+    for z in bbox.lo[2]..bbox.hi[2] {
+        for y in bbox.lo[1]..bbox.hi[1] {
+            for x in bbox.lo[0]..bbox.hi[0] {
+                let got = u16::from_le_bytes([buf[i], buf[i + 1]]);
+                assert_eq!(got, value(x, y, z), "voxel ({x},{y},{z})");
+                i += 2;
+            }
+        }
+    }
+    // One request per chunk (a few more would be retries on stale keep-alive connections).
+    assert!((256..=264).contains(&stats.requests), "expected one request per chunk: {stats:?}");
+
+    // (b) requests overlap.
+    assert!(stats.peak_in_flight >= 8, "peak in-flight requests {} < 8: {stats:?}", stats.peak_in_flight);
+
+    // (c) far less than serial: 256 x 20 ms = 5.12 s; allow 40% of it.
+    let serial = Duration::from_millis(256 * DELAY_MS);
+    assert!(
+        elapsed < serial.mul_f64(0.4),
+        "cutout took {elapsed:?}, not well under 256 x {DELAY_MS} ms = {serial:?} (peak in flight {}, {} connections)",
+        stats.peak_in_flight,
+        stats.connections
+    );
+    eprintln!(
+        "256 chunks behind {DELAY_MS} ms: {elapsed:?} (serial would be {serial:?}); peak in flight {}, {} connections",
+        stats.peak_in_flight, stats.connections
+    );
+}
+
+/// Send a GET on `conn` and read the response (Content-Length bodies only).
+fn get(conn: &mut BufReader<TcpStream>, path: &str) -> (u16, Vec<u8>, Vec<String>) {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+    conn.get_mut().write_all(req.as_bytes()).unwrap();
+    let mut status = String::new();
+    conn.read_line(&mut status).unwrap();
+    let code: u16 = status.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status line");
+    let mut headers = Vec::new();
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        conn.read_line(&mut h).unwrap();
+        let h = h.trim_end().to_string();
+        if h.is_empty() {
+            break;
+        }
+        if let Some(v) = h.strip_prefix("Content-Length:") {
+            len = v.trim().parse().unwrap();
+        }
+        headers.push(h);
+    }
+    let mut body = vec![0u8; len];
+    conn.read_exact(&mut body).unwrap();
+    (code, body, headers)
+}
+
+#[test]
+fn proxy_delays_every_request_on_a_keep_alive_connection() {
+    let dir = TempDir::new("proxy");
+    std::fs::write(dir.0.join("a"), b"hello").unwrap();
+    std::fs::write(dir.0.join("b.gz"), b"\x1f\x8bnot really").unwrap();
+    let server = httpd::FileServer::start(&dir.0).unwrap();
+    let proxy = proxy::LatencyProxy::start(&server.host_port(), Duration::from_millis(DELAY_MS)).unwrap();
+
+    let mut conn = BufReader::new(TcpStream::connect(proxy.addr()).unwrap());
+    for i in 0..3 {
+        let t0 = Instant::now();
+        let (code, body, _) = get(&mut conn, "/a");
+        let dt = t0.elapsed();
+        assert_eq!((code, body.as_slice()), (200, &b"hello"[..]));
+        assert!(dt >= Duration::from_millis(DELAY_MS), "request {i} on one connection took only {dt:?}");
+    }
+    let (code, _, _) = get(&mut conn, "/missing");
+    assert_eq!(code, 404);
+    let (code, body, headers) = get(&mut conn, "/b");
+    assert_eq!(code, 200);
+    assert_eq!(body, b"\x1f\x8bnot really");
+    assert!(headers.iter().any(|h| h.eq_ignore_ascii_case("Content-Encoding: gzip")), "{headers:?}");
+    let (code, _, _) = get(&mut conn, "/../etc/passwd");
+    assert_eq!(code, 400);
+
+    let s = proxy.snapshot();
+    assert_eq!(s.requests, 6);
+    assert_eq!(s.connections, 1);
+    assert_eq!(s.peak_in_flight, 1);
+    assert_eq!(s.in_flight, 0);
+    assert_eq!(server.requests(), 6);
+
+    // Several connections at once: requests overlap, and the peak sees it.
+    proxy.reset();
+    let addr = proxy.addr();
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = BufReader::new(TcpStream::connect(addr).unwrap());
+                for _ in 0..2 {
+                    assert_eq!(get(&mut c, "/a").0, 200);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let dt = t0.elapsed();
+    let s = proxy.snapshot();
+    assert_eq!(s.requests, 16);
+    assert!(s.peak_in_flight >= 4, "{s:?}");
+    assert!(dt >= Duration::from_millis(2 * DELAY_MS), "{dt:?}");
+    assert!(dt < Duration::from_millis(16 * DELAY_MS), "8 connections did not overlap: {dt:?}");
+
+    drop(conn);
+    drop(proxy);
+    // The port is closed after drop.
+    assert!(TcpStream::connect(addr).is_err(), "proxy still listening after drop");
+}
