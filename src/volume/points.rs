@@ -1,11 +1,12 @@
 //! Scattered points (single voxels read with one fetch per distinct chunk) and the query of
 //! which chunks of a box are stored.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use super::sharded::{coalesce, Located};
 use super::Volume;
 use crate::codec::{self, compression, OutView};
 use crate::error::{Error, Result};
@@ -123,9 +124,9 @@ impl Volume {
         let cell_list: Vec<[i64; 3]> = cells.iter().map(|c| c.0).collect();
         self.prefetch_indices(mip, scale, &cell_list)?;
         let points_ref = points;
-        let task = |(cell, idxs): &([i64; 3], Vec<usize>)| -> Result<Vec<(usize, Vec<u8>)>> {
+        // Decode the points of one cell from its chunk (None: missing).
+        let decode_cell = |cell: &[i64; 3], idxs: &[usize], payload: Option<&[u8]>, url: &str| -> Result<Vec<(usize, Vec<u8>)>> {
             let cell_box = grid.cell_bbox(*cell);
-            let (payload, url) = self.chunk_payload(mip, scale, *cell)?;
             let Some(data) = payload else {
                 if !self.opts.fill_missing {
                     return Err(Error::not_found(format!(
@@ -135,7 +136,7 @@ impl Volume {
                 let v: Vec<u8> = background.repeat(nc);
                 return Ok(idxs.iter().map(|&i| (i, v.clone())).collect());
             };
-            let spec = self.chunk_spec(scale, cell_box, &url);
+            let spec = self.chunk_spec(scale, cell_box, url);
             let _permit = self.decode_permits.acquire();
             let mut results = Vec::with_capacity(idxs.len());
             if matches!(scale.encoding, Encoding::Raw | Encoding::CompressedSegmentation) {
@@ -144,13 +145,13 @@ impl Volume {
                     let p = points_ref[i];
                     let vbox = Bbox::new(p, [p[0] + 1, p[1] + 1, p[2] + 1]);
                     let mut v = vec![0u8; per_point];
-                    codec::decode_into(&spec, &data, &vbox, &OutView::new(&mut v, vbox, nc, item))?;
+                    codec::decode_into(&spec, data, &vbox, &OutView::new(&mut v, vbox, nc, item))?;
                     results.push((i, v));
                 }
             } else {
                 let n = spec.decoded_len();
                 let mut chunk = vec![0u8; n];
-                codec::decode_into(&spec, &data, &cell_box, &OutView::new(&mut chunk, cell_box, nc, item))?;
+                codec::decode_into(&spec, data, &cell_box, &OutView::new(&mut chunk, cell_box, nc, item))?;
                 let s = cell_box.shape().map(|v| v as usize);
                 let cvox = s[0] * s[1] * s[2];
                 for &i in idxs {
@@ -167,10 +168,91 @@ impl Volume {
             }
             Ok(results)
         };
-        let parts: Vec<Vec<(usize, Vec<u8>)>> = if cells.len() > 1 {
-            self.pool.install(|| cells.par_iter().with_max_len(1).map(task).collect::<Result<_>>())?
-        } else {
-            cells.iter().map(task).collect::<Result<_>>()?
+        let parts: Vec<Vec<(usize, Vec<u8>)>> = match &self.sharding[mip as usize] {
+            None => {
+                let task = |(cell, idxs): &([i64; 3], Vec<usize>)| -> Result<Vec<(usize, Vec<u8>)>> {
+                    let (payload, url) = self.chunk_payload(mip, scale, *cell)?;
+                    decode_cell(cell, idxs, payload.as_deref(), &url)
+                };
+                if cells.len() > 1 {
+                    self.pool.install(|| cells.par_iter().with_max_len(1).map(task).collect::<Result<_>>())?
+                } else {
+                    cells.iter().map(task).collect::<Result<_>>()?
+                }
+            }
+            Some(spec) => {
+                // Locate every chunk, then fetch neighbouring ones together (as a cutout does).
+                let gshape = grid.grid_shape();
+                let mut by_shard: BTreeMap<u64, Vec<Located>> = BTreeMap::new();
+                let mut generations: BTreeMap<u64, Option<String>> = BTreeMap::new();
+                let mut parts = Vec::new();
+                for (i, (cell, idxs)) in cells.iter().enumerate() {
+                    let id = compressed_morton(*cell, gshape);
+                    let (shard, ms) = spec.locate(id);
+                    let index = self.minishard_index(mip, scale, spec, shard, ms)?;
+                    match index.as_ref().and_then(|m| m.find(id).map(|r| (r, m.generation.clone()))) {
+                        Some(((start, end), g)) => {
+                            if generations.insert(shard, g.clone()).is_some_and(|old| old != g) {
+                                return Err(Error::stale(format!("shard {shard} changed between two minishard reads")));
+                            }
+                            by_shard.entry(shard).or_default().push(Located { want: i, start, end });
+                        }
+                        None => {
+                            let key = self.shard_key(scale, spec, shard);
+                            let url = format!("{} (chunk {id}, grid cell {cell:?}, minishard {ms})", self.store.url(&key));
+                            parts.push(decode_cell(cell, idxs, None, &url)?);
+                        }
+                    }
+                }
+                let runs = coalesce(by_shard);
+                let read_run = |(shard, run): &(u64, Vec<Located>)| -> Result<Vec<Vec<(usize, Vec<u8>)>>> {
+                    let key = self.shard_key(scale, spec, *shard);
+                    let url = self.store.url(&key);
+                    let (a, b) = (run[0].start, run.iter().map(|l| l.end).max().unwrap_or(run[0].end));
+                    let generation = generations.get(shard).cloned().unwrap_or_default();
+                    let bytes = match self
+                        .store
+                        .get_range_if(&key, a, b, generation.as_deref())
+                        .map_err(|e| {
+                            let what: Vec<String> = run
+                                .iter()
+                                .map(|l| {
+                                    let id = compressed_morton(cells[l.want].0, gshape);
+                                    format!("chunk {id} (minishard {})", spec.locate(id).1)
+                                })
+                                .collect();
+                            e.context(format!("reading {}", what.join(", ")))
+                        })?
+                    {
+                        RangeRead::Data(bytes, _) => bytes,
+                        RangeRead::Stale | RangeRead::Missing => {
+                            return Err(Error::stale(format!("{url}: shard changed during the read")))
+                        }
+                    };
+                    run.iter()
+                        .map(|l| {
+                            let (cell, idxs) = &cells[l.want];
+                            let id = compressed_morton(*cell, gshape);
+                            let curl = format!("{url} (chunk {id}, grid cell {cell:?}, minishard {})", spec.locate(id).1);
+                            let payload = &bytes[(l.start - a) as usize..(l.end - a) as usize];
+                            match spec.data_encoding {
+                                DataEncoding::Raw => decode_cell(cell, idxs, Some(payload), &curl),
+                                DataEncoding::Gzip => {
+                                    let data = compression::gunzip(payload, &curl)?;
+                                    decode_cell(cell, idxs, Some(&data), &curl)
+                                }
+                            }
+                        })
+                        .collect()
+                };
+                let fetched: Vec<Vec<Vec<(usize, Vec<u8>)>>> = if runs.len() > 1 {
+                    self.pool.install(|| runs.par_iter().with_max_len(1).map(read_run).collect::<Result<_>>())?
+                } else {
+                    runs.iter().map(read_run).collect::<Result<_>>()?
+                };
+                parts.extend(fetched.into_iter().flatten());
+                parts
+            }
         };
         for (i, v) in parts.into_iter().flatten() {
             out[i * per_point..(i + 1) * per_point].copy_from_slice(&v);

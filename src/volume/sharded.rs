@@ -74,6 +74,29 @@ impl ShardCaches {
     }
 }
 
+/// Group the byte ranges of each shard (key: shard number) into runs of neighbours, each run
+/// fetched with one request: gaps of at most `COALESCE_GAP` bytes, at most `COALESCE_MAX` bytes.
+pub(crate) fn coalesce(by_shard: BTreeMap<u64, Vec<Located>>) -> Vec<(u64, Vec<Located>)> {
+    let mut runs: Vec<(u64, Vec<Located>)> = Vec::new();
+    for (shard, mut located) in by_shard {
+        located.sort_unstable_by_key(|l| l.start);
+        let mut run: Vec<Located> = Vec::new();
+        for l in located {
+            if let (Some(first), Some(last)) = (run.first(), run.last()) {
+                let gap_ok = l.start >= last.end && l.start - last.end <= COALESCE_GAP;
+                if !gap_ok || l.end - first.start > COALESCE_MAX {
+                    runs.push((shard, std::mem::take(&mut run)));
+                }
+            }
+            run.push(l);
+        }
+        if !run.is_empty() {
+            runs.push((shard, run));
+        }
+    }
+    runs
+}
+
 /// One chunk a cutout wants.
 struct Want {
     cell: [i64; 3],
@@ -82,15 +105,15 @@ struct Want {
     minishard: u64,
 }
 
-/// Where a wanted chunk's bytes are.
-struct Located {
-    want: usize,
-    start: u64,
-    end: u64,
+/// Where a wanted chunk's bytes are (`want` indexes the caller's list of chunks).
+pub(crate) struct Located {
+    pub(crate) want: usize,
+    pub(crate) start: u64,
+    pub(crate) end: u64,
 }
 
 impl Volume {
-    fn shard_key(&self, scale: &Scale, spec: &ShardingSpec, shard: u64) -> String {
+    pub(crate) fn shard_key(&self, scale: &Scale, spec: &ShardingSpec, shard: u64) -> String {
         join_key(&scale.key, &spec.shard_file(shard))
     }
 
@@ -295,24 +318,7 @@ impl Volume {
                 p.fetch_add(1, Ordering::Relaxed);
             }
         }
-        // Coalesce neighbouring byte ranges of each shard into runs.
-        let mut runs: Vec<(u64, Vec<Located>)> = Vec::new();
-        for (shard, mut located) in by_shard {
-            located.sort_unstable_by_key(|l| l.start);
-            let mut run: Vec<Located> = Vec::new();
-            for l in located {
-                if let (Some(first), Some(last)) = (run.first(), run.last()) {
-                    let gap_ok = l.start >= last.end && l.start - last.end <= COALESCE_GAP;
-                    if !gap_ok || l.end - first.start > COALESCE_MAX {
-                        runs.push((shard, std::mem::take(&mut run)));
-                    }
-                }
-                run.push(l);
-            }
-            if !run.is_empty() {
-                runs.push((shard, run));
-            }
-        }
+        let runs = coalesce(by_shard);
         let read_run = |(shard, run): &(u64, Vec<Located>)| -> Result<()> {
             let key = self.shard_key(scale, spec, *shard);
             let url = self.store.url(&key);
