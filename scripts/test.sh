@@ -18,7 +18,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-cargo test --all-targets
+mkdir -p target
+cargo test --all-targets 2>&1 | tee target/test.log
 
 # The Julia binding: syntax, ccalls against the header, the CloudVolume.jl API (no Julia here).
 bash scripts/test_julia.sh
+
+# One closing line for the whole run (cargo prints one per test binary).
+passed=$(grep -E '^test result:' target/test.log | awk '{s += $4} END {print s + 0}')
+failed=$(grep -E '^test result:' target/test.log | awk '{s += $6} END {print s + 0}')
+echo "total: $passed passed, $failed failed"
