@@ -7,6 +7,9 @@ use super::{ChunkSpec, OutView};
 use crate::error::{Error, Result};
 use crate::format::{Bbox, DataType};
 
+/// Most table entries looked up through the per-block array of values.
+const LUT_MAX: usize = 4096;
+
 /// The chunk as little-endian u32 words, borrowed when the bytes are aligned.
 fn as_words(data: &[u8]) -> Cow<'_, [u32]> {
     if cfg!(target_endian = "little") {
@@ -49,6 +52,7 @@ pub fn decode_into(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutVi
     let rlo = [region.lo[0] - spec.cell.lo[0], region.lo[1] - spec.cell.lo[1], region.lo[2] - spec.cell.lo[2]];
     let rhi = [region.hi[0] - spec.cell.lo[0], region.hi[1] - spec.cell.lo[1], region.hi[2] - spec.cell.lo[2]];
 
+    let mut lut: Vec<u64> = Vec::with_capacity(LUT_MAX);
     for c in 0..nc {
         let start = w[c] as usize;
         let end = if c + 1 < nc { w[c + 1] as usize } else { w.len() };
@@ -102,6 +106,20 @@ pub fn decode_into(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutVi
                         }
                     };
                     let mask: u64 = if bits == 32 { 0xffff_ffff } else { (1u64 << bits) - 1 };
+                    // The block's table as values, for the indices it can hold (capped: a table
+                    // may run on to the end of the channel).
+                    let nlut = if bits == 0 { 1 } else { (1usize << bits).min(table_len).min(LUT_MAX) };
+                    lut.clear();
+                    lut.extend((0..nlut).map(&entry));
+                    let lookup = |idx: usize| -> Result<u64> {
+                        if let Some(&v) = lut.get(idx) {
+                            Ok(v)
+                        } else if idx < table_len {
+                            Ok(entry(idx))
+                        } else {
+                            Err(bad(format!("channel {c} block {bi}: index {idx} past the table of {table_len} entries")))
+                        }
+                    };
                     for z in lo[2]..hi[2] {
                         for y in lo[1]..hi[1] {
                             // SAFETY: each chunk writes its own region.
@@ -114,25 +132,33 @@ pub fn decode_into(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutVi
                                     c,
                                 )
                             };
-                            let kbase = (((z - b0[2]) * block[1] + (y - b0[1])) * block[0]) as u64;
                             if bits == 0 {
-                                let v = entry(0);
-                                write_run(row, v, wide);
+                                write_run(row, lut[0], wide);
                                 continue;
                             }
-                            for (i, x) in (lo[0]..hi[0]).enumerate() {
-                                let bitpos = (kbase + (x - b0[0]) as u64) * u64::from(bits);
-                                let idx = ((u64::from(values[(bitpos >> 5) as usize]) >> (bitpos & 31)) & mask) as usize;
-                                if idx >= table_len {
-                                    return Err(bad(format!(
-                                        "channel {c} block {bi}: index {idx} past the table of {table_len} entries"
-                                    )));
+                            let k0 = (((z - b0[2]) * block[1] + (y - b0[1])) * block[0] + (lo[0] - b0[0])) as u64;
+                            let bits64 = u64::from(bits);
+                            let index_at = |i: usize| -> usize {
+                                let bitpos = (k0 + i as u64) * bits64;
+                                ((u64::from(values[(bitpos >> 5) as usize]) >> (bitpos & 31)) & mask) as usize
+                            };
+                            if wide {
+                                for (i, d) in row.chunks_exact_mut(8).enumerate() {
+                                    let idx = index_at(i);
+                                    let v = match lut.get(idx) {
+                                        Some(&v) => v,
+                                        None => lookup(idx)?,
+                                    };
+                                    d.copy_from_slice(&v.to_le_bytes());
                                 }
-                                let v = entry(idx);
-                                if wide {
-                                    row[8 * i..8 * i + 8].copy_from_slice(&v.to_le_bytes());
-                                } else {
-                                    row[4 * i..4 * i + 4].copy_from_slice(&(v as u32).to_le_bytes());
+                            } else {
+                                for (i, d) in row.chunks_exact_mut(4).enumerate() {
+                                    let idx = index_at(i);
+                                    let v = match lut.get(idx) {
+                                        Some(&v) => v,
+                                        None => lookup(idx)?,
+                                    };
+                                    d.copy_from_slice(&(v as u32).to_le_bytes());
                                 }
                             }
                         }
