@@ -388,6 +388,15 @@ def build(dest, programs):
     rel = ROOT / "target" / "release"
     shutil.copy2(rel / "libcloudvolume.so", dest / "libcloudvolume.so")
     shutil.copy2(rel / "examples" / "latency_proxy", dest / "latency_proxy")
+    def git(*a):
+        return subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
+    # What the private library copy was built from (a --skip-build run reports this, not HEAD).
+    (dest / "build.json").write_text(json.dumps({
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--", "src", "Cargo.toml")),
+        "built": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+    }))
     cc = os.environ.get("CC", "cc")
     for prog in programs:
         run([cc, "-O2", "-Wall", "-Wextra", "-I", str(ROOT / "include"), str(ROOT / "bench" / f"{prog}.c"), "-o",
@@ -410,7 +419,7 @@ def machine_info():
     return info
 
 
-def versions():
+def versions(build_dir=None):
     import importlib.metadata as md
 
     def v(pkg):
@@ -426,10 +435,16 @@ def versions():
             return "?"
 
     crate = re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.M).group(1)
-    dirty = out(["git", "status", "--porcelain", "--", "src", "Cargo.toml"])
+    try:
+        b = json.loads((Path(build_dir) / "build.json").read_text())
+        lib = (f"{crate} (library built {b['built']} from git {b['commit']}"
+               f"{' + uncommitted changes in src/' if b['dirty'] else ''})")
+    except (TypeError, OSError, ValueError, KeyError):
+        dirty = out(["git", "status", "--porcelain", "--", "src", "Cargo.toml"])
+        lib = (f"{crate} (git {out(['git', 'rev-parse', '--short', 'HEAD'])}"
+               f"{', uncommitted changes in src/' if dirty else ''})")
     return {
-        "cloudvolume (this crate)": f"{crate} (git {out(['git', 'rev-parse', '--short', 'HEAD'])}"
-                                    f"{', uncommitted changes in src/' if dirty else ''})",
+        "cloudvolume (this crate)": lib,
         "rustc": out(["rustc", "--version"]),
         "python": platform.python_version(),
         "cloud-volume": v("cloud-volume"),
@@ -712,8 +727,8 @@ def build_report(results, requests, expected, args, machine, vers, all_procs, co
     L.append(f"- **file**: `file://` (warm page cache). **http+20ms**: nginx (1 worker) on loopback behind "
              f"`examples/latency_proxy.rs`, which holds each request {LATENCY_MS} ms (Range requests for shard "
              "parts). The proxy counts requests; *requests per run* is the requests of a process divided by its "
-             "runs (open included), and *ours warm* is the second of two point reads in one process "
-             "(`points_bench twice`), i.e. after the shard and minishard indices are cached.")
+             "runs (open included); the *requests per point* table counts ours' second of two point reads in one "
+             "process (`points_bench twice`), i.e. after the shard and minishard indices are cached.")
     L.append("- Correctness: every output's checksum (sum of uint64 words) is compared with the source volume's "
              "and with the values at the points; over `file://` the first process of each reader also dumps its "
              "whole output, compared byte for byte with the source.\n")
@@ -917,8 +932,8 @@ def main():
         nginx.stop()
         shutil.rmtree(dump_dir, ignore_errors=True)
 
-    report = build_report(results, requests, expected, args, machine_info(), versions(), all_procs, comparisons)
-    report += f"\n(run took {(time.time() - t_start) / 60:.1f} min)\n"
+    report = build_report(results, requests, expected, args, machine_info(), versions(BUILD), all_procs, comparisons)
+    report += f"\n(run took {(time.time() - t_start) / 60:.1f} min, waits for an idle machine included)\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)
     print(report)

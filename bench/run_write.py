@@ -335,7 +335,7 @@ def build_report(results, verifications, args, sizes, machine, vers, all_procs):
              "replacing files (every write after the first: ours and tensorstore rename a new file over the old, "
              "cloud-volume truncates and rewrites) makes ext4 start writing the new data back at once "
              "(`auto_da_alloc`), and from the third write of a process on, writers wait for the disk: wall time "
-             "grows while CPU time stays (ours, raw: 0.07-0.10 s per write for the first two, 0.26-0.34 s after). "
+             "grows while CPU time stays (ours, raw: about 0.1 s per write for the first two, about 0.3 s after). "
              f"**tmpfs**: `file://` on `/dev/shm` (no disk), for the layers {', '.join(args.tmpfs_layers.split(','))}: "
              "the writers' own cost. **http**: nginx (1 worker) on loopback with the dav module "
              "(`dav_methods PUT`, `create_full_put_path on`) storing into the same disk. cloud-files' HTTP interface "
@@ -535,8 +535,8 @@ def main():
             shutil.rmtree(WRITE_ROOT, ignore_errors=True)
             shutil.rmtree(TMPFS_ROOT, ignore_errors=True)
 
-    report = build_report(results, verifications, args, sizes, common.machine_info(), common.versions(), all_procs)
-    report += f"\n(run took {(time.time() - t_start) / 60:.1f} min)\n"
+    report = build_report(results, verifications, args, sizes, common.machine_info(), common.versions(BUILD), all_procs)
+    report += f"\n(run took {(time.time() - t_start) / 60:.1f} min, waits for an idle machine included)\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)
     print(report)
