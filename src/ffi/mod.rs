@@ -154,6 +154,24 @@ unsafe fn box_arg(lo: *const i64, hi: *const i64) -> Result<Bbox> {
     Ok(bbox)
 }
 
+/// The box `[lo, hi)` of a read or write at `mip`, after checking that `buf` is non-NULL and
+/// exactly as long as the box needs (before any I/O).
+///
+/// # Safety
+/// As `triple_arg` for both corners.
+unsafe fn box_buffer_args(v: &Volume, mip: u32, lo: *const i64, hi: *const i64, buf: *const c_void, buf_len: usize) -> Result<Bbox> {
+    let bbox = Bbox::new(triple_arg(lo, "lo")?, triple_arg(hi, "hi")?);
+    v.scale(mip)?;
+    let want = v.cutout_len(&bbox)?;
+    if buf_len != want {
+        return Err(Error::invalid(format!("buf_len is {buf_len} bytes, but box {bbox} at mip {mip} needs {want}")));
+    }
+    if buf.is_null() {
+        return Err(Error::invalid("buf is NULL"));
+    }
+    Ok(bbox)
+}
+
 fn out_arg<T>(p: *mut T, name: &str) -> Result<*mut T> {
     if p.is_null() {
         Err(Error::invalid(format!("{name} (output) is NULL")))
@@ -199,17 +217,7 @@ pub unsafe extern "C" fn cv_cutout_into(
 ) -> cv_status {
     boundary(|| {
         let v = vol_arg(vol)?;
-        let bbox = Bbox::new(triple_arg(lo, "lo")?, triple_arg(hi, "hi")?);
-        v.scale(mip)?;
-        let want = v.cutout_len(&bbox)?;
-        if buf_len != want {
-            return Err(Error::invalid(format!(
-                "buf_len is {buf_len} bytes, but box {bbox} at mip {mip} needs {want}"
-            )));
-        }
-        if buf.is_null() {
-            return Err(Error::invalid("buf is NULL"));
-        }
+        let bbox = box_buffer_args(v, mip, lo, hi, buf.cast_const(), buf_len)?;
         let out = std::slice::from_raw_parts_mut(buf.cast::<u8>(), buf_len);
         v.cutout_into(mip, &bbox, out, None)
     })
@@ -572,17 +580,7 @@ pub unsafe extern "C" fn cv_write_from(
 ) -> cv_status {
     boundary(|| {
         let v = vol_arg(vol)?;
-        let bbox = Bbox::new(triple_arg(lo, "lo")?, triple_arg(hi, "hi")?);
-        v.scale(mip)?;
-        let want = v.cutout_len(&bbox)?;
-        if buf_len != want {
-            return Err(Error::invalid(format!(
-                "buf_len is {buf_len} bytes, but box {bbox} at mip {mip} needs {want}"
-            )));
-        }
-        if buf.is_null() {
-            return Err(Error::invalid("buf is NULL"));
-        }
+        let bbox = box_buffer_args(v, mip, lo, hi, buf, buf_len)?;
         let data = std::slice::from_raw_parts(buf.cast::<u8>(), buf_len);
         v.write_from(mip, &bbox, data)
     })

@@ -338,6 +338,8 @@ impl Volume {
                 return self.store.delete(&key);
             }
             let (stored, enc) = self.encode_stored(scale, mip, &cell_box, &chunk, &url)?;
+            // The decoded chunk is not needed while the (possibly slow) PUT runs.
+            drop(chunk);
             self.store.put(&key, &stored, enc, content_type(scale.encoding))
         };
         if cells.len() == 1 {
