@@ -142,6 +142,28 @@ cv_status cv_cutout_into(const cv_volume *vol,
                          size_t buf_len);
 
 /**
+ * Read the half-open box `[lo, hi)` at `mip` into `buf` with any layout: element `(x, y, z, c)`
+ * (offsets from `lo`, channel `c`) lands at byte `x*s[0] + y*s[1] + z*s[2] + c*s[3]` of `buf`,
+ * where `s = byte_strides` points to 4 int64_t. For C order `[x][y][z][c]` of a box of shape
+ * (X, Y, Z) with C channels of E bytes: `{Y*Z*C*E, Z*C*E, C*E, E}`; for an array indexed
+ * `[z][y][x]` (which is Fortran `[x, y, z]`): `{E, X*E, X*Y*E, X*Y*Z*E}`; a sub-view of a
+ * larger array uses that array's strides and a `buf` pointing at the sub-view's first element.
+ * Strides must be positive and keep elements from overlapping; `buf_len` must cover the last
+ * element. Bytes of `buf` between elements are left untouched. Otherwise as `cv_cutout_into`.
+ *
+ * # Safety
+ * `vol` is a live handle; `lo`, `hi` point to 3 int64_t and `byte_strides` to 4; `buf` holds
+ * `buf_len` writable bytes.
+ */
+cv_status cv_cutout_into_strided(const cv_volume *vol,
+                                 uint32_t mip,
+                                 const int64_t *lo,
+                                 const int64_t *hi,
+                                 void *buf,
+                                 size_t buf_len,
+                                 const int64_t *byte_strides);
+
+/**
  * Release a handle. NULL is a no-op. The handle must not be used afterwards.
  *
  * # Safety

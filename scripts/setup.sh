@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install what the tests and benchmarks need: nginx (loopback HTTP server), a C compiler, and a
+# Install what the tests and benchmarks need: nginx (loopback HTTP server), C and C++ compilers,
+# cmake, valgrind, Octave (for the MATLAB binding), and a
 # Python venv at target/venv with the reference implementations (cloud-volume, tensorstore).
 # Idempotent: a second run only checks.
 set -euo pipefail
@@ -9,6 +10,12 @@ need_apt=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v nasm >/dev/null 2>&1 || need_apt+=(nasm)   # libjpeg-turbo's SIMD (mozjpeg-sys)
+command -v c++ >/dev/null 2>&1 || need_apt+=(g++)            # the C++ binding's tests
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)        # CMake package and ctest
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)  # the C test under valgrind
+command -v octave >/dev/null 2>&1 || need_apt+=(octave)      # the MATLAB binding, run by Octave
+command -v mkoctfile >/dev/null 2>&1 || need_apt+=(liboctave-dev)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -807,6 +807,71 @@ fn wrong_buffer_length() {
 }
 
 #[test]
+fn bad_strides() {
+    let layer = Layer::write(Spec::new("uint16", [16, 16, 8], [8, 8, 8]).channels(2));
+    let v = open_ok(&layer.url(), None);
+    let (lo, hi) = ([1, 2, 3], [5, 7, 6]); // 4 x 5 x 3 voxels, 2 channels of 2 bytes
+    let strided = |strides: Option<[i64; 4]>, len: usize| -> Result<Vec<u8>, Failure> {
+        const GUARD: usize = 16;
+        let mut buf = vec![0xA5u8; len + 2 * GUARD];
+        let s = strides.unwrap_or_default();
+        // SAFETY: the buffer holds len bytes after the guard; strides point to 4 int64 or NULL.
+        let st = unsafe {
+            cv_cutout_into_strided(
+                v.0,
+                0,
+                lo.as_ptr(),
+                hi.as_ptr(),
+                buf.as_mut_ptr().add(GUARD).cast(),
+                len,
+                strides.map_or(std::ptr::null(), |_| s.as_ptr()),
+            )
+        };
+        assert!(
+            buf[..GUARD].iter().chain(&buf[GUARD + len..]).all(|&b| b == 0xA5),
+            "cv_cutout_into_strided wrote outside its buffer (status {})",
+            status_name(st)
+        );
+        if st == CV_OK {
+            Ok(buf[GUARD..GUARD + len].to_vec())
+        } else {
+            Err((st, last_error()))
+        }
+    };
+    // C order [x][y][z][c]: channel fastest.
+    let c_order = [5 * 3 * 2 * 2, 3 * 2 * 2, 2 * 2, 2];
+    let n = 4 * 5 * 3 * 2 * 2;
+    let got = strided(Some(c_order), n).unwrap();
+    let want = layer.expected(0, lo, hi, 0.0);
+    for (i, e) in got.chunks_exact(2).enumerate() {
+        let (c, z, y, x) = (i % 2, (i / 2) % 3, (i / 6) % 5, i / 30);
+        let f = (((c * 3 + z) * 5 + y) * 4 + x) * 2;
+        assert_eq!(e, &want[f..f + 2], "element x{x} y{y} z{z} c{c}");
+    }
+    expect_err(strided(None, n), CV_ERR_INVALID_ARGUMENT, &["byte_strides is NULL"]);
+    expect_err(strided(Some([2, 8, 0, 1000]), 5000), CV_ERR_INVALID_ARGUMENT, &["stride 0 along z"]);
+    expect_err(strided(Some([-2, 8, 40, 200]), 5000), CV_ERR_INVALID_ARGUMENT, &["stride -2 along x"]);
+    // y's stride of 6 bytes is less than the 8 bytes that x's 4 elements of 2 bytes span.
+    expect_err(strided(Some([2, 6, 48, 400]), 5000), CV_ERR_INVALID_ARGUMENT, &["overlap", "y stride 6"]);
+    // Elements narrower than their type.
+    expect_err(strided(Some([1, 8, 40, 120]), 5000), CV_ERR_INVALID_ARGUMENT, &["overlap", "x stride 1"]);
+    // One byte short of the last element.
+    expect_err(strided(Some(c_order), n - 1), CV_ERR_INVALID_ARGUMENT, &[&format!("{} bytes", n - 1), &n.to_string()]);
+    // A bad box is still named as such.
+    expect_err(
+        {
+            let mut b = vec![0u8; 64];
+            let bad_hi = [0i64, 7, 6];
+            // SAFETY: valid pointers; the call must refuse the box before writing.
+            let st = unsafe { cv_cutout_into_strided(v.0, 0, lo.as_ptr(), bad_hi.as_ptr(), b.as_mut_ptr().cast(), 64, c_order.as_ptr()) };
+            if st == CV_OK { Ok(()) } else { Err((st, last_error())) }
+        },
+        CV_ERR_INVALID_ARGUMENT,
+        &["empty or inverted"],
+    );
+}
+
+#[test]
 fn bad_mip() {
     let layer = Layer::write(Spec::new("uint8", [16, 16, 8], [8, 8, 8]).mips(2));
     let v = open_ok(&layer.url(), None);

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cloudvolume::ffi::{
-    cv_chunk_count, cv_chunks_exist, cv_cutout_into, cv_free, cv_last_error, cv_open,
+    cv_chunk_count, cv_chunks_exist, cv_cutout_into, cv_cutout_into_strided, cv_free, cv_last_error, cv_open,
     cv_scattered_points, cv_status, cv_volume, CV_ERR_NOT_FOUND, CV_ERR_OUT_OF_BOUNDS, CV_OK,
 };
 use serde_json::{Map, Value};
@@ -473,6 +473,8 @@ struct Target {
     url: String,
     extra: Map<String, Value>,
     points_and_chunks: bool,
+    /// Also read every box through `cv_cutout_into_strided` (C order inside a padded array).
+    strided: bool,
 }
 
 #[derive(Default)]
@@ -565,6 +567,60 @@ fn compare(layer: &Layer, case: &BoxCase, got: &[u8], want: &[u8]) -> Option<Str
 }
 
 /// Read every box of `layer` from `target`, opening one handle per distinct option set.
+/// Read `case` again through `cv_cutout_into_strided` in C order `[x][y][z][c]`, inside an
+/// array padded by one element before and after every axis (a sub-view), and compare with the
+/// Fortran-order read `fortran`: every element transposed, every padding byte untouched.
+fn check_strided(h: &Handle, case: &BoxCase, channels: usize, item: usize, fortran: &[u8]) -> Option<String> {
+    let s: Vec<usize> = (0..3).map(|d| (case.hi[d] - case.lo[d]) as usize).collect();
+    let dims = [s[0], s[1], s[2], channels];
+    let padded = dims.map(|n| n + 2);
+    // C-order strides of the padded array, in bytes: channel fastest.
+    let mut stride = [0usize; 4];
+    let mut acc = item;
+    for d in (0..4).rev() {
+        stride[d] = acc;
+        acc *= padded[d];
+    }
+    let total = acc;
+    let start: usize = stride.iter().sum(); // element (1, 1, 1, 1)
+    let mut big = vec![0x5Au8; total];
+    let strides = stride.map(|v| v as i64);
+    // SAFETY: a live handle; the sub-view starts inside `big` and covers the rest of it.
+    let st = unsafe {
+        cv_cutout_into_strided(
+            h.0,
+            case.mip,
+            case.lo.as_ptr(),
+            case.hi.as_ptr(),
+            big.as_mut_ptr().add(start).cast::<c_void>(),
+            total - start,
+            strides.as_ptr(),
+        )
+    };
+    if st != CV_OK {
+        return Some(format!("status {st}: {}", last_error()));
+    }
+    let mut touched = vec![false; total];
+    for c in 0..channels {
+        for z in 0..s[2] {
+            for y in 0..s[1] {
+                for x in 0..s[0] {
+                    let f = (((c * s[2] + z) * s[1] + y) * s[0] + x) * item;
+                    let o = start + x * stride[0] + y * stride[1] + z * stride[2] + c * stride[3];
+                    if big[o..o + item] != fortran[f..f + item] {
+                        return Some(format!("element ({x}, {y}, {z}, channel {c}) differs from the Fortran-order read"));
+                    }
+                    touched[o..o + item].fill(true);
+                }
+            }
+        }
+    }
+    if let Some(i) = (0..total).find(|&i| !touched[i] && big[i] != 0x5A) {
+        return Some(format!("byte {i} of the padding was overwritten"));
+    }
+    None
+}
+
 fn run_layer(
     reference: &Reference,
     layer: &Layer,
@@ -663,6 +719,11 @@ fn run_layer(
                             what(),
                             case.reader
                         ));
+                    }
+                    if target.strided {
+                        if let Some(msg) = check_strided(&h, case, layer.channels, item, &buf) {
+                            out.failures.push(format!("{}: cv_cutout_into_strided: {msg}", what()));
+                        }
                     }
                 }
             }
@@ -1209,6 +1270,7 @@ fn file_protocol() {
                     url: file_url(&r.dir, &l.path),
                     extra: Map::new(),
                     points_and_chunks: true,
+                    strided: true,
                 },
                 all_boxes(l),
             )
@@ -1244,6 +1306,7 @@ fn path_spellings() {
                 Target {
                     url,
                     points_and_chunks: false,
+                    strided: false,
                     extra: Map::new(),
                 },
                 boxes,
@@ -1271,6 +1334,7 @@ fn http_protocol() {
                     url: ng.url(&l.path),
                     extra: Map::new(),
                     points_and_chunks: true,
+                    strided: true,
                 },
                 all_boxes(l),
             )
@@ -1296,6 +1360,7 @@ fn bucket_pass(scheme: &str, option: &str) {
                     url: format!("{scheme}://{}", l.path),
                     extra: extra.clone(),
                     points_and_chunks: true,
+                    strided: false,
                 },
                 all_boxes(l),
             )
@@ -1333,12 +1398,14 @@ fn content_encoding_over_http() {
                     url: ng.url(path),
                     extra: Map::new(),
                     points_and_chunks: true,
+                    strided: false,
                 }
             } else {
                 Target {
                     url: format!("gs://{path}"),
                     extra: gs.clone(),
                     points_and_chunks: true,
+                    strided: false,
                 }
             };
             targets.push((l, t, all_boxes(l)));
@@ -1406,6 +1473,7 @@ fn missing_chunks_and_bounds_over_http() {
                     url: ng.url(&l.path),
                     extra: Map::new(),
                     points_and_chunks: false,
+                    strided: false,
                 },
                 boxes,
             )

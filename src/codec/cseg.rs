@@ -123,43 +123,46 @@ pub fn decode_into(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutVi
                     for z in lo[2]..hi[2] {
                         for y in lo[1]..hi[1] {
                             // SAFETY: each chunk writes its own region.
-                            let row = unsafe {
-                                out.row(
+                            unsafe {
+                                out.with_row(
                                     lo[0] + spec.cell.lo[0],
                                     hi[0] + spec.cell.lo[0],
                                     y + spec.cell.lo[1],
                                     z + spec.cell.lo[2],
                                     c,
-                                )
-                            };
-                            if bits == 0 {
-                                write_run(row, lut[0], wide);
-                                continue;
-                            }
-                            let k0 = (((z - b0[2]) * block[1] + (y - b0[1])) * block[0] + (lo[0] - b0[0])) as u64;
-                            let bits64 = u64::from(bits);
-                            let index_at = |i: usize| -> usize {
-                                let bitpos = (k0 + i as u64) * bits64;
-                                ((u64::from(values[(bitpos >> 5) as usize]) >> (bitpos & 31)) & mask) as usize
-                            };
-                            if wide {
-                                for (i, d) in row.chunks_exact_mut(8).enumerate() {
-                                    let idx = index_at(i);
-                                    let v = match lut.get(idx) {
-                                        Some(&v) => v,
-                                        None => lookup(idx)?,
-                                    };
-                                    d.copy_from_slice(&v.to_le_bytes());
-                                }
-                            } else {
-                                for (i, d) in row.chunks_exact_mut(4).enumerate() {
-                                    let idx = index_at(i);
-                                    let v = match lut.get(idx) {
-                                        Some(&v) => v,
-                                        None => lookup(idx)?,
-                                    };
-                                    d.copy_from_slice(&(v as u32).to_le_bytes());
-                                }
+                                    |row| -> Result<()> {
+                                        if bits == 0 {
+                                            write_run(row, lut[0], wide);
+                                            return Ok(());
+                                        }
+                                        let k0 = (((z - b0[2]) * block[1] + (y - b0[1])) * block[0] + (lo[0] - b0[0])) as u64;
+                                        let bits64 = u64::from(bits);
+                                        let index_at = |i: usize| -> usize {
+                                            let bitpos = (k0 + i as u64) * bits64;
+                                            ((u64::from(values[(bitpos >> 5) as usize]) >> (bitpos & 31)) & mask) as usize
+                                        };
+                                        if wide {
+                                            for (i, d) in row.chunks_exact_mut(8).enumerate() {
+                                                let idx = index_at(i);
+                                                let v = match lut.get(idx) {
+                                                    Some(&v) => v,
+                                                    None => lookup(idx)?,
+                                                };
+                                                d.copy_from_slice(&v.to_le_bytes());
+                                            }
+                                        } else {
+                                            for (i, d) in row.chunks_exact_mut(4).enumerate() {
+                                                let idx = index_at(i);
+                                                let v = match lut.get(idx) {
+                                                    Some(&v) => v,
+                                                    None => lookup(idx)?,
+                                                };
+                                                d.copy_from_slice(&(v as u32).to_le_bytes());
+                                            }
+                                        }
+                                        Ok(())
+                                    },
+                                )?;
                             }
                         }
                     }

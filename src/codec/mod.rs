@@ -12,7 +12,8 @@ use std::marker::PhantomData;
 use crate::error::{Error, Result};
 use crate::format::{Bbox, DataType, Encoding};
 
-/// The caller's output buffer seen as a 4-D Fortran-order array `[x, y, z, c]` covering `bbox`.
+/// The caller's output buffer seen as a 4-D array `[x, y, z, c]` covering `bbox`: Fortran order
+/// (x fastest) by default, or any non-overlapping byte strides ([`OutView::strided`]).
 /// Tasks on several threads write disjoint regions of it at once.
 pub struct OutView<'a> {
     ptr: *mut u8,
@@ -21,13 +22,20 @@ pub struct OutView<'a> {
     pub channels: usize,
     pub item: usize,
     strides: [usize; 4],
+    /// x rows are contiguous (`strides[0] == item`): codecs write them in place.
+    contiguous: bool,
     _buf: PhantomData<&'a mut [u8]>,
 }
 
-// SAFETY: the view hands out byte rows only through `row`, whose contract makes callers write
-// disjoint regions; the buffer outlives the view ('a).
+// SAFETY: the view hands out byte rows only through `with_row`, whose contract makes callers
+// write disjoint regions; the buffer outlives the view ('a).
 unsafe impl Send for OutView<'_> {}
 unsafe impl Sync for OutView<'_> {}
+
+thread_local! {
+    /// Where rows of a view with a non-unit x stride are assembled before being scattered.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 impl<'a> OutView<'a> {
     /// `buf` must hold exactly `voxels(bbox) * channels * item` bytes (checked by the caller).
@@ -44,36 +52,115 @@ impl<'a> OutView<'a> {
             channels,
             item,
             strides: [item, sx, sy, sz],
+            contiguous: true,
             _buf: PhantomData,
         }
     }
 
-    /// The bytes of voxels `x0..x1` at row `(y, z)` of channel `c` (absolute coordinates).
+    /// A view whose element `(x, y, z, c)` sits at byte `strides · (x, y, z, c) - lo` of `buf`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when a stride is not positive, two elements would overlap, or the last
+    /// element would end past `buf`.
+    pub fn strided(buf: &'a mut [u8], bbox: Bbox, channels: usize, item: usize, strides: [i64; 4]) -> Result<OutView<'a>> {
+        let s = bbox.shape();
+        let extent = [s[0] as u128, s[1] as u128, s[2] as u128, channels as u128];
+        let names = ["x", "y", "z", "channel"];
+        let mut st = [0u128; 4];
+        for i in 0..4 {
+            if strides[i] <= 0 {
+                return Err(Error::invalid(format!(
+                    "byte stride {} along {} must be positive",
+                    strides[i], names[i]
+                )));
+            }
+            st[i] = strides[i] as u128;
+        }
+        // Elements are disjoint when, axes taken from the smallest stride up, each stride is at
+        // least the span of the axes before it (axes of extent 1 take no room).
+        let mut order: Vec<usize> = (0..4).filter(|&i| extent[i] > 1).collect();
+        order.sort_by_key(|&i| st[i]);
+        let mut span = item as u128;
+        for &i in &order {
+            if st[i] < span {
+                return Err(Error::invalid(format!(
+                    "byte strides {strides:?} (x, y, z, channel) make elements overlap: the {} stride {} is less than the {span} bytes the smaller axes span",
+                    names[i], st[i]
+                )));
+            }
+            span = st[i] * extent[i];
+        }
+        let last: u128 = (0..4).map(|i| (extent[i] - 1) * st[i]).sum::<u128>() + item as u128;
+        if last > buf.len() as u128 {
+            return Err(Error::invalid(format!(
+                "buf_len is {} bytes, but box {bbox} with {channels} channel(s) of {item} bytes at byte strides {strides:?} reaches byte {last}",
+                buf.len()
+            )));
+        }
+        let strides = strides.map(|v| v as usize);
+        Ok(OutView {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+            bbox,
+            channels,
+            item,
+            contiguous: strides[0] == item,
+            strides,
+            _buf: PhantomData,
+        })
+    }
+
+    /// Hand `f` the bytes of voxels `x0..x1` at row `(y, z)` of channel `c` (absolute
+    /// coordinates), elements packed; what `f` leaves there lands in the buffer.
     ///
     /// # Safety
-    /// No two threads may hold overlapping rows at once; the coordinates must lie in `bbox`.
-    #[allow(clippy::mut_from_ref)]
+    /// No two threads may write overlapping rows at once; the coordinates must lie in `bbox`.
     #[inline]
-    pub unsafe fn row(&self, x0: i64, x1: i64, y: i64, z: i64, c: usize) -> &mut [u8] {
+    pub unsafe fn with_row<R>(&self, x0: i64, x1: i64, y: i64, z: i64, c: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
         let off = (x0 - self.bbox.lo[0]) as usize * self.strides[0]
             + (y - self.bbox.lo[1]) as usize * self.strides[1]
             + (z - self.bbox.lo[2]) as usize * self.strides[2]
             + c * self.strides[3];
-        let n = (x1 - x0) as usize * self.item;
-        assert!(off + n <= self.len, "row outside the output buffer");
-        std::slice::from_raw_parts_mut(self.ptr.add(off), n)
+        let count = (x1 - x0) as usize;
+        let n = count * self.item;
+        if self.contiguous {
+            assert!(off + n <= self.len, "row outside the output buffer");
+            return f(std::slice::from_raw_parts_mut(self.ptr.add(off), n));
+        }
+        if count == 0 {
+            return f(&mut []);
+        }
+        assert!(off + (count - 1) * self.strides[0] + self.item <= self.len, "row outside the output buffer");
+        SCRATCH.with(|scratch| {
+            let mut row = scratch.borrow_mut();
+            row.resize(n, 0);
+            let r = f(&mut row[..n]);
+            for (i, e) in row[..n].chunks_exact(self.item).enumerate() {
+                std::ptr::copy_nonoverlapping(e.as_ptr(), self.ptr.add(off + i * self.strides[0]), self.item);
+            }
+            r
+        })
+    }
+
+    /// Copy `src` (packed elements) into voxels `x0..` of row `(y, z)`, channel `c`.
+    ///
+    /// # Safety
+    /// As for [`OutView::with_row`].
+    #[inline]
+    pub unsafe fn put_row(&self, x0: i64, y: i64, z: i64, c: usize, src: &[u8]) {
+        let x1 = x0 + (src.len() / self.item) as i64;
+        self.with_row(x0, x1, y, z, c, |dst| dst.copy_from_slice(src));
     }
 
     /// Fill `region` (inside `bbox`) with the element `value` in every channel.
     ///
     /// # Safety
-    /// As for [`OutView::row`]: `region` is written by this caller alone.
+    /// As for [`OutView::with_row`]: `region` is written by this caller alone.
     pub unsafe fn fill(&self, region: &Bbox, value: &[u8]) {
         for c in 0..self.channels {
             for z in region.lo[2]..region.hi[2] {
                 for y in region.lo[1]..region.hi[1] {
-                    let row = self.row(region.lo[0], region.hi[0], y, z, c);
-                    fill_pattern(row, value);
+                    self.with_row(region.lo[0], region.hi[0], y, z, c, |row| fill_pattern(row, value));
                 }
             }
         }
@@ -150,8 +237,7 @@ pub fn copy_planar(src: &[u8], cell: &Bbox, channels: usize, region: &Bbox, out:
                     + (region.lo[0] - cell.lo[0]) as usize)
                     * item;
                 // SAFETY: regions of distinct chunks are disjoint.
-                let dst = unsafe { out.row(region.lo[0], region.hi[0], y, z, c) };
-                dst.copy_from_slice(&src[off..off + n]);
+                unsafe { out.put_row(region.lo[0], y, z, c, &src[off..off + n]) };
             }
         }
     }
@@ -171,14 +257,17 @@ pub fn copy_interleaved(src: &[u8], cell: &Bbox, channels: usize, region: &Bbox,
                     * pix
                     + c * item;
                 // SAFETY: regions of distinct chunks are disjoint.
-                let dst = unsafe { out.row(region.lo[0], region.hi[0], y, z, c) };
-                if channels == 1 {
-                    dst.copy_from_slice(&src[first..first + dst.len()]);
-                } else {
-                    for (i, d) in dst.chunks_exact_mut(item).enumerate() {
-                        let o = first + i * pix;
-                        d.copy_from_slice(&src[o..o + item]);
-                    }
+                unsafe {
+                    out.with_row(region.lo[0], region.hi[0], y, z, c, |dst| {
+                        if channels == 1 {
+                            dst.copy_from_slice(&src[first..first + dst.len()]);
+                        } else {
+                            for (i, d) in dst.chunks_exact_mut(item).enumerate() {
+                                let o = first + i * pix;
+                                d.copy_from_slice(&src[o..o + item]);
+                            }
+                        }
+                    });
                 }
             }
         }

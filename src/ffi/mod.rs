@@ -223,6 +223,44 @@ pub unsafe extern "C" fn cv_cutout_into(
     })
 }
 
+/// Read the half-open box `[lo, hi)` at `mip` into `buf` with any layout: element `(x, y, z, c)`
+/// (offsets from `lo`, channel `c`) lands at byte `x*s[0] + y*s[1] + z*s[2] + c*s[3]` of `buf`,
+/// where `s = byte_strides` points to 4 int64_t. For C order `[x][y][z][c]` of a box of shape
+/// (X, Y, Z) with C channels of E bytes: `{Y*Z*C*E, Z*C*E, C*E, E}`; for an array indexed
+/// `[z][y][x]` (which is Fortran `[x, y, z]`): `{E, X*E, X*Y*E, X*Y*Z*E}`; a sub-view of a
+/// larger array uses that array's strides and a `buf` pointing at the sub-view's first element.
+/// Strides must be positive and keep elements from overlapping; `buf_len` must cover the last
+/// element. Bytes of `buf` between elements are left untouched. Otherwise as `cv_cutout_into`.
+///
+/// # Safety
+/// `vol` is a live handle; `lo`, `hi` point to 3 int64_t and `byte_strides` to 4; `buf` holds
+/// `buf_len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn cv_cutout_into_strided(
+    vol: *const cv_volume,
+    mip: u32,
+    lo: *const i64,
+    hi: *const i64,
+    buf: *mut c_void,
+    buf_len: usize,
+    byte_strides: *const i64,
+) -> cv_status {
+    boundary(|| {
+        let v = vol_arg(vol)?;
+        let bbox = box_arg(lo, hi)?;
+        v.scale(mip)?;
+        if byte_strides.is_null() {
+            return Err(Error::invalid("byte_strides is NULL"));
+        }
+        let strides = [*byte_strides, *byte_strides.add(1), *byte_strides.add(2), *byte_strides.add(3)];
+        if buf.is_null() {
+            return Err(Error::invalid("buf is NULL"));
+        }
+        let out = std::slice::from_raw_parts_mut(buf.cast::<u8>(), buf_len);
+        v.cutout_into_strided(mip, &bbox, out, strides)
+    })
+}
+
 /// Release a handle. NULL is a no-op. The handle must not be used afterwards.
 ///
 /// # Safety

@@ -205,7 +205,7 @@ impl Volume {
     /// A bad box or buffer (`InvalidArgument`), a box leaving the volume while `bounded`
     /// (`OutOfBounds`), a missing chunk without `fill_missing` (`NotFound`), I/O and decode errors.
     pub fn cutout_into(&self, mip: u32, bbox: &Bbox, buf: &mut [u8], progress: Option<&AtomicUsize>) -> Result<()> {
-        let scale = self.scale(mip)?;
+        self.scale(mip)?;
         let want = self.cutout_len(bbox)?;
         if buf.len() != want {
             let s = bbox.shape();
@@ -219,6 +219,25 @@ impl Volume {
                 self.info.data_type.size()
             )));
         }
+        let out = OutView::new(buf, *bbox, self.info.num_channels as usize, self.info.data_type.size());
+        self.cutout_view(mip, bbox, &out, progress)
+    }
+
+    /// Read `bbox` at `mip` into `buf` laid out by `byte_strides` (the byte step along x, y, z
+    /// and channel; positive, elements not overlapping, all inside `buf`): C order, a sub-view
+    /// of a larger array, or any other layout, with no copy in between.
+    ///
+    /// # Errors
+    /// As for [`Volume::cutout_into`]; bad strides are `InvalidArgument`.
+    pub fn cutout_into_strided(&self, mip: u32, bbox: &Bbox, buf: &mut [u8], byte_strides: [i64; 4]) -> Result<()> {
+        self.scale(mip)?;
+        self.cutout_len(bbox)?;
+        let out = OutView::strided(buf, *bbox, self.info.num_channels as usize, self.info.data_type.size(), byte_strides)?;
+        self.cutout_view(mip, bbox, &out, None)
+    }
+
+    fn cutout_view(&self, mip: u32, bbox: &Bbox, out: &OutView<'_>, progress: Option<&AtomicUsize>) -> Result<()> {
+        let scale = self.scale(mip)?;
         let grid = ChunkGrid::of(scale);
         let bounds = grid.bounds();
         if self.opts.bounded && !bounds.contains(bbox) {
@@ -228,8 +247,6 @@ impl Volume {
             )));
         }
         let background = self.info.data_type.encode_scalar(self.opts.background_color);
-        let channels = self.info.num_channels as usize;
-        let out = OutView::new(buf, *bbox, channels, self.info.data_type.size());
         let inside = bounds.intersection(bbox);
         if inside != Some(*bbox) {
             // SAFETY: nothing else writes the buffer yet.
@@ -244,13 +261,13 @@ impl Volume {
             )));
         }
         if let Some(spec) = &self.sharding[mip as usize] {
-            return self.retry_stale(|| self.read_sharded(mip, scale, spec, &inside, &out, &background, progress));
+            return self.retry_stale(|| self.read_sharded(mip, scale, spec, &inside, out, &background, progress));
         }
         let cells = grid.cells_in(&inside);
         let task = |cell: &[i64; 3]| -> Result<()> {
             let cell_box = grid.cell_bbox(*cell);
             let Some(region) = cell_box.intersection(&inside) else { return Ok(()) };
-            self.read_chunk(scale, &cell_box, &region, &out, &background)?;
+            self.read_chunk(scale, &cell_box, &region, out, &background)?;
             if let Some(p) = progress {
                 p.fetch_add(1, Ordering::Relaxed);
             }
