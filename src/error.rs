@@ -79,6 +79,11 @@ impl Error {
     pub fn context(self, what: impl fmt::Display) -> Self {
         Error { kind: self.kind, message: format!("{what}: {}", self.message) }
     }
+
+    /// The same error with `what` appended in parentheses.
+    pub fn note(self, what: impl fmt::Display) -> Self {
+        Error { kind: self.kind, message: format!("{} ({what})", self.message) }
+    }
 }
 
 impl fmt::Display for Error {

@@ -22,6 +22,16 @@ pub enum Compress {
     Zstd,
 }
 
+/// A value kept out of `Debug` output (credentials).
+#[derive(Clone, Default)]
+pub struct Redacted<T>(pub T);
+
+impl<T> std::fmt::Debug for Redacted<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// Per-handle options. Unknown keys are refused, not ignored.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -53,6 +63,26 @@ pub struct Options {
     pub delete_black_uploads: bool,
     /// `cv_create`: replace an existing info.
     pub overwrite: bool,
+    /// Credentials handed in directly (cloud-volume's `secrets=`): an object, or the path of a
+    /// JSON file; each store reads the members it knows. None: look them up as cloud-files does.
+    pub secrets: Option<Redacted<serde_json::Value>>,
+    /// An OAuth2 access token for gs:// (instead of a service account).
+    pub gs_token: Option<Redacted<String>>,
+    /// Send no credentials, even if secret files exist (public buckets).
+    pub anonymous: bool,
+    /// The S3 region used in signatures; None: from the secret, `AWS_DEFAULT_REGION`, or us-east-1.
+    pub s3_region: Option<String>,
+    /// Timeout of connecting, in seconds.
+    pub connect_timeout_secs: f64,
+    /// Total seconds one request may spend on retries before it fails.
+    pub retry_budget_secs: f64,
+    /// Check the checksums a store sends (GCS crc32c/md5, S3 single-part ETag).
+    pub checksum: bool,
+    /// Bytes of fetched chunks kept in memory (cloud-volume's `lru_bytes`); 0 turns it off.
+    pub lru_bytes: usize,
+    /// cloud-volume's local disk cache: None off, Some(dir) the cache root (`cache=true` gives
+    /// `$CLOUD_VOLUME_CACHE_DIR`, else `$CLOUD_VOLUME_DIR/cache`).
+    pub cache: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -66,12 +96,21 @@ impl Default for Options {
             gs_endpoint: None,
             s3_endpoint: None,
             timeout_secs: 60.0,
-            max_attempts: 4,
+            max_attempts: 7,
             non_aligned_writes: false,
             compress: Compress::Default,
             compress_level: None,
             delete_black_uploads: false,
             overwrite: false,
+            secrets: None,
+            gs_token: None,
+            anonymous: false,
+            s3_region: None,
+            connect_timeout_secs: 10.0,
+            retry_budget_secs: 300.0,
+            checksum: true,
+            lru_bytes: 0,
+            cache: None,
         }
     }
 }
@@ -93,7 +132,29 @@ pub const OPTION_KEYS: &[&str] = &[
     "compress_level",
     "delete_black_uploads",
     "overwrite",
+    "secrets",
+    "gs_token",
+    "anonymous",
+    "s3_region",
+    "connect_timeout",
+    "retry_budget",
+    "checksum",
+    "lru_bytes",
 ];
+
+/// The root of cloud-volume's disk cache: `$CLOUD_VOLUME_CACHE_DIR`, else `$CLOUD_VOLUME_DIR/cache`.
+pub fn default_cache_dir() -> std::path::PathBuf {
+    match std::env::var_os("CLOUD_VOLUME_CACHE_DIR") {
+        Some(d) if !d.is_empty() => std::path::PathBuf::from(d),
+        _ => crate::secrets::cloud_volume_dir().join("cache"),
+    }
+}
+
+fn positive_secs(key: &str, val: &Value) -> Result<f64> {
+    val.as_f64()
+        .filter(|t| *t > 0.0 && t.is_finite())
+        .ok_or_else(|| Error::invalid(format!("option \"{key}\" must be a positive number of seconds, got {val}")))
+}
 
 fn want_bool(key: &str, v: &Value) -> Result<bool> {
     v.as_bool().ok_or_else(|| Error::invalid(format!("option \"{key}\" must be true or false, got {v}")))
@@ -146,21 +207,57 @@ impl Options {
                         },
                     }
                 }
-                "cache" => match val {
-                    Value::Bool(false) | Value::Null => {}
-                    _ => {
-                        return Err(Error::unsupported(format!(
-                            "option \"cache\" = {val}: the local disk cache is not implemented yet"
-                        )))
+                "cache" => {
+                    o.cache = match val {
+                        Value::Bool(false) | Value::Null => None,
+                        Value::Bool(true) => Some(default_cache_dir()),
+                        Value::String(s) if !s.is_empty() => Some(std::path::PathBuf::from(s.strip_prefix("file://").unwrap_or(s))),
+                        _ => {
+                            return Err(Error::invalid(format!(
+                                "option \"cache\" must be true, false or a directory, got {val}"
+                            )))
+                        }
                     }
-                },
+                }
+                "secrets" => {
+                    o.secrets = match val {
+                        Value::Null => None,
+                        Value::Object(_) | Value::String(_) => Some(Redacted(val.clone())),
+                        _ => {
+                            return Err(Error::invalid(
+                                "option \"secrets\" must be an object or the path of a JSON file",
+                            ))
+                        }
+                    }
+                }
+                "gs_token" => {
+                    o.gs_token = match val {
+                        Value::Null => None,
+                        Value::String(t) if !t.is_empty() => Some(Redacted(t.clone())),
+                        _ => return Err(Error::invalid("option \"gs_token\" must be a non-empty string")),
+                    }
+                }
+                "anonymous" => o.anonymous = want_bool(key, val)?,
+                "s3_region" => {
+                    o.s3_region = Some(
+                        val.as_str()
+                            .filter(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+                            .ok_or_else(|| Error::invalid(format!("option \"s3_region\" must be a region name, got {val}")))?
+                            .to_string(),
+                    )
+                }
+                "connect_timeout" => o.connect_timeout_secs = positive_secs(key, val)?,
+                "retry_budget" => o.retry_budget_secs = positive_secs(key, val)?,
+                "checksum" => o.checksum = want_bool(key, val)?,
+                "lru_bytes" => {
+                    o.lru_bytes = val
+                        .as_u64()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| Error::invalid(format!("option \"lru_bytes\" must be an integer >= 0, got {val}")))?
+                }
                 "gs_endpoint" => o.gs_endpoint = Some(want_url(key, val)?),
                 "s3_endpoint" => o.s3_endpoint = Some(want_url(key, val)?),
-                "timeout" => {
-                    o.timeout_secs = val.as_f64().filter(|t| *t > 0.0 && t.is_finite()).ok_or_else(|| {
-                        Error::invalid(format!("option \"timeout\" must be a positive number of seconds, got {val}"))
-                    })?
-                }
+                "timeout" => o.timeout_secs = positive_secs(key, val)?,
                 "max_attempts" => {
                     o.max_attempts = val
                         .as_u64()
@@ -237,7 +334,16 @@ mod tests {
         assert!(e.message().contains("bounded"));
         let e = Options::parse(Some("[1]")).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
-        let e = Options::parse(Some(r#"{"cache":true}"#)).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        let e = Options::parse(Some(r#"{"cache":7}"#)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        let e = Options::parse(Some(r#"{"secrets":7}"#)).unwrap_err();
+        assert!(e.message().contains("secrets"));
+    }
+
+    #[test]
+    fn credentials_stay_out_of_debug_output() {
+        let o = Options::parse(Some(r#"{"secrets":{"AWS_SECRET_ACCESS_KEY":"hunter2hunter2"},"gs_token":"ya29.tokentoken"}"#)).unwrap();
+        let d = format!("{o:?}");
+        assert!(!d.contains("hunter2") && !d.contains("ya29"), "{d}");
     }
 }

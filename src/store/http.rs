@@ -3,33 +3,64 @@
 use std::io::Read;
 use std::time::Duration;
 
+use super::retry::{Attempt, Retry};
 use super::{ContentEncoding, Object, RangeRead, Store};
 use crate::cloudpath::join_key;
 use crate::error::{Error, Result};
 use crate::options::{Options, DEFAULT_NETWORK_PARALLEL};
 
+/// Adds credentials to a request just before it is sent (S3 signatures, bearer tokens, basic
+/// auth). Called on every attempt, so signatures and tokens are fresh.
+pub trait Signer: Send + Sync {
+    /// Sign `req` (method `method`, full `url`, body `payload`: empty for GET/HEAD/DELETE).
+    ///
+    /// # Errors
+    /// `Auth` when credentials cannot be had (a refused token request); the message names no
+    /// secret.
+    fn sign(&self, req: ureq::Request, method: &str, url: &str, payload: &[u8]) -> Attempt<ureq::Request>;
+}
+
+/// The ureq agent every network store uses: timeouts from the options, a connection pool sized
+/// for `parallel` requests in flight.
+pub fn agent(opts: &Options) -> ureq::Agent {
+    let parallel = opts.parallel.unwrap_or(DEFAULT_NETWORK_PARALLEL);
+    ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs_f64(opts.connect_timeout_secs.min(opts.timeout_secs)))
+        .timeout_read(Duration::from_secs_f64(opts.timeout_secs))
+        .timeout_write(Duration::from_secs_f64(opts.timeout_secs))
+        .max_idle_connections(parallel * 4)
+        .max_idle_connections_per_host(parallel * 2)
+        .user_agent(concat!("cloudvolume-rs/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 pub struct HttpStore {
     base: String,
     agent: ureq::Agent,
-    max_attempts: u32,
+    retry: Retry,
+    signer: Option<Box<dyn Signer>>,
 }
 
 impl HttpStore {
     pub fn new(base: &str, opts: &Options) -> Result<HttpStore> {
-        let timeout = Duration::from_secs_f64(opts.timeout_secs);
-        let parallel = opts.parallel.unwrap_or(DEFAULT_NETWORK_PARALLEL);
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(timeout.min(Duration::from_secs(10)))
-            .timeout_read(timeout)
-            .max_idle_connections(parallel * 4)
-            .max_idle_connections_per_host(parallel * 2)
-            .user_agent(concat!("cloudvolume-rs/", env!("CARGO_PKG_VERSION")))
-            .build();
-        Ok(HttpStore { base: base.to_string(), agent, max_attempts: opts.max_attempts })
+        Ok(HttpStore { base: base.to_string(), agent: agent(opts), retry: Retry::from_options(opts), signer: None })
+    }
+
+    /// A store whose every request passes through `signer`.
+    pub fn with_signer(base: &str, opts: &Options, signer: Box<dyn Signer>) -> Result<HttpStore> {
+        Ok(HttpStore { signer: Some(signer), ..HttpStore::new(base, opts)? })
+    }
+
+    fn request(&self, method: &str, url: &str, payload: &[u8]) -> Attempt<ureq::Request> {
+        let req = self.agent.request(method, url);
+        match &self.signer {
+            Some(s) => s.sign(req, method, url, payload),
+            None => Ok(req),
+        }
     }
 
     fn head_once(&self, url: &str) -> std::result::Result<bool, (bool, Error)> {
-        match self.agent.head(url).call() {
+        match self.request("HEAD", url, &[])?.call() {
             Ok(_) => Ok(true),
             Err(ureq::Error::Status(code, _)) => match code {
                 404 | 410 => Ok(false),
@@ -56,7 +87,7 @@ impl HttpStore {
         if_match: Option<&str>,
         bytes: &mut Vec<u8>,
     ) -> std::result::Result<Answer, (bool, Error)> {
-        let mut req = self.agent.get(url);
+        let mut req = self.request("GET", url, &[])?;
         if let Some((a, b)) = range {
             req = req.set("Range", &format!("bytes={a}-{}", b - 1));
         }
@@ -122,27 +153,8 @@ impl HttpStore {
         Ok(Answer::Body { encoding, etag })
     }
 
-    fn with_retries<T>(&self, mut once: impl FnMut() -> std::result::Result<T, (bool, Error)>) -> Result<T> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match once() {
-                Ok(o) => return Ok(o),
-                Err((retry, e)) => {
-                    if !retry || attempt >= self.max_attempts {
-                        return Err(if attempt > 1 { e.context(format!("after {attempt} attempts")) } else { e });
-                    }
-                    // Exponential backoff with jitter from the clock's low bits.
-                    let base_ms = 50u64 << (attempt - 1).min(6);
-                    let jitter = u64::from(
-                        std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| d.subsec_nanos()),
-                    ) % base_ms.max(1);
-                    std::thread::sleep(Duration::from_millis(base_ms + jitter));
-                }
-            }
-        }
+    fn with_retries<T>(&self, once: impl FnMut() -> Attempt<T>) -> Result<T> {
+        self.retry.run(once)
     }
 }
 
@@ -168,7 +180,7 @@ impl Store for HttpStore {
     fn put(&self, key: &str, bytes: &[u8], encoding: ContentEncoding, content_type: &str) -> Result<()> {
         let url = self.url(key);
         self.with_retries(|| {
-            let mut req = self.agent.put(&url).set("Content-Type", content_type);
+            let mut req = self.request("PUT", &url, bytes)?.set("Content-Type", content_type);
             if let Some(h) = encoding.header() {
                 req = req.set("Content-Encoding", h);
             }
@@ -182,7 +194,7 @@ impl Store for HttpStore {
 
     fn delete(&self, key: &str) -> Result<()> {
         let url = self.url(key);
-        self.with_retries(|| match self.agent.delete(&url).call() {
+        self.with_retries(|| match self.request("DELETE", &url, &[])?.call() {
             Ok(_) => Ok(()),
             Err(ureq::Error::Status(404 | 410, _)) => Ok(()),
             Err(ureq::Error::Status(code, _)) => Err(status_error(&url, "DELETE", code)),

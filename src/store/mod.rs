@@ -2,7 +2,10 @@
 //! their content encoding; decompression happens in `codec::compression`.
 
 pub mod file;
+pub mod gcs;
 pub mod http;
+pub mod retry;
+pub mod s3;
 
 use std::sync::Arc;
 
@@ -139,6 +142,8 @@ pub trait Store: Send + Sync {
 pub fn open(path: &CloudPath, opts: &Options) -> Result<Arc<dyn Store>> {
     Ok(match path.protocol {
         Protocol::File => Arc::new(file::FileStore::new(&path.base)),
-        Protocol::Http | Protocol::Gs | Protocol::S3 => Arc::new(http::HttpStore::new(&path.base, opts)?),
+        Protocol::Http => Arc::new(http::HttpStore::new(&path.base, opts)?),
+        Protocol::Gs => Arc::from(gcs::open(path, opts)?),
+        Protocol::S3 => Arc::from(s3::open(path, opts)?),
     })
 }
