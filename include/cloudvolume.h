@@ -119,7 +119,9 @@ extern "C" {
  * Open the Precomputed layer at `cloudpath` (`file://`, `http(s)://`, `gs://`, `s3://`,
  * optionally behind `precomputed://`) with options (NULL or a JSON object: `mip`, `bounded`,
  * `fill_missing`, `background_color`, `parallel`, `gs_endpoint`, `s3_endpoint`, `timeout`,
- * `max_attempts`). On success `*out` receives a handle to release with `cv_free`.
+ * `connect_timeout`, `max_attempts`, `retry_budget`, `checksum`, `secrets`, `gs_token`,
+ * `s3_region`, `anonymous`, `cache`, `lru_bytes`; README lists them all). On success `*out`
+ * receives a handle to release with `cv_free`.
  *
  * # Safety
  * Strings are NULL or NUL-terminated; `out` is NULL or writable.
@@ -170,6 +172,16 @@ cv_status cv_cutout_into_strided(const cv_volume *vol,
  * `vol` is NULL or a live handle from `cv_open`, used by no other thread during the call.
  */
 void cv_free(cv_volume *vol);
+
+/**
+ * Empty the handle's caches: the in-memory chunk cache (`lru_bytes`) and the layer's part of
+ * the disk cache (`cache`), as cloud-volume's `vol.cache.flush()` does. Without caches it does
+ * nothing.
+ *
+ * # Safety
+ * `vol` is a live handle.
+ */
+cv_status cv_cache_clear(const cv_volume *vol);
 
 /**
  * This thread's last error message, "" if the last call succeeded. Owned by the library; valid

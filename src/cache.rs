@@ -67,6 +67,16 @@ impl<K: Eq + Hash + Clone, V> ByteLru<K, V> {
         }
     }
 
+    /// Drop `key` if held.
+    pub fn remove(&self, key: &K) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *g;
+        if let Some(e) = inner.map.remove(key) {
+            inner.order.remove(&e.tick);
+            inner.bytes -= e.bytes;
+        }
+    }
+
     /// Bytes held now.
     pub fn bytes(&self) -> usize {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).bytes

@@ -49,7 +49,7 @@ pub struct Options {
     pub gs_endpoint: Option<String>,
     /// Base URL that stands for `https://s3.amazonaws.com` in s3:// paths.
     pub s3_endpoint: Option<String>,
-    /// Timeout of each HTTP request in seconds.
+    /// Seconds one HTTP request may take in all (connecting, sending, receiving the answer).
     pub timeout_secs: f64,
     /// Attempts per HTTP request on connection errors, 429 and 5xx.
     pub max_attempts: u32,

@@ -183,7 +183,9 @@ fn out_arg<T>(p: *mut T, name: &str) -> Result<*mut T> {
 /// Open the Precomputed layer at `cloudpath` (`file://`, `http(s)://`, `gs://`, `s3://`,
 /// optionally behind `precomputed://`) with options (NULL or a JSON object: `mip`, `bounded`,
 /// `fill_missing`, `background_color`, `parallel`, `gs_endpoint`, `s3_endpoint`, `timeout`,
-/// `max_attempts`). On success `*out` receives a handle to release with `cv_free`.
+/// `connect_timeout`, `max_attempts`, `retry_budget`, `checksum`, `secrets`, `gs_token`,
+/// `s3_region`, `anonymous`, `cache`, `lru_bytes`; README lists them all). On success `*out`
+/// receives a handle to release with `cv_free`.
 ///
 /// # Safety
 /// Strings are NULL or NUL-terminated; `out` is NULL or writable.
@@ -276,6 +278,17 @@ pub unsafe extern "C" fn cv_free(vol: *mut cv_volume) {
             drop(Box::from_raw(vol));
         }
     }));
+}
+
+/// Empty the handle's caches: the in-memory chunk cache (`lru_bytes`) and the layer's part of
+/// the disk cache (`cache`), as cloud-volume's `vol.cache.flush()` does. Without caches it does
+/// nothing.
+///
+/// # Safety
+/// `vol` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn cv_cache_clear(vol: *const cv_volume) -> cv_status {
+    boundary(|| vol_arg(vol)?.clear_cache())
 }
 
 /// This thread's last error message, "" if the last call succeeded. Owned by the library; valid

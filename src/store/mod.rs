@@ -1,6 +1,7 @@
 //! Storage backends: where the bytes of a layer live. Each returns an object's stored bytes with
 //! their content encoding; decompression happens in `codec::compression`.
 
+pub mod cached;
 pub mod file;
 pub mod gcs;
 pub mod http;
@@ -136,14 +137,36 @@ pub trait Store: Send + Sync {
 
     /// How many requests this store serves well at once.
     fn default_parallel(&self) -> usize;
+
+    /// Empty the caches in front of the store (disk and memory); a store without one does
+    /// nothing.
+    ///
+    /// # Errors
+    /// A cache directory that cannot be removed.
+    fn clear_cache(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
-/// Open the store for a cloud path.
+/// Open the store for a cloud path, with the caches the options ask for in front: the disk
+/// cache (`cache`, network protocols only) and then the in-memory LRU (`lru_bytes`).
+///
+/// # Errors
+/// Unreadable credentials, a bad endpoint.
 pub fn open(path: &CloudPath, opts: &Options) -> Result<Arc<dyn Store>> {
-    Ok(match path.protocol {
+    let mut store: Arc<dyn Store> = match path.protocol {
         Protocol::File => Arc::new(file::FileStore::new(&path.base)),
         Protocol::Http => Arc::new(http::HttpStore::new(&path.base, opts)?),
         Protocol::Gs => Arc::from(gcs::open(path, opts)?),
         Protocol::S3 => Arc::from(s3::open(path, opts)?),
-    })
+    };
+    if let Some(root) = &opts.cache {
+        if path.protocol != Protocol::File {
+            store = Arc::new(cached::DiskCached::new(store, cached::layer_cache_dir(root, path)));
+        }
+    }
+    if opts.lru_bytes > 0 {
+        store = Arc::new(cached::LruCached::new(store, opts.lru_bytes));
+    }
+    Ok(store)
 }

@@ -159,6 +159,16 @@ impl Volume {
         &self.info
     }
 
+    /// Empty the handle's caches: the in-memory LRU and the layer's directory of the disk cache
+    /// (cloud-volume's `cache.flush()`), plus the shard index caches.
+    ///
+    /// # Errors
+    /// A cache directory that cannot be removed.
+    pub fn clear_cache(&self) -> Result<()> {
+        self.shards.clear();
+        self.store.clear_cache()
+    }
+
     pub fn options(&self) -> &Options {
         &self.opts
     }
