@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run every test: unit tests, the C ABI test program, conformance against cloud-volume and
-# tensorstore over file:// and a loopback nginx, bad-input and thread tests.
+# tensorstore over file:// and a loopback nginx, bad-input and thread tests, S3 (moto) and GCS
+# (fake-gcs-server) tests, fault and cache tests, then the Julia checks, the C++/CMake tests
+# (ctest, sanitizers, valgrind) and the MATLAB binding under Octave.
 # Needs scripts/setup.sh to have run once (bash .ci/run does both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +26,17 @@ cargo test --all-targets 2>&1 | tee target/test.log
 # The Julia binding: syntax, ccalls against the header, the CloudVolume.jl API (no Julia here).
 bash scripts/test_julia.sh
 
-# One closing line for the whole run (cargo prints one per test binary).
+# The C++ binding and the CMake package (ctest; ASan/UBSan and valgrind runs included).
+bash scripts/test_cpp.sh 2>&1 | tee target/cpp.log
+
+# The MATLAB binding under GNU Octave (MEX built by build_cloudvolume.m and by CMake).
+bash scripts/test_octave.sh 2>&1 | tee target/octave-run.log
+
+# One closing line for the whole run: cargo's tests (one line per binary), ctest's, Octave's.
 passed=$(grep -E '^test result:' target/test.log | awk '{s += $4} END {print s + 0}')
 failed=$(grep -E '^test result:' target/test.log | awk '{s += $6} END {print s + 0}')
-echo "total: $passed passed, $failed failed"
+ctest_total=$(grep -E 'tests passed, [0-9]+ tests failed out of' target/cpp.log | awk '{s += $(NF)} END {print s + 0}')
+ctest_failed=$(grep -E 'tests passed, [0-9]+ tests failed out of' target/cpp.log | awk '{s += $(NF-5)} END {print s + 0}')
+oct_passed=$(grep -E '^octave: [0-9]+ passed' target/octave-run.log | awk '{print $2}')
+oct_failed=$(grep -E '^octave: [0-9]+ passed' target/octave-run.log | awk '{print $4}')
+echo "total: $passed Rust tests passed, $failed failed; ctest $((ctest_total - ctest_failed)) passed, $ctest_failed failed; octave ${oct_passed:-0} passed, ${oct_failed:-0} failed"

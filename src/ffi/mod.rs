@@ -258,6 +258,9 @@ pub unsafe extern "C" fn cv_cutout_into_strided(
         if buf.is_null() {
             return Err(Error::invalid("buf is NULL"));
         }
+        if buf_len > isize::MAX as usize {
+            return Err(Error::invalid(format!("buf_len {buf_len} is larger than any buffer can be")));
+        }
         let out = std::slice::from_raw_parts_mut(buf.cast::<u8>(), buf_len);
         v.cutout_into_strided(mip, &bbox, out, strides)
     })

@@ -84,12 +84,28 @@ pub struct Volume {
     store: Arc<dyn Store>,
     info: Info,
     opts: Options,
-    pool: rayon::ThreadPool,
+    /// Dropped by hand in `Drop`, which then waits for its threads to be gone.
+    pool: std::mem::ManuallyDrop<rayon::ThreadPool>,
+    /// Worker threads alive (started and not yet exited).
+    live_threads: Arc<(Mutex<usize>, Condvar)>,
     decode_permits: Permits,
     buffers: BufferPool,
     /// The sharding spec of each scale (None: unsharded).
     sharding: Vec<Option<ShardingSpec>>,
     shards: sharded::ShardCaches,
+}
+
+impl Drop for Volume {
+    /// Stop the worker threads and wait (briefly) until they are gone, so that a host which
+    /// unloads the library after `cv_free` (MATLAB's `clear mex`) never leaves a thread running
+    /// its code. Idle threads exit at once; the wait is capped at 5 s.
+    fn drop(&mut self) {
+        // SAFETY: the pool is dropped exactly once, here, and not used afterwards.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.pool) };
+        let (count, cv) = &*self.live_threads;
+        let n = count.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = cv.wait_timeout_while(n, std::time::Duration::from_secs(5), |n| *n > 0);
+    }
 }
 
 /// Parse and check the sharding spec of every scale (None: unsharded).
@@ -136,9 +152,18 @@ impl Volume {
     fn with_info(path: CloudPath, store: Arc<dyn Store>, info: Info, opts: Options) -> Result<Volume> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let threads = opts.parallel.unwrap_or_else(|| store.default_parallel()).max(1);
+        // Counted from the start (rayon spawns every thread in `build`), so a drop racing the
+        // threads' start still waits for them.
+        let live_threads: Arc<(Mutex<usize>, Condvar)> = Arc::new((Mutex::new(threads), Condvar::new()));
+        let down = live_threads.clone();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("cloudvolume-{i}"))
+            .exit_handler(move |_| {
+                let mut n = down.0.lock().unwrap_or_else(|p| p.into_inner());
+                *n = n.saturating_sub(1);
+                down.1.notify_all();
+            })
             .build()
             .map_err(|e| Error::internal(format!("cannot start {threads} worker threads: {e}")))?;
         let sharding = sharding_specs(&info, &store.url("info"))?;
@@ -147,7 +172,8 @@ impl Volume {
             store,
             info,
             opts,
-            pool,
+            pool: std::mem::ManuallyDrop::new(pool),
+            live_threads,
             decode_permits: Permits::new(cores),
             buffers: BufferPool { free: Mutex::new(Vec::new()), keep: threads + cores },
             sharding,

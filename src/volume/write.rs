@@ -269,6 +269,8 @@ impl Volume {
     fn misaligned(&self, mip: u32, grid: &ChunkGrid, bbox: &Bbox, verb: &str) -> Error {
         let hint = if self.sharding[mip as usize].is_some() {
             "sharded scales take whole shards"
+        } else if verb == "delete" {
+            "deletes remove whole chunks only"
         } else {
             "open with non_aligned_writes=true to merge partial chunks"
         };

@@ -1,0 +1,858 @@
+// cloudvolume.hpp: a header-only C++17 wrapper over the C ABI of include/cloudvolume.h.
+//
+// Nothing here knows about Rust: every call goes through a `cv_*` function of cloudvolume.h.
+//
+//   cloudvolume::Volume vol = cloudvolume::Volume::open("gs://bucket/em/image",
+//                                                       cloudvolume::Options().fill_missing(true));
+//   cloudvolume::Box box{{1000, 2000, 100}, {1512, 2512, 164}};       // half-open, absolute voxels
+//   cloudvolume::Array<std::uint8_t> img = vol.cutout<std::uint8_t>(0, box);   // Fortran order
+//   std::uint8_t v = img(10, 20, 30);                                    // x, y, z relative to box.lo
+//
+// Ownership: `Volume` is move-only and owns its `cv_volume *` (released by `cv_free` in the
+// destructor). `Array<T>` owns its elements. Errors: every failing call throws a subclass of
+// `cloudvolume::Error` (itself a `std::runtime_error`) carrying the `cv_status` code and the
+// library's message (`cv_last_error()`, copied at once). Thread safety: the `const` methods of
+// one `Volume` may run on many threads at once (the handle is thread-safe); `add_scale`,
+// `close`, moves and destruction need exclusive access.
+//
+// Memory orders. The C ABI's native order is Fortran: x fastest, then y, z, channel (the order of
+// Julia, MATLAB, ITK buffers and cloud-volume's numpy arrays). `Order::C` is the transposed
+// layout a C++ `arr[x][y][z][c]` has (channel fastest); it is filled by the strided call
+// `cv_cutout_into_strided`, which also writes into a sub-view of a larger array; see
+// `Volume::cutout_into` with `Strides`.
+#ifndef CLOUDVOLUME_HPP
+#define CLOUDVOLUME_HPP
+
+#if !defined(__cplusplus) || (__cplusplus < 201703L && (!defined(_MSVC_LANG) || _MSVC_LANG < 201703L))
+#error "cloudvolume.hpp needs C++17 or later"
+#endif
+
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "cloudvolume.hpp hands out the library's little-endian elements as typed values: little-endian hosts only"
+#endif
+
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <locale>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "cloudvolume.h"
+
+namespace cloudvolume {
+
+/// Three voxel coordinates or extents, x, y, z.
+using Vec3i = std::array<std::int64_t, 3>;
+/// Three doubles (resolutions in nanometres), x, y, z.
+using Vec3d = std::array<double, 3>;
+/// Distances between neighbouring elements along x, y, z and channel. In elements for the
+/// typed calls, in bytes for `cutout_into_bytes`.
+using Strides = std::array<std::int64_t, 4>;
+
+// ------------------------------------------------------------------------------------------
+// Errors
+// ------------------------------------------------------------------------------------------
+
+/// The name of a status code ("CV_OK", "CV_ERR_NOT_FOUND", ...; "CV_ERR_UNKNOWN" otherwise).
+inline const char *status_name(cv_status code) noexcept {
+    switch (code) {
+        case CV_OK: return "CV_OK";
+        case CV_ERR_INVALID_ARGUMENT: return "CV_ERR_INVALID_ARGUMENT";
+        case CV_ERR_OUT_OF_BOUNDS: return "CV_ERR_OUT_OF_BOUNDS";
+        case CV_ERR_NOT_FOUND: return "CV_ERR_NOT_FOUND";
+        case CV_ERR_IO: return "CV_ERR_IO";
+        case CV_ERR_AUTH: return "CV_ERR_AUTH";
+        case CV_ERR_DECODE: return "CV_ERR_DECODE";
+        case CV_ERR_UNSUPPORTED: return "CV_ERR_UNSUPPORTED";
+        case CV_ERR_INTERNAL: return "CV_ERR_INTERNAL";
+        default: return "CV_ERR_UNKNOWN";
+    }
+}
+
+/// A failed call: the status code and the library's message (what failed: URL, chunk key, box,
+/// sizes). Catch this for every error of the library; the subclasses name the code.
+class Error : public std::runtime_error {
+public:
+    Error(cv_status code, const std::string &message) : std::runtime_error(message), code_(code) {}
+    /// The `cv_status` of the failed call (`CV_ERR_*`).
+    cv_status code() const noexcept { return code_; }
+    /// The name of `code()`, e.g. "CV_ERR_NOT_FOUND".
+    const char *code_name() const noexcept { return status_name(code_); }
+
+private:
+    cv_status code_;
+};
+
+/// CV_ERR_INVALID_ARGUMENT: a bad box, a wrong buffer length or layout, a bad option, an unknown mip.
+class InvalidArgument : public Error {
+public:
+    explicit InvalidArgument(const std::string &m) : Error(CV_ERR_INVALID_ARGUMENT, m) {}
+};
+/// CV_ERR_OUT_OF_BOUNDS: a box outside the volume while the handle is `bounded`.
+class OutOfBounds : public Error {
+public:
+    explicit OutOfBounds(const std::string &m) : Error(CV_ERR_OUT_OF_BOUNDS, m) {}
+};
+/// CV_ERR_NOT_FOUND: a layer, info or chunk that does not exist.
+class NotFound : public Error {
+public:
+    explicit NotFound(const std::string &m) : Error(CV_ERR_NOT_FOUND, m) {}
+};
+/// CV_ERR_IO: an I/O or network failure, after retries.
+class IoError : public Error {
+public:
+    explicit IoError(const std::string &m) : Error(CV_ERR_IO, m) {}
+};
+/// CV_ERR_AUTH: credentials refused.
+class AuthError : public Error {
+public:
+    explicit AuthError(const std::string &m) : Error(CV_ERR_AUTH, m) {}
+};
+/// CV_ERR_DECODE: corrupt data (an info, chunk or shard index).
+class DecodeError : public Error {
+public:
+    explicit DecodeError(const std::string &m) : Error(CV_ERR_DECODE, m) {}
+};
+/// CV_ERR_UNSUPPORTED: a feature the library does not implement.
+class Unsupported : public Error {
+public:
+    explicit Unsupported(const std::string &m) : Error(CV_ERR_UNSUPPORTED, m) {}
+};
+/// CV_ERR_INTERNAL: a bug inside the library (a caught panic).
+class InternalError : public Error {
+public:
+    explicit InternalError(const std::string &m) : Error(CV_ERR_INTERNAL, m) {}
+};
+/// The element type `T` of a typed call differs from the layer's data type (code
+/// CV_ERR_INVALID_ARGUMENT; raised by this wrapper before any I/O).
+class TypeMismatch : public InvalidArgument {
+public:
+    explicit TypeMismatch(const std::string &m) : InvalidArgument(m) {}
+};
+
+namespace detail {
+
+/// Throw the exception class of `code` with `message`.
+[[noreturn]] inline void throw_status(cv_status code, const std::string &message) {
+    switch (code) {
+        case CV_ERR_INVALID_ARGUMENT: throw InvalidArgument(message);
+        case CV_ERR_OUT_OF_BOUNDS: throw OutOfBounds(message);
+        case CV_ERR_NOT_FOUND: throw NotFound(message);
+        case CV_ERR_IO: throw IoError(message);
+        case CV_ERR_AUTH: throw AuthError(message);
+        case CV_ERR_DECODE: throw DecodeError(message);
+        case CV_ERR_UNSUPPORTED: throw Unsupported(message);
+        case CV_ERR_INTERNAL: throw InternalError(message);
+        default: throw Error(code, message);
+    }
+}
+
+/// Throw unless `st` is CV_OK, with this thread's last error (copied before anything else runs).
+inline void check(cv_status st, const char *call) {
+    if (st == CV_OK) return;
+    const char *m = cv_last_error();
+    std::string message = (m != nullptr && m[0] != '\0')
+                              ? std::string(m)
+                              : std::string(call) + " failed with status " + std::to_string(st) + " (" +
+                                    status_name(st) + ") and no message";
+    throw_status(st, message);
+}
+
+inline std::string vec_str(const Vec3i &v) {
+    return "(" + std::to_string(v[0]) + ", " + std::to_string(v[1]) + ", " + std::to_string(v[2]) + ")";
+}
+
+/// a * b, or InvalidArgument naming `what` when it overflows size_t.
+inline std::size_t mul(std::size_t a, std::size_t b, const char *what) {
+    if (a != 0 && b > std::numeric_limits<std::size_t>::max() / a)
+        throw InvalidArgument(std::string(what) + ": size overflows size_t");
+    return a * b;
+}
+
+/// JSON text of a string (quoted, escaped).
+inline std::string json_string(const std::string &s) {
+    std::string out = "\"";
+    for (char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        switch (ch) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            case '\b': out += "\\b"; break;
+            case '\f': out += "\\f"; break;
+            default:
+                if (c < 0x20) {
+                    char buf[8];
+                    std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+                    out += buf;
+                } else {
+                    out += ch;
+                }
+        }
+    }
+    return out + "\"";
+}
+
+/// JSON text of a finite number (integral values without a fraction; "C" locale always).
+inline std::string json_number(double v, const char *key) {
+    if (!std::isfinite(v)) throw InvalidArgument(std::string("option \"") + key + "\" must be a finite number");
+    if (std::floor(v) == v && std::fabs(v) < 9007199254740992.0)
+        return std::to_string(static_cast<long long>(v));
+    std::ostringstream os;
+    os.imbue(std::locale::classic());
+    os.precision(17);
+    os << v;
+    return os.str();
+}
+
+template <class T> struct dtype_of;  // the CV_DTYPE_* code of an element type; none for others
+template <> struct dtype_of<std::uint8_t> : std::integral_constant<std::int32_t, CV_DTYPE_UINT8> {};
+template <> struct dtype_of<std::int8_t> : std::integral_constant<std::int32_t, CV_DTYPE_INT8> {};
+template <> struct dtype_of<std::uint16_t> : std::integral_constant<std::int32_t, CV_DTYPE_UINT16> {};
+template <> struct dtype_of<std::int16_t> : std::integral_constant<std::int32_t, CV_DTYPE_INT16> {};
+template <> struct dtype_of<std::uint32_t> : std::integral_constant<std::int32_t, CV_DTYPE_UINT32> {};
+template <> struct dtype_of<std::int32_t> : std::integral_constant<std::int32_t, CV_DTYPE_INT32> {};
+template <> struct dtype_of<std::uint64_t> : std::integral_constant<std::int32_t, CV_DTYPE_UINT64> {};
+template <> struct dtype_of<std::int64_t> : std::integral_constant<std::int32_t, CV_DTYPE_INT64> {};
+template <> struct dtype_of<float> : std::integral_constant<std::int32_t, CV_DTYPE_FLOAT32> {};
+template <> struct dtype_of<double> : std::integral_constant<std::int32_t, CV_DTYPE_FLOAT64> {};
+
+template <class C> struct is_array : std::false_type {};  // cloudvolume::Array (specialised below)
+
+/// A contiguous container (data() and size()), except Array, whose order and box matter.
+template <class C, class = void> struct is_container : std::false_type {};
+template <class C>
+struct is_container<C, std::void_t<decltype(std::declval<C &>().data()), decltype(std::declval<C &>().size())>>
+    : std::bool_constant<std::is_pointer_v<decltype(std::declval<C &>().data())> &&
+                         !is_array<std::remove_cv_t<C>>::value> {};
+
+}  // namespace detail
+
+// ------------------------------------------------------------------------------------------
+// Element types, encodings, boxes
+// ------------------------------------------------------------------------------------------
+
+/// The element type of a layer (the values of `CV_DTYPE_*`).
+enum class DataType : std::int32_t {
+    uint8 = CV_DTYPE_UINT8,
+    int8 = CV_DTYPE_INT8,
+    uint16 = CV_DTYPE_UINT16,
+    int16 = CV_DTYPE_INT16,
+    uint32 = CV_DTYPE_UINT32,
+    int32 = CV_DTYPE_INT32,
+    uint64 = CV_DTYPE_UINT64,
+    int64 = CV_DTYPE_INT64,
+    float32 = CV_DTYPE_FLOAT32,
+    float64 = CV_DTYPE_FLOAT64,
+};
+
+/// The info name of a data type ("uint8", ...; "" for a value outside the enumeration).
+inline const char *name(DataType t) noexcept { return cv_dtype_name(static_cast<std::int32_t>(t)); }
+/// Bytes per element (0 for a value outside the enumeration).
+inline std::size_t size_of(DataType t) noexcept { return cv_dtype_size(static_cast<std::int32_t>(t)); }
+
+/// The `DataType` of a C++ element type: std::uint8_t ... std::int64_t, float, double.
+template <class T> inline constexpr DataType data_type_of = static_cast<DataType>(detail::dtype_of<T>::value);
+
+/// The chunk encoding of a scale (the values of `CV_ENCODING_*`).
+enum class Encoding : std::int32_t {
+    raw = CV_ENCODING_RAW,
+    jpeg = CV_ENCODING_JPEG,
+    png = CV_ENCODING_PNG,
+    compressed_segmentation = CV_ENCODING_COMPRESSED_SEGMENTATION,
+    compresso = CV_ENCODING_COMPRESSO,
+    jxl = CV_ENCODING_JXL,
+};
+
+/// The info name of an encoding ("raw", "jpeg", ...).
+inline const char *name(Encoding e) noexcept {
+    switch (e) {
+        case Encoding::raw: return "raw";
+        case Encoding::jpeg: return "jpeg";
+        case Encoding::png: return "png";
+        case Encoding::compressed_segmentation: return "compressed_segmentation";
+        case Encoding::compresso: return "compresso";
+        case Encoding::jxl: return "jxl";
+    }
+    return "";
+}
+
+/// A half-open box `[lo, hi)` in absolute voxel coordinates of a mip (voxel_offset included).
+struct Box {
+    Vec3i lo{};
+    Vec3i hi{};
+
+    /// Extents `hi - lo` per axis (negative or zero for an invalid box).
+    Vec3i shape() const noexcept { return {hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]}; }
+    /// Number of voxels (0 unless every extent is positive).
+    std::int64_t voxels() const noexcept {
+        const Vec3i s = shape();
+        return (s[0] > 0 && s[1] > 0 && s[2] > 0) ? s[0] * s[1] * s[2] : 0;
+    }
+    bool operator==(const Box &o) const noexcept { return lo == o.lo && hi == o.hi; }
+    bool operator!=(const Box &o) const noexcept { return !(*this == o); }
+    /// "[x0, y0, z0) .. (x1, y1, z1)" for messages.
+    std::string str() const { return "[" + detail::vec_str(lo) + " .. " + detail::vec_str(hi) + ")"; }
+};
+
+/// The layout of an `Array`: `F` (Fortran: x fastest, then y, z, channel; the library's native
+/// order) or `C` (row-major `[x][y][z][c]`: channel fastest, then z, y, x).
+enum class Order { F, C };
+
+/// Element strides of a dense array of `shape` voxels and `channels` channels in `order`.
+inline Strides dense_strides(const Vec3i &shape, std::int64_t channels, Order order) noexcept {
+    if (order == Order::F) return {1, shape[0], shape[0] * shape[1], shape[0] * shape[1] * shape[2]};
+    return {shape[1] * shape[2] * channels, shape[2] * channels, channels, 1};
+}
+
+// ------------------------------------------------------------------------------------------
+// Array
+// ------------------------------------------------------------------------------------------
+
+/// An owning 4-d array of voxels (x, y, z, channel) covering `box()`, in `order()`.
+/// Index with `a(x, y, z, c)`, coordinates relative to `box().lo`.
+template <class T> class Array {
+    static_assert(std::is_arithmetic_v<T>, "Array<T> holds the element types of Precomputed layers");
+
+public:
+    using value_type = T;
+
+    Array() = default;
+    /// A zero-filled array over `box` with `channels` channels.
+    Array(const Box &box, std::size_t channels, Order order = Order::F)
+        : box_(box), channels_(channels), order_(order) {
+        const Vec3i s = box.shape();
+        if (s[0] <= 0 || s[1] <= 0 || s[2] <= 0) throw InvalidArgument("Array: empty or inverted box " + box.str());
+        if (channels == 0) throw InvalidArgument("Array: 0 channels");
+        std::size_t n = detail::mul(static_cast<std::size_t>(s[0]), static_cast<std::size_t>(s[1]), "Array");
+        n = detail::mul(n, static_cast<std::size_t>(s[2]), "Array");
+        n = detail::mul(n, channels, "Array");
+        data_.assign(n, T{});
+    }
+
+    const Box &box() const noexcept { return box_; }
+    /// Voxel extents x, y, z.
+    Vec3i shape() const noexcept { return box_.shape(); }
+    std::size_t channels() const noexcept { return channels_; }
+    Order order() const noexcept { return order_; }
+    /// Element strides along x, y, z, channel.
+    Strides strides() const noexcept {
+        return dense_strides(shape(), static_cast<std::int64_t>(channels_), order_);
+    }
+
+    T *data() noexcept { return data_.data(); }
+    const T *data() const noexcept { return data_.data(); }
+    /// Number of elements (voxels x channels).
+    std::size_t size() const noexcept { return data_.size(); }
+    bool empty() const noexcept { return data_.empty(); }
+    T *begin() noexcept { return data_.data(); }
+    T *end() noexcept { return data_.data() + data_.size(); }
+    const T *begin() const noexcept { return data_.data(); }
+    const T *end() const noexcept { return data_.data() + data_.size(); }
+
+    /// The element at (x, y, z, c) relative to `box().lo`; unchecked.
+    T &operator()(std::size_t x, std::size_t y, std::size_t z, std::size_t c = 0) noexcept {
+        return data_[offset(x, y, z, c)];
+    }
+    const T &operator()(std::size_t x, std::size_t y, std::size_t z, std::size_t c = 0) const noexcept {
+        return data_[offset(x, y, z, c)];
+    }
+    /// As operator(), but throws std::out_of_range outside the array.
+    T &at(std::size_t x, std::size_t y, std::size_t z, std::size_t c = 0) { return data_[checked(x, y, z, c)]; }
+    const T &at(std::size_t x, std::size_t y, std::size_t z, std::size_t c = 0) const {
+        return data_[checked(x, y, z, c)];
+    }
+
+    /// A copy in `order` (the same array when it already is).
+    Array to_order(Order order) const {
+        if (order == order_) return *this;
+        Array out;
+        out.box_ = box_;
+        out.channels_ = channels_;
+        out.order_ = order;
+        out.data_.resize(data_.size());
+        const Vec3i s = shape();
+        for (std::size_t c = 0; c < channels_; c++)
+            for (std::int64_t z = 0; z < s[2]; z++)
+                for (std::int64_t y = 0; y < s[1]; y++)
+                    for (std::int64_t x = 0; x < s[0]; x++) {
+                        const auto xu = static_cast<std::size_t>(x), yu = static_cast<std::size_t>(y),
+                                   zu = static_cast<std::size_t>(z);
+                        out(xu, yu, zu, c) = (*this)(xu, yu, zu, c);
+                    }
+        return out;
+    }
+
+    /// Move the elements out (the array is left empty).
+    std::vector<T> release() noexcept {
+        std::vector<T> v = std::move(data_);
+        data_.clear();
+        return v;
+    }
+
+private:
+    friend class Volume;
+
+    std::size_t offset(std::size_t x, std::size_t y, std::size_t z, std::size_t c) const noexcept {
+        const Vec3i s = shape();
+        const auto sx = static_cast<std::size_t>(s[0]), sy = static_cast<std::size_t>(s[1]),
+                   sz = static_cast<std::size_t>(s[2]);
+        if (order_ == Order::F) return x + sx * (y + sy * (z + sz * c));
+        return c + channels_ * (z + sz * (y + sy * x));
+    }
+    std::size_t checked(std::size_t x, std::size_t y, std::size_t z, std::size_t c) const {
+        const Vec3i s = shape();
+        if (x >= static_cast<std::size_t>(s[0]) || y >= static_cast<std::size_t>(s[1]) ||
+            z >= static_cast<std::size_t>(s[2]) || c >= channels_)
+            throw std::out_of_range("cloudvolume::Array::at(" + std::to_string(x) + ", " + std::to_string(y) + ", " +
+                                    std::to_string(z) + ", " + std::to_string(c) + ") outside shape " +
+                                    detail::vec_str(s) + " x " + std::to_string(channels_) + " channels");
+        return offset(x, y, z, c);
+    }
+
+    Box box_{};
+    std::size_t channels_ = 0;
+    Order order_ = Order::F;
+    std::vector<T> data_;
+};
+
+namespace detail {
+template <class T> struct is_array<Array<T>> : std::true_type {};
+}  // namespace detail
+
+// ------------------------------------------------------------------------------------------
+// Options
+// ------------------------------------------------------------------------------------------
+
+/// Compression of written chunks (option `compress`).
+enum class Compression {
+    automatic,  ///< null: cloud-volume's default (gzip on object stores and HTTP, plain files on file://)
+    none,       ///< false
+    gzip,       ///< "gzip" (`.gz` files on file://)
+    zstd,       ///< "zstd"
+};
+
+/// Typed options of `Volume::open` / `Volume::create` (the JSON object `options_json` of
+/// `cv_open`). Unset members keep the library's defaults. Setters chain:
+/// `Options().bounded(false).background_color(7)`.
+class Options {
+public:
+    Options &mip(std::uint32_t v) { return set("mip", std::to_string(v)); }
+    Options &bounded(bool v) { return set("bounded", v ? "true" : "false"); }
+    Options &fill_missing(bool v) { return set("fill_missing", v ? "true" : "false"); }
+    /// Value of missing and outside voxels.
+    template <class N, class = std::enable_if_t<std::is_arithmetic_v<N> && !std::is_same_v<N, bool>>>
+    Options &background_color(N v) {
+        if constexpr (std::is_integral_v<N>)
+            return set("background_color", std::to_string(v));
+        else
+            return set("background_color", detail::json_number(static_cast<double>(v), "background_color"));
+    }
+    /// Concurrent chunk requests (1..=1024).
+    Options &parallel(std::uint32_t v) { return set("parallel", std::to_string(v)); }
+    /// cloud-volume's disk cache (network paths): `true` uses `$CLOUD_VOLUME_CACHE_DIR`, else
+    /// `$CLOUD_VOLUME_DIR/cache`.
+    Options &cache(bool v) { return set("cache", v ? "true" : "false"); }
+    /// The disk cache in the directory `dir`.
+    Options &cache_dir(const std::string &dir) { return set("cache", detail::json_string(dir)); }
+    /// Bytes of fetched chunks kept in memory (0: off).
+    Options &lru_bytes(std::uint64_t v) { return set("lru_bytes", std::to_string(v)); }
+    Options &gs_endpoint(const std::string &url) { return set("gs_endpoint", detail::json_string(url)); }
+    Options &s3_endpoint(const std::string &url) { return set("s3_endpoint", detail::json_string(url)); }
+    /// Credentials from a JSON file (google-secret.json's or aws-secret.json's members).
+    Options &secrets_file(const std::string &path) { return set("secrets", detail::json_string(path)); }
+    /// Credentials given as a JSON object's text.
+    Options &secrets_json(const std::string &json_object) { return set("secrets", json_object); }
+    /// An OAuth2 access token for gs://.
+    Options &gs_token(const std::string &token) { return set("gs_token", detail::json_string(token)); }
+    Options &s3_region(const std::string &region) { return set("s3_region", detail::json_string(region)); }
+    /// Send no credentials (public buckets).
+    Options &anonymous(bool v) { return set("anonymous", v ? "true" : "false"); }
+    /// Seconds one HTTP request may take in all.
+    Options &timeout(double seconds) { return set("timeout", detail::json_number(seconds, "timeout")); }
+    /// Seconds to connect.
+    Options &connect_timeout(double seconds) {
+        return set("connect_timeout", detail::json_number(seconds, "connect_timeout"));
+    }
+    Options &max_attempts(std::uint32_t v) { return set("max_attempts", std::to_string(v)); }
+    /// Seconds one request may spend retrying.
+    Options &retry_budget(double seconds) { return set("retry_budget", detail::json_number(seconds, "retry_budget")); }
+    /// Check the checksums GCS and S3 send.
+    Options &checksum(bool v) { return set("checksum", v ? "true" : "false"); }
+    Options &non_aligned_writes(bool v) { return set("non_aligned_writes", v ? "true" : "false"); }
+    Options &compress(Compression c) {
+        switch (c) {
+            case Compression::none: return set("compress", "false");
+            case Compression::gzip: return set("compress", "\"gzip\"");
+            case Compression::zstd: return set("compress", "\"zstd\"");
+            case Compression::automatic: break;
+        }
+        return set("compress", "null");
+    }
+    Options &compress_level(int v) { return set("compress_level", std::to_string(v)); }
+    Options &delete_black_uploads(bool v) { return set("delete_black_uploads", v ? "true" : "false"); }
+    /// `Volume::create` replaces an existing info.
+    Options &overwrite(bool v) { return set("overwrite", v ? "true" : "false"); }
+
+    /// Any member, its value given as JSON text (for keys this header does not know yet). A key
+    /// set twice keeps the last value. The library refuses unknown keys.
+    Options &set(const std::string &key, const std::string &json_value) {
+        for (auto &m : members_)
+            if (m.first == key) {
+                m.second = json_value;
+                return *this;
+            }
+        members_.emplace_back(key, json_value);
+        return *this;
+    }
+
+    bool empty() const noexcept { return members_.empty(); }
+    /// The JSON object, members in the order first set.
+    std::string to_json() const {
+        std::string s = "{";
+        for (std::size_t i = 0; i < members_.size(); i++) {
+            if (i) s += ", ";
+            s += detail::json_string(members_[i].first) + ": " + members_[i].second;
+        }
+        return s + "}";
+    }
+
+private:
+    std::vector<std::pair<std::string, std::string>> members_;
+};
+
+/// A new one-scale layer's description for `new_info` (cloud-volume's `create_new_info`).
+struct InfoSpec {
+    std::string layer_type = "image";  ///< "image" or "segmentation"
+    DataType data_type = DataType::uint8;
+    std::string encoding = "raw";  ///< "raw", "jpeg", "png", "compressed_segmentation"
+    std::uint32_t num_channels = 1;
+    Vec3d resolution{1.0, 1.0, 1.0};  ///< nanometres
+    Vec3i voxel_offset{0, 0, 0};
+    Vec3i size{0, 0, 0};
+    Vec3i chunk_size{64, 64, 64};
+};
+
+/// A valid info JSON for `spec` (through `cv_new_info`).
+inline std::string new_info(const InfoSpec &spec) {
+    char *out = nullptr;
+    detail::check(cv_new_info(spec.layer_type.c_str(), name(spec.data_type), spec.encoding.c_str(), spec.num_channels,
+                              spec.resolution.data(), spec.voxel_offset.data(), spec.size.data(),
+                              spec.chunk_size.data(), &out),
+                  "cv_new_info");
+    std::unique_ptr<char, void (*)(char *)> guard(out, cv_string_free);
+    return std::string(out);
+}
+
+/// The library's version at run time ("0.1.0").
+inline std::string version() { return cv_version(); }
+
+// ------------------------------------------------------------------------------------------
+// Volume
+// ------------------------------------------------------------------------------------------
+
+/// An open Precomputed layer: a move-only owner of a `cv_volume *`.
+class Volume {
+public:
+    /// Open the layer at `cloudpath` (`file://`, `http(s)://`, `gs://`, `s3://`, optionally
+    /// behind `precomputed://`).
+    static Volume open(const std::string &cloudpath, const Options &options = Options()) {
+        return open_json(cloudpath, options.empty() ? std::string() : options.to_json());
+    }
+    /// Open with options given as JSON text ("" for none).
+    static Volume open_json(const std::string &cloudpath, const std::string &options_json) {
+        cv_volume *h = nullptr;
+        detail::check(cv_open(cloudpath.c_str(), options_json.empty() ? nullptr : options_json.c_str(), &h), "cv_open");
+        return Volume(h);
+    }
+    /// Create a layer at `cloudpath` from `info_json` (see `new_info`) and open it. An existing
+    /// info is refused unless `options` has `overwrite(true)`.
+    static Volume create(const std::string &cloudpath, const std::string &info_json,
+                         const Options &options = Options()) {
+        cv_volume *h = nullptr;
+        const std::string opts = options.empty() ? std::string() : options.to_json();
+        detail::check(cv_create(cloudpath.c_str(), info_json.c_str(), opts.empty() ? nullptr : opts.c_str(), &h),
+                      "cv_create");
+        return Volume(h);
+    }
+
+    /// Take ownership of a handle from `cv_open` / `cv_create` (NULL gives an empty Volume).
+    explicit Volume(cv_volume *adopt) noexcept : h_(adopt) {}
+    Volume() noexcept = default;
+    Volume(Volume &&) noexcept = default;
+    Volume &operator=(Volume &&) noexcept = default;
+    Volume(const Volume &) = delete;
+    Volume &operator=(const Volume &) = delete;
+    ~Volume() = default;
+
+    /// Whether this owns a handle (false after a move or `close()`).
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+    /// Release the handle now (a no-op on an empty Volume).
+    void close() noexcept { h_.reset(); }
+    /// The C handle, for calls this header does not wrap; still owned by this Volume.
+    const cv_volume *capi() const noexcept { return h_.get(); }
+    cv_volume *capi() noexcept { return h_.get(); }
+    /// Give up ownership: the caller must `cv_free` the result.
+    cv_volume *release() noexcept { return h_.release(); }
+
+    // ---- metadata -------------------------------------------------------------------------
+
+    DataType data_type() const {
+        std::int32_t t = 0;
+        detail::check(cv_data_type(handle("data_type"), &t), "cv_data_type");
+        return static_cast<DataType>(t);
+    }
+    /// Bytes per element.
+    std::size_t item_size() const { return size_of(data_type()); }
+    std::uint32_t num_channels() const {
+        std::uint32_t n = 0;
+        detail::check(cv_num_channels(handle("num_channels"), &n), "cv_num_channels");
+        return n;
+    }
+    std::uint32_t num_mips() const {
+        std::uint32_t n = 0;
+        detail::check(cv_num_mips(handle("num_mips"), &n), "cv_num_mips");
+        return n;
+    }
+    /// The `mip` option the handle was opened with (0 by default).
+    std::uint32_t default_mip() const {
+        std::uint32_t n = 0;
+        detail::check(cv_default_mip(handle("default_mip"), &n), "cv_default_mip");
+        return n;
+    }
+    /// `[voxel_offset, voxel_offset + size)` of `mip`.
+    Box bounds(std::uint32_t mip) const {
+        Box b;
+        detail::check(cv_bounds(handle("bounds"), mip, b.lo.data(), b.hi.data()), "cv_bounds");
+        return b;
+    }
+    Vec3i chunk_size(std::uint32_t mip) const {
+        Vec3i c{};
+        detail::check(cv_chunk_size(handle("chunk_size"), mip, c.data()), "cv_chunk_size");
+        return c;
+    }
+    /// Nanometres per voxel at `mip`.
+    Vec3d resolution(std::uint32_t mip) const {
+        Vec3d r{};
+        detail::check(cv_resolution(handle("resolution"), mip, r.data()), "cv_resolution");
+        return r;
+    }
+    Encoding encoding(std::uint32_t mip) const {
+        std::int32_t e = 0;
+        detail::check(cv_encoding(handle("encoding"), mip, &e), "cv_encoding");
+        return static_cast<Encoding>(e);
+    }
+    /// The layer's info JSON, every member (known or not).
+    std::string info_json() const {
+        char *s = nullptr;
+        detail::check(cv_info_json(handle("info_json"), &s), "cv_info_json");
+        std::unique_ptr<char, void (*)(char *)> guard(s, cv_string_free);
+        return std::string(s);
+    }
+    /// Bytes a dense cutout of `box` takes (voxels x channels x element size).
+    std::size_t cutout_len(const Box &box) const {
+        std::size_t n = 0;
+        detail::check(cv_cutout_len(handle("cutout_len"), box.lo.data(), box.hi.data(), &n), "cv_cutout_len");
+        return n;
+    }
+
+    // ---- reads ----------------------------------------------------------------------------
+
+    /// Read `box` at `mip` into a new array in `order`. `T` must be the layer's element type
+    /// (TypeMismatch otherwise).
+    template <class T> Array<T> cutout(std::uint32_t mip, const Box &box, Order order = Order::F) const {
+        check_type<T>("cutout");
+        const std::size_t len = cutout_len(box);
+        Array<T> a;
+        a.box_ = box;
+        a.channels_ = num_channels();
+        a.order_ = order;
+        a.data_.resize(len / sizeof(T));
+        if (order == Order::F)
+            read_dense(mip, box, a.data_.data(), len);
+        else
+            read_strided(mip, box, a.data_.data(), len, bytes_of<T>(a.strides()));
+        return a;
+    }
+
+    /// Read `box` at `mip` into `count` elements at `data`, dense in Fortran order: `count`
+    /// must be exactly voxels x channels.
+    template <class T> void cutout_into(std::uint32_t mip, const Box &box, T *data, std::size_t count) const {
+        check_type<T>("cutout_into");
+        read_dense(mip, box, data, detail::mul(count, sizeof(T), "cutout_into"));
+    }
+    /// Read `box` at `mip` into the strided view at `data`: element (x, y, z, c) of the box goes
+    /// to `data[x*strides[0] + y*strides[1] + z*strides[2] + c*strides[3]]` (element strides, all
+    /// > 0, no two elements overlapping). `count` is the number of elements the caller owns from
+    /// `data` on; every element written must lie inside it. `dense_strides(shape, channels,
+    /// Order::C)` gives a row-major `[x][y][z][c]` block; the strides of a larger array with
+    /// `data` pointing at the sub-view's first element write into that sub-view.
+    template <class T>
+    void cutout_into(std::uint32_t mip, const Box &box, T *data, std::size_t count, const Strides &strides) const {
+        check_type<T>("cutout_into");
+        read_strided(mip, box, data, detail::mul(count, sizeof(T), "cutout_into"), bytes_of<T>(strides));
+    }
+    /// `cutout_into` over a contiguous container (std::vector, std::array, std::span, ...).
+    template <class C, class = std::enable_if_t<detail::is_container<C>::value>>
+    void cutout_into(std::uint32_t mip, const Box &box, C &out) const {
+        cutout_into(mip, box, out.data(), static_cast<std::size_t>(out.size()));
+    }
+    template <class C, class = std::enable_if_t<detail::is_container<C>::value>>
+    void cutout_into(std::uint32_t mip, const Box &box, C &out, const Strides &strides) const {
+        cutout_into(mip, box, out.data(), static_cast<std::size_t>(out.size()), strides);
+    }
+    /// Read `a.box()` at `mip` into an existing array, in the array's order.
+    template <class T> void cutout_into(std::uint32_t mip, Array<T> &a) const {
+        check_type<T>("cutout_into");
+        const std::size_t len = detail::mul(a.size(), sizeof(T), "cutout_into");
+        if (a.order() == Order::F)
+            read_dense(mip, a.box(), a.data(), len);
+        else
+            read_strided(mip, a.box(), a.data(), len, bytes_of<T>(a.strides()));
+    }
+    /// Untyped read into `len` bytes, dense in Fortran order (`cv_cutout_into`).
+    void cutout_into_bytes(std::uint32_t mip, const Box &box, void *buf, std::size_t len) const {
+        read_dense(mip, box, buf, len);
+    }
+    /// Untyped strided read (`cv_cutout_into_strided`): `byte_strides` in bytes.
+    void cutout_into_bytes(std::uint32_t mip, const Box &box, void *buf, std::size_t len,
+                           const Strides &byte_strides) const {
+        read_strided(mip, box, buf, len, byte_strides);
+    }
+
+    /// Read single voxels (every channel of each) at absolute `points` of `mip`: the result
+    /// holds point after point, channel after channel (`points.size() * channels` values).
+    template <class T> std::vector<T> scattered_points(std::uint32_t mip, const std::vector<Vec3i> &points) const {
+        check_type<T>("scattered_points");
+        const std::size_t n = detail::mul(points.size(), num_channels(), "scattered_points");
+        std::vector<T> out(n);
+        std::vector<std::int64_t> xyz;
+        xyz.reserve(points.size() * 3);
+        for (const Vec3i &p : points) xyz.insert(xyz.end(), p.begin(), p.end());
+        detail::check(cv_scattered_points(handle("scattered_points"), mip, points.size(),
+                                          xyz.empty() ? nullptr : xyz.data(), out.empty() ? nullptr : out.data(),
+                                          n * sizeof(T)),
+                      "cv_scattered_points");
+        return out;
+    }
+
+    /// Number of chunks (grid cells) `box` meets inside the bounds of `mip`.
+    std::size_t chunk_count(std::uint32_t mip, const Box &box) const {
+        std::size_t n = 0;
+        detail::check(cv_chunk_count(handle("chunk_count"), mip, box.lo.data(), box.hi.data(), &n), "cv_chunk_count");
+        return n;
+    }
+    /// Which chunks of `box` at `mip` are stored: one flag (1 or 0) per grid cell the box meets
+    /// inside the bounds, x fastest.
+    std::vector<std::uint8_t> chunks_exist(std::uint32_t mip, const Box &box) const {
+        std::vector<std::uint8_t> flags(chunk_count(mip, box));
+        std::size_t present = 0;
+        detail::check(cv_chunks_exist(handle("chunks_exist"), mip, box.lo.data(), box.hi.data(),
+                                      flags.empty() ? nullptr : flags.data(), flags.size(), &present),
+                      "cv_chunks_exist");
+        return flags;
+    }
+
+    // ---- writes ---------------------------------------------------------------------------
+
+    /// Write `box` at `mip` from `count` elements at `data`, dense in Fortran order (exactly
+    /// voxels x channels). The box must lie on the chunk grid (or reach the volume edge) unless
+    /// the handle has `non_aligned_writes`.
+    template <class T> void write(std::uint32_t mip, const Box &box, const T *data, std::size_t count) const {
+        check_type<T>("write");
+        write_bytes(mip, box, data, detail::mul(count, sizeof(T), "write"));
+    }
+    template <class C, class = std::enable_if_t<detail::is_container<const C>::value>>
+    void write(std::uint32_t mip, const Box &box, const C &in) const {
+        write(mip, box, in.data(), static_cast<std::size_t>(in.size()));
+    }
+    /// Write an array at its `box()` (either order; a C-order array is transposed into a
+    /// temporary Fortran copy first).
+    template <class T> void write(std::uint32_t mip, const Array<T> &a) const {
+        if (a.order() == Order::F) {
+            write(mip, a.box(), a.data(), a.size());
+        } else {
+            check_type<T>("write");
+            const Array<T> f = a.to_order(Order::F);
+            write(mip, f.box(), f.data(), f.size());
+        }
+    }
+    /// Untyped write of `len` bytes, dense in Fortran order (`cv_write_from`).
+    void write_bytes(std::uint32_t mip, const Box &box, const void *buf, std::size_t len) const {
+        detail::check(cv_write_from(handle("write"), mip, box.lo.data(), box.hi.data(), buf, len), "cv_write_from");
+    }
+    /// Delete the chunks of the chunk-aligned `box` at `mip` (`cv_delete`).
+    void delete_chunks(std::uint32_t mip, const Box &box) const {
+        detail::check(cv_delete(handle("delete_chunks"), mip, box.lo.data(), box.hi.data()), "cv_delete");
+    }
+    /// Empty the handle's caches (the `lru_bytes` memory cache and the layer's part of the
+    /// `cache` disk cache); nothing without caches.
+    void cache_clear() const { detail::check(cv_cache_clear(handle("cache_clear")), "cv_cache_clear"); }
+    /// Add a scale downsampled from mip 0 by `factor` with `chunk_size` (mip 0's when absent),
+    /// write the info, and return the new mip. Needs exclusive access to this Volume.
+    std::uint32_t add_scale(const Vec3i &factor, const std::optional<Vec3i> &chunk_size = std::nullopt) {
+        std::uint32_t mip = 0;
+        detail::check(cv_add_scale(handle("add_scale"), factor.data(), chunk_size ? chunk_size->data() : nullptr, &mip),
+                      "cv_add_scale");
+        return mip;
+    }
+
+private:
+    struct Deleter {
+        void operator()(cv_volume *v) const noexcept { cv_free(v); }
+    };
+
+    cv_volume *handle(const char *what) const {
+        if (!h_) throw InvalidArgument(std::string("cloudvolume::Volume::") + what + ": empty Volume (moved from or closed)");
+        return h_.get();
+    }
+
+    template <class T> void check_type(const char *what) const {
+        static_assert(std::is_arithmetic_v<T> && !std::is_same_v<std::remove_cv_t<T>, bool>,
+                      "T must be an element type: std::uint8_t ... std::int64_t, float, double");
+        using U = std::remove_cv_t<T>;
+        const DataType have = data_type();
+        if (have != data_type_of<U>)
+            throw TypeMismatch(std::string("cloudvolume::Volume::") + what + "<" + name(data_type_of<U>) +
+                               ">: the layer's data type is " + name(have));
+    }
+
+    template <class T> static Strides bytes_of(const Strides &elements) {
+        Strides b{};
+        for (std::size_t i = 0; i < 4; i++) {
+            if (elements[i] > std::numeric_limits<std::int64_t>::max() / static_cast<std::int64_t>(sizeof(T)) ||
+                elements[i] < std::numeric_limits<std::int64_t>::min() / static_cast<std::int64_t>(sizeof(T)))
+                throw InvalidArgument("cutout_into: stride " + std::to_string(elements[i]) + " (axis " +
+                                      std::to_string(i) + ") overflows in bytes");
+            b[i] = elements[i] * static_cast<std::int64_t>(sizeof(T));
+        }
+        return b;
+    }
+
+    void read_dense(std::uint32_t mip, const Box &box, void *buf, std::size_t len) const {
+        detail::check(cv_cutout_into(handle("cutout"), mip, box.lo.data(), box.hi.data(), buf, len), "cv_cutout_into");
+    }
+    void read_strided(std::uint32_t mip, const Box &box, void *buf, std::size_t len, const Strides &byte_strides) const {
+        detail::check(cv_cutout_into_strided(handle("cutout"), mip, box.lo.data(), box.hi.data(), buf, len,
+                                             byte_strides.data()),
+                      "cv_cutout_into_strided");
+    }
+
+    std::unique_ptr<cv_volume, Deleter> h_;
+};
+
+}  // namespace cloudvolume
+
+#endif  // CLOUDVOLUME_HPP

@@ -1,0 +1,874 @@
+classdef CloudVolume < handle
+%CLOUDVOLUME  A Neuroglancer Precomputed volume, read and written like cloud-volume.
+%
+%   vol = CloudVolume(cloudpath)
+%   vol = CloudVolume(cloudpath, Name, Value, ...)
+%
+%   cloudpath: 'file:///abs/path/layer' (or a bare path), 'http(s)://host/layer',
+%   'gs://bucket/layer', 's3://bucket/layer', optionally behind 'precomputed://'.
+%
+%   Name-value options (cloud-volume's keyword names and defaults):
+%     'mip'                 0      the scale that indexing and the properties use
+%     'bounded'             true   refuse boxes leaving the volume (cloudvolume:outOfBounds);
+%                                  false reads the outside as background_color
+%     'autocrop'            false  crop boxes to the volume (the result is then smaller)
+%     'fill_missing'        false  read missing chunks as background instead of failing
+%     'background_color'    0      value of missing and outside voxels
+%     'parallel'            true   concurrent chunk requests: true/false keep the library's
+%                                  default (cores for files, 24 for the network), or a number
+%     'cache'               false  true is refused (cloudvolume:unsupported): no disk cache yet
+%     'non_aligned_writes'  false  allow writes off the chunk grid
+%     'compress'            []     compression of written chunks: [], false, true/'gzip', 'zstd'
+%     'compress_level', 'delete_black_uploads', 'timeout', 'max_attempts',
+%     'gs_endpoint', 's3_endpoint'  as the library's options (README)
+%     'info'                []     a struct (CloudVolume.create_new_info, vol.info) or JSON
+%                                  text: creates the layer when it has no info; an existing
+%                                  info must equal it (with 'overwrite', true it is replaced)
+%     'cdn_cache', 'progress'      accepted and ignored
+%   Any other name is passed to the library, which refuses unknown options.
+%
+%   Coordinates are CloudVolume.jl's: absolute voxel coordinates at the mip (voxel_offset
+%   included, which may be negative; no shift to 1-based), and ranges are inclusive:
+%
+%     A = vol(x1:x2, y1:y2, z1:z2)      % x-y-z-channel array of the layer's class
+%     A = vol(x1:x2, y1:y2, z1:z2, c)   % channels c (numbered from 0, as cloud-volume)
+%     A = vol(:, :, z)                  % ':' is the whole extent; 'end' the last voxel
+%     vol(x1:x2, y1:y2, z1:z2) = A      % A of the layer's class, x-y-z(-channel)
+%     A = vol.cutout(lo, hi)            % lo, hi: 1x3, inclusive
+%     vol.write(lo, A)                  % the box lo .. lo + size(A) - 1
+%
+%   Reads return uint8, int8, uint16, int16, uint32, int32, uint64, int64, single or double
+%   as the layer's data_type, shaped x-y-z-channel (a single channel drops the 4th
+%   dimension). Writes take exactly that class.
+%
+%   Errors carry identifiers: cloudvolume:invalidArgument, cloudvolume:outOfBounds,
+%   cloudvolume:notFound, cloudvolume:io, cloudvolume:auth, cloudvolume:decode,
+%   cloudvolume:unsupported, cloudvolume:internal (from the library, with its message),
+%   cloudvolume:invalidHandle (a deleted volume), cloudvolume:notBuilt (MEX missing).
+%
+%   delete(vol) releases the handle now; calling it again is harmless.
+%
+%   See also CloudVolume.create_new_info, build_cloudvolume.
+
+  properties (SetAccess = private)
+    cloudpath = ''   % the path given to the constructor
+    mip = 0          % the current mip; set it with vol.mip = m
+    options = struct()  % the name-value options given to the constructor
+  end
+
+  properties (Dependent, SetAccess = private)
+    bounds           % [first voxel; last voxel] at the mip (2x3, inclusive)
+    voxel_offset     % first voxel (1x3)
+    volume_size      % size in voxels (1x3)
+    shape            % [x y z channels]
+    chunk_size       % chunk size at the mip (1x3)
+    resolution       % voxel size in nm at the mip (1x3)
+    data_type        % the info's data_type: 'uint8', ..., 'float32', 'float64'
+    matlab_class     % the class of arrays: 'uint8', ..., 'single', 'double'
+    num_channels     % number of channels
+    num_mips         % number of scales
+    available_mips   % 0 : num_mips-1
+    encoding         % chunk encoding at the mip: 'raw', 'jpeg', 'png', 'compressed_segmentation'
+    layer_type       % the info's type: 'image' or 'segmentation'
+    info             % the info file as a struct (jsondecode)
+  end
+
+  properties (SetAccess = private, Hidden)
+    Id = []          % the id in the MEX file's registry; [] once deleted
+    Meta = []        % the library's description of the layer (all mips)
+    Autocrop = false
+  end
+
+  properties (Constant, Hidden)
+    % Methods without outputs (the overloaded subsref must call them with nargout = 0).
+    NoOutput = {'delete', 'write', 'delete_chunks', 'disp', 'display'}
+  end
+
+  methods
+    function obj = CloudVolume(cloudpath, varargin)
+      if nargin < 1
+        error('cloudvolume:invalidArgument', 'usage: vol = CloudVolume(cloudpath, Name, Value, ...)');
+      end
+      cloudpath = CloudVolume.text_arg(cloudpath, 'the cloudpath');
+      [json, m, autocrop, info, opts] = CloudVolume.parse_options(varargin);
+      obj.cloudpath = cloudpath;
+      obj.options = opts;
+      obj.Autocrop = autocrop;
+      if isempty(info)
+        obj.Id = CloudVolume.call_mex('open', cloudpath, json);
+      else
+        obj.Id = CloudVolume.open_or_create(cloudpath, CloudVolume.info_to_json(info), json, opts);
+      end
+      try
+        obj.Meta = CloudVolume.call_mex('meta', obj.Id);
+        if m >= obj.Meta.num_mips
+          error('cloudvolume:invalidArgument', 'mip %d: %s has mips 0 to %d', m, cloudpath, obj.Meta.num_mips - 1);
+        end
+        obj.mip = m;
+      catch err
+        obj.delete();
+        rethrow(err);
+      end
+    end
+
+    function delete(obj)
+      %DELETE  Release the handle (idempotent: a second call does nothing).
+      if ~isempty(obj.Id)
+        id = obj.Id;
+        try
+          cloudvolume_mex('free', id);
+        catch
+          % A destructor never throws; the registry makes a stale id harmless.
+        end
+        obj.Id = [];
+      end
+    end
+
+    function tf = is_open(obj)
+      %IS_OPEN  True until delete(vol).
+      tf = ~isempty(obj.Id);
+    end
+
+    % -------------------------------------------------------------------------------------
+    % Properties.
+
+    function v = get.bounds(obj)
+      v = [obj.voxel_offset; obj.voxel_offset + obj.volume_size - 1];
+    end
+    function v = get.voxel_offset(obj)
+      meta = obj.layer_meta();
+      v = meta.voxel_offset(obj.mip + 1, :);
+    end
+    function v = get.volume_size(obj)
+      meta = obj.layer_meta();
+      v = meta.size(obj.mip + 1, :);
+    end
+    function v = get.shape(obj)
+      v = [obj.volume_size, obj.num_channels];
+    end
+    function v = get.chunk_size(obj)
+      meta = obj.layer_meta();
+      v = meta.chunk_size(obj.mip + 1, :);
+    end
+    function v = get.resolution(obj)
+      meta = obj.layer_meta();
+      v = meta.resolution(obj.mip + 1, :);
+    end
+    function v = get.data_type(obj)
+      meta = obj.layer_meta();
+      v = meta.data_type;
+    end
+    function v = get.matlab_class(obj)
+      meta = obj.layer_meta();
+      v = CloudVolume.class_of(meta.data_type);
+    end
+    function v = get.num_channels(obj)
+      meta = obj.layer_meta();
+      v = meta.num_channels;
+    end
+    function v = get.num_mips(obj)
+      meta = obj.layer_meta();
+      v = meta.num_mips;
+    end
+    function v = get.available_mips(obj)
+      meta = obj.layer_meta();
+      v = 0:meta.num_mips - 1;
+    end
+    function v = get.encoding(obj)
+      meta = obj.layer_meta();
+      v = meta.encoding{obj.mip + 1};
+    end
+    function v = get.layer_type(obj)
+      i = obj.info;
+      v = '';
+      if isfield(i, 'type')
+        v = i.type;
+      end
+    end
+    function v = get.info(obj)
+      v = jsondecode(CloudVolume.call_mex('info', obj.live_id()));
+    end
+
+    % -------------------------------------------------------------------------------------
+    % Reads and writes.
+
+    function A = cutout(obj, lo, hi, varargin)
+      %CUTOUT  Read the box lo .. hi (1x3 each, inclusive, absolute voxels at the mip).
+      %   A = vol.cutout(lo, hi)
+      %   A = vol.cutout(lo, hi, 'mip', m)
+      % A is x-y-z-channel, of the layer's class.
+      m = obj.mip_arg(varargin);
+      lo = CloudVolume.point_arg(lo, 'lo');
+      hi = CloudVolume.point_arg(hi, 'hi');
+      if any(hi < lo)
+        error('cloudvolume:invalidArgument', ...
+              'hi %s is below lo %s on some axis (both are inclusive corners of the box)', mat2str(hi), mat2str(lo));
+      end
+      A = obj.read_box(m, lo, hi + 1);
+    end
+
+    function write(obj, lo, A, varargin)
+      %WRITE  Write A (x-y-z or x-y-z-channel, the layer's class) at lo (1x3).
+      %   vol.write(lo, A)
+      %   vol.write(lo, A, 'mip', m)
+      % The box lo .. lo + size(A) - 1 must be on the chunk grid (or reach the volume edge)
+      % unless the volume was opened with 'non_aligned_writes', true.
+      m = obj.mip_arg(varargin);
+      lo = CloudVolume.point_arg(lo, 'lo');
+      obj.check_array(A, []);
+      sz = size(A);
+      sz(end + 1:3) = 1;
+      obj.write_box(m, lo, lo + sz(1:3), A);
+    end
+
+    function V = scattered_points(obj, pts, varargin)
+      %SCATTERED_POINTS  Values at n points (n x 3, absolute voxels at the mip): n x channels.
+      %   V = vol.scattered_points(pts)
+      %   V = vol.scattered_points(pts, 'mip', m)
+      % Each distinct chunk is fetched once.
+      m = obj.mip_arg(varargin);
+      if ~CloudVolume.is_int_array(pts) || (size(pts, 2) ~= 3 && ~isempty(pts)) || ndims(pts) ~= 2
+        error('cloudvolume:invalidArgument', 'the points must be an n x 3 matrix of integers (one x, y, z per row)');
+      end
+      V = CloudVolume.call_mex('points', obj.live_id(), m, reshape(pts, [], 3).').';
+    end
+
+    function tf = exists(obj, lo, hi, varargin)
+      %EXISTS  Which chunks of the box lo .. hi (inclusive) are stored: a logical column,
+      %   one per chunk meeting the box inside the bounds, x fastest (named by chunk_names).
+      m = obj.mip_arg(varargin);
+      [lo, hi] = obj.box_arg(lo, hi);
+      tf = CloudVolume.call_mex('exists', obj.live_id(), m, lo, hi);
+    end
+
+    function names = chunk_names(obj, lo, hi, varargin)
+      %CHUNK_NAMES  File names ('<scale key>/<x0>-<x1>_<y0>-<y1>_<z0>-<z1>') of the chunks of
+      %   the box lo .. hi (inclusive) inside the bounds, in the order of vol.exists.
+      m = obj.mip_arg(varargin);
+      [lo, hi] = obj.box_arg(lo, hi);
+      meta = obj.layer_meta();
+      blo = meta.voxel_offset(m + 1, :);
+      bhi = blo + meta.size(m + 1, :);
+      c = meta.chunk_size(m + 1, :);
+      i = obj.info;
+      if iscell(i.scales)
+        key = i.scales{m + 1}.key;
+      else
+        key = i.scales(m + 1).key;
+      end
+      starts = cell(1, 3);
+      for d = 1:3
+        l = max(lo(d), blo(d));
+        h = min(hi(d), bhi(d));
+        if h <= l
+          starts{d} = zeros(1, 0);
+        else
+          starts{d} = blo(d) + c(d) * (floor((l - blo(d)) / c(d)) : ceil((h - blo(d)) / c(d)) - 1);
+        end
+      end
+      names = cell(numel(starts{1}) * numel(starts{2}) * numel(starts{3}), 1);
+      k = 0;
+      for z0 = starts{3}
+        for y0 = starts{2}
+          for x0 = starts{1}
+            k = k + 1;
+            names{k} = sprintf('%s/%d-%d_%d-%d_%d-%d', key, x0, min(x0 + c(1), bhi(1)), ...
+                               y0, min(y0 + c(2), bhi(2)), z0, min(z0 + c(3), bhi(3)));
+          end
+        end
+      end
+    end
+
+    function delete_chunks(obj, lo, hi, varargin)
+      %DELETE_CHUNKS  Delete the chunks of the chunk-aligned box lo .. hi (inclusive);
+      %   they then read as missing. (cloud-volume's vol.delete(bbox).)
+      m = obj.mip_arg(varargin);
+      [lo, hi] = obj.box_arg(lo, hi);
+      CloudVolume.call_mex('delete_chunks', obj.live_id(), m, lo, hi);
+    end
+
+    function m = add_scale(obj, factor, chunk_size)
+      %ADD_SCALE  Add a scale downsampled from mip 0 by factor (1x3), with chunk_size (1x3,
+      %   default mip 0's); writes the info and returns the new mip. The data is not
+      %   downsampled: write it.
+      if nargin < 3
+        chunk_size = [];
+      end
+      m = CloudVolume.call_mex('add_scale', obj.live_id(), factor, chunk_size);
+      obj.Meta = CloudVolume.call_mex('meta', obj.Id);
+    end
+
+    % -------------------------------------------------------------------------------------
+    % Indexing.
+
+    function varargout = subsref(obj, s)
+      switch s(1).type
+        case '()'
+          A = obj.read_subs(s(1).subs);
+          if numel(s) > 1
+            [varargout{1:nargout}] = subsref(A, s(2:end));
+          else
+            varargout = {A};
+          end
+        case '.'
+          if nargout == 0 && ischar(s(1).subs) && any(strcmp(s(1).subs, CloudVolume.NoOutput))
+            builtin('subsref', obj, s);
+            varargout = {};
+          else
+            varargout = cell(1, max(nargout, 1));
+            [varargout{:}] = builtin('subsref', obj, s);
+          end
+        otherwise
+          error('cloudvolume:invalidArgument', ...
+                'CloudVolume takes () indexing, vol(x1:x2, y1:y2, z1:z2), not %s', s(1).type);
+      end
+    end
+
+    function obj = subsasgn(obj, s, v)
+      switch s(1).type
+        case '()'
+          if numel(s) > 1
+            error('cloudvolume:invalidArgument', 'assign a whole box: vol(x1:x2, y1:y2, z1:z2) = A');
+          end
+          obj.write_subs(s(1).subs, v);
+        case '.'
+          if numel(s) == 1 && strcmp(s(1).subs, 'mip')
+            obj.set_mip(v);
+          else
+            error('cloudvolume:invalidArgument', 'CloudVolume.%s cannot be set (only mip can)', ...
+                  CloudVolume.describe_subs(s(1).subs));
+          end
+        otherwise
+          error('cloudvolume:invalidArgument', 'CloudVolume takes () indexing, not %s', s(1).type);
+      end
+    end
+
+    function n = numArgumentsFromSubscript(obj, s, ~)
+      % MATLAB only (Octave does not call it): no-output methods take nargout = 0.
+      if strcmp(s(1).type, '.') && ischar(s(1).subs) && any(strcmp(s(1).subs, obj.NoOutput))
+        n = 0;
+      else
+        n = 1;
+      end
+    end
+
+    function e = end(obj, k, n)
+      % vol(a:end, ...): the last voxel along x, y or z at the mip; the last channel.
+      if n < 3 || n > 4
+        error('cloudvolume:invalidArgument', 'index a CloudVolume with 3 ranges (x, y, z) or 4 (x, y, z, channel)');
+      end
+      if k <= 3
+        meta = obj.layer_meta();
+        e = meta.voxel_offset(obj.mip + 1, k) + meta.size(obj.mip + 1, k) - 1;
+      else
+        meta = obj.layer_meta();
+        e = meta.num_channels - 1;
+      end
+    end
+
+    function disp(obj)
+      if isempty(obj.Id)
+        fprintf('  CloudVolume (deleted): %s\n', obj.cloudpath);
+        return;
+      end
+      meta = obj.Meta;
+      m = obj.mip + 1;
+      lo = meta.voxel_offset(m, :);
+      hi = lo + meta.size(m, :) - 1;
+      fprintf('  CloudVolume %s\n', obj.cloudpath);
+      fprintf('    %s (%s), %d channel(s), %s, mip %d of 0..%d\n', meta.data_type, ...
+              CloudVolume.class_of(meta.data_type), meta.num_channels, meta.encoding{m}, obj.mip, ...
+              meta.num_mips - 1);
+      fprintf('    bounds [%d %d %d] .. [%d %d %d] (inclusive), chunk [%d %d %d], resolution [%g %g %g] nm\n', ...
+              lo, hi, meta.chunk_size(m, :), meta.resolution(m, :));
+    end
+  end
+
+  methods (Static)
+    function info = create_new_info(num_channels, layer_type, data_type, encoding, resolution, ...
+                                    voxel_offset, volume_size, chunk_size)
+      %CREATE_NEW_INFO  A valid info (struct) for a new one-scale layer, as cloud-volume's.
+      %   info = CloudVolume.create_new_info(num_channels, layer_type, data_type, encoding,
+      %                                      resolution, voxel_offset, volume_size, chunk_size)
+      % layer_type 'image' or 'segmentation'; data_type 'uint8', ..., 'float64'; encoding
+      % 'raw', 'jpeg', 'png', 'compressed_segmentation'; chunk_size defaults to [128 128 64].
+      % Pass it to CloudVolume(cloudpath, 'info', info) to create the layer.
+      if nargin < 7
+        error('cloudvolume:invalidArgument', ['usage: CloudVolume.create_new_info(num_channels, layer_type, ' ...
+              'data_type, encoding, resolution, voxel_offset, volume_size[, chunk_size])']);
+      end
+      if nargin < 8
+        chunk_size = [128 128 64];
+      end
+      info = jsondecode(CloudVolume.call_mex('new_info', CloudVolume.text_arg(layer_type, 'layer_type'), ...
+                        CloudVolume.text_arg(data_type, 'data_type'), CloudVolume.text_arg(encoding, 'encoding'), ...
+                        num_channels, resolution, voxel_offset, volume_size, chunk_size));
+    end
+
+    function v = version()
+      %VERSION  The library's version string.
+      v = CloudVolume.call_mex('version');
+    end
+  end
+
+  methods (Static, Hidden)
+    function varargout = call_mex(varargin)
+      % The MEX file, with its errors' messages as the library wrote them (Octave prefixes
+      % the MEX file's name to them).
+      try
+        [varargout{1:nargout}] = cloudvolume_mex(varargin{:});
+      catch err
+        CloudVolume.raise_clean(err);
+      end
+    end
+
+    function n = live_handles()
+      % Number of handles the MEX file holds (for tests: every delete frees one).
+      n = CloudVolume.call_mex('live');
+    end
+
+    function tf = mex_locked()
+      % Whether the MEX file is locked (it is while handles live).
+      tf = CloudVolume.call_mex('locked');
+    end
+
+    function txt = info_to_json(info)
+      % An info struct (from jsondecode) or JSON text as JSON text, one-element arrays kept
+      % arrays: 'scales' is a list of objects and 'chunk_sizes' a list of triples.
+      if isa(info, 'string') && isscalar(info)
+        info = char(info);
+      end
+      if ischar(info)
+        txt = info;
+        return;
+      end
+      if ~isstruct(info) || ~isscalar(info)
+        error('cloudvolume:invalidArgument', ...
+              'info must be a struct (CloudVolume.create_new_info, vol.info) or JSON text; got a %s', class(info));
+      end
+      if isfield(info, 'scales')
+        sc = info.scales;
+        if isstruct(sc)
+          sc = num2cell(sc(:).');
+        elseif ~iscell(sc)
+          error('cloudvolume:invalidArgument', 'info.scales must be a struct array or a cell array of structs');
+        end
+        for i = 1:numel(sc)
+          if isstruct(sc{i}) && isfield(sc{i}, 'chunk_sizes') && isnumeric(sc{i}.chunk_sizes)
+            cs = sc{i}.chunk_sizes;
+            if mod(numel(cs), 3) ~= 0
+              error('cloudvolume:invalidArgument', 'info.scales(%d).chunk_sizes must hold triples', i);
+            end
+            if size(cs, 2) ~= 3
+              cs = reshape(cs, 3, []).';
+            end
+            sc{i}.chunk_sizes = num2cell(cs, 2).';
+          end
+        end
+        info.scales = sc;
+      end
+      txt = jsonencode(info);
+      % jsondecode renames the member "@type" (Neuroglancer's) to x_type; give it back.
+      txt = strrep(txt, '"x_type":', '"@type":');
+    end
+  end
+
+  methods (Access = private)
+    function id = live_id(obj)
+      if isempty(obj.Id)
+        error('cloudvolume:invalidHandle', 'this CloudVolume (%s) was deleted', obj.cloudpath);
+      end
+      id = obj.Id;
+    end
+
+    function meta = layer_meta(obj)
+      obj.live_id();
+      meta = obj.Meta;
+    end
+
+    function set_mip(obj, m)
+      if ~CloudVolume.is_int_array(m) || ~isscalar(m) || m < 0
+        error('cloudvolume:invalidArgument', 'mip must be an integer >= 0');
+      end
+      meta = obj.layer_meta();
+      n = meta.num_mips;
+      if m >= n
+        error('cloudvolume:invalidArgument', 'mip %d: %s has mips 0 to %d', m, obj.cloudpath, n - 1);
+      end
+      obj.mip = double(m);
+    end
+
+    % The mip of a ('mip', m) tail, else the current one.
+    function m = mip_arg(obj, args)
+      m = obj.mip;
+      if isempty(args)
+        obj.live_id();
+        return;
+      end
+      if numel(args) ~= 2 || ~ischar(args{1}) || ~strcmpi(args{1}, 'mip')
+        error('cloudvolume:invalidArgument', 'the only option here is ''mip'', m');
+      end
+      m = args{2};
+      if ~CloudVolume.is_int_array(m) || ~isscalar(m) || m < 0
+        error('cloudvolume:invalidArgument', 'mip must be an integer >= 0');
+      end
+      m = double(m);
+      meta = obj.layer_meta();
+      n = meta.num_mips;
+      if m >= n
+        error('cloudvolume:invalidArgument', 'mip %d: %s has mips 0 to %d', m, obj.cloudpath, n - 1);
+      end
+    end
+
+    % Inclusive corners to the half-open box, cropped with autocrop.
+    function [lo, hi] = box_arg(obj, lo, hi)
+      lo = CloudVolume.point_arg(lo, 'lo');
+      hi = CloudVolume.point_arg(hi, 'hi');
+      if any(hi < lo)
+        error('cloudvolume:invalidArgument', 'hi %s is below lo %s on some axis (both are inclusive)', ...
+              mat2str(hi), mat2str(lo));
+      end
+      hi = hi + 1;
+    end
+
+    % Read [lo, hi) at mip m, every channel (autocrop applied).
+    function A = read_box(obj, m, lo, hi)
+      if obj.Autocrop
+        [lo, hi] = obj.crop(m, lo, hi);
+      end
+      A = CloudVolume.call_mex('cutout', obj.live_id(), m, lo, hi);
+    end
+
+    function write_box(obj, m, lo, hi, A)
+      if obj.Autocrop
+        [clo, chi] = obj.crop(m, lo, hi);
+        if ~isequal(clo, lo) || ~isequal(chi, hi)
+          A = A(clo(1) - lo(1) + 1 : chi(1) - lo(1), clo(2) - lo(2) + 1 : chi(2) - lo(2), ...
+                clo(3) - lo(3) + 1 : chi(3) - lo(3), :);
+          lo = clo;
+        end
+      end
+      CloudVolume.call_mex('write', obj.live_id(), m, lo, A);
+    end
+
+    function [lo, hi] = crop(obj, m, lo, hi)
+      meta = obj.layer_meta();
+      blo = meta.voxel_offset(m + 1, :);
+      bhi = blo + meta.size(m + 1, :);
+      lo = max(lo, blo);
+      hi = max(min(hi, bhi), lo);
+    end
+
+    % Subscripts to a half-open box at the current mip and a channel selection (0-based
+    % first and last, or [] for all).
+    function [lo, hi, chans] = subs_box(obj, subs)
+      n = numel(subs);
+      if n < 3 || n > 4
+        error('cloudvolume:invalidArgument', ...
+              'index a CloudVolume with 3 ranges (x, y, z) or 4 (x, y, z, channel); got %d', n);
+      end
+      meta = obj.layer_meta();
+      blo = meta.voxel_offset(obj.mip + 1, :);
+      bhi = blo + meta.size(obj.mip + 1, :);
+      lo = zeros(1, 3);
+      hi = zeros(1, 3);
+      axes = 'xyz';
+      for d = 1:3
+        r = subs{d};
+        if ischar(r) && strcmp(r, ':')
+          lo(d) = blo(d);
+          hi(d) = bhi(d);
+        else
+          CloudVolume.check_range(r, sprintf('the %s index', axes(d)));
+          if isempty(r)
+            lo(d) = blo(d);
+            hi(d) = blo(d);
+          else
+            lo(d) = double(r(1));
+            hi(d) = double(r(end)) + 1;
+          end
+        end
+      end
+      chans = [];
+      if n == 4
+        r = subs{4};
+        nc = meta.num_channels;
+        if ~(ischar(r) && strcmp(r, ':'))
+          CloudVolume.check_range(r, 'the channel index');
+          if isempty(r) || r(1) < 0 || r(end) > nc - 1
+            error('cloudvolume:invalidArgument', ...
+                  'channels %s are not in 0:%d (channels are numbered from 0)', CloudVolume.show_range(r), nc - 1);
+          end
+          chans = double([r(1), r(end)]);
+        end
+      end
+    end
+
+    function A = read_subs(obj, subs)
+      [lo, hi, chans] = obj.subs_box(subs);
+      A = obj.read_box(obj.mip, lo, hi);
+      if ~isempty(chans) && ~(chans(1) == 0 && chans(2) == obj.Meta.num_channels - 1)
+        A = A(:, :, :, chans(1) + 1 : chans(2) + 1);
+      end
+    end
+
+    function write_subs(obj, subs, A)
+      [lo, hi, chans] = obj.subs_box(subs);
+      nc = obj.Meta.num_channels;
+      if ~isempty(chans) && ~(chans(1) == 0 && chans(2) == nc - 1)
+        error('cloudvolume:invalidArgument', 'writes take every channel (0:%d or :)', nc - 1);
+      end
+      box = [hi - lo, nc];
+      obj.check_array(A, box);
+      if isscalar(A) && prod(box) ~= 1
+        A = repmat(A, box);
+      end
+      obj.write_box(obj.mip, lo, hi, A);
+    end
+
+    % A must be a real array of the layer's class; with box = [x y z c], also of that size
+    % (or a scalar).
+    function check_array(obj, A, box)
+      meta = obj.layer_meta();
+      cls = CloudVolume.class_of(meta.data_type);
+      if ~isnumeric(A) || ~strcmp(class(A), cls) || ~isreal(A) || issparse(A)
+        what = class(A);
+        if isnumeric(A) && ~isreal(A)
+          what = ['complex ', what];
+        elseif issparse(A)
+          what = ['sparse ', what];
+        end
+        error('cloudvolume:invalidArgument', ...
+              'the array is %s but the layer''s data_type is %s (MATLAB class %s); convert it first, e.g. %s(A)', ...
+              what, obj.Meta.data_type, cls, cls);
+      end
+      sz = size(A);
+      if ndims(A) > 4
+        error('cloudvolume:invalidArgument', 'the array has %d dimensions; writes take x-y-z or x-y-z-channel arrays', ndims(A));
+      end
+      sz(end + 1:4) = 1;
+      if isempty(box)
+        if sz(4) ~= obj.Meta.num_channels
+          error('cloudvolume:invalidArgument', ...
+                'the array has %d channel(s) (size along dimension 4) but the layer has %d', sz(4), obj.Meta.num_channels);
+        end
+      elseif ~isscalar(A) && ~isequal(sz, box)
+        error('cloudvolume:invalidArgument', 'the array is %s but the box is %dx%dx%d with %d channel(s)', ...
+              strjoin(arrayfun(@num2str, size(A), 'UniformOutput', false), 'x'), box);
+      end
+    end
+  end
+
+  methods (Static, Access = private)
+    function id = open_or_create(cloudpath, info_json, json, opts)
+      overwrite = isfield(opts, 'overwrite') && isequal(opts.overwrite, true);
+      if overwrite || ~CloudVolume.call_mex('file_exists', cloudpath, json, 'info')
+        id = CloudVolume.call_mex('create', cloudpath, info_json, json);
+        return;
+      end
+      id = CloudVolume.call_mex('open', cloudpath, json);
+      try
+        stored = CloudVolume.call_mex('info', id);
+        same = isequal(jsondecode(stored), jsondecode(info_json));
+      catch err
+        cloudvolume_mex('free', id);
+        rethrow(err);
+      end
+      if ~same
+        cloudvolume_mex('free', id);
+        error('cloudvolume:invalidArgument', ['%s already has an info that differs from the ''info'' option; ' ...
+              'open it without ''info'', pass ''overwrite'', true to replace it, or write elsewhere'], cloudpath);
+      end
+    end
+
+    function [json, mip, autocrop, info, opts] = parse_options(args)
+      if mod(numel(args), 2) ~= 0
+        error('cloudvolume:invalidArgument', 'options come in name-value pairs (got %d arguments)', numel(args));
+      end
+      mip = 0;
+      autocrop = false;
+      info = [];
+      opts = struct();
+      names = {};
+      values = {};
+      bools = {'bounded', 'fill_missing', 'non_aligned_writes', 'delete_black_uploads', 'overwrite', 'autocrop'};
+      for i = 1:2:numel(args)
+        name = args{i};
+        if isa(name, 'string') && isscalar(name)
+          name = char(name);
+        end
+        if ~ischar(name) || isempty(name) || size(name, 1) ~= 1
+          error('cloudvolume:invalidArgument', 'option names must be text; argument %d is a %s', i + 1, class(name));
+        end
+        name = lower(name);
+        v = args{i + 1};
+        if isa(v, 'string') && isscalar(v)
+          v = char(v);
+        end
+        if any(strcmp(name, bools)) && (isnumeric(v) || islogical(v)) && isscalar(v) && isreal(v) && (v == 0 || v == 1)
+          v = logical(v);
+        end
+        if isvarname(name)
+          opts.(name) = v;
+        end
+        switch name
+          case 'mip'
+            if ~CloudVolume.is_int_array(v) || ~isscalar(v) || v < 0
+              error('cloudvolume:invalidArgument', 'option ''mip'' must be an integer >= 0');
+            end
+            mip = double(v);
+          case 'autocrop'
+            if ~islogical(v) || ~isscalar(v)
+              error('cloudvolume:invalidArgument', 'option ''autocrop'' must be true or false');
+            end
+            autocrop = v;
+            continue;
+          case 'info'
+            info = v;
+            continue;
+          case {'cdn_cache', 'progress'}
+            continue;   % cloud-volume's; nothing to do here
+        end
+        k = find(strcmp(names, name), 1);
+        if isempty(k)
+          k = numel(names) + 1;
+        end
+        names{k} = name;
+        values{k} = CloudVolume.json_value(name, v);
+      end
+      parts = cell(1, numel(names));
+      for k = 1:numel(names)
+        parts{k} = sprintf('"%s":%s', CloudVolume.json_escape(names{k}), values{k});
+      end
+      json = ['{', strjoin(parts, ','), '}'];
+    end
+
+    function s = json_value(name, v)
+      if ischar(v) && (isempty(v) || size(v, 1) == 1)
+        s = ['"', CloudVolume.json_escape(v), '"'];
+      elseif isempty(v) && (isnumeric(v) || iscell(v))
+        s = 'null';
+      elseif islogical(v) && isscalar(v)
+        if v
+          s = 'true';
+        else
+          s = 'false';
+        end
+      elseif isnumeric(v) && isscalar(v) && isreal(v)
+        if isinteger(v)
+          s = sprintf('%d', v);
+        elseif ~isfinite(v)
+          error('cloudvolume:invalidArgument', 'option ''%s'' must be finite', name);
+        elseif v == fix(v) && abs(v) < 2^53
+          s = sprintf('%d', v);
+        else
+          s = sprintf('%.17g', v);
+        end
+      else
+        error('cloudvolume:invalidArgument', ...
+              'option ''%s'' must be a logical, a real scalar, text or []; got a %s of size %s', name, class(v), ...
+              mat2str(size(v)));
+      end
+    end
+
+    function s = json_escape(s)
+      s = strrep(s, '\', '\\');
+      s = strrep(s, '"', '\"');
+      ctrl = find(double(s) < 32);
+      for k = numel(ctrl):-1:1
+        i = ctrl(k);
+        s = [s(1:i - 1), sprintf('\\u%04x', double(s(i))), s(i + 1:end)];
+      end
+    end
+
+    function s = text_arg(s, what)
+      if isa(s, 'string') && isscalar(s)
+        s = char(s);
+      end
+      if ~ischar(s) || isempty(s) || size(s, 1) ~= 1
+        error('cloudvolume:invalidArgument', '%s must be text (a character vector)', what);
+      end
+    end
+
+    function c = class_of(data_type)
+      switch data_type
+        case 'float32'
+          c = 'single';
+        case 'float64'
+          c = 'double';
+        otherwise
+          c = data_type;
+      end
+    end
+
+    function tf = is_int_array(v)
+      tf = (isnumeric(v) && isreal(v) && ~issparse(v) && all(isfinite(v(:))) && all(v(:) == fix(v(:))));
+    end
+
+    function p = point_arg(p, what)
+      if ~CloudVolume.is_int_array(p) || numel(p) ~= 3
+        error('cloudvolume:invalidArgument', '%s must be 3 integers (x, y, z)', what);
+      end
+      p = double(reshape(p, 1, 3));
+    end
+
+    % A range of integers: a scalar or a:b with step 1.
+    function check_range(r, what)
+      if ~isnumeric(r) || ~isreal(r) || issparse(r)
+        if islogical(r)
+          kind = 'a logical mask';
+        elseif ischar(r)
+          kind = sprintf('the text ''%s''', r);
+        else
+          kind = sprintf('a %s', class(r));
+        end
+        error('cloudvolume:invalidArgument', ...
+              '%s must be a range of integers such as 0:63, a scalar, or '':''; got %s', what, kind);
+      end
+      if ~isempty(r) && ~isvector(r)
+        error('cloudvolume:invalidArgument', '%s must be a vector (a range such as 0:63)', what);
+      end
+      if ~CloudVolume.is_int_array(r)
+        error('cloudvolume:invalidArgument', '%s must hold integers (absolute voxel coordinates)', what);
+      end
+      if numel(r) > 1 && any(diff(double(r(:))) ~= 1)
+        error('cloudvolume:invalidArgument', ...
+              '%s must be contiguous and increasing (a:b with step 1); got %s', what, CloudVolume.show_range(r));
+      end
+    end
+
+    function s = show_range(r)
+      if numel(r) <= 8
+        s = mat2str(double(r(:).'));
+      else
+        s = sprintf('[%s ... %s] (%d values)', num2str(double(r(1))), num2str(double(r(end))), numel(r));
+      end
+    end
+
+    function s = describe_subs(subs)
+      if ischar(subs)
+        s = subs;
+      else
+        s = '(...)';
+      end
+    end
+
+    function raise_clean(err)
+      id = err.identifier;
+      msg = err.message;
+      if strncmp(id, 'cloudvolume:', 12)
+        prefix = 'cloudvolume_mex: ';
+        if strncmp(msg, prefix, numel(prefix))
+          msg = msg(numel(prefix) + 1:end);
+        end
+        error(id, '%s', msg);
+      end
+      if any(strcmp(id, {'MATLAB:UndefinedFunction', 'Octave:undefined-function'})) && ...
+         ~isempty(strfind(msg, 'cloudvolume_mex'))
+        error('cloudvolume:notBuilt', ['the MEX file cloudvolume_mex is not built for this ' ...
+              'MATLAB/Octave: run build_cloudvolume in %s'], fileparts(which('CloudVolume')));
+      end
+      rethrow(err);
+    end
+  end
+end

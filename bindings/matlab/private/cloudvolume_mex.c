@@ -1,0 +1,750 @@
+/*
+ * cloudvolume_mex: the one MEX file behind CloudVolume.m (MATLAB and GNU Octave), a dispatcher
+ * over the C ABI of include/cloudvolume.h.
+ *
+ *     out = cloudvolume_mex(command, args...)
+ *
+ * Handles: `cv_volume *` pointers never reach MATLAB. "open" and "create" keep the pointer in a
+ * registry here and return a uint64 id (1, 2, 3, ... never reused in a session); every other
+ * command looks the id up, so a stale, forged or freed id is the error cloudvolume:invalidHandle,
+ * never a crash. "free" of an id that is not live is a no-op (a second delete is harmless).
+ * While any handle lives the MEX file is locked (mexLock), so `clear mex` / `clear functions`
+ * cannot unload code that live handles and the library's threads still use; the last "free"
+ * unlocks it. mexAtExit frees what is left when MATLAB or Octave exits.
+ *
+ * Errors: a failing library call raises `cloudvolume:<reason>` with the library's message
+ * (cv_last_error); argument errors found here raise cloudvolume:invalidArgument.
+ *
+ *   status                    identifier
+ *   CV_ERR_INVALID_ARGUMENT   cloudvolume:invalidArgument
+ *   CV_ERR_OUT_OF_BOUNDS      cloudvolume:outOfBounds
+ *   CV_ERR_NOT_FOUND          cloudvolume:notFound
+ *   CV_ERR_IO                 cloudvolume:io
+ *   CV_ERR_AUTH               cloudvolume:auth
+ *   CV_ERR_DECODE             cloudvolume:decode
+ *   CV_ERR_UNSUPPORTED        cloudvolume:unsupported
+ *   CV_ERR_INTERNAL           cloudvolume:internal
+ *   (an id that is not live)  cloudvolume:invalidHandle
+ *
+ * Boxes cross as half-open [lo, hi) in absolute voxel coordinates (the C ABI's convention);
+ * CloudVolume.m turns MATLAB's inclusive ranges into them. Arrays are the layer's class
+ * (uint8 ... uint64, int8 ... int64, single, double), x-y-z(-channel), column-major: the
+ * library decodes straight into the MATLAB array and encodes straight from it.
+ *
+ * Commands (ids are uint64 scalars; mip a scalar >= 0; lo, hi, factor, chunk 3 integers):
+ *   version                               -> char
+ *   open      path, options_json          -> id
+ *   create    path, info_json, options    -> id
+ *   free      id                          -> true if it was live, false otherwise
+ *   live                                  -> number of live handles (double)
+ *   locked                                -> whether this MEX file is locked (logical)
+ *   meta      id                          -> struct (data_type, num_channels, num_mips,
+ *                                            default_mip, and per mip (rows) voxel_offset,
+ *                                            size, chunk_size, resolution, encoding)
+ *   info      id                          -> char (the info JSON)
+ *   cutout    id, mip, lo, hi             -> array (hi-lo) x channels
+ *   write     id, mip, lo, A              -> nothing; the box is [lo, lo + size(A)(1:3))
+ *   points    id, mip, xyz (3 x n)        -> array channels x n
+ *   exists    id, mip, lo, hi             -> logical column, one per chunk (x fastest)
+ *   delete_chunks id, mip, lo, hi         -> nothing
+ *   add_scale id, factor, chunk or []     -> new mip (double)
+ *   new_info  layer_type, data_type, encoding, num_channels, resolution, voxel_offset,
+ *             size, chunk_size            -> char (info JSON)
+ *   file_exists path, options_json, key   -> logical
+ */
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mex.h"
+#include "cloudvolume.h"
+
+/* ---------------------------------------------------------------------------------------- */
+/* Errors. */
+
+static char msgbuf[4096];
+
+static void fail_id(const char *id, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msgbuf, sizeof msgbuf, fmt, ap);
+    va_end(ap);
+    mexErrMsgIdAndTxt(id, "%s", msgbuf);
+}
+
+#define fail_arg(...) fail_id("cloudvolume:invalidArgument", __VA_ARGS__)
+
+static const char *status_id(cv_status st) {
+    switch (st) {
+    case CV_ERR_INVALID_ARGUMENT: return "cloudvolume:invalidArgument";
+    case CV_ERR_OUT_OF_BOUNDS: return "cloudvolume:outOfBounds";
+    case CV_ERR_NOT_FOUND: return "cloudvolume:notFound";
+    case CV_ERR_IO: return "cloudvolume:io";
+    case CV_ERR_AUTH: return "cloudvolume:auth";
+    case CV_ERR_DECODE: return "cloudvolume:decode";
+    case CV_ERR_UNSUPPORTED: return "cloudvolume:unsupported";
+    case CV_ERR_INTERNAL: return "cloudvolume:internal";
+    default: return "cloudvolume:unknown";
+    }
+}
+
+/* Raise the error of a failed library call; the message is copied first (cv_last_error is
+ * only valid until the next cv_* call). */
+static void fail_status(cv_status st) {
+    const char *e = cv_last_error();
+    if (e == NULL || e[0] == '\0') e = "the library failed without a message";
+    snprintf(msgbuf, sizeof msgbuf, "%s", e);
+    if (st != CV_ERR_INVALID_ARGUMENT && st != CV_ERR_OUT_OF_BOUNDS && st != CV_ERR_NOT_FOUND &&
+        st != CV_ERR_IO && st != CV_ERR_AUTH && st != CV_ERR_DECODE && st != CV_ERR_UNSUPPORTED &&
+        st != CV_ERR_INTERNAL) {
+        size_t n = strlen(msgbuf);
+        snprintf(msgbuf + n, sizeof msgbuf - n, " (unknown status %d)", (int)st);
+    }
+    mexErrMsgIdAndTxt(status_id(st), "%s", msgbuf);
+}
+
+static void check(cv_status st) {
+    if (st != CV_OK) fail_status(st);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The handle registry. */
+
+typedef struct {
+    uint64_t id;
+    cv_volume *vol;
+} entry;
+
+static entry *reg = NULL;
+static size_t reg_len = 0, reg_cap = 0;
+static uint64_t next_id = 1;
+static int is_locked = 0;
+static int exit_hook = 0;
+
+static void free_all(void) {
+    size_t i;
+    for (i = 0; i < reg_len; i++) cv_free(reg[i].vol);
+    free(reg);
+    reg = NULL;
+    reg_len = reg_cap = 0;
+    is_locked = 0; /* MATLAB/Octave are unloading us: nothing to unlock */
+}
+
+static void reserve_one(void) {
+    if (!exit_hook) {
+        mexAtExit(free_all);
+        exit_hook = 1;
+    }
+    if (reg_len == reg_cap) {
+        size_t cap = reg_cap ? 2 * reg_cap : 16;
+        entry *p = (entry *)realloc(reg, cap * sizeof *p);
+        if (p == NULL) fail_id("cloudvolume:outOfMemory", "out of memory for the handle registry");
+        reg = p;
+        reg_cap = cap;
+    }
+}
+
+/* Registers a handle; reserve_one() must have run before the handle was created. */
+static uint64_t add_handle(cv_volume *v) {
+    uint64_t id = next_id++;
+    reg[reg_len].id = id;
+    reg[reg_len].vol = v;
+    reg_len++;
+    if (!is_locked) {
+        mexLock();
+        is_locked = 1;
+    }
+    return id;
+}
+
+/* The id of an mxArray: a real numeric scalar holding a positive integer. */
+static uint64_t id_of(const mxArray *a) {
+    double d;
+    if (!mxIsNumeric(a) || mxIsComplex(a) || mxIsSparse(a) || mxGetNumberOfElements(a) != 1)
+        fail_id("cloudvolume:invalidHandle", "a volume id must be a numeric scalar");
+    if (mxGetClassID(a) == mxUINT64_CLASS) return *(const uint64_t *)mxGetData(a);
+    d = mxGetScalar(a);
+    if (!(d >= 1 && d < 18446744073709551616.0) || d != floor(d))
+        fail_id("cloudvolume:invalidHandle", "a volume id must be a positive integer");
+    return (uint64_t)d;
+}
+
+static size_t find_id(uint64_t id) {
+    size_t i;
+    for (i = 0; i < reg_len; i++)
+        if (reg[i].id == id) return i;
+    return (size_t)-1;
+}
+
+static cv_volume *get_vol(const mxArray *a) {
+    uint64_t id = id_of(a);
+    size_t i = find_id(id);
+    if (i == (size_t)-1)
+        fail_id("cloudvolume:invalidHandle",
+                "no open volume has id %llu (it was deleted, or comes from another session)",
+                (unsigned long long)id);
+    return reg[i].vol;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Arguments. */
+
+static void need(int nrhs, int n, const char *usage) {
+    if (nrhs != n) fail_arg("wrong number of arguments; usage: %s", usage);
+}
+
+/* A char row as a C string (mxMalloc'ed; freed by MATLAB on return or error). */
+static char *get_string(const mxArray *a, const char *what) {
+    char *s;
+    if (!mxIsChar(a) || (mxGetM(a) > 1)) fail_arg("%s must be a character vector", what);
+#ifdef HAVE_OCTAVE
+    s = mxArrayToString(a); /* Octave's char arrays hold UTF-8 bytes */
+#else
+    s = mxArrayToUTF8String(a);
+#endif
+    if (s == NULL) fail_arg("%s could not be converted to a string", what);
+    return s;
+}
+
+/* An optional string: [] gives NULL. */
+static char *get_opt_string(const mxArray *a, const char *what) {
+    if (mxIsEmpty(a) && !mxIsChar(a)) return NULL;
+    return get_string(a, what);
+}
+
+/* Element i of a real numeric array as an int64; false when it is not an integer in range. */
+static int elem_int64(const mxArray *a, size_t i, int64_t *out) {
+    const void *p = mxGetData(a);
+    double d;
+    switch (mxGetClassID(a)) {
+    case mxINT8_CLASS: *out = ((const int8_t *)p)[i]; return 1;
+    case mxUINT8_CLASS: *out = ((const uint8_t *)p)[i]; return 1;
+    case mxINT16_CLASS: *out = ((const int16_t *)p)[i]; return 1;
+    case mxUINT16_CLASS: *out = ((const uint16_t *)p)[i]; return 1;
+    case mxINT32_CLASS: *out = ((const int32_t *)p)[i]; return 1;
+    case mxUINT32_CLASS: *out = ((const uint32_t *)p)[i]; return 1;
+    case mxINT64_CLASS: *out = ((const int64_t *)p)[i]; return 1;
+    case mxUINT64_CLASS:
+        if (((const uint64_t *)p)[i] > (uint64_t)INT64_MAX) return 0;
+        *out = (int64_t)((const uint64_t *)p)[i];
+        return 1;
+    case mxSINGLE_CLASS: d = ((const float *)p)[i]; break;
+    case mxDOUBLE_CLASS: d = ((const double *)p)[i]; break;
+    default: return 0;
+    }
+    /* 2^63 is exactly representable; anything in [-2^63, 2^63) and integral fits. */
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d != floor(d)) return 0;
+    *out = (int64_t)d;
+    return 1;
+}
+
+static int is_plain_numeric(const mxArray *a) {
+    return mxIsNumeric(a) && !mxIsComplex(a) && !mxIsSparse(a);
+}
+
+static void get_int64s(const mxArray *a, size_t n, int64_t *out, const char *what) {
+    size_t i;
+    if (!is_plain_numeric(a) || mxGetNumberOfElements(a) != n)
+        fail_arg("%s must be %u real integers", what, (unsigned)n);
+    for (i = 0; i < n; i++)
+        if (!elem_int64(a, i, &out[i])) fail_arg("%s must hold integers (element %u is not one)", what, (unsigned)(i + 1));
+}
+
+static void get_doubles3(const mxArray *a, double *out, const char *what) {
+    size_t i;
+    if (!is_plain_numeric(a) || mxGetNumberOfElements(a) != 3) fail_arg("%s must be 3 real numbers", what);
+    for (i = 0; i < 3; i++) {
+        int64_t v;
+        if (mxGetClassID(a) == mxDOUBLE_CLASS) out[i] = ((const double *)mxGetData(a))[i];
+        else if (mxGetClassID(a) == mxSINGLE_CLASS) out[i] = ((const float *)mxGetData(a))[i];
+        else if (elem_int64(a, i, &v)) out[i] = (double)v;
+        else fail_arg("%s must be 3 real numbers", what);
+    }
+}
+
+static uint32_t get_u32(const mxArray *a, const char *what) {
+    int64_t v = 0;
+    if (!is_plain_numeric(a) || mxGetNumberOfElements(a) != 1 || !elem_int64(a, 0, &v) || v < 0 ||
+        v > (int64_t)UINT32_MAX)
+        fail_arg("%s must be an integer >= 0", what);
+    return (uint32_t)v;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Types. */
+
+static mxClassID class_of(int32_t dtype) {
+    switch (dtype) {
+    case CV_DTYPE_UINT8: return mxUINT8_CLASS;
+    case CV_DTYPE_INT8: return mxINT8_CLASS;
+    case CV_DTYPE_UINT16: return mxUINT16_CLASS;
+    case CV_DTYPE_INT16: return mxINT16_CLASS;
+    case CV_DTYPE_UINT32: return mxUINT32_CLASS;
+    case CV_DTYPE_INT32: return mxINT32_CLASS;
+    case CV_DTYPE_UINT64: return mxUINT64_CLASS;
+    case CV_DTYPE_INT64: return mxINT64_CLASS;
+    case CV_DTYPE_FLOAT32: return mxSINGLE_CLASS;
+    case CV_DTYPE_FLOAT64: return mxDOUBLE_CLASS;
+    default: return mxUNKNOWN_CLASS;
+    }
+}
+
+static const char *class_name(mxClassID c) {
+    switch (c) {
+    case mxUINT8_CLASS: return "uint8";
+    case mxINT8_CLASS: return "int8";
+    case mxUINT16_CLASS: return "uint16";
+    case mxINT16_CLASS: return "int16";
+    case mxUINT32_CLASS: return "uint32";
+    case mxINT32_CLASS: return "int32";
+    case mxUINT64_CLASS: return "uint64";
+    case mxINT64_CLASS: return "int64";
+    case mxSINGLE_CLASS: return "single";
+    case mxDOUBLE_CLASS: return "double";
+    case mxLOGICAL_CLASS: return "logical";
+    case mxCHAR_CLASS: return "char";
+    case mxCELL_CLASS: return "cell";
+    case mxSTRUCT_CLASS: return "struct";
+    default: return "an unsupported class";
+    }
+}
+
+/* The layer's MATLAB class and channel count. */
+static mxClassID layer_class(const cv_volume *v, uint32_t *channels, int32_t *dtype) {
+    int32_t dt;
+    mxClassID c;
+    check(cv_data_type(v, &dt));
+    check(cv_num_channels(v, channels));
+    c = class_of(dt);
+    if (c == mxUNKNOWN_CLASS) fail_id("cloudvolume:unsupported", "data type code %d has no MATLAB class", (int)dt);
+    if (*channels == 0) fail_id("cloudvolume:decode", "the layer has no channels");
+    if (dtype) *dtype = dt;
+    return c;
+}
+
+/* The box [lo, hi): sizes (hi - lo), checked; returns the voxel count. An inverted box is
+ * refused here; an empty one (some hi == lo) gives 0. */
+static size_t box_dims(const int64_t lo[3], const int64_t hi[3], size_t dims[3]) {
+    size_t total = 1;
+    int d;
+    for (d = 0; d < 3; d++) {
+        if (hi[d] < lo[d])
+            fail_arg("the box [%lld, %lld) on axis %c is inverted", (long long)lo[d], (long long)hi[d], "xyz"[d]);
+        if ((uint64_t)(hi[d] - lo[d]) > (uint64_t)SIZE_MAX) fail_arg("the box is too large");
+        dims[d] = (size_t)(hi[d] - lo[d]);
+        if (dims[d] != 0 && total > SIZE_MAX / dims[d]) fail_arg("the box is too large");
+        total *= dims[d];
+    }
+    return total;
+}
+
+/* Validates `mip` through the library (for calls that end up doing no I/O). */
+static void check_mip(const cv_volume *v, uint32_t mip) {
+    int64_t lo[3], hi[3];
+    check(cv_bounds(v, mip, lo, hi));
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Commands. */
+
+static void cmd_open(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    char *path, *opts;
+    cv_volume *v = NULL;
+    uint64_t id;
+    (void)nlhs;
+    need(nrhs, 2, "cloudvolume_mex('open', path, options_json)");
+    path = get_string(prhs[0], "the cloudpath");
+    opts = get_opt_string(prhs[1], "the options");
+    reserve_one();
+    check(cv_open(path, opts, &v));
+    id = add_handle(v);
+    plhs[0] = mxCreateNumericMatrix(1, 1, mxUINT64_CLASS, mxREAL);
+    *(uint64_t *)mxGetData(plhs[0]) = id;
+}
+
+static void cmd_create(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    char *path, *info, *opts;
+    cv_volume *v = NULL;
+    uint64_t id;
+    (void)nlhs;
+    need(nrhs, 3, "cloudvolume_mex('create', path, info_json, options_json)");
+    path = get_string(prhs[0], "the cloudpath");
+    info = get_string(prhs[1], "the info");
+    opts = get_opt_string(prhs[2], "the options");
+    reserve_one();
+    check(cv_create(path, info, opts, &v));
+    id = add_handle(v);
+    plhs[0] = mxCreateNumericMatrix(1, 1, mxUINT64_CLASS, mxREAL);
+    *(uint64_t *)mxGetData(plhs[0]) = id;
+}
+
+static void cmd_free(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    uint64_t id;
+    size_t i;
+    int was_live = 0;
+    (void)nlhs;
+    need(nrhs, 1, "cloudvolume_mex('free', id)");
+    id = id_of(prhs[0]);
+    i = find_id(id);
+    if (i != (size_t)-1) {
+        cv_volume *v = reg[i].vol;
+        reg[i] = reg[reg_len - 1];
+        reg_len--;
+        cv_free(v);
+        was_live = 1;
+        if (reg_len == 0 && is_locked) {
+            mexUnlock();
+            is_locked = 0;
+        }
+    }
+    plhs[0] = mxCreateLogicalScalar(was_live ? 1 : 0);
+}
+
+static void cmd_meta(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    static const char *fields[] = {"data_type", "num_channels", "num_mips", "default_mip",
+                                   "voxel_offset", "size", "chunk_size", "resolution", "encoding"};
+    static const char *encodings[] = {"", "raw", "jpeg", "png", "compressed_segmentation", "compresso", "jxl"};
+    const cv_volume *v;
+    int32_t dt;
+    uint32_t nc, nm, dm, m;
+    mxArray *s, *off, *size, *chunk, *res, *enc;
+    double *po, *ps, *pc, *pr;
+    (void)nlhs;
+    need(nrhs, 1, "cloudvolume_mex('meta', id)");
+    v = get_vol(prhs[0]);
+    check(cv_data_type(v, &dt));
+    check(cv_num_channels(v, &nc));
+    check(cv_num_mips(v, &nm));
+    check(cv_default_mip(v, &dm));
+    off = mxCreateDoubleMatrix(nm, 3, mxREAL);
+    size = mxCreateDoubleMatrix(nm, 3, mxREAL);
+    chunk = mxCreateDoubleMatrix(nm, 3, mxREAL);
+    res = mxCreateDoubleMatrix(nm, 3, mxREAL);
+    enc = mxCreateCellMatrix(nm, 1);
+    po = mxGetPr(off);
+    ps = mxGetPr(size);
+    pc = mxGetPr(chunk);
+    pr = mxGetPr(res);
+    for (m = 0; m < nm; m++) {
+        int64_t lo[3], hi[3], cs[3];
+        double r[3];
+        int32_t e;
+        int d;
+        check(cv_bounds(v, m, lo, hi));
+        check(cv_chunk_size(v, m, cs));
+        check(cv_resolution(v, m, r));
+        check(cv_encoding(v, m, &e));
+        for (d = 0; d < 3; d++) {
+            po[m + (size_t)d * nm] = (double)lo[d];
+            ps[m + (size_t)d * nm] = (double)(hi[d] - lo[d]);
+            pc[m + (size_t)d * nm] = (double)cs[d];
+            pr[m + (size_t)d * nm] = r[d];
+        }
+        mxSetCell(enc, m, mxCreateString(e >= 1 && e <= 6 ? encodings[e] : "unknown"));
+    }
+    s = mxCreateStructMatrix(1, 1, (int)(sizeof fields / sizeof fields[0]), fields);
+    mxSetField(s, 0, "data_type", mxCreateString(cv_dtype_name(dt)));
+    mxSetField(s, 0, "num_channels", mxCreateDoubleScalar((double)nc));
+    mxSetField(s, 0, "num_mips", mxCreateDoubleScalar((double)nm));
+    mxSetField(s, 0, "default_mip", mxCreateDoubleScalar((double)dm));
+    mxSetField(s, 0, "voxel_offset", off);
+    mxSetField(s, 0, "size", size);
+    mxSetField(s, 0, "chunk_size", chunk);
+    mxSetField(s, 0, "resolution", res);
+    mxSetField(s, 0, "encoding", enc);
+    plhs[0] = s;
+}
+
+static void cmd_info(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const cv_volume *v;
+    char *s = NULL;
+    (void)nlhs;
+    need(nrhs, 1, "cloudvolume_mex('info', id)");
+    v = get_vol(prhs[0]);
+    check(cv_info_json(v, &s));
+    plhs[0] = mxCreateString(s);
+    cv_string_free(s);
+}
+
+static void cmd_cutout(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const cv_volume *v;
+    uint32_t mip, nc;
+    int64_t lo[3], hi[3];
+    size_t dims[3], total, elsize, len;
+    mwSize mdims[4];
+    mxClassID cls;
+    mxArray *a;
+    cv_status st;
+    (void)nlhs;
+    need(nrhs, 4, "cloudvolume_mex('cutout', id, mip, lo, hi)");
+    v = get_vol(prhs[0]);
+    mip = get_u32(prhs[1], "mip");
+    get_int64s(prhs[2], 3, lo, "lo");
+    get_int64s(prhs[3], 3, hi, "hi");
+    cls = layer_class(v, &nc, NULL);
+    total = box_dims(lo, hi, dims);
+    mdims[0] = (mwSize)dims[0];
+    mdims[1] = (mwSize)dims[1];
+    mdims[2] = (mwSize)dims[2];
+    mdims[3] = (mwSize)nc;
+    if (total > 0 && total > SIZE_MAX / nc) fail_arg("the box is too large");
+    total *= nc;
+    a = mxCreateUninitNumericArray(nc > 1 ? 4 : 3, mdims, cls, mxREAL);
+    if (a == NULL) fail_id("cloudvolume:outOfMemory", "out of memory for a %llu-element array", (unsigned long long)total);
+    elsize = mxGetElementSize(a);
+    if (total == 0) {
+        check_mip(v, mip);
+        plhs[0] = a;
+        return;
+    }
+    if (total > SIZE_MAX / elsize) fail_arg("the box is too large");
+    len = total * elsize;
+    st = cv_cutout_into(v, mip, lo, hi, mxGetData(a), len);
+    if (st != CV_OK) {
+        mxDestroyArray(a);
+        fail_status(st);
+    }
+    plhs[0] = a;
+}
+
+static void cmd_write(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const cv_volume *v;
+    uint32_t mip, nc;
+    int64_t lo[3], hi[3];
+    const mxArray *a;
+    mxClassID cls;
+    int32_t dt;
+    mwSize nd;
+    const mwSize *ad;
+    size_t dims[4] = {1, 1, 1, 1}, total, d;
+    (void)nlhs;
+    (void)plhs;
+    need(nrhs, 4, "cloudvolume_mex('write', id, mip, lo, A)");
+    v = get_vol(prhs[0]);
+    mip = get_u32(prhs[1], "mip");
+    get_int64s(prhs[2], 3, lo, "lo");
+    a = prhs[3];
+    cls = layer_class(v, &nc, &dt);
+    if (!mxIsNumeric(a) || mxIsComplex(a) || mxIsSparse(a) || mxGetClassID(a) != cls)
+        fail_arg("the array is %s%s but the layer's data_type is %s (MATLAB class %s); convert it first, e.g. %s(A)",
+                 mxIsComplex(a) ? "complex " : (mxIsSparse(a) ? "sparse " : ""), class_name(mxGetClassID(a)),
+                 cv_dtype_name(dt), class_name(cls), class_name(cls));
+    nd = mxGetNumberOfDimensions(a);
+    ad = mxGetDimensions(a);
+    if (nd > 4) fail_arg("the array has %d dimensions; writes take x-y-z or x-y-z-channel arrays", (int)nd);
+    for (d = 0; d < (size_t)nd; d++) dims[d] = (size_t)ad[d];
+    if (dims[3] != nc)
+        fail_arg("the array has %llu channel(s) (size along dimension 4) but the layer has %u",
+                 (unsigned long long)dims[3], (unsigned)nc);
+    for (d = 0; d < 3; d++) {
+        if (dims[d] > (size_t)INT64_MAX || lo[d] > INT64_MAX - (int64_t)dims[d]) fail_arg("the box is too large");
+        hi[d] = lo[d] + (int64_t)dims[d];
+    }
+    total = mxGetNumberOfElements(a);
+    if (total == 0) {
+        check_mip(v, mip);
+        return;
+    }
+    check(cv_write_from(v, mip, lo, hi, mxGetData(a), total * mxGetElementSize(a)));
+}
+
+static void cmd_points(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const cv_volume *v;
+    uint32_t mip, nc;
+    const mxArray *p;
+    size_t n, i, len;
+    int64_t *xyz;
+    mxClassID cls;
+    mxArray *a;
+    cv_status st;
+    (void)nlhs;
+    need(nrhs, 3, "cloudvolume_mex('points', id, mip, xyz)");
+    v = get_vol(prhs[0]);
+    mip = get_u32(prhs[1], "mip");
+    p = prhs[2];
+    if (!is_plain_numeric(p) || mxGetM(p) != 3 || mxGetNumberOfDimensions(p) != 2)
+        fail_arg("the points must be a 3 x n real matrix");
+    n = mxGetN(p);
+    cls = layer_class(v, &nc, NULL);
+    a = mxCreateNumericMatrix((mwSize)nc, (mwSize)n, cls, mxREAL);
+    if (n == 0) {
+        check_mip(v, mip);
+        plhs[0] = a;
+        return;
+    }
+    xyz = (int64_t *)mxMalloc(3 * n * sizeof *xyz);
+    for (i = 0; i < 3 * n; i++)
+        if (!elem_int64(p, i, &xyz[i]))
+            fail_arg("point %llu has a coordinate that is not an integer", (unsigned long long)(i / 3 + 1));
+    len = n * nc * mxGetElementSize(a);
+    st = cv_scattered_points(v, mip, n, xyz, mxGetData(a), len);
+    mxFree(xyz);
+    if (st != CV_OK) {
+        mxDestroyArray(a);
+        fail_status(st);
+    }
+    plhs[0] = a;
+}
+
+static void cmd_exists(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const cv_volume *v;
+    uint32_t mip;
+    int64_t lo[3], hi[3];
+    size_t n = 0, i;
+    uint8_t *flags;
+    mxArray *a;
+    mxLogical *pl;
+    cv_status st;
+    (void)nlhs;
+    need(nrhs, 4, "cloudvolume_mex('exists', id, mip, lo, hi)");
+    v = get_vol(prhs[0]);
+    mip = get_u32(prhs[1], "mip");
+    get_int64s(prhs[2], 3, lo, "lo");
+    get_int64s(prhs[3], 3, hi, "hi");
+    check(cv_chunk_count(v, mip, lo, hi, &n));
+    a = mxCreateLogicalMatrix((mwSize)n, 1);
+    if (n > 0) {
+        flags = (uint8_t *)mxMalloc(n);
+        st = cv_chunks_exist(v, mip, lo, hi, flags, n, NULL);
+        if (st != CV_OK) {
+            mxFree(flags);
+            mxDestroyArray(a);
+            fail_status(st);
+        }
+        pl = mxGetLogicals(a);
+        for (i = 0; i < n; i++) pl[i] = flags[i] != 0;
+        mxFree(flags);
+    }
+    plhs[0] = a;
+}
+
+static void cmd_delete_chunks(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const cv_volume *v;
+    uint32_t mip;
+    int64_t lo[3], hi[3];
+    (void)nlhs;
+    (void)plhs;
+    need(nrhs, 4, "cloudvolume_mex('delete_chunks', id, mip, lo, hi)");
+    v = get_vol(prhs[0]);
+    mip = get_u32(prhs[1], "mip");
+    get_int64s(prhs[2], 3, lo, "lo");
+    get_int64s(prhs[3], 3, hi, "hi");
+    check(cv_delete(v, mip, lo, hi));
+}
+
+static void cmd_add_scale(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    cv_volume *v;
+    int64_t factor[3], chunk[3];
+    const int64_t *cp = NULL;
+    uint32_t m = 0;
+    (void)nlhs;
+    need(nrhs, 3, "cloudvolume_mex('add_scale', id, factor, chunk_size_or_empty)");
+    v = get_vol(prhs[0]);
+    get_int64s(prhs[1], 3, factor, "the factor");
+    if (!(mxIsEmpty(prhs[2]) && mxIsNumeric(prhs[2]))) {
+        get_int64s(prhs[2], 3, chunk, "the chunk size");
+        cp = chunk;
+    }
+    check(cv_add_scale(v, factor, cp, &m));
+    plhs[0] = mxCreateDoubleScalar((double)m);
+}
+
+static void cmd_new_info(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    char *layer_type, *data_type, *encoding, *s = NULL;
+    uint32_t nc;
+    double res[3];
+    int64_t off[3], size[3], chunk[3];
+    (void)nlhs;
+    need(nrhs, 8,
+         "cloudvolume_mex('new_info', layer_type, data_type, encoding, num_channels, resolution, voxel_offset, "
+         "size, chunk_size)");
+    layer_type = get_string(prhs[0], "layer_type");
+    data_type = get_string(prhs[1], "data_type");
+    encoding = get_string(prhs[2], "encoding");
+    nc = get_u32(prhs[3], "num_channels");
+    get_doubles3(prhs[4], res, "resolution");
+    get_int64s(prhs[5], 3, off, "voxel_offset");
+    get_int64s(prhs[6], 3, size, "volume_size");
+    get_int64s(prhs[7], 3, chunk, "chunk_size");
+    check(cv_new_info(layer_type, data_type, encoding, nc, res, off, size, chunk, &s));
+    plhs[0] = mxCreateString(s);
+    cv_string_free(s);
+}
+
+static void cmd_file_exists(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    char *path, *opts, *key;
+    cv_storage *st = NULL;
+    int32_t yes = 0;
+    cv_status s;
+    (void)nlhs;
+    need(nrhs, 3, "cloudvolume_mex('file_exists', path, options_json, key)");
+    path = get_string(prhs[0], "the cloudpath");
+    opts = get_opt_string(prhs[1], "the options");
+    key = get_string(prhs[2], "the key");
+    check(cv_storage_open(path, opts, &st));
+    s = cv_storage_exists(st, key, &yes);
+    if (s != CV_OK) {
+        /* copy the message before cv_storage_free, a cv_* call */
+        const char *e = cv_last_error();
+        snprintf(msgbuf, sizeof msgbuf, "%s", e ? e : "");
+        cv_storage_free(st);
+        mexErrMsgIdAndTxt(status_id(s), "%s", msgbuf);
+    }
+    cv_storage_free(st);
+    plhs[0] = mxCreateLogicalScalar(yes ? 1 : 0);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+typedef void (*command_fn)(int, mxArray *[], int, const mxArray *[]);
+
+static const struct {
+    const char *name;
+    command_fn fn;
+} commands[] = {
+    {"open", cmd_open},
+    {"create", cmd_create},
+    {"free", cmd_free},
+    {"meta", cmd_meta},
+    {"info", cmd_info},
+    {"cutout", cmd_cutout},
+    {"write", cmd_write},
+    {"points", cmd_points},
+    {"exists", cmd_exists},
+    {"delete_chunks", cmd_delete_chunks},
+    {"add_scale", cmd_add_scale},
+    {"new_info", cmd_new_info},
+    {"file_exists", cmd_file_exists},
+};
+
+void mexFunction(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    char cmd[32];
+    size_t i;
+    if (nrhs < 1 || !mxIsChar(prhs[0]) || mxGetNumberOfElements(prhs[0]) >= sizeof cmd ||
+        mxGetString(prhs[0], cmd, sizeof cmd) != 0)
+        fail_arg("the first argument of cloudvolume_mex must be a command name");
+    if (nlhs > 1) fail_arg("cloudvolume_mex(%s): one output at most", cmd);
+    if (strcmp(cmd, "version") == 0) {
+        plhs[0] = mxCreateString(cv_version());
+        return;
+    }
+    if (strcmp(cmd, "live") == 0) {
+        plhs[0] = mxCreateDoubleScalar((double)reg_len);
+        return;
+    }
+    if (strcmp(cmd, "locked") == 0) {
+        plhs[0] = mxCreateLogicalScalar(mexIsLocked() ? 1 : 0);
+        return;
+    }
+    for (i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(cmd, commands[i].name) == 0) {
+            commands[i].fn(nlhs, plhs, nrhs - 1, prhs + 1);
+            return;
+        }
+    }
+    fail_arg("cloudvolume_mex has no command '%s'", cmd);
+}

@@ -1,0 +1,979 @@
+function nfail = run_tests(varargin)
+%RUN_TESTS  Tests of the CloudVolume MATLAB binding; run under GNU Octave (or MATLAB).
+%
+%   nfail = run_tests()            % every test
+%   nfail = run_tests('pattern')   % the tests whose name contains 'pattern'
+%
+%   Prints one line per test case and a closing line "octave: N passed, M failed"; returns M,
+%   so CI runs:  octave --no-gui --norc --eval "cd bindings/matlab/tests; exit(run_tests() > 0)"
+%
+%   The binding tested is the folder above this one, or $CLOUDVOLUME_MATLAB_BINDING.
+%   The reference layers (written by cloud-volume and tensorstore; scripts/test.sh makes them)
+%   are read from $CV_REFERENCE_DIR, else <repo>/target/reference. Without them the
+%   reference cases are skipped, unless CV_REQUIRE_REFERENCE=1 (then they fail).
+%   Writes go to a temporary folder, removed at the end.
+
+here = fileparts(mfilename('fullpath'));
+repo = fileparts(fileparts(fileparts(here)));
+% The binding under test: this checkout's, or a built copy (CMake puts one in its build tree).
+binding = getenv('CLOUDVOLUME_MATLAB_BINDING');
+if isempty(binding)
+  binding = fileparts(here);
+end
+addpath(binding);
+fprintf('binding: %s\n', fileparts(which('CloudVolume')));
+
+ctx = struct();
+ctx.repo = repo;
+ctx.sample = ['file://', fullfile(repo, 'data', 'sample_layer')];
+ctx.ref = getenv('CV_REFERENCE_DIR');
+if isempty(ctx.ref)
+  ctx.ref = fullfile(repo, 'target', 'reference');
+end
+ctx.tmp = tempname();
+mkdir(ctx.tmp);
+ctx.is_octave = exist('OCTAVE_VERSION', 'builtin') > 0;
+
+cases = {
+  'version',                 @t_version
+  'sample layer: properties', @t_sample_properties
+  'sample layer: indexing semantics', @t_sample_indexing
+  'write/read every data type', @t_types
+  'multi-channel read/write', @t_multichannel
+  'encodings and compression on write', @t_encodings
+  'edge boxes, bounded, autocrop', @t_edges
+  'non-aligned writes', @t_non_aligned
+  'errors from the library', @t_library_errors
+  'errors: auth (a server answering 403)', @t_auth
+  'bad arguments', @t_bad_arguments
+  'handles: registry, double delete, lock', @t_handles
+  'handles: no leak over open/delete cycles', @t_leak
+  'create: info option', @t_create_info
+  'scattered points, exists, delete_chunks', @t_points_exists_delete
+  'add_scale', @t_add_scale
+  'display', @t_display
+};
+
+% One case per reference layer.
+manifest = fullfile(ctx.ref, 'manifest.json');
+if exist(manifest, 'file')
+  m = jsondecode(fileread(manifest));
+  layers = as_cell(m.layers);
+  for i = 1:numel(layers)
+    L = layers{i};
+    cases(end + 1, :) = {sprintf('reference %s', L.name), @(c) t_reference_layer(c, L)}; %#ok<AGROW>
+  end
+elseif strcmp(getenv('CV_REQUIRE_REFERENCE'), '1')
+  cases(end + 1, :) = {'reference layers', @(c) error('test:fail', 'no %s (run scripts/test.sh)', manifest)};
+else
+  fprintf('skip reference layers: no %s\n', manifest);
+end
+
+only = '';
+if nargin > 0
+  only = varargin{1};
+end
+npass = 0;
+nfail = 0;
+t_all = tic;
+for i = 1:size(cases, 1)
+  name = cases{i, 1};
+  if ~isempty(only) && isempty(strfind(name, only))
+    continue;
+  end
+  before = CloudVolume.live_handles();
+  t0 = tic;
+  try
+    cases{i, 2}(ctx);
+    leaked = CloudVolume.live_handles() - before;
+    if leaked ~= 0
+      error('test:fail', '%d handle(s) still live after the test', leaked);
+    end
+    npass = npass + 1;
+    fprintf('ok   %s (%.2f s)\n', name, toc(t0));
+  catch err
+    nfail = nfail + 1;
+    where = '';
+    if ~isempty(err.stack)
+      where = sprintf(' [%s:%d]', err.stack(1).name, err.stack(1).line);
+    end
+    fprintf('FAIL %s: %s: %s%s\n', name, err.identifier, err.message, where);
+  end
+end
+try
+  rmdir(ctx.tmp, 's');
+catch
+end
+fprintf('%.1f s\n', toc(t_all));
+if ctx.is_octave
+  runtime = 'octave';
+else
+  runtime = 'matlab';
+end
+fprintf('%s: %d passed, %d failed\n', runtime, npass, nfail);
+end
+
+% =========================================================================================
+% Helpers.
+
+function c = as_cell(x)
+if iscell(x)
+  c = x(:).';
+elseif isstruct(x)
+  c = num2cell(x(:).');
+else
+  c = {};
+end
+end
+
+function check(cond, varargin)
+if ~(islogical(cond) || isnumeric(cond)) || isempty(cond) || ~all(cond(:))
+  if isempty(varargin)
+    error('test:fail', 'check failed');
+  end
+  error('test:fail', varargin{:});
+end
+end
+
+function check_same(got, want, what)
+% Same class, same size, same bytes (NaN payloads and -0 included).
+check(strcmp(class(got), class(want)), '%s: class %s, want %s', what, class(got), class(want));
+check(isequal(size(got), size(want)), '%s: size %s, want %s', what, mat2str(size(got)), mat2str(size(want)));
+if ~isempty(got)
+  check(isequal(reshape(typecast(got(:), 'uint8'), [], 1), reshape(typecast(want(:), 'uint8'), [], 1)), ...
+        '%s: values differ', what);
+end
+end
+
+% err = expect_error(fn, id, needle): fn() must raise `id`, its message containing `needle`.
+function err = expect_error(fn, id, needle)
+if nargin < 3
+  needle = '';
+end
+try
+  fn();
+catch err
+  check(strcmp(err.identifier, id), 'expected error %s, got %s: %s', id, err.identifier, err.message);
+  check(isempty(needle) || ~isempty(strfind(err.message, needle)), ...
+        'the %s message "%s" does not contain "%s"', id, err.message, needle);
+  check(isempty(strfind(err.message, 'cloudvolume_mex:')), 'the message keeps the MEX prefix: %s', err.message);
+  return;
+end
+error('test:fail', 'expected error %s (%s), but there was none', id, needle);
+end
+
+function p = new_path(ctx, name)
+p = ['file://', fullfile(ctx.tmp, name)];
+end
+
+function v = create_layer(ctx, name, data_type, encoding, nc, sz, chunk, offset, varargin)
+info = CloudVolume.create_new_info(nc, 'image', data_type, encoding, [4 4 40], offset, sz, chunk);
+v = CloudVolume(new_path(ctx, name), 'info', info, varargin{:});
+end
+
+% Values covering a class's range, deterministic, of size sz.
+function A = test_values(cls, sz, seed)
+n = prod(sz);
+k = mod((0:n - 1).' * 7919 + seed * 104729, 65521);
+switch cls
+  case {'single', 'double'}
+    A = cast((k - 30000) / 7, cls);
+  case 'uint64'
+    A = uint64(k) * uint64(2)^47 + uint64(k);   % beyond 2^53: no detour through double
+  case 'int64'
+    A = (int64(k) - 30000) * int64(2)^46 - int64(k);
+  otherwise
+    lo = double(intmin(cls));
+    hi = double(intmax(cls));
+    A = cast(lo + mod(k * 2654435761, hi - lo + 1), cls);
+end
+A = reshape(A, sz);
+end
+
+function bytes = read_file_bytes(path)
+fid = fopen(path, 'r');
+check(fid >= 0, 'cannot open %s', path);
+bytes = fread(fid, Inf, '*uint8');
+fclose(fid);
+end
+
+function write_file_bytes(path, bytes)
+fid = fopen(path, 'w');
+check(fid >= 0, 'cannot write %s', path);
+fwrite(fid, bytes, 'uint8');
+fclose(fid);
+end
+
+% =========================================================================================
+% Tests.
+
+function t_version(ctx)
+v = CloudVolume.version();
+check(ischar(v) && ~isempty(regexp(v, '^\d+\.\d+\.\d+', 'once')), 'version "%s"', v);
+toml = fileread(fullfile(ctx.repo, 'Cargo.toml'));
+tok = regexp(toml, '(?m)^version = "([^"]+)"', 'tokens', 'once');
+check(strcmp(v, tok{1}), 'version %s, Cargo.toml says %s', v, tok{1});
+end
+
+function t_sample_properties(ctx)
+v = CloudVolume(ctx.sample);
+check(strcmp(v.cloudpath, ctx.sample), 'cloudpath');
+check(v.mip == 0, 'default mip');
+check(isequal(v.voxel_offset, [-16 8 0]), 'voxel_offset %s', mat2str(v.voxel_offset));
+check(isequal(v.volume_size, [96 80 24]), 'volume_size %s', mat2str(v.volume_size));
+check(isequal(v.bounds, [-16 8 0; 79 87 23]), 'bounds %s', mat2str(v.bounds));
+check(isequal(v.shape, [96 80 24 1]), 'shape %s', mat2str(v.shape));
+check(isequal(v.chunk_size, [32 32 16]), 'chunk_size');
+check(isequal(v.resolution, [8 8 40]), 'resolution');
+check(strcmp(v.data_type, 'uint8') && strcmp(v.matlab_class, 'uint8'), 'data_type');
+check(v.num_channels == 1 && v.num_mips == 2 && isequal(v.available_mips, [0 1]), 'channels/mips');
+check(strcmp(v.encoding, 'raw') && strcmp(v.layer_type, 'image'), 'encoding/layer_type');
+i = v.info;
+check(isstruct(i) && strcmp(i.data_type, 'uint8') && numel(as_cell(i.scales)) == 2, 'info');
+v.mip = 1;
+check(v.mip == 1 && isequal(v.bounds, [-8 4 0; 39 43 23]) && isequal(v.resolution, [16 16 40]), 'mip 1 properties');
+w = CloudVolume(ctx.sample, 'mip', 1);
+check(w.mip == 1 && isequal(w.voxel_offset, [-8 4 0]), 'mip option');
+check_same(w(-8:39, 4:43, 0:23), v(-8:39, 4:43, 0:23), 'mip 1 read');
+delete(w);
+delete(v);
+end
+
+function t_sample_indexing(ctx)
+v = CloudVolume(ctx.sample);
+W = v.cutout([-16 8 0], [79 87 23]);
+check(strcmp(class(W), 'uint8') && isequal(size(W), [96 80 24]), 'whole volume %s', mat2str(size(W)));
+check(any(W(:) ~= 0), 'the sample layer reads as all zeros');
+% Absolute coordinates, inclusive stops: vol(a:b, ...) is W(a-x0+1 : b-x0+1, ...).
+check_same(v(-16:79, 8:87, 0:23), W, 'vol(whole)');
+check_same(v(:, :, :), W, 'vol(:, :, :)');
+check_same(v(-16:end, 8:end, 0:end), W, 'vol(a:end, ...)');
+check_same(v(0:31, 10:20, 5:17), W(17:48, 3:13, 6:18), 'interior box');
+check_same(v(5, 9, 7), W(22, 2, 8), 'one voxel');
+s = v(-16:79, 8:87, 12);
+check(ismatrix(s) && isequal(size(s), [96 80]), 'a z slice is 2-D: %s', mat2str(size(s)));
+check_same(s, W(:, :, 13), 'z slice');
+check_same(v(:, 30, :), W(:, 23, :), 'colon in x and z');
+check_same(v(end, end, end), W(end, end, end), 'vol(end, end, end)');
+check_same(v(int32(0):int32(3), uint8(9), int64(0)), W(17:20, 2, 1), 'integer-class subscripts');
+check_same(v(0:3, 9:12, 0:1, 0), v(0:3, 9:12, 0:1), 'channel 0 of a 1-channel layer');
+check_same(v(0:3, 9:12, 0:1, :), v(0:3, 9:12, 0:1), 'channel colon');
+e = v(0:-1, 9:12, 0:1);
+check(strcmp(class(e), 'uint8') && isequal(size(e), [0 4 2]), 'empty range gives an empty array: %s', mat2str(size(e)));
+% Chained indexing on the result and on properties.
+check(isequal(subsref(v, struct('type', {'()', '()'}, 'subs', {{0:3, 9:12, 0}, {2, 3}})), W(18, 4, 1)), ...
+      'chained () on the read');
+check(isequal(v.bounds(2, :), [79 87 23]), 'chained property indexing');
+% cutout at another mip equals indexing there.
+v.mip = 1;
+check_same(v.cutout([-8 4 0], [39 43 23], 'mip', 1), v(:, :, :), 'cutout mip option');
+check_same(v.cutout([-16 8 0], [79 87 23], 'mip', 0), W, 'cutout mip 0 from a mip-1 volume');
+delete(v);
+end
+
+function t_types(ctx)
+types = {'uint8', 'int8', 'uint16', 'int16', 'uint32', 'int32', 'uint64', 'int64', 'float32', 'float64'};
+classes = {'uint8', 'int8', 'uint16', 'int16', 'uint32', 'int32', 'uint64', 'int64', 'single', 'double'};
+for t = 1:numel(types)
+  name = ['types_', types{t}];
+  v = create_layer(ctx, name, types{t}, 'raw', 1, [40 24 10], [16 16 8], [-8 4 2], 'compress', false);
+  check(strcmp(v.matlab_class, classes{t}) && strcmp(v.data_type, types{t}), '%s: class %s', types{t}, v.matlab_class);
+  A = test_values(classes{t}, [40 24 10], t);
+  if any(strcmp(classes{t}, {'single', 'double'}))
+    A(1) = NaN;
+    A(2) = Inf;
+    A(3) = -Inf;
+    A(4) = -0;
+    A(5) = realmax(classes{t});
+  else
+    A(1) = intmin(classes{t});
+    A(2) = intmax(classes{t});
+  end
+  v(-8:31, 4:27, 2:11) = A;           % the whole volume (edges clip the last chunks)
+  check_same(v(-8:31, 4:27, 2:11), A, [types{t}, ' read back']);
+  check_same(v.cutout([0 8 3], [15 23 9]), A(9:24, 5:20, 2:8), [types{t}, ' sub-box']);
+  w = CloudVolume(new_path(ctx, name));
+  check_same(w(:, :, :), A, [types{t}, ' through a fresh handle']);
+  % On disk (raw, uncompressed): chunk -8..8 x 4..20 x 2..10 holds A(1:16, 1:16, 1:8) in
+  % Fortran order, little-endian.
+  bytes = read_file_bytes(fullfile(ctx.tmp, name, '4_4_40', '-8-8_4-20_2-10'));
+  part = A(1:16, 1:16, 1:8);
+  check(isequal(bytes, typecast(part(:), 'uint8')), '%s: chunk file bytes differ', types{t});
+  % Writes take exactly the layer's class.
+  if ~strcmp(classes{t}, 'double')
+    expect_error(@() subsasgn_box(v, [-8 4 2], double(A)), 'cloudvolume:invalidArgument', classes{t});
+  else
+    expect_error(@() subsasgn_box(v, [-8 4 2], single(A)), 'cloudvolume:invalidArgument', 'double');
+  end
+  delete(w);
+  delete(v);
+end
+end
+
+function subsasgn_box(v, lo, A)
+sz = size(A);
+sz(end + 1:3) = 1;
+v(lo(1):lo(1) + sz(1) - 1, lo(2):lo(2) + sz(2) - 1, lo(3):lo(3) + sz(3) - 1) = A;
+end
+
+function t_multichannel(ctx)
+v = create_layer(ctx, 'multi', 'uint16', 'raw', 3, [32 32 8], [16 16 8], [0 0 0], 'compress', false);
+check(v.num_channels == 3 && isequal(v.shape, [32 32 8 3]), 'shape %s', mat2str(v.shape));
+A = test_values('uint16', [32 32 8 3], 5);
+v(0:31, 0:31, 0:7) = A;
+B = v(0:31, 0:31, 0:7);
+check_same(B, A, 'x-y-z-channel read');
+check_same(v(0:31, 0:31, 0:7, :), A, 'channel colon');
+check_same(v(3:9, 4:4, 2:5, 1), A(4:10, 5, 3:6, 2), 'channel 1');
+check_same(v(3:9, 4:4, 2:5, 1:2), A(4:10, 5, 3:6, 2:3), 'channels 1:2');
+check_same(v(3:9, 4:4, 2:5, end), A(4:10, 5, 3:6, 3), 'channel end');
+check_same(v.cutout([1 2 3], [1 2 3]), reshape(A(2, 3, 4, :), [1 1 1 3]), 'one voxel, every channel');
+% One z slice of every channel: x-y-1-channel.
+s = v(0:31, 0:31, 4);
+check(isequal(size(s), [32 32 1 3]), 'slice of 3 channels: %s', mat2str(size(s)));
+% On disk: channel is the slowest axis of a raw chunk.
+bytes = read_file_bytes(fullfile(ctx.tmp, 'multi', '4_4_40', '16-32_0-16_0-8'));
+part = A(17:32, 1:16, 1:8, :);
+check(isequal(bytes, typecast(part(:), 'uint8')), 'multi-channel chunk file bytes differ');
+% Writes take every channel.
+expect_error(@() subsasgn_box(v, [0 0 0], A(1:16, 1:16, :, 1)), 'cloudvolume:invalidArgument', 'channel');
+expect_error(@() v.write([0 0 0], A(1:16, 1:16, :, 1)), 'cloudvolume:invalidArgument', '3');
+expect_error(@() write_channels(v, A(1:16, 1:16, :, 1:2)), 'cloudvolume:invalidArgument', 'every channel');
+expect_error(@() v(0:1, 0:1, 0:1, 3), 'cloudvolume:invalidArgument', 'not in 0:2');
+expect_error(@() v(0:1, 0:1, 0:1, -1), 'cloudvolume:invalidArgument', 'numbered from 0');
+% A 4-D write through write(lo, A) and the fresh handle.
+C = test_values('uint16', [16 16 8 3], 9);
+v.write([16 16 0], C);
+w = CloudVolume(new_path(ctx, 'multi'));
+check_same(w(16:31, 16:31, 0:7), C, 'write(lo, A) seen by a fresh handle');
+check_same(w(0:15, 0:15, 0:7), A(1:16, 1:16, :, :), 'untouched chunk');
+delete(w);
+delete(v);
+end
+
+function write_channels(v, A)
+v(0:15, 0:15, 0:7, 0:1) = A;
+end
+
+function t_encodings(ctx)
+% compressed_segmentation uint64 (labels beyond 2^53), png uint8/uint16, jpeg uint8 (lossy).
+v = create_layer(ctx, 'cseg', 'uint64', 'compressed_segmentation', 1, [64 64 16], [32 32 16], [0 0 0]);
+check(strcmp(v.encoding, 'compressed_segmentation'), 'encoding');
+L = uint64(2)^60 + uint64(floor((0:63).' / 9) + 5 * floor((0:63) / 17));
+L = repmat(L, [1 1 16]);
+L(:, :, 9:16) = L(:, :, 9:16) + uint64(7);
+v(0:63, 0:63, 0:15) = L;
+w = CloudVolume(new_path(ctx, 'cseg'));
+check_same(w(:, :, :), L, 'compressed_segmentation uint64 round trip');
+delete(w);
+delete(v);
+
+v = create_layer(ctx, 'png16', 'uint16', 'png', 2, [20 12 3], [16 16 2], [1 2 3]);
+A = test_values('uint16', [20 12 3 2], 3);
+v(:, :, :) = A;
+check_same(v(:, :, :), A, 'png uint16 round trip');
+delete(v);
+
+v = create_layer(ctx, 'jpeg', 'uint8', 'jpeg', 1, [32 32 4], [32 32 4], [0 0 0]);
+[x, y] = ndgrid(0:31, 0:31);
+A = uint8(repmat(4 * x + 2 * y, [1 1 4]));
+v(0:31, 0:31, 0:3) = A;
+B = v(0:31, 0:31, 0:3);
+check(strcmp(class(B), 'uint8') && isequal(size(B), size(A)), 'jpeg read shape');
+d = max(abs(double(B(:)) - double(A(:))));
+check(d <= 12, 'jpeg round trip off by %d', d);
+delete(v);
+
+% compress: gzip and zstd files on file://, read back.
+for c = {'gzip', 'zstd'}
+  name = ['compress_', c{1}];
+  v = create_layer(ctx, name, 'uint32', 'raw', 1, [16 16 8], [16 16 8], [0 0 0], 'compress', c{1});
+  A = test_values('uint32', [16 16 8], 11);
+  v(0:15, 0:15, 0:7) = A;
+  suffix = struct('gzip', '.gz', 'zstd', '.zstd');
+  check(exist(fullfile(ctx.tmp, name, '4_4_40', ['0-16_0-16_0-8', suffix.(c{1})]), 'file') == 2, ...
+        '%s: no %s chunk file', c{1}, suffix.(c{1}));
+  w = CloudVolume(new_path(ctx, name), 'parallel', 1);
+  check_same(w(0:15, 0:15, 0:7), A, [c{1}, ' read back']);
+  delete(w);
+  delete(v);
+end
+end
+
+function t_edges(ctx)
+% 37 x 21 x 9 at offset (-5, -3, -1), chunks 16 x 8 x 4: clipped last chunks on every axis.
+v = create_layer(ctx, 'edges', 'int16', 'raw', 1, [37 21 9], [16 8 4], [-5 -3 -1]);
+A = test_values('int16', [37 21 9], 4);
+v(-5:31, -3:17, -1:7) = A;
+check_same(v(:, :, :), A, 'whole');
+% Corner voxels, boxes touching each face, the last (clipped) chunk.
+check_same(v(-5, -3, -1), A(1, 1, 1), 'low corner');
+check_same(v(31, 17, 7), A(end, end, end), 'high corner');
+check_same(v(27:31, 13:17, 7), A(33:37, 17:21, 9), 'last clipped chunk');
+check_same(v(-5:-5, -3:17, -1:7), A(1, :, :), 'low x face');
+check_same(v(31, :, :), A(end, :, :), 'high x face');
+check_same(v(10:11, 4:5, 2:3), A(16:17, 8:9, 4:5), 'across chunk corners');
+% Writes ending at the volume edge count as aligned.
+B = test_values('int16', [5 5 1], 8);
+v(27:31, 13:17, 7) = B;
+A(33:37, 17:21, 9) = B;
+check_same(v(:, :, :), A, 'edge write');
+% bounded (default): a box leaving the volume is an error; bounded=false reads background.
+expect_error(@() v(-6:0, 0, 0), 'cloudvolume:outOfBounds', 'outside');
+expect_error(@() v.cutout([30 0 0], [32 0 0]), 'cloudvolume:outOfBounds');
+u = CloudVolume(new_path(ctx, 'edges'), 'bounded', false, 'background_color', 7);
+C = u(-7:33, -3:17, -1:7);
+check(isequal(size(C), [41 21 9]), 'unbounded read size');
+check(all(all(all(C([1 2 40 41], :, :) == 7))), 'outside reads as background_color');
+check_same(C(3:39, :, :), A, 'inside of the unbounded read');
+check(all(reshape(u(100:101, 100:101, 100:101), [], 1) == 7), 'wholly outside');
+delete(u);
+% autocrop: the result is the part inside the volume; writes are cropped too.
+c = CloudVolume(new_path(ctx, 'edges'), 'autocrop', true);
+check_same(c(-10:0, -3:-2, -1), A(1:6, 1:2, 1), 'autocrop read');
+check_same(c.cutout([25 10 5], [99 99 99]), A(31:37, 14:21, 7:9), 'autocrop cutout');
+check(isempty(c(100:110, 0, 0)), 'autocrop read wholly outside is empty');
+D = test_values('int16', [8 21 9], 12);
+% Only x 28..31 lies inside: off the chunk grid (27..31), refused without non_aligned_writes.
+expect_error(@() autocrop_write(c, D), 'cloudvolume:invalidArgument');
+delete(c);
+n = CloudVolume(new_path(ctx, 'edges'), 'non_aligned_writes', true, 'autocrop', true);
+n(28:35, -3:17, -1:7) = D;
+A(34:37, :, :) = D(1:4, :, :);
+check_same(n(:, :, :), A, 'autocrop write');
+delete(n);
+delete(v);
+end
+
+function autocrop_write(c, D)
+c(28:35, -3:17, -1:7) = D;
+end
+
+function t_non_aligned(ctx)
+v = create_layer(ctx, 'nonaligned', 'uint8', 'raw', 1, [32 32 8], [16 16 8], [0 0 0]);
+A = test_values('uint8', [32 32 8], 2);
+v(0:31, 0:31, 0:7) = A;
+B = test_values('uint8', [5 6 3], 3);
+err = expect_error(@() subsasgn_box(v, [3 4 2], B), 'cloudvolume:invalidArgument');
+check(~isempty(strfind(err.message, 'non_aligned_writes')) || ~isempty(strfind(lower(err.message), 'align')), ...
+      'the alignment message names the option: %s', err.message);
+check_same(v(:, :, :), A, 'a refused write changes nothing');
+w = CloudVolume(new_path(ctx, 'nonaligned'), 'non_aligned_writes', true);
+w(14:18, 13:18, 2:4) = B;
+A(15:19, 14:19, 3:5) = B;
+check_same(w(:, :, :), A, 'non-aligned write merged');
+check_same(v(:, :, :), A, 'seen by the other handle');
+delete(w);
+delete(v);
+end
+
+function t_library_errors(ctx)
+% notFound: no layer; a missing chunk (fill_missing reads it as background).
+expect_error(@() CloudVolume(new_path(ctx, 'no_such_layer')), 'cloudvolume:notFound', 'no_such_layer');
+v = create_layer(ctx, 'sparse', 'uint8', 'raw', 1, [32 16 8], [16 16 8], [0 0 0]);
+v(0:15, 0:15, 0:7) = test_values('uint8', [16 16 8], 1);
+err = expect_error(@() v(0:31, 0:15, 0:7), 'cloudvolume:notFound', '16-32_0-16_0-8');
+check(isempty(strfind(err.message, 'cloudvolume_mex')), 'message: %s', err.message);
+f = CloudVolume(new_path(ctx, 'sparse'), 'fill_missing', true, 'background_color', 3);
+B = f(0:31, 0:15, 0:7);
+check(all(reshape(B(17:32, :, :), [], 1) == 3), 'fill_missing background');
+delete(f);
+% outOfBounds.
+expect_error(@() v(0:32, 0:15, 0:7), 'cloudvolume:outOfBounds', 'bounds');
+% decode: a corrupt chunk (the library names the chunk).
+write_file_bytes(fullfile(ctx.tmp, 'sparse', '4_4_40', '0-16_0-16_0-8'), uint8(1:10));
+expect_error(@() v(0:15, 0:15, 0:7), 'cloudvolume:decode', '0-16_0-16_0-8');
+delete(v);
+% io: nothing listens on port 9 (one attempt, short timeout).
+expect_error(@() CloudVolume('http://127.0.0.1:9/layer', 'max_attempts', 1, 'timeout', 2), 'cloudvolume:io', '127.0.0.1');
+% unsupported: another service's path.
+expect_error(@() CloudVolume('graphene://https://example.org/segmentation/table/x'), 'cloudvolume:unsupported');
+% invalidArgument from the library: an unknown option, a bad value.
+expect_error(@() CloudVolume(ctx.sample, 'no_such_option', 1), 'cloudvolume:invalidArgument', 'no_such_option');
+expect_error(@() CloudVolume(ctx.sample, 'parallel', 0), 'cloudvolume:invalidArgument', 'parallel');
+expect_error(@() CloudVolume(ctx.sample, 'bounded', 'yes'), 'cloudvolume:invalidArgument', 'bounded');
+expect_error(@() CloudVolume(ctx.sample, 'compress', 'lzma'), 'cloudvolume:invalidArgument', 'lzma');
+expect_error(@() CloudVolume(ctx.sample, 'cache', 17), 'cloudvolume:invalidArgument', 'cache');
+% The options cloud-volume users pass are accepted.
+w = CloudVolume(ctx.sample, 'mip', 0, 'bounded', true, 'fill_missing', false, 'parallel', true, ...
+                'cache', false, 'cdn_cache', false, 'progress', false, 'compress', [], 'timeout', 30);
+check(w.is_open(), 'cloud-volume options');
+delete(w);
+w = CloudVolume(ctx.sample, 'parallel', 2, 'Fill_Missing', 1, 'BOUNDED', 0);
+check(w.options.fill_missing == true && w.options.bounded == false, 'names are case-insensitive, 0/1 are logical');
+delete(w);
+% The mip must exist.
+expect_error(@() CloudVolume(ctx.sample, 'mip', 2), 'cloudvolume:invalidArgument', 'mips 0 to 1');
+end
+
+function t_auth(ctx)
+% A loopback server that answers every request with 403 (python3, as scripts/setup.sh has).
+[rc, ~] = system('python3 -c "import http.server"');
+if rc ~= 0
+  fprintf('     (no python3: cloudvolume:auth not checked)\n');
+  return;
+end
+script = fullfile(ctx.tmp, 'deny.py');
+portfile = fullfile(ctx.tmp, 'deny.port');
+fid = fopen(script, 'w');
+fprintf(fid, '%s\n', ...
+  'import http.server, os, sys, time', ...
+  'done = []', ...
+  'class Deny(http.server.BaseHTTPRequestHandler):', ...
+  '    def do_GET(self):', ...
+  '        self.send_response(403)', ...
+  '        self.send_header("Content-Length", "9")', ...
+  '        self.end_headers()', ...
+  '        self.wfile.write(b"forbidden")', ...
+  '        done.append(self.path)', ...
+  '    do_HEAD = do_GET', ...
+  '    def log_message(self, *args):', ...
+  '        pass', ...
+  'server = http.server.HTTPServer(("127.0.0.1", 0), Deny)', ...
+  'server.timeout = 0.5', ...
+  'open(sys.argv[1] + ".tmp", "w").write(str(server.server_address[1]))', ...
+  'os.rename(sys.argv[1] + ".tmp", sys.argv[1])', ...
+  'end = time.time() + 30', ...
+  'while time.time() < end and not any(p.endswith("/info") for p in done):', ...
+  '    server.handle_request()');
+fclose(fid);
+system(sprintf('python3 "%s" "%s" >/dev/null 2>&1 &', script, portfile));
+t0 = tic;
+while ~exist(portfile, 'file') && toc(t0) < 10
+  pause(0.05);
+end
+check(exist(portfile, 'file') == 2, 'the 403 server did not start');
+port = str2double(fileread(portfile));
+url = sprintf('http://127.0.0.1:%d/layer', port);
+expect_error(@() CloudVolume(url, 'max_attempts', 1, 'timeout', 5), 'cloudvolume:auth', '403');
+end
+
+function t_bad_arguments(ctx)
+v = CloudVolume(ctx.sample);
+ia = 'cloudvolume:invalidArgument';
+% Ranges: contiguous, increasing, integers; ':' ; 3 or 4 subscripts.
+expect_error(@() v([0 2 4], 8:9, 0), ia, 'contiguous');
+expect_error(@() v(0:2:8, 8:9, 0), ia, 'contiguous');
+expect_error(@() v(5:-1:0, 8:9, 0), ia, 'increasing');
+expect_error(@() v([3 3], 8:9, 0), ia, 'contiguous');
+expect_error(@() v(0:3, [9 8], 0), ia, 'the y index');
+expect_error(@() v(0.5:3.5, 8:9, 0), ia, 'integers');
+expect_error(@() v(0:3, 8:9, NaN), ia, 'integers');
+expect_error(@() v(true(1, 4), 8:9, 0), ia, 'logical');
+expect_error(@() v('abc', 8:9, 0), ia, 'text');
+expect_error(@() v({0:3}, 8:9, 0), ia, 'cell');
+expect_error(@() v(0:3, 8:9, 1i), ia, 'range of integers');
+expect_error(@() v([0 1; 2 3], 8:9, 0), ia, 'vector');
+expect_error(@() v(0:3, 8:9), ia, '3 ranges');
+expect_error(@() v(0:3), ia, '3 ranges');
+expect_error(@() v(0:3, 8:9, 0, 0, 0), ia, '3 ranges');
+expect_error(@() v{0:3, 8:9, 0}, ia, '()');
+% cutout / write arguments.
+expect_error(@() v.cutout([0 8], [3 9 0]), ia, 'lo must be 3 integers');
+expect_error(@() v.cutout([0 8 0], [3 9 0.5]), ia, 'hi must be 3 integers');
+expect_error(@() v.cutout([3 9 1], [0 8 0]), ia, 'below');
+expect_error(@() v.cutout('abc', [0 8 0]), ia, 'lo');
+expect_error(@() v.cutout([0 8 0], [3 9 0], 'mip', -1), ia, 'mip');
+expect_error(@() v.cutout([0 8 0], [3 9 0], 'mip', 5), ia, 'mips 0 to 1');
+expect_error(@() v.cutout([0 8 0], [3 9 0], 'mop', 0), ia, 'mip');
+expect_error(@() v.write([0 8 0], zeros(4, 4, 4)), ia, 'uint8(A)');
+expect_error(@() v.write([0 8 0], uint8(zeros(2, 2, 2, 2, 2))), ia, 'dimensions');
+expect_error(@() v.write([0 8 0], {1}), ia, 'cell');
+expect_error(@() v.write([0 8 0], int8(1:4)), ia, 'int8');
+expect_error(@() v.write([0 8 0], sparse(1:4)), ia, 'sparse');
+expect_error(@() v.write([0 8 0], complex(uint8(1:4), uint8(1:4))), ia, 'complex');
+expect_error(@() subsasgn_box(v, [0 8 0], true(4, 4, 4)), ia, 'logical');
+expect_error(@() wrong_size_assignment(v), ia, 'the box is 4x4x4');
+expect_error(@() v.scattered_points([1 2]), ia, 'n x 3');
+expect_error(@() v.scattered_points([1 2 3.5]), ia, 'n x 3');
+% Properties are read-only except mip, which must exist.
+expect_error(@() set_field(v, 'bounds', [0 0 0; 1 1 1]), ia, 'cannot be set');
+expect_error(@() set_field(v, 'Id', uint64(1)), ia, 'cannot be set');
+expect_error(@() set_field(v, 'mip', 7), ia, 'mips 0 to 1');
+expect_error(@() set_field(v, 'mip', 0.5), ia, 'integer');
+check(v.mip == 0, 'the mip is unchanged after refused assignments');
+% Constructor arguments.
+expect_error(@() CloudVolume(), ia, 'usage');
+expect_error(@() CloudVolume(42), ia, 'cloudpath');
+expect_error(@() CloudVolume(ctx.sample, 'mip'), ia, 'name-value');
+expect_error(@() CloudVolume(ctx.sample, 3, 4), ia, 'option names');
+expect_error(@() CloudVolume(ctx.sample, 'mip', -1), ia, 'mip');
+expect_error(@() CloudVolume(ctx.sample, 'mip', [0 1]), ia, 'mip');
+expect_error(@() CloudVolume(ctx.sample, 'autocrop', 'yes'), ia, 'autocrop');
+expect_error(@() CloudVolume(ctx.sample, 'timeout', [1 2]), ia, 'timeout');
+expect_error(@() CloudVolume(ctx.sample, 'info', 42), ia, 'info');
+expect_error(@() CloudVolume.create_new_info(1, 'image', 'uint8', 'raw', [4 4 40], [0 0 0]), ia, 'usage');
+expect_error(@() CloudVolume.create_new_info(1, 'image', 'uint7', 'raw', [4 4 40], [0 0 0], [8 8 8]), ia, 'uint7');
+expect_error(@() CloudVolume.create_new_info(1, 'image', 'uint8', 'raw', [4 4], [0 0 0], [8 8 8]), ia, 'resolution');
+delete(v);
+end
+
+function wrong_size_assignment(v)
+v(0:3, 8:11, 0:3) = uint8(zeros(4, 4, 5));
+end
+
+function set_field(v, name, value)
+switch name
+  case 'bounds'
+    v.bounds = value;
+  case 'Id'
+    v.Id = value;
+  case 'mip'
+    v.mip = value;
+end
+end
+
+function t_handles(ctx)
+base = CloudVolume.live_handles();
+check(base == 0, '%d handles live before the test', base);
+check(~CloudVolume.mex_locked(), 'the MEX file is locked with no handle live');
+v = CloudVolume(ctx.sample);
+check(CloudVolume.live_handles() == 1, 'one handle');
+check(CloudVolume.mex_locked(), 'a live handle locks the MEX file');
+w = CloudVolume(ctx.sample);
+check(CloudVolume.live_handles() == 2, 'two handles');
+check(v.Id ~= w.Id, 'distinct ids');
+% A copy is the same handle (handle semantics).
+c = v;
+delete(c);
+check(~v.is_open() && CloudVolume.live_handles() == 1, 'deleting a copy deletes the object');
+delete(v);                                 % double delete: harmless
+v.delete();
+check(CloudVolume.live_handles() == 1, 'double delete freed nothing else');
+expect_error(@() v(0, 8, 0), 'cloudvolume:invalidHandle', 'deleted');
+expect_error(@() v.cutout([0 8 0], [0 8 0]), 'cloudvolume:invalidHandle', 'deleted');
+expect_error(@() v.bounds, 'cloudvolume:invalidHandle', 'deleted');
+% Ids the registry does not hold are errors, never crashes; freeing them is a no-op.
+expect_error(@() CloudVolume.call_mex('cutout', uint64(987654321), 0, [0 8 0], [1 9 1]), ...
+             'cloudvolume:invalidHandle', '987654321');
+expect_error(@() CloudVolume.call_mex('meta', 0), 'cloudvolume:invalidHandle');
+expect_error(@() CloudVolume.call_mex('meta', 'x'), 'cloudvolume:invalidHandle');
+expect_error(@() CloudVolume.call_mex('nonsense'), 'cloudvolume:invalidArgument', 'no command');
+check(CloudVolume.call_mex('free', uint64(987654321)) == false, 'free of an unknown id');
+id = w.Id;
+check(CloudVolume.call_mex('free', id) == true, 'free of a live id');
+check(CloudVolume.call_mex('free', id) == false, 'second free of the same id');
+expect_error(@() w(0, 8, 0), 'cloudvolume:invalidHandle', num2str(id));
+delete(w);                                 % its id is gone already: harmless
+check(CloudVolume.live_handles() == 0 && ~CloudVolume.mex_locked(), 'all freed, unlocked');
+% clear of the variable and the end of a function scope free the handle.
+v = CloudVolume(ctx.sample);
+clear v;
+check(CloudVolume.live_handles() == 0, 'clear v frees the handle');
+open_and_forget(ctx);
+check(CloudVolume.live_handles() == 0, 'a handle going out of scope is freed');
+% mexLock: `clear mex` while a handle lives must not unload the MEX file (the registry and
+% the library's threads live there). (Not `clear functions`: Octave 7 then breaks every live
+% classdef object, whatever its class.)
+v = CloudVolume(ctx.sample);
+A = v(0:3, 8:11, 0:1);
+clear mex;                                 %#ok<CLMEX>
+check_same(v(0:3, 8:11, 0:1), A, 'read after clear mex');
+check(CloudVolume.live_handles() == 1, 'the registry survived clear mex');
+delete(v);
+check(~CloudVolume.mex_locked(), 'unlocked after the last delete');
+end
+
+function open_and_forget(ctx)
+v = CloudVolume(ctx.sample);
+check(CloudVolume.live_handles() == 1, 'open in a function');
+x = v(0, 8, 0); %#ok<NASGU>
+end
+
+function t_leak(ctx)
+status_threads = @() threads_now();
+base_threads = status_threads();
+base = CloudVolume.live_handles();
+v = CloudVolume(ctx.sample);
+A = v(0:7, 8:15, 0:3);
+delete(v);
+for k = 1:300
+  v = CloudVolume(ctx.sample, 'parallel', 4);
+  if mod(k, 50) == 0
+    check_same(v(0:7, 8:15, 0:3), A, sprintf('read in cycle %d', k));
+  end
+  delete(v);
+end
+check(CloudVolume.live_handles() == base, '%d handles live after 300 cycles, %d before', CloudVolume.live_handles(), base);
+check(base > 0 || ~CloudVolume.mex_locked(), 'locked after 300 cycles');
+t = status_threads();
+if ~isnan(t) && ~isnan(base_threads)
+  % Each handle owns a thread pool; freed handles must not leave their threads behind.
+  check(t <= base_threads + 8, 'threads grew from %d to %d over 300 open/delete cycles', base_threads, t);
+end
+end
+
+function n = threads_now()
+n = NaN;
+fid = fopen('/proc/self/status', 'r');
+if fid < 0
+  return;
+end
+txt = fread(fid, Inf, '*char').';
+fclose(fid);
+tok = regexp(txt, 'Threads:\s*(\d+)', 'tokens', 'once');
+if ~isempty(tok)
+  n = str2double(tok{1});
+end
+end
+
+function t_create_info(ctx)
+info = CloudVolume.create_new_info(2, 'segmentation', 'uint32', 'raw', [8 8 40], [10 20 30], [64 48 16], [32 16 16]);
+check(isstruct(info) && strcmp(info.type, 'segmentation') && info.num_channels == 2, 'create_new_info struct');
+p = new_path(ctx, 'created');
+v = CloudVolume(p, 'info', info);
+check(strcmp(v.layer_type, 'segmentation') && isequal(v.voxel_offset, [10 20 30]) && isequal(v.chunk_size, [32 16 16]), ...
+      'created layer properties');
+check(exist(fullfile(ctx.tmp, 'created', 'info'), 'file') == 2, 'the info file is written at once');
+delete(v);
+% Reopening with the same info opens it; a different one is refused; overwrite replaces.
+v = CloudVolume(p, 'info', info);
+delete(v);
+other = info;
+other.scales.resolution = [4; 4; 40];
+expect_error(@() CloudVolume(p, 'info', other), 'cloudvolume:invalidArgument', 'differs');
+v = CloudVolume(p, 'info', other, 'overwrite', true);
+check(isequal(v.resolution, [4 4 40]), 'overwrite replaced the info');
+% vol.info round-trips into a new layer (one scale, one chunk size kept as lists).
+w = CloudVolume(new_path(ctx, 'copied'), 'info', v.info);
+check(isequal(w.info, v.info), 'info copied through a struct');
+delete(w);
+% JSON text works too.
+txt = fileread(fullfile(ctx.tmp, 'created', 'info'));
+w = CloudVolume(new_path(ctx, 'from_text'), 'info', txt);
+check(isequal(w.chunk_size, [32 16 16]) && w.num_channels == 2, 'info as JSON text');
+delete(w);
+% A multi-scale info (from a layer on disk) is copied with every scale.
+s = CloudVolume(ctx.sample);
+w = CloudVolume(new_path(ctx, 'sample_copy'), 'info', s.info);
+check(w.num_mips == 2 && isequal(w.info, s.info), 'two-scale info copied');
+delete(w);
+delete(s);
+delete(v);
+% An invalid info is the library's error.
+bad = info;
+bad.data_type = 'uint7';
+expect_error(@() CloudVolume(new_path(ctx, 'bad_info'), 'info', bad), 'cloudvolume:unsupported', 'uint7');
+end
+
+function t_points_exists_delete(ctx)
+v = create_layer(ctx, 'pts', 'uint16', 'raw', 2, [40 24 8], [16 16 8], [-4 0 0]);
+A = test_values('uint16', [40 24 8 2], 6);
+v(-4:11, 0:15, 0:7) = A(1:16, 1:16, :, :);
+v(12:35, 0:15, 0:7) = A(17:40, 1:16, :, :);
+pts = [-4 0 0; 35 15 7; 0 3 4; 12 15 0; 0 3 4];
+V = v.scattered_points(pts);
+check(strcmp(class(V), 'uint16') && isequal(size(V), [5 2]), 'points: %s %s', class(V), mat2str(size(V)));
+for i = 1:size(pts, 1)
+  check_same(V(i, :), reshape(v.cutout(pts(i, :), pts(i, :)), 1, 2), sprintf('point %d', i));
+end
+check(isequal(size(v.scattered_points(zeros(0, 3))), [0 2]), 'no points');
+expect_error(@() v.scattered_points([0 16 0]), 'cloudvolume:notFound');
+expect_error(@() v.scattered_points([99 0 0]), 'cloudvolume:outOfBounds');
+% exists / chunk_names: chunks x -4..12, 12..28, 28..36 times y 0..16, 16..24.
+tf = v.exists([-4 0 0], [35 23 7]);
+names = v.chunk_names([-4 0 0], [35 23 7]);
+check(islogical(tf) && isequal(tf(:).', [true true true false false false]), 'exists %s', mat2str(tf));
+check(isequal(names, {'4_4_40/-4-12_0-16_0-8'; '4_4_40/12-28_0-16_0-8'; '4_4_40/28-36_0-16_0-8'; ...
+                      '4_4_40/-4-12_16-24_0-8'; '4_4_40/12-28_16-24_0-8'; '4_4_40/28-36_16-24_0-8'}), ...
+      'chunk names: %s', strjoin(names.', ' '));
+for i = 1:numel(names)
+  on_disk = exist(fullfile(ctx.tmp, 'pts', strrep(names{i}, '/', filesep)), 'file') == 2;
+  check(on_disk == tf(i), 'exists(%d) says %d, the disk %d', i, tf(i), on_disk);
+end
+check(isequal(v.exists([0 0 0], [0 0 0]).', true), 'exists of one voxel');
+% delete_chunks: the chunk then reads as missing.
+v.delete_chunks([12 0 0], [27 15 7]);
+check(isequal(v.exists([-4 0 0], [35 15 7]).', [true false true]), 'exists after delete_chunks');
+expect_error(@() v(12:27, 0:15, 0:7), 'cloudvolume:notFound');
+f = CloudVolume(new_path(ctx, 'pts'), 'fill_missing', true);
+check(all(reshape(f(12:27, 0:15, 0:7), [], 1) == 0), 'deleted chunk reads as background');
+check_same(f(-4:11, 0:15, 0:7), A(1:16, 1:16, :, :), 'neighbour kept');
+delete(f);
+expect_error(@() v.delete_chunks([13 0 0], [27 15 7]), 'cloudvolume:invalidArgument');
+delete(v);
+end
+
+function t_add_scale(ctx)
+v = create_layer(ctx, 'scaled', 'uint8', 'raw', 1, [64 32 8], [16 16 8], [0 0 0]);
+m = v.add_scale([2 2 1]);
+check(m == 1 && v.num_mips == 2 && isequal(v.available_mips, [0 1]), 'add_scale returned %d', m);
+v.mip = 1;
+check(isequal(v.volume_size, [32 16 8]) && isequal(v.resolution, [8 8 40]), 'mip 1 size %s', mat2str(v.volume_size));
+A = test_values('uint8', [32 16 8], 3);
+v(:, :, :) = A;
+w = CloudVolume(new_path(ctx, 'scaled'), 'mip', 1);
+check_same(w(:, :, :), A, 'mip 1 written and read through a fresh handle');
+m2 = w.add_scale([4 4 1], [8 8 8]);
+check(m2 == 2 && isequal(w.chunk_size, [16 16 8]), 'the current mip is unchanged by add_scale');
+w.mip = 2;
+check(isequal(w.chunk_size, [8 8 8]) && isequal(w.volume_size, [16 8 8]), 'mip 2');
+delete(w);
+delete(v);
+end
+
+function t_display(ctx)
+v = CloudVolume(ctx.sample);
+txt = evalc('disp(v)');
+check(~isempty(strfind(txt, ctx.sample)) && ~isempty(strfind(txt, 'uint8')) && ~isempty(strfind(txt, '[-16 8 0]')), ...
+      'disp: %s', txt);
+delete(v);
+txt = evalc('disp(v)');
+check(~isempty(strfind(txt, 'deleted')), 'disp of a deleted volume: %s', txt);
+end
+
+% =========================================================================================
+% The reference layers: every box read byte for byte against cloud-volume's / tensorstore's
+% reads (jpeg within the manifest's tolerance), errors with their identifiers, point sets,
+% chunk existence, and the layer's geometry.
+
+function t_reference_layer(ctx, L)
+path = ['file://', fullfile(ctx.ref, strrep(L.path, '/', filesep))];
+cls = dtype_class(L.dtype);
+handles = containers.Map();           % options (JSON) -> CloudVolume; deleted on exit
+cleanup = onCleanup(@() delete_all(handles));
+boxes = as_cell(L.boxes);
+v = handle_for(path, struct(), handles);
+% Geometry.
+check(strcmp(v.data_type, L.dtype) && strcmp(v.matlab_class, cls), 'data_type %s', v.data_type);
+check(v.num_channels == L.channels, 'channels %d', v.num_channels);
+mips = as_cell(L.mips);
+check(v.num_mips >= numel(mips), 'num_mips %d', v.num_mips);
+for k = 1:numel(mips)
+  mp = mips{k};
+  v.mip = k - 1;
+  check(isequal(v.voxel_offset, mp.voxel_offset(:).') && isequal(v.volume_size, mp.size(:).') && ...
+        isequal(v.chunk_size, mp.chunk_size(:).') && isequal(v.resolution, mp.resolution(:).'), ...
+        'geometry of mip %d', k - 1);
+  check(isequal(v.bounds, [mp.voxel_offset(:).'; mp.voxel_offset(:).' + mp.size(:).' - 1]), 'bounds of mip %d', k - 1);
+end
+v.mip = 0;
+nread = 0;
+for b = 1:numel(boxes)
+  B = boxes{b};
+  opts = struct();
+  if isfield(B, 'options') && isstruct(B.options)
+    opts = B.options;
+  end
+  vol = handle_for(path, opts, handles);
+  lo = B.lo(:).';
+  hi = B.hi(:).' - 1;              % inclusive
+  what = sprintf('box %d (%s, mip %d, [%s]..[%s])', b - 1, B.kind, B.mip, num2str(lo), num2str(hi));
+  if isfield(B, 'error') && ~isempty(B.error)
+    id = struct('not_found', 'cloudvolume:notFound', 'out_of_bounds', 'cloudvolume:outOfBounds');
+    expect_error(@() vol.cutout(lo, hi, 'mip', B.mip), id.(B.error));
+    continue;
+  end
+  want = read_file_bytes(fullfile(ctx.ref, strrep(B.expected, '/', filesep)));
+  A = vol.cutout(lo, hi, 'mip', B.mip);
+  shape = [hi - lo + 1, L.channels];
+  compare(A, want, cls, shape, L.tolerance, what);
+  % The same box through indexing at the handle's mip.
+  vol.mip = B.mip;
+  check_same(vol(lo(1):hi(1), lo(2):hi(2), lo(3):hi(3)), A, [what, ' via indexing']);
+  vol.mip = 0;
+  nread = nread + 1;
+end
+check(nread > 0 || numel(boxes) == 0, 'no box was read');
+% Scattered points: n x channels; the file holds point after point, channel after channel.
+if isfield(L, 'points')
+  sets = as_cell(L.points);
+  for s = 1:numel(sets)
+    P = sets{s};
+    opts = struct();
+    if isfield(P, 'options') && isstruct(P.options)
+      opts = P.options;
+    end
+    vol = handle_for(path, opts, handles);
+    pts = reshape(P.points, [], 3);
+    what = sprintf('point set %d (mip %d)', s - 1, P.mip);
+    if isfield(P, 'error') && ~isempty(P.error)
+      id = struct('not_found', 'cloudvolume:notFound', 'out_of_bounds', 'cloudvolume:outOfBounds');
+      expect_error(@() vol.scattered_points(pts, 'mip', P.mip), id.(P.error));
+      continue;
+    end
+    V = vol.scattered_points(pts, 'mip', P.mip);
+    check(isequal(size(V), [size(pts, 1), L.channels]), '%s: size %s', what, mat2str(size(V)));
+    want = read_file_bytes(fullfile(ctx.ref, strrep(P.expected, '/', filesep)));
+    Vt = V.';
+    compare(Vt(:), want, cls, [numel(Vt), 1], L.tolerance, what);
+  end
+end
+% Chunk existence over each listed mip's whole bounds: one flag per grid cell, x fastest.
+if isfield(L, 'chunks')
+  sets = as_cell(L.chunks);
+  for s = 1:numel(sets)
+    C = sets{s};
+    mp = mips{C.mip + 1};
+    g = C.grid(:).';
+    want = false(prod(g), 1);
+    present = reshape(C.present, [], 3);
+    for r = 1:size(present, 1)
+      c = present(r, :);
+      want(1 + c(1) + g(1) * (c(2) + g(2) * c(3))) = true;
+    end
+    tf = v.exists(mp.voxel_offset(:).', mp.voxel_offset(:).' + mp.size(:).' - 1, 'mip', C.mip);
+    check(isequal(tf, want), 'chunk existence at mip %d: %d of %d cells differ', C.mip, sum(tf ~= want), numel(want));
+  end
+end
+end
+
+function v = open_with(path, opts)
+args = {};
+f = fieldnames(opts);
+for i = 1:numel(f)
+  args = [args, {f{i}, opts.(f{i})}]; %#ok<AGROW>
+end
+v = CloudVolume(path, args{:});
+end
+
+function v = handle_for(path, opts, handles)
+key = jsonencode(opts);
+if isKey(handles, key)
+  v = handles(key);
+else
+  v = open_with(path, opts);
+  handles(key) = v;
+end
+end
+
+function delete_all(handles)
+vols = values(handles);
+for i = 1:numel(vols)
+  delete(vols{i});
+end
+end
+
+function compare(A, want, cls, shape, tol, what)
+check(strcmp(class(A), cls), '%s: class %s, want %s', what, class(A), cls);
+sz = size(A);
+sz(end + 1:numel(shape)) = 1;
+check(isequal(sz, shape), '%s: size %s, want %s', what, mat2str(size(A)), mat2str(shape));
+got = reshape(typecast(A(:), 'uint8'), [], 1);   % (typecast of a scalar gives a row)
+check(numel(got) == numel(want), '%s: %d bytes, the expected file %d', what, numel(got), numel(want));
+if tol == 0
+  if ~isequal(got, want)
+    w = typecast(want, cls);
+    i = find(A(:) ~= w(:) & ~(isnan(double(A(:))) & isnan(double(w(:)))), 1);
+    if isempty(i)
+      i = find(got ~= want, 1);
+    end
+    error('test:fail', '%s: differs from the reference (first at element %d: got %s, want %s)', what, i, ...
+          num2str(double(A(i))), num2str(double(w(i))));
+  end
+else
+  d = max(abs(double(got) - double(want)));
+  check(d <= tol, '%s: differs by %d (tolerance %d)', what, d, tol);
+end
+end
+
+function c = dtype_class(dtype)
+switch dtype
+  case 'float32'
+    c = 'single';
+  case 'float64'
+    c = 'double';
+  otherwise
+    c = dtype;
+end
+end

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The MATLAB binding (bindings/matlab), tested under GNU Octave:
+#   1. cargo build --lib (the debug profile, whose artifacts `cargo test` shares;
+#      CV_OCTAVE_PROFILE=release for the release one);
+#   2. in one Octave process: the binding's build script (what a user runs) links the static
+#      library into the MEX file, then bindings/matlab/tests/run_tests.m runs every case
+#      (reference layers read byte for byte, writes of every data type, multi-channel, edge
+#      boxes, error identifiers, bad arguments, handle registry and leaks);
+#   3. when cmake is installed: the top-level CMake option CLOUDVOLUME_BUILD_MEX builds the MEX
+#      file into the build tree, and the sample-layer cases run against that copy.
+# Needs octave and liboctave-dev (scripts/setup.sh installs them) and the reference layers in
+# $CV_REFERENCE_DIR (default target/reference; scripts/test.sh writes them). Exits non-zero on
+# any failure; the last line is "octave: N passed, M failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for tool in octave mkoctfile; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "test_octave.sh: $tool not found; install octave and liboctave-dev (scripts/setup.sh)" >&2
+    echo "octave: 0 passed, 1 failed"
+    exit 1
+  fi
+done
+
+export CV_REFERENCE_DIR="${CV_REFERENCE_DIR:-$PWD/target/reference}"
+profile="${CV_OCTAVE_PROFILE:-debug}"
+case "$profile" in
+  debug) cargo_flags=() ;;
+  release) cargo_flags=(--release) ;;
+  *) cargo_flags=(--profile "$profile") ;;
+esac
+lib="$PWD/target/$profile/libcloudvolume.a"
+if ! cargo build --lib "${cargo_flags[@]}" --quiet; then
+  echo "FAIL cargo build --lib ${cargo_flags[*]}"
+  echo "octave: 0 passed, 1 failed"
+  exit 1
+fi
+
+octave_run() {
+  # Octave 7.3 prints "error: ignoring const execution_exception& while preparing to exit" at
+  # every exit (its own, with any script; the exit status is unaffected): drop that line.
+  octave --no-gui --no-window-system --norc --eval "$1" 2>&1 | { grep -v 'while preparing to exit' || true; }
+  return "${PIPESTATUS[0]}"
+}
+
+mkdir -p target
+log=target/octave.log
+echo "== octave: build_cloudvolume + bindings/matlab/tests/run_tests.m"
+status=0
+# (run_tests.m's own closing line is renamed on the console: the script's line comes last.)
+octave_run "cd bindings/matlab; build_cloudvolume('lib', '$lib'); cd tests; exit(run_tests() > 0)" | tee "$log" \
+  | sed -u 's/^octave: \([0-9]* passed\)/run_tests.m: \1/' || status=$?
+passed=$(sed -n 's/^octave: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$log" | tail -1)
+failed=$(sed -n 's/^octave: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$log" | tail -1)
+if [ -z "$passed" ]; then
+  passed=0
+  failed=1
+  echo "FAIL the Octave run ended before its summary (exit status $status)"
+elif [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  failed=1
+  echo "FAIL Octave exited with status $status"
+fi
+
+# The CMake route: -DCLOUDVOLUME_BUILD_MEX=ON, reusing cargo's target directory.
+if command -v cmake >/dev/null 2>&1 && grep -q CLOUDVOLUME_BUILD_MEX CMakeLists.txt; then
+  echo "== cmake: CLOUDVOLUME_BUILD_MEX=ON, then the sample-layer cases against the built copy"
+  build=target/cmake-mex
+  if cmake -S . -B "$build" -DCLOUDVOLUME_BUILD_MEX=ON -DCLOUDVOLUME_CARGO_TARGET_DIR="$PWD/target" \
+        -DCLOUDVOLUME_CARGO_PROFILE="$profile" -DCLOUDVOLUME_BUILD_EXAMPLES=OFF \
+        -DCLOUDVOLUME_INSTALL=OFF >"$build.log" 2>&1 \
+     && cmake --build "$build" --target cloudvolume_mex_octave >>"$build.log" 2>&1 \
+     && CLOUDVOLUME_MATLAB_BINDING="$PWD/$build/bindings/matlab/matlab" \
+        octave_run "cd bindings/matlab/tests; exit(run_tests('sample layer') > 0)" >>"$build.log" \
+     && grep -q "^binding: $PWD/$build/bindings/matlab/matlab$" "$build.log"; then
+    passed=$((passed + 1))
+    echo "ok   cmake: the MEX file built by CLOUDVOLUME_BUILD_MEX works"
+  else
+    failed=$((failed + 1))
+    tail -n 30 "$build.log"
+    echo "FAIL cmake: CLOUDVOLUME_BUILD_MEX (log: $build.log)"
+  fi
+else
+  echo "skip cmake: no cmake, or no CLOUDVOLUME_BUILD_MEX option in CMakeLists.txt"
+fi
+
+echo "octave: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
