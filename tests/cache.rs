@@ -11,36 +11,18 @@ mod fault_proxy;
 mod httpd;
 #[path = "support/layers.rs"]
 mod layers;
+#[path = "support/proxied_layer.rs"]
+mod proxied_layer;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cloudvolume::{Bbox, Options, Volume};
-use fault_proxy::FaultProxy;
-use layers::{Chunks, Layer, Spec, TempDir};
+use layers::{Chunks, TempDir};
+use proxied_layer::ProxiedLayer;
 
-struct Rig {
-    layer: Layer,
-    _server: httpd::FileServer,
-    proxy: FaultProxy,
-}
-
-fn rig(tag: &str, chunks: Chunks) -> Rig {
-    let layer = Layer::write_tagged(Spec::new("uint16", [64, 64, 16], [16, 16, 8]).chunks(chunks), tag);
-    let root = layer.path().parent().unwrap().to_path_buf();
-    let server = httpd::FileServer::start(&root).expect("file server");
-    let proxy = FaultProxy::start(&server.host_port()).expect("proxy");
-    Rig { layer, _server: server, proxy }
-}
-
-impl Rig {
-    fn url(&self) -> String {
-        format!("{}/{}", self.proxy.url(), self.layer.path().file_name().unwrap().to_string_lossy())
-    }
-
-    fn open(&self, opts: &str) -> Volume {
-        Volume::open(&self.url(), Options::parse(Some(opts)).unwrap()).expect("open")
-    }
+fn rig(tag: &str, chunks: Chunks) -> ProxiedLayer {
+    ProxiedLayer::start(tag, chunks)
 }
 
 const LO: [i64; 3] = [0, 0, 0];

@@ -10,38 +10,24 @@ mod fault_proxy;
 mod httpd;
 #[path = "support/layers.rs"]
 mod layers;
+#[path = "support/proxied_layer.rs"]
+mod proxied_layer;
 
 use std::time::{Duration, Instant};
 
 use cloudvolume::{Bbox, ErrorKind, Options, Volume};
 use fault_proxy::{Fault, FaultProxy};
-use layers::{Chunks, Layer, Spec};
+use layers::Chunks;
+use proxied_layer::ProxiedLayer;
 
-/// A gzip-encoded uint16 layer of 64x64x16 voxels in 32 chunks, served over HTTP through a
-/// fault proxy.
-struct Rig {
-    layer: Layer,
-    _server: httpd::FileServer,
-    proxy: FaultProxy,
+/// The gzip-encoded test layer behind the fault proxy; reads time out after 1 s.
+fn rig(tag: &str) -> ProxiedLayer {
+    ProxiedLayer::start(tag, Chunks::RawGz)
 }
 
-fn rig(tag: &str) -> Rig {
-    let layer = Layer::write_tagged(Spec::new("uint16", [64, 64, 16], [16, 16, 8]).chunks(Chunks::RawGz), tag);
-    let root = layer.path().parent().unwrap().to_path_buf();
-    let server = httpd::FileServer::start(&root).expect("file server");
-    let proxy = FaultProxy::start(&server.host_port()).expect("fault proxy");
-    Rig { layer, _server: server, proxy }
-}
-
-impl Rig {
-    fn url(&self) -> String {
-        format!("{}/{}", self.proxy.url(), self.layer.path().file_name().unwrap().to_string_lossy())
-    }
-
-    fn open(&self, extra: &str) -> Volume {
-        let opts = Options::parse(Some(&format!(r#"{{"timeout": 1.0, "connect_timeout": 1.0 {extra}}}"#))).unwrap();
-        Volume::open(&self.url(), opts).expect("open through the fault proxy")
-    }
+/// Open with 1 s timeouts plus `extra` (`, "key": value` pairs).
+fn open(r: &ProxiedLayer, extra: &str) -> Volume {
+    r.open(&format!(r#"{{"timeout": 1.0, "connect_timeout": 1.0 {extra}}}"#))
 }
 
 const WHOLE: ([i64; 3], [i64; 3]) = ([0, 0, 0], [64, 64, 16]);
@@ -54,7 +40,7 @@ fn whole() -> Bbox {
 fn every_fault_kind_is_retried_to_the_right_bytes() {
     let r = rig("faults-each");
     let want = r.layer.expected(0, WHOLE.0, WHOLE.1, 0.0);
-    let vol = r.open("");
+    let vol = open(&r, "");
     r.proxy.only_paths_containing(Some("-")); // chunk keys, not the info
     for fault in [
         Fault::Status(503),
@@ -82,7 +68,7 @@ fn every_fault_kind_is_retried_to_the_right_bytes() {
 fn random_503s_at_five_percent_cost_retries_not_bytes() {
     let r = rig("faults-rate");
     let want = r.layer.expected(0, WHOLE.0, WHOLE.1, 0.0);
-    let vol = r.open("");
+    let vol = open(&r, "");
     r.proxy.set_503_rate(0.05, 7);
     let before = r.proxy.injected();
     for _ in 0..10 {
@@ -95,7 +81,7 @@ fn random_503s_at_five_percent_cost_retries_not_bytes() {
 #[test]
 fn past_the_attempts_a_clear_io_error_naming_the_url() {
     let r = rig("faults-budget");
-    let vol = r.open(r#", "max_attempts": 3"#);
+    let vol = open(&r, r#", "max_attempts": 3"#);
     r.proxy.only_paths_containing(Some("0-16_0-16_0-8"));
     r.proxy.script(&[Fault::Status(503); 10]);
     let e = vol.cutout(0, &Bbox::new([0, 0, 0], [16, 16, 8])).unwrap_err();
@@ -109,7 +95,7 @@ fn past_the_attempts_a_clear_io_error_naming_the_url() {
 #[test]
 fn past_the_time_budget_a_clear_io_error() {
     let r = rig("faults-time");
-    let vol = r.open(r#", "max_attempts": 100, "retry_budget": 1.5"#);
+    let vol = open(&r, r#", "max_attempts": 100, "retry_budget": 1.5"#);
     r.proxy.only_paths_containing(Some("0-16_0-16_0-8"));
     r.proxy.script(&[Fault::Status(503); 100]);
     let t = Instant::now();
@@ -122,7 +108,7 @@ fn past_the_time_budget_a_clear_io_error() {
 #[test]
 fn stalls_past_the_timeout_fail_as_io_when_they_never_end() {
     let r = rig("faults-stall");
-    let vol = r.open(r#", "max_attempts": 2"#);
+    let vol = open(&r, r#", "max_attempts": 2"#);
     r.proxy.only_paths_containing(Some("0-16_0-16_0-8"));
     r.proxy.script(&[Fault::Stall(Duration::from_secs(3)); 2]);
     let t = Instant::now();
@@ -135,7 +121,7 @@ fn stalls_past_the_timeout_fail_as_io_when_they_never_end() {
 #[test]
 fn client_errors_are_not_retried() {
     let r = rig("faults-4xx");
-    let vol = r.open("");
+    let vol = open(&r, "");
     r.proxy.only_paths_containing(Some("0-16_0-16_0-8"));
     for (code, kind) in [(403, ErrorKind::Auth), (400, ErrorKind::Io)] {
         r.proxy.take_log();
