@@ -46,6 +46,21 @@ run_build() {  # name, extra cmake arguments...
 }
 
 run_build main
+# Nothing we ship may give its host an executable stack (an assembly object without a
+# .note.GNU-stack section in the static library would give one to every program linking it).
+echo "== executable stacks"
+checked=0
+while IFS= read -r f; do
+  stack=$(readelf -lW "$f" 2>/dev/null | grep GNU_STACK || true)
+  [ -n "$stack" ] || continue
+  checked=$((checked + 1))
+  if echo "$stack" | grep -q "RWE"; then
+    echo "test_cpp: $f has an executable stack" >&2
+    exit 1
+  fi
+done < <(find target/cmake/main -type f -perm -u+x; echo target/debug/libcloudvolume.so)
+[ "$checked" -gt 0 ] || { echo "test_cpp: no ELF file found to check for an executable stack" >&2; exit 1; }
+echo "ok   no executable stack in $checked programs and libraries"
 run_build asan -DCLOUDVOLUME_SANITIZE=address,undefined -DCLOUDVOLUME_BUILD_EXAMPLES=OFF -DCLOUDVOLUME_INSTALL=OFF
 
 echo "test_cpp: ok ($(( $(date +%s) - start ))s)"
