@@ -115,7 +115,7 @@ fn decode_rows(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'
                         )));
                     }
                     let table_len = (ch.len() - table) / wpe;
-                    let n_value_words = ((u64::from(bits) * block_voxels + 31) / 32) as usize;
+                    let n_value_words = (u64::from(bits) * block_voxels).div_ceil(32) as usize;
                     if values + n_value_words > ch.len() {
                         return Err(bad(format!(
                             "channel {c} block {bi}: values at {values}+{n_value_words} outside the channel of {} words",
@@ -202,19 +202,17 @@ fn decode_segment(ch: &[u32], b: &Block, k0: usize, seg: &mut [u8], wide: bool) 
     if b.all_inside && (bp0 & 31) + n * bits <= 32 {
         // The whole segment's indices sit in one word: shift them out one by one.
         let word = u64::from(values[bp0 >> 5]) >> (bp0 & 31);
-        if wide && n == 8 && cfg!(target_endian = "little") {
-            // The common case (8-voxel block rows of uint64), unrolled per bit width.
-            let seg: &mut [u8; 64] = match seg.try_into() {
-                Ok(s) => s,
-                Err(_) => return false,
-            };
-            match bits {
-                1 => seg8::<1>(word, &table[..2 << bits], seg),
-                2 => seg8::<2>(word, &table[..2 << bits], seg),
-                4 => seg8::<4>(word, &table[..2 << bits], seg),
-                _ => unreachable!("8 indices of {bits} bits do not fit one word"),
+        if wide && cfg!(target_endian = "little") {
+            // The common case (8-voxel block rows of uint64), unrolled per bit width (8 indices
+            // in one word: 1, 2 or 4 bits).
+            if let Ok(seg) = <&mut [u8; 64]>::try_from(&mut *seg) {
+                match bits {
+                    1 => return seg8::<1>(word, &table[..2 << bits], seg),
+                    2 => return seg8::<2>(word, &table[..2 << bits], seg),
+                    4 => return seg8::<4>(word, &table[..2 << bits], seg),
+                    _ => {}
+                }
             }
-            return true;
         }
         if wide {
             // Every index fits the table (all_inside), so entry reads cannot go past it.
@@ -267,7 +265,7 @@ fn decode_segment(ch: &[u32], b: &Block, k0: usize, seg: &mut [u8], wide: bool) 
 /// Eight uint64 voxels whose `BITS`-bit indices are the low bits of `word`, looked up in `t`
 /// (which holds all 2^BITS entries).
 #[inline(always)]
-fn seg8<const BITS: usize>(word: u64, t: &[u32], seg: &mut [u8; 64]) {
+fn seg8<const BITS: usize>(word: u64, t: &[u32], seg: &mut [u8; 64]) -> bool {
     assert!(t.len() >= 2 << BITS);
     let tp = t.as_ptr().cast::<u64>();
     let mask = (1u64 << BITS) - 1;
@@ -278,6 +276,7 @@ fn seg8<const BITS: usize>(word: u64, t: &[u32], seg: &mut [u8; 64]) {
         *v = unsafe { tp.add(idx).read_unaligned() };
     }
     put8(seg, &v);
+    true
 }
 
 /// Store eight little-endian u64 into `seg`, bypassing the cache where the target allows (a
