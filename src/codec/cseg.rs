@@ -46,7 +46,7 @@ fn as_words(data: &[u8]) -> Cow<'_, [u32]> {
 /// table index is checked against the chunk; a corrupt chunk is `Decode`, never a panic.
 pub fn decode_into(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'_>) -> Result<()> {
     let r = decode_rows(spec, data, region, out);
-    fence_streaming_stores();
+    super::fence_streaming_stores();
     r
 }
 
@@ -84,6 +84,8 @@ fn decode_rows(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'
     let rlo = [region.lo[0] - spec.cell.lo[0], region.lo[1] - spec.cell.lo[1], region.lo[2] - spec.cell.lo[2]];
     let rhi = [region.hi[0] - spec.cell.lo[0], region.hi[1] - spec.cell.lo[1], region.hi[2] - spec.cell.lo[2]];
     let mut row_blocks: Vec<Block> = Vec::with_capacity(((rhi[0] - rlo[0]) / block[0] + 2) as usize);
+    let streaming = out.streams();
+    let mut scratch = if streaming { vec![0u8; (rhi[0] - rlo[0]).max(0) as usize * item] } else { Vec::new() };
 
     for c in 0..nc {
         let start = w[c] as usize;
@@ -137,8 +139,40 @@ fn decode_rows(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'
                 }
                 let z_range = rlo[2].max(bz * block[2])..rhi[2].min((bz + 1) * block[2]);
                 let y_range = rlo[1].max(by * block[1])..rhi[1].min((by + 1) * block[1]);
-                for z in z_range {
+                for z in z_range.clone() {
                     for y in y_range.clone() {
+                        let decode_row = |row: &mut [u8], nt: bool| -> Result<()> {
+                            let mut at = 0usize;
+                            for b in &row_blocks {
+                                let n = (b.x1 - b.x0) as usize;
+                                let seg = &mut row[at * item..(at + n) * item];
+                                at += n;
+                                let k0 = (((z - b.b0[2]) * block[1] + (y - b.b0[1])) * block[0] + (b.x0 - b.b0[0])) as usize;
+                                let ok = if nt { decode_segment::<true>(ch, b, k0, seg, wide) } else { decode_segment::<false>(ch, b, k0, seg, wide) };
+                                if !ok {
+                                    return Err(bad(format!(
+                                        "channel {c} block {}: an index points past the table of {} entries",
+                                        b.index, b.table_len
+                                    )));
+                                }
+                            }
+                            Ok(())
+                        };
+                        if streaming {
+                            // The row written a block height of rows from now: the same y in
+                            // the next z, or after the last z the first z of the next row of
+                            // blocks (outside the region: ignored).
+                            let (py, pz) = if z + 1 < z_range.end { (y, z + 1) } else { (y + block[1], z_range.start) };
+                            if py < rhi[1] {
+                                out.prefetch_row_ends(
+                                    rlo[0] + spec.cell.lo[0],
+                                    rhi[0] + spec.cell.lo[0],
+                                    py + spec.cell.lo[1],
+                                    pz + spec.cell.lo[2],
+                                    c,
+                                );
+                            }
+                        }
                         // SAFETY: each chunk writes its own region.
                         unsafe {
                             out.with_row(
@@ -148,20 +182,21 @@ fn decode_rows(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'
                                 z + spec.cell.lo[2],
                                 c,
                                 |row| -> Result<()> {
-                                    let mut at = 0usize;
-                                    for b in &row_blocks {
-                                        let n = (b.x1 - b.x0) as usize;
-                                        let seg = &mut row[at * item..(at + n) * item];
-                                        at += n;
-                                        let k0 = (((z - b.b0[2]) * block[1] + (y - b.b0[1])) * block[0] + (b.x0 - b.b0[0])) as usize;
-                                        if !decode_segment(ch, b, k0, seg, wide) {
-                                            return Err(bad(format!(
-                                                "channel {c} block {}: an index points past the table of {} entries",
-                                                b.index, b.table_len
-                                            )));
-                                        }
+                                    if !streaming {
+                                        decode_row(row, false)
+                                    } else if (row.as_ptr() as usize) % 64 == 0 {
+                                        // Line-aligned row: block rows of 8 uint64 are whole
+                                        // lines, stored straight past the cache.
+                                        decode_row(row, true)
+                                    } else {
+                                        // Otherwise every 64 bytes straddle two lines: assembled
+                                        // in a cached scratch row, then streamed out line by line
+                                        // with the partial end lines written normally.
+                                        let tmp = &mut scratch[..row.len()];
+                                        decode_row(tmp, false)?;
+                                        super::stream_row(row, tmp, true);
+                                        Ok(())
                                     }
-                                    Ok(())
                                 },
                             )?;
                         }
@@ -186,10 +221,10 @@ fn entry(ch: &[u32], table: usize, i: usize, wide: bool) -> u64 {
 /// Decode the voxels `k0..k0 + len` (in the block's x-fastest order) of block `b` into `seg`
 /// (`len` elements). False when an index points past the table.
 #[inline]
-fn decode_segment(ch: &[u32], b: &Block, k0: usize, seg: &mut [u8], wide: bool) -> bool {
+fn decode_segment<const NT: bool>(ch: &[u32], b: &Block, k0: usize, seg: &mut [u8], wide: bool) -> bool {
     if b.bits == 0 {
         let v = entry(ch, b.table, 0, wide);
-        write_run(seg, v, wide);
+        write_run::<NT>(seg, v, wide);
         return true;
     }
     let bits = b.bits as usize;
@@ -207,9 +242,9 @@ fn decode_segment(ch: &[u32], b: &Block, k0: usize, seg: &mut [u8], wide: bool) 
             // in one word: 1, 2 or 4 bits).
             if let Ok(seg) = <&mut [u8; 64]>::try_from(&mut *seg) {
                 match bits {
-                    1 => return seg8::<1>(word, &table[..2 << bits], seg),
-                    2 => return seg8::<2>(word, &table[..2 << bits], seg),
-                    4 => return seg8::<4>(word, &table[..2 << bits], seg),
+                    1 => return seg8::<1, NT>(word, &table[..2 << bits], seg),
+                    2 => return seg8::<2, NT>(word, &table[..2 << bits], seg),
+                    4 => return seg8::<4, NT>(word, &table[..2 << bits], seg),
                     _ => {}
                 }
             }
@@ -265,7 +300,7 @@ fn decode_segment(ch: &[u32], b: &Block, k0: usize, seg: &mut [u8], wide: bool) 
 /// Eight uint64 voxels whose `BITS`-bit indices are the low bits of `word`, looked up in `t`
 /// (which holds all 2^BITS entries).
 #[inline(always)]
-fn seg8<const BITS: usize>(word: u64, t: &[u32], seg: &mut [u8; 64]) -> bool {
+fn seg8<const BITS: usize, const NT: bool>(word: u64, t: &[u32], seg: &mut [u8; 64]) -> bool {
     assert!(t.len() >= 2 << BITS);
     let tp = t.as_ptr().cast::<u64>();
     let mask = (1u64 << BITS) - 1;
@@ -275,17 +310,17 @@ fn seg8<const BITS: usize>(word: u64, t: &[u32], seg: &mut [u8; 64]) -> bool {
         // SAFETY: idx < 2^BITS and `t` holds 2^BITS entries of two words each (asserted).
         *v = unsafe { tp.add(idx).read_unaligned() };
     }
-    put8(seg, &v);
+    put8::<NT>(seg, &v);
     true
 }
 
-/// Store eight little-endian u64 into `seg`, bypassing the cache where the target allows (a
-/// cutout's output is written once and is mostly larger than the caches; the caller fences).
+/// Store eight little-endian u64 into `seg`; with `NT`, when `seg` is exactly one cache line,
+/// with cache-bypassing stores (a whole line: no read of it first; the caller fences).
 #[inline(always)]
-fn put8(seg: &mut [u8; 64], v: &[u64; 8]) {
+fn put8<const NT: bool>(seg: &mut [u8; 64], v: &[u64; 8]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if (seg.as_ptr() as usize) % 8 == 0 {
+        if NT && (seg.as_ptr() as usize) % 64 == 0 {
             let p = seg.as_mut_ptr().cast::<i64>();
             for (i, &x) in v.iter().enumerate() {
                 // SAFETY: p + i is inside `seg` and 8-byte aligned; SSE2 is part of x86_64.
@@ -299,21 +334,10 @@ fn put8(seg: &mut [u8; 64], v: &[u64; 8]) {
     }
 }
 
-/// Order the cache-bypassing stores of [`put8`] before whatever the thread does next (the
-/// signal that its chunk is done).
-#[inline]
-fn fence_streaming_stores() {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE is part of x86_64.
-    unsafe {
-        std::arch::x86_64::_mm_sfence()
-    };
-}
-
-fn write_run(row: &mut [u8], v: u64, wide: bool) {
+fn write_run<const NT: bool>(row: &mut [u8], v: u64, wide: bool) {
     if wide && row.len() == 64 {
         if let Ok(seg) = <&mut [u8; 64]>::try_from(&mut *row) {
-            put8(seg, &[v; 8]);
+            put8::<NT>(seg, &[v; 8]);
             return;
         }
     }
@@ -420,6 +444,79 @@ mod tests {
     /// encoder and decoded into random sub-regions, inside C-order and Fortran-order views:
     /// every voxel equals the source. Then every chunk with random words overwritten: an error
     /// or some output, never a panic.
+    /// Outputs big enough to be streamed past the cache, at every alignment of their rows to
+    /// cache lines: chunks side by side (decoded at once on two threads, sharing the lines where
+    /// they meet) land exactly, and not a byte around them changes.
+    #[test]
+    fn streamed_outputs_at_any_alignment_are_exact() {
+        let mut rng = Rng(0x0123_4567_89AB_CDEF);
+        for (wide, shift, clip) in [(true, 0, false), (true, 16, false), (true, 8, true), (false, 40, false), (false, 4, true)] {
+            let (dtype, item) = if wide { (DataType::U64, 8usize) } else { (DataType::U32, 4) };
+            let chunk = [64i64, 32, 16];
+            // Output 512 x 64 x 32 (x 2 for uint32): at least 8 MiB, so it streams.
+            let ob = Bbox::new([0, 0, 0], [512, 64, if wide { 32 } else { 64 }]);
+            let n = (ob.shape().iter().product::<i64>() as usize) * item;
+            let mut back = vec![0x5Au8; n + 128];
+            let base = back.as_ptr().align_offset(64) + shift;
+            let buf = &mut back[base..base + n];
+            let out = OutView::new(buf, ob, 1, item);
+            assert!(out.streams());
+            // Two neighbouring cells along x, each with its own values (bit widths 0 to 4).
+            let cells: Vec<(Bbox, Vec<u8>, Bbox)> = (0..2)
+                .map(|k| {
+                    let lo = [128 + 64 * k, 16, 8];
+                    let cell = Bbox::new(lo, [lo[0] + chunk[0], lo[1] + chunk[1], lo[2] + chunk[2]]);
+                    let nvals = [1u64, 2, 3, 16][rng.below(4) as usize];
+                    let palette: Vec<u64> = (0..nvals).map(|_| rng.next() >> if wide { 0 } else { 32 }).collect();
+                    let mut src = vec![0u8; (chunk[0] * chunk[1] * chunk[2]) as usize * item];
+                    for (i, e) in src.chunks_exact_mut(item).enumerate() {
+                        // Runs of 8 along x in places (single-value blocks), noise elsewhere.
+                        let v = if (i / 4096) % 2 == 0 { palette[(i / 8) % palette.len()] } else { palette[rng.below(nvals) as usize] };
+                        e.copy_from_slice(&v.to_le_bytes()[..item]);
+                    }
+                    // Clipped: a region starting and ending inside blocks.
+                    let region = if clip { Bbox::new([cell.lo[0] + 3, cell.lo[1] + 1, cell.lo[2]], [cell.hi[0] - 5, cell.hi[1], cell.hi[2] - 2]) } else { cell };
+                    (cell, src, region)
+                })
+                .collect();
+            let encoded: Vec<Vec<u8>> = cells
+                .iter()
+                .map(|(_, src, _)| crate::codec::encode::encode_cseg(dtype, 1, chunk.map(|v| v as usize), [8, 8, 8], src, "mem://x").unwrap())
+                .collect();
+            std::thread::scope(|s| {
+                for k in 0..2 {
+                    let (out, cells, encoded) = (&out, &cells, &encoded);
+                    s.spawn(move || {
+                        let mut sp = spec(cells[k].0, dtype);
+                        sp.cseg_block = Some([8, 8, 8]);
+                        decode_into(&sp, &encoded[k], &cells[k].2, out).unwrap();
+                    });
+                }
+            });
+            drop(out);
+            let buf = &back[base..base + n];
+            let s = ob.shape();
+            for z in 0..s[2] {
+                for y in 0..s[1] {
+                    for x in 0..s[0] {
+                        let oi = (((z * s[1] + y) * s[0] + x) as usize) * item;
+                        let got = &buf[oi..oi + item];
+                        let want = cells.iter().find(|(_, _, r)| r.contains(&Bbox::new([x, y, z], [x + 1, y + 1, z + 1]))).map(|(cell, src, _)| {
+                            let (cx, cy, cz) = (x - cell.lo[0], y - cell.lo[1], z - cell.lo[2]);
+                            let si = (((cz * chunk[1] + cy) * chunk[0] + cx) as usize) * item;
+                            &src[si..si + item]
+                        });
+                        match want {
+                            Some(w) => assert_eq!(got, w, "wide {wide} shift {shift} clip {clip} at {x},{y},{z}"),
+                            None => assert!(got.iter().all(|&b| b == 0x5A), "wide {wide} shift {shift} clip {clip}: {x},{y},{z} outside the cells was written"),
+                        }
+                    }
+                }
+            }
+            assert!(back[..base].iter().chain(&back[base + n..]).all(|&b| b == 0x5A), "bytes outside the buffer changed");
+        }
+    }
+
     #[test]
     fn random_chunks_round_trip_and_corruption_never_panics() {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);

@@ -37,6 +37,71 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Outputs at least this big are written with cache-bypassing stores where a codec assembles
+/// whole rows (a few times the L2 cache: the caller will not find it cached anyway).
+const STREAM_MIN_BYTES: usize = 8 << 20;
+
+/// Copy `src` into `dst` (equal lengths). With `streaming`, the 64-byte cache lines that lie
+/// wholly inside `dst` are written with non-temporal stores, and the partial lines at either end
+/// (which neighbouring chunks share) with ordinary ones: a partial line written non-temporally
+/// costs a read-modify-write in memory, five times slower than an ordinary store. Call
+/// [`fence_streaming_stores`] before the data is handed to anyone.
+#[inline]
+pub fn stream_row(dst: &mut [u8], src: &[u8], streaming: bool) {
+    assert_eq!(dst.len(), src.len(), "stream_row lengths");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if streaming && dst.len() >= 128 {
+            use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
+            let head = dst.as_ptr().align_offset(64).min(dst.len());
+            let lines = (dst.len() - head) / 64;
+            let body = head + lines * 64;
+            copy_small(&mut dst[..head], &src[..head]);
+            let d = dst[head..body].as_mut_ptr();
+            let s = src[head..body].as_ptr();
+            for i in 0..lines {
+                // SAFETY: line i of the body lies inside both slices; `d + 64 i` is 64-byte
+                // aligned (align_offset above), as _mm_stream_si128 needs 16; SSE2 is part of x86_64.
+                unsafe {
+                    let (dp, sp) = (d.add(64 * i).cast::<__m128i>(), s.add(64 * i).cast::<__m128i>());
+                    _mm_stream_si128(dp, _mm_loadu_si128(sp));
+                    _mm_stream_si128(dp.add(1), _mm_loadu_si128(sp.add(1)));
+                    _mm_stream_si128(dp.add(2), _mm_loadu_si128(sp.add(2)));
+                    _mm_stream_si128(dp.add(3), _mm_loadu_si128(sp.add(3)));
+                }
+            }
+            copy_small(&mut dst[body..], &src[body..]);
+            return;
+        }
+    }
+    let _ = streaming;
+    dst.copy_from_slice(src);
+}
+
+/// Copy a few bytes (under a cache line) in words, without a call into `memcpy`.
+#[inline(always)]
+fn copy_small(dst: &mut [u8], src: &[u8]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        d.copy_from_slice(s);
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *s;
+    }
+}
+
+/// Order the non-temporal stores of [`stream_row`] before whatever the thread does next (the
+/// signal that its chunk is done).
+#[inline]
+pub fn fence_streaming_stores() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of x86_64.
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    };
+}
+
 impl<'a> OutView<'a> {
     /// `buf` must hold exactly `voxels(bbox) * channels * item` bytes (checked by the caller).
     pub fn new(buf: &'a mut [u8], bbox: Bbox, channels: usize, item: usize) -> OutView<'a> {
@@ -108,6 +173,48 @@ impl<'a> OutView<'a> {
             strides,
             _buf: PhantomData,
         })
+    }
+
+    /// Whether rows written into this view should bypass the caches ([`stream_row`]): the
+    /// output is too big to stay cached for the caller anyway, and rows are written in place.
+    #[inline]
+    pub fn streams(&self) -> bool {
+        self.contiguous && self.len >= STREAM_MIN_BYTES
+    }
+
+    /// Ask the cache for the partial cache lines at either end of row `(y, z)`, voxels
+    /// `x0..x1`, of channel `c` (lines a neighbouring chunk shares): with an output not aligned
+    /// to 64 bytes every row begins and ends inside a line that must be read before it can be
+    /// written, and asking a few rows ahead hides that wait. Only a hint: nothing is read or
+    /// written, and coordinates outside the view are ignored.
+    #[inline]
+    pub fn prefetch_row_ends(&self, x0: i64, x1: i64, y: i64, z: i64, c: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let b = &self.bbox;
+            if !self.contiguous || x0 >= x1 || x0 < b.lo[0] || x1 > b.hi[0] || y < b.lo[1] || y >= b.hi[1] || z < b.lo[2] || z >= b.hi[2] || c >= self.channels {
+                return;
+            }
+            let off = (x0 - b.lo[0]) as usize * self.strides[0]
+                + (y - b.lo[1]) as usize * self.strides[1]
+                + (z - b.lo[2]) as usize * self.strides[2]
+                + c * self.strides[3];
+            let end = off + (x1 - x0) as usize * self.item;
+            let start = self.ptr.wrapping_add(off);
+            let last = self.ptr.wrapping_add(end - 1);
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
+            // SAFETY: prefetching is a hint that never faults; both addresses are in the buffer.
+            unsafe {
+                if (start as usize) % 64 != 0 {
+                    _mm_prefetch::<_MM_HINT_ET0>(start.cast::<i8>());
+                }
+                if (last as usize + 1) % 64 != 0 {
+                    _mm_prefetch::<_MM_HINT_ET0>(last.cast::<i8>());
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (x0, x1, y, z, c);
     }
 
     /// Hand `f` the bytes of voxels `x0..x1` at row `(y, z)` of channel `c` (absolute
