@@ -986,12 +986,14 @@ NOTES_END = "<!-- /notes -->"
 
 
 def write_report(path, text):
+    """Replace the report before the notes; keep the notes and every section after them (the
+    sharded, write and object-store sections the other bench scripts merge in)."""
     notes = f"{NOTES_BEGIN}\n## Notes\n\n(none yet)\n{NOTES_END}\n"
     if path.exists():
         old = path.read_text()
         i, j = old.find(NOTES_BEGIN), old.find(NOTES_END)
         if i >= 0 and j > i:
-            notes = old[i : j + len(NOTES_END)] + "\n"
+            notes = old[i:].rstrip("\n") + "\n"
     path.write_text(text + "\n" + notes)
 
 
