@@ -3,7 +3,7 @@
 //!
 //! Layers, bottom up:
 //! - [`store`]: where bytes live (file, http; gs and s3 over their HTTPS endpoints);
-//! - [`format`]: the info file, the chunk grid and keys (no I/O);
+//! - [`mod@format`]: the info file, the chunk grid and keys (no I/O);
 //! - [`codec`]: content compression and chunk encodings, decoding into the caller's buffer;
 //! - [`volume`]: the engine that turns a box into parallel chunk reads;
 //! - [`ffi`]: the C ABI over all of it.

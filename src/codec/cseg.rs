@@ -1,5 +1,6 @@
 //! compressed_segmentation (uint32 and uint64, any block size, any channel count), decoded
-//! straight into the output: every voxel is looked up in its block's table and written once.
+//! straight into the output: every voxel is looked up in its block's table and written once
+//! (into outputs of 8 MiB and more past the cache, whole lines only; see `decode_into`).
 
 use std::borrow::Cow;
 
@@ -44,6 +45,12 @@ fn as_words(data: &[u8]) -> Cow<'_, [u32]> {
 /// Rows are decoded whole: for each (y, z) of the region one output row is written, block after
 /// block along x, each block's header checked once per row of blocks. Every offset, bit width and
 /// table index is checked against the chunk; a corrupt chunk is `Decode`, never a panic.
+///
+/// Into outputs the caller will not find in cache anyway ([`OutView::streams`]), rows go out with
+/// non-temporal stores of whole cache lines: uint64 rows of 8-wide blocks that start on a line
+/// directly, block row by block row; other rows through a scratch row and
+/// [`super::stream_row`], their partial end lines (shared with the neighbouring chunk) written
+/// normally and prefetched a block height of rows ahead.
 pub fn decode_into(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'_>) -> Result<()> {
     let r = decode_rows(spec, data, region, out);
     super::fence_streaming_stores();
