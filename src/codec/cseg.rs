@@ -203,7 +203,7 @@ fn decode_rows(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'
                                         // with the partial end lines written normally.
                                         let tmp = &mut scratch[..row.len()];
                                         decode_row(tmp, false)?;
-                                        super::stream_row(row, tmp, true);
+                                        super::stream_row(row, tmp);
                                         Ok(())
                                     }
                                 },

@@ -41,17 +41,17 @@ thread_local! {
 /// whole rows (a few times the L2 cache: the caller will not find it cached anyway).
 const STREAM_MIN_BYTES: usize = 8 << 20;
 
-/// Copy `src` into `dst` (equal lengths). With `streaming`, the 64-byte cache lines that lie
-/// wholly inside `dst` are written with non-temporal stores, and the partial lines at either end
+/// Copy `src` into `dst` (equal lengths): the 64-byte cache lines that lie wholly inside `dst`
+/// with non-temporal stores (where the target has them; rows under two lines are copied plainly), and the partial lines at either end
 /// (which neighbouring chunks share) with ordinary ones: a partial line written non-temporally
 /// costs a read-modify-write in memory, five times slower than an ordinary store. Call
 /// [`fence_streaming_stores`] before the data is handed to anyone.
 #[inline]
-pub fn stream_row(dst: &mut [u8], src: &[u8], streaming: bool) {
+pub fn stream_row(dst: &mut [u8], src: &[u8]) {
     assert_eq!(dst.len(), src.len(), "stream_row lengths");
     #[cfg(target_arch = "x86_64")]
     {
-        if streaming && dst.len() >= 128 {
+        if dst.len() >= 128 {
             use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
             let head = dst.as_ptr().align_offset(64).min(dst.len());
             let lines = (dst.len() - head) / 64;
@@ -74,7 +74,6 @@ pub fn stream_row(dst: &mut [u8], src: &[u8], streaming: bool) {
             return;
         }
     }
-    let _ = streaming;
     dst.copy_from_slice(src);
 }
 
@@ -175,6 +174,15 @@ impl<'a> OutView<'a> {
         })
     }
 
+    /// Byte offset of voxel `(x, y, z)` of channel `c` (absolute coordinates, inside `bbox`).
+    #[inline]
+    fn offset(&self, x: i64, y: i64, z: i64, c: usize) -> usize {
+        (x - self.bbox.lo[0]) as usize * self.strides[0]
+            + (y - self.bbox.lo[1]) as usize * self.strides[1]
+            + (z - self.bbox.lo[2]) as usize * self.strides[2]
+            + c * self.strides[3]
+    }
+
     /// Whether rows written into this view should bypass the caches ([`stream_row`]): the
     /// output is too big to stay cached for the caller anyway, and rows are written in place.
     #[inline]
@@ -195,10 +203,7 @@ impl<'a> OutView<'a> {
             if !self.contiguous || x0 >= x1 || x0 < b.lo[0] || x1 > b.hi[0] || y < b.lo[1] || y >= b.hi[1] || z < b.lo[2] || z >= b.hi[2] || c >= self.channels {
                 return;
             }
-            let off = (x0 - b.lo[0]) as usize * self.strides[0]
-                + (y - b.lo[1]) as usize * self.strides[1]
-                + (z - b.lo[2]) as usize * self.strides[2]
-                + c * self.strides[3];
+            let off = self.offset(x0, y, z, c);
             let end = off + (x1 - x0) as usize * self.item;
             let start = self.ptr.wrapping_add(off);
             let last = self.ptr.wrapping_add(end - 1);
@@ -224,10 +229,7 @@ impl<'a> OutView<'a> {
     /// No two threads may write overlapping rows at once; the coordinates must lie in `bbox`.
     #[inline]
     pub unsafe fn with_row<R>(&self, x0: i64, x1: i64, y: i64, z: i64, c: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-        let off = (x0 - self.bbox.lo[0]) as usize * self.strides[0]
-            + (y - self.bbox.lo[1]) as usize * self.strides[1]
-            + (z - self.bbox.lo[2]) as usize * self.strides[2]
-            + c * self.strides[3];
+        let off = self.offset(x0, y, z, c);
         let count = (x1 - x0) as usize;
         let n = count * self.item;
         if self.contiguous {
@@ -351,7 +353,7 @@ pub fn copy_planar(src: &[u8], cell: &Bbox, channels: usize, region: &Bbox, out:
                         out.prefetch_row_ends(region.lo[0], region.hi[0], y + 4, z, c);
                     }
                     // SAFETY: regions of distinct chunks are disjoint.
-                    unsafe { out.with_row(region.lo[0], region.hi[0], y, z, c, |dst| stream_row(dst, &src[off..off + n], true)) };
+                    unsafe { out.with_row(region.lo[0], region.hi[0], y, z, c, |dst| stream_row(dst, &src[off..off + n])) };
                 } else {
                     // SAFETY: regions of distinct chunks are disjoint.
                     unsafe { out.put_row(region.lo[0], y, z, c, &src[off..off + n]) };
