@@ -27,7 +27,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,11 +34,15 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    MIB, ROOT, Nginx, Proxy, fmt, hwm_kb, log, own_and_children_cpu_s, pid_cpu_s, ratio, run,
+    system_busy_s, wait_quiet,
+)
+
 BUILD = ROOT / "target" / "bench"
 LAYER_ROOT = ROOT / "target" / "bench-layers"
 LATENCY_MS = 20
-MIB = 1 << 20
 
 # Layer sets: image shape (uint8), segmentation shape (uint64), chunk size; "small" is a
 # latency-bound extra: a small raw volume in many 32^3 chunks (32 KiB each).
@@ -81,15 +84,6 @@ def readers_for(layer):
     return READERS + ([OURS_MORE] if layer == "small" else [])
 
 
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def run(cmd, **kw):
-    log("+", " ".join(str(c) for c in cmd))
-    return subprocess.run(cmd, check=True, **kw)
-
-
 # ----------------------------------------------------------------------------------------------
 # Reader subprocesses (python bench/run.py --reader ...): one reader, one volume, N cutouts.
 
@@ -107,18 +101,6 @@ def checksum(arr):
         tail = bytes(b[n8:]) + bytes(8 - (len(b) - n8))
         s = (s + int.from_bytes(tail, "little")) % (1 << 64)
     return "0x%016x" % s
-
-
-def hwm_kb():
-    """VmHWM of this process in KiB: its own peak RSS (ru_maxrss carries the parent's over
-    fork+exec on Linux)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return -1
 
 
 def reader_main(args):
@@ -317,119 +299,6 @@ def layer_bytes(base, layers):
 # Servers
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=10.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
-
-
-def find_nginx():
-    for p in ("/usr/sbin/nginx", shutil.which("nginx")):
-        if p and os.path.exists(p):
-            return p
-    raise SystemExit("nginx not found: apt-get install nginx-light (or run scripts/setup.sh)")
-
-
-class Nginx:
-    """nginx serving `root` on a free loopback port. `gzip_static always` serves `name.gz` for
-    `name` with Content-Encoding: gzip, as a bucket serves what cloud-volume uploads gzip'd."""
-
-    def __init__(self, root):
-        self.dir = Path(tempfile.mkdtemp(prefix="cv-bench-nginx-"))
-        self.port = free_port()
-        tmp = self.dir / "tmp"
-        tmp.mkdir()
-        user = "user root;\n" if os.geteuid() == 0 else ""
-        conf = f"""{user}worker_processes 1;
-daemon off;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
-  uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
-  sendfile on; tcp_nopush on; tcp_nodelay on;
-  keepalive_timeout 120s; keepalive_requests 100000;
-  open_file_cache max=10000 inactive=60s;
-  default_type application/octet-stream;
-  server {{
-    listen 127.0.0.1:{self.port} backlog=4096;
-    root {root};
-    gzip_static always;
-  }}
-}}
-"""
-        (self.dir / "nginx.conf").write_text(conf)
-        self.proc = subprocess.Popen(
-            [find_nginx(), "-e", str(self.dir / "error.log"), "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            wait_port(self.port)
-        except RuntimeError:
-            err = self.proc.stderr.read().decode() if self.proc.poll() is not None else ""
-            raise RuntimeError(f"nginx did not start: {err}")
-
-    def version(self):
-        r = subprocess.run([find_nginx(), "-v"], capture_output=True, text=True)
-        return (r.stderr or r.stdout).strip().split("/")[-1]
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class Proxy:
-    """The latency proxy example, with its stdin commands `reset` and `stats`."""
-
-    def __init__(self, upstream_port, delay_ms):
-        self.proc = subprocess.Popen(
-            [str(BUILD / "latency_proxy"), "--upstream", f"127.0.0.1:{upstream_port}", "--delay-ms", str(delay_ms)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
-        )
-        self.port = int(self.proc.stdout.readline())
-        wait_port(self.port)
-
-    def cmd(self, c):
-        self.proc.stdin.write(c + "\n")
-        self.proc.stdin.flush()
-        return self.proc.stdout.readline().strip()
-
-    def reset(self):
-        self.cmd("reset")
-
-    def stats(self):
-        return json.loads(self.cmd("stats"))
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
 # ----------------------------------------------------------------------------------------------
 # The matrix
 
@@ -478,45 +347,6 @@ def run_reader(reader, target, box, repeats, dump=None, timeout=1800):
     res = json.loads(r.stdout.strip().splitlines()[-1])
     res["wall_s"] = wall
     return res
-
-
-TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def system_busy_s():
-    """(CPU-seconds spent busy by all CPUs, CPU-seconds stolen by the hypervisor) since boot,
-    from /proc/stat; steal is not counted as busy."""
-    try:
-        v = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-        return (sum(v) - v[3] - v[4] - v[7]) / TICK, v[7] / TICK
-    except (OSError, ValueError, IndexError):
-        return 0.0, 0.0
-
-
-def pid_cpu_s(pid):
-    """CPU-seconds of a process (all its threads) and of its direct children (nginx workers)."""
-    total = 0.0
-    try:
-        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(f[11]) + int(f[12])) / TICK
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except (OSError, ValueError, IndexError):
-        return total
-    for k in kids:
-        try:
-            f = Path(f"/proc/{k}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(f[11]) + int(f[12])) / TICK
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
-
-
-def own_and_children_cpu_s():
-    import resource
-
-    s = resource.getrusage(resource.RUSAGE_SELF)
-    c = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
 def measured_run(reader, target, box, repeats, dump, args, servers, before_each=None, after_each=None):
@@ -594,37 +424,6 @@ def merge(procs, warmup):
             "connections_per_process": statistics.median(x["connections"] for x in proxies),
         }
     return res
-
-
-def cpu_idle(window):
-    """Fraction of all CPUs idle over `window` seconds (from /proc/stat)."""
-
-    def snap():
-        f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        v = [int(x) for x in f]
-        return v[3] + v[4], sum(v[:8])
-
-    try:
-        i0, t0 = snap()
-        time.sleep(window)
-        i1, t1 = snap()
-        return (i1 - i0) / max(1, t1 - t0)
-    except (OSError, ValueError, IndexError):
-        return 1.0
-
-
-def wait_quiet(min_idle, max_wait):
-    """Wait (up to max_wait s) until the machine is at least min_idle idle; return the idle
-    fraction seen last. Other work on the machine (builds, tests) distorts wall-clock numbers."""
-    end = time.time() + max_wait
-    warned = False
-    while True:
-        idle = cpu_idle(0.5)
-        if idle >= min_idle or time.time() >= end:
-            return idle
-        if not warned:
-            log(f"waiting for a quiet machine (idle {idle:.0%} < {min_idle:.0%}, up to {max_wait:.0f} s)")
-            warned = True
 
 
 def compare_dumps(a, b, dtype):
@@ -731,18 +530,6 @@ def idle_summary(idle, others, steal):
     if steal:
         s += f"; hypervisor steal: median {statistics.median(steal):.2f} cores, max {max(steal):.2f}"
     return s
-
-
-def fmt(x, nd=0):
-    if x is None:
-        return "–"
-    return f"{x:,.{nd}f}"
-
-
-def ratio(a, b):
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
 
 
 def build_report(results, layers_info, args, machine, vers, dumps_cmp, sizes):
@@ -1044,8 +831,8 @@ def main():
     m = re.search(r"DEFAULT_NETWORK_PARALLEL\s*:\s*usize\s*=\s*(\d+)", (ROOT / "src" / "options.rs").read_text())
     net_parallel = m.group(1) if m else "?"
     base = make_layers(size_name, layers)
-    nginx = Nginx(base)
-    proxy = Proxy(nginx.port, LATENCY_MS)
+    nginx = Nginx(base, gzip_static=True)
+    proxy = Proxy(BUILD / "latency_proxy", nginx.port, LATENCY_MS)
     ports = {"http": nginx.port, "http+20ms": proxy.port}
     results = {}
     dumps_cmp = {}

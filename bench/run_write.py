@@ -20,23 +20,21 @@ Over HTTP: cloud-files' HTTP interface cannot write (put_file raises NotImplemen
 tensorstore's http kvstore is read-only, so both write through their S3 clients pointed at the
 same nginx (cloud-files alias `s3://http://127.0.0.1:PORT/` with placeholder keys; tensorstore
 `{"driver": "s3", "endpoint": ...}` with anonymous credentials). The server speaks just enough
-S3 for them (see Nginx in run_sharded.py); ours PUTs plain HTTP.
+S3 for them (see Nginx in common.py); ours PUTs plain HTTP.
 """
 
 import argparse
 import gzip
 import json
-import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run_sharded as common  # noqa: E402
-from run_sharded import MIB, ROOT, BENCH, fmt, log, ratio  # noqa: E402
+import common  # noqa: E402
+from common import MIB, ROOT, BENCH, fmt, log, ratio  # noqa: E402
 
 BUILD = BENCH / "write"
 SRC_ROOT = ROOT / "target" / "bench-layers" / "write"
