@@ -13,7 +13,7 @@ fn check_pixels(spec: &ChunkSpec<'_>, w: usize, h: usize, kind: &str) -> Result<
         return Err(Error::decode(format!(
             "{}: {kind} image is {w}x{h} = {} pixels, but the chunk {}x{}x{} has {voxels} voxels",
             spec.url,
-            w * h,
+            (w as u128) * (h as u128),
             s[0],
             s[1],
             s[2]
@@ -24,8 +24,12 @@ fn check_pixels(spec: &ChunkSpec<'_>, w: usize, h: usize, kind: &str) -> Result<
 
 pub fn decode_jpeg_into(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'_>) -> Result<()> {
     let url = spec.url;
-    let img = super::jpeg::decode(data, spec.channels).map_err(|e| Error::decode(format!("{url}: corrupt JPEG: {e}")))?;
-    check_pixels(spec, img.width, img.height, "JPEG")?;
+    // The image's size is checked against the chunk once its header is read, before libjpeg
+    // allocates anything for it.
+    let img = super::jpeg::decode(data, spec.channels, |w, h| check_pixels(spec, w, h, "JPEG")).map_err(|e| match e {
+        super::jpeg::Failure::Header(e) => e,
+        super::jpeg::Failure::Corrupt(m) => Error::decode(format!("{url}: corrupt JPEG: {m}")),
+    })?;
     copy_interleaved(&img.pixels, &spec.cell, spec.channels, region, out);
     Ok(())
 }
@@ -33,10 +37,15 @@ pub fn decode_jpeg_into(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &
 pub fn decode_png_into(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'_>) -> Result<()> {
     let url = spec.url;
     let corrupt = |e: png::DecodingError| Error::decode(format!("{url}: corrupt PNG: {e}"));
-    let mut dec = png::Decoder::new(data);
+    // The decoder's own allocations are bounded by the chunk (its default allows 64 MiB).
+    let limits = png::Limits { bytes: spec.decoded_len().saturating_mul(2).saturating_add(1 << 20) };
+    let mut dec = png::Decoder::new_with_limits(data, limits);
     // Palette images expand to RGB(A); samples keep their depth (16-bit stays big-endian).
     dec.set_transformations(png::Transformations::EXPAND);
     let mut reader = dec.read_info().map_err(corrupt)?;
+    // The size the header states is checked before a buffer is allocated for it.
+    let (w, h) = reader.info().size();
+    check_pixels(spec, w as usize, h as usize, "PNG")?;
     let mut pixels = vec![0u8; reader.output_buffer_size()];
     let frame = reader.next_frame(&mut pixels).map_err(corrupt)?;
     pixels.truncate(frame.buffer_size());

@@ -55,11 +55,25 @@ pub struct Image {
     pub pixels: Vec<u8>,
 }
 
-/// Decode `data` to `components` (1: grayscale, 3: RGB) interleaved samples. Errors are
-/// strings (the caller adds the chunk's URL).
-pub fn decode(data: &[u8], components: usize) -> Result<Image, String> {
+/// Why a decode failed.
+pub enum Failure<E> {
+    /// The header's size was refused by the caller's check.
+    Header(E),
+    /// libjpeg's complaint (the caller adds the chunk's URL).
+    Corrupt(String),
+}
+
+impl<E> From<String> for Failure<E> {
+    fn from(m: String) -> Self {
+        Failure::Corrupt(m)
+    }
+}
+
+/// Decode `data` to `components` (1: grayscale, 3: RGB) interleaved samples. `check(width,
+/// height)` sees the size the header states before anything is allocated for the image.
+pub fn decode<E>(data: &[u8], components: usize, check: impl FnOnce(usize, usize) -> Result<(), E>) -> Result<Image, Failure<E>> {
     if data.is_empty() {
-        return Err("empty JPEG".into());
+        return Err(Failure::Corrupt("empty JPEG".into()));
     }
     // SAFETY: zeroed is the documented initial state of both structs before jpeg_std_error and
     // jpeg_create_decompress; both live on this frame until jpeg_destroy_decompress.
@@ -72,7 +86,7 @@ pub fn decode(data: &[u8], components: usize) -> Result<Image, String> {
     err.base.emit_message = Some(emit_message);
     cinfo.common.err = &mut err.base;
 
-    let result = catch_unwind(AssertUnwindSafe(|| -> Result<Image, String> {
+    let result = catch_unwind(AssertUnwindSafe(|| -> Result<Image, Failure<E>> {
         // SAFETY: libjpeg calls on an initialised decompressor reading from `data`, which
         // outlives it; row pointers stay inside `pixels`.
         unsafe {
@@ -81,13 +95,14 @@ pub fn decode(data: &[u8], components: usize) -> Result<Image, String> {
             mj::jpeg_read_header(&mut cinfo, 1);
             let found = cinfo.num_components as usize;
             if found != components {
-                return Err(format!("JPEG has {found} component(s), the layer {components} channel(s)"));
+                return Err(format!("JPEG has {found} component(s), the layer {components} channel(s)").into());
             }
+            check(cinfo.image_width as usize, cinfo.image_height as usize).map_err(Failure::Header)?;
             cinfo.out_color_space = if components == 1 { mj::J_COLOR_SPACE::JCS_GRAYSCALE } else { mj::J_COLOR_SPACE::JCS_RGB };
             mj::jpeg_start_decompress(&mut cinfo);
             let (w, h) = (cinfo.output_width as usize, cinfo.output_height as usize);
             if cinfo.output_components as usize != components {
-                return Err(format!("JPEG decodes to {} components", cinfo.output_components));
+                return Err(format!("JPEG decodes to {} components", cinfo.output_components).into());
             }
             let stride = w * components;
             let mut pixels = vec![0u8; stride * h];
@@ -97,7 +112,7 @@ pub fn decode(data: &[u8], components: usize) -> Result<Image, String> {
                 let row = cinfo.output_scanline as usize;
                 let n = mj::jpeg_read_scanlines(&mut cinfo, rows.as_mut_ptr().add(row), (h - row) as u32);
                 if n == 0 {
-                    return Err(format!("JPEG ended after {row} of {h} rows"));
+                    return Err(format!("JPEG ended after {row} of {h} rows").into());
                 }
             }
             mj::jpeg_finish_decompress(&mut cinfo);
@@ -110,13 +125,13 @@ pub fn decode(data: &[u8], components: usize) -> Result<Image, String> {
         Ok(r) => r?,
         Err(payload) => {
             return Err(match payload.downcast::<JpegFailure>() {
-                Ok(f) => f.0,
+                Ok(f) => Failure::Corrupt(f.0),
                 Err(other) => resume_unwind(other),
             })
         }
     };
     if let Some(w) = err.warning {
-        return Err(w);
+        return Err(Failure::Corrupt(w));
     }
     Ok(image)
 }

@@ -299,9 +299,37 @@ pub struct ChunkSpec<'a> {
     pub url: &'a str,
 }
 
+/// Slack allowed over an image chunk's decoded size (headers, tables, ancillary data).
+const IMAGE_SLACK: usize = 1 << 20;
+
 impl ChunkSpec<'_> {
     pub fn decoded_len(&self) -> usize {
-        self.cell.voxels().unwrap_or(0) as usize * self.channels * self.dtype.size()
+        usize::try_from(self.cell.voxels().unwrap_or(0))
+            .unwrap_or(usize::MAX)
+            .saturating_mul(self.channels)
+            .saturating_mul(self.dtype.size())
+    }
+
+    /// The most bytes this chunk's payload (its content encoding removed, before the codec)
+    /// can take: the decoded size for raw; for compressed_segmentation the largest valid
+    /// encoding of the cell (every block 32-bit indices and a full table of its own); for
+    /// images four times the decoded size plus headers. Decompression stops there.
+    pub fn payload_limit(&self) -> usize {
+        let decoded = self.decoded_len();
+        match self.encoding {
+            Encoding::Raw => decoded,
+            Encoding::CompressedSegmentation => {
+                let block = self.cseg_block.unwrap_or([8, 8, 8]);
+                let shape = self.cell.shape();
+                let blocks: u128 = (0..3).map(|d| (shape[d].max(0) as u128).div_ceil(block[d].max(1) as u128)).product();
+                let block_voxels: u128 = block.iter().map(|&b| b.max(1) as u128).product();
+                let table_words = if self.dtype.size() == 8 { 2 } else { 1 };
+                let per_channel = 1 + blocks * (2 + block_voxels * (1 + table_words));
+                let bytes = 4 * (self.channels as u128) * per_channel;
+                usize::try_from(bytes).unwrap_or(usize::MAX)
+            }
+            _ => decoded.saturating_mul(4).saturating_add(IMAGE_SLACK),
+        }
     }
 }
 

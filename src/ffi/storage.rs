@@ -21,6 +21,8 @@ use crate::store::{self, ContentEncoding, Store};
 
 const MAGIC_LIVE: u64 = 0x6376_5f73_746f_7265; // "cv_store"
 const MAGIC_FREED: u64 = 0x6672_6565_6421_2121; // "freed!!!"
+/// The largest value `cv_storage_get` decompresses (a bigger one is refused as `Decode`).
+const MAX_VALUE_BYTES: usize = 4 << 30;
 
 /// Files under one base location. Opaque to C; created by `cv_storage_open`, released by
 /// `cv_storage_free`.
@@ -134,7 +136,7 @@ pub unsafe extern "C" fn cv_storage_get(
         let (data, len) = (out_arg(data, "data")?, out_arg(len, "len")?);
         let url = s.url(key);
         let obj = s.get(key)?.ok_or_else(|| Error::not_found(format!("{url}: no such file")))?;
-        let bytes = decompress(obj, &url)?.into_boxed_slice();
+        let bytes = decompress(obj, MAX_VALUE_BYTES, &url)?.into_boxed_slice();
         *len = bytes.len();
         *data = Box::into_raw(bytes).cast::<u8>();
         Ok(())

@@ -157,6 +157,9 @@ pub struct Info {
     pub json: Value,
 }
 
+/// The largest info file read (decompressed); a bigger one is refused as corrupt.
+pub const MAX_INFO_BYTES: usize = 64 << 20;
+
 /// Largest |voxel_offset| and size accepted on an axis.
 const MAX_EXTENT: i64 = 1 << 60;
 /// Largest chunk size accepted on an axis.

@@ -107,6 +107,26 @@ impl ShardingSpec {
     pub fn index_len(&self) -> u64 {
         16u64 << self.minishard_bits
     }
+
+    /// The most bytes a decoded minishard index can take in a grid of `grid_shape` chunks
+    /// (24 per entry). A minishard holds the chunks whose hashed `id >> preshift_bits` falls in
+    /// its bucket: with the identity hash at most `2^preshift_bits` ids per value in the bucket;
+    /// with murmurhash3 the values spread evenly over the buckets, and four times the even
+    /// share plus 64 is a bound no real layout reaches. Never more than the grid's chunks.
+    pub fn minishard_index_limit(&self, grid_shape: [i64; 3]) -> usize {
+        let chunks: u128 = grid_shape.iter().map(|&g| g.max(1) as u128).product();
+        let id_bits: u32 = morton_bits(grid_shape).iter().sum();
+        let pre = self.preshift_bits.min(id_bits);
+        // Distinct values of id >> preshift_bits, and buckets (shard, minishard) they fall in.
+        let values = 1u128 << (id_bits - pre);
+        let buckets = 1u128 << (self.minishard_bits + self.shard_bits).min(100);
+        let per_bucket = match self.hash {
+            ShardHash::Identity => values.div_ceil(buckets),
+            ShardHash::Murmur3 => 4 * values.div_ceil(buckets) + 64,
+        };
+        let entries = (per_bucket << pre).min(chunks);
+        usize::try_from(entries.saturating_mul(24)).unwrap_or(usize::MAX)
+    }
 }
 
 fn low_mask(bits: u32) -> u64 {

@@ -144,7 +144,7 @@ impl Volume {
         let obj = store
             .get("info")?
             .ok_or_else(|| Error::not_found(format!("{info_url}: no info file (is \"{cloudpath}\" a Precomputed layer?)")))?;
-        let text = compression::decompress(obj, &info_url)?;
+        let text = compression::decompress(obj, crate::format::info::MAX_INFO_BYTES, &info_url)?;
         let info = Info::parse(&text, &info_url)?;
         Self::with_info(path, store, info, opts)
     }
@@ -369,19 +369,15 @@ impl Volume {
             }
         };
         let _permit = self.decode_permits.acquire();
+        let spec = self.chunk_spec(scale, *cell, &url);
         let mut decoded = self.buffers.take();
-        let r = compression::decompress_into(&body, encoding, &mut decoded, &url).and_then(|inflated| {
+        let r = compression::decompress_into(&body, encoding, &mut decoded, spec.payload_limit(), &url).and_then(|inflated| {
             let data: &[u8] = if inflated { &decoded } else { &body };
-            self.decode_region(scale, cell, data, region, out, &url)
+            codec::decode_into(&spec, data, region, out)
         });
         self.buffers.give(decoded);
         self.buffers.give(body);
         r
-    }
-
-    fn decode_region(&self, scale: &Scale, cell: &Bbox, data: &[u8], region: &Bbox, out: &OutView<'_>, url: &str) -> Result<()> {
-        let spec = self.chunk_spec(scale, *cell, url);
-        codec::decode_into(&spec, data, region, out)
     }
 }
 

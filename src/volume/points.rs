@@ -22,10 +22,12 @@ impl Volume {
         let grid = ChunkGrid::of(scale);
         match &self.sharding[mip as usize] {
             None => {
-                let key = chunk_key(&scale.key, &grid.cell_bbox(cell));
+                let cell_box = grid.cell_bbox(cell);
+                let key = chunk_key(&scale.key, &cell_box);
                 let url = self.store.url(&key);
+                let limit = self.chunk_spec(scale, cell_box, &url).payload_limit();
                 let data = match self.store.get(&key)? {
-                    Some(o) if !o.bytes.is_empty() => Some(compression::decompress(o, &url)?),
+                    Some(o) if !o.bytes.is_empty() => Some(compression::decompress(o, limit, &url)?),
                     _ => None,
                 };
                 Ok((data, url))
@@ -39,6 +41,7 @@ impl Volume {
                     return Ok((None, url));
                 };
                 let Some((a, b)) = index.find(id) else { return Ok((None, url)) };
+                self.check_shard_range(scale, spec, shard, ms, id, grid.cell_bbox(cell), b - a)?;
                 let raw = match self
                     .store
                     .get_range_if(&key, a, b, index.generation.as_deref())
@@ -51,7 +54,10 @@ impl Volume {
                 };
                 let data = match spec.data_encoding {
                     DataEncoding::Raw => raw,
-                    DataEncoding::Gzip => compression::gunzip(&raw, &url)?,
+                    DataEncoding::Gzip => {
+                        let limit = self.chunk_spec(scale, grid.cell_bbox(cell), &url).payload_limit();
+                        compression::gunzip(&raw, limit, &url)?
+                    }
                 };
                 Ok((Some(data), url))
             }
@@ -192,6 +198,7 @@ impl Volume {
                     let index = self.minishard_index(mip, scale, spec, shard, ms)?;
                     match index.as_ref().and_then(|m| m.find(id).map(|r| (r, m.generation.clone()))) {
                         Some(((start, end), g)) => {
+                            self.check_shard_range(scale, spec, shard, ms, id, grid.cell_bbox(*cell), end - start)?;
                             if generations.insert(shard, g.clone()).is_some_and(|old| old != g) {
                                 return Err(Error::stale(format!("shard {shard} changed between two minishard reads")));
                             }
@@ -238,7 +245,8 @@ impl Volume {
                             match spec.data_encoding {
                                 DataEncoding::Raw => decode_cell(cell, idxs, Some(payload), &curl),
                                 DataEncoding::Gzip => {
-                                    let data = compression::gunzip(payload, &curl)?;
+                                    let limit = self.chunk_spec(scale, grid.cell_bbox(*cell), &curl).payload_limit();
+                                    let data = compression::gunzip(payload, limit, &curl)?;
                                     decode_cell(cell, idxs, Some(&data), &curl)
                                 }
                             }

@@ -171,6 +171,25 @@ impl Volume {
         }
     }
 
+    /// Refuse a chunk whose byte range in its shard is larger than its payload can be (a
+    /// corrupt index), before anything is fetched for it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn check_shard_range(&self, scale: &Scale, spec: &ShardingSpec, shard: u64, ms: u64, id: u64, cell: Bbox, len: u64) -> Result<()> {
+        let key = self.shard_key(scale, spec, shard);
+        let url = self.store.url(&key);
+        let limit = self.chunk_spec(scale, cell, &url).payload_limit();
+        let max = match spec.data_encoding {
+            DataEncoding::Raw => limit,
+            DataEncoding::Gzip => compression::stored_bound(limit),
+        };
+        if len > max as u64 {
+            return Err(Error::decode(format!(
+                "{url}: chunk {id} (minishard {ms}) takes {len} bytes in the shard, more than the {max} a chunk of this scale can take (corrupt minishard index)"
+            )));
+        }
+        Ok(())
+    }
+
     /// Fetch (and cache) shard `shard`'s index when it is small enough to be fetched whole, so
     /// that parallel minishard look-ups that follow do not race to fetch it.
     pub(crate) fn prefetch_shard_index(&self, mip: u32, scale: &Scale, spec: &ShardingSpec, shard: u64) -> Result<()> {
@@ -205,11 +224,19 @@ impl Volume {
         let key = self.shard_key(scale, spec, shard);
         let url = self.store.url(&key);
         let Some(((a, b), generation)) = self.minishard_range(mip, scale, spec, shard, ms)? else { return Ok(None) };
+        let limit = spec.minishard_index_limit(ChunkGrid::of(scale).grid_shape());
         let entries = if a == b {
             Vec::new()
         } else {
-            if b - a > 1 << 31 {
-                return Err(Error::decode(format!("{url}: minishard {ms} index of {} bytes is implausible", b - a)));
+            let stored_max = match spec.minishard_index_encoding {
+                DataEncoding::Raw => limit,
+                DataEncoding::Gzip => compression::stored_bound(limit),
+            };
+            if b - a > stored_max as u64 {
+                return Err(Error::decode(format!(
+                    "{url}: minishard {ms} index of {} bytes is larger than the {stored_max} bytes an index of at most {limit} bytes (what the sharding spec allows for this grid) can take",
+                    b - a
+                )));
             }
             let raw = match self
                 .store
@@ -225,7 +252,7 @@ impl Volume {
             let ctx = format!("{url} minishard {ms}");
             let raw = match spec.minishard_index_encoding {
                 DataEncoding::Raw => raw,
-                DataEncoding::Gzip => compression::gunzip(&raw, &ctx)?,
+                DataEncoding::Gzip => compression::gunzip(&raw, limit, &ctx)?,
             };
             decode_minishard_index(&raw, spec.index_len(), &ctx)?
         };
@@ -288,6 +315,7 @@ impl Volume {
             let ms = index_of(w);
             match ms.as_ref().and_then(|m| m.find(w.id)) {
                 Some((start, end)) => {
+                    self.check_shard_range(scale, spec, w.shard, w.minishard, w.id, grid.cell_bbox(w.cell), end - start)?;
                     let m = ms.as_ref().map(|m| m.generation.clone()).unwrap_or_default();
                     if generations.insert(w.shard, m.clone()).is_some_and(|g| g != m) {
                         return Err(Error::stale(format!("shard {} changed between two minishard reads", w.shard)));
@@ -347,15 +375,15 @@ impl Volume {
                 let Some(region) = cell.intersection(inside) else { return Ok(()) };
                 let chunk_url = format!("{url} (chunk {}, grid cell {:?}, minishard {})", w.id, w.cell, w.minishard);
                 let _permit = self.decode_permits.acquire();
+                let cspec = self.chunk_spec(scale, cell, &chunk_url);
                 let data;
                 let data_ref: &[u8] = match spec.data_encoding {
                     DataEncoding::Raw => payload,
                     DataEncoding::Gzip => {
-                        data = compression::gunzip(payload, &chunk_url)?;
+                        data = compression::gunzip(payload, cspec.payload_limit(), &chunk_url)?;
                         &data
                     }
                 };
-                let cspec = self.chunk_spec(scale, cell, &chunk_url);
                 codec::decode_into(&cspec, data_ref, &region, out)?;
                 if let Some(p) = progress {
                     p.fetch_add(1, Ordering::Relaxed);

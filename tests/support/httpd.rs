@@ -1,7 +1,7 @@
 //! A minimal static-file HTTP/1.1 server for tests, std only: GET and HEAD, keep-alive,
-//! `Content-Length`, 404 for what is missing. A missing `name` whose `name.gz` exists is served
-//! from `name.gz` with `Content-Encoding: gzip`, which is how a bucket serves files cloud-volume
-//! wrote compressed. One thread per connection. Stops on drop.
+//! `Content-Length`, 404 for what is missing. A missing `name` whose `name.gz` (`.br`, `.zstd`)
+//! exists is served from it with `Content-Encoding: gzip` (`br`, `zstd`), which is how a bucket
+//! serves files cloud-volume wrote compressed. One thread per connection. Stops on drop.
 
 #![allow(dead_code)]
 
@@ -176,10 +176,14 @@ fn serve(stream: TcpStream, root: &Path, requests: &AtomicU64) -> io::Result<()>
                 Some(p) => match read_file(&p) {
                     Some(b) => ("200 OK", "", b),
                     None => {
-                        let mut gz = p.into_os_string();
-                        gz.push(".gz");
-                        match read_file(Path::new(&gz)) {
-                            Some(b) => ("200 OK", "Content-Encoding: gzip\r\n", b),
+                        let variants = [(".gz", "Content-Encoding: gzip\r\n"), (".br", "Content-Encoding: br\r\n"), (".zstd", "Content-Encoding: zstd\r\n")];
+                        let found = variants.iter().find_map(|(suffix, header)| {
+                            let mut v = p.clone().into_os_string();
+                            v.push(suffix);
+                            read_file(Path::new(&v)).map(|b| (*header, b))
+                        });
+                        match found {
+                            Some((header, b)) => ("200 OK", header, b),
                             None => ("404 Not Found", "", b"not found\n".to_vec()),
                         }
                     }
