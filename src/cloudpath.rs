@@ -7,7 +7,7 @@
 //! credentials (`matrix-secret.json`, as cloud-files looks them up).
 
 use crate::error::{Error, Result};
-use crate::options::Options;
+use crate::options::StoreOptions;
 
 /// The protocol of a layer's location.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,11 +81,11 @@ fn alias_host(scheme: &str) -> Result<Option<String>> {
 }
 
 impl CloudPath {
-    pub fn parse(input: &str, opts: &Options) -> Result<CloudPath> {
+    pub fn parse(input: &str, opts: &StoreOptions) -> Result<CloudPath> {
         Self::parse_aliased(input, opts, None)
     }
 
-    fn parse_aliased(input: &str, opts: &Options, alias: Option<&str>) -> Result<CloudPath> {
+    fn parse_aliased(input: &str, opts: &StoreOptions, alias: Option<&str>) -> Result<CloudPath> {
         let mut s = input.trim();
         if let Some(rest) = s.strip_prefix("precomputed://") {
             s = rest;
@@ -216,12 +216,12 @@ mod tests {
 
     #[test]
     fn parses_every_protocol() {
-        let o = Options::default();
+        let o = StoreOptions::default();
         let p = CloudPath::parse("precomputed://gs://bucket/a/b/", &o).unwrap();
         assert_eq!(p.protocol, Protocol::Gs);
         assert_eq!(p.base, "https://storage.googleapis.com/bucket/a/b");
         assert_eq!(p.bucket.as_deref(), Some("bucket"));
-        let o2 = Options { s3_endpoint: Some("http://127.0.0.1:9000".into()), ..Options::default() };
+        let o2 = StoreOptions { s3_endpoint: Some("http://127.0.0.1:9000".into()), ..StoreOptions::default() };
         let p = CloudPath::parse("s3://bk/x|neuroglancer-precomputed:", &o2).unwrap();
         assert_eq!(p.base, "http://127.0.0.1:9000/bk/x");
         let p = CloudPath::parse("file:///tmp/x", &o).unwrap();
@@ -235,7 +235,7 @@ mod tests {
 
     #[test]
     fn s3_endpoints_in_the_path_and_aliases() {
-        let o = Options::default();
+        let o = StoreOptions::default();
         let p = CloudPath::parse("s3://https://minio.example.org:9000/bk/a/b/", &o).unwrap();
         assert_eq!((p.protocol, p.base.as_str(), p.bucket.as_deref()), (Protocol::S3, "https://minio.example.org:9000/bk/a/b", Some("bk")));
         assert_eq!(p.alias, None);
@@ -247,7 +247,7 @@ mod tests {
         let p = CloudPath::parse("nokura://bk/l", &o).unwrap();
         assert_eq!(p.base, "https://c10s.pni.princeton.edu/bk/l");
         // The endpoint option stands for any endpoint, an alias's too.
-        let o2 = Options { s3_endpoint: Some("http://127.0.0.1:9".into()), ..Options::default() };
+        let o2 = StoreOptions { s3_endpoint: Some("http://127.0.0.1:9".into()), ..StoreOptions::default() };
         let p = CloudPath::parse("matrix://bk/l", &o2).unwrap();
         assert_eq!((p.base.as_str(), p.alias.as_deref()), ("http://127.0.0.1:9/bk/l", Some("matrix")));
         let p = CloudPath::parse("s3://https://h.org/bk/l", &o2).unwrap();

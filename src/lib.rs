@@ -1,12 +1,21 @@
-//! cloudvolume: read Neuroglancer Precomputed volumes from file, http(s), gs and s3, natively,
-//! and serve them to C, C++, Julia and MATLAB through one C ABI (`include/cloudvolume.h`).
+//! cloudvolume: read and write Neuroglancer Precomputed volumes on file, http(s), gs and s3,
+//! natively, and serve them to C, C++, Julia and MATLAB through one C ABI
+//! (`include/cloudvolume.h`).
 //!
-//! Layers, bottom up:
-//! - [`store`]: where bytes live (file, http; gs and s3 over their HTTPS endpoints);
-//! - [`mod@format`]: the info file, the chunk grid and keys (no I/O);
-//! - [`codec`]: content compression and chunk encodings, decoding into the caller's buffer;
-//! - [`volume`]: the engine that turns a box into parallel chunk reads;
+//! Layers, bottom up; each imports only the ones below it:
+//! - [`mod@format`]: the info file, the chunk grid and keys, sharding, content encodings (no I/O);
+//! - [`codec`]: chunk encodings and content compression, one module per codec behind one trait;
+//! - [`store`]: where bytes live, by key (file, http; gs and s3 as signers on the HTTP client;
+//!   caches), split into readable and writable capabilities;
+//! - [`volume`]: a layer's read (and write) interface per scale, the Precomputed readers over
+//!   chunk files and shards, and the handle's engine;
 //! - [`ffi`]: the C ABI over all of it.
+//!
+//! Beside them: [`cloudpath`] (parsing paths), [`options`] (the options of a handle),
+//! [`secrets`] (credential files), [`cache`] (a byte-bounded LRU), [`error`].
+
+// Loops over the three axes index several arrays at once; iterators would hide that.
+#![allow(clippy::needless_range_loop)]
 
 pub mod cache;
 pub mod cloudpath;

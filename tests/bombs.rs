@@ -2,9 +2,9 @@
 //! object that expands to gigabytes (gzip, zstd, brotli; as chunk files, as HTTP bodies with
 //! `Content-Encoding`, as sharded chunk data and minishard indices) and images whose headers
 //! claim gigapixels. Each case runs in a child process (this test binary again, running the
-//! `worker` test) so that its peak resident memory is its own: the status must be
-//! `CV_ERR_DECODE`, the message must name the object and the limit, and the child's peak RSS
-//! must stay under 256 MiB.
+//! `worker` test) so that its peak resident memory is its own (VmHWM, which exec resets): the
+//! status must be `CV_ERR_DECODE`, the message must name the object and the limit, and the
+//! child's peak RSS must stay under 256 MiB.
 
 #[path = "support/httpd.rs"]
 mod httpd;
@@ -22,8 +22,22 @@ use serde_json::json;
 
 /// The peak RSS every case must stay under.
 const PEAK_MAX_KIB: u64 = 256 << 10;
-/// What each bomb expands to.
+/// What each big bomb expands to.
 const BOMB_BYTES: u64 = 3 << 30;
+/// The most bytes the stored object of a 32^3 uint8 raw chunk may take (its 32 KiB plus the
+/// slack any compressor may add): bigger objects are refused unread.
+const CHUNK_STORED_MAX: &str = "33824 bytes";
+
+/// Big bombs (3 GiB, stored in 0.1 to 3 MB: over what a 32 KiB chunk may take, so refused
+/// unread) and small ones (stored in under 32 KiB, which a chunk may take, expanding to tens or
+/// hundreds of MiB: stopped while decompressing), with their file suffix.
+fn bombs() -> Vec<(&'static str, PathBuf, PathBuf, &'static str)> {
+    vec![
+        ("gzip", gzip_bomb(BOMB_BYTES), gzip_bomb(24 << 20), ".gz"),
+        ("zstd", zstd_bomb(BOMB_BYTES), zstd_bomb(256 << 20), ".zstd"),
+        ("brotli", brotli_bomb(BOMB_BYTES), brotli_bomb(64 << 20), ".br"),
+    ]
+}
 
 // ---------------------------------------------------------------------------------------------
 // Bombs, made without ever holding their output: gzip from one compressed segment of zeros
@@ -40,7 +54,9 @@ fn bomb_dir() -> PathBuf {
 fn cached(name: &str, make: impl FnOnce(&mut dyn Write)) -> PathBuf {
     let path = bomb_dir().join(name);
     if !path.exists() {
-        let tmp = bomb_dir().join(format!(".{name}.{}", std::process::id()));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = bomb_dir().join(format!(".{name}.{}.{n}", std::process::id()));
         let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).expect("create bomb"));
         make(&mut f);
         f.flush().expect("flush bomb");
@@ -140,7 +156,12 @@ fn worker() {
             (s, m)
         }
     };
-    println!("RESULT {status}\t{}", msg.replace('\n', " "));
+    // The peak of this process since its exec (a fork's count would include the parent's).
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches("kB").trim().to_string())))
+        .unwrap_or_default();
+    println!("RESULT {status}\t{hwm}\t{}", msg.replace('\n', " "));
 }
 
 /// What a child reported, and its peak RSS in KiB.
@@ -162,20 +183,13 @@ fn run_child(url: &str, opts: &serde_json::Value, lo: [i64; 3], hi: [i64; 3], po
     if points {
         cmd.env("CV_BOMB_POINTS", "1");
     }
-    let child = cmd.spawn().expect("spawn worker");
-    let pid = child.id() as libc::pid_t;
-    let mut stdout = child.stdout.expect("stdout");
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut text).expect("read worker output");
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid out-parameter; pid is our unwaited child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4");
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "worker failed ({status}):\n{text}");
+    let done = cmd.spawn().expect("spawn worker").wait_with_output().expect("worker output");
+    let text = String::from_utf8_lossy(&done.stdout).into_owned();
+    assert!(done.status.success(), "worker failed ({}):\n{text}", done.status);
     let line = text.lines().find_map(|l| l.split_once("RESULT ").map(|(_, r)| r)).unwrap_or_else(|| panic!("no RESULT in:\n{text}"));
-    let (code, message) = line.split_once('\t').unwrap_or((line, ""));
-    Outcome { status: code.trim().parse().expect("status"), message: message.to_string(), peak_kib: usage.ru_maxrss as u64 }
+    let mut parts = line.splitn(3, '\t');
+    let (code, hwm, message) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    Outcome { status: code.trim().parse().expect("status"), message: message.to_string(), peak_kib: hwm.parse().expect("VmHWM of the worker") }
 }
 
 /// Assert a refusal: `CV_ERR_DECODE`, a message with every word of `names`, a bounded peak.
@@ -218,29 +232,38 @@ const CHUNK: ([i64; 3], [i64; 3]) = ([0, 0, 0], [32, 32, 32]);
 
 #[test]
 fn chunk_file_bombs_are_refused_within_the_chunk_size() {
-    for (name, bomb, suffix) in [("gzip", gzip_bomb(BOMB_BYTES), ".gz"), ("zstd", zstd_bomb(BOMB_BYTES), ".zstd"), ("brotli", brotli_bomb(BOMB_BYTES), ".br")] {
-        let t = bomb_layer(&format!("bomb-{name}"), &bomb, suffix);
-        let chunk = "s0/0-32_0-32_0-32";
+    let chunk = "s0/0-32_0-32_0-32";
+    for (name, big, small, suffix) in bombs() {
+        let t = bomb_layer(&format!("bomb-{name}"), &big, suffix);
         let o = run_child(&t.url(), &json!({}), CHUNK.0, CHUNK.1, false);
-        refused(&format!("{name} chunk file"), &o, &[chunk, "32768 bytes", name]);
+        refused(&format!("3 GiB {name} chunk file"), &o, &[chunk, CHUNK_STORED_MAX, "refused unread"]);
         let o = run_child(&t.url(), &json!({}), CHUNK.0, CHUNK.1, true);
-        refused(&format!("{name} chunk file, points"), &o, &[chunk, "32768 bytes"]);
+        refused(&format!("3 GiB {name} chunk file, points"), &o, &[chunk, CHUNK_STORED_MAX]);
+        let t = bomb_layer(&format!("bomb-small-{name}"), &small, suffix);
+        let o = run_child(&t.url(), &json!({}), CHUNK.0, CHUNK.1, false);
+        refused(&format!("small {name} chunk file"), &o, &[chunk, "expands past 32768 bytes", name]);
+        let o = run_child(&t.url(), &json!({}), CHUNK.0, CHUNK.1, true);
+        refused(&format!("small {name} chunk file, points"), &o, &[chunk, "expands past 32768 bytes"]);
     }
 }
 
 #[test]
 fn content_encoding_bombs_over_http_are_refused() {
-    for (name, bomb, suffix) in [("gzip", gzip_bomb(BOMB_BYTES), ".gz"), ("zstd", zstd_bomb(BOMB_BYTES), ".zstd"), ("brotli", brotli_bomb(BOMB_BYTES), ".br")] {
-        let t = bomb_layer(&format!("bomb-http-{name}"), &bomb, suffix);
-        let server = httpd::FileServer::start(t.path()).expect("httpd");
-        let o = run_child(&server.url(), &json!({}), CHUNK.0, CHUNK.1, false);
-        refused(&format!("{name} Content-Encoding over HTTP"), &o, &[&format!("{}/s0/0-32_0-32_0-32", server.url()), "32768 bytes"]);
+    for (name, big, small, suffix) in bombs() {
+        for (size, bomb, words) in [("3 GiB", &big, [CHUNK_STORED_MAX, "refused unread"]), ("small", &small, ["expands past 32768 bytes", name])] {
+            let t = bomb_layer(&format!("bomb-http-{name}"), bomb, suffix);
+            let server = httpd::FileServer::start(t.path()).expect("httpd");
+            let o = run_child(&server.url(), &json!({}), CHUNK.0, CHUNK.1, false);
+            let url = format!("{}/s0/0-32_0-32_0-32", server.url());
+            refused(&format!("{size} {name} Content-Encoding over HTTP"), &o, &[&url, words[0], words[1]]);
+        }
     }
 }
 
 #[test]
 fn sixty_four_bombs_read_in_parallel_stay_bounded() {
-    let bomb = gzip_bomb(BOMB_BYTES);
+    // Small bombs, which a chunk may take: each is stopped while it decompresses.
+    let bomb = gzip_bomb(24 << 20);
     let t = TempDir::new("bomb-64");
     layer_with(t.path(), &raw_info([128, 128, 128], [32, 32, 32], "raw", None));
     std::fs::create_dir_all(t.path().join("s0")).unwrap();
@@ -367,7 +390,7 @@ fn image_headers_claiming_gigapixels_are_refused_before_allocating() {
 
     // JPEG: a real 32x1024 image whose frame header is changed to claim 65500 x 65500.
     let planar: Vec<u8> = (0..32 * 32 * 32).map(|i| (i % 251) as u8).collect();
-    let mut jpeg = cloudvolume::codec::encode::encode_chunk(
+    let mut jpeg = cloudvolume::codec::encode_chunk(
         cloudvolume::Encoding::Jpeg,
         cloudvolume::DataType::U8,
         1,

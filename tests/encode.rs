@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use cloudvolume::codec::compression::gunzip;
-use cloudvolume::codec::encode::{encode_chunk, gzip, EncodeOptions};
+use cloudvolume::codec::compression::{gunzip, gzip};
+use cloudvolume::codec::{encode_chunk, EncodeOptions};
 use cloudvolume::codec::{decode_into, ChunkSpec, OutView};
 use cloudvolume::{Bbox, DataType, Encoding, ErrorKind};
 use serde_json::{json, Value};

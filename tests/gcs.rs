@@ -111,7 +111,7 @@ fn opts(v: Value) -> Options {
 }
 
 fn store(url: &str, o: &Options) -> Arc<dyn Store> {
-    cloudvolume::store::open(&CloudPath::parse(url, o).unwrap(), o).unwrap()
+    cloudvolume::store::open(&CloudPath::parse(url, &o.store).unwrap(), &o.store).unwrap()
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -120,8 +120,8 @@ fn opts_with(endpoint: &str, keys: Option<&Keys>) -> Value {
 
 fn open_store(url: &str, o: &Value) -> cloudvolume::Result<std::sync::Arc<dyn Store>> {
     let opts = options(o);
-    let path = CloudPath::parse(url, &opts)?;
-    store::open(&path, &opts)
+    let path = CloudPath::parse(url, &opts.store)?;
+    store::open(&path, &opts.store)
 }
 
 fn get(url: &str, key: &str, o: &Value) -> cloudvolume::Result<Option<Vec<u8>>> {
@@ -413,7 +413,7 @@ fn etag_mismatches_are_retried_then_fail_without_wrong_bytes() {
         assert!(msg.contains("checksum") && msg.contains("ETag") && msg.contains("3 attempts"), "{msg}");
         assert_eq!(proxy.take().len(), 3, "{key}: every attempt is one GET");
         let mut buf = Vec::new();
-        assert_eq!(st.get_into(key, &mut buf).unwrap_err().kind(), ErrorKind::Io);
+        assert_eq!(st.get_into(key, &mut buf, None).unwrap_err().kind(), ErrorKind::Io);
         proxy.take();
     }
     // Without the check the flipped byte comes through (so the check is what caught it).

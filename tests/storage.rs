@@ -177,7 +177,7 @@ fn content_encodings_are_removed_on_get_and_replaced_by_put() {
     let dir = TempDir::new("encodings");
     let s = St::open(&dir.url(), None).unwrap();
     let bin = binary_value();
-    std::fs::write(dir.path().join("g.gz"), cloudvolume::codec::encode::gzip(&bin, 6)).unwrap();
+    std::fs::write(dir.path().join("g.gz"), cloudvolume::codec::compression::gzip(&bin, 6)).unwrap();
     std::fs::write(dir.path().join("z.zstd"), zstd::encode_all(&bin[..], 3).unwrap()).unwrap();
     assert!(s.exists("g").unwrap() && s.exists("z").unwrap());
     assert_eq!(s.get("g").unwrap(), bin);
@@ -308,7 +308,7 @@ fn http_round_trips() {
 
     // Files served with Content-Encoding: gzip come back decoded; gs:// endpoints work alike.
     std::fs::create_dir_all(root.path().join("bucket/layer")).unwrap();
-    std::fs::write(root.path().join("bucket/layer/g"), cloudvolume::codec::encode::gzip(&bin, 6)).unwrap();
+    std::fs::write(root.path().join("bucket/layer/g"), cloudvolume::codec::compression::gzip(&bin, 6)).unwrap();
     let gz = St::open(&format!("{}/gz/bucket/layer", nginx.base_url()), None).unwrap();
     assert_eq!(gz.get("g").unwrap(), bin);
     let gs = St::open("gs://bucket/layer", Some(&format!("{{\"gs_endpoint\": \"{}\"}}", nginx.base_url()))).unwrap();

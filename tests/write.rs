@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use cloudvolume::codec::compression::gunzip;
-use cloudvolume::codec::encode::{encode_chunk, EncodeOptions};
+use cloudvolume::codec::{encode_chunk, EncodeOptions};
 use cloudvolume::ffi::*;
 use cloudvolume::{DataType, Encoding};
 use nginx_dav::DavNginx;

@@ -124,7 +124,7 @@ fn npy_header(dtype: DataType, shape: [usize; 4]) -> Vec<u8> {
     let mut h = b"\x93NUMPY\x01\x00".to_vec();
     h.extend(((total - 10) as u16).to_le_bytes());
     h.extend(dict.as_bytes());
-    h.extend(std::iter::repeat(b' ').take(total - unpadded));
+    h.extend(std::iter::repeat_n(b' ', total - unpadded));
     h.push(b'\n');
     h
 }

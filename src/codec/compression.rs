@@ -1,4 +1,5 @@
-//! Content compression of stored objects: gzip, brotli and zstd.
+//! Content compression of stored objects: gzip, brotli and zstd, both ways (brotli is read
+//! only), plus zlib for PNG's image data.
 //!
 //! Every decompression takes a limit: the most bytes the caller can use (a raw chunk's exact
 //! size, the most a compressed_segmentation chunk of its shape can take, the index sizes a
@@ -11,7 +12,14 @@ use std::io::Read;
 use std::ptr::NonNull;
 
 use crate::error::{Error, Result};
-use crate::store::{ContentEncoding, Object};
+use crate::format::ContentEncoding;
+
+/// An object as stored: its bytes and their content encoding.
+#[derive(Debug)]
+pub struct Object {
+    pub bytes: Vec<u8>,
+    pub encoding: ContentEncoding,
+}
 
 /// Outputs up to this size are inflated in one call into a buffer of the limit's capacity (its
 /// untouched pages cost nothing); past it, through a streaming decoder that grows its buffer.
@@ -290,6 +298,64 @@ pub fn gunzip(data: &[u8], limit: usize, url: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Compression (the write path).
+
+thread_local! {
+    /// One libdeflate compressor per level, per thread (allocating one costs more than
+    /// compressing a small chunk at low levels).
+    static DEFLATERS: RefCell<[Option<libdeflater::Compressor>; 13]> = const { RefCell::new([const { None }; 13]) };
+}
+
+/// Run `f` with this thread's libdeflate compressor at `level` (clamped to 0..=12).
+fn with_compressor<T>(level: i32, f: impl FnOnce(&mut libdeflater::Compressor) -> T) -> T {
+    let level = level.clamp(0, 12);
+    DEFLATERS.with(|c| {
+        let mut c = c.borrow_mut();
+        let slot = &mut c[level as usize];
+        let comp = slot.get_or_insert_with(|| {
+            libdeflater::Compressor::new(libdeflater::CompressionLvl::new(level).expect("level in 0..=12"))
+        });
+        f(comp)
+    })
+}
+
+/// gzip (RFC 1952) at `level` 1..=12 (libdeflate levels; 6 default, 9 like cloud-volume and
+/// tensorstore's shards). Levels outside the range are clamped to it.
+pub fn gzip(data: &[u8], level: i32) -> Vec<u8> {
+    with_compressor(level.clamp(1, 12), |c| {
+        let mut out = vec![0u8; c.gzip_compress_bound(data.len())];
+        let n = c.gzip_compress(data, &mut out).expect("gzip_compress_bound is enough");
+        out.truncate(n);
+        out
+    })
+}
+
+/// zlib (RFC 1950) at `level` 0..=12, for PNG's IDAT.
+pub fn zlib(data: &[u8], level: i32) -> Vec<u8> {
+    with_compressor(level, |c| {
+        let mut out = vec![0u8; c.zlib_compress_bound(data.len())];
+        let n = c.zlib_compress(data, &mut out).expect("zlib_compress_bound is enough");
+        out.truncate(n);
+        out
+    })
+}
+
+/// Compress `data` with `encoding` at `level` (None: 6 for gzip, 3 for zstd); identity returns
+/// the data. `url` names the object in messages.
+///
+/// # Errors
+/// brotli (not written by this library: `Unsupported`); a zstd failure (`Internal`).
+pub fn compress(data: Vec<u8>, encoding: ContentEncoding, level: Option<i32>, url: &str) -> Result<Vec<u8>> {
+    match encoding {
+        ContentEncoding::Identity => Ok(data),
+        ContentEncoding::Gzip => Ok(gzip(&data, level.unwrap_or(6).clamp(1, 12))),
+        ContentEncoding::Zstd => zstd::bulk::compress(&data, level.unwrap_or(3))
+            .map_err(|e| Error::internal(format!("{url}: zstd compression failed: {e}"))),
+        ContentEncoding::Brotli => Err(Error::unsupported(format!("{url}: writing brotli is not supported"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,7 +409,7 @@ mod tests {
         assert!(gunzip(&liar, 5000, "u").unwrap_err().message().contains("5000 bytes"));
         // Many members, each under the limit, adding up past it.
         let small = gz(&data[..4096]);
-        let many: Vec<u8> = std::iter::repeat(small).take(10).flatten().collect();
+        let many: Vec<u8> = std::iter::repeat_n(small, 10).flatten().collect();
         assert!(gunzip(&many, 40_000, "u").unwrap_err().message().contains("expands past"));
         assert_eq!(gunzip(&many, 40_960, "u").unwrap().len(), 40_960);
         for enc in [ContentEncoding::Zstd, ContentEncoding::Brotli] {

@@ -92,8 +92,8 @@ pub unsafe extern "C" fn cv_storage_open(
         let path = str_arg(cloudpath, "cloudpath")?;
         let opts = if options_json.is_null() { None } else { Some(str_arg(options_json, "options_json")?) };
         let opts = Options::parse(opts)?;
-        let cp = CloudPath::parse(path, &opts)?;
-        let store = store::open(&cp, &opts)?;
+        let cp = CloudPath::parse(path, &opts.store)?;
+        let store = store::open(&cp, &opts.store)?;
         *out = Box::into_raw(Box::new(cv_storage { magic: MAGIC_LIVE, store }));
         Ok(())
     })

@@ -1,8 +1,12 @@
-//! The Neuroglancer Precomputed format without I/O: the info file, the chunk grid and keys.
+//! The Neuroglancer Precomputed format without I/O: the info file, the chunk grid and keys,
+//! sharding, content encodings, and new infos.
 
+pub mod create;
+pub mod encoding;
 pub mod grid;
 pub mod info;
 pub mod sharding;
 
+pub use encoding::ContentEncoding;
 pub use grid::{Bbox, ChunkGrid};
 pub use info::{DataType, Encoding, Info, LayerType, Scale};

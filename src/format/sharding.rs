@@ -220,6 +220,49 @@ pub fn decode_minishard_index(data: &[u8], index_len: u64, ctx: &str) -> Result<
     Ok(out)
 }
 
+/// Assemble a shard file: the shard index, then per minishard (ascending) its chunks sorted by
+/// id followed by its index (tensorstore's layout). `chunks` holds `(minishard, id, payload)`
+/// sorted by (minishard, id), payloads already data-encoded; `encode_index` applies the
+/// spec's `minishard_index_encoding` to a raw index.
+pub fn assemble_shard(spec: &ShardingSpec, chunks: &[(u64, u64, Vec<u8>)], encode_index: impl Fn(Vec<u8>) -> Vec<u8>) -> Vec<u8> {
+    let n_ms = 1usize << spec.minishard_bits.min(30);
+    let mut index = vec![0u8; spec.index_len() as usize];
+    let mut body: Vec<u8> = Vec::new();
+    let mut i = 0;
+    while i < chunks.len() {
+        let ms = chunks[i].0;
+        let mut j = i;
+        let (mut ids, mut offs, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut prev_id, mut prev_end) = (0u64, 0u64);
+        while j < chunks.len() && chunks[j].0 == ms {
+            let (_, id, ref bytes) = chunks[j];
+            let start = body.len() as u64;
+            body.extend_from_slice(bytes);
+            ids.push(id - prev_id);
+            offs.push(start - prev_end);
+            sizes.push(bytes.len() as u64);
+            prev_id = id;
+            prev_end = start + bytes.len() as u64;
+            j += 1;
+        }
+        let mut raw = Vec::with_capacity(24 * ids.len());
+        for v in ids.iter().chain(&offs).chain(&sizes) {
+            raw.extend_from_slice(&v.to_le_bytes());
+        }
+        let encoded = encode_index(raw);
+        let start = body.len() as u64;
+        body.extend_from_slice(&encoded);
+        let end = body.len() as u64;
+        if (ms as usize) < n_ms {
+            index[16 * ms as usize..16 * ms as usize + 8].copy_from_slice(&start.to_le_bytes());
+            index[16 * ms as usize + 8..16 * ms as usize + 16].copy_from_slice(&end.to_le_bytes());
+        }
+        i = j;
+    }
+    index.extend_from_slice(&body);
+    index
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

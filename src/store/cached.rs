@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::file::FileStore;
-use super::{ContentEncoding, Object, RangeRead, Store};
+use super::{ContentEncoding, GetOptions, Got, ReadableStore, Store, WritableStore};
 use crate::cache::ByteLru;
 use crate::cloudpath::CloudPath;
 use crate::error::{Error, Result};
@@ -69,24 +69,23 @@ impl DiskCached {
     }
 }
 
-impl Store for DiskCached {
-    fn get(&self, key: &str) -> Result<Option<Object>> {
-        let mut bytes = Vec::new();
-        Ok(self.get_into(key, &mut bytes)?.map(|encoding| Object { bytes, encoding }))
-    }
-
-    fn get_into(&self, key: &str, buf: &mut Vec<u8>) -> Result<Option<ContentEncoding>> {
-        if let Ok(Some(enc)) = self.cache.get_into(key, buf) {
-            // An empty file stands for a chunk the remote lacks (as cloud-volume writes it).
-            return Ok(if buf.is_empty() && caches_missing(key) { None } else { Some(enc) });
+impl ReadableStore for DiskCached {
+    fn get_with(&self, key: &str, opts: &GetOptions<'_>, buf: &mut Vec<u8>) -> Result<Got> {
+        if opts.range.is_some() || opts.if_generation.is_some() {
+            return self.inner.get_with(key, opts, buf);
         }
-        let got = self.inner.get_into(key, buf)?;
-        self.remember(key, got.map(|e| (&buf[..], e)));
+        let whole = GetOptions { max_len: opts.max_len, ..GetOptions::default() };
+        if let Ok(Got::Found { encoding, generation }) = self.cache.get_with(key, &whole, buf) {
+            // An empty file stands for a chunk the remote lacks (as cloud-volume writes it).
+            return Ok(if buf.is_empty() && caches_missing(key) { Got::Missing } else { Got::Found { encoding, generation } });
+        }
+        let got = self.inner.get_with(key, opts, buf)?;
+        match &got {
+            Got::Found { encoding, .. } => self.remember(key, Some((&buf[..], *encoding))),
+            Got::Missing => self.remember(key, None),
+            Got::Stale => {}
+        }
         Ok(got)
-    }
-
-    fn get_range_if(&self, key: &str, start: u64, end: u64, if_generation: Option<&str>) -> Result<RangeRead> {
-        self.inner.get_range_if(key, start, end, if_generation)
     }
 
     fn cheap_generation(&self, key: &str) -> Option<Result<Option<String>>> {
@@ -95,22 +94,12 @@ impl Store for DiskCached {
 
     fn exists(&self, key: &str) -> Result<bool> {
         let mut buf = Vec::new();
-        if let Ok(Some(_)) = self.cache.get_into(key, &mut buf) {
+        if let Ok(Some(_)) = self.cache.get_into(key, &mut buf, None) {
             if !buf.is_empty() || !caches_missing(key) {
                 return Ok(true);
             }
         }
         self.inner.exists(key)
-    }
-
-    fn put(&self, key: &str, bytes: &[u8], encoding: ContentEncoding, content_type: &str) -> Result<()> {
-        self.inner.put(key, bytes, encoding, content_type)?;
-        self.cache.delete(key)
-    }
-
-    fn delete(&self, key: &str) -> Result<()> {
-        self.inner.delete(key)?;
-        self.cache.delete(key)
     }
 
     fn url(&self, key: &str) -> String {
@@ -127,6 +116,18 @@ impl Store for DiskCached {
     }
 }
 
+impl WritableStore for DiskCached {
+    fn put(&self, key: &str, bytes: &[u8], encoding: ContentEncoding, content_type: &str) -> Result<()> {
+        self.inner.put(key, bytes, encoding, content_type)?;
+        self.cache.delete(key)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        self.inner.delete(key)?;
+        self.cache.delete(key)
+    }
+}
+
 /// A store with an in-memory cache of whole objects, bounded in bytes.
 pub struct LruCached {
     inner: Arc<dyn Store>,
@@ -139,27 +140,24 @@ impl LruCached {
     }
 }
 
-impl Store for LruCached {
-    fn get(&self, key: &str) -> Result<Option<Object>> {
-        let mut bytes = Vec::new();
-        Ok(self.get_into(key, &mut bytes)?.map(|encoding| Object { bytes, encoding }))
-    }
-
-    fn get_into(&self, key: &str, buf: &mut Vec<u8>) -> Result<Option<ContentEncoding>> {
+impl ReadableStore for LruCached {
+    fn get_with(&self, key: &str, opts: &GetOptions<'_>, buf: &mut Vec<u8>) -> Result<Got> {
+        if opts.range.is_some() || opts.if_generation.is_some() {
+            return self.inner.get_with(key, opts, buf);
+        }
         if let Some(hit) = self.lru.get(&key.to_string()) {
+            if opts.max_len.is_some_and(|m| hit.0.len() as u64 > m) {
+                return Err(super::too_large(&self.inner.url(key), hit.0.len() as u64, opts.max_len.unwrap_or(0)));
+            }
             buf.clear();
             buf.extend_from_slice(&hit.0);
-            return Ok(Some(hit.1));
+            return Ok(Got::Found { encoding: hit.1, generation: None });
         }
-        let got = self.inner.get_into(key, buf)?;
-        if let Some(enc) = got {
-            self.lru.insert(key.to_string(), Arc::new((buf.clone(), enc)), buf.len() + key.len() + 64);
+        let got = self.inner.get_with(key, opts, buf)?;
+        if let Got::Found { encoding, .. } = &got {
+            self.lru.insert(key.to_string(), Arc::new((buf.clone(), *encoding)), buf.len() + key.len() + 64);
         }
         Ok(got)
-    }
-
-    fn get_range_if(&self, key: &str, start: u64, end: u64, if_generation: Option<&str>) -> Result<RangeRead> {
-        self.inner.get_range_if(key, start, end, if_generation)
     }
 
     fn cheap_generation(&self, key: &str) -> Option<Result<Option<String>>> {
@@ -173,18 +171,6 @@ impl Store for LruCached {
         self.inner.exists(key)
     }
 
-    fn put(&self, key: &str, bytes: &[u8], encoding: ContentEncoding, content_type: &str) -> Result<()> {
-        self.lru.remove(&key.to_string());
-        let r = self.inner.put(key, bytes, encoding, content_type);
-        self.lru.remove(&key.to_string());
-        r
-    }
-
-    fn delete(&self, key: &str) -> Result<()> {
-        self.lru.remove(&key.to_string());
-        self.inner.delete(key)
-    }
-
     fn url(&self, key: &str) -> String {
         self.inner.url(key)
     }
@@ -196,5 +182,19 @@ impl Store for LruCached {
     fn clear_cache(&self) -> Result<()> {
         self.lru.clear();
         self.inner.clear_cache()
+    }
+}
+
+impl WritableStore for LruCached {
+    fn put(&self, key: &str, bytes: &[u8], encoding: ContentEncoding, content_type: &str) -> Result<()> {
+        self.lru.remove(&key.to_string());
+        let r = self.inner.put(key, bytes, encoding, content_type);
+        self.lru.remove(&key.to_string());
+        r
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        self.lru.remove(&key.to_string());
+        self.inner.delete(key)
     }
 }

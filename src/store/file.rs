@@ -3,23 +3,18 @@
 use std::io::ErrorKind as IoKind;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{ContentEncoding, Object, RangeRead, Store};
+use super::{too_large, ContentEncoding, GetOptions, Got, ReadableStore, WritableStore};
+use crate::cloudpath::join_key;
+use crate::error::{Error, Result};
 
 /// A file's generation: size, modification time and inode (a rename-into-place changes it).
 fn generation_of(m: &std::fs::Metadata) -> String {
     use std::os::unix::fs::MetadataExt;
     format!("{}-{}.{}-{}", m.len(), m.mtime(), m.mtime_nsec(), m.ino())
 }
-use crate::cloudpath::join_key;
-use crate::error::{Error, Result};
 
 /// Suffixes probed after the plain name, as cloud-files does.
-const SUFFIXES: [(&str, ContentEncoding); 4] = [
-    ("", ContentEncoding::Identity),
-    (".gz", ContentEncoding::Gzip),
-    (".br", ContentEncoding::Brotli),
-    (".zstd", ContentEncoding::Zstd),
-];
+const SUFFIXES: [ContentEncoding; 4] = ContentEncoding::ALL;
 
 pub struct FileStore {
     base: String,
@@ -37,51 +32,146 @@ impl FileStore {
 /// Distinguishes the temporary files of concurrent writers in one process.
 static TMP_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-impl Store for FileStore {
-    fn get(&self, key: &str) -> Result<Option<Object>> {
-        let mut bytes = Vec::new();
-        Ok(self.get_into(key, &mut bytes)?.map(|encoding| Object { bytes, encoding }))
-    }
-
-    fn get_into(&self, key: &str, buf: &mut Vec<u8>) -> Result<Option<ContentEncoding>> {
+impl FileStore {
+    /// The whole object under `path` (the plain name, then each suffix), into `buf`.
+    fn read_whole(&self, path: &str, opts: &GetOptions<'_>, buf: &mut Vec<u8>) -> Result<Got> {
         use std::io::Read;
-        let path = join_key(&self.base, key);
         let first = self.hint.load(Ordering::Relaxed);
         let order = std::iter::once(first).chain((0..SUFFIXES.len()).filter(|&i| i != first));
         for i in order {
-            let (suffix, encoding) = SUFFIXES[i];
-            let full = format!("{path}{suffix}");
-            let opened = std::fs::File::open(&full).and_then(|mut f| {
-                let len = f.metadata()?.len() as usize;
-                buf.clear();
-                buf.reserve(len);
-                f.read_to_end(buf)
+            let encoding = SUFFIXES[i];
+            let full = format!("{path}{}", encoding.file_suffix());
+            let opened = std::fs::File::open(&full).and_then(|f| {
+                let meta = f.metadata()?;
+                Ok((f, meta))
             });
-            match opened {
-                Ok(_) => {
-                    if i != first {
-                        self.hint.store(i, Ordering::Relaxed);
-                    }
-                    return Ok(Some(encoding));
-                }
+            let (mut f, meta) = match opened {
+                Ok(o) => o,
                 Err(e) if e.kind() == IoKind::NotFound => continue,
                 // A directory where a file is expected, or a path through a file.
-                Err(e) if e.kind() == IoKind::IsADirectory || e.raw_os_error() == Some(libc::ENOTDIR) => {
-                    continue
-                }
+                Err(e) if e.kind() == IoKind::IsADirectory || e.raw_os_error() == Some(libc::ENOTDIR) => continue,
                 Err(e) if e.kind() == IoKind::PermissionDenied => {
                     return Err(Error::auth(format!("file://{full}: permission denied")))
                 }
                 Err(e) => return Err(Error::io(format!("file://{full}: {e}"))),
+            };
+            if meta.is_dir() {
+                continue;
             }
+            let generation = generation_of(&meta);
+            if opts.if_generation.is_some_and(|g| g != generation) {
+                return Ok(Got::Stale);
+            }
+            if let Some(max) = opts.max_len.filter(|&m| meta.len() > m) {
+                return Err(too_large(&format!("file://{full}"), meta.len(), max));
+            }
+            buf.clear();
+            buf.reserve(meta.len() as usize);
+            let read = match opts.max_len {
+                // A file growing while it is read is cut at the limit and refused.
+                Some(max) => (&mut f).take(max + 1).read_to_end(buf),
+                None => f.read_to_end(buf),
+            };
+            read.map_err(|e| Error::io(format!("file://{full}: {e}")))?;
+            if let Some(max) = opts.max_len.filter(|&m| buf.len() as u64 > m) {
+                return Err(too_large(&format!("file://{full}"), buf.len() as u64, max));
+            }
+            if i != first {
+                self.hint.store(i, Ordering::Relaxed);
+            }
+            return Ok(Got::Found { encoding, generation: Some(generation) });
         }
-        Ok(None)
+        Ok(Got::Missing)
     }
 
+    /// Bytes `[start, end)` of the file at `path` (no suffixes: ranges are of shard files).
+    fn read_range(path: &str, start: u64, end: u64, if_generation: Option<&str>, buf: &mut Vec<u8>) -> Result<Got> {
+        use std::os::unix::fs::FileExt;
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(Got::Missing),
+            Err(e) if e.kind() == IoKind::PermissionDenied => {
+                return Err(Error::auth(format!("file://{path}: permission denied")))
+            }
+            Err(e) => return Err(Error::io(format!("file://{path}: {e}"))),
+        };
+        let meta = file.metadata().map_err(|e| Error::io(format!("file://{path}: {e}")))?;
+        let generation = generation_of(&meta);
+        if if_generation.is_some_and(|g| g != generation) {
+            return Ok(Got::Stale);
+        }
+        let past_end = || {
+            Error::decode(format!(
+                "file://{path}: byte range [{start}, {end}) reaches past the end of the file ({} bytes)",
+                meta.len()
+            ))
+        };
+        if end > meta.len() {
+            return Err(past_end());
+        }
+        let len = usize::try_from(end.saturating_sub(start))
+            .map_err(|_| Error::decode(format!("file://{path}: byte range [{start}, {end}) is too large")))?;
+        buf.clear();
+        buf.resize(len, 0);
+        let mut done = 0;
+        while done < len {
+            match file.read_at(&mut buf[done..], start + done as u64) {
+                Ok(0) => return Err(past_end()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == IoKind::Interrupted => {}
+                Err(e) => return Err(Error::io(format!("file://{path}: {e}"))),
+            }
+        }
+        Ok(Got::Found { encoding: ContentEncoding::Identity, generation: Some(generation) })
+    }
+}
+
+impl ReadableStore for FileStore {
+    fn get_with(&self, key: &str, opts: &GetOptions<'_>, buf: &mut Vec<u8>) -> Result<Got> {
+        let path = join_key(&self.base, key);
+        match opts.range {
+            None => self.read_whole(&path, opts, buf),
+            Some((start, end)) => Self::read_range(&path, start, end, opts.if_generation, buf),
+        }
+    }
+
+    fn exists(&self, key: &str) -> Result<bool> {
+        let path = join_key(&self.base, key);
+        for encoding in SUFFIXES {
+            let full = format!("{path}{}", encoding.file_suffix());
+            match std::fs::metadata(&full) {
+                Ok(m) if m.is_file() => return Ok(true),
+                Ok(_) => {}
+                Err(e) if e.kind() == IoKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {}
+                Err(e) => return Err(Error::io(format!("file://{full}: {e}"))),
+            }
+        }
+        Ok(false)
+    }
+
+    fn cheap_generation(&self, key: &str) -> Option<Result<Option<String>>> {
+        let path = join_key(&self.base, key);
+        Some(match std::fs::metadata(&path) {
+            Ok(m) => Ok(Some(generation_of(&m))),
+            Err(e) if e.kind() == IoKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("file://{path}: {e}"))),
+        })
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("file://{}", join_key(&self.base, key))
+    }
+
+    fn default_parallel(&self) -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+}
+
+impl WritableStore for FileStore {
     fn put(&self, key: &str, bytes: &[u8], encoding: ContentEncoding, _content_type: &str) -> Result<()> {
         use std::io::Write;
         let path = join_key(&self.base, key);
-        let suffix = SUFFIXES.iter().find(|s| s.1 == encoding).map_or("", |s| s.0);
+        let suffix = encoding.file_suffix();
         let full = format!("{path}{suffix}");
         let target = std::path::Path::new(&full);
         let dir = target.parent().unwrap_or(std::path::Path::new("/"));
@@ -113,7 +203,7 @@ impl Store for FileStore {
             return Err(denied(&e, "renaming the temporary file into place"));
         }
         // Other stored variants of the key would shadow or contradict the new object.
-        for (other, _) in SUFFIXES {
+        for other in SUFFIXES.map(ContentEncoding::file_suffix) {
             if other != suffix {
                 match std::fs::remove_file(format!("{path}{other}")) {
                     Ok(()) => {}
@@ -122,7 +212,7 @@ impl Store for FileStore {
                 }
             }
         }
-        if let Some(i) = SUFFIXES.iter().position(|s| s.0 == suffix) {
+        if let Some(i) = SUFFIXES.iter().position(|&e| e == encoding) {
             self.hint.store(i, Ordering::Relaxed);
         }
         Ok(())
@@ -130,7 +220,7 @@ impl Store for FileStore {
 
     fn delete(&self, key: &str) -> Result<()> {
         let path = join_key(&self.base, key);
-        for (suffix, _) in SUFFIXES {
+        for suffix in SUFFIXES.map(ContentEncoding::file_suffix) {
             match std::fs::remove_file(format!("{path}{suffix}")) {
                 Ok(()) => {}
                 Err(e) if e.kind() == IoKind::NotFound => {}
@@ -141,77 +231,5 @@ impl Store for FileStore {
             }
         }
         Ok(())
-    }
-
-    fn exists(&self, key: &str) -> Result<bool> {
-        let path = join_key(&self.base, key);
-        for (suffix, _) in SUFFIXES {
-            match std::fs::metadata(format!("{path}{suffix}")) {
-                Ok(m) if m.is_file() => return Ok(true),
-                Ok(_) => {}
-                Err(e) if e.kind() == IoKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {}
-                Err(e) => return Err(Error::io(format!("file://{path}{suffix}: {e}"))),
-            }
-        }
-        Ok(false)
-    }
-
-    fn get_range_if(&self, key: &str, start: u64, end: u64, if_generation: Option<&str>) -> Result<RangeRead> {
-        use std::os::unix::fs::FileExt;
-        let path = join_key(&self.base, key);
-        let file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == IoKind::NotFound => return Ok(RangeRead::Missing),
-            Err(e) if e.kind() == IoKind::PermissionDenied => {
-                return Err(Error::auth(format!("file://{path}: permission denied")))
-            }
-            Err(e) => return Err(Error::io(format!("file://{path}: {e}"))),
-        };
-        let meta = file.metadata().map_err(|e| Error::io(format!("file://{path}: {e}")))?;
-        let generation = generation_of(&meta);
-        if if_generation.is_some_and(|g| g != generation) {
-            return Ok(RangeRead::Stale);
-        }
-        let len = usize::try_from(end.saturating_sub(start))
-            .map_err(|_| Error::decode(format!("file://{path}: byte range [{start}, {end}) is too large")))?;
-        if end > meta.len() {
-            return Err(Error::decode(format!(
-                "file://{path}: byte range [{start}, {end}) reaches past the end of the file ({} bytes)",
-                meta.len()
-            )));
-        }
-        let mut buf = vec![0u8; len];
-        let mut done = 0;
-        while done < len {
-            match file.read_at(&mut buf[done..], start + done as u64) {
-                Ok(0) => {
-                    return Err(Error::decode(format!(
-                        "file://{path}: byte range [{start}, {end}) reaches past the end of the file ({} bytes)",
-                        meta.len()
-                    )));
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == IoKind::Interrupted => {}
-                Err(e) => return Err(Error::io(format!("file://{path}: {e}"))),
-            }
-        }
-        Ok(RangeRead::Data(buf, Some(generation)))
-    }
-
-    fn cheap_generation(&self, key: &str) -> Option<Result<Option<String>>> {
-        let path = join_key(&self.base, key);
-        Some(match std::fs::metadata(&path) {
-            Ok(m) => Ok(Some(generation_of(&m))),
-            Err(e) if e.kind() == IoKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(format!("file://{path}: {e}"))),
-        })
-    }
-
-    fn url(&self, key: &str) -> String {
-        format!("file://{}", join_key(&self.base, key))
-    }
-
-    fn default_parallel(&self) -> usize {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
     }
 }

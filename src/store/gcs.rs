@@ -1,4 +1,4 @@
-//! `gs://` buckets on Google Cloud Storage.
+//! `gs://` buckets on Google Cloud Storage: the shared [`HttpStore`] with a [`GcsSigner`].
 //!
 //! Credentials are looked up as cloud-files does (`cloudfiles/secrets.py`): the `anonymous`
 //! option sends none; the `gs_token` option is an OAuth2 access token; the `secrets` option (an
@@ -7,19 +7,21 @@
 //! key file named by `GOOGLE_APPLICATION_CREDENTIALS`; else none.
 //!
 //! With credentials, every request goes to the JSON API (`{ep}/storage/v1/b/BUCKET/o/OBJECT`
-//! with `alt=media` for bytes, multipart uploads carrying the object's `contentType` and
-//! `contentEncoding`) with a bearer token from a [`token::TokenSource`]. Without, requests go to
-//! the public URL `{ep}/BUCKET/OBJECT` (GET, HEAD, PUT, DELETE), which is how Google serves
-//! public objects and how plain web servers standing in for a bucket (`gs_endpoint`) look.
+//! with `alt=media` for bytes, multipart uploads carrying the object's `contentType`,
+//! `contentEncoding` and crc32c) with a bearer token from a [`token::TokenSource`], renewed once
+//! when refused. Without, requests go to the public URL `{ep}/BUCKET/OBJECT` (GET, HEAD, PUT,
+//! DELETE), which is how Google serves public objects and how plain web servers standing in for
+//! a bucket (`gs_endpoint`) look.
 //!
 //! Both kinds of request check what Google sends: `x-goog-hash` (crc32c, else md5) against the
 //! bytes of whole-object reads that were not transcoded (a mismatch is retried and never
 //! decoded), `x-goog-generation` for reads conditioned on a generation (sharded reads), and the
-//! crc32c the server computed for an upload.
+//! size and crc32c the server stored for an upload.
 
 mod token;
 
-use std::io::Read;
+use std::borrow::Cow;
+use std::time::Instant;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -27,24 +29,19 @@ use serde_json::Value;
 
 pub use token::{ServiceAccount, Token, TokenSource};
 
-use super::http::agent;
-use super::retry::{Attempt, Retry};
-use super::{ContentEncoding, Object, RangeRead, Store};
+use super::http::{Explanation, Headers, HttpConfig, HttpStore, Op, Signer, Target};
+use super::retry::Attempt;
+use super::ContentEncoding;
 use crate::cloudpath::{join_key, CloudPath};
 use crate::error::{Error, Result};
-use crate::options::{Options, Redacted, DEFAULT_NETWORK_PARALLEL};
+use crate::options::{Redacted, StoreOptions};
 use crate::secrets;
 
 /// Google's storage endpoint (the `gs_endpoint` option replaces it).
 pub const GS_ENDPOINT: &str = "https://storage.googleapis.com";
 
-/// Open the store of a `gs://` path.
-///
-/// # Errors
-/// Unreadable or invalid credentials (`Auth`), a bad `secrets` option.
-pub fn open(path: &CloudPath, opts: &Options) -> Result<Box<dyn Store>> {
-    Ok(Box::new(GcsStore::new(path, opts)?))
-}
+/// Generations from `x-goog-generation` carry this prefix; others are entity tags.
+const GEN_PREFIX: &str = "gen:";
 
 /// The object-name encoding of the JSON API: every byte but the unreserved ones escaped
 /// (`/` too).
@@ -63,7 +60,7 @@ fn encode_name(s: &str) -> String {
 ///
 /// # Errors
 /// A secret file or `secrets` option that cannot be read or is no usable key (`Auth`).
-pub fn credentials(bucket: &str, opts: &Options, agent: &ureq::Agent) -> Result<Option<TokenSource>> {
+pub fn credentials(bucket: &str, opts: &StoreOptions, agent: &ureq::Agent) -> Result<Option<TokenSource>> {
     let what = format!("gs://{bucket}");
     if opts.anonymous {
         return Ok(None);
@@ -103,55 +100,43 @@ pub fn credentials(bucket: &str, opts: &Options, agent: &ureq::Agent) -> Result<
     Ok(None)
 }
 
-/// A generation condition: Google's object generation, or an HTTP entity tag.
-enum Condition<'a> {
-    Generation(&'a str),
-    ETag(&'a str),
+/// What a GCS store is configured with, besides the HTTP client.
+#[derive(Debug, Clone)]
+pub struct GcsConfig {
+    /// `https://storage.googleapis.com` or the `gs_endpoint` option.
+    pub endpoint: String,
+    /// Check `x-goog-hash` of whole-object reads and the crc32c of uploads.
+    pub checksum: bool,
+    /// The `anonymous` option was given (for messages).
+    pub anonymous_option: bool,
 }
 
-const GEN_PREFIX: &str = "gen:";
-
-fn condition(g: &str) -> Condition<'_> {
-    match g.strip_prefix(GEN_PREFIX) {
-        Some(n) => Condition::Generation(n),
-        None => Condition::ETag(g),
-    }
+/// The store of a `gs://` path, with `auth` (None: anonymous) on the HTTP client `agent`
+/// (the one the token source uses too).
+///
+/// # Errors
+/// A path without a bucket.
+pub fn open(path: &CloudPath, cfg: &GcsConfig, auth: Option<TokenSource>, agent: ureq::Agent, http: &HttpConfig) -> Result<HttpStore> {
+    let signer = GcsSigner::new(path, cfg, auth)?;
+    Ok(HttpStore::with_agent(&cfg.endpoint, agent, http.retry, Box::new(signer)))
 }
 
-/// What one GET brought.
-enum Answer {
-    Missing,
-    /// The object is no longer the generation asked for.
-    Stale,
-    /// The body is in the caller's buffer.
-    Body { encoding: ContentEncoding, generation: Option<String> },
-}
-
-/// A response: success, or another status (still to be read for its message).
-enum Reply {
-    Ok(ureq::Response),
-    Status(u16, ureq::Response),
-}
-
-/// The store of one `gs://bucket/prefix` layer.
-pub struct GcsStore {
+/// The dialect of one `gs://bucket/prefix` layer: JSON API or public URLs, bearer tokens,
+/// generation conditions, Google's checksums and error messages.
+pub struct GcsSigner {
     bucket: String,
     /// The layer's object-name prefix in the bucket, without slashes at either end.
     prefix: String,
-    /// `https://storage.googleapis.com` or `gs_endpoint`.
     endpoint: String,
     /// None: anonymous requests to public URLs.
     auth: Option<TokenSource>,
-    agent: ureq::Agent,
-    retry: Retry,
     checksum: bool,
-    /// The `anonymous` option was given (for messages).
     anonymous_option: bool,
 }
 
-impl std::fmt::Debug for GcsStore {
+impl std::fmt::Debug for GcsSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GcsStore")
+        f.debug_struct("GcsSigner")
             .field("bucket", &self.bucket)
             .field("prefix", &self.prefix)
             .field("endpoint", &self.endpoint)
@@ -160,24 +145,20 @@ impl std::fmt::Debug for GcsStore {
     }
 }
 
-impl GcsStore {
+impl GcsSigner {
     /// # Errors
-    /// As [`credentials`]; a path without a bucket.
-    pub fn new(path: &CloudPath, opts: &Options) -> Result<GcsStore> {
+    /// A path without a bucket.
+    pub fn new(path: &CloudPath, cfg: &GcsConfig, auth: Option<TokenSource>) -> Result<GcsSigner> {
         let bucket = path.bucket.clone().ok_or_else(|| Error::invalid(format!("cloud path \"{}\" names no bucket", path.path)))?;
         let rest = path.path.strip_prefix("gs://").unwrap_or(&path.path);
         let prefix = rest.split_once('/').map_or("", |(_, p)| p).trim_matches('/').to_string();
-        let agent = agent(opts);
-        let auth = credentials(&bucket, opts, &agent)?;
-        Ok(GcsStore {
-            endpoint: opts.gs_endpoint.clone().unwrap_or_else(|| GS_ENDPOINT.to_string()),
+        Ok(GcsSigner {
             bucket,
             prefix,
+            endpoint: cfg.endpoint.trim_end_matches('/').to_string(),
             auth,
-            agent,
-            retry: Retry::from_options(opts),
-            checksum: opts.checksum,
-            anonymous_option: opts.anonymous,
+            checksum: cfg.checksum,
+            anonymous_option: cfg.anonymous_option,
         })
     }
 
@@ -214,44 +195,6 @@ impl GcsStore {
         format!("{}/{}/{}", self.endpoint, encode_name(&self.bucket), path.join("/"))
     }
 
-    /// Send one request (with the current token), asking for a new token once if the server
-    /// refuses it with 401.
-    fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Attempt<Reply> {
-        let mut refreshed = false;
-        loop {
-            let mut req = self.agent.request(method, url);
-            for (k, v) in headers {
-                req = req.set(k, v);
-            }
-            let token = match &self.auth {
-                Some(src) => {
-                    let t = src.token()?;
-                    req = req.set("Authorization", &format!("Bearer {}", t.secret()));
-                    Some(t)
-                }
-                None => None,
-            };
-            let r = match body {
-                Some(b) => req.send_bytes(b),
-                None => req.call(),
-            };
-            return match r {
-                Ok(resp) => Ok(Reply::Ok(resp)),
-                Err(ureq::Error::Status(401, resp)) if !refreshed => match (&self.auth, &token) {
-                    (Some(src), Some(t)) if src.refreshable() => {
-                        drain(resp);
-                        src.invalidate(t);
-                        refreshed = true;
-                        continue;
-                    }
-                    _ => Ok(Reply::Status(401, resp)),
-                },
-                Err(ureq::Error::Status(code, resp)) => Ok(Reply::Status(code, resp)),
-                Err(ureq::Error::Transport(t)) => Err((true, Error::io(format!("{method} {url}: {t}")))),
-            };
-        }
-    }
-
     /// Who asked, for messages about refused requests.
     fn who(&self) -> String {
         match &self.auth {
@@ -264,163 +207,66 @@ impl GcsStore {
             ),
         }
     }
+}
 
-    /// The error for an unexpected status.
-    fn status_error(&self, verb: &str, url: &str, code: u16, resp: ureq::Response) -> (bool, Error) {
-        let why = {
-            let body = resp.into_string().unwrap_or_default();
-            let e = token::excerpt(&body, &[]);
-            if e.is_empty() { String::new() } else { format!(": {e}") }
-        };
-        match code {
-            401 => (false, Error::auth(format!(
-                "{verb} {url}: HTTP 401 (credentials refused for bucket \"{}\"{}; {}){why}",
-                self.bucket,
-                if self.auth.as_ref().is_some_and(TokenSource::refreshable) { " after a token refresh" } else { "" },
-                self.who()
-            ))),
-            403 => (false, Error::auth(format!(
-                "{verb} {url}: HTTP 403 (access to bucket \"{}\" refused; {}){why}",
-                self.bucket,
-                self.who()
-            ))),
-            405 | 501 => (false, Error::unsupported(format!("{verb} {url}: HTTP {code} (the server does not take {verb}){why}"))),
-            408 | 429 | 500..=599 => (true, Error::io(format!("{verb} {url}: HTTP {code}{why}"))),
-            _ => (false, Error::io(format!("{verb} {url}: HTTP {code}{why}"))),
+impl Signer for GcsSigner {
+    fn target(&self, op: Op, _base: &str, key: &str) -> Target {
+        let authed = self.auth.is_some();
+        match op {
+            Op::Get { whole } => {
+                let mut t = Target::new("GET", self.media_url(key));
+                if whole {
+                    // Stored bytes as stored (no decompressive transcoding): the checksums are theirs.
+                    t.header("Accept-Encoding", "gzip");
+                }
+                t
+            }
+            Op::Head if authed => Target::new("GET", self.json_url(&self.object(key))),
+            Op::Head => Target::new("HEAD", self.media_url(key)),
+            Op::Delete if authed => Target::new("DELETE", self.json_url(&self.object(key))),
+            Op::Delete => Target::new("DELETE", self.media_url(key)),
+            Op::Put if authed => Target::new(
+                "POST",
+                format!("{}/upload/storage/v1/b/{}/o?uploadType=multipart", self.endpoint, encode_name(&self.bucket)),
+            ),
+            Op::Put => Target::new("PUT", self.media_url(key)),
         }
     }
 
-    /// One GET of `key`, whole or `[a, b)`, optionally conditioned on a generation.
-    fn get_once(&self, key: &str, range: Option<(u64, u64)>, cond: Option<&str>, bytes: &mut Vec<u8>) -> Attempt<Answer> {
-        let mut url = self.media_url(key);
-        let mut headers: Vec<(&str, String)> = Vec::new();
-        if let Some((a, b)) = range {
-            headers.push(("Range", format!("bytes={a}-{}", b - 1)));
+    fn display_url(&self, _base: &str, key: &str) -> String {
+        if self.auth.is_some() {
+            format!("gs://{}/{}", self.bucket, self.object(key))
         } else {
-            // Stored bytes as stored (no decompressive transcoding): the checksums are theirs.
-            headers.push(("Accept-Encoding", "gzip".to_string()));
-        }
-        match cond.map(condition) {
-            Some(Condition::Generation(g)) if self.auth.is_some() => url.push_str(&format!("&ifGenerationMatch={g}")),
-            Some(Condition::Generation(g)) => headers.push(("x-goog-if-generation-match", g.to_string())),
-            Some(Condition::ETag(t)) => headers.push(("If-Match", t.to_string())),
-            None => {}
-        }
-        let hdrs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let resp = match self.send("GET", &url, &hdrs, None)? {
-            Reply::Ok(r) => r,
-            Reply::Status(code, resp) => {
-                return match code {
-                    404 | 410 => {
-                        drain(resp);
-                        Ok(Answer::Missing)
-                    }
-                    412 if cond.is_some() => {
-                        drain(resp);
-                        Ok(Answer::Stale)
-                    }
-                    416 => Err((false, Error::decode(format!(
-                        "GET {url}: byte range {:?} reaches past the end of the object (HTTP 416)",
-                        range.unwrap_or_default()
-                    )))),
-                    _ => Err(self.status_error("GET", &url, code, resp)),
-                };
-            }
-        };
-        let encoding = ContentEncoding::from_header(resp.header("Content-Encoding"), &url).map_err(|e| (false, e))?;
-        let stored = resp.header("x-goog-stored-content-encoding").map(|s| s.trim().to_ascii_lowercase());
-        let goog_generation = resp.header("x-goog-generation").map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-        let etag = resp.header("ETag").map(str::to_string);
-        let hashes: Vec<String> = resp.all("x-goog-hash").into_iter().map(str::to_string).collect();
-        let partial = resp.status() == 206;
-        let expected: Option<usize> = resp.header("Content-Length").and_then(|v| v.trim().parse().ok());
-        bytes.clear();
-        bytes.reserve(expected.unwrap_or(1 << 16).min(1 << 30));
-        resp.into_reader()
-            .read_to_end(bytes)
-            .map_err(|e| (true, Error::io(format!("GET {url}: reading the body failed: {e}"))))?;
-        if let Some(n) = expected {
-            if n != bytes.len() {
-                return Err((true, Error::io(format!("GET {url}: body truncated: got {} of {n} bytes", bytes.len()))));
-            }
-        }
-        // A server that ignores the condition still says which generation it sent.
-        match cond.map(condition) {
-            Some(Condition::Generation(g)) if goog_generation.as_deref().is_some_and(|now| now != g) => return Ok(Answer::Stale),
-            Some(Condition::ETag(t)) if etag.as_deref().is_some_and(|now| now != t) => return Ok(Answer::Stale),
-            _ => {}
-        }
-        let generation = goog_generation.map(|g| format!("{GEN_PREFIX}{g}")).or(etag);
-        match range {
-            None => {
-                let transcoded = stored.as_deref().is_some_and(|s| {
-                    let s = if s.is_empty() { "identity" } else { s };
-                    s != encoding.header().unwrap_or("identity")
-                });
-                if self.checksum && !transcoded && !partial {
-                    verify_hashes(&hashes, bytes, &url)?;
-                }
-            }
-            Some((a, b)) => {
-                if encoding != ContentEncoding::Identity {
-                    return Err((false, Error::unsupported(format!("GET {url}: ranged response with Content-Encoding {encoding:?}"))));
-                }
-                if !partial {
-                    // The server ignored Range (or transcoded) and sent the whole object.
-                    if (b as usize) > bytes.len() {
-                        return Err((false, Error::decode(format!(
-                            "GET {url}: byte range [{a}, {b}) reaches past the end of the object ({} bytes)",
-                            bytes.len()
-                        ))));
-                    }
-                    bytes.truncate(b as usize);
-                    bytes.drain(..a as usize);
-                } else if bytes.len() as u64 != b - a {
-                    return Err((false, Error::decode(format!(
-                        "GET {url}: byte range [{a}, {b}) returned {} bytes (past the end of the object?)",
-                        bytes.len()
-                    ))));
-                }
-            }
-        }
-        Ok(Answer::Body { encoding, generation })
-    }
-
-    fn exists_once(&self, key: &str) -> Attempt<bool> {
-        let (verb, url) = if self.auth.is_some() { ("GET", self.json_url(&self.object(key))) } else { ("HEAD", self.media_url(key)) };
-        match self.send(verb, &url, &[], None)? {
-            Reply::Ok(r) => {
-                drain(r);
-                Ok(true)
-            }
-            Reply::Status(404 | 410, resp) => {
-                drain(resp);
-                Ok(false)
-            }
-            Reply::Status(code, resp) => Err(self.status_error(verb, &url, code, resp)),
+            self.public_url(key)
         }
     }
 
-    fn put_once(&self, key: &str, bytes: &[u8], encoding: ContentEncoding, content_type: &str) -> Attempt<()> {
+    fn condition(&self, target: &mut Target, generation: &str) {
+        match generation.strip_prefix(GEN_PREFIX) {
+            Some(g) if self.auth.is_some() => target.url.push_str(&format!("&ifGenerationMatch={g}")),
+            Some(g) => target.header("x-goog-if-generation-match", g),
+            None => target.header("If-Match", generation),
+        }
+    }
+
+    fn generation(&self, headers: &Headers) -> Option<String> {
+        match headers.get("x-goog-generation").map(str::trim).filter(|g| !g.is_empty()) {
+            Some(g) => Some(format!("{GEN_PREFIX}{g}")),
+            None => headers.get("ETag").map(str::to_string),
+        }
+    }
+
+    fn upload<'b>(&self, target: &mut Target, key: &str, bytes: &'b [u8], encoding: ContentEncoding, content_type: &str) -> Cow<'b, [u8]> {
         if self.auth.is_none() {
-            let url = self.media_url(key);
-            let mut headers = vec![("Content-Type", content_type)];
+            target.header("Content-Type", content_type);
             if let Some(h) = encoding.header() {
-                headers.push(("Content-Encoding", h));
+                target.header("Content-Encoding", h);
             }
-            return match self.send("PUT", &url, &headers, Some(bytes))? {
-                Reply::Ok(resp) => {
-                    drain(resp);
-                    Ok(())
-                }
-                Reply::Status(code, resp) => Err(self.status_error("PUT", &url, code, resp)),
-            };
+            return Cow::Borrowed(bytes);
         }
-        let object = self.object(key);
-        let url = format!("{}/upload/storage/v1/b/{}/o?uploadType=multipart", self.endpoint, encode_name(&self.bucket));
         let crc = crc32c::crc32c(bytes);
         let mut meta = serde_json::json!({
-            "name": object,
+            "name": self.object(key),
             "contentType": content_type,
             // Google checks the upload against it (and refuses a corrupted one).
             "crc32c": STANDARD.encode(crc.to_be_bytes()),
@@ -434,56 +280,94 @@ impl GcsStore {
         body.extend_from_slice(format!("--{boundary}\r\nContent-Type: {content_type}\r\n\r\n").as_bytes());
         body.extend_from_slice(bytes);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let ct = format!("multipart/related; boundary={boundary}");
-        let what = format!("POST {url} (object {object})");
-        match self.send("POST", &url, &[("Content-Type", &ct)], Some(&body))? {
-            Reply::Ok(resp) => {
-                let text = resp.into_string().map_err(|e| (true, Error::io(format!("{what}: reading the answer failed: {e}"))))?;
-                // The object resource says what the server stored: check it against what we sent.
-                if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                    let size = v.get("size").and_then(|s| s.as_str().and_then(|s| s.parse::<u64>().ok()).or_else(|| s.as_u64()));
-                    if size.is_some_and(|n| n != bytes.len() as u64) {
-                        return Err((true, Error::io(format!("{what}: the server stored {} bytes of {}", size.unwrap_or(0), bytes.len()))));
-                    }
-                    if self.checksum {
-                        let theirs = v.get("crc32c").and_then(Value::as_str).and_then(decode_crc32c);
-                        if theirs.is_some_and(|t| t != crc) {
-                            return Err((true, Error::io(format!(
-                                "{what}: crc32c checksum mismatch: sent {}, the server stored {}",
-                                STANDARD.encode(crc.to_be_bytes()),
-                                v["crc32c"].as_str().unwrap_or("")
-                            ))));
-                        }
-                    }
-                }
-                Ok(())
+        target.header("Content-Type", format!("multipart/related; boundary={boundary}"));
+        Cow::Owned(body)
+    }
+
+    fn check_upload(&self, target: &Target, bytes: &[u8], answer: &str) -> Attempt<()> {
+        if self.auth.is_none() {
+            return Ok(());
+        }
+        let what = format!("{} {}", target.method, target.url);
+        // The object resource says what the server stored: check it against what we sent.
+        let Ok(v) = serde_json::from_str::<Value>(answer) else { return Ok(()) };
+        let size = v.get("size").and_then(|s| s.as_str().and_then(|s| s.parse::<u64>().ok()).or_else(|| s.as_u64()));
+        if size.is_some_and(|n| n != bytes.len() as u64) {
+            return Err((true, Error::io(format!("{what}: the server stored {} bytes of {}", size.unwrap_or(0), bytes.len()))));
+        }
+        if self.checksum {
+            let crc = crc32c::crc32c(bytes);
+            let theirs = v.get("crc32c").and_then(Value::as_str).and_then(decode_crc32c);
+            if theirs.is_some_and(|t| t != crc) {
+                return Err((true, Error::io(format!(
+                    "{what}: crc32c checksum mismatch: sent {}, the server stored {}",
+                    STANDARD.encode(crc.to_be_bytes()),
+                    v["crc32c"].as_str().unwrap_or("")
+                ))));
             }
-            Reply::Status(code, resp) => {
-                let (retry, e) = self.status_error("POST", &url, code, resp);
-                // Google refuses an upload whose bytes do not match the checksum sent with it.
-                let corrupt = code == 400 && (e.message().contains("CRC32C") || e.message().contains("crc32c"));
-                Err((retry || corrupt, e.context(format!("object {object}"))))
+        }
+        Ok(())
+    }
+
+    fn sign(&self, req: ureq::Request, _method: &str, _url: &str, _payload: &[u8]) -> Attempt<ureq::Request> {
+        match &self.auth {
+            Some(src) => {
+                let t = src.token()?;
+                Ok(req.set("Authorization", &format!("Bearer {}", t.secret())))
             }
+            None => Ok(req),
         }
     }
 
-    fn delete_once(&self, key: &str) -> Attempt<()> {
-        let url = if self.auth.is_some() { self.json_url(&self.object(key)) } else { self.media_url(key) };
-        match self.send("DELETE", &url, &[], None)? {
-            Reply::Ok(resp) | Reply::Status(404 | 410, resp) => {
-                drain(resp);
-                Ok(())
+    fn refused(&self, signed_at: Instant) -> bool {
+        match &self.auth {
+            Some(src) if src.refreshable() => {
+                src.invalidate_obtained_by(signed_at);
+                true
             }
-            Reply::Status(code, resp) => Err(self.status_error("DELETE", &url, code, resp)),
+            _ => false,
         }
     }
-}
 
-/// Read a small answer to its end, so its connection goes back to the pool.
-fn drain(resp: ureq::Response) {
-    let mut sink = [0u8; 4096];
-    let mut r = resp.into_reader().take(1 << 16);
-    while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
+    fn verify(&self, url: &str, headers: &Headers, body: &[u8]) -> Attempt<()> {
+        if !self.checksum {
+            return Ok(());
+        }
+        // Transcoded bytes (decompressed by Google on the way) are not the stored ones the
+        // hashes describe.
+        let sent = headers.get("Content-Encoding").map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty());
+        let stored = headers.get("x-goog-stored-content-encoding").map(|s| s.trim().to_ascii_lowercase());
+        if let Some(stored) = stored {
+            let stored = if stored.is_empty() { "identity".to_string() } else { stored };
+            if stored != sent.unwrap_or_else(|| "identity".to_string()) {
+                return Ok(());
+            }
+        }
+        let hashes: Vec<String> = headers.all("x-goog-hash").map(str::to_string).collect();
+        verify_hashes(&hashes, body, url)
+    }
+
+    fn explain(&self, status: u16, _headers: &Headers, body: &str) -> Option<Explanation> {
+        let why = token::excerpt(body, &[]);
+        let why = if why.is_empty() { String::new() } else { format!(": {why}") };
+        let bucket = &self.bucket;
+        match status {
+            401 => Some(Explanation {
+                detail: format!(
+                    "credentials refused for bucket \"{bucket}\"{}; {}{why}",
+                    if self.auth.as_ref().is_some_and(TokenSource::refreshable) { " after a token refresh" } else { "" },
+                    self.who()
+                ),
+                auth: true,
+                retry: false,
+            }),
+            403 => Some(Explanation { detail: format!("access to bucket \"{bucket}\" refused; {}{why}", self.who()), auth: true, retry: false }),
+            // Google refuses an upload whose bytes do not match the checksum sent with it.
+            400 if why.contains("CRC32C") || why.contains("crc32c") => Some(Explanation { detail: why[2..].to_string(), auth: false, retry: true }),
+            _ if !why.is_empty() => Some(Explanation { detail: why[2..].to_string(), auth: false, retry: false }),
+            _ => None,
+        }
+    }
 }
 
 fn decode_crc32c(b64: &str) -> Option<u32> {
@@ -548,86 +432,39 @@ fn boundary_for(bytes: &[u8]) -> String {
     }
 }
 
-impl Store for GcsStore {
-    fn get(&self, key: &str) -> Result<Option<Object>> {
-        let mut bytes = Vec::new();
-        Ok(self.get_into(key, &mut bytes)?.map(|encoding| Object { bytes, encoding }))
-    }
-
-    fn get_into(&self, key: &str, buf: &mut Vec<u8>) -> Result<Option<ContentEncoding>> {
-        Ok(match self.retry.run(|| self.get_once(key, None, None, buf))? {
-            Answer::Body { encoding, .. } => Some(encoding),
-            Answer::Missing | Answer::Stale => None,
-        })
-    }
-
-    fn get_range_if(&self, key: &str, start: u64, end: u64, if_generation: Option<&str>) -> Result<RangeRead> {
-        if end <= start {
-            return Ok(RangeRead::Data(Vec::new(), None));
-        }
-        let mut bytes = Vec::new();
-        Ok(match self.retry.run(|| self.get_once(key, Some((start, end)), if_generation, &mut bytes))? {
-            Answer::Missing => RangeRead::Missing,
-            Answer::Stale => RangeRead::Stale,
-            Answer::Body { generation, .. } => RangeRead::Data(bytes, generation),
-        })
-    }
-
-    fn exists(&self, key: &str) -> Result<bool> {
-        self.retry.run(|| self.exists_once(key))
-    }
-
-    fn put(&self, key: &str, bytes: &[u8], encoding: ContentEncoding, content_type: &str) -> Result<()> {
-        self.retry.run(|| self.put_once(key, bytes, encoding, content_type))
-    }
-
-    fn delete(&self, key: &str) -> Result<()> {
-        self.retry.run(|| self.delete_once(key))
-    }
-
-    fn url(&self, key: &str) -> String {
-        if self.auth.is_some() {
-            format!("gs://{}/{}", self.bucket, self.object(key))
-        } else {
-            self.public_url(key)
-        }
-    }
-
-    fn default_parallel(&self) -> usize {
-        DEFAULT_NETWORK_PARALLEL
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn store(path: &str, opts: &Options) -> GcsStore {
-        GcsStore::new(&CloudPath::parse(path, opts).unwrap(), opts).unwrap()
+    fn store(path: &str, opts: &StoreOptions) -> GcsSigner {
+        let agent = ureq::Agent::new();
+        let auth = credentials(&CloudPath::parse(path, opts).unwrap().bucket.unwrap(), opts, &agent).unwrap();
+        let cfg = GcsConfig { endpoint: opts.gs_endpoint.clone().unwrap_or(GS_ENDPOINT.into()), checksum: true, anonymous_option: opts.anonymous };
+        GcsSigner::new(&CloudPath::parse(path, opts).unwrap(), &cfg, auth).unwrap()
     }
 
     #[test]
     fn object_names_and_urls() {
-        let o = Options { gs_token: Some(Redacted("ya29.x".into())), gs_endpoint: Some("http://h:1".into()), ..Options::default() };
+        let o = StoreOptions { gs_token: Some(Redacted("ya29.x".into())), gs_endpoint: Some("http://h:1".into()), ..StoreOptions::default() };
         let s = store("gs://bkt/a/b/", &o);
         assert_eq!(s.object("info"), "a/b/info");
         assert_eq!(s.object("../c/info"), "a/c/info");
         assert_eq!(s.media_url("4_4_40/0-8_0-8_0-8"), "http://h:1/storage/v1/b/bkt/o/a%2Fb%2F4_4_40%2F0-8_0-8_0-8?alt=media");
-        assert_eq!(s.url("info"), "gs://bkt/a/b/info");
+        assert_eq!(s.display_url("", "info"), "gs://bkt/a/b/info");
         let s = store("gs://bkt", &o);
         assert_eq!(s.object("info"), "info");
-        let anon = Options { anonymous: true, ..o.clone() };
+        let anon = StoreOptions { anonymous: true, ..o.clone() };
         let s = store("gs://bkt/a/b", &anon);
         assert!(!s.authenticated());
         assert_eq!(s.media_url("info"), "http://h:1/bkt/a/b/info");
         assert_eq!(s.media_url("../../../../x y"), "http://h:1/bkt/x%20y", "keys stay in the bucket");
-        assert_eq!(s.url("s/0-8_0-8_0-8"), "http://h:1/bkt/a/b/s/0-8_0-8_0-8");
+        assert_eq!(s.display_url("", "s/0-8_0-8_0-8"), "http://h:1/bkt/a/b/s/0-8_0-8_0-8");
         assert_eq!(encode_name("a b/é"), "a%20b%2F%C3%A9");
     }
 
     #[test]
     fn credentials_stay_out_of_debug_output() {
-        let o = Options { gs_token: Some(Redacted("ya29.secretsecret".into())), ..Options::default() };
+        let o = StoreOptions { gs_token: Some(Redacted("ya29.secretsecret".into())), ..StoreOptions::default() };
         let s = store("gs://bkt/a", &o);
         let d = format!("{s:?}");
         assert!(!d.contains("ya29") && d.contains("bkt"), "{d}");

@@ -1,39 +1,114 @@
-//! `http(s)://`, and public `gs://` and `s3://` buckets read over their HTTPS endpoints.
+//! The HTTP client every network store shares: `http(s)://` directly, and `gs://` and `s3://`
+//! through their signers. One place sends requests (signed on every attempt, a refused token
+//! renewed once), retries them ([`Retry`]), maps statuses onto errors, conditions reads on a
+//! generation, slices ranges a server answered whole, refuses bodies over the caller's limit
+//! and checks whole bodies against what their headers promise.
+//!
+//! A service's dialect is a [`Signer`]: where each operation on a key goes, how a read is
+//! conditioned, how an upload is framed, what a response's generation is, how a failure is
+//! explained. Every hook has a default that is plain HTTP.
 
+use std::borrow::Cow;
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::retry::{Attempt, Retry};
-use super::{ContentEncoding, Object, RangeRead, Store};
+use super::{too_large, ContentEncoding, GetOptions, Got, ReadableStore, WritableStore};
 use crate::cloudpath::join_key;
 use crate::error::{Error, Result};
-use crate::options::{Options, DEFAULT_NETWORK_PARALLEL};
 
-/// Adds credentials to a request just before it is sent (S3 signatures, bearer tokens, basic
-/// auth). Called on every attempt, so signatures and tokens are fresh.
-pub trait Signer: Send + Sync {
-    /// Sign `req` (method `method`, full `url`, body `payload`: empty for GET/HEAD/DELETE).
-    ///
-    /// # Errors
-    /// `Auth` when credentials cannot be had (a refused token request); the message names no
-    /// secret.
-    fn sign(&self, req: ureq::Request, method: &str, url: &str, payload: &[u8]) -> Attempt<ureq::Request>;
+pub use crate::options::DEFAULT_NETWORK_PARALLEL;
 
-    /// Check a body read whole (a GET without Range, or one the server answered whole) against
-    /// what its response headers promise (S3's single-part ETag, GCS's hashes). A mismatch is
-    /// a retryable `Io` error naming the URL. Default: no check.
-    ///
-    /// # Errors
-    /// The body does not match.
-    fn verify(&self, _url: &str, _headers: &Headers, _body: &[u8]) -> Attempt<()> {
-        Ok(())
+/// What the HTTP client is configured with.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Seconds one request may take in all.
+    pub timeout_secs: f64,
+    /// Seconds to connect.
+    pub connect_timeout_secs: f64,
+    /// Requests in flight (sizes the connection pool).
+    pub parallel: usize,
+    pub retry: Retry,
+}
+
+/// The ureq agent every network store uses: timeouts from the configuration, a connection pool
+/// sized for `parallel` requests in flight.
+pub fn agent(cfg: &HttpConfig) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs_f64(cfg.connect_timeout_secs.min(cfg.timeout_secs)))
+        // A deadline for the whole request, not `timeout_read`: ureq 2.12 drops the read
+        // timeout of connections it takes from its pool, so a stalled keep-alive connection
+        // would hang forever.
+        .timeout(Duration::from_secs_f64(cfg.timeout_secs))
+        .max_idle_connections(cfg.parallel * 4)
+        .max_idle_connections_per_host(cfg.parallel * 2)
+        .user_agent(concat!("cloudvolume-rs/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// An operation on an object, for a [`Signer`] to address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Read bytes: the whole object, or a range of it.
+    Get { whole: bool },
+    /// Ask whether the object exists.
+    Head,
+    Put,
+    Delete,
+}
+
+impl Op {
+    fn method(self) -> &'static str {
+        match self {
+            Op::Get { .. } => "GET",
+            Op::Head => "HEAD",
+            Op::Put => "PUT",
+            Op::Delete => "DELETE",
+        }
+    }
+}
+
+/// A request about to be sent: method, URL and headers.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Target {
+    pub fn new(method: &'static str, url: String) -> Target {
+        Target { method, url, headers: Vec::new() }
     }
 
-    /// Read a failed response (HTTP `status`, its headers, at most 64 KiB of its body) for what
-    /// the service says (S3's XML `<Code>`, `x-amz-bucket-region`). None: nothing to add. The
-    /// detail must quote no secret.
-    fn explain(&self, _status: u16, _headers: &Headers, _body: &str) -> Option<Explanation> {
-        None
+    pub fn header(&mut self, name: &str, value: impl Into<String>) {
+        self.headers.push((name.to_string(), value.into()));
+    }
+}
+
+/// The headers of a response, kept for checks once its body has been read.
+#[derive(Debug, Clone, Default)]
+pub struct Headers(pub Vec<(String, String)>);
+
+impl Headers {
+    fn of(resp: &ureq::Response) -> Headers {
+        let mut all = Vec::new();
+        for name in resp.headers_names() {
+            for v in resp.all(&name) {
+                all.push((name.clone(), v.to_string()));
+            }
+        }
+        Headers(all)
+    }
+
+    /// The first value of header `name` (any case).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of header `name` (any case), in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -48,290 +123,344 @@ pub struct Explanation {
     pub retry: bool,
 }
 
-/// The headers of a response, kept for checks once its body has been read.
-#[derive(Debug, Clone, Default)]
-pub struct Headers(pub Vec<(String, String)>);
-
-impl Headers {
-    fn of(resp: &ureq::Response) -> Headers {
-        Headers(resp.headers_names().into_iter().filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_string()))).collect())
+/// A service's dialect of HTTP: addressing, credentials, conditions, checks. Every method has
+/// a plain-HTTP default.
+pub trait Signer: Send + Sync {
+    /// Where operation `op` on `key` goes. Default: `base/key` with the operation's method.
+    fn target(&self, op: Op, base: &str, key: &str) -> Target {
+        Target::new(op.method(), join_key(base, key))
     }
 
-    /// The first value of header `name` (any case).
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    /// The URL that names `key` in messages. Default: `base/key`.
+    fn display_url(&self, base: &str, key: &str) -> String {
+        join_key(base, key)
+    }
+
+    /// Condition a read on generation `generation` (one this signer's [`Signer::generation`]
+    /// gave). Default: `If-Match`.
+    fn condition(&self, target: &mut Target, generation: &str) {
+        target.header("If-Match", generation);
+    }
+
+    /// The generation a response states. Default: its `ETag`.
+    fn generation(&self, headers: &Headers) -> Option<String> {
+        headers.get("ETag").map(str::to_string)
+    }
+
+    /// The body of an upload of `bytes` (and the headers it needs). Default: the bytes, with
+    /// `Content-Type` and `Content-Encoding`.
+    fn upload<'b>(&self, target: &mut Target, _key: &str, bytes: &'b [u8], encoding: ContentEncoding, content_type: &str) -> Cow<'b, [u8]> {
+        target.header("Content-Type", content_type);
+        if let Some(h) = encoding.header() {
+            target.header("Content-Encoding", h);
+        }
+        Cow::Borrowed(bytes)
+    }
+
+    /// Check the answer to an upload of `bytes` (its body, at most 64 KiB). Default: nothing.
+    ///
+    /// # Errors
+    /// The service stored something else (retryable `Io`).
+    fn check_upload(&self, _target: &Target, _bytes: &[u8], _answer: &str) -> Attempt<()> {
+        Ok(())
+    }
+
+    /// Add credentials to `req` (method `method`, full `url`, body `payload`) just before it is
+    /// sent; called on every attempt, so signatures and tokens are fresh. Default: none.
+    ///
+    /// # Errors
+    /// `Auth` when credentials cannot be had (a refused token request); the message names no
+    /// secret.
+    fn sign(&self, req: ureq::Request, _method: &str, _url: &str, _payload: &[u8]) -> Attempt<ureq::Request> {
+        Ok(req)
+    }
+
+    /// A request signed at `signed_at` was refused with 401: drop the credentials it carried if
+    /// they can be renewed, and say whether to send it again at once. Default: no.
+    fn refused(&self, _signed_at: Instant) -> bool {
+        false
+    }
+
+    /// Check a body read whole (a GET without Range, or one the server answered whole) against
+    /// what its response headers promise (S3's single-part ETag, GCS's hashes). Default: no
+    /// check.
+    ///
+    /// # Errors
+    /// The body does not match (retryable `Io` naming the URL).
+    fn verify(&self, _url: &str, _headers: &Headers, _body: &[u8]) -> Attempt<()> {
+        Ok(())
+    }
+
+    /// Read a failed response (HTTP `status`, its headers, at most 64 KiB of its body) for what
+    /// the service says (S3's XML `<Code>`, GCS's JSON message). None: nothing to add. The
+    /// detail must quote no secret.
+    fn explain(&self, _status: u16, _headers: &Headers, _body: &str) -> Option<Explanation> {
+        None
     }
 }
 
-/// The ureq agent every network store uses: timeouts from the options, a connection pool sized
-/// for `parallel` requests in flight.
-pub fn agent(opts: &Options) -> ureq::Agent {
-    let parallel = opts.parallel.unwrap_or(DEFAULT_NETWORK_PARALLEL);
-    ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs_f64(opts.connect_timeout_secs.min(opts.timeout_secs)))
-        // A deadline for the whole request, not `timeout_read`: ureq 2.12 drops the read
-        // timeout of connections it takes from its pool, so a stalled keep-alive connection
-        // would hang forever.
-        .timeout(Duration::from_secs_f64(opts.timeout_secs))
-        .max_idle_connections(parallel * 4)
-        .max_idle_connections_per_host(parallel * 2)
-        .user_agent(concat!("cloudvolume-rs/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
+/// Plain HTTP: every default.
+struct Plain;
 
+impl Signer for Plain {}
+
+/// A store over HTTP: a base URL and a [`Signer`] for the service behind it.
 pub struct HttpStore {
     base: String,
     agent: ureq::Agent,
     retry: Retry,
-    signer: Option<Box<dyn Signer>>,
+    signer: Box<dyn Signer>,
 }
 
 impl HttpStore {
-    pub fn new(base: &str, opts: &Options) -> Result<HttpStore> {
-        Ok(HttpStore { base: base.to_string(), agent: agent(opts), retry: Retry::from_options(opts), signer: None })
+    /// A plain HTTP store under `base`.
+    pub fn new(base: &str, cfg: &HttpConfig) -> HttpStore {
+        Self::with_signer(base, cfg, Box::new(Plain))
     }
 
-    /// A store whose every request passes through `signer`.
-    pub fn with_signer(base: &str, opts: &Options, signer: Box<dyn Signer>) -> Result<HttpStore> {
-        Ok(HttpStore { signer: Some(signer), ..HttpStore::new(base, opts)? })
+    /// A store whose every request goes through `signer`.
+    pub fn with_signer(base: &str, cfg: &HttpConfig, signer: Box<dyn Signer>) -> HttpStore {
+        Self::with_agent(base, agent(cfg), cfg.retry, signer)
     }
 
-    fn request(&self, method: &str, url: &str, payload: &[u8]) -> Attempt<ureq::Request> {
-        let req = self.agent.request(method, url);
-        match &self.signer {
-            Some(s) => s.sign(req, method, url, payload),
-            None => Ok(req),
+    /// As [`HttpStore::with_signer`], on an existing agent (shared with a token source).
+    pub fn with_agent(base: &str, agent: ureq::Agent, retry: Retry, signer: Box<dyn Signer>) -> HttpStore {
+        HttpStore { base: base.trim_end_matches('/').to_string(), agent, retry, signer }
+    }
+
+    /// The signer, for its own checks (tests, messages).
+    pub fn signer(&self) -> &dyn Signer {
+        self.signer.as_ref()
+    }
+
+    /// Send `target` with `body`, signed; a 401 the signer can renew credentials for is sent
+    /// once more at once. Any HTTP status is an answer; transport failures are retryable.
+    fn send(&self, target: &Target, body: Option<&[u8]>) -> Attempt<ureq::Response> {
+        let mut renewed = false;
+        loop {
+            let mut req = self.agent.request(target.method, &target.url);
+            for (k, v) in &target.headers {
+                req = req.set(k, v);
+            }
+            let req = self.signer.sign(req, target.method, &target.url, body.unwrap_or(&[]))?;
+            // After signing: the credentials it used are no newer than this.
+            let signed_at = Instant::now();
+            let r = match body {
+                Some(b) => req.send_bytes(b),
+                None => req.call(),
+            };
+            return match r {
+                Ok(resp) => Ok(resp),
+                Err(ureq::Error::Status(401, resp)) if !renewed && self.signer.refused(signed_at) => {
+                    drain(resp);
+                    renewed = true;
+                    continue;
+                }
+                Err(ureq::Error::Status(_, resp)) => Ok(resp),
+                Err(ureq::Error::Transport(t)) => Err((true, Error::io(format!("{} {}: {t}", target.method, target.url)))),
+            };
         }
     }
 
-    /// Let the signer read a failed response's body and refine `failure` (kind, retry, detail).
-    fn explained(&self, status: u16, resp: ureq::Response, failure: (bool, Error)) -> (bool, Error) {
-        let Some(signer) = &self.signer else { return failure };
+    /// The error for a response that is neither success nor an expected answer: the status
+    /// mapped onto a kind and whether to retry, refined by the signer's reading of the body.
+    fn failure(&self, target: &Target, resp: ureq::Response) -> (bool, Error) {
+        let (verb, url, code) = (target.method, &target.url, resp.status());
+        let (retry, e) = match code {
+            300..=399 => (false, Error::io(format!("{verb} {url}: HTTP {code} redirect that was not followed"))),
+            401 | 403 => (false, Error::auth(format!("{verb} {url}: HTTP {code} (access refused)"))),
+            405 | 501 => (false, Error::unsupported(format!("{verb} {url}: HTTP {code} (the server does not take {verb})"))),
+            408 | 429 | 500..=599 => (true, Error::io(format!("{verb} {url}: HTTP {code}"))),
+            _ => (false, Error::io(format!("{verb} {url}: HTTP {code}"))),
+        };
         let headers = Headers::of(&resp);
         let mut body = String::new();
         if resp.into_reader().take(64 << 10).read_to_string(&mut body).is_err() {
-            return failure;
+            return (retry, e);
         }
-        match signer.explain(status, &headers, &body) {
-            None => failure,
+        match self.signer.explain(code, &headers, &body) {
+            None => (retry, e),
             Some(x) => {
-                let e = failure.1;
                 let message = format!("{}: {}", e.message(), x.detail);
                 if x.auth {
                     (false, Error::auth(message))
                 } else {
-                    (x.retry || failure.0, Error::new(e.kind(), message))
+                    (x.retry || retry, Error::new(e.kind(), message))
                 }
             }
         }
     }
 
-    fn head_once(&self, url: &str) -> std::result::Result<bool, (bool, Error)> {
-        match self.request("HEAD", url, &[])?.call() {
-            Ok(r) if r.status() >= 300 => {
-                let c = r.status();
-                Err(self.explained(c, r, redirect_error(url, "HEAD", c)))
+    fn get_once(&self, key: &str, opts: &GetOptions<'_>, buf: &mut Vec<u8>) -> Attempt<Got> {
+        let mut target = self.signer.target(Op::Get { whole: opts.range.is_none() }, &self.base, key);
+        if let Some((a, b)) = opts.range {
+            target.header("Range", format!("bytes={a}-{}", b - 1));
+        }
+        if let Some(g) = opts.if_generation {
+            self.signer.condition(&mut target, g);
+        }
+        let url = target.url.clone();
+        let resp = self.send(&target, None)?;
+        match resp.status() {
+            200..=299 => {}
+            404 | 410 => {
+                drain(resp);
+                return Ok(Got::Missing);
             }
-            Ok(_) => Ok(true),
-            Err(ureq::Error::Status(code, resp)) => match code {
-                404 | 410 => Ok(false),
-                401 | 403 => Err(self.explained(code, resp, (false, Error::auth(format!("{url}: HTTP {code} (access refused)"))))),
-                408 | 429 | 500..=599 => Err(self.explained(code, resp, (true, Error::io(format!("{url}: HTTP {code}"))))),
-                _ => Err(self.explained(code, resp, (false, Error::io(format!("{url}: HTTP {code}"))))),
-            },
-            Err(ureq::Error::Transport(t)) => Err((true, Error::io(format!("{url}: {t}")))),
-        }
-    }
-
-    fn get_once(&self, url: &str, range: Option<(u64, u64)>) -> std::result::Result<Option<Object>, (bool, Error)> {
-        let mut bytes = Vec::new();
-        match self.get_once_if(url, range, None, &mut bytes)? {
-            Answer::Body { encoding, .. } => Ok(Some(Object { bytes, encoding })),
-            Answer::Missing | Answer::Stale => Ok(None),
-        }
-    }
-
-    fn get_once_if(
-        &self,
-        url: &str,
-        range: Option<(u64, u64)>,
-        if_match: Option<&str>,
-        bytes: &mut Vec<u8>,
-    ) -> std::result::Result<Answer, (bool, Error)> {
-        let mut req = self.request("GET", url, &[])?;
-        if let Some((a, b)) = range {
-            req = req.set("Range", &format!("bytes={a}-{}", b - 1));
-        }
-        if let Some(tag) = if_match {
-            req = req.set("If-Match", tag);
-        }
-        let resp = match req.call() {
-            // A redirect ureq did not follow (S3's PermanentRedirect has no Location): its body
-            // is no object.
-            Ok(r) if r.status() >= 300 => {
-                let code = r.status();
-                return Err(self.explained(code, r, redirect_error(url, "GET", code)));
+            412 if opts.if_generation.is_some() => {
+                drain(resp);
+                return Ok(Got::Stale);
             }
-            Ok(r) => r,
-            Err(ureq::Error::Status(code, resp)) => {
-                return match code {
-                    404 | 410 => Ok(Answer::Missing),
-                    412 if if_match.is_some() => Ok(Answer::Stale),
-                    416 => Err((false, Error::decode(format!(
-                        "{url}: byte range {:?} reaches past the end of the object (HTTP 416)",
-                        range.unwrap_or_default()
-                    )))),
-                    401 | 403 => Err(self.explained(code, resp, (false, Error::auth(format!("{url}: HTTP {code} (access refused)"))))),
-                    408 | 429 | 500..=599 => Err(self.explained(code, resp, (true, Error::io(format!("{url}: HTTP {code}"))))),
-                    _ => Err(self.explained(code, resp, (false, Error::io(format!("{url}: HTTP {code}"))))),
-                };
+            416 => {
+                return Err((false, Error::decode(format!(
+                    "GET {url}: byte range {:?} reaches past the end of the object (HTTP 416)",
+                    opts.range.unwrap_or_default()
+                ))))
             }
-            Err(ureq::Error::Transport(t)) => return Err((true, Error::io(format!("{url}: {t}")))),
-        };
-        let encoding = ContentEncoding::from_header(resp.header("Content-Encoding"), url).map_err(|e| (false, e))?;
+            _ => return Err(self.failure(&target, resp)),
+        }
+        let encoding = ContentEncoding::from_header(resp.header("Content-Encoding"), &url).map_err(|e| (false, e))?;
         let partial = resp.status() == 206;
-        let etag = resp.header("ETag").map(str::to_string);
-        let headers = match (&self.signer, range.is_none() || !partial) {
-            (Some(_), true) => Some(Headers::of(&resp)),
-            _ => None,
+        let headers = Headers::of(&resp);
+        let generation = self.signer.generation(&headers);
+        let expected: Option<u64> = resp.header("Content-Length").and_then(|v| v.trim().parse().ok());
+        // A whole object over the limit is refused unread; a range is as long as it was asked.
+        let limit = if opts.range.is_none() { opts.max_len } else { None };
+        if let (Some(n), Some(max)) = (expected, limit) {
+            if n > max {
+                return Err((false, too_large(&url, n, max)));
+            }
+        }
+        buf.clear();
+        buf.reserve(expected.unwrap_or(1 << 16).min(1 << 30) as usize);
+        let mut reader = resp.into_reader();
+        let read = match limit {
+            Some(max) => (&mut reader).take(max + 1).read_to_end(buf),
+            None => reader.read_to_end(buf),
         };
-        let expected: Option<usize> = resp.header("Content-Length").and_then(|v| v.trim().parse().ok());
-        bytes.clear();
-        bytes.reserve(expected.unwrap_or(1 << 16).min(1 << 30));
-        resp.into_reader()
-            .read_to_end(bytes)
-            .map_err(|e| (true, Error::io(format!("{url}: reading the body failed: {e}"))))?;
+        read.map_err(|e| (true, Error::io(format!("GET {url}: reading the body failed: {e}"))))?;
+        if let Some(max) = limit.filter(|&m| buf.len() as u64 > m) {
+            return Err((false, too_large(&url, buf.len() as u64, max)));
+        }
         if let Some(n) = expected {
-            if n != bytes.len() {
-                return Err((true, Error::io(format!("{url}: body truncated: got {} of {n} bytes", bytes.len()))));
+            if n != buf.len() as u64 {
+                return Err((true, Error::io(format!("GET {url}: body truncated: got {} of {n} bytes", buf.len()))));
             }
         }
-        if let (Some(signer), Some(headers)) = (&self.signer, &headers) {
-            signer.verify(url, headers, bytes)?;
+        // A server that ignores the condition still says which generation it sent.
+        if let (Some(want), Some(now)) = (opts.if_generation, generation.as_deref()) {
+            if want != now {
+                return Ok(Got::Stale);
+            }
         }
-        if let Some((a, b)) = range {
+        if opts.range.is_none() || !partial {
+            self.signer.verify(&url, &headers, buf)?;
+        }
+        if let Some((a, b)) = opts.range {
             if encoding != ContentEncoding::Identity {
-                return Err((false, Error::unsupported(format!("{url}: ranged response with Content-Encoding {encoding:?}"))));
+                return Err((false, Error::unsupported(format!("GET {url}: ranged response with Content-Encoding {}", encoding.name()))));
             }
-            let want = (b - a) as usize;
             if !partial {
                 // The server ignored Range and sent the whole object: slice it here.
-                if (b as usize) > bytes.len() {
+                if b > buf.len() as u64 {
                     return Err((false, Error::decode(format!(
-                        "{url}: byte range [{a}, {b}) reaches past the end of the object ({} bytes)",
-                        bytes.len()
+                        "GET {url}: byte range [{a}, {b}) reaches past the end of the object ({} bytes)",
+                        buf.len()
                     ))));
                 }
-                bytes.truncate(b as usize);
-                bytes.drain(..a as usize);
-            } else if bytes.len() != want {
+                buf.truncate(b as usize);
+                buf.drain(..a as usize);
+            } else if buf.len() as u64 != b - a {
                 return Err((false, Error::decode(format!(
-                    "{url}: byte range [{a}, {b}) returned {} bytes (past the end of the object?)",
-                    bytes.len()
+                    "GET {url}: byte range [{a}, {b}) returned {} bytes (past the end of the object?)",
+                    buf.len()
                 ))));
             }
         }
-        Ok(Answer::Body { encoding, etag })
+        Ok(Got::Found { encoding, generation })
     }
 
-    fn with_retries<T>(&self, once: impl FnMut() -> Attempt<T>) -> Result<T> {
-        self.retry.run(once)
-    }
-}
-
-/// What one GET brought.
-enum Answer {
-    Missing,
-    /// `If-Match` failed: the object changed.
-    Stale,
-    /// The body is in the caller's buffer.
-    Body { encoding: ContentEncoding, etag: Option<String> },
-}
-
-/// A 3xx answer ureq did not follow (no `Location`, or too many redirects).
-fn redirect_error(url: &str, verb: &str, code: u16) -> (bool, Error) {
-    (false, Error::io(format!("{verb} {url}: HTTP {code} redirect that was not followed")))
-}
-
-fn status_error(url: &str, verb: &str, code: u16) -> (bool, Error) {
-    match code {
-        401 | 403 => (false, Error::auth(format!("{verb} {url}: HTTP {code} (access refused)"))),
-        405 | 501 => (false, Error::unsupported(format!("{verb} {url}: HTTP {code} (the server does not take {verb})"))),
-        408 | 429 | 500..=599 => (true, Error::io(format!("{verb} {url}: HTTP {code}"))),
-        _ => (false, Error::io(format!("{verb} {url}: HTTP {code}"))),
-    }
-}
-
-impl Store for HttpStore {
-    fn put(&self, key: &str, bytes: &[u8], encoding: ContentEncoding, content_type: &str) -> Result<()> {
-        let url = self.url(key);
-        self.with_retries(|| {
-            let mut req = self.request("PUT", &url, bytes)?.set("Content-Type", content_type);
-            if let Some(h) = encoding.header() {
-                req = req.set("Content-Encoding", h);
+    fn exists_once(&self, key: &str) -> Attempt<bool> {
+        let target = self.signer.target(Op::Head, &self.base, key);
+        let resp = self.send(&target, None)?;
+        match resp.status() {
+            200..=299 => {
+                drain(resp);
+                Ok(true)
             }
-            match req.send_bytes(bytes) {
-                Ok(r) if r.status() >= 300 => {
-                    let c = r.status();
-                    Err(self.explained(c, r, redirect_error(&url, "PUT", c)))
-                }
-                Ok(_) => Ok(()),
-                Err(ureq::Error::Status(code, resp)) => Err(self.explained(code, resp, status_error(&url, "PUT", code))),
-                Err(ureq::Error::Transport(t)) => Err((true, Error::io(format!("PUT {url}: {t}")))),
+            404 | 410 => {
+                drain(resp);
+                Ok(false)
             }
-        })
+            _ => Err(self.failure(&target, resp)),
+        }
     }
 
-    fn delete(&self, key: &str) -> Result<()> {
-        let url = self.url(key);
-        self.with_retries(|| match self.request("DELETE", &url, &[])?.call() {
-            Ok(r) if r.status() >= 300 => {
-                let c = r.status();
-                Err(self.explained(c, r, redirect_error(&url, "DELETE", c)))
-            }
-            Ok(_) => Ok(()),
-            Err(ureq::Error::Status(404 | 410, _)) => Ok(()),
-            Err(ureq::Error::Status(code, resp)) => Err(self.explained(code, resp, status_error(&url, "DELETE", code))),
-            Err(ureq::Error::Transport(t)) => Err((true, Error::io(format!("DELETE {url}: {t}")))),
-        })
+    fn put_once(&self, key: &str, bytes: &[u8], encoding: ContentEncoding, content_type: &str) -> Attempt<()> {
+        let mut target = self.signer.target(Op::Put, &self.base, key);
+        let body = self.signer.upload(&mut target, key, bytes, encoding, content_type);
+        let resp = self.send(&target, Some(&body))?;
+        if !(200..300).contains(&resp.status()) {
+            return Err(self.failure(&target, resp));
+        }
+        let mut answer = String::new();
+        resp.into_reader()
+            .take(64 << 10)
+            .read_to_string(&mut answer)
+            .map_err(|e| (true, Error::io(format!("{} {}: reading the answer failed: {e}", target.method, target.url))))?;
+        self.signer.check_upload(&target, bytes, &answer)
     }
 
-    fn get(&self, key: &str) -> Result<Option<Object>> {
-        let url = self.url(key);
-        self.with_retries(|| self.get_once(&url, None))
+    fn delete_once(&self, key: &str) -> Attempt<()> {
+        let target = self.signer.target(Op::Delete, &self.base, key);
+        let resp = self.send(&target, None)?;
+        match resp.status() {
+            200..=299 | 404 | 410 => {
+                drain(resp);
+                Ok(())
+            }
+            _ => Err(self.failure(&target, resp)),
+        }
+    }
+}
+
+/// Read a small answer to its end, so its connection goes back to the pool.
+pub(crate) fn drain(resp: ureq::Response) {
+    let mut sink = [0u8; 4096];
+    let mut r = resp.into_reader().take(1 << 16);
+    while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
+}
+
+impl ReadableStore for HttpStore {
+    fn get_with(&self, key: &str, opts: &GetOptions<'_>, buf: &mut Vec<u8>) -> Result<Got> {
+        if let Some((a, b)) = opts.range {
+            if b <= a {
+                buf.clear();
+                return Ok(Got::Found { encoding: ContentEncoding::Identity, generation: None });
+            }
+        }
+        self.retry.run(|| self.get_once(key, opts, buf))
     }
 
     fn exists(&self, key: &str) -> Result<bool> {
-        let url = self.url(key);
-        self.with_retries(|| self.head_once(&url))
-    }
-
-    fn get_into(&self, key: &str, buf: &mut Vec<u8>) -> Result<Option<ContentEncoding>> {
-        let url = self.url(key);
-        Ok(match self.with_retries(|| self.get_once_if(&url, None, None, buf))? {
-            Answer::Body { encoding, .. } => Some(encoding),
-            Answer::Missing | Answer::Stale => None,
-        })
-    }
-
-    fn get_range_if(&self, key: &str, start: u64, end: u64, if_generation: Option<&str>) -> Result<RangeRead> {
-        if end <= start {
-            return Ok(RangeRead::Data(Vec::new(), None));
-        }
-        let url = self.url(key);
-        let mut bytes = Vec::new();
-        Ok(match self.with_retries(|| self.get_once_if(&url, Some((start, end)), if_generation, &mut bytes))? {
-            Answer::Missing => RangeRead::Missing,
-            Answer::Stale => RangeRead::Stale,
-            Answer::Body { etag, .. } => RangeRead::Data(bytes, etag),
-        })
+        self.retry.run(|| self.exists_once(key))
     }
 
     fn url(&self, key: &str) -> String {
-        join_key(&self.base, key)
+        self.signer.display_url(&self.base, key)
     }
 
     fn default_parallel(&self) -> usize {
         DEFAULT_NETWORK_PARALLEL
+    }
+}
+
+impl WritableStore for HttpStore {
+    fn put(&self, key: &str, bytes: &[u8], encoding: ContentEncoding, content_type: &str) -> Result<()> {
+        self.retry.run(|| self.put_once(key, bytes, encoding, content_type))
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        self.retry.run(|| self.delete_once(key))
     }
 }

@@ -1,59 +1,51 @@
-//! Storage backends: where the bytes of a layer live. Each returns an object's stored bytes with
-//! their content encoding; decompression happens in `codec::compression`.
+//! Storage: where the bytes of a layer live, by key. Stores are split by capability, as zarrs
+//! splits them: [`ReadableStore`] (one read primitive, [`ReadableStore::get_with`], plus
+//! `exists` and `url`; the usual reads are default methods over it) and [`WritableStore`]
+//! (`put`, `delete`); a [`Store`] is both. Objects come back with their content encoding
+//! ([`ContentEncoding`]); removing it is `codec::compression`'s job.
+//!
+//! Backends: `file` (local directories with cloud-volume's suffixes), `http` (the HTTP client
+//! every network store shares: retries, ranges, conditions, status mapping, with a [`Signer`]
+//! hook per service), `s3` and `gcs` (signers on that client), `cached` (disk and memory
+//! caches in front of any store). [`open`] builds one for a cloud path.
 
 pub mod cached;
 pub mod file;
 pub mod gcs;
 pub mod http;
+mod open;
 pub mod retry;
 pub mod s3;
 
-use std::sync::Arc;
+pub use crate::codec::compression::Object;
+pub use crate::format::ContentEncoding;
+pub use http::Signer;
+pub use open::open;
 
-use crate::cloudpath::{CloudPath, Protocol};
-use crate::error::{Error, Result};
-use crate::options::Options;
+use crate::error::Result;
 
-/// The content encoding of stored bytes (`Content-Encoding` over HTTP, a file suffix on disk).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContentEncoding {
-    Identity,
-    Gzip,
-    Brotli,
-    Zstd,
+/// What a read asks for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GetOptions<'a> {
+    /// Bytes `[start, end)` only, as stored (None: the whole object, its content encoding kept).
+    pub range: Option<(u64, u64)>,
+    /// Only if the object is still this generation (an ETag, a file's size and times).
+    pub if_generation: Option<&'a str>,
+    /// The most bytes the caller accepts: a larger object is refused as `Decode` without being
+    /// read (a chunk can only take so much).
+    pub max_len: Option<u64>,
 }
 
-impl ContentEncoding {
-    /// The `Content-Encoding` header value (None for identity).
-    pub fn header(self) -> Option<&'static str> {
-        match self {
-            ContentEncoding::Identity => None,
-            ContentEncoding::Gzip => Some("gzip"),
-            ContentEncoding::Brotli => Some("br"),
-            ContentEncoding::Zstd => Some("zstd"),
-        }
-    }
-
-    /// Parse a `Content-Encoding` header value.
-    pub fn from_header(value: Option<&str>, url: &str) -> Result<ContentEncoding> {
-        match value.map(|v| v.trim().to_ascii_lowercase()) {
-            None => Ok(ContentEncoding::Identity),
-            Some(v) => match v.as_str() {
-                "" | "identity" => Ok(ContentEncoding::Identity),
-                "gzip" | "x-gzip" => Ok(ContentEncoding::Gzip),
-                "br" => Ok(ContentEncoding::Brotli),
-                "zstd" => Ok(ContentEncoding::Zstd),
-                other => Err(Error::unsupported(format!("{url}: unsupported Content-Encoding \"{other}\""))),
-            },
-        }
-    }
-}
-
-/// An object as stored.
-#[derive(Debug)]
-pub struct Object {
-    pub bytes: Vec<u8>,
-    pub encoding: ContentEncoding,
+/// What a read found; the bytes are in the caller's buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Got {
+    /// The object does not exist.
+    Missing,
+    /// The object is no longer the generation the read was conditioned on.
+    Stale,
+    /// The bytes, with their content encoding (identity for ranges) and the object's
+    /// generation when the store has one.
+    Found { encoding: ContentEncoding, generation: Option<String> },
 }
 
 /// The answer to a ranged read.
@@ -69,74 +61,32 @@ pub enum RangeRead {
 }
 
 /// A readable store of keyed objects under one base location.
-pub trait Store: Send + Sync {
-    /// The whole object at `key`, or `None` when it does not exist.
+pub trait ReadableStore: Send + Sync {
+    /// Read the object at `key` as `opts` asks into `buf` (cleared first; its capacity is
+    /// reused).
     ///
     /// # Errors
-    /// I/O and network failures (after retries), refused credentials.
-    fn get(&self, key: &str) -> Result<Option<Object>>;
-
-    /// Bytes `[start, end)` of the object at `key`, or `None` when the object does not exist.
-    ///
-    /// # Errors
-    /// As `get`; a range reaching past the end of the object is `Decode` (the index that
-    /// pointed there is corrupt).
-    fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Vec<u8>>> {
-        match self.get_range_if(key, start, end, None)? {
-            RangeRead::Data(b, _) => Ok(Some(b)),
-            RangeRead::Missing | RangeRead::Stale => Ok(None),
-        }
-    }
-
-    /// Bytes `[start, end)` of `key`, only if the object is still generation `if_generation`
-    /// (when given and the store knows generations).
-    ///
-    /// # Errors
-    /// As `get_range`.
-    fn get_range_if(&self, key: &str, start: u64, end: u64, if_generation: Option<&str>) -> Result<RangeRead>;
-
-    /// The object's current generation when the store can tell it cheaply (a `stat` of a
-    /// file); None when asking would cost a request.
-    fn cheap_generation(&self, _key: &str) -> Option<Result<Option<String>>> {
-        None
-    }
+    /// I/O and network failures (after retries), refused credentials (`Auth`); a range
+    /// reaching past the end of the object, or an object over `max_len` (`Decode`).
+    fn get_with(&self, key: &str, opts: &GetOptions<'_>, buf: &mut Vec<u8>) -> Result<Got>;
 
     /// Whether an object exists at `key` (without fetching it).
     ///
     /// # Errors
-    /// As `get`.
+    /// As `get_with`.
     fn exists(&self, key: &str) -> Result<bool>;
-
-    /// Store `bytes` at `key` with its content encoding, replacing what was there. The object
-    /// is replaced whole or not at all (file: a temporary file renamed into place).
-    ///
-    /// # Errors
-    /// I/O and network failures, refused credentials, a read-only store (`Unsupported`).
-    fn put(&self, key: &str, bytes: &[u8], encoding: ContentEncoding, content_type: &str) -> Result<()>;
-
-    /// Delete the object at `key` (every stored variant of it); a missing object is no error.
-    ///
-    /// # Errors
-    /// As `put`.
-    fn delete(&self, key: &str) -> Result<()>;
-
-    /// Like `get`, but fills `buf` (cleared first, its capacity reused) and returns the content
-    /// encoding, or None when the object does not exist.
-    ///
-    /// # Errors
-    /// As `get`.
-    fn get_into(&self, key: &str, buf: &mut Vec<u8>) -> Result<Option<ContentEncoding>> {
-        Ok(self.get(key)?.map(|o| {
-            *buf = o.bytes;
-            o.encoding
-        }))
-    }
 
     /// The full URL or path of `key`, for messages.
     fn url(&self, key: &str) -> String;
 
     /// How many requests this store serves well at once.
     fn default_parallel(&self) -> usize;
+
+    /// The object's current generation when the store can tell it cheaply (a `stat` of a
+    /// file); None when asking would cost a request.
+    fn cheap_generation(&self, _key: &str) -> Option<Result<Option<String>>> {
+        None
+    }
 
     /// Empty the caches in front of the store (disk and memory); a store without one does
     /// nothing.
@@ -146,27 +96,83 @@ pub trait Store: Send + Sync {
     fn clear_cache(&self) -> Result<()> {
         Ok(())
     }
-}
 
-/// Open the store for a cloud path, with the caches the options ask for in front: the disk
-/// cache (`cache`, network protocols only) and then the in-memory LRU (`lru_bytes`).
-///
-/// # Errors
-/// Unreadable credentials, a bad endpoint.
-pub fn open(path: &CloudPath, opts: &Options) -> Result<Arc<dyn Store>> {
-    let mut store: Arc<dyn Store> = match path.protocol {
-        Protocol::File => Arc::new(file::FileStore::new(&path.base)),
-        Protocol::Http => Arc::new(http::HttpStore::new(&path.base, opts)?),
-        Protocol::Gs => Arc::from(gcs::open(path, opts)?),
-        Protocol::S3 => Arc::from(s3::open(path, opts)?),
-    };
-    if let Some(root) = &opts.cache {
-        if path.protocol != Protocol::File {
-            store = Arc::new(cached::DiskCached::new(store, cached::layer_cache_dir(root, path)));
+    /// The whole object at `key` into `buf` (at most `max_len` bytes when given), with its
+    /// content encoding; None when it does not exist.
+    ///
+    /// # Errors
+    /// As `get_with`.
+    fn get_into(&self, key: &str, buf: &mut Vec<u8>, max_len: Option<u64>) -> Result<Option<ContentEncoding>> {
+        Ok(match self.get_with(key, &GetOptions { max_len, ..GetOptions::default() }, buf)? {
+            Got::Found { encoding, .. } => Some(encoding),
+            Got::Missing | Got::Stale => None,
+        })
+    }
+
+    /// The whole object at `key`, or None when it does not exist.
+    ///
+    /// # Errors
+    /// As `get_with`.
+    fn get(&self, key: &str) -> Result<Option<Object>> {
+        let mut bytes = Vec::new();
+        Ok(self.get_into(key, &mut bytes, None)?.map(|encoding| Object { bytes, encoding }))
+    }
+
+    /// Bytes `[start, end)` of `key`, only if the object is still generation `if_generation`
+    /// (when given and the store knows generations).
+    ///
+    /// # Errors
+    /// As `get_with`.
+    fn get_range_if(&self, key: &str, start: u64, end: u64, if_generation: Option<&str>) -> Result<RangeRead> {
+        if end <= start {
+            return Ok(RangeRead::Data(Vec::new(), None));
+        }
+        let mut bytes = Vec::new();
+        let opts = GetOptions { range: Some((start, end)), if_generation, max_len: None };
+        Ok(match self.get_with(key, &opts, &mut bytes)? {
+            Got::Missing => RangeRead::Missing,
+            Got::Stale => RangeRead::Stale,
+            Got::Found { generation, .. } => RangeRead::Data(bytes, generation),
+        })
+    }
+
+    /// Bytes `[start, end)` of the object at `key`, or None when the object does not exist.
+    ///
+    /// # Errors
+    /// As `get_with`.
+    fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Vec<u8>>> {
+        match self.get_range_if(key, start, end, None)? {
+            RangeRead::Data(b, _) => Ok(Some(b)),
+            RangeRead::Missing | RangeRead::Stale => Ok(None),
         }
     }
-    if opts.lru_bytes > 0 {
-        store = Arc::new(cached::LruCached::new(store, opts.lru_bytes));
-    }
-    Ok(store)
+}
+
+/// A store objects can be written to and deleted from.
+pub trait WritableStore: Send + Sync {
+    /// Store `bytes` at `key` with its content encoding, replacing what was there. The object
+    /// is replaced whole or not at all (file: a temporary file renamed into place).
+    ///
+    /// # Errors
+    /// I/O and network failures, refused credentials, a server that takes no writes
+    /// (`Unsupported`).
+    fn put(&self, key: &str, bytes: &[u8], encoding: ContentEncoding, content_type: &str) -> Result<()>;
+
+    /// Delete the object at `key` (every stored variant of it); a missing object is no error.
+    ///
+    /// # Errors
+    /// As `put`.
+    fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// A store that can be read and written: what a layer is opened on.
+pub trait Store: ReadableStore + WritableStore {}
+
+impl<T: ReadableStore + WritableStore + ?Sized> Store for T {}
+
+/// A refusal of an object larger than the caller accepts.
+pub(crate) fn too_large(url: &str, len: u64, max: u64) -> crate::error::Error {
+    crate::error::Error::decode(format!(
+        "{url}: object of {len} bytes is larger than the {max} bytes it can hold; refused unread (corrupt, or not what it should be)"
+    ))
 }

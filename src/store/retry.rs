@@ -6,7 +6,6 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::options::Options;
 
 /// One attempt's outcome: the value, or an error with whether it is worth retrying
 /// (connection errors, timeouts, 408, 429, 5xx, truncated or corrupt bodies).
@@ -25,10 +24,11 @@ pub struct Retry {
 }
 
 impl Retry {
-    pub fn from_options(o: &Options) -> Retry {
+    /// At most `max_attempts` attempts within `budget_secs` seconds, waits from 50 ms to 10 s.
+    pub fn new(max_attempts: u32, budget_secs: f64) -> Retry {
         Retry {
-            max_attempts: o.max_attempts.max(1),
-            budget: Duration::from_secs_f64(o.retry_budget_secs),
+            max_attempts: max_attempts.max(1),
+            budget: Duration::from_secs_f64(budget_secs),
             base: Duration::from_millis(50),
             cap: Duration::from_secs(10),
         }

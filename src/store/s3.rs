@@ -27,12 +27,11 @@ use md5::{Digest, Md5};
 use ring::{digest, hmac};
 use serde_json::{Map, Value};
 
-use super::http::{Explanation, Headers, HttpStore, Signer};
+use super::http::{Explanation, Headers, HttpConfig, HttpStore, Signer};
 use super::retry::Attempt;
-use super::Store;
 use crate::cloudpath::{CloudPath, S3_ENDPOINT};
 use crate::error::{Error, Result};
-use crate::options::{Options, Redacted};
+use crate::options::Redacted;
 use crate::secrets;
 
 /// The region signatures use when nothing names one.
@@ -108,17 +107,17 @@ fn env_region() -> Option<String> {
 }
 
 /// Look up the credentials of `bucket` for `service` ("aws" for s3://, an alias's name) as
-/// cloud-files does: the `secrets` option, `{bucket}-{service}-secret.json`,
-/// `{service}-secret.json`, the `AWS_*` environment variables; nothing with `anonymous`.
+/// cloud-files does: `secrets` (the option), `{bucket}-{service}-secret.json`,
+/// `{service}-secret.json`, the `AWS_*` environment variables; nothing when `anonymous`.
 ///
 /// # Errors
 /// `Auth` for an unreadable or malformed secret; `InvalidArgument` for a bad `secrets` option.
-pub fn find_credentials(bucket: &str, service: &str, opts: &Options) -> Result<Found> {
+pub fn find_credentials(bucket: &str, service: &str, secret_option: Option<&Value>, anonymous: bool) -> Result<Found> {
     let service = if service == "s3" { "aws" } else { service };
-    if opts.anonymous {
+    if anonymous {
         return Ok(Found { credentials: None, region: None, source: "anonymous access".into() });
     }
-    if let Some(Redacted(v)) = &opts.secrets {
+    if let Some(v) = secret_option {
         let m = secrets::from_option(v)?;
         let source = match v {
             Value::String(p) => format!("secret file {p} (option \"secrets\")"),
@@ -176,18 +175,24 @@ fn aws_base(bucket: &str, prefix: &str, region: Option<&str>) -> String {
     base
 }
 
-/// Open the store of an `s3://` path (or an S3 alias).
-///
-/// # Errors
-/// Unreadable or malformed credentials.
-pub fn open(path: &CloudPath, opts: &Options) -> Result<Box<dyn Store>> {
+/// What an S3 store is configured with, besides the HTTP client.
+#[derive(Debug, Clone, Default)]
+pub struct S3Config {
+    /// The `s3_region` option.
+    pub region: Option<String>,
+    /// The `s3_endpoint` option was given (no AWS addressing).
+    pub custom_endpoint: bool,
+    /// Check ETags of whole-object reads.
+    pub checksum: bool,
+}
+
+/// The store of an `s3://` path (or an S3 alias) signed with `found`.
+pub fn open(path: &CloudPath, found: Found, cfg: &S3Config, http: &HttpConfig) -> HttpStore {
     let bucket = path.bucket.clone().unwrap_or_default();
-    let service = path.alias.as_deref().unwrap_or("aws");
-    let found = find_credentials(&bucket, service, opts)?;
-    let named_region = opts.s3_region.clone().or_else(|| found.region.clone()).or_else(env_region);
+    let named_region = cfg.region.clone().or_else(|| found.region.clone()).or_else(env_region);
     let region = named_region.clone().unwrap_or_else(|| DEFAULT_REGION.to_string());
     let aws_prefix = format!("{S3_ENDPOINT}/{bucket}");
-    let on_aws = opts.s3_endpoint.is_none() && (path.base == aws_prefix || path.base.starts_with(&format!("{aws_prefix}/")));
+    let on_aws = !cfg.custom_endpoint && (path.base == aws_prefix || path.base.starts_with(&format!("{aws_prefix}/")));
     let base = if on_aws { aws_base(&bucket, &path.base[aws_prefix.len()..], named_region.as_deref()) } else { path.base.clone() };
     let acl = match path.alias.as_deref() {
         Some("tigerdata") => "private",
@@ -197,14 +202,14 @@ pub fn open(path: &CloudPath, opts: &Options) -> Result<Box<dyn Store>> {
     let signer = S3Signer {
         credentials: found.credentials,
         region: RwLock::new(region),
-        region_fixed: opts.s3_region.is_some(),
+        region_fixed: cfg.region.is_some(),
         bucket,
         source: found.source,
         acl,
-        checksum: opts.checksum,
+        checksum: cfg.checksum,
         key_cache: Mutex::new(None),
     };
-    Ok(Box::new(HttpStore::with_signer(&base, opts, Box::new(signer))?))
+    HttpStore::with_signer(&base, http, Box::new(signer))
 }
 
 /// Signs requests with SigV4 (when it has credentials) and checks ETags.
@@ -341,7 +346,7 @@ impl Signer for S3Signer {
                     auth: true,
                     retry: false,
                 }),
-                300..=399 | 400 if bucket_region.is_some() => {
+                300..=400 if bucket_region.is_some() => {
                     Some(Explanation { detail: format!("bucket \"{bucket}\" is elsewhere{in_region}"), auth: false, retry: false })
                 }
                 _ => None,

@@ -1,134 +1,38 @@
-//! The volume engine: open a layer, then read any box at any mip into a caller's buffer, chunks
-//! fetched and decoded in parallel, each writing its own part of the buffer.
+//! The volume layer: an open layer ([`Volume`]) reads and writes any box at any mip through
+//! the read interface of each scale ([`ScaleIo`]), after the checks that are the same for
+//! every scale: the mip, the box, the buffer, the bounds, background outside the volume.
+//!
+//! - `io.rs`: the [`ScaleIo`] trait (read_box, read_points, chunks_exist, write_box, ...);
+//! - `precomputed/`: its Precomputed implementations (chunk files, shards);
+//! - `engine.rs`: the handle's thread pool, decode permits and buffers.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+mod engine;
+pub mod io;
+mod precomputed;
 
-use rayon::prelude::*;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 
 use crate::cloudpath::CloudPath;
-use crate::codec::{self, compression, ChunkSpec, OutView};
+use crate::codec::{compression, OutView};
 use crate::error::{Error, Result};
-use crate::format::grid::chunk_key;
-use crate::format::{Bbox, ChunkGrid, Info, Scale};
+use crate::format::create::{self, AddedScale};
+use crate::format::{Bbox, ContentEncoding, Info, Scale};
 use crate::options::Options;
-use crate::format::sharding::{morton_bits, ShardingSpec};
 use crate::store::{self, Store};
 
-mod points;
-mod sharded;
-mod write;
+pub use crate::format::create::{new_info, NewInfo};
+pub use io::ScaleIo;
 
-pub use write::{new_info, NewInfo};
-
-/// Bytes of shard and minishard indices a handle keeps decoded.
-const SHARD_CACHE_BYTES: usize = 128 << 20;
-
-/// A counting semaphore: bounds how many chunks are decoded (and hold decoded buffers) at once,
-/// while more requests than that may be in flight.
-struct Permits {
-    free: Mutex<usize>,
-    cv: Condvar,
-}
-
-impl Permits {
-    fn new(n: usize) -> Permits {
-        Permits { free: Mutex::new(n.max(1)), cv: Condvar::new() }
-    }
-    fn acquire(&self) -> PermitGuard<'_> {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        while *free == 0 {
-            free = self.cv.wait(free).unwrap_or_else(|p| p.into_inner());
-        }
-        *free -= 1;
-        PermitGuard(self)
-    }
-}
-
-struct PermitGuard<'a>(&'a Permits);
-
-impl Drop for PermitGuard<'_> {
-    fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        self.0.cv.notify_one();
-    }
-}
-
-/// Chunk-sized byte buffers reused across the chunks of a handle's reads, so that a cutout
-/// does not allocate (and fragment the heap with) a fresh buffer per chunk.
-struct BufferPool {
-    free: Mutex<Vec<Vec<u8>>>,
-    keep: usize,
-}
-
-impl BufferPool {
-    fn take(&self) -> Vec<u8> {
-        self.free.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default()
-    }
-    fn give(&self, mut v: Vec<u8>) {
-        v.clear();
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        if free.len() < self.keep && v.capacity() <= 256 << 20 {
-            free.push(v);
-        }
-    }
-    /// Release every pooled buffer (after a cutout: an idle handle holds no chunk memory).
-    fn release(&self) {
-        self.free.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    }
-}
-
-/// An open Precomputed layer. Thread-safe: many threads may read through one `Volume` at once.
+/// An open layer. Thread-safe: many threads may read through one `Volume` at once.
 pub struct Volume {
     path: CloudPath,
     store: Arc<dyn Store>,
     info: Info,
     opts: Options,
-    /// Dropped by hand in `Drop`, which then waits for its threads to be gone.
-    pool: std::mem::ManuallyDrop<rayon::ThreadPool>,
-    /// Worker threads alive (started and not yet exited).
-    live_threads: Arc<(Mutex<usize>, Condvar)>,
-    decode_permits: Permits,
-    buffers: BufferPool,
-    /// The sharding spec of each scale (None: unsharded).
-    sharding: Vec<Option<ShardingSpec>>,
-    shards: sharded::ShardCaches,
-}
-
-impl Drop for Volume {
-    /// Stop the worker threads and wait (briefly) until they are gone, so that a host which
-    /// unloads the library after `cv_free` (MATLAB's `clear mex`) never leaves a thread running
-    /// its code. Idle threads exit at once; the wait is capped at 5 s.
-    fn drop(&mut self) {
-        // SAFETY: the pool is dropped exactly once, here, and not used afterwards.
-        unsafe { std::mem::ManuallyDrop::drop(&mut self.pool) };
-        let (count, cv) = &*self.live_threads;
-        let n = count.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = cv.wait_timeout_while(n, std::time::Duration::from_secs(5), |n| *n > 0);
-    }
-}
-
-/// Parse and check the sharding spec of every scale (None: unsharded).
-pub(crate) fn sharding_specs(info: &Info, info_url: &str) -> Result<Vec<Option<ShardingSpec>>> {
-    let mut sharding = Vec::with_capacity(info.scales.len());
-    for (i, scale) in info.scales.iter().enumerate() {
-        let ctx = format!("{info_url} (info) scales[{i}] (key \"{}\")", scale.key);
-        let spec = match &scale.sharding {
-            None => None,
-            Some(v) => {
-                let spec = ShardingSpec::parse(v, &ctx)?;
-                let bits: u32 = morton_bits(ChunkGrid::of(scale).grid_shape()).iter().sum();
-                if bits > 64 {
-                    return Err(Error::decode(format!(
-                        "{ctx}: the chunk grid needs {bits} bits of compressed Morton code, more than 64"
-                    )));
-                }
-                Some(spec)
-            }
-        };
-        sharding.push(spec);
-    }
-    Ok(sharding)
+    /// The read interface of each mip. They share the handle's engine, whose drop (with the
+    /// last scale's) waits for the worker threads, so `cv_free` leaves none running.
+    scales: Vec<Box<dyn ScaleIo>>,
 }
 
 impl Volume {
@@ -138,61 +42,82 @@ impl Volume {
     /// A bad path or option (`InvalidArgument`), no info (`NotFound`), an unreachable host
     /// (`Io`), an invalid info (`Decode`) or an unsupported one (`Unsupported`).
     pub fn open(cloudpath: &str, opts: Options) -> Result<Volume> {
-        let path = CloudPath::parse(cloudpath, &opts)?;
-        let store = store::open(&path, &opts)?;
+        let path = CloudPath::parse(cloudpath, &opts.store)?;
+        let store = store::open(&path, &opts.store)?;
         let info_url = store.url("info");
-        let obj = store
-            .get("info")?
+        let max = crate::format::info::MAX_INFO_BYTES;
+        let mut bytes = Vec::new();
+        let encoding = store
+            .get_into("info", &mut bytes, Some(compression::stored_bound(max) as u64))?
             .ok_or_else(|| Error::not_found(format!("{info_url}: no info file (is \"{cloudpath}\" a Precomputed layer?)")))?;
-        let text = compression::decompress(obj, crate::format::info::MAX_INFO_BYTES, &info_url)?;
+        let text = compression::decompress(compression::Object { bytes, encoding }, max, &info_url)?;
         let info = Info::parse(&text, &info_url)?;
         Self::with_info(path, store, info, opts)
     }
 
     fn with_info(path: CloudPath, store: Arc<dyn Store>, info: Info, opts: Options) -> Result<Volume> {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let threads = opts.parallel.unwrap_or_else(|| store.default_parallel()).max(1);
-        // Counted from the start (rayon spawns every thread in `build`), so a drop racing the
-        // threads' start still waits for them.
-        let live_threads: Arc<(Mutex<usize>, Condvar)> = Arc::new((Mutex::new(threads), Condvar::new()));
-        let down = live_threads.clone();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("cloudvolume-{i}"))
-            .exit_handler(move |_| {
-                let mut n = down.0.lock().unwrap_or_else(|p| p.into_inner());
-                *n = n.saturating_sub(1);
-                down.1.notify_all();
-            })
-            .build()
-            .map_err(|e| Error::internal(format!("cannot start {threads} worker threads: {e}")))?;
-        let sharding = sharding_specs(&info, &store.url("info"))?;
-        Ok(Volume {
-            path,
-            store,
-            info,
-            opts,
-            pool: std::mem::ManuallyDrop::new(pool),
-            live_threads,
-            decode_permits: Permits::new(cores),
-            buffers: BufferPool { free: Mutex::new(Vec::new()), keep: threads + cores },
-            sharding,
-            shards: sharded::ShardCaches::new(SHARD_CACHE_BYTES),
-        })
+        let threads = opts.store.parallel.unwrap_or_else(|| store.default_parallel());
+        let engine = Arc::new(engine::Engine::new(threads)?);
+        let scales = precomputed::scales(&info, &store, &engine, &opts, &path)?;
+        Ok(Volume { path, store, info, opts, scales })
+    }
+
+    /// Create a layer: validate `info_json`, write it (refused when an info exists, unless the
+    /// option `overwrite`), and open it.
+    ///
+    /// # Errors
+    /// An invalid info (`Decode`/`Unsupported`), an existing info without `overwrite`
+    /// (`InvalidArgument`), I/O errors.
+    pub fn create(cloudpath: &str, info_json: &str, opts: Options) -> Result<Volume> {
+        let path = CloudPath::parse(cloudpath, &opts.store)?;
+        let store = store::open(&path, &opts.store)?;
+        let info_url = store.url("info");
+        let info = Info::parse(info_json.as_bytes(), &info_url)?;
+        precomputed::sharded::sharding_specs(&info, &info_url)?;
+        for (i, sc) in info.scales.iter().enumerate() {
+            if let Some(b) = sc.cseg_block_size {
+                if b[0] * b[1] * b[2] > 65_536 {
+                    return Err(Error::invalid(format!(
+                        "{info_url}: scales[{i}] compressed_segmentation_block_size {b:?} has more than 65,536 voxels; \
+                         such blocks can need 32-bit indices, which cloud-volume and Neuroglancer decode wrongly"
+                    )));
+                }
+            }
+        }
+        if !opts.write.overwrite && store.exists("info")? {
+            return Err(Error::invalid(format!(
+                "{info_url}: an info already exists (open with {{\"overwrite\": true}} to replace it)"
+            )));
+        }
+        Self::write_info(&*store, &info)?;
+        Self::with_info(path, store, info, opts)
+    }
+
+    fn write_info(store: &dyn Store, info: &Info) -> Result<()> {
+        let text = serde_json::to_vec_pretty(&info.json).map_err(|e| Error::internal(e.to_string()))?;
+        store.put("info", &text, ContentEncoding::Identity, "application/json")
+    }
+
+    /// Add a scale downsampled from mip 0 by `factor` (resolution x factor, voxel_offset
+    /// floored, size rounded up), with `chunk_size` (default: mip 0's) and mip 0's encoding,
+    /// write the info, and return a handle on the new info with the scale's mip. An existing
+    /// scale with the same resolution is kept (its mip is returned). No voxels are written.
+    ///
+    /// # Errors
+    /// A factor below 1, I/O errors.
+    pub fn add_scale(&self, factor: [i64; 3], chunk_size: Option<[i64; 3]>) -> Result<(Volume, u32)> {
+        let (info, mip) = match create::add_scale(&self.info, factor, chunk_size, &self.store.url("info"))? {
+            AddedScale::Existing(mip) => (self.info.clone(), mip),
+            AddedScale::New(info, mip) => {
+                Self::write_info(&*self.store, &info)?;
+                (info, mip)
+            }
+        };
+        Ok((Self::with_info(self.path.clone(), self.store.clone(), info, self.opts.clone())?, mip))
     }
 
     pub fn info(&self) -> &Info {
         &self.info
-    }
-
-    /// Empty the handle's caches: the in-memory LRU and the layer's directory of the disk cache
-    /// (cloud-volume's `cache.flush()`), plus the shard index caches.
-    ///
-    /// # Errors
-    /// A cache directory that cannot be removed.
-    pub fn clear_cache(&self) -> Result<()> {
-        self.shards.clear();
-        self.store.clear_cache()
     }
 
     pub fn options(&self) -> &Options {
@@ -201,6 +126,16 @@ impl Volume {
 
     pub fn cloudpath(&self) -> &str {
         &self.path.path
+    }
+
+    /// Empty the handle's caches: the in-memory LRU and the layer's directory of the disk cache
+    /// (cloud-volume's `cache.flush()`), plus the shard index caches.
+    ///
+    /// # Errors
+    /// A cache directory that cannot be removed.
+    pub fn clear_cache(&self) -> Result<()> {
+        self.scales.iter().for_each(|s| s.clear_cache());
+        self.store.clear_cache()
     }
 
     /// The scale at `mip`, or an `InvalidArgument` naming the number of mips.
@@ -214,7 +149,16 @@ impl Volume {
         })
     }
 
+    /// The read interface of `mip`.
+    fn io(&self, mip: u32) -> Result<&dyn ScaleIo> {
+        self.scale(mip)?;
+        Ok(self.scales[mip as usize].as_ref())
+    }
+
     /// Bytes a cutout of `bbox` takes: voxels x channels x element size.
+    ///
+    /// # Errors
+    /// An empty or inverted box, or one too large to address (`InvalidArgument`).
     pub fn cutout_len(&self, bbox: &Bbox) -> Result<usize> {
         if bbox.is_empty() {
             return Err(Error::invalid(format!("box {bbox} is empty or inverted (need lo < hi on every axis)")));
@@ -227,6 +171,9 @@ impl Volume {
     }
 
     /// Read `bbox` at `mip` into a new buffer (Fortran order `[x, y, z, c]`).
+    ///
+    /// # Errors
+    /// As [`Volume::cutout_into`].
     pub fn cutout(&self, mip: u32, bbox: &Bbox) -> Result<Vec<u8>> {
         let n = self.cutout_len(bbox)?;
         let mut buf = vec![0u8; n];
@@ -273,118 +220,143 @@ impl Volume {
     }
 
     fn cutout_view(&self, mip: u32, bbox: &Bbox, out: &OutView<'_>, progress: Option<&AtomicUsize>) -> Result<()> {
-        let scale = self.scale(mip)?;
-        let grid = ChunkGrid::of(scale);
-        let bounds = grid.bounds();
-        if self.opts.bounded && !bounds.contains(bbox) {
+        let io = self.io(mip)?;
+        let bounds = self.scale(mip)?.bounds();
+        if self.opts.read.bounded && !bounds.contains(bbox) {
             return Err(Error::out_of_bounds(format!(
                 "{}: box {bbox} is outside the bounds {bounds} of mip {mip} (open with bounded=false to read past them)",
                 self.path.path
             )));
         }
-        let background = self.info.data_type.encode_scalar(self.opts.background_color);
         let inside = bounds.intersection(bbox);
         if inside != Some(*bbox) {
+            let background = self.info.data_type.encode_scalar(self.opts.read.background_color);
             // SAFETY: nothing else writes the buffer yet.
             unsafe { out.fill(bbox, &background) };
         }
-        let Some(inside) = inside else { return Ok(()) };
-        if matches!(scale.encoding, crate::format::Encoding::Compresso | crate::format::Encoding::Jxl) {
-            return Err(Error::unsupported(format!(
-                "{}: mip {mip} uses the {} encoding, which is not supported yet",
-                self.path.path,
-                scale.encoding.name()
+        match inside {
+            Some(inside) => io.read_box(&inside, out, progress),
+            None => Ok(()),
+        }
+    }
+
+    /// How many chunks a cutout of `bbox` at `mip` touches (for progress reporting).
+    ///
+    /// # Errors
+    /// An unknown mip.
+    pub fn chunk_count(&self, mip: u32, bbox: &Bbox) -> Result<usize> {
+        let io = self.io(mip)?;
+        Ok(self.scale(mip)?.bounds().intersection(bbox).map_or(0, |b| io.work_units(&b)))
+    }
+
+    /// Read `points` (absolute voxel coordinates at `mip`), every channel of each, into `out`:
+    /// point after point, channel after channel, elements little-endian. Each distinct chunk is
+    /// fetched once.
+    ///
+    /// # Errors
+    /// A wrong `out` length (`InvalidArgument`), a point outside the volume while `bounded`
+    /// (`OutOfBounds`), a missing chunk without `fill_missing` (`NotFound`), I/O and decode errors.
+    pub fn scattered_points(&self, mip: u32, points: &[[i64; 3]], out: &mut [u8]) -> Result<()> {
+        let io = self.io(mip)?;
+        let bounds = self.scale(mip)?.bounds();
+        let nc = self.info.num_channels as usize;
+        let item = self.info.data_type.size();
+        let per_point = nc * item;
+        let want = points.len().checked_mul(per_point).ok_or_else(|| Error::invalid("too many points"))?;
+        if out.len() != want {
+            return Err(Error::invalid(format!(
+                "output of {} bytes for {} point(s): expected {want} ({nc} channel(s) x {item} bytes each)",
+                out.len(),
+                points.len()
             )));
         }
-        if let Some(spec) = &self.sharding[mip as usize] {
-            return self.retry_stale(|| self.read_sharded(mip, scale, spec, &inside, out, &background, progress));
-        }
-        let cells = grid.cells_in(&inside);
-        let task = |cell: &[i64; 3]| -> Result<()> {
-            let cell_box = grid.cell_bbox(*cell);
-            let Some(region) = cell_box.intersection(&inside) else { return Ok(()) };
-            self.read_chunk(scale, &cell_box, &region, out, &background)?;
-            if let Some(p) = progress {
-                p.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(())
-        };
-        let r = if cells.len() == 1 {
-            task(&cells[0])
-        } else {
-            self.pool.install(|| cells.par_iter().with_max_len(1).try_for_each(task))
-        };
-        self.buffers.release();
-        r
-    }
-
-    /// Run `f`; when it finds a shard changed under its cached indices, drop the caches and run
-    /// it once more. A second change is an I/O error.
-    pub(crate) fn retry_stale<T>(&self, f: impl Fn() -> Result<T>) -> Result<T> {
-        match f() {
-            Err(e) if e.kind() == crate::error::ErrorKind::Stale => {
-                self.shards.clear();
-                f().map_err(|e| {
-                    if e.kind() == crate::error::ErrorKind::Stale {
-                        Error::io(format!("{} (the shard kept changing while being read)", e.message()))
-                    } else {
-                        e
-                    }
-                })
-            }
-            r => r,
-        }
-    }
-
-    /// What a codec needs to decode a chunk of `scale` covering `cell`.
-    pub(crate) fn chunk_spec<'a>(&self, scale: &Scale, cell: Bbox, url: &'a str) -> ChunkSpec<'a> {
-        ChunkSpec {
-            encoding: scale.encoding,
-            dtype: self.info.data_type,
-            channels: self.info.num_channels as usize,
-            cell,
-            cseg_block: scale.cseg_block_size,
-            url,
-        }
-    }
-
-    /// Fetch one chunk and write its part `region` into `out`.
-    fn read_chunk(&self, scale: &Scale, cell: &Bbox, region: &Bbox, out: &OutView<'_>, background: &[u8]) -> Result<()> {
-        let key = chunk_key(&scale.key, cell);
-        let url = self.store.url(&key);
-        let mut body = self.buffers.take();
-        let encoding = match self.store.get_into(&key, &mut body)? {
-            Some(e) if !body.is_empty() => e,
-            // cloud-volume treats zero-byte chunks as missing.
-            _ => {
-                self.buffers.give(body);
-                if self.opts.fill_missing {
-                    // SAFETY: each chunk writes its own region.
-                    unsafe { out.fill(region, background) };
-                    return Ok(());
-                }
-                return Err(Error::not_found(format!(
-                    "{url}: chunk missing (open with fill_missing=true to read it as background)"
+        let background = self.info.data_type.encode_scalar(self.opts.read.background_color);
+        let mut inside: Vec<usize> = Vec::with_capacity(points.len());
+        for (i, p) in points.iter().enumerate() {
+            let b = Bbox::new(*p, [p[0].saturating_add(1), p[1].saturating_add(1), p[2].saturating_add(1)]);
+            if !b.is_empty() && bounds.contains(&b) {
+                inside.push(i);
+            } else if self.opts.read.bounded {
+                return Err(Error::out_of_bounds(format!(
+                    "{}: point {i} at {p:?} is outside the bounds {bounds} of mip {mip}",
+                    self.path.path
                 )));
+            } else {
+                out[i * per_point..(i + 1) * per_point].copy_from_slice(&background.repeat(nc));
             }
-        };
-        let _permit = self.decode_permits.acquire();
-        let spec = self.chunk_spec(scale, *cell, &url);
-        let mut decoded = self.buffers.take();
-        let r = compression::decompress_into(&body, encoding, &mut decoded, spec.payload_limit(), &url).and_then(|inflated| {
-            let data: &[u8] = if inflated { &decoded } else { &body };
-            codec::decode_into(&spec, data, region, out)
-        });
-        self.buffers.give(decoded);
-        self.buffers.give(body);
-        r
+        }
+        if inside.len() == points.len() {
+            return io.read_points(points, out);
+        }
+        let some: Vec<[i64; 3]> = inside.iter().map(|&i| points[i]).collect();
+        let mut got = vec![0u8; some.len() * per_point];
+        io.read_points(&some, &mut got)?;
+        for (k, &i) in inside.iter().enumerate() {
+            out[i * per_point..(i + 1) * per_point].copy_from_slice(&got[k * per_point..(k + 1) * per_point]);
+        }
+        Ok(())
     }
-}
 
-impl Volume {
-    /// How many chunks a cutout of `bbox` at `mip` touches (for progress reporting).
-    pub fn chunk_count(&self, mip: u32, bbox: &Bbox) -> Result<usize> {
-        let grid = ChunkGrid::of(self.scale(mip)?);
-        Ok(grid.bounds().intersection(bbox).map_or(0, |b| grid.cells_in(&b).len()))
+    /// The grid cells of `bbox` (clipped to the bounds), x fastest, each with whether its
+    /// chunk is stored. Unsharded: one HEAD (or stat) per chunk; sharded: index look-ups.
+    ///
+    /// # Errors
+    /// An empty box (`InvalidArgument`), I/O errors.
+    pub fn chunks_exist(&self, mip: u32, bbox: &Bbox) -> Result<Vec<(Bbox, bool)>> {
+        let io = self.io(mip)?;
+        if bbox.is_empty() {
+            return Err(Error::invalid(format!("box {bbox} is empty or inverted (need lo < hi on every axis)")));
+        }
+        match self.scale(mip)?.bounds().intersection(bbox) {
+            Some(inside) => io.chunks_exist(&inside),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Check a write or delete of `bbox` at `mip`: the buffer length, the bounds.
+    fn check_write_box(&self, mip: u32, bbox: &Bbox, len: usize, verb: &str) -> Result<&dyn ScaleIo> {
+        let io = self.io(mip)?;
+        let want = self.cutout_len(bbox)?;
+        if len != want {
+            let s = bbox.shape();
+            return Err(Error::invalid(format!(
+                "buffer of {len} bytes for box {bbox}: expected {want} ({}x{}x{} voxels x {} channel(s) x {} bytes of {})",
+                s[0],
+                s[1],
+                s[2],
+                self.info.num_channels,
+                self.info.data_type.size(),
+                self.info.data_type.name()
+            )));
+        }
+        let bounds = self.scale(mip)?.bounds();
+        if !bounds.contains(bbox) {
+            return Err(Error::out_of_bounds(format!(
+                "{}: cannot {verb} box {bbox}: it leaves the bounds {bounds} of mip {mip}",
+                self.path.path
+            )));
+        }
+        Ok(io)
+    }
+
+    /// Write the box `bbox` at `mip` from `buf` (Fortran order `[x, y, z, c]`, exactly
+    /// [`Volume::cutout_len`] bytes). Chunks are encoded and stored in parallel; each chunk is
+    /// replaced whole (a failed write leaves it old or new).
+    ///
+    /// # Errors
+    /// A wrong length (`InvalidArgument`), a box leaving the volume (`OutOfBounds`), a box off
+    /// the chunk grid without `non_aligned_writes` (`InvalidArgument`), a sharded write that
+    /// does not cover whole shards (`InvalidArgument`), I/O errors.
+    pub fn write_from(&self, mip: u32, bbox: &Bbox, buf: &[u8]) -> Result<()> {
+        self.check_write_box(mip, bbox, buf.len(), "write")?.write_box(bbox, buf)
+    }
+
+    /// Delete the chunks of an aligned box (unsharded scales).
+    ///
+    /// # Errors
+    /// A box off the grid or leaving the volume, a sharded scale, I/O errors.
+    pub fn delete_box(&self, mip: u32, bbox: &Bbox) -> Result<()> {
+        let len = self.cutout_len(bbox)?;
+        self.check_write_box(mip, bbox, len, "delete")?.delete_box(bbox)
     }
 }

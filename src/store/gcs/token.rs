@@ -334,6 +334,15 @@ impl TokenSource {
         }
     }
 
+    /// Forget the current token if it was obtained at or before `t`: a request signed at `t`
+    /// carried it and was refused; a token obtained since is a newer one and stays.
+    pub fn invalidate_obtained_by(&self, t: Instant) {
+        let mut w = self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if w.as_ref().is_some_and(|c| c.obtained <= t) {
+            *w = None;
+        }
+    }
+
     /// Ask the token endpoint (with the refresh lock held) and keep the answer.
     fn fetch(&self, account: &ServiceAccount) -> Attempt<Arc<Token>> {
         let uri = &account.token_uri;

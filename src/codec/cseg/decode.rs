@@ -1,10 +1,10 @@
-//! compressed_segmentation (uint32 and uint64, any block size, any channel count), decoded
-//! straight into the output: every voxel is looked up in its block's table and written once
-//! (into outputs of 8 MiB and more past the cache, whole lines only; see `decode_into`).
+//! Decoding compressed_segmentation straight into the output: every voxel is looked up in its
+//! block's table and written once (into outputs of 8 MiB and more past the cache, whole lines
+//! only; see `decode_into`).
 
 use std::borrow::Cow;
 
-use super::{ChunkSpec, OutView};
+use crate::codec::{ChunkSpec, OutView};
 use crate::error::{Error, Result};
 use crate::format::{Bbox, DataType};
 
@@ -49,11 +49,11 @@ fn as_words(data: &[u8]) -> Cow<'_, [u32]> {
 /// Into outputs the caller will not find in cache anyway ([`OutView::streams`]), rows go out with
 /// non-temporal stores of whole cache lines: uint64 rows of 8-wide blocks that start on a line
 /// directly, block row by block row; other rows through a scratch row and
-/// [`super::stream_row`], their partial end lines (shared with the neighbouring chunk) written
+/// [`crate::codec::stream_row`], their partial end lines (shared with the neighbouring chunk) written
 /// normally and prefetched a block height of rows ahead.
 pub fn decode_into(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'_>) -> Result<()> {
     let r = decode_rows(spec, data, region, out);
-    super::fence_streaming_stores();
+    crate::codec::fence_streaming_stores();
     r
 }
 
@@ -203,7 +203,7 @@ fn decode_rows(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'
                                         // with the partial end lines written normally.
                                         let tmp = &mut scratch[..row.len()];
                                         decode_row(tmp, false)?;
-                                        super::stream_row(row, tmp);
+                                        crate::codec::stream_row(row, tmp);
                                         Ok(())
                                     }
                                 },
@@ -490,7 +490,7 @@ mod tests {
                 .collect();
             let encoded: Vec<Vec<u8>> = cells
                 .iter()
-                .map(|(_, src, _)| crate::codec::encode::encode_cseg(dtype, 1, chunk.map(|v| v as usize), [8, 8, 8], src, "mem://x").unwrap())
+                .map(|(_, src, _)| crate::codec::cseg::encode_cseg(dtype, 1, chunk.map(|v| v as usize), [8, 8, 8], src, "mem://x").unwrap())
                 .collect();
             std::thread::scope(|s| {
                 for k in 0..2 {
@@ -502,7 +502,6 @@ mod tests {
                     });
                 }
             });
-            drop(out);
             let buf = &back[base..base + n];
             let s = ob.shape();
             for z in 0..s[2] {
@@ -545,8 +544,8 @@ mod tests {
                 e.copy_from_slice(&v.to_le_bytes()[..item]);
             }
             let ushape = shape.map(|v| v as usize);
-            let data = crate::codec::encode::encode_cseg(dtype, channels, ushape, block, &src, "mem://x").unwrap();
-            let lo = [7 + 0, -3, 100];
+            let data = crate::codec::cseg::encode_cseg(dtype, channels, ushape, block, &src, "mem://x").unwrap();
+            let lo = [7, -3, 100];
             let cell = Bbox::new(lo, [lo[0] + shape[0], lo[1] + shape[1], lo[2] + shape[2]]);
             let mut r_lo = [0i64; 3];
             let mut r_hi = [0i64; 3];
@@ -576,7 +575,6 @@ mod tests {
                     OutView::new(&mut buf, region, channels, item)
                 };
                 decode_into(&sp, &data, &region, &out).unwrap_or_else(|e| panic!("case {case}: {e}"));
-                drop(out);
                 for c in 0..channels {
                     for z in 0..rs[2] {
                         for y in 0..rs[1] {

@@ -1,0 +1,65 @@
+//! The read (and write) interface of the volume layer: what a handle reads and writes one scale
+//! through. [`crate::Volume`] does what is the same for every scale and source — argument and
+//! buffer checks, bounds, background outside the volume — and hands each scale only boxes
+//! inside its bounds.
+//!
+//! Implementations: the Precomputed readers (`precomputed::ChunkScale` over chunk files or
+//! over shards), and, for services that answer whole boxes (DVID, BOSS, OCP), a reader that
+//! fetches the box from the service and copies it into the view.
+
+use std::sync::atomic::AtomicUsize;
+
+use crate::codec::OutView;
+use crate::error::{Error, Result};
+use crate::format::Bbox;
+
+/// One scale of an open layer.
+pub trait ScaleIo: Send + Sync {
+    /// Read `region` (inside the scale's bounds) into `out`, adding each unit of work done
+    /// (a chunk) to `progress`.
+    ///
+    /// # Errors
+    /// Missing data without `fill_missing` (`NotFound`), I/O and decode errors, an encoding
+    /// that cannot be read (`Unsupported`).
+    fn read_box(&self, region: &Bbox, out: &OutView<'_>, progress: Option<&AtomicUsize>) -> Result<()>;
+
+    /// Read the voxels at `points` (each inside the bounds), every channel, into `out`: point
+    /// after point, channel after channel, little-endian elements; `out` holds exactly that.
+    ///
+    /// # Errors
+    /// As [`ScaleIo::read_box`].
+    fn read_points(&self, points: &[[i64; 3]], out: &mut [u8]) -> Result<()>;
+
+    /// The storage units (chunks) meeting `region` (inside the bounds), x fastest, each with
+    /// whether it is stored.
+    ///
+    /// # Errors
+    /// I/O errors.
+    fn chunks_exist(&self, region: &Bbox) -> Result<Vec<(Bbox, bool)>>;
+
+    /// How many units of work (chunks) a read of `region` (inside the bounds) takes: the
+    /// total its progress counts up to.
+    fn work_units(&self, region: &Bbox) -> usize;
+
+    /// Write `region` (inside the bounds) from `buf`, planar Fortran order `[x, y, z, c]`
+    /// covering exactly `region`. Default: read-only.
+    ///
+    /// # Errors
+    /// A region the scale cannot take (`InvalidArgument`, naming why), I/O errors; a read-only
+    /// source (`Unsupported`).
+    fn write_box(&self, region: &Bbox, buf: &[u8]) -> Result<()> {
+        let _ = buf;
+        Err(Error::unsupported(format!("box {region}: this source is read-only")))
+    }
+
+    /// Delete the stored data of `region` (inside the bounds). Default: read-only.
+    ///
+    /// # Errors
+    /// As [`ScaleIo::write_box`].
+    fn delete_box(&self, region: &Bbox) -> Result<()> {
+        Err(Error::unsupported(format!("box {region}: this source is read-only")))
+    }
+
+    /// Drop what the scale keeps cached (indices). Default: nothing.
+    fn clear_cache(&self) {}
+}

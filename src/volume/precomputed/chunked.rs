@@ -1,0 +1,81 @@
+//! Unsharded scales: one stored object per chunk, `<scale key>/<x0>-<x1>_<y0>-<y1>_<z0>-<z1>`.
+//! Reads fetch each chunk with one request (many in flight); writes encode and store each
+//! chunk whole (edge chunks of a box off the grid read, merged and rewritten with
+//! `non_aligned_writes`); deletes remove the chunk objects of an aligned box.
+
+use super::{copy_box, ChunkSource, EachPayload, Payload, ScaleCtx};
+use crate::codec::{compression, OutView};
+use crate::error::Result;
+use crate::format::grid::chunk_key;
+use crate::format::{Bbox, ContentEncoding};
+
+/// The chunk files of a scale.
+pub(crate) struct ChunkFiles;
+
+impl ChunkSource for ChunkFiles {
+    fn fetch(&self, ctx: &ScaleCtx, cells: &[[i64; 3]], each: &EachPayload<'_>) -> Result<()> {
+        ctx.engine.run(cells, |i, &cell| {
+            let cell_box = ctx.grid.cell_bbox(cell);
+            let key = chunk_key(&ctx.scale.key, &cell_box);
+            let url = ctx.store.url(&key);
+            let mut body = ctx.engine.take_buffer();
+            let got = ctx.store.get_into(&key, &mut body, Some(ctx.stored_limit(cell_box) as u64));
+            let r = got.and_then(|encoding| {
+                // cloud-volume treats zero-byte chunks as missing.
+                let data = encoding.filter(|_| !body.is_empty()).map(|_| &body[..]);
+                each(i, Payload { data, encoding: encoding.unwrap_or(ContentEncoding::Identity), url: &url })
+            });
+            ctx.engine.give_buffer(body);
+            r
+        })
+    }
+
+    fn exists(&self, ctx: &ScaleCtx, cells: &[[i64; 3]]) -> Result<Vec<bool>> {
+        ctx.engine.map(cells, |_, &c| ctx.store.exists(&chunk_key(&ctx.scale.key, &ctx.grid.cell_bbox(c))))
+    }
+
+    fn write(&self, ctx: &ScaleCtx, region: &Bbox, buf: &[u8]) -> Result<()> {
+        if !ctx.grid.is_aligned(region) && !ctx.opts.write.non_aligned_writes {
+            return Err(ctx.misaligned(region, "write", false));
+        }
+        let (nc, item) = (ctx.channels, ctx.dtype.size());
+        let cells = ctx.grid.cells_in(region);
+        ctx.engine.run(&cells, |_, &cell| {
+            let cell_box = ctx.grid.cell_bbox(cell);
+            let Some(part) = cell_box.intersection(region) else { return Ok(()) };
+            let key = chunk_key(&ctx.scale.key, &cell_box);
+            let url = ctx.store.url(&key);
+            let mut chunk = vec![0u8; ctx.chunk_len(&cell_box)];
+            if part != cell_box {
+                // A partial chunk: start from what is stored (background where nothing is).
+                let view = OutView::new(&mut chunk, cell_box, nc, item);
+                self.fetch(ctx, &[cell], &|_, payload| match payload.data {
+                    Some(_) => ctx.place(cell_box, &cell_box, payload, &view),
+                    None => {
+                        // SAFETY: the view is this task's own buffer.
+                        unsafe { view.fill(&cell_box, &ctx.background) };
+                        Ok(())
+                    }
+                })?;
+            }
+            copy_box(buf, region, &mut chunk, &cell_box, &part, nc, item);
+            if ctx.opts.write.delete_black_uploads && chunk.chunks_exact(item).all(|e| e == &ctx.background[..]) {
+                return ctx.store.delete(&key);
+            }
+            let bytes = ctx.encode_chunk(&cell_box, &chunk, &url)?;
+            // The decoded chunk is not needed while the (possibly slow) PUT runs.
+            drop(chunk);
+            let encoding = ctx.write_encoding();
+            let stored = compression::compress(bytes, encoding, ctx.opts.write.compress_level, &url)?;
+            ctx.store.put(&key, &stored, encoding, ctx.content_type())
+        })
+    }
+
+    fn delete(&self, ctx: &ScaleCtx, region: &Bbox) -> Result<()> {
+        if !ctx.grid.is_aligned(region) {
+            return Err(ctx.misaligned(region, "delete", false));
+        }
+        let cells = ctx.grid.cells_in(region);
+        ctx.engine.run(&cells, |_, &c| ctx.store.delete(&chunk_key(&ctx.scale.key, &ctx.grid.cell_bbox(c))))
+    }
+}
