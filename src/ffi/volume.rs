@@ -112,11 +112,7 @@ pub unsafe extern "C" fn cv_cache_clear(vol: *const cv_volume) -> cv_status {
 /// `vol` is a live handle; `out` is writable.
 #[no_mangle]
 pub unsafe extern "C" fn cv_data_type(vol: *const cv_volume, out: *mut i32) -> cv_status {
-    boundary(|| {
-        let v = vol_arg(vol)?;
-        *out_arg(out, "out")? = v.info().data_type.code();
-        Ok(())
-    })
+    get(vol, out, |v| Ok(v.info().data_type.code()))
 }
 
 /// Number of channels.
@@ -125,11 +121,7 @@ pub unsafe extern "C" fn cv_data_type(vol: *const cv_volume, out: *mut i32) -> c
 /// `vol` is a live handle; `out` is writable.
 #[no_mangle]
 pub unsafe extern "C" fn cv_num_channels(vol: *const cv_volume, out: *mut u32) -> cv_status {
-    boundary(|| {
-        let v = vol_arg(vol)?;
-        *out_arg(out, "out")? = v.info().num_channels;
-        Ok(())
-    })
+    get(vol, out, |v| Ok(v.info().num_channels))
 }
 
 /// Number of mips (scales).
@@ -138,11 +130,7 @@ pub unsafe extern "C" fn cv_num_channels(vol: *const cv_volume, out: *mut u32) -
 /// `vol` is a live handle; `out` is writable.
 #[no_mangle]
 pub unsafe extern "C" fn cv_num_mips(vol: *const cv_volume, out: *mut u32) -> cv_status {
-    boundary(|| {
-        let v = vol_arg(vol)?;
-        *out_arg(out, "out")? = v.info().scales.len() as u32;
-        Ok(())
-    })
+    get(vol, out, |v| Ok(v.info().scales.len() as u32))
 }
 
 /// The handle's default mip (option `mip`, for bindings).
@@ -151,11 +139,30 @@ pub unsafe extern "C" fn cv_num_mips(vol: *const cv_volume, out: *mut u32) -> cv
 /// `vol` is a live handle; `out` is writable.
 #[no_mangle]
 pub unsafe extern "C" fn cv_default_mip(vol: *const cv_volume, out: *mut u32) -> cv_status {
+    get(vol, out, |v| Ok(v.options().mip))
+}
+
+/// Run a getter: `*out = f(vol)` on success.
+///
+/// # Safety
+/// `vol` is NULL or a live handle; `out` is NULL or writable.
+unsafe fn get<T>(vol: *const cv_volume, out: *mut T, f: impl FnOnce(&Volume) -> Result<T>) -> cv_status {
     boundary(|| {
         let v = vol_arg(vol)?;
-        *out_arg(out, "out")? = v.options().mip;
+        let value = f(v)?;
+        *out_arg(out, "out")? = value;
         Ok(())
     })
+}
+
+/// Write three values to `out`.
+///
+/// # Safety
+/// `out` points to 3 writable values.
+unsafe fn put_triple<T: Copy>(out: *mut T, v: [T; 3]) {
+    for (d, x) in v.into_iter().enumerate() {
+        *out.add(d) = x;
+    }
 }
 
 /// The bounds of `mip`: `lo = voxel_offset`, `hi = voxel_offset + size` (3 values each).
@@ -167,10 +174,8 @@ pub unsafe extern "C" fn cv_bounds(vol: *const cv_volume, mip: u32, lo: *mut i64
     boundary(|| {
         let b = vol_arg(vol)?.scale(mip)?.bounds();
         let (lo, hi) = (out_arg(lo, "lo")?, out_arg(hi, "hi")?);
-        for d in 0..3 {
-            *lo.add(d) = b.lo[d];
-            *hi.add(d) = b.hi[d];
-        }
+        put_triple(lo, b.lo);
+        put_triple(hi, b.hi);
         Ok(())
     })
 }
@@ -182,11 +187,7 @@ pub unsafe extern "C" fn cv_bounds(vol: *const cv_volume, mip: u32, lo: *mut i64
 #[no_mangle]
 pub unsafe extern "C" fn cv_chunk_size(vol: *const cv_volume, mip: u32, out: *mut i64) -> cv_status {
     boundary(|| {
-        let c = vol_arg(vol)?.scale(mip)?.chunk_size;
-        let out = out_arg(out, "out")?;
-        for (d, v) in c.iter().enumerate() {
-            *out.add(d) = *v;
-        }
+        put_triple(out_arg(out, "out")?, vol_arg(vol)?.scale(mip)?.chunk_size);
         Ok(())
     })
 }
@@ -198,11 +199,7 @@ pub unsafe extern "C" fn cv_chunk_size(vol: *const cv_volume, mip: u32, out: *mu
 #[no_mangle]
 pub unsafe extern "C" fn cv_resolution(vol: *const cv_volume, mip: u32, out: *mut f64) -> cv_status {
     boundary(|| {
-        let r = vol_arg(vol)?.scale(mip)?.resolution;
-        let out = out_arg(out, "out")?;
-        for (d, v) in r.iter().enumerate() {
-            *out.add(d) = *v;
-        }
+        put_triple(out_arg(out, "out")?, vol_arg(vol)?.scale(mip)?.resolution);
         Ok(())
     })
 }
