@@ -7,25 +7,111 @@ use std::time::{Duration, Instant};
 
 use cloudvolume::{Bbox, DataType, Error, Options, Volume};
 
-const USAGE: &str = "usage:
-  cloudvolume info URL [--options JSON]
-  cloudvolume cutout URL --bbox x0,y0,z0,x1,y1,z1 -o FILE [--mip N] [--fill-missing] [--unbounded]
-                     [--parallel N] [--options JSON] [--progress | --no-progress]
-  cloudvolume points URL FILE_OF_XYZ [--mip N] [-o FILE] [--fill-missing] [--unbounded] [--options JSON]
-  cloudvolume exists URL --bbox x0,y0,z0,x1,y1,z1 [--mip N] [--options JSON]
-  cloudvolume create URL --dtype T --size X,Y,Z [--type image|segmentation] [--encoding E]
-                     [--channels N] [--resolution X,Y,Z] [--offset X,Y,Z] [--chunk X,Y,Z] [--overwrite]
-  cloudvolume upload URL FILE --bbox x0,y0,z0,x1,y1,z1 [--mip N] [--non-aligned] [--options JSON]
-  cloudvolume add-scale URL --factor X,Y,Z [--chunk X,Y,Z]
-  cloudvolume delete URL --bbox x0,y0,z0,x1,y1,z1 [--mip N]
-  cloudvolume version
+/// A command: its name, synopsis, and what it does (its help text).
+struct Command {
+    name: &'static str,
+    synopsis: &'static str,
+    about: &'static str,
+    /// What must be given: flags, or FILE for the positional argument after the URL.
+    requires: &'static [&'static str],
+}
 
-URL: file:///path, /path, http(s)://host/path, gs://bucket/path, s3://bucket/path (optionally
-behind precomputed://). The box is half-open [lo, hi) in absolute voxels at the mip. FILE ending
-in .npy gets a NumPy header (Fortran order, shape x,y,z,channels); anything else is raw bytes in
-that order. points reads one voxel per line of FILE_OF_XYZ (x y z or x,y,z) and prints
-x y z: value... per point, or writes the values (point after point, channel after channel) to
--o FILE. exists prints, per chunk of the box, present or missing and its box, then a count.";
+const COMMANDS: &[Command] = &[
+    Command {
+        name: "info",
+        synopsis: "cloudvolume info URL [--options JSON]",
+        about: "Print the layer's info JSON.", requires: &[],
+    },
+    Command {
+        name: "cutout",
+        synopsis: "cloudvolume cutout URL --bbox x0,y0,z0,x1,y1,z1 -o FILE [--mip N] [--fill-missing] [--unbounded]\n\
+                   \x20                  [--parallel N] [--options JSON] [--progress | --no-progress]",
+        about: "Read the box [x0,x1) x [y0,y1) x [z0,z1) (absolute voxels at the mip) into FILE: a .npy\n\
+                file (Fortran order, shape x,y,z,channels) when FILE ends in .npy, else raw bytes in that\n\
+                order. --fill-missing reads missing chunks as background, --unbounded lets the box leave\n\
+                the volume (the outside is background). A bar shows progress on a terminal.", requires: &["--bbox", "-o"],
+    },
+    Command {
+        name: "points",
+        synopsis: "cloudvolume points URL FILE_OF_XYZ [--mip N] [-o FILE] [--fill-missing] [--unbounded] [--options JSON]",
+        about: "Read one voxel per line of FILE_OF_XYZ (x y z or x,y,z; # comments) and print\n\
+                \"x y z: value...\" per point, or write the values (point after point, channel after\n\
+                channel) to -o FILE.", requires: &["FILE"],
+    },
+    Command {
+        name: "exists",
+        synopsis: "cloudvolume exists URL --bbox x0,y0,z0,x1,y1,z1 [--mip N] [--unbounded] [--options JSON]",
+        about: "Print, per chunk of the box, \"present\" or \"missing\" and its box, then a count.\n\
+                A box leaving the volume is refused unless --unbounded (then only its inside counts).", requires: &["--bbox"],
+    },
+    Command {
+        name: "create",
+        synopsis: "cloudvolume create URL --dtype T --size X,Y,Z [--type image|segmentation] [--encoding E]\n\
+                   \x20                  [--channels N] [--resolution X,Y,Z] [--offset X,Y,Z] [--chunk X,Y,Z] [--overwrite]",
+        about: "Write a new one-scale layer's info (and print it). Encodings: raw, jpeg, png,\n\
+                compressed_segmentation. --type defaults to segmentation for uint32/uint64, else image.", requires: &["--dtype", "--size"],
+    },
+    Command {
+        name: "upload",
+        synopsis: "cloudvolume upload URL FILE --bbox x0,y0,z0,x1,y1,z1 [--mip N] [--non-aligned] [--options JSON]",
+        about: "Write the box from FILE: raw bytes in Fortran order, or a .npy file (C or Fortran order).\n\
+                The box must lie on the chunk grid (or reach the volume edge) unless --non-aligned.", requires: &["FILE", "--bbox"],
+    },
+    Command {
+        name: "add-scale",
+        synopsis: "cloudvolume add-scale URL --factor X,Y,Z [--chunk X,Y,Z]",
+        about: "Add a scale downsampled from mip 0 by the factor to the info (no voxels are written) and\n\
+                print its mip.", requires: &["--factor"],
+    },
+    Command {
+        name: "delete",
+        synopsis: "cloudvolume delete URL --bbox x0,y0,z0,x1,y1,z1 [--mip N]",
+        about: "Delete the chunks of a chunk-aligned box.", requires: &["--bbox"],
+    },
+    Command { name: "version", synopsis: "cloudvolume version", about: "Print the version.", requires: &[] },
+    Command { name: "help", synopsis: "cloudvolume help [COMMAND]", about: "Print this help, or a command's.", requires: &[] },
+];
+
+const URLS: &str = "URL: file:///path, /path, http(s)://host/path, gs://bucket/path, s3://bucket/path, optionally\n\
+behind precomputed://. Boxes are half-open [lo, hi) in absolute voxels at the mip. --options\n\
+takes the JSON options of cv_open (README, \"Options\").\n\
+Exit status: 0 done, 1 the library refused or failed (one line on stderr), 2 a usage error.";
+
+fn usage() -> String {
+    let mut s = String::from("usage:\n");
+    for c in COMMANDS {
+        s.push_str("  ");
+        s.push_str(c.synopsis);
+        s.push('\n');
+    }
+    s.push('\n');
+    s.push_str(URLS);
+    s.push_str("\n\nRun \"cloudvolume COMMAND --help\" for a command's help.");
+    s
+}
+
+fn help_for(name: &str) -> Option<String> {
+    COMMANDS.iter().find(|c| c.name == name).map(|c| format!("usage: {}\n\n{}\n\n{URLS}", c.synopsis, c.about))
+}
+
+/// A usage error: its message, and the command it concerns (for the hint).
+struct Usage {
+    message: String,
+    command: Option<String>,
+}
+
+impl Usage {
+    fn new(message: impl Into<String>, command: Option<&str>) -> Usage {
+        Usage { message: message.into(), command: command.map(str::to_string) }
+    }
+}
+
+/// What the command line asks for.
+enum Invocation {
+    Run(Args),
+    /// Print this to stdout and exit 0.
+    Print(String),
+}
 
 struct Args {
     cmd: String,
@@ -40,23 +126,37 @@ struct Args {
     named: std::collections::HashMap<String, String>,
 }
 
-fn parse_args() -> Result<Args, String> {
+fn parse_args() -> Result<Invocation, Usage> {
     let mut it = std::env::args().skip(1);
-    let cmd = it.next().ok_or_else(|| "missing command".to_string())?;
-    let mut a = Args { cmd, url: None, extra: Vec::new(), mip: 0, bbox: None, output: None, options: Default::default(), progress: None, named: Default::default() };
+    let cmd = match it.next() {
+        None => return Err(Usage::new("missing command", None)),
+        Some(c) => c,
+    };
+    match cmd.as_str() {
+        "-h" | "--help" => return Ok(Invocation::Print(usage())),
+        "-V" | "--version" => return Ok(Invocation::Print(format!("cloudvolume {}", cloudvolume::VERSION))),
+        "help" => {
+            return match it.next() {
+                None => Ok(Invocation::Print(usage())),
+                Some(c) => help_for(&c).map(Invocation::Print).ok_or_else(|| Usage::new(format!("unknown command \"{c}\""), None)),
+            }
+        }
+        c if COMMANDS.iter().all(|k| k.name != c) => return Err(Usage::new(format!("unknown command \"{c}\""), None)),
+        _ => {}
+    }
+    let here = Some(cmd.as_str());
+    let mut a = Args { cmd: cmd.clone(), url: None, extra: Vec::new(), mip: 0, bbox: None, output: None, options: Default::default(), progress: None, named: Default::default() };
     while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        let mut value = |name: &str| it.next().ok_or_else(|| Usage::new(format!("{name} needs a value"), here));
         match arg.as_str() {
-            "--mip" => a.mip = value("--mip")?.parse().map_err(|_| "--mip needs an integer >= 0".to_string())?,
+            "-h" | "--help" => return Ok(Invocation::Print(help_for(&cmd).unwrap_or_else(usage))),
+            "--mip" => a.mip = value("--mip")?.parse().map_err(|_| Usage::new("--mip needs an integer >= 0", here))?,
             "--bbox" => {
                 let v = value("--bbox")?;
-                let n: Vec<i64> = v
-                    .split(',')
-                    .map(|s| s.trim().parse::<i64>())
-                    .collect::<Result<_, _>>()
-                    .map_err(|_| format!("--bbox wants six integers x0,y0,z0,x1,y1,z1, got \"{v}\""))?;
+                let bad = || Usage::new(format!("--bbox wants six integers x0,y0,z0,x1,y1,z1, got \"{v}\""), here);
+                let n: Vec<i64> = v.split(',').map(|s| s.trim().parse::<i64>()).collect::<Result<_, _>>().map_err(|_| bad())?;
                 if n.len() != 6 {
-                    return Err(format!("--bbox wants six integers x0,y0,z0,x1,y1,z1, got \"{v}\""));
+                    return Err(bad());
                 }
                 a.bbox = Some(Bbox::new([n[0], n[1], n[2]], [n[3], n[4], n[5]]));
             }
@@ -68,14 +168,14 @@ fn parse_args() -> Result<Args, String> {
                 a.options.insert("bounded".into(), false.into());
             }
             "--parallel" => {
-                let n: u64 = value("--parallel")?.parse().map_err(|_| "--parallel needs an integer".to_string())?;
+                let n: u64 = value("--parallel")?.parse().map_err(|_| Usage::new("--parallel needs an integer", here))?;
                 a.options.insert("parallel".into(), n.into());
             }
             "--options" => {
                 let v = value("--options")?;
                 let extra: serde_json::Value =
-                    serde_json::from_str(&v).map_err(|e| format!("--options is not JSON: {e}"))?;
-                let obj = extra.as_object().ok_or("--options must be a JSON object")?;
+                    serde_json::from_str(&v).map_err(|e| Usage::new(format!("--options is not JSON: {e}"), here))?;
+                let obj = extra.as_object().ok_or_else(|| Usage::new("--options must be a JSON object", here))?;
                 a.options.extend(obj.clone());
             }
             "--dtype" | "--size" | "--type" | "--encoding" | "--channels" | "--resolution" | "--offset" | "--chunk"
@@ -91,14 +191,44 @@ fn parse_args() -> Result<Args, String> {
             }
             "--progress" => a.progress = Some(true),
             "--no-progress" => a.progress = Some(false),
-            "-h" | "--help" => return Err(String::new()),
-            s if s.starts_with('-') => return Err(format!("unknown flag {s}")),
+            s if s.starts_with('-') && s.len() > 1 && s.parse::<f64>().is_err() => {
+                return Err(Usage::new(format!("unknown flag {s}"), here))
+            }
             s if a.url.is_none() => a.url = Some(s.to_string()),
             s if a.extra.is_empty() => a.extra.push(s.to_string()),
-            s => return Err(format!("unexpected argument \"{s}\"")),
+            s => return Err(Usage::new(format!("unexpected argument \"{s}\""), here)),
         }
     }
-    Ok(a)
+    if a.url.is_none() && cmd != "version" {
+        return Err(Usage::new(format!("{cmd} needs a URL"), here));
+    }
+    let given = |r: &str| match r {
+        "FILE" => !a.extra.is_empty(),
+        "--bbox" => a.bbox.is_some(),
+        "-o" => a.output.is_some(),
+        flag => a.named.contains_key(flag.trim_start_matches('-')),
+    };
+    if let Some(c) = COMMANDS.iter().find(|c| c.name == cmd) {
+        if let Some(r) = c.requires.iter().find(|r| !given(r)) {
+            let what = match *r {
+                "FILE" => "a FILE argument".to_string(),
+                "--bbox" => "--bbox x0,y0,z0,x1,y1,z1".to_string(),
+                "-o" => "-o FILE".to_string(),
+                f => format!("{f} X,Y,Z"),
+            };
+            return Err(Usage::new(format!("{cmd} needs {what}"), here));
+        }
+    }
+    Ok(Invocation::Run(a))
+}
+
+/// The library's hints name its options; on the command line they are flags.
+fn cli_hints(message: &str) -> String {
+    message
+        .replace("open with fill_missing=true", "pass --fill-missing")
+        .replace("open with bounded=false", "pass --unbounded")
+        .replace("open with non_aligned_writes=true", "pass --non-aligned")
+        .replace("open with {\"overwrite\": true}", "pass --overwrite")
 }
 
 fn npy_header(dtype: DataType, shape: [usize; 4]) -> Vec<u8> {
@@ -152,7 +282,7 @@ fn cutout(a: &Args) -> Result<(), Error> {
     let result = std::thread::scope(|s| {
         if show {
             s.spawn(|| {
-                let mut shown = false;
+                let mut shown: Option<usize> = None;
                 while !finished.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(100));
                     // Only long cutouts get a bar.
@@ -160,6 +290,9 @@ fn cutout(a: &Args) -> Result<(), Error> {
                         continue;
                     }
                     let n = done.load(Ordering::Relaxed);
+                    if shown == Some(n) {
+                        continue;
+                    }
                     let width = 40;
                     let filled = n * width / total.max(1);
                     eprint!(
@@ -168,10 +301,13 @@ fn cutout(a: &Args) -> Result<(), Error> {
                         ".".repeat(width - filled),
                         start.elapsed().as_secs_f64()
                     );
-                    shown = true;
+                    shown = Some(n);
                 }
-                if shown {
-                    eprintln!("\r[{}] {total}/{total} chunks, {:.1}s", "#".repeat(40), start.elapsed().as_secs_f64());
+                // The final line once: the last one shown, completed.
+                match shown {
+                    Some(n) if n == total => eprintln!(),
+                    Some(_) => eprintln!("\r[{}] {total}/{total} chunks, {:.1}s", "#".repeat(40), start.elapsed().as_secs_f64()),
+                    None => {}
                 }
             });
         }
@@ -195,6 +331,18 @@ fn cutout(a: &Args) -> Result<(), Error> {
     }
     f.write_all(&buf).map_err(write_err)?;
     f.flush().map_err(write_err)?;
+    let s = bbox.shape();
+    println!(
+        "wrote {output}: {}x{}x{} voxels x {} channel(s) of {} ({} bytes{}) in {:.2} s",
+        s[0],
+        s[1],
+        s[2],
+        vol.info().num_channels,
+        vol.info().data_type.name(),
+        buf.len(),
+        if output.ends_with(".npy") { ", .npy" } else { ", raw" },
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -254,6 +402,14 @@ fn format_value(dt: DataType, b: &[u8]) -> String {
 fn exists(a: &Args) -> Result<(), Error> {
     let bbox = a.bbox.ok_or_else(|| Error::invalid("exists needs --bbox x0,y0,z0,x1,y1,z1"))?;
     let vol = open(a)?;
+    let bounds = vol.scale(a.mip)?.bounds();
+    if vol.options().read.bounded && !bounds.contains(&bbox) {
+        return Err(Error::out_of_bounds(format!(
+            "{}: box {bbox} is outside the bounds {bounds} of mip {} (pass --unbounded to count only its inside)",
+            vol.cloudpath(),
+            a.mip
+        )));
+    }
     let found = vol.chunks_exist(a.mip, &bbox)?;
     let present = found.iter().filter(|f| f.1).count();
     for (b, p) in &found {
@@ -294,6 +450,11 @@ fn create(a: &Args) -> Result<(), Error> {
     };
     let enc_name = a.named.get("encoding").map_or("raw", String::as_str);
     let encoding = Encoding::parse(enc_name).ok_or_else(|| Error::invalid(format!("unknown --encoding \"{enc_name}\"")))?;
+    if cloudvolume::codec::codec_for(encoding).is_none() {
+        return Err(Error::unsupported(format!(
+            "--encoding {enc_name}: this library cannot write (or read) {enc_name} chunks yet; use raw, jpeg, png or compressed_segmentation"
+        )));
+    }
     let num_channels: u32 = a
         .named
         .get("channels")
@@ -407,12 +568,17 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let a = match parse_args() {
-        Ok(a) => a,
-        Err(msg) => {
-            if !msg.is_empty() {
-                eprintln!("cloudvolume: {msg}");
-            }
-            eprintln!("{USAGE}");
+        Ok(Invocation::Run(a)) => a,
+        Ok(Invocation::Print(text)) => {
+            println!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(u) => {
+            let hint = match &u.command {
+                Some(c) => format!("see \"cloudvolume {c} --help\""),
+                None => "see \"cloudvolume --help\"".to_string(),
+            };
+            eprintln!("cloudvolume: {} ({hint})", u.message);
             return ExitCode::from(2);
         }
     };
@@ -427,19 +593,15 @@ fn main() -> ExitCode {
         "upload" => upload(&a),
         "add-scale" => add_scale(&a),
         "delete" => delete(&a),
-        "version" => {
+        _ => {
             println!("cloudvolume {}", cloudvolume::VERSION);
             Ok(())
-        }
-        other => {
-            eprintln!("cloudvolume: unknown command \"{other}\"\n{USAGE}");
-            return ExitCode::from(2);
         }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cloudvolume: error: {e}");
+            eprintln!("cloudvolume: error: {}", cli_hints(e.message()));
             ExitCode::FAILURE
         }
     }
