@@ -1,17 +1,16 @@
 //! The `cloudvolume` command line: info, cutout to .npy and raw, errors as one line and a
 //! non-zero exit.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cloudvolume::{Bbox, Options, Volume};
+use support::env::{cli, crate_dir};
+use support::files::file_url;
 
 fn sample() -> String {
-    format!("file://{}/data/sample_layer", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cloudvolume"))
+    file_url(&crate_dir().join("data/sample_layer"))
 }
 
 fn tmp(name: &str) -> PathBuf {
