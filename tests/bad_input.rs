@@ -3,11 +3,10 @@
 //! CV_ERR_INTERNAL). Most tests go through the extern "C" functions of `cloudvolume::ffi`, a few
 //! through the Rust API.
 
-#[path = "support/layers.rs"]
-mod layers;
+mod support;
 
 use std::collections::HashMap;
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -16,122 +15,10 @@ use std::time::{Duration, Instant};
 
 use cloudvolume::ffi::*;
 use cloudvolume::{Bbox, ErrorKind, Options, Volume};
-use layers::{chunk_name, gzip, png_encode, scalar, Chunks, Layer, Pattern, Spec, TempDir};
 use serde_json::{json, Value};
-
-// ---------------------------------------------------------------------------------------------
-// Calling the C ABI from Rust.
-
-type Failure = (cv_status, String);
-
-fn last_error() -> String {
-    // SAFETY: cv_last_error returns a NUL-terminated string owned by the library.
-    unsafe { CStr::from_ptr(cv_last_error()) }.to_string_lossy().into_owned()
-}
-
-fn status_name(s: cv_status) -> &'static str {
-    match s {
-        CV_OK => "CV_OK",
-        CV_ERR_INVALID_ARGUMENT => "CV_ERR_INVALID_ARGUMENT",
-        CV_ERR_OUT_OF_BOUNDS => "CV_ERR_OUT_OF_BOUNDS",
-        CV_ERR_NOT_FOUND => "CV_ERR_NOT_FOUND",
-        CV_ERR_IO => "CV_ERR_IO",
-        CV_ERR_AUTH => "CV_ERR_AUTH",
-        CV_ERR_DECODE => "CV_ERR_DECODE",
-        CV_ERR_UNSUPPORTED => "CV_ERR_UNSUPPORTED",
-        CV_ERR_INTERNAL => "CV_ERR_INTERNAL",
-        _ => "(unknown status)",
-    }
-}
-
-/// An open handle, freed on drop.
-struct Vol(*mut cv_volume);
-
-impl Drop for Vol {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from cv_open and is freed once.
-        unsafe { cv_free(self.0) }
-    }
-}
-
-fn open(url: &str, opts: Option<&str>) -> Result<Vol, Failure> {
-    let url = CString::new(url).unwrap();
-    let opts = opts.map(|o| CString::new(o).unwrap());
-    let mut out: *mut cv_volume = std::ptr::null_mut();
-    // SAFETY: valid strings and out pointer.
-    let st = unsafe { cv_open(url.as_ptr(), opts.as_ref().map_or(std::ptr::null(), |o| o.as_ptr()), &mut out) };
-    if st == CV_OK {
-        assert!(!out.is_null(), "cv_open succeeded without a handle");
-        assert_eq!(last_error(), "", "last error after a successful cv_open");
-        Ok(Vol(out))
-    } else {
-        assert!(out.is_null(), "cv_open wrote its output on failure ({})", status_name(st));
-        Err((st, last_error()))
-    }
-}
-
-fn open_ok(url: &str, opts: Option<&str>) -> Vol {
-    open(url, opts).unwrap_or_else(|(s, m)| panic!("cv_open({url}, {opts:?}) failed: {} {m}", status_name(s)))
-}
-
-/// Read `[lo, hi)` at `mip` into a buffer of `len` bytes (the exact size when None), checking
-/// that no byte beyond the buffer is touched.
-fn read_len(v: &Vol, mip: u32, lo: [i64; 3], hi: [i64; 3], len: Option<usize>) -> Result<Vec<u8>, Failure> {
-    let len = len.unwrap_or_else(|| {
-        let mut n = 0usize;
-        // SAFETY: valid handle and pointers.
-        let st = unsafe { cv_cutout_len(v.0, lo.as_ptr(), hi.as_ptr(), &mut n) };
-        if st == CV_OK {
-            n
-        } else {
-            0
-        }
-    });
-    const GUARD: usize = 32;
-    let mut buf = vec![0xA5u8; len + 2 * GUARD];
-    // SAFETY: the buffer holds len bytes after the guard.
-    let st = unsafe { cv_cutout_into(v.0, mip, lo.as_ptr(), hi.as_ptr(), buf.as_mut_ptr().add(GUARD).cast(), len) };
-    assert!(
-        buf[..GUARD].iter().chain(&buf[GUARD + len..]).all(|&b| b == 0xA5),
-        "cv_cutout_into wrote outside its buffer (status {})",
-        status_name(st)
-    );
-    if st == CV_OK {
-        assert_eq!(last_error(), "", "last error after a successful read");
-        Ok(buf[GUARD..GUARD + len].to_vec())
-    } else {
-        Err((st, last_error()))
-    }
-}
-
-fn read(v: &Vol, mip: u32, lo: [i64; 3], hi: [i64; 3]) -> Result<Vec<u8>, Failure> {
-    read_len(v, mip, lo, hi, None)
-}
-
-fn read_ok(v: &Vol, mip: u32, lo: [i64; 3], hi: [i64; 3]) -> Vec<u8> {
-    read(v, mip, lo, hi).unwrap_or_else(|(s, m)| panic!("read {lo:?}..{hi:?} failed: {} {m}", status_name(s)))
-}
-
-/// Assert a failure with status `want` whose message contains every needle.
-#[track_caller]
-fn expect_err<T>(r: Result<T, Failure>, want: cv_status, needles: &[&str]) -> String {
-    let (st, msg) = match r {
-        Ok(_) => panic!("expected {} (naming {needles:?}), got success", status_name(want)),
-        Err(f) => f,
-    };
-    assert_eq!(
-        st,
-        want,
-        "expected {} (naming {needles:?}), got {}: {msg}",
-        status_name(want),
-        status_name(st)
-    );
-    assert!(!msg.is_empty(), "{} with an empty message", status_name(st));
-    for n in needles {
-        assert!(msg.contains(n), "message of {} does not name {n:?}: {msg}", status_name(st));
-    }
-    msg
-}
+use support::cabi::{expect_err, last_error, open, open_ok, status_name, Failure, Vol};
+use support::files::{write_file, TempDir};
+use support::layers::{chunk_name, elem_size, gzip, png_encode, scalar, Chunks, Layer, Pattern, Spec};
 
 /// A uint8 layer of 16x16x8 voxels in four 8x8x8 chunks, offset (0,0,0).
 fn small(chunks: Chunks) -> Layer {
@@ -365,11 +252,11 @@ fn sharded_scale_reads_are_unsupported() {
         "minishard_index_encoding": "raw", "data_encoding": "raw"});
     let (layer, r) = open_info(&info);
     let v = r.expect("a sharded layer opens");
-    match read(&v, 0, [0, 0, 0], [4, 4, 4]) {
+    match v.read(0, [0, 0, 0], [4, 4, 4]) {
         Err((CV_ERR_UNSUPPORTED, msg)) => {
             assert!(msg.contains("shard") && msg.contains(&layer.url()), "{msg}");
             let v = open_ok(&layer.url(), Some(r#"{"fill_missing": true}"#));
-            expect_err(read(&v, 0, [0, 0, 0], [16, 16, 8]), CV_ERR_UNSUPPORTED, &["shard"]);
+            expect_err(v.read(0, [0, 0, 0], [16, 16, 8]), CV_ERR_UNSUPPORTED, &["shard"]);
         }
         // Once sharded reads exist: the layer has no shard files, so its chunks are missing.
         other => {
@@ -377,7 +264,7 @@ fn sharded_scale_reads_are_unsupported() {
                 assert_eq!(st, CV_ERR_NOT_FOUND, "{} {msg}", status_name(st));
             }
             let v = open_ok(&layer.url(), Some(r#"{"fill_missing": true, "background_color": 5}"#));
-            assert_eq!(read_ok(&v, 0, [0, 0, 0], [16, 16, 8]), vec![5u8; 16 * 16 * 8]);
+            assert_eq!(v.read_ok(0, [0, 0, 0], [16, 16, 8]), vec![5u8; 16 * 16 * 8]);
         }
     }
 }
@@ -389,7 +276,7 @@ fn compresso_and_jxl_reads_are_unsupported() {
         info["scales"][0]["encoding"] = json!(enc);
         let (_layer, r) = open_info(&info);
         let v = r.expect("opens");
-        expect_err(read(&v, 0, [0, 0, 0], [4, 4, 4]), CV_ERR_UNSUPPORTED, &[enc]);
+        expect_err(v.read(0, [0, 0, 0], [4, 4, 4]), CV_ERR_UNSUPPORTED, &[enc]);
     }
 }
 
@@ -398,11 +285,11 @@ fn gzipped_info_and_empty_size_do_not_panic() {
     // cloud-volume's `.gz` suffix also applies to the info.
     let layer = small(Chunks::Raw);
     std::fs::remove_file(layer.path().join("info")).unwrap();
-    layers::write_file(&layer.path().join("info.gz"), &gzip(layer.spec.info().to_string().as_bytes()));
+    write_file(&layer.path().join("info.gz"), &gzip(layer.spec.info().to_string().as_bytes()));
     let v = open_ok(&layer.url(), None);
-    assert_eq!(read_ok(&v, 0, [0, 0, 0], [16, 16, 8]), layer.expected(0, [0, 0, 0], [16, 16, 8], 0.0));
+    assert_eq!(v.read_ok(0, [0, 0, 0], [16, 16, 8]), layer.expected(0, [0, 0, 0], [16, 16, 8], 0.0));
     // A corrupt gzipped info.
-    layers::write_file(&layer.path().join("info.gz"), b"\x1f\x8b\x08\x00garbage garbage garbage");
+    write_file(&layer.path().join("info.gz"), b"\x1f\x8b\x08\x00garbage garbage garbage");
     expect_err(open(&layer.url(), None), CV_ERR_DECODE, &["info"]);
 
     // A scale of size 0: nothing is inside it.
@@ -410,7 +297,7 @@ fn gzipped_info_and_empty_size_do_not_panic() {
     info["scales"][0]["size"] = json!([0, 16, 8]);
     let (_layer, r) = open_info(&info);
     if let Ok(v) = r {
-        expect_err(read(&v, 0, [0, 0, 0], [1, 1, 1]), CV_ERR_OUT_OF_BOUNDS, &["bounds"]);
+        expect_err(v.read(0, [0, 0, 0], [1, 1, 1]), CV_ERR_OUT_OF_BOUNDS, &["bounds"]);
     }
 }
 
@@ -428,9 +315,9 @@ fn spoil(layer: &Layer, suffix: &str, bytes: &[u8], want: cv_status, needles: &[
     let key = chunk_name(CELL0.0, CELL0.1);
     let mut all: Vec<&str> = vec![&key];
     all.extend(needles);
-    let msg = expect_err(read(&v, 0, ALL.0, ALL.1), want, &all);
+    let msg = expect_err(v.read(0, ALL.0, ALL.1), want, &all);
     let (lo, hi) = BESIDE;
-    assert_eq!(read_ok(&v, 0, lo, hi), layer.expected(0, lo, hi, 0.0), "read beside the spoiled chunk");
+    assert_eq!(v.read_ok(0, lo, hi), layer.expected(0, lo, hi, 0.0), "read beside the spoiled chunk");
     msg
 }
 
@@ -449,7 +336,7 @@ fn truncated_and_oversized_raw_chunks() {
     // And a correct gzipped chunk reads.
     layer.put_chunk(0, CELL0.0, CELL0.1, ".gz", &gzip(&good));
     let v = open_ok(&layer.url(), None);
-    assert_eq!(read_ok(&v, 0, ALL.0, ALL.1), layer.expected(0, ALL.0, ALL.1, 0.0));
+    assert_eq!(v.read_ok(0, ALL.0, ALL.1), layer.expected(0, ALL.0, ALL.1, 0.0));
 }
 
 #[test]
@@ -486,11 +373,11 @@ fn corrupt_jpeg_chunks() {
     let layer = Layer::write(Spec::new("uint8", [16, 16, 8], [8, 8, 8]).chunks(Chunks::CorruptJpeg));
     let v = open_ok(&layer.url(), None);
     let key = chunk_name(CELL0.0, CELL0.1);
-    expect_err(read(&v, 0, CELL0.0, CELL0.1), CV_ERR_DECODE, &[&key, "JPEG"]);
-    expect_err(read(&v, 0, ALL.0, ALL.1), CV_ERR_DECODE, &["JPEG"]);
+    expect_err(v.read(0, CELL0.0, CELL0.1), CV_ERR_DECODE, &[&key, "JPEG"]);
+    expect_err(v.read(0, ALL.0, ALL.1), CV_ERR_DECODE, &["JPEG"]);
     for bytes in [&b"abc"[..], &[0xFF, 0xD8][..], &[0xFF, 0xD8, 0xFF, 0xD9][..], &[0u8; 64][..]] {
         layer.put_chunk(0, CELL0.0, CELL0.1, "", bytes);
-        expect_err(read(&v, 0, CELL0.0, CELL0.1), CV_ERR_DECODE, &[&key]);
+        expect_err(v.read(0, CELL0.0, CELL0.1), CV_ERR_DECODE, &[&key]);
     }
 }
 
@@ -502,9 +389,9 @@ fn png_chunks_read_and_corrupt_ones_fail() {
         let layer = Layer::write(spec);
         let v = open_ok(&layer.url(), None);
         let (lo, hi) = layer.spec.bounds(0);
-        assert_eq!(read_ok(&v, 0, lo, hi), layer.expected(0, lo, hi, 0.0), "png {dt} x{nc}");
+        assert_eq!(v.read_ok(0, lo, hi), layer.expected(0, lo, hi, 0.0), "png {dt} x{nc}");
         let (a, b) = ([-1, 5, 2], [13, 14, 7]);
-        assert_eq!(read_ok(&v, 0, a, b), layer.expected(0, a, b, 0.0), "png {dt} x{nc} box");
+        assert_eq!(v.read_ok(0, a, b), layer.expected(0, a, b, 0.0), "png {dt} x{nc} box");
     }
 
     let layer = Layer::write(Spec::new("uint8", [16, 16, 8], [8, 8, 8]).chunks(Chunks::Png));
@@ -513,7 +400,7 @@ fn png_chunks_read_and_corrupt_ones_fail() {
     // Any width x height with the right product reads (tensorstore < 0.1.72 wrote them so).
     layer.put_chunk(0, CELL0.0, CELL0.1, "", &png_encode(&planar, 64, 8, 1, 1));
     let v = open_ok(&layer.url(), None);
-    assert_eq!(read_ok(&v, 0, ALL.0, ALL.1), layer.expected(0, ALL.0, ALL.1, 0.0));
+    assert_eq!(v.read_ok(0, ALL.0, ALL.1), layer.expected(0, ALL.0, ALL.1, 0.0));
 
     // Garbage, a signature and garbage, truncated, a corrupted data byte.
     spoil(&layer, "", b"definitely not a png", CV_ERR_DECODE, &["PNG"]);
@@ -540,10 +427,10 @@ fn check_cseg_layers(cases: Vec<Spec>) {
         let layer = Layer::write(spec);
         let v = open_ok(&layer.url(), None);
         let (lo, hi) = layer.spec.bounds(0);
-        assert_eq!(read_ok(&v, 0, lo, hi), layer.expected(0, lo, hi, 0.0), "{:?}", layer.spec);
+        assert_eq!(v.read_ok(0, lo, hi), layer.expected(0, lo, hi, 0.0), "{:?}", layer.spec);
         let a = [lo[0] + 1, lo[1] + 2, lo[2] + 1];
         let b = [hi[0] - 2, hi[1] - 1, hi[2] - 1];
-        assert_eq!(read_ok(&v, 0, a, b), layer.expected(0, a, b, 0.0), "{:?}", layer.spec);
+        assert_eq!(v.read_ok(0, a, b), layer.expected(0, a, b, 0.0), "{:?}", layer.spec);
     }
 }
 
@@ -639,9 +526,9 @@ fn directory_where_a_chunk_should_be() {
     layer.remove_chunk(0, CELL0.0, CELL0.1);
     std::fs::create_dir_all(layer.chunk_path(0, CELL0.0, CELL0.1)).unwrap();
     let v = open_ok(&layer.url(), None);
-    expect_err(read(&v, 0, ALL.0, ALL.1), CV_ERR_NOT_FOUND, &[&chunk_name(CELL0.0, CELL0.1)]);
+    expect_err(v.read(0, ALL.0, ALL.1), CV_ERR_NOT_FOUND, &[&chunk_name(CELL0.0, CELL0.1)]);
     let v = open_ok(&layer.url(), Some(r#"{"fill_missing": true}"#));
-    assert_eq!(read_ok(&v, 0, ALL.0, ALL.1), layer.expected_with(0, ALL.0, ALL.1, 0.0, &[CELL0]));
+    assert_eq!(v.read_ok(0, ALL.0, ALL.1), layer.expected_with(0, ALL.0, ALL.1, 0.0, &[CELL0]));
 }
 
 #[test]
@@ -650,9 +537,9 @@ fn zero_byte_chunks_count_as_missing() {
         let layer = small(Chunks::Raw);
         layer.put_chunk(0, CELL0.0, CELL0.1, suffix, b"");
         let v = open_ok(&layer.url(), None);
-        expect_err(read(&v, 0, ALL.0, ALL.1), CV_ERR_NOT_FOUND, &[&chunk_name(CELL0.0, CELL0.1)]);
+        expect_err(v.read(0, ALL.0, ALL.1), CV_ERR_NOT_FOUND, &[&chunk_name(CELL0.0, CELL0.1)]);
         let v = open_ok(&layer.url(), Some(r#"{"fill_missing": true, "background_color": 3}"#));
-        let got = read_ok(&v, 0, ALL.0, ALL.1);
+        let got = v.read_ok(0, ALL.0, ALL.1);
         assert_eq!(got, layer.expected_with(0, ALL.0, ALL.1, 3.0, &[CELL0]));
     }
 }
@@ -663,9 +550,9 @@ fn missing_chunk_without_and_with_fill_missing() {
     layer.remove_chunk(0, CELL0.0, CELL0.1);
     let v = open_ok(&layer.url(), None);
     let key = format!("{}/{}", layer.url(), layer.chunk_key(0, CELL0.0, CELL0.1));
-    expect_err(read(&v, 0, ALL.0, ALL.1), CV_ERR_NOT_FOUND, &[&key, "fill_missing"]);
+    expect_err(v.read(0, ALL.0, ALL.1), CV_ERR_NOT_FOUND, &[&key, "fill_missing"]);
     let v = open_ok(&layer.url(), Some(r#"{"fill_missing": true}"#));
-    assert_eq!(read_ok(&v, 0, ALL.0, ALL.1), layer.expected_with(0, ALL.0, ALL.1, 0.0, &[CELL0]));
+    assert_eq!(v.read_ok(0, ALL.0, ALL.1), layer.expected_with(0, ALL.0, ALL.1, 0.0, &[CELL0]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -677,21 +564,21 @@ fn boxes_outside_the_bounds_or_inverted() {
     let v = open_ok(&layer.url(), None);
     let (lo, hi) = layer.spec.bounds(0);
     assert_eq!((lo, hi), ([-5, 3, 100], [15, 15, 109]));
-    assert_eq!(read_ok(&v, 0, lo, hi), layer.expected(0, lo, hi, 0.0));
+    assert_eq!(v.read_ok(0, lo, hi), layer.expected(0, lo, hi, 0.0));
     // Partly outside on each side of each axis, and wholly outside.
     for d in 0..3 {
         let mut a = lo;
         a[d] -= 1;
-        expect_err(read(&v, 0, a, hi), CV_ERR_OUT_OF_BOUNDS, &["bounds", &layer.url()]);
+        expect_err(v.read(0, a, hi), CV_ERR_OUT_OF_BOUNDS, &["bounds", &layer.url()]);
         let mut b = hi;
         b[d] += 1;
-        expect_err(read(&v, 0, lo, b), CV_ERR_OUT_OF_BOUNDS, &["bounds"]);
+        expect_err(v.read(0, lo, b), CV_ERR_OUT_OF_BOUNDS, &["bounds"]);
     }
-    expect_err(read(&v, 0, [0, 0, 0], [4, 4, 4]), CV_ERR_OUT_OF_BOUNDS, &["[0,0,0]..[4,4,4]"]);
+    expect_err(v.read(0, [0, 0, 0], [4, 4, 4]), CV_ERR_OUT_OF_BOUNDS, &["[0,0,0]..[4,4,4]"]);
     // Inverted and empty boxes name the box.
-    expect_err(read_len(&v, 0, [5, 5, 101], [0, 10, 105], Some(10)), CV_ERR_INVALID_ARGUMENT, &["[5,5,101]..[0,10,105]"]);
-    expect_err(read_len(&v, 0, [0, 5, 101], [0, 10, 105], Some(0)), CV_ERR_INVALID_ARGUMENT, &["empty"]);
-    expect_err(read_len(&v, 0, [0, 5, 101], [1, 10, 100], Some(10)), CV_ERR_INVALID_ARGUMENT, &["inverted"]);
+    expect_err(v.read_len(0, [5, 5, 101], [0, 10, 105], Some(10)), CV_ERR_INVALID_ARGUMENT, &["[5,5,101]..[0,10,105]"]);
+    expect_err(v.read_len(0, [0, 5, 101], [0, 10, 105], Some(0)), CV_ERR_INVALID_ARGUMENT, &["empty"]);
+    expect_err(v.read_len(0, [0, 5, 101], [1, 10, 100], Some(10)), CV_ERR_INVALID_ARGUMENT, &["inverted"]);
     // The same through the Rust API.
     let vol = Volume::open(&layer.url(), Options::default()).unwrap();
     let e = vol.cutout(0, &Bbox::new([0, 0, 100], [4, 4, 200])).unwrap_err();
@@ -713,7 +600,7 @@ fn extreme_boxes_are_refused_not_panics() {
             ([0, 0, 0], [big, big, big]),
             ([i64::MIN, i64::MIN, i64::MIN], [0, 0, 0]),
         ] {
-            let (st, msg) = read_len(&v, 0, lo, hi, Some(16)).expect_err("must fail");
+            let (st, msg) = v.read_len(0, lo, hi, Some(16)).expect_err("must fail");
             if !(st == CV_ERR_INVALID_ARGUMENT || st == CV_ERR_OUT_OF_BOUNDS) {
                 failed.push(format!("cv_cutout_into {lo:?}..{hi:?} ({opts:?}): {} {msg}", status_name(st)));
             }
@@ -749,12 +636,12 @@ fn layer_near_the_end_of_the_supported_coordinate_range() {
     let (layer, r) = open_info(&info);
     drop(r);
     let v = open_ok(&layer.url(), Some(r#"{"fill_missing": true, "background_color": 4}"#));
-    let got = read(&v, 0, [top - 4, 0, 0], [top, 2, 2]);
+    let got = v.read(0, [top - 4, 0, 0], [top, 2, 2]);
     assert_eq!(got, Ok(vec![4u8; 16]));
     let v = open_ok(&layer.url(), Some(r#"{"bounded": false, "background_color": 6}"#));
-    assert_eq!(read(&v, 0, [top, 0, 0], [top + 4, 2, 2]), Ok(vec![6u8; 16]));
+    assert_eq!(v.read(0, [top, 0, 0], [top + 4, 2, 2]), Ok(vec![6u8; 16]));
     let v = open_ok(&layer.url(), Some(r#"{"bounded": false, "background_color": 6}"#));
-    assert_eq!(read(&v, 0, [i64::MAX - 4, 0, 0], [i64::MAX, 2, 2]), Ok(vec![6u8; 16]));
+    assert_eq!(v.read(0, [i64::MAX - 4, 0, 0], [i64::MAX, 2, 2]), Ok(vec![6u8; 16]));
 }
 
 #[test]
@@ -766,8 +653,8 @@ fn layer_of_huge_size_reads_near_its_end() {
     let (layer, r) = open_info(&info);
     drop(r);
     let v = open_ok(&layer.url(), Some(r#"{"fill_missing": true, "background_color": 4}"#));
-    assert_eq!(read(&v, 0, [0, 0, 0], [2, 2, 2]), Ok(vec![4u8; 8]), "first voxels");
-    assert_eq!(read(&v, 0, [size - 4, 0, 0], [size, 2, 2]), Ok(vec![4u8; 16]), "last voxels");
+    assert_eq!(v.read(0, [0, 0, 0], [2, 2, 2]), Ok(vec![4u8; 8]), "first voxels");
+    assert_eq!(v.read(0, [size - 4, 0, 0], [size, 2, 2]), Ok(vec![4u8; 16]), "last voxels");
 }
 
 #[test]
@@ -794,10 +681,10 @@ fn wrong_buffer_length() {
     let (lo, hi) = ([1, 2, 3], [5, 6, 7]);
     let want = 4 * 4 * 4 * 2 * 4;
     for len in [0, 1, want - 1, want + 1, want * 2] {
-        let msg = expect_err(read_len(&v, 0, lo, hi, Some(len)), CV_ERR_INVALID_ARGUMENT, &[&want.to_string()]);
+        let msg = expect_err(v.read_len(0, lo, hi, Some(len)), CV_ERR_INVALID_ARGUMENT, &[&want.to_string()]);
         assert!(msg.contains(&format!("{len} bytes")), "actual size missing: {msg}");
     }
-    assert_eq!(read_len(&v, 0, lo, hi, Some(want)).unwrap(), layer.expected(0, lo, hi, 0.0));
+    assert_eq!(v.read_len(0, lo, hi, Some(want)).unwrap(), layer.expected(0, lo, hi, 0.0));
     // The Rust API says the same.
     let vol = Volume::open(&layer.url(), Options::default()).unwrap();
     let mut buf = vec![0u8; want + 4];
@@ -875,9 +762,9 @@ fn bad_strides() {
 fn bad_mip() {
     let layer = Layer::write(Spec::new("uint8", [16, 16, 8], [8, 8, 8]).mips(2));
     let v = open_ok(&layer.url(), None);
-    expect_err(read(&v, 2, [0, 0, 0], [2, 2, 2]), CV_ERR_INVALID_ARGUMENT, &["mip 2", "2 mip"]);
-    expect_err(read(&v, u32::MAX, [0, 0, 0], [2, 2, 2]), CV_ERR_INVALID_ARGUMENT, &[&u32::MAX.to_string()]);
-    assert_eq!(read_ok(&v, 1, [0, 0, 0], [8, 8, 8]), layer.expected(1, [0, 0, 0], [8, 8, 8], 0.0));
+    expect_err(v.read(2, [0, 0, 0], [2, 2, 2]), CV_ERR_INVALID_ARGUMENT, &["mip 2", "2 mip"]);
+    expect_err(v.read(u32::MAX, [0, 0, 0], [2, 2, 2]), CV_ERR_INVALID_ARGUMENT, &[&u32::MAX.to_string()]);
+    assert_eq!(v.read_ok(1, [0, 0, 0], [8, 8, 8]), layer.expected(1, [0, 0, 0], [8, 8, 8], 0.0));
     // The mip option is only a default for bindings: a mip the layer lacks may be refused at
     // open (naming it) or accepted, but never breaks anything.
     if let Err((st, msg)) = open(&layer.url(), Some(r#"{"mip": 9}"#)) {
@@ -945,7 +832,7 @@ fn layer_that_does_not_exist() {
     let dir = TempDir::new("empty-dir");
     expect_err(open(&dir.url(), None), CV_ERR_NOT_FOUND, &[&dir.url()]);
     // A path through a regular file.
-    layers::write_file(&dir.path().join("file"), b"x");
+    write_file(&dir.path().join("file"), b"x");
     expect_err(open(&format!("{}/file/layer", dir.url()), None), CV_ERR_NOT_FOUND, &["file/layer"]);
     // The Rust API.
     let e = Volume::open("file:///nonexistent/layer", Options::default()).err().unwrap();
@@ -1129,17 +1016,17 @@ fn http_chunk_failures_name_the_chunk() {
     let url = format!("{}/layer", server.base);
     let v = open_ok(&url, Some(FAST));
     let name = |i: usize| chunk_name(cells[i].0, cells[i].1);
-    expect_err(read(&v, 0, cells[0].0, cells[0].1), CV_ERR_IO, &[&format!("{url}/s0/{}", name(0)), "500"]);
-    expect_err(read(&v, 0, cells[1].0, cells[1].1), CV_ERR_NOT_FOUND, &[&name(1)]);
-    expect_err(read(&v, 0, cells[2].0, cells[2].1), CV_ERR_AUTH, &[&name(2)]);
+    expect_err(v.read(0, cells[0].0, cells[0].1), CV_ERR_IO, &[&format!("{url}/s0/{}", name(0)), "500"]);
+    expect_err(v.read(0, cells[1].0, cells[1].1), CV_ERR_NOT_FOUND, &[&name(1)]);
+    expect_err(v.read(0, cells[2].0, cells[2].1), CV_ERR_AUTH, &[&name(2)]);
     // Cell 3 (gzip Content-Encoding) reads.
     let (lo, hi) = cells[3];
-    assert_eq!(read_ok(&v, 0, lo, hi), layer.expected(0, lo, hi, 0.0));
+    assert_eq!(v.read_ok(0, lo, hi), layer.expected(0, lo, hi, 0.0));
     let v = open_ok(&url, Some(r#"{"max_attempts": 1, "timeout": 5, "fill_missing": true, "background_color": 9}"#));
     let (a, b) = ([0, 8, 0], [16, 16, 8]); // cells 2 and 3
-    expect_err(read(&v, 0, a, b), CV_ERR_AUTH, &[&name(2)]);
+    expect_err(v.read(0, a, b), CV_ERR_AUTH, &[&name(2)]);
     let (a, b) = ([8, 0, 0], [16, 16, 8]); // cells 1 and 3: 1 is missing
-    assert_eq!(read_ok(&v, 0, a, b), layer.expected_with(0, a, b, 9.0, &[cells[1]]));
+    assert_eq!(v.read_ok(0, a, b), layer.expected_with(0, a, b, 9.0, &[cells[1]]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1151,7 +1038,7 @@ fn unbounded_reads_fill_the_outside_and_fetch_only_inside_chunks() {
     let layer = Layer::write(Spec::new("int16", [40, 40, 20], [16, 16, 10]).offset([-8, 0, 4]));
     let v = open_ok(&layer.url(), Some(r#"{"bounded": false, "background_color": -7}"#));
     for (lo, hi) in [([-20, -10, 0], [10, 10, 10]), ([20, 30, 20], [50, 50, 30]), ([-8, 0, 4], [32, 40, 24]), ([100, 0, 0], [101, 1, 1])] {
-        assert_eq!(read_ok(&v, 0, lo, hi), layer.expected(0, lo, hi, -7.0), "{lo:?}..{hi:?}");
+        assert_eq!(v.read_ok(0, lo, hi), layer.expected(0, lo, hi, -7.0), "{lo:?}..{hi:?}");
     }
 
     // http://: the log shows exactly the inside cells.
@@ -1159,7 +1046,7 @@ fn unbounded_reads_fill_the_outside_and_fetch_only_inside_chunks() {
     let url = format!("{}/layer", server.base);
     let v = open_ok(&url, Some(r#"{"bounded": false, "background_color": 11, "max_attempts": 1}"#));
     let (lo, hi) = ([-30, -5, 0], [10, 10, 10]);
-    assert_eq!(read_ok(&v, 0, lo, hi), layer.expected(0, lo, hi, 11.0));
+    assert_eq!(v.read_ok(0, lo, hi), layer.expected(0, lo, hi, 11.0));
     let mut got: Vec<String> = server.requests().into_iter().filter(|p| !p.ends_with("/info")).collect();
     got.sort();
     let mut want: Vec<String> = ["-8-8_0-16_4-14", "8-24_0-16_4-14"].iter().map(|n| format!("/layer/s0/{n}")).collect();
@@ -1167,7 +1054,7 @@ fn unbounded_reads_fill_the_outside_and_fetch_only_inside_chunks() {
     assert_eq!(got, want, "requests: {:?}", server.requests());
     // Wholly outside: no request at all.
     let before = server.requests().len();
-    assert_eq!(read_ok(&v, 0, [-100, -100, -100], [-90, -95, -99]), layer.expected(0, [-100, -100, -100], [-90, -95, -99], 11.0));
+    assert_eq!(v.read_ok(0, [-100, -100, -100], [-90, -95, -99]), layer.expected(0, [-100, -100, -100], [-90, -95, -99], 11.0));
     assert_eq!(server.requests().len(), before);
 }
 
@@ -1195,26 +1082,26 @@ fn fill_missing_background_for_every_data_type() {
         }
         let (blo, bhi) = layer.spec.bounds(0);
         let v = open_ok(&layer.url(), None);
-        expect_err(read(&v, 0, blo, bhi), CV_ERR_NOT_FOUND, &[&chunk_name(cells[0].0, cells[0].1)]);
+        expect_err(v.read(0, blo, bhi), CV_ERR_NOT_FOUND, &[&chunk_name(cells[0].0, cells[0].1)]);
 
         let opts = format!(r#"{{"fill_missing": true, "background_color": {bg}}}"#);
-        let v = open_ok(&layer.url(), Some(&opts));
-        let got = read_ok(&v, 0, blo, bhi);
+        let v = open_ok(&layer.url(), &opts);
+        let got = v.read_ok(0, blo, bhi);
         assert_eq!(got, layer.expected_with(0, blo, bhi, bg, &missing), "{dt} background {bg}");
         // Spot check the first missing voxel's bytes.
         assert_eq!(&got[..scalar(dt, bg).len()], &scalar(dt, bg)[..], "{dt}");
 
         // Unbounded too: outside voxels and missing chunks both read as the background.
         let opts = format!(r#"{{"fill_missing": true, "bounded": false, "background_color": {bg}}}"#);
-        let v = open_ok(&layer.url(), Some(&opts));
+        let v = open_ok(&layer.url(), &opts);
         let (lo, hi) = ([-6, -4, -3], [20, 14, 10]);
-        assert_eq!(read_ok(&v, 0, lo, hi), layer.expected_with(0, lo, hi, bg, &missing), "{dt} unbounded");
+        assert_eq!(v.read_ok(0, lo, hi), layer.expected_with(0, lo, hi, bg, &missing), "{dt} unbounded");
 
         // An info-only layer reads as all background.
         let empty = Layer::info_only(layer.spec.clone());
-        let v = open_ok(&empty.url(), Some(&format!(r#"{{"fill_missing": true, "background_color": {bg}}}"#)));
+        let v = open_ok(&empty.url(), &format!(r#"{{"fill_missing": true, "background_color": {bg}}}"#));
         let want: Vec<u8> = (0..(20 * 12 * 9 * 2)).flat_map(|_| scalar(dt, bg)).collect();
-        assert_eq!(read_ok(&v, 0, blo, bhi), want, "{dt} empty layer");
+        assert_eq!(v.read_ok(0, blo, bhi), want, "{dt} empty layer");
     }
 }
 
@@ -1224,13 +1111,13 @@ fn every_data_type_reads_raw_values() {
         let layer = Layer::write(Spec::new(dt, [13, 7, 5], [8, 4, 4]).offset([-20, -3, 2]).chunks(Chunks::RawMixed));
         let v = open_ok(&layer.url(), None);
         let (lo, hi) = layer.spec.bounds(0);
-        assert_eq!(read_ok(&v, 0, lo, hi), layer.expected(0, lo, hi, 0.0), "{dt}");
+        assert_eq!(v.read_ok(0, lo, hi), layer.expected(0, lo, hi, 0.0), "{dt}");
         let mut code = 0i32;
         // SAFETY: valid handle and output.
         assert_eq!(unsafe { cv_data_type(v.0, &mut code) }, CV_OK);
         // SAFETY: static strings.
         let name = unsafe { CStr::from_ptr(cv_dtype_name(code)) }.to_str().unwrap();
         assert_eq!(name, dt);
-        assert_eq!(cv_dtype_size(code), layers::elem_size(dt));
+        assert_eq!(cv_dtype_size(code), elem_size(dt));
     }
 }

@@ -6,19 +6,19 @@
 //! status must be `CV_ERR_DECODE`, the message must name the object and the limit, and the
 //! child's peak RSS must stay under 256 MiB.
 
-#[path = "support/httpd.rs"]
-mod httpd;
-#[path = "support/layers.rs"]
-mod layers;
+mod support;
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use cloudvolume::ffi::*;
-use layers::{chunk_name, write_file, TempDir};
 use serde_json::json;
+use support::cabi::last_error;
+use support::files::{write_file, TempDir};
+use support::httpd;
+use support::layers::{self, chunk_name};
 
 /// The peak RSS every case must stay under.
 const PEAK_MAX_KIB: u64 = 256 << 10;
@@ -50,13 +50,14 @@ fn bomb_dir() -> PathBuf {
     d
 }
 
-/// A cached file made by `make` (written to a temporary name, then renamed).
+/// A cached file made by `make` (written to a temporary name of its own, then renamed: tests
+/// running at once may make the same file).
 fn cached(name: &str, make: impl FnOnce(&mut dyn Write)) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let path = bomb_dir().join(name);
     if !path.exists() {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = bomb_dir().join(format!(".{name}.{}.{n}", std::process::id()));
+        let tmp = bomb_dir().join(format!(".{name}.{}-{n}", std::process::id()));
         let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).expect("create bomb"));
         make(&mut f);
         f.flush().expect("flush bomb");
@@ -115,11 +116,6 @@ fn read(p: &Path) -> Vec<u8> {
 
 // ---------------------------------------------------------------------------------------------
 // The child: one read through the C ABI, its status and message printed.
-
-fn last_error() -> String {
-    // SAFETY: cv_last_error returns a NUL-terminated string owned by the library.
-    unsafe { CStr::from_ptr(cv_last_error()) }.to_string_lossy().into_owned()
-}
 
 /// Runs only as a child (CV_BOMB_URL set): open, read the box (or its corners as points),
 /// print `RESULT <status>\t<message>`.

@@ -5,21 +5,16 @@
 //! this library fills serves cloud-volume without a single chunk request (cloud-volume still
 //! re-reads the info and provenance at the source).
 
-#[path = "support/fault_proxy.rs"]
-mod fault_proxy;
-#[path = "support/httpd.rs"]
-mod httpd;
-#[path = "support/layers.rs"]
-mod layers;
-#[path = "support/proxied_layer.rs"]
-mod proxied_layer;
+mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use cloudvolume::{Bbox, Options, Volume};
-use layers::{Chunks, TempDir};
-use proxied_layer::ProxiedLayer;
+use support::env::python;
+use support::files::{tree, TempDir};
+use support::layers::Chunks;
+use support::proxied_layer::ProxiedLayer;
 
 fn rig(tag: &str, chunks: Chunks) -> ProxiedLayer {
     ProxiedLayer::start(tag, chunks)
@@ -34,24 +29,6 @@ fn whole() -> Bbox {
 
 fn cache_opt(dir: &Path) -> String {
     format!(r#"{{"cache": {}}}"#, serde_json::Value::String(dir.to_string_lossy().into_owned()))
-}
-
-/// Every file under `dir`, relative, sorted.
-fn tree(dir: &Path) -> Vec<String> {
-    fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(base, &p, out);
-            } else {
-                out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    let mut v = Vec::new();
-    walk(dir, dir, &mut v);
-    v.sort();
-    v
 }
 
 #[test]
@@ -137,16 +114,6 @@ fn lru_bytes_serves_repeats_from_memory_and_evicts_by_size() {
     assert!((24..=32).contains(&again), "{again} requests with a 20 kB LRU");
 }
 
-fn python() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/venv/bin/python");
-    if p.is_file() {
-        Some(p)
-    } else {
-        assert!(std::env::var_os("CV_REQUIRE_REFERENCE").is_none(), "target/venv missing (run scripts/setup.sh)");
-        None
-    }
-}
-
 /// cloud-volume reads the whole layer at `url` with `cache=dir`, writes the bytes (Fortran
 /// order) to `out`.
 fn cloud_volume_read(py: &Path, url: &str, dir: &Path, out: &Path) {
@@ -164,7 +131,7 @@ open(out, "wb").write(np.asfortranarray(img).tobytes(order="F"))
 
 #[test]
 fn a_cache_filled_by_either_tool_serves_the_other() {
-    let Some(py) = python() else { return };
+    let Some(py) = python("the cache comparison with cloud-volume") else { return };
     for chunks in [Chunks::RawGz, Chunks::Raw] {
         let r = rig("cache-cv", chunks);
         let want = r.layer.expected(0, LO, HI, 0.0);

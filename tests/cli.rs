@@ -1,17 +1,16 @@
 //! The `cloudvolume` command line: info, cutout to .npy and raw, errors as one line and a
 //! non-zero exit.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cloudvolume::{Bbox, Options, Volume};
+use support::env::{cli, crate_dir};
+use support::files::file_url;
 
 fn sample() -> String {
-    format!("file://{}/data/sample_layer", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cloudvolume"))
+    file_url(&crate_dir().join("data/sample_layer"))
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -120,4 +119,96 @@ fn errors_are_one_line_and_exit_non_zero() {
             assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line, got {err:?}");
         }
     }
+}
+
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let args: Vec<String> = args.iter().map(|a| if *a == "SAMPLE" { sample() } else { a.to_string() }).collect();
+    let out = cli().args(&args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn help_and_version_exit_zero_and_every_command_has_its_own_help() {
+    for args in [&["--help"][..], &["-h"], &["help"]] {
+        let (code, out, _) = run(args);
+        assert_eq!(code, Some(0), "{args:?}");
+        for c in ["info URL", "cutout URL", "points URL", "exists URL", "create URL", "upload URL", "add-scale URL", "delete URL"] {
+            assert!(out.contains(c), "{args:?}: usage lacks {c}: {out}");
+        }
+        assert!(out.contains("Exit status"), "{out}");
+    }
+    for args in [&["--version"][..], &["-V"], &["version"]] {
+        let (code, out, _) = run(args);
+        assert_eq!(code, Some(0), "{args:?}");
+        assert_eq!(out.trim(), format!("cloudvolume {}", env!("CARGO_PKG_VERSION")));
+    }
+    for c in ["info", "cutout", "points", "exists", "create", "upload", "add-scale", "delete"] {
+        for args in [vec![c, "--help"], vec!["help", c], vec![c, "SAMPLE", "-h"]] {
+            let (code, out, _) = run(&args);
+            assert_eq!(code, Some(0), "{args:?}");
+            assert!(out.starts_with(&format!("usage: cloudvolume {c}")), "{args:?}: {out}");
+            assert!(!out.contains("cloudvolume delete URL") || c == "delete", "{args:?}: the global usage instead: {out}");
+        }
+    }
+}
+
+#[test]
+fn usage_errors_exit_two_with_one_line_pointing_at_the_help() {
+    let cases: [(&[&str], &str, &str); 7] = [
+        (&["bogus"], "unknown command \"bogus\"", "cloudvolume --help"),
+        (&[], "missing command", "cloudvolume --help"),
+        (&["cutout", "SAMPLE", "-o", "/dev/null"], "cutout needs --bbox", "cloudvolume cutout --help"),
+        (&["cutout", "SAMPLE", "--bbox", "0,0,0,1,1,1"], "cutout needs -o FILE", "cloudvolume cutout --help"),
+        (&["exists", "SAMPLE", "--bbox", "1,2"], "six integers", "cloudvolume exists --help"),
+        (&["info", "SAMPLE", "--frobnicate"], "unknown flag --frobnicate", "cloudvolume info --help"),
+        (&["create", "/tmp/x", "--size", "8,8,8"], "create needs --dtype", "cloudvolume create --help"),
+    ];
+    for (args, what, hint) in cases {
+        let (code, out, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line, got {err:?}");
+        assert!(err.contains(what) && err.contains(hint), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+    }
+}
+
+#[test]
+fn library_errors_name_the_cli_flags_and_commands_report_what_they_did() {
+    // The hints say --unbounded and --fill-missing, not the library's option names.
+    let (code, _, err) = run(&["cutout", "SAMPLE", "--bbox", "-17,8,0,80,88,24", "-o", "/dev/null"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--unbounded") && !err.contains("bounded=false"), "{err}");
+    let dir = tmp("holey");
+    let _ = std::fs::remove_dir_all(&dir);
+    let url = format!("file://{}", dir.display());
+    let (code, _, err) = run(&["create", &url, "--dtype", "uint8", "--size", "16,16,16", "--chunk", "8,8,8"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = run(&["cutout", &url, "--bbox", "0,0,0,8,8,8", "-o", "/dev/null"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--fill-missing") && !err.contains("fill_missing=true"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
+    let (code, _, err) = run(&["create", &url, "--dtype", "uint8", "--size", "16,16,16"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--overwrite"), "{err}");
+    // exists refuses a box leaving the volume, as cutout does; --unbounded counts its inside.
+    let (code, out, err) = run(&["exists", "SAMPLE", "--bbox", "0,0,0,1000,1000,1000"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(err.contains("outside the bounds") && err.contains("--unbounded"), "{err}");
+    let (code, out, _) = run(&["exists", "SAMPLE", "--bbox", "0,0,0,1000,1000,1000", "--unbounded"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("chunk(s) present") && !out.contains(" of 0 chunk"), "{out}");
+    // An encoding this library cannot write is refused at create, and nothing is written.
+    let jxl = tmp("jxl-layer");
+    let _ = std::fs::remove_dir_all(&jxl);
+    let (code, _, err) = run(&["create", &format!("file://{}", jxl.display()), "--dtype", "uint8", "--size", "8,8,8", "--encoding", "jxl"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("jxl"), "{err}");
+    assert!(!jxl.join("info").exists());
+    // A cutout says what it wrote; a forced progress bar ends with one final line.
+    let npy = tmp("said.npy");
+    let (code, out, err) = run(&["cutout", "SAMPLE", "--bbox", "-16,8,0,80,88,24", "--progress", "--parallel", "1", "-o", npy.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&format!("wrote {}", npy.display())) && out.contains("96x80x24") && out.contains("uint8"), "{out}");
+    let finals = err.split(['\r', '\n']).filter(|l| l.contains("chunks") && l.contains("[########################################]")).count();
+    assert!(finals <= 1, "the final progress line shows {finals} times: {err:?}");
 }

@@ -21,21 +21,23 @@
 //! `cv_chunks_exist` checked against that list, over each mip and over a box cutting cells in
 //! the middle of it.
 
-#[path = "support/nginx.rs"]
-mod nginx;
+mod support;
 
 use std::collections::BTreeMap;
-use std::ffi::{c_void, CStr, CString};
+use std::ffi::c_void;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use cloudvolume::ffi::{
-    cv_chunk_count, cv_chunks_exist, cv_cutout_into, cv_cutout_into_strided, cv_free, cv_last_error, cv_open,
-    cv_scattered_points, cv_status, cv_volume, CV_ERR_NOT_FOUND, CV_ERR_OUT_OF_BOUNDS, CV_OK,
-};
+use cloudvolume::ffi::{cv_cutout_into_strided, cv_status, CV_ERR_NOT_FOUND, CV_ERR_OUT_OF_BOUNDS, CV_OK};
 use serde_json::{Map, Value};
+use support::cabi::{self, last_error, Vol};
+use support::env::{reference_dir, required};
+use support::files::file_url;
+use support::httpd::http_get;
+use support::layers::elem_size;
+use support::nginx::{self, Nginx};
 
 // ------------------------------------------------------------------------------------------------
 // The manifest
@@ -118,21 +120,6 @@ struct Reference {
     dir: PathBuf,
     layers: Vec<Layer>,
     json: Value,
-}
-
-fn required() -> bool {
-    std::env::var("CV_REQUIRE_REFERENCE").is_ok_and(|v| v == "1")
-}
-
-fn reference_dir() -> PathBuf {
-    std::env::var_os("CV_REFERENCE_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("target")
-                .join("reference")
-        })
 }
 
 fn triple(v: &Value, what: &str) -> [i64; 3] {
@@ -295,16 +282,6 @@ fn point_set(p: &Value) -> PointSet {
     }
 }
 
-fn dtype_size(dtype: &str) -> usize {
-    match dtype {
-        "uint8" | "int8" => 1,
-        "uint16" | "int16" => 2,
-        "uint32" | "int32" | "float32" => 4,
-        "uint64" | "int64" | "float64" => 8,
-        other => panic!("manifest: unknown dtype {other}"),
-    }
-}
-
 /// One element, little-endian, formatted for messages.
 fn show(dtype: &str, b: &[u8]) -> String {
     macro_rules! le {
@@ -338,130 +315,16 @@ fn show(dtype: &str, b: &[u8]) -> String {
 // ------------------------------------------------------------------------------------------------
 // The C ABI
 
-struct Handle(*mut cv_volume);
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        // SAFETY: a live handle from cv_open, freed once.
-        unsafe { cv_free(self.0) }
-    }
-}
-
-fn last_error() -> String {
-    // SAFETY: cv_last_error returns a valid NUL-terminated string owned by the library.
-    unsafe { CStr::from_ptr(cv_last_error()) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn open(url: &str, options: &Map<String, Value>) -> Result<Handle, String> {
-    let c_url = CString::new(url).unwrap();
-    let opts = if options.is_empty() {
-        None
-    } else {
-        Some(CString::new(Value::Object(options.clone()).to_string()).unwrap())
-    };
-    let mut out: *mut cv_volume = std::ptr::null_mut();
-    // SAFETY: valid C strings and a writable out pointer.
-    let st = unsafe {
-        cv_open(
-            c_url.as_ptr(),
-            opts.as_ref().map_or(std::ptr::null(), |o| o.as_ptr()),
-            &mut out,
-        )
-    };
-    if st != CV_OK || out.is_null() {
-        return Err(format!(
-            "cv_open({url}, {}) -> status {st}: {}",
-            Value::Object(options.clone()),
-            last_error()
-        ));
-    }
-    Ok(Handle(out))
-}
-
-fn cutout(h: &Handle, mip: u32, lo: [i64; 3], hi: [i64; 3], buf: &mut [u8]) -> (cv_status, String) {
-    // SAFETY: a live handle, 3-element lo/hi, buf of buf.len() writable bytes.
-    let st = unsafe {
-        cv_cutout_into(
-            h.0,
-            mip,
-            lo.as_ptr(),
-            hi.as_ptr(),
-            buf.as_mut_ptr().cast::<c_void>(),
-            buf.len(),
-        )
-    };
-    (
-        st,
-        if st == CV_OK {
-            String::new()
-        } else {
-            last_error()
-        },
-    )
-}
-
-fn scattered_points(
-    h: &Handle,
-    mip: u32,
-    points: &[[i64; 3]],
-    out: &mut [u8],
-) -> (cv_status, String) {
-    let xyz: Vec<i64> = points.iter().flatten().copied().collect();
-    // SAFETY: a live handle, 3 * n coordinates, out of out.len() writable bytes.
-    let st = unsafe {
-        cv_scattered_points(
-            h.0,
-            mip,
-            points.len(),
-            xyz.as_ptr(),
-            out.as_mut_ptr().cast::<c_void>(),
-            out.len(),
-        )
-    };
-    (
-        st,
-        if st == CV_OK {
-            String::new()
-        } else {
-            last_error()
-        },
-    )
+/// `cv_open` with the options of a box (none when empty); the error names the call.
+fn open(url: &str, options: &Map<String, Value>) -> Result<Vol, String> {
+    cabi::open(url, options)
+        .map_err(|(st, m)| format!("cv_open({url}, {}) -> status {st}: {m}", Value::Object(options.clone())))
 }
 
 /// `cv_chunk_count` then `cv_chunks_exist` over `[lo, hi)`: one flag per grid cell, x fastest,
 /// and the count of present ones the call reported.
-fn chunks_exist(
-    h: &Handle,
-    mip: u32,
-    lo: [i64; 3],
-    hi: [i64; 3],
-) -> Result<(Vec<u8>, usize), String> {
-    let mut n = usize::MAX;
-    // SAFETY: a live handle, 3-element lo/hi, a writable count.
-    let st = unsafe { cv_chunk_count(h.0, mip, lo.as_ptr(), hi.as_ptr(), &mut n) };
-    if st != CV_OK {
-        return Err(format!("cv_chunk_count -> status {st}: {}", last_error()));
-    }
-    let mut flags = vec![0xA5u8; n];
-    let mut present = usize::MAX;
-    // SAFETY: as above; flags holds n writable bytes.
-    let st = unsafe {
-        cv_chunks_exist(
-            h.0,
-            mip,
-            lo.as_ptr(),
-            hi.as_ptr(),
-            flags.as_mut_ptr(),
-            flags.len(),
-            &mut present,
-        )
-    };
-    if st != CV_OK {
-        return Err(format!("cv_chunks_exist -> status {st}: {}", last_error()));
-    }
-    Ok((flags, present))
+fn chunks_exist(h: &Vol, mip: u32, lo: [i64; 3], hi: [i64; 3]) -> Result<(Vec<u8>, usize), String> {
+    h.chunks_exist(mip, lo, hi).map_err(|(st, m)| format!("status {st}: {m}"))
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -475,6 +338,29 @@ struct Target {
     points_and_chunks: bool,
     /// Also read every box through `cv_cutout_into_strided` (C order inside a padded array).
     strided: bool,
+}
+
+impl Target {
+    /// Boxes only, through `cv_cutout_into`, with no extra options.
+    fn new(url: String) -> Target {
+        Target { url, extra: Map::new(), points_and_chunks: false, strided: false }
+    }
+
+    fn extra(mut self, extra: &Map<String, Value>) -> Target {
+        self.extra = extra.clone();
+        self
+    }
+
+    /// Also the point sets and the stored chunks.
+    fn points_and_chunks(mut self) -> Target {
+        self.points_and_chunks = true;
+        self
+    }
+
+    fn strided(mut self) -> Target {
+        self.strided = true;
+        self
+    }
 }
 
 #[derive(Default)]
@@ -506,7 +392,7 @@ fn compare(layer: &Layer, case: &BoxCase, got: &[u8], want: &[u8]) -> Option<Str
         ));
     }
     let tol = layer.tolerance;
-    let item = dtype_size(&layer.dtype);
+    let item = elem_size(&layer.dtype);
     let first = if tol == 0 {
         if got == want {
             return None;
@@ -570,7 +456,7 @@ fn compare(layer: &Layer, case: &BoxCase, got: &[u8], want: &[u8]) -> Option<Str
 /// Read `case` again through `cv_cutout_into_strided` in C order `[x][y][z][c]`, inside an
 /// array padded by one element before and after every axis (a sub-view), and compare with the
 /// Fortran-order read `fortran`: every element transposed, every padding byte untouched.
-fn check_strided(h: &Handle, case: &BoxCase, channels: usize, item: usize, fortran: &[u8]) -> Option<String> {
+fn check_strided(h: &Vol, case: &BoxCase, channels: usize, item: usize, fortran: &[u8]) -> Option<String> {
     let s: Vec<usize> = (0..3).map(|d| (case.hi[d] - case.lo[d]) as usize).collect();
     let dims = [s[0], s[1], s[2], channels];
     let padded = dims.map(|n| n + 2);
@@ -641,7 +527,7 @@ fn run_layer(
             .1
             .push(case);
     }
-    let item = dtype_size(&layer.dtype);
+    let item = elem_size(&layer.dtype);
     for (_key, (opts, cases)) in groups {
         let h = match open(&target.url, &opts) {
             Ok(h) => h,
@@ -663,7 +549,7 @@ fn run_layer(
             let n = voxels as usize * layer.channels * item;
             // Poison the buffer so that voxels the reader never writes cannot pass by accident.
             let mut buf = vec![0xA5u8; n];
-            let (st, err) = cutout(&h, case.mip, case.lo, case.hi, &mut buf);
+            let (st, err) = h.cutout_into(case.mip, case.lo, case.hi, &mut buf);
             let what = || {
                 format!(
                     "{} ({} {} x{}, written by {}) mip {} box [{},{},{}]..[{},{},{}] ({}){}",
@@ -687,46 +573,70 @@ fn run_layer(
                     }
                 )
             };
-            match &case.expect {
-                Expect::Error(e) => {
-                    let want = status_for(e);
-                    if st != want {
+            let differs = |want: &[u8]| compare(layer, case, &buf, want);
+            match check_read(reference, &case.expect, (st, &err), &case.reader, &what, differs, &mut out.failures) {
+                Checked::Refused => {
+                    // The message must name what failed: the layer (its URL or a chunk key).
+                    let name = layer.path.rsplit('/').next().unwrap_or(&layer.path);
+                    if !err.contains(name) {
                         out.failures.push(format!(
-                            "{}: expected status {want} ({e}, as cloud-volume refused it), got {st} {err}",
+                            "{}: status {st} as expected, but cv_last_error() does not name the layer ({name}): {err:?}",
                             what()
                         ));
-                    } else {
-                        // The message must name what failed: the layer (its URL or a chunk key).
-                        let name = layer.path.rsplit('/').next().unwrap_or(&layer.path);
-                        if !err.contains(name) {
-                            out.failures.push(format!(
-                                "{}: status {st} as expected, but cv_last_error() does not name the layer ({name}): {err:?}",
-                                what()
-                            ));
-                        }
                     }
                 }
-                Expect::Bytes(p) => {
-                    if st != CV_OK {
-                        out.failures.push(format!("{}: status {st}: {err}", what()));
-                        continue;
-                    }
-                    let want =
-                        std::fs::read(reference.dir.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
-                    if let Some(msg) = compare(layer, case, &buf, &want) {
-                        out.failures.push(format!(
-                            "{}: differs from {}'s read ({p}): {msg}",
-                            what(),
-                            case.reader
-                        ));
-                    }
-                    if target.strided {
-                        if let Some(msg) = check_strided(&h, case, layer.channels, item, &buf) {
-                            out.failures.push(format!("{}: cv_cutout_into_strided: {msg}", what()));
-                        }
+                Checked::Read if target.strided => {
+                    if let Some(msg) = check_strided(&h, case, layer.channels, item, &buf) {
+                        out.failures.push(format!("{}: cv_cutout_into_strided: {msg}", what()));
                     }
                 }
+                Checked::Read | Checked::Failed => {}
             }
+        }
+    }
+}
+
+/// What a read came to, against its expectation.
+enum Checked {
+    /// Refused with the expected status.
+    Refused,
+    /// Read (`CV_OK`), whether or not the bytes matched.
+    Read,
+    /// Neither: the failure is recorded.
+    Failed,
+}
+
+/// Check the outcome `(st, err)` of the read `what()` against `expect`: the status `reader`
+/// refused it with, or `reader`'s bytes (from the reference directory), which `differs` compares
+/// with what was read (None when equal). Failures are pushed onto `failures`.
+fn check_read(
+    reference: &Reference,
+    expect: &Expect,
+    (st, err): (cv_status, &str),
+    reader: &str,
+    what: &dyn Fn() -> String,
+    differs: impl FnOnce(&[u8]) -> Option<String>,
+    failures: &mut Vec<String>,
+) -> Checked {
+    match expect {
+        Expect::Error(e) => {
+            let want = status_for(e);
+            if st == want {
+                return Checked::Refused;
+            }
+            failures.push(format!("{}: expected status {want} ({e}, as {reader} refused it), got {st} {err}", what()));
+            Checked::Failed
+        }
+        Expect::Bytes(p) => {
+            if st != CV_OK {
+                failures.push(format!("{}: status {st}: {err}", what()));
+                return Checked::Failed;
+            }
+            let want = std::fs::read(reference.dir.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+            if let Some(msg) = differs(&want) {
+                failures.push(format!("{}: differs from {reader}'s read ({p}): {msg}", what()));
+            }
+            Checked::Read
         }
     }
 }
@@ -740,7 +650,7 @@ fn compare_points(layer: &Layer, set: &PointSet, got: &[u8], want: &[u8]) -> Opt
             got.len()
         ));
     }
-    let item = dtype_size(&layer.dtype);
+    let item = elem_size(&layer.dtype);
     let tol = layer.tolerance;
     let bad = |a: &[u8], b: &[u8]| {
         if tol == 0 {
@@ -788,14 +698,14 @@ fn run_points_and_chunks(reference: &Reference, layer: &Layer, target: &Target, 
         }
         opts
     };
-    let item = dtype_size(&layer.dtype);
+    let item = elem_size(&layer.dtype);
     // One handle per distinct option set, shared by the point sets and the chunk queries.
-    let mut handles: BTreeMap<String, Result<Handle, String>> = BTreeMap::new();
+    let mut handles: BTreeMap<String, Result<Vol, String>> = BTreeMap::new();
     fn cached<'a>(
-        handles: &'a mut BTreeMap<String, Result<Handle, String>>,
+        handles: &'a mut BTreeMap<String, Result<Vol, String>>,
         url: &str,
         opts: Map<String, Value>,
-    ) -> Result<&'a Handle, String> {
+    ) -> Result<&'a Vol, String> {
         handles
             .entry(Value::Object(opts.clone()).to_string())
             .or_insert_with(|| open(url, &opts))
@@ -832,37 +742,10 @@ fn run_points_and_chunks(reference: &Reference, layer: &Layer, target: &Target, 
             }
         };
         let mut buf = vec![0xA5u8; set.points.len() * layer.channels * item];
-        let (st, err) = scattered_points(h, set.mip, &set.points, &mut buf);
-        match &set.expect {
-            Expect::Error(e) => {
-                let want = status_for(e);
-                if st != want {
-                    out.failures.push(format!(
-                        "{}: cv_scattered_points: expected status {want} ({e}, as {} refused them), got {st} {err}",
-                        what(),
-                        set.reader
-                    ));
-                }
-            }
-            Expect::Bytes(p) => {
-                if st != CV_OK {
-                    out.failures.push(format!(
-                        "{}: cv_scattered_points: status {st}: {err}",
-                        what()
-                    ));
-                    continue;
-                }
-                let want =
-                    std::fs::read(reference.dir.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
-                if let Some(msg) = compare_points(layer, set, &buf, &want) {
-                    out.failures.push(format!(
-                        "{}: cv_scattered_points differs from {}'s read ({p}): {msg}",
-                        what(),
-                        set.reader
-                    ));
-                }
-            }
-        }
+        let (st, err) = h.points_into(set.mip, &set.points, &mut buf);
+        let what = || format!("{}: cv_scattered_points", what());
+        let differs = |want: &[u8]| compare_points(layer, set, &buf, want);
+        check_read(reference, &set.expect, (st, &err), &set.reader, &what, differs, &mut out.failures);
     }
     if layer.chunks.is_empty() {
         return;
@@ -986,11 +869,16 @@ fn all_boxes(layer: &Layer) -> Vec<&BoxCase> {
     layer.boxes.iter().collect()
 }
 
-fn file_url(dir: &Path, rel: &str) -> String {
-    format!("file://{}", dir.join(rel).display())
+/// Every box of the layers that `keep` keeps, each layer read from `target(layer)`.
+fn every_box<'a>(
+    r: &'a Reference,
+    keep: impl Fn(&Layer) -> bool,
+    target: impl Fn(&Layer) -> Target,
+) -> Vec<(&'a Layer, Target, Vec<&'a BoxCase>)> {
+    r.layers.iter().filter(|l| keep(l)).map(|l| (l, target(l), all_boxes(l))).collect()
 }
 
-fn server(reference: &Reference) -> Option<nginx::Nginx> {
+fn server(reference: &Reference) -> Option<Nginx> {
     let enc = reference.dir.join("encoded");
     let mut cfg = nginx::Config::new(&reference.dir).gzip_static(true);
     for e in ["gzip", "br", "zstd"] {
@@ -998,7 +886,7 @@ fn server(reference: &Reference) -> Option<nginx::Nginx> {
             cfg = cfg.encoded(&format!("/encoded/{e}/"), e);
         }
     }
-    nginx::Nginx::start(cfg)
+    Nginx::start(cfg)
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1260,22 +1148,9 @@ fn manifest_covers_the_matrix() {
 #[test]
 fn file_protocol() {
     let Some(r) = load() else { return };
-    let targets: Vec<_> = r
-        .layers
-        .iter()
-        .map(|l| {
-            (
-                l,
-                Target {
-                    url: file_url(&r.dir, &l.path),
-                    extra: Map::new(),
-                    points_and_chunks: true,
-                    strided: true,
-                },
-                all_boxes(l),
-            )
-        })
-        .collect();
+    let targets = every_box(&r, |_| true, |l| {
+        Target::new(file_url(&r.dir.join(&l.path))).points_and_chunks().strided()
+    });
     run_pass("file://", &r, &targets);
 }
 
@@ -1301,16 +1176,7 @@ fn path_spellings() {
                 .filter(|b| b.kind == "whole" && b.options.is_empty())
                 .take(1)
                 .collect();
-            (
-                l,
-                Target {
-                    url,
-                    points_and_chunks: false,
-                    strided: false,
-                    extra: Map::new(),
-                },
-                boxes,
-            )
+            (l, Target::new(url), boxes)
         })
         .collect();
     run_pass("path spellings", &r, &targets);
@@ -1323,23 +1189,7 @@ fn path_spellings() {
 fn http_protocol() {
     let Some(r) = load() else { return };
     let Some(ng) = server(&r) else { return };
-    let targets: Vec<_> = r
-        .layers
-        .iter()
-        .filter(|l| l.http)
-        .map(|l| {
-            (
-                l,
-                Target {
-                    url: ng.url(&l.path),
-                    extra: Map::new(),
-                    points_and_chunks: true,
-                    strided: true,
-                },
-                all_boxes(l),
-            )
-        })
-        .collect();
+    let targets = every_box(&r, |l| l.http, |l| Target::new(ng.url(&l.path)).points_and_chunks().strided());
     run_pass("http://", &r, &targets);
     drop(ng);
 }
@@ -1351,23 +1201,9 @@ fn bucket_pass(scheme: &str, option: &str) {
     extra.insert(option.to_string(), Value::String(ng.base_url()));
     // A public bucket: whatever secrets this machine holds are not sent to the loopback server.
     extra.insert("anonymous".to_string(), Value::Bool(true));
-    let targets: Vec<_> = r
-        .layers
-        .iter()
-        .filter(|l| l.http)
-        .map(|l| {
-            (
-                l,
-                Target {
-                    url: format!("{scheme}://{}", l.path),
-                    extra: extra.clone(),
-                    points_and_chunks: true,
-                    strided: false,
-                },
-                all_boxes(l),
-            )
-        })
-        .collect();
+    let targets = every_box(&r, |l| l.http, |l| {
+        Target::new(format!("{scheme}://{}", l.path)).extra(&extra).points_and_chunks()
+    });
     run_pass(&format!("{scheme}:// ({option})"), &r, &targets);
     drop(ng);
 }
@@ -1396,21 +1232,11 @@ fn content_encoding_over_http() {
     for l in &r.layers {
         for (i, (_enc, path)) in l.encoded.iter().enumerate() {
             let t = if i % 2 == 0 {
-                Target {
-                    url: ng.url(path),
-                    extra: Map::new(),
-                    points_and_chunks: true,
-                    strided: false,
-                }
+                Target::new(ng.url(path))
             } else {
-                Target {
-                    url: format!("gs://{path}"),
-                    extra: gs.clone(),
-                    points_and_chunks: true,
-                    strided: false,
-                }
+                Target::new(format!("gs://{path}")).extra(&gs)
             };
-            targets.push((l, t, all_boxes(l)));
+            targets.push((l, t.points_and_chunks(), all_boxes(l)));
         }
     }
     assert!(
@@ -1439,13 +1265,7 @@ fn content_encoding_over_http() {
 
 /// A header of a plain HTTP/1.0 GET, lower-cased name.
 fn raw_get_header(port: u16, path: &str, name: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).ok()?;
-    let text = String::from_utf8_lossy(&resp);
-    let head = text.split("\r\n\r\n").next()?;
+    let (head, _) = http_get(("127.0.0.1", port), path, "").ok()?;
     head.lines().skip(1).find_map(|l| {
         let (k, v) = l.split_once(':')?;
         (k.trim().eq_ignore_ascii_case(name)).then(|| v.trim().to_string())
@@ -1469,16 +1289,7 @@ fn missing_chunks_and_bounds_over_http() {
                 .iter()
                 .filter(|b| !b.options.is_empty() || matches!(b.expect, Expect::Error(_)))
                 .collect();
-            (
-                l,
-                Target {
-                    url: ng.url(&l.path),
-                    extra: Map::new(),
-                    points_and_chunks: false,
-                    strided: false,
-                },
-                boxes,
-            )
+            (l, Target::new(ng.url(&l.path)), boxes)
         })
         .filter(|(_, _, b)| !b.is_empty())
         .collect();
@@ -1511,22 +1322,11 @@ fn nginx_helper_serves_ranges_and_encodings() {
         .gzip_static(true)
         .encoded("/enc/br/", "br")
         .encoded_root("/second/", &second, "zstd");
-    let Some(ng) = nginx::Nginx::start(cfg) else {
+    let Some(ng) = Nginx::start(cfg) else {
         let _ = std::fs::remove_dir_all(&dir);
         return;
     };
-    use std::io::{Read, Write};
-    let get = |path: &str, extra: &str| -> (String, Vec<u8>) {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", ng.port())).unwrap();
-        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{extra}\r\n").unwrap();
-        let mut resp = Vec::new();
-        s.read_to_end(&mut resp).unwrap();
-        let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        (
-            String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase(),
-            resp[split + 4..].to_vec(),
-        )
-    };
+    let get = |path: &str, extra: &str| http_get(("127.0.0.1", ng.port()), path, extra).unwrap();
     let (head, data) = get("/b/obj", "Range: bytes=100-199\r\n");
     assert!(head.starts_with("http/1.1 206"), "{head}");
     assert_eq!(data, &body[100..200]);

@@ -16,6 +16,8 @@
 //! `cargo test --release --test encode -- --ignored --nocapture encode_speed` prints encoder
 //! throughputs.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -25,6 +27,7 @@ use cloudvolume::codec::{encode_chunk, EncodeOptions};
 use cloudvolume::codec::{decode_into, ChunkSpec, OutView};
 use cloudvolume::{Bbox, DataType, Encoding, ErrorKind};
 use serde_json::{json, Value};
+use support::env::{crate_dir, python};
 
 // ------------------------------------------------------------------------------------------------
 // Helpers
@@ -114,26 +117,6 @@ fn decode(
 
 fn opts(block: Option<[i64; 3]>) -> EncodeOptions {
     EncodeOptions { cseg_block: block, ..EncodeOptions::default() }
-}
-
-fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The reference venv's python, or None (with a notice) when it is missing and not required.
-fn python() -> Option<PathBuf> {
-    let py = crate_dir().join("target/venv/bin/python");
-    if py.exists() {
-        return Some(py);
-    }
-    if std::env::var("CV_REQUIRE_REFERENCE").is_ok_and(|v| v == "1") {
-        panic!("CV_REQUIRE_REFERENCE=1 but {} is missing: run scripts/setup.sh", py.display());
-    }
-    eprintln!(
-        "NOTICE: {} missing; skipping the tensorstore comparison (set CV_REQUIRE_REFERENCE=1 to fail)",
-        py.display()
-    );
-    None
 }
 
 /// Run `encode_check.py <mode> <dir>`; return its stdout.
@@ -437,7 +420,7 @@ fn errors_name_the_chunk_and_the_values() {
 
 #[test]
 fn cseg_is_byte_identical_to_tensorstore_and_jpeg_to_cloudvolume() {
-    let Some(py) = python() else { return };
+    let Some(py) = python("the tensorstore comparison") else { return };
     let dir = scratch_dir("encode_ref");
     run_helper(&py, "write", &dir);
     let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
@@ -585,7 +568,7 @@ fn write_layer(root: &Path, case: &LayerCase) -> Value {
 
 #[test]
 fn tensorstore_reads_our_chunks() {
-    let Some(py) = python() else { return };
+    let Some(py) = python("the tensorstore comparison") else { return };
     let root = scratch_dir("encode_layers");
     let l = |name, encoding, dtype, channels, size, offset, chunk, block, tolerance, cloudvolume| LayerCase {
         name,

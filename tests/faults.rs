@@ -4,21 +4,16 @@
 //! within the retry budget; past the budget a clear `CV_ERR_IO`; never a wrong byte. 4xx other
 //! than 408/429 are not retried.
 
-#[path = "support/fault_proxy.rs"]
-mod fault_proxy;
-#[path = "support/httpd.rs"]
-mod httpd;
-#[path = "support/layers.rs"]
-mod layers;
-#[path = "support/proxied_layer.rs"]
-mod proxied_layer;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use cloudvolume::{Bbox, ErrorKind, Options, Volume};
-use fault_proxy::{Fault, FaultProxy};
-use layers::Chunks;
-use proxied_layer::ProxiedLayer;
+use support::env::{reference_dir, required};
+use support::fault_proxy::{Fault, FaultProxy};
+use support::httpd;
+use support::layers::Chunks;
+use support::proxied_layer::ProxiedLayer;
 
 /// The gzip-encoded test layer behind the fault proxy; reads time out after 1 s.
 fn rig(tag: &str) -> ProxiedLayer {
@@ -139,14 +134,11 @@ fn client_errors_are_not_retried() {
 
 #[test]
 fn sharded_reads_survive_faults_on_ranges() {
-    let Some(dir) = std::env::var_os("CV_REFERENCE_DIR")
-        .map(std::path::PathBuf::from)
-        .or_else(|| Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/reference")))
-        .filter(|d| d.join("ts/sharded_raw_uint8_c1/info").is_file())
-    else {
-        assert!(std::env::var_os("CV_REQUIRE_REFERENCE").is_none(), "reference layers missing");
+    let dir = reference_dir();
+    if !dir.join("ts/sharded_raw_uint8_c1/info").is_file() {
+        assert!(!required(), "reference layers missing");
         return;
-    };
+    }
     let server = httpd::FileServer::start(&dir).expect("file server");
     let proxy = FaultProxy::start(&server.host_port()).expect("fault proxy");
     let layer = "ts/sharded_raw_uint8_c1";

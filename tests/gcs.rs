@@ -21,90 +21,26 @@
 //! Skipped with a notice when fake-gcs-server (tests/servers/requirements.txt, in target/venv)
 //! or the reference layers are missing, unless `CV_REQUIRE_REFERENCE=1`.
 
-#[path = "support/fake_gcs.rs"]
-mod fake_gcs;
-#[path = "support/token_server.rs"]
-mod token_server;
+mod support;
 
-use std::ffi::{c_void, CStr, CString};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use cloudvolume::cloudpath::CloudPath;
-use cloudvolume::ffi::{
-    cv_cutout_into, cv_free, cv_last_error, cv_open, cv_status, cv_volume, CV_ERR_AUTH, CV_ERR_IO, CV_ERR_NOT_FOUND,
-    CV_ERR_OUT_OF_BOUNDS, CV_OK,
-};
+use cloudvolume::ffi::{CV_ERR_AUTH, CV_ERR_IO, CV_ERR_NOT_FOUND, CV_ERR_OUT_OF_BOUNDS, CV_OK};
 use cloudvolume::store::{ContentEncoding, RangeRead, Store};
 use cloudvolume::{Bbox, ErrorKind, Options, Volume};
-use fake_gcs::FakeGcs;
 use serde_json::{json, Map, Value};
-use token_server::{AuthProxy, TokenServer};
+use support::cabi::{open, Vol};
+use support::env::{reference_dir, required};
+use support::fake_gcs::FakeGcs;
+use support::files::TempDir;
+use support::layers::elem_size;
+use support::token_server::{self, AuthProxy, TokenServer};
 
 /// Tests that read or change the process environment (secret lookup) hold this.
 static ENV: Mutex<()> = Mutex::new(());
-
-fn required() -> bool {
-    std::env::var("CV_REQUIRE_REFERENCE").is_ok_and(|v| v == "1")
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!("cv-gcs-{}-{}-{tag}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-// ------------------------------------------------------------------------------------------------
-// The C ABI
-
-struct Handle(*mut cv_volume);
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        // SAFETY: a live handle from cv_open, freed once.
-        unsafe { cv_free(self.0) }
-    }
-}
-
-fn last_error() -> String {
-    // SAFETY: cv_last_error returns a valid NUL-terminated string owned by the library.
-    unsafe { CStr::from_ptr(cv_last_error()) }.to_string_lossy().into_owned()
-}
-
-fn open(url: &str, options: &Value) -> Result<Handle, (cv_status, String)> {
-    let c_url = CString::new(url).unwrap();
-    let opts = CString::new(options.to_string()).unwrap();
-    let mut out: *mut cv_volume = std::ptr::null_mut();
-    // SAFETY: valid C strings and a writable out pointer.
-    let st = unsafe { cv_open(c_url.as_ptr(), opts.as_ptr(), &mut out) };
-    if st != CV_OK {
-        return Err((st, last_error()));
-    }
-    Ok(Handle(out))
-}
-
-fn cutout(h: &Handle, mip: u32, lo: [i64; 3], hi: [i64; 3], buf: &mut [u8]) -> (cv_status, String) {
-    // SAFETY: a live handle, 3-element lo/hi, buf of buf.len() writable bytes.
-    let st = unsafe { cv_cutout_into(h.0, mip, lo.as_ptr(), hi.as_ptr(), buf.as_mut_ptr().cast::<c_void>(), buf.len()) };
-    (st, if st == CV_OK { String::new() } else { last_error() })
-}
 
 fn opts(v: Value) -> Options {
     Options::parse(Some(&v.to_string())).unwrap()
@@ -116,12 +52,6 @@ fn store(url: &str, o: &Options) -> Arc<dyn Store> {
 
 // ------------------------------------------------------------------------------------------------
 // Reference layers
-
-fn reference_dir() -> PathBuf {
-    std::env::var_os("CV_REFERENCE_DIR")
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reference"), PathBuf::from)
-}
 
 /// The manifest's layers, or None (after a notice) when the fixtures are absent.
 fn manifest() -> Option<Vec<Value>> {
@@ -146,15 +76,6 @@ const LAYERS: &[&str] = &[
     "cv/sharded_cseg_uint64_c1",
 ];
 
-fn dtype_size(d: &str) -> usize {
-    match d {
-        "uint8" | "int8" => 1,
-        "uint16" | "int16" => 2,
-        "uint32" | "int32" | "float32" => 4,
-        _ => 8,
-    }
-}
-
 fn triple(v: &Value) -> [i64; 3] {
     [v[0].as_i64().unwrap(), v[1].as_i64().unwrap(), v[2].as_i64().unwrap()]
 }
@@ -163,9 +84,9 @@ fn triple(v: &Value) -> [i64; 3] {
 fn read_boxes(layer: &Value, url: &str, extra: &Value) -> (usize, Vec<String>) {
     let mut failures = Vec::new();
     let mut n = 0;
-    let item = dtype_size(layer["dtype"].as_str().unwrap());
+    let item = elem_size(layer["dtype"].as_str().unwrap());
     let channels = layer["channels"].as_u64().unwrap() as usize;
-    let mut handles: Vec<(String, Handle)> = Vec::new();
+    let mut handles: Vec<(String, Vol)> = Vec::new();
     for case in layer["boxes"].as_array().unwrap() {
         let mut o: Map<String, Value> = case["options"].as_object().cloned().unwrap_or_default();
         for (k, v) in extra.as_object().unwrap() {
@@ -186,7 +107,7 @@ fn read_boxes(layer: &Value, url: &str, extra: &Value) -> (usize, Vec<String>) {
         let voxels: i64 = (0..3).map(|d| hi[d] - lo[d]).product();
         let mut buf = vec![0xA5u8; voxels as usize * channels * item];
         let mip = case["mip"].as_u64().unwrap() as u32;
-        let (st, err) = cutout(h, mip, lo, hi, &mut buf);
+        let (st, err) = h.cutout_into(mip, lo, hi, &mut buf);
         n += 1;
         let what = format!("{url} mip {mip} {lo:?}..{hi:?} ({})", case["kind"]);
         match (case["expected"].as_str(), case["error"].as_str()) {
@@ -304,7 +225,7 @@ fn ranged_reads_are_conditioned_on_the_generation() {
         let n = (0..3).map(|d| (hi[d] - lo[d]) as usize).product::<usize>() * 2 * 2;
         let want = std::fs::read(reference_dir().join(case["expected"].as_str().unwrap())).unwrap();
         let mut buf = vec![0u8; n];
-        assert_eq!(cutout(&h, case["mip"].as_u64().unwrap() as u32, lo, hi, &mut buf), (CV_OK, String::new()), "{mode}");
+        assert_eq!(h.cutout_into(case["mip"].as_u64().unwrap() as u32, lo, hi, &mut buf), (CV_OK, String::new()), "{mode}");
         assert_eq!(buf, want, "{mode}");
         gcs.upload("shbkt", &object, &bytes, None);
         let newer = gcs.metadata("shbkt", &object).unwrap()["generation"].as_str().unwrap().to_string();
@@ -313,7 +234,7 @@ fn ranged_reads_are_conditioned_on_the_generation() {
         // The open handle's cached indices are of the old generation: its reads notice, re-read
         // the indices and still return the right voxels.
         let mut buf = vec![0u8; n];
-        assert_eq!(cutout(&h, case["mip"].as_u64().unwrap() as u32, lo, hi, &mut buf), (CV_OK, String::new()), "{mode}");
+        assert_eq!(h.cutout_into(case["mip"].as_u64().unwrap() as u32, lo, hi, &mut buf), (CV_OK, String::new()), "{mode}");
         assert_eq!(buf, want, "{mode} after the rewrite");
     }
     let log = proxy.log();
@@ -474,7 +395,7 @@ fn service_account_tokens_are_verified_shared_and_refreshed() {
     v.write_from(0, &whole, &vec![9u8; 32 * 32 * 8]).unwrap();
     let h = open("gs://sabkt/vol2", &json!({"gs_endpoint": proxy.url(), "secrets": key_file.to_str().unwrap()})).unwrap();
     let mut buf = vec![0u8; 32 * 32 * 8];
-    assert_eq!(cutout(&h, 0, [0, 0, 0], [32, 32, 8], &mut buf), (CV_OK, String::new()));
+    assert_eq!(h.cutout_into(0, [0, 0, 0], [32, 32, 8], &mut buf), (CV_OK, String::new()));
     assert!(buf.iter().all(|&b| b == 9));
     assert!(tokens.issuers().iter().all(|i| i == SA));
     // Every request carried a token the endpoint issued; none leaked into a message above.
@@ -693,7 +614,7 @@ fn corrupted_bodies_are_retried_then_refused() {
             // Through the C ABI: CV_ERR_IO naming the chunk, the buffer untouched.
             let h = open(&format!("gs://cbkt/{layer}"), &o).unwrap();
             let mut buf = vec![0xA5u8; 16 * 16 * 8];
-            let (st, msg) = cutout(&h, 0, [0, 0, 0], [16, 16, 8], &mut buf);
+            let (st, msg) = h.cutout_into(0, [0, 0, 0], [16, 16, 8], &mut buf);
             assert_eq!(st, CV_ERR_IO, "{what}: {msg}");
             assert!(msg.contains("crc32c") && msg.contains("0-16_0-16_0-8"), "{what}: {msg}");
             assert!(buf.iter().all(|&b| b == 0xA5), "{what}: corrupt bytes reached the buffer");
@@ -707,4 +628,15 @@ fn corrupted_bodies_are_retried_then_refused() {
             }
         }
     }
+}
+
+#[test]
+fn the_gcs_store_passes_the_store_suite() {
+    let Some(gcs) = FakeGcs::start(&["suitebkt"]) else { return };
+    let static_ok: token_server::Validator = Arc::new(|t: &str| t == STATIC_TOKEN);
+    let proxy = AuthProxy::start(&gcs.url(), Some(static_ok));
+    let caps = support::store_suite::Capabilities { encodings: true, generations: true };
+    // The JSON API with a token (fake-gcs-server, like Google, takes no anonymous uploads).
+    let authed = store("gs://suitebkt/authed", &opts(json!({"gs_endpoint": proxy.url(), "gs_token": STATIC_TOKEN})));
+    support::store_suite::conformance(&*authed, "objects", "GCS (JSON API)", caps);
 }

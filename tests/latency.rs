@@ -3,12 +3,10 @@
 //! 256 x 20 ms, and still return the right bytes.
 //!
 //! The layer is written here (info + raw chunk files), served by a std-only file server
-//! (`tests/support/httpd.rs`) behind a std-only latency proxy (`tests/support/proxy.rs`).
+//! (`tests/support/httpd.rs`) behind a std-only latency proxy (`tests/support/proxy.rs`); both
+//! helpers are checked here too.
 
-#[path = "support/httpd.rs"]
-mod httpd;
-#[path = "support/proxy.rs"]
-mod proxy;
+mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -16,26 +14,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cloudvolume::{Bbox, Options, Volume};
+use support::files::TempDir;
+use support::layers::chunk_name;
+use support::{httpd, proxy};
 
 const DELAY_MS: u64 = 20;
-
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let p = std::env::temp_dir().join(format!("cloudvolume-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Voxel value of the test layer at absolute coordinates.
 fn value(x: i64, y: i64, z: i64) -> u16 {
@@ -73,8 +56,7 @@ fn write_layer(root: &Path) -> PathBuf {
                         }
                     }
                 }
-                let name = format!("{}-{}_{}-{}_{}-{}", lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]);
-                std::fs::write(layer.join(key).join(name), bytes).unwrap();
+                std::fs::write(layer.join(key).join(chunk_name(lo, hi)), bytes).unwrap();
                 n += 1;
             }
         }
@@ -86,8 +68,8 @@ fn write_layer(root: &Path) -> PathBuf {
 #[test]
 fn cutout_of_256_chunks_overlaps_requests_behind_20ms_latency() {
     let dir = TempDir::new("latency");
-    write_layer(&dir.0);
-    let server = httpd::FileServer::start(&dir.0).expect("start file server");
+    write_layer(dir.path());
+    let server = httpd::FileServer::start(dir.path()).expect("start file server");
     let proxy = proxy::LatencyProxy::start(&server.host_port(), Duration::from_millis(DELAY_MS)).expect("start proxy");
 
     let vol = Volume::open(&format!("{}/layer", proxy.url()), Options::default()).expect("open through the proxy");
@@ -161,9 +143,9 @@ fn get(conn: &mut BufReader<TcpStream>, path: &str) -> (u16, Vec<u8>, Vec<String
 #[test]
 fn proxy_delays_every_request_on_a_keep_alive_connection() {
     let dir = TempDir::new("proxy");
-    std::fs::write(dir.0.join("a"), b"hello").unwrap();
-    std::fs::write(dir.0.join("b.gz"), b"\x1f\x8bnot really").unwrap();
-    let server = httpd::FileServer::start(&dir.0).unwrap();
+    std::fs::write(dir.path().join("a"), b"hello").unwrap();
+    std::fs::write(dir.path().join("b.gz"), b"\x1f\x8bnot really").unwrap();
+    let server = httpd::FileServer::start(dir.path()).unwrap();
     let proxy = proxy::LatencyProxy::start(&server.host_port(), Duration::from_millis(DELAY_MS)).unwrap();
 
     let mut conn = BufReader::new(TcpStream::connect(proxy.addr()).unwrap());
@@ -218,4 +200,81 @@ fn proxy_delays_every_request_on_a_keep_alive_connection() {
     drop(proxy);
     // The port is closed after drop.
     assert!(TcpStream::connect(addr).is_err(), "proxy still listening after drop");
+}
+
+/// The file server: byte ranges of plain and of encoded (`name.gz`, `.br`, `.zstd`) files, 416
+/// past the end, suffix and open ranges, several ranges as the whole file, HEAD, 405, 404,
+/// percent-decoded targets, a server that ignores ranges, and its request log.
+#[test]
+fn file_server_serves_ranges_of_plain_and_encoded_files() {
+    let dir = TempDir::new("httpd");
+    let body: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.path().join("obj"), &body).unwrap();
+    std::fs::write(dir.path().join("a b"), b"spaced").unwrap();
+    for (suffix, bytes) in [(".gz", &b"gzip bytes"[..]), (".br", b"brotli bytes"), (".zstd", b"zstd bytes")] {
+        std::fs::write(dir.path().join(format!("enc{suffix}")), bytes).unwrap();
+    }
+    std::fs::write(dir.path().join("both"), b"plain wins").unwrap();
+    std::fs::write(dir.path().join("both.gz"), b"not this").unwrap();
+    let server = httpd::FileServer::start(dir.path()).unwrap();
+    let get = |path: &str, extra: &str| httpd::http_get(server.addr(), path, extra).unwrap();
+
+    let (head, data) = get("/obj", "Range: bytes=100-199\r\n");
+    assert!(head.starts_with("http/1.1 206") && head.contains("content-range: bytes 100-199/1000"), "{head}");
+    assert!(head.contains("accept-ranges: bytes"), "{head}");
+    assert_eq!(data, &body[100..200]);
+    let (head, data) = get("/obj", "Range: bytes=990-2000\r\n");
+    assert!(head.contains("content-range: bytes 990-999/1000"), "{head}");
+    assert_eq!(data, &body[990..]);
+    assert_eq!(get("/obj", "Range: bytes=-10\r\n").1, &body[990..]);
+    assert_eq!(get("/obj", "Range: bytes=995-\r\n").1, &body[995..]);
+    let (head, data) = get("/obj", "Range: bytes=1000-1001\r\n");
+    assert!(head.starts_with("http/1.1 416") && head.contains("content-range: bytes */1000"), "{head}");
+    assert!(data.is_empty());
+    let (head, data) = get("/obj", "Range: bytes=0-1,5-6\r\n");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(data, body);
+    // Encoded variants, whole and ranged (a range of the stored bytes).
+    let (head, data) = get("/enc", "");
+    assert!(head.starts_with("http/1.1 200") && head.contains("content-encoding: gzip"), "{head}");
+    assert_eq!(data, b"gzip bytes");
+    let (head, data) = get("/enc", "Range: bytes=5-9\r\n");
+    assert!(head.starts_with("http/1.1 206") && head.contains("content-encoding: gzip"), "{head}");
+    assert_eq!(data, b"bytes");
+    std::fs::remove_file(dir.path().join("enc.gz")).unwrap();
+    let (head, data) = get("/enc", "");
+    assert!(head.contains("content-encoding: br") && data == b"brotli bytes", "{head}");
+    std::fs::remove_file(dir.path().join("enc.br")).unwrap();
+    let (head, data) = get("/enc", "");
+    assert!(head.contains("content-encoding: zstd") && data == b"zstd bytes", "{head}");
+    let (head, data) = get("/both", "");
+    assert!(!head.contains("content-encoding") && data == b"plain wins", "{head}");
+    // Names, refusals.
+    assert_eq!(get("/a%20b", "").1, b"spaced");
+    assert!(get("/nothing", "").0.starts_with("http/1.1 404"));
+    assert!(get("/../obj", "").0.starts_with("http/1.1 400"));
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    s.write_all(b"DELETE /obj HTTP/1.0\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 405") && resp.contains("Allow: GET, HEAD"), "{resp}");
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    s.write_all(b"HEAD /obj HTTP/1.0\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200") && resp.contains("Content-Length: 1000"), "{resp}");
+    assert!(resp.ends_with("\r\n\r\n"), "a body after HEAD: {resp}");
+    // The log: every request, in order, with its range, status and body bytes.
+    let log = server.take_log();
+    assert_eq!(log.len() as u64, server.requests());
+    assert_eq!(log.len(), 16, "{log:?}");
+    assert_eq!((log[0].range.as_deref(), log[0].status, log[0].bytes), (Some("bytes=100-199"), 206, 100));
+    assert_eq!((log[15].method.as_str(), log[15].status, log[15].bytes), ("HEAD", 200, 0));
+    assert!(server.take_log().is_empty(), "take_log clears the log");
+
+    // Without range support: the whole file, and no Accept-Ranges.
+    let plain = httpd::FileServer::start_with(dir.path(), httpd::Config { honor_range: false }).unwrap();
+    let (head, data) = httpd::http_get(plain.addr(), "/obj", "Range: bytes=100-199\r\n").unwrap();
+    assert!(head.starts_with("http/1.1 200") && !head.contains("accept-ranges"), "{head}");
+    assert_eq!(data, body);
 }

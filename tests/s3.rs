@@ -12,19 +12,19 @@
 //! `CLOUD_FILES_DIR` point at empty directories, and the `AWS_*` variables are removed, before
 //! the first test runs; tests that change them hold [`ENV`].
 
-#[path = "support/moto.rs"]
-mod moto;
+mod support;
 
-use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use cloudvolume::cloudpath::CloudPath;
-use cloudvolume::ffi::{cv_free, cv_last_error, cv_open, cv_volume, CV_ERR_AUTH, CV_OK};
+use cloudvolume::ffi::CV_ERR_AUTH;
 use cloudvolume::store::{self, ContentEncoding, Store};
 use cloudvolume::{Bbox, ErrorKind, Options, Volume};
-use moto::{Keys, Moto, Setup, Tamper};
 use serde_json::{json, Value};
+use support::cabi::open;
+use support::env::{reference_dir, required};
+use support::moto::{self, Keys, Moto, Setup, Tamper};
 
 /// Reference layers uploaded to the bucket `cv-read` under their manifest paths.
 const LAYERS: &[&str] = &["cv/raw_uint8_c1", "cv/sharded_raw_uint16_c1", "ts/sharded_cseg_uint64_c1_murmur", "ts/raw_uint64_c2"];
@@ -36,17 +36,6 @@ static ENV: Mutex<()> = Mutex::new(());
 
 fn env_lock() -> MutexGuard<'static, ()> {
     ENV.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn required() -> bool {
-    std::env::var("CV_REQUIRE_REFERENCE").is_ok_and(|v| v == "1")
-}
-
-fn reference_dir() -> PathBuf {
-    std::env::var_os("CV_REFERENCE_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("reference"))
 }
 
 fn scratch() -> PathBuf {
@@ -299,20 +288,13 @@ fn refused_credentials_are_auth_errors_naming_the_bucket_and_no_secret() {
         let e = st.delete("info").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Auth, "{what}: DELETE: {e}");
     }
-    // Through the C ABI.
-    let path = CString::new(url).unwrap();
-    let o = CString::new(opts_with(&ep, Some(&wrong_secret)).to_string()).unwrap();
-    let mut vol: *mut cv_volume = std::ptr::null_mut();
-    let st = unsafe { cv_open(path.as_ptr(), o.as_ptr(), &mut vol) };
+    // Through the C ABI (a refused cv_open writes no handle).
+    let (st, msg) = open(url, &opts_with(&ep, Some(&wrong_secret))).err().expect("refused");
     assert_eq!(st, CV_ERR_AUTH);
-    assert!(vol.is_null());
-    let msg = unsafe { CStr::from_ptr(cv_last_error()) }.to_string_lossy().into_owned();
     assert!(msg.contains("cv-keys"), "{msg}");
     assert_clean(&msg, &wrong_secret);
     assert_clean(&msg, &m.user);
-    let o = CString::new(opts_with(&ep, Some(&m.user)).to_string()).unwrap();
-    assert_eq!(unsafe { cv_open(path.as_ptr(), o.as_ptr(), &mut vol) }, CV_OK);
-    unsafe { cv_free(vol) };
+    open(url, &opts_with(&ep, Some(&m.user))).expect("the right keys open the layer");
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -656,4 +638,11 @@ fn a_wrong_region_is_corrected_and_redirects_are_errors() {
     assert_clean(e.message(), &keys);
     let e = open_store("s3://bk/moved", &o).unwrap().exists("obj").unwrap_err();
     assert!(e.message().contains("ap-east-1"), "{e}");
+}
+
+#[test]
+fn the_s3_store_passes_the_store_suite() {
+    let Some(m) = server() else { return };
+    let st = open_store("s3://cv-write/suite", &opts_with(&m.endpoint(), Some(&m.user))).unwrap();
+    support::store_suite::conformance(&*st, "objects", "S3 (moto)", support::store_suite::Capabilities { encodings: true, generations: true });
 }

@@ -2,7 +2,7 @@
 //! the CLI, on layers written here by a small shard writer that follows the digest:
 //!
 //! - (a) request counts over a loopback HTTP server that counts and honours byte ranges
-//!   (tests/support/range_httpd.rs): a cold cutout of k chunks in one shard costs at most
+//!   (tests/support/httpd.rs): a cold cutout of k chunks in one shard costs at most
 //!   2 + (minishards touched) + k requests (info and shard index included), the same cutout
 //!   again at most k, scattered points after warm-up at most one per point;
 //! - (b) bad input: truncated and corrupt shard files, corrupt minishard indices, bad specs,
@@ -11,156 +11,23 @@
 //!   when the reference layers of tests/reference/make_layers.py are present) and read back;
 //! - the CLI's `points` and `exists`.
 
-#[path = "support/range_httpd.rs"]
-mod range_httpd;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::{c_void, CStr, CString};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cloudvolume::ffi::{
-    cv_chunk_count, cv_chunks_exist, cv_cutout_into, cv_free, cv_last_error, cv_open,
-    cv_scattered_points, cv_status, cv_volume, CV_ERR_DECODE, CV_ERR_NOT_FOUND, CV_ERR_UNSUPPORTED,
-    CV_OK,
-};
-use range_httpd::{Config, RangeServer};
+use cloudvolume::ffi::{cv_status, CV_ERR_DECODE, CV_ERR_NOT_FOUND, CV_ERR_UNSUPPORTED, CV_OK};
 use serde_json::{json, Value};
+use support::cabi::{open, Failure, Vol};
+use support::env::{cli, reference_dir, required};
+use support::httpd::{self, FileServer};
+use support::layers::{chunk_name, gzip};
+use support::sharding::{morton, murmur3, Hash, Sharding};
 
 // ------------------------------------------------------------------------------------------------
-// The format, written from the digest (§4.2, §4.4): hashing, ids, shard files.
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Hash {
-    Identity,
-    Murmur,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Sharding {
-    hash: Hash,
-    preshift: u32,
-    minishard_bits: u32,
-    shard_bits: u32,
-    index_gzip: bool,
-    data_gzip: bool,
-}
-
-fn mask(bits: u32) -> u64 {
-    if bits >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << bits) - 1
-    }
-}
-
-fn fmix32(mut h: u32) -> u32 {
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
-}
-
-/// MurmurHash3_x86_128, seed 0, of the 8 little-endian bytes of `key`; the low 64 bits (§4.2).
-fn murmur(key: u64) -> u64 {
-    let (lo, hi) = (key as u32, (key >> 32) as u32);
-    let (mut h1, mut h2, mut h3, mut h4) = (0u32, 0u32, 0u32, 0u32);
-    h2 ^= hi
-        .wrapping_mul(0xab0e_9789)
-        .rotate_left(16)
-        .wrapping_mul(0x38b3_4ae5);
-    h1 ^= lo
-        .wrapping_mul(0x239b_961b)
-        .rotate_left(15)
-        .wrapping_mul(0xab0e_9789);
-    for h in [&mut h1, &mut h2, &mut h3, &mut h4] {
-        *h ^= 8;
-    }
-    h1 = h1.wrapping_add(h2).wrapping_add(h3).wrapping_add(h4);
-    h2 = h2.wrapping_add(h1);
-    h3 = h3.wrapping_add(h1);
-    h4 = h4.wrapping_add(h1);
-    h1 = fmix32(h1);
-    h2 = fmix32(h2);
-    h3 = fmix32(h3);
-    h4 = fmix32(h4);
-    h1 = h1.wrapping_add(h2).wrapping_add(h3).wrapping_add(h4);
-    h2 = h2.wrapping_add(h1);
-    u64::from(h1) | (u64::from(h2) << 32)
-}
-
-impl Sharding {
-    fn identity(preshift: u32, minishard_bits: u32, shard_bits: u32) -> Sharding {
-        Sharding {
-            hash: Hash::Identity,
-            preshift,
-            minishard_bits,
-            shard_bits,
-            index_gzip: false,
-            data_gzip: false,
-        }
-    }
-
-    fn json(&self) -> Value {
-        json!({
-            "@type": "neuroglancer_uint64_sharded_v1",
-            "hash": if self.hash == Hash::Identity { "identity" } else { "murmurhash3_x86_128" },
-            "preshift_bits": self.preshift,
-            "minishard_bits": self.minishard_bits,
-            "shard_bits": self.shard_bits,
-            "minishard_index_encoding": if self.index_gzip { "gzip" } else { "raw" },
-            "data_encoding": if self.data_gzip { "gzip" } else { "raw" },
-        })
-    }
-
-    /// (shard, minishard) of chunk `id`.
-    fn locate(&self, id: u64) -> (u64, u64) {
-        let shifted = if self.preshift >= 64 {
-            0
-        } else {
-            id >> self.preshift
-        };
-        let h = match self.hash {
-            Hash::Identity => shifted,
-            Hash::Murmur => murmur(shifted),
-        };
-        let shard = if self.minishard_bits >= 64 {
-            0
-        } else {
-            (h >> self.minishard_bits) & mask(self.shard_bits)
-        };
-        (shard, h & mask(self.minishard_bits))
-    }
-
-    fn file(&self, shard: u64) -> String {
-        let digits = (self.shard_bits as usize).div_ceil(4).max(1);
-        format!("{shard:0digits$x}.shard")
-    }
-}
-
-/// Compressed Morton code of `cell` in a grid of `grid` cells (§4.4).
-fn morton(cell: [i64; 3], grid: [i64; 3]) -> u64 {
-    let bits = grid.map(|g| 64 - ((g.max(1) - 1) as u64).leading_zeros());
-    let (mut id, mut j) = (0u64, 0);
-    for i in 0..bits.iter().copied().max().unwrap_or(0) {
-        for d in 0..3 {
-            if i < bits[d] {
-                id |= (((cell[d] as u64) >> i) & 1) << j;
-                j += 1;
-            }
-        }
-    }
-    id
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
+// Shard files, written from the digest (§4.4) with the test-side hash and Morton codes of
+// tests/support/sharding.rs.
 
 /// One shard file and where its parts are.
 struct ShardFile {
@@ -386,11 +253,7 @@ fn write_layer(
                     match m.sharding {
                         Some(_) => chunks.push((morton(c, grid), payload)),
                         None => {
-                            let name = format!(
-                                "{}-{}_{}-{}_{}-{}",
-                                lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]
-                            );
-                            std::fs::write(key_dir.join(name), payload).unwrap();
+                            std::fs::write(key_dir.join(chunk_name(lo, hi)), payload).unwrap();
                         }
                     }
                 }
@@ -411,119 +274,29 @@ fn write_layer(
 // ------------------------------------------------------------------------------------------------
 // The C ABI
 
-struct Handle(*mut cv_volume);
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        // SAFETY: a live handle from cv_open, freed once.
-        unsafe { cv_free(self.0) }
-    }
-}
-
-fn last_error() -> String {
-    // SAFETY: cv_last_error returns a valid NUL-terminated string owned by the library.
-    unsafe { CStr::from_ptr(cv_last_error()) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn open(url: &str, options: &Value) -> Result<Handle, (cv_status, String)> {
-    let c_url = CString::new(url).unwrap();
-    let opts = CString::new(options.to_string()).unwrap();
-    let mut out: *mut cv_volume = std::ptr::null_mut();
-    // SAFETY: valid C strings and a writable out pointer.
-    let st = unsafe { cv_open(c_url.as_ptr(), opts.as_ptr(), &mut out) };
-    if st != CV_OK || out.is_null() {
-        return Err((st, last_error()));
-    }
-    Ok(Handle(out))
-}
-
-fn cutout(
-    h: &Handle,
-    mip: u32,
-    lo: [i64; 3],
-    hi: [i64; 3],
-    item: usize,
-) -> Result<Vec<u8>, (cv_status, String)> {
+/// The voxels of `[lo, hi)` at `mip`, `item` bytes each (the buffer poisoned first).
+fn cutout(h: &Vol, mip: u32, lo: [i64; 3], hi: [i64; 3], item: usize) -> Result<Vec<u8>, Failure> {
     let n: i64 = (0..3).map(|d| hi[d] - lo[d]).product();
     let mut buf = vec![0xA5u8; n as usize * item];
-    // SAFETY: a live handle, 3-element lo/hi, buf of buf.len() writable bytes.
-    let st = unsafe {
-        cv_cutout_into(
-            h.0,
-            mip,
-            lo.as_ptr(),
-            hi.as_ptr(),
-            buf.as_mut_ptr().cast::<c_void>(),
-            buf.len(),
-        )
-    };
-    if st != CV_OK {
-        return Err((st, last_error()));
+    match h.cutout_into(mip, lo, hi, &mut buf) {
+        (CV_OK, _) => Ok(buf),
+        e => Err(e),
     }
-    Ok(buf)
 }
 
-fn points(
-    h: &Handle,
-    mip: u32,
-    pts: &[[i64; 3]],
-    item: usize,
-) -> Result<Vec<u8>, (cv_status, String)> {
-    let xyz: Vec<i64> = pts.iter().flatten().copied().collect();
+/// The values at `pts` (`item` bytes each) through `cv_scattered_points`.
+fn points(h: &Vol, mip: u32, pts: &[[i64; 3]], item: usize) -> Result<Vec<u8>, Failure> {
     let mut buf = vec![0xA5u8; pts.len() * item];
-    // SAFETY: a live handle, 3 * n coordinates, buf of buf.len() writable bytes.
-    let st = unsafe {
-        cv_scattered_points(
-            h.0,
-            mip,
-            pts.len(),
-            xyz.as_ptr(),
-            buf.as_mut_ptr().cast::<c_void>(),
-            buf.len(),
-        )
-    };
-    if st != CV_OK {
-        return Err((st, last_error()));
+    match h.points_into(mip, pts, &mut buf) {
+        (CV_OK, _) => Ok(buf),
+        e => Err(e),
     }
-    Ok(buf)
 }
 
-fn chunks_exist(
-    h: &Handle,
-    mip: u32,
-    lo: [i64; 3],
-    hi: [i64; 3],
-) -> Result<Vec<u8>, (cv_status, String)> {
-    let mut n = 0usize;
-    // SAFETY: a live handle, 3-element lo/hi, a writable count.
-    let st = unsafe { cv_chunk_count(h.0, mip, lo.as_ptr(), hi.as_ptr(), &mut n) };
-    if st != CV_OK {
-        return Err((st, last_error()));
-    }
-    let mut flags = vec![0xA5u8; n];
-    let mut present = 0usize;
-    // SAFETY: as above; flags holds n writable bytes.
-    let st = unsafe {
-        cv_chunks_exist(
-            h.0,
-            mip,
-            lo.as_ptr(),
-            hi.as_ptr(),
-            flags.as_mut_ptr(),
-            n,
-            &mut present,
-        )
-    };
-    if st != CV_OK {
-        return Err((st, last_error()));
-    }
-    assert_eq!(
-        present,
-        flags.iter().filter(|&&f| f == 1).count(),
-        "n_present disagrees with the flags"
-    );
+/// The stored-chunk flags of `[lo, hi)`, checked against the count the call reported.
+fn chunks_exist(h: &Vol, mip: u32, lo: [i64; 3], hi: [i64; 3]) -> Result<Vec<u8>, Failure> {
+    let (flags, present) = h.chunks_exist(mip, lo, hi)?;
+    assert_eq!(present, flags.iter().filter(|&&f| f == 1).count(), "n_present disagrees with the flags");
     Ok(flags)
 }
 
@@ -554,7 +327,7 @@ fn touched(m: &Mip, lo: [i64; 3], hi: [i64; 3]) -> Touched {
     (shards, minishards, cells)
 }
 
-fn log_text(log: &[range_httpd::Request]) -> String {
+fn log_text(log: &[httpd::Request]) -> String {
     log.iter().map(|r| format!("\n    {r}")).collect()
 }
 
@@ -605,12 +378,12 @@ fn request_counts(murmur_gzip: bool) -> Vec<Counts> {
         },
         murmur_gzip,
     );
-    let server = RangeServer::start(&root).unwrap();
+    let server = FileServer::start(&root).unwrap();
     let url = format!("{}/layer", server.url());
     let m = layer.mips[0];
     let mut out = Vec::new();
     let mut failures = Vec::new();
-    let mut check = |what: String, requests: u64, bound: u64, log: &[range_httpd::Request]| {
+    let mut check = |what: String, requests: u64, bound: u64, log: &[httpd::Request]| {
         if requests > bound {
             failures.push(format!(
                 "{what}: {requests} requests, more than {bound}:{}",
@@ -832,7 +605,7 @@ fn request_counts(murmur_gzip: bool) -> Vec<Counts> {
 #[test]
 fn cold_points_read_only_the_indices_they_need() {
     let (layer, root) = count_layer("cold-points", false);
-    let server = RangeServer::start(&root).unwrap();
+    let server = FileServer::start(&root).unwrap();
     let url = format!("{}/layer", server.url());
     let m = layer.mips[0];
     let spec = m.sharding.unwrap();
@@ -911,7 +684,7 @@ fn request_counts_murmur_gzip() {
 #[test]
 fn server_without_range_support() {
     let (layer, root) = count_layer("no-range", true);
-    let server = RangeServer::start_with(&root, Config { honor_range: false }).unwrap();
+    let server = FileServer::start_with(&root, httpd::Config { honor_range: false }).unwrap();
     let url = format!("{}/layer", server.url());
     let m = layer.mips[0];
     let h = open(&url, &json!({})).unwrap();
@@ -1007,7 +780,7 @@ fn run_case(
     case: &Case,
     layer: &Layer,
     root: &Path,
-    server: &RangeServer,
+    server: &FileServer,
     name_minishard: bool,
     failures: &mut Vec<String>,
 ) {
@@ -1492,7 +1265,7 @@ fn bad_cases() -> Vec<Case> {
 
 fn run_bad_cases(name_minishard: bool) {
     let root = temp_dir(if name_minishard { "bad-names" } else { "bad" });
-    let server = RangeServer::start(&root).unwrap();
+    let server = FileServer::start(&root).unwrap();
     let mut failures = Vec::new();
     let mut n = 0;
     for (i, case) in bad_cases().iter().enumerate() {
@@ -1649,11 +1422,7 @@ fn worked_example_byte_exact() {
     );
 
     // The same bytes as tensorstore's files, when the reference layers are present.
-    let reference = std::env::var_os("CV_REFERENCE_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reference"))
-        .join("ts/sharded_worked_example");
+    let reference = reference_dir().join("ts/sharded_worked_example");
     if let Ok(text) = std::fs::read_to_string(reference.join("info")) {
         let info: Value = serde_json::from_str(&text).unwrap();
         let key = info["scales"][0]["key"].as_str().unwrap().to_string();
@@ -1679,7 +1448,7 @@ fn worked_example_byte_exact() {
             "worked example: the 4 shard files equal tensorstore's ({})",
             reference.display()
         );
-    } else if std::env::var("CV_REQUIRE_REFERENCE").is_ok_and(|v| v == "1") {
+    } else if required() {
         panic!(
             "CV_REQUIRE_REFERENCE=1 but {} has no info",
             reference.display()
@@ -1693,7 +1462,7 @@ fn worked_example_byte_exact() {
     }
 
     // Read back: the whole volume, every voxel its chunk's marker; points; existence.
-    let server = RangeServer::start(&root).unwrap();
+    let server = FileServer::start(&root).unwrap();
     for url in [layer.url(), format!("{}/worked", server.url())] {
         let h = open(&url, &json!({})).unwrap_or_else(|e| panic!("{url}: {e:?}"));
         let all = cutout(&h, 0, [100, 200, 300], [110, 207, 305], 1).unwrap();
@@ -1733,9 +1502,9 @@ fn worked_example_byte_exact() {
 /// The test writer agrees with the digest's hash vectors (§4.2).
 #[test]
 fn murmur_vectors() {
-    assert_eq!(murmur(0), 0x4772_b084_e028_ae41);
-    assert_eq!(murmur(1), 0xe8bd_67d6_16d4_ce9a);
-    assert_eq!(murmur(42), 0xc20b_94f9_5119_f47a);
+    assert_eq!(murmur3(0), 0x4772_b084_e028_ae41);
+    assert_eq!(murmur3(1), 0xe8bd_67d6_16d4_ce9a);
+    assert_eq!(murmur3(42), 0xc20b_94f9_5119_f47a);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1745,7 +1514,7 @@ fn murmur_vectors() {
 #[test]
 fn layouts_read_back() {
     let root = temp_dir("layouts");
-    let server = RangeServer::start(&root).unwrap();
+    let server = FileServer::start(&root).unwrap();
     let geoms = [
         ([37, 29, 11], [-13, 7, -5], [8, 8, 4]),
         ([45, 20, 19], [100, -60, 3], [16, 4, 8]),
@@ -1855,10 +1624,6 @@ fn spec_name_len(s: &Sharding, shard: u64) -> usize {
 
 // ------------------------------------------------------------------------------------------------
 // CLI: points and exists
-
-fn cli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cloudvolume"))
-}
 
 /// A two-mip sharded layer with one shard file deleted (mip 0) and one chunk omitted (mip 1).
 fn cli_layer(root: &Path) -> (Layer, Vec<[i64; 3]>, [i64; 3]) {
@@ -2073,7 +1838,7 @@ fn cli_points() {
 fn cli_exists() {
     let root = temp_dir("cli-exists");
     let (layer, missing0, omitted1) = cli_layer(&root);
-    let server = RangeServer::start(&root).unwrap();
+    let server = FileServer::start(&root).unwrap();
     for (mip, missing) in [(0u32, missing0.clone()), (1, vec![omitted1])] {
         let m = layer.mips[mip as usize];
         // A box cutting chunks at both ends, clipped at the volume's high corner.

@@ -6,56 +6,20 @@
 //!   `.zstd` suffixes written by cloud-volume) removed on get and replaced by a put;
 //! - errors: a missing key is `CV_ERR_NOT_FOUND` naming its URL with the outputs untouched;
 //!   NULL handles, keys and outputs, keys leaving the location, bad options and protocols;
-//! - HTTP through a writable nginx (`tests/support/nginx_dav.rs`; skipped with a notice when
+//! - HTTP through a writable nginx (`tests/support/nginx.rs`, writable; skipped with a notice when
 //!   nginx is missing, unless `CV_REQUIRE_REFERENCE=1`), including a gzip `Content-Encoding`;
 //! - the same calls from C: a program compiled against include/cloudvolume.h with
 //!   `cc -std=c11 -Wall -Wextra -Werror -pedantic`.
 
-#[path = "support/nginx_dav.rs"]
-mod nginx_dav;
+mod support;
 
-use std::ffi::{CStr, CString};
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cloudvolume::ffi::storage::*;
 use cloudvolume::ffi::*;
-use nginx_dav::DavNginx;
-
-struct TempDir(PathBuf);
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("cv-storage-{}-{n}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-    fn url(&self) -> String {
-        format!("file://{}", self.0.display())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn cs(s: &str) -> CString {
-    CString::new(s).expect("no NUL")
-}
-
-fn last_error() -> String {
-    unsafe { CStr::from_ptr(cv_last_error()) }.to_string_lossy().into_owned()
-}
+use support::cabi::{cs, last_error};
+use support::files::TempDir;
+use support::nginx::{Config, Nginx};
 
 /// An open storage handle, freed on drop.
 struct St(*mut cv_storage);
@@ -285,7 +249,7 @@ fn handles_are_shared_between_threads() {
 #[test]
 fn http_round_trips() {
     let root = TempDir::new("dav");
-    let Some(nginx) = DavNginx::start(root.path()) else { return };
+    let Some(nginx) = Nginx::start(Config::new(root.path()).writable(true)) else { return };
     let base = format!("{}/bucket/layer", nginx.base_url());
     let s = St::open(&base, Some("{\"max_attempts\": 2, \"timeout\": 10}")).unwrap();
     assert!(!s.exists("a").unwrap());
@@ -362,42 +326,13 @@ int main(int argc, char **argv) {
 }
 "#;
 
-fn link_args() -> Vec<String> {
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("exe dir").to_path_buf();
-    let dirs = [deps.clone(), deps.parent().map(Path::to_path_buf).unwrap_or(deps)];
-    for d in &dirs {
-        let a = d.join("libcloudvolume.a");
-        if a.is_file() {
-            let mut v = vec![a.display().to_string()];
-            v.extend(["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"].map(String::from));
-            return v;
-        }
-    }
-    for d in &dirs {
-        if d.join("libcloudvolume.so").is_file() {
-            return vec![format!("-L{}", d.display()), format!("-Wl,-rpath,{}", d.display()), "-lcloudvolume".into()];
-        }
-    }
-    panic!("no libcloudvolume.a or libcloudvolume.so in {dirs:?}");
-}
-
 #[test]
 fn c_program_uses_the_storage_calls() {
     let work = TempDir::new("c");
     let src = work.path().join("test_storage.c");
     std::fs::write(&src, C_PROGRAM).unwrap();
     let exe = work.path().join("test_storage");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut cmd = Command::new("cc");
-    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g", "-I"])
-        .arg(root.join("include"))
-        .arg(&src)
-        .arg("-o")
-        .arg(&exe)
-        .args(link_args());
-    let out = cmd.output().expect("run cc");
-    assert!(out.status.success(), "{cmd:?}\n{}", String::from_utf8_lossy(&out.stderr));
+    support::cc::compile(&src, &exe);
     let files = TempDir::new("c-files");
     let run = Command::new(&exe).arg(files.url()).output().expect("run test_storage");
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -406,4 +341,18 @@ fn c_program_uses_the_storage_calls() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
+}
+
+#[test]
+fn file_and_http_stores_pass_the_store_suite() {
+    use cloudvolume::cloudpath::CloudPath;
+    use cloudvolume::options::StoreOptions;
+    use support::store_suite::{conformance, Capabilities};
+    let open = |url: &str| cloudvolume::store::open(&CloudPath::parse(url, &StoreOptions::default()).unwrap(), &StoreOptions::default()).unwrap();
+    let dir = TempDir::new("suite");
+    conformance(&*open(&dir.url()), "objects", "file", Capabilities { encodings: true, generations: true });
+    let root = TempDir::new("suite-dav");
+    let Some(nginx) = Nginx::start(Config::new(root.path()).writable(true)) else { return };
+    // A WebDAV server keeps no Content-Encoding of its own.
+    conformance(&*open(&format!("{}/bucket/layer", nginx.base_url())), "objects", "HTTP (nginx WebDAV)", Capabilities { encodings: false, generations: true });
 }

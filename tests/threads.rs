@@ -2,63 +2,26 @@
 //! same bytes as one thread reading them in turn (and as the layer holds); several handles work
 //! side by side; each thread's last error stays its own.
 
-#[path = "support/layers.rs"]
-mod layers;
+mod support;
 
-use std::ffi::{CStr, CString};
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use cloudvolume::ffi::*;
+use cloudvolume::ffi::CV_ERR_NOT_FOUND;
 use cloudvolume::{Bbox, Options, Volume};
-use layers::{chunk_name, Chunks, Layer, Pattern, Rng, Spec};
+use support::cabi::{last_error, open_ok, Failure, Vol};
+use support::layers::{chunk_name, Chunks, Layer, Pattern, Rng, Spec};
 
 const THREADS: usize = 16;
 
 /// A mip and a box `[lo, hi)` in it.
 type MipBox = (u32, [i64; 3], [i64; 3]);
 
-struct Vol(*mut cv_volume);
-
-// SAFETY: the C ABI promises that handles are thread-safe (many threads may read through one).
-unsafe impl Send for Vol {}
-unsafe impl Sync for Vol {}
-
-impl Drop for Vol {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from cv_open and is freed once, after every reader is done.
-        unsafe { cv_free(self.0) }
-    }
-}
-
-fn last_error() -> String {
-    // SAFETY: a NUL-terminated string owned by the library.
-    unsafe { CStr::from_ptr(cv_last_error()) }.to_string_lossy().into_owned()
-}
-
-fn open(url: &str, opts: &str) -> Vol {
-    let (u, o) = (CString::new(url).unwrap(), CString::new(opts).unwrap());
-    let mut out = std::ptr::null_mut();
-    // SAFETY: valid strings and output pointer.
-    let st = unsafe { cv_open(u.as_ptr(), o.as_ptr(), &mut out) };
-    assert_eq!(st, CV_OK, "cv_open {url}: {}", last_error());
-    Vol(out)
-}
-
-fn read(v: &Vol, mip: u32, lo: [i64; 3], hi: [i64; 3], len: usize) -> Result<Vec<u8>, (cv_status, String)> {
-    let mut buf = vec![0x5Au8; len];
-    // SAFETY: valid handle, pointers and buffer.
-    let st = unsafe { cv_cutout_into(v.0, mip, lo.as_ptr(), hi.as_ptr(), buf.as_mut_ptr().cast(), len) };
-    if st == CV_OK {
-        let e = last_error();
-        if !e.is_empty() {
-            return Err((-1, format!("success but last error {e:?}")));
-        }
-        Ok(buf)
-    } else {
-        Err((st, last_error()))
-    }
+/// Read `[lo, hi)` at `mip` into a buffer of `len` bytes (checked: nothing written past it, no
+/// last error after a success).
+fn read(v: &Vol, mip: u32, lo: [i64; 3], hi: [i64; 3], len: usize) -> Result<Vec<u8>, Failure> {
+    v.read_len(mip, lo, hi, Some(len))
 }
 
 fn box_len(spec: &Spec, lo: [i64; 3], hi: [i64; 3]) -> usize {
@@ -100,7 +63,7 @@ fn many_threads_on_one_handle_read_what_one_thread_reads() {
     let layer = Arc::new(big_layer());
     let url = layer.url();
     within(60, move || {
-        let vol = Arc::new(open(&url, r#"{"parallel": 4}"#));
+        let vol = Arc::new(open_ok(&url, r#"{"parallel": 4}"#));
         let work: Vec<Vec<MipBox>> = boxes(&layer.spec, 0, 0x9E37_79B9_7F4A_7C15, 12, 40)
             .into_iter()
             .zip(boxes(&layer.spec, 1, 12345, 12, 30))
@@ -192,8 +155,8 @@ fn several_handles_at_once() {
             .iter()
             .flat_map(|l| {
                 [
-                    (Arc::new(open(&l.url(), "{}")), l.clone()),
-                    (Arc::new(open(&l.url(), r#"{"parallel": 2, "fill_missing": true}"#)), l.clone()),
+                    (Arc::new(open_ok(&l.url(), "{}")), l.clone()),
+                    (Arc::new(open_ok(&l.url(), r#"{"parallel": 2, "fill_missing": true}"#)), l.clone()),
                 ]
             })
             .collect();
@@ -235,7 +198,7 @@ fn last_errors_stay_on_their_threads() {
     }
     let url = layer.url();
     within(60, move || {
-        let vol = Arc::new(open(&url, "{}"));
+        let vol = Arc::new(open_ok(&url, "{}"));
         let barrier = Arc::new(Barrier::new(THREADS));
         let threads: Vec<_> = (0..THREADS)
             .map(|t| {
@@ -272,7 +235,7 @@ fn many_threads_with_a_small_pool_do_not_deadlock() {
     let layer = Arc::new(big_layer());
     let url = layer.url();
     within(60, move || {
-        let vol = Arc::new(open(&url, r#"{"parallel": 1}"#));
+        let vol = Arc::new(open_ok(&url, r#"{"parallel": 1}"#));
         let work = boxes(&layer.spec, 0, 4242, 4, 48);
         let threads: Vec<_> = work
             .into_iter()
@@ -303,7 +266,7 @@ fn handles_opened_and_freed_on_many_threads() {
                     let mut rng = Rng(7 + t as u64);
                     let (lo, hi) = layer.spec.bounds(0);
                     for _ in 0..8 {
-                        let v = open(&layer.url(), r#"{"parallel": 2}"#);
+                        let v = open_ok(&layer.url(), r#"{"parallel": 2}"#);
                         let (a, b) = rng.bbox(lo, hi, 20);
                         let got = read(&v, 0, a, b, box_len(&layer.spec, a, b)).unwrap();
                         assert!(got == layer.expected(0, a, b, 0.0));

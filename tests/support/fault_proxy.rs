@@ -14,6 +14,8 @@
 //! seeded random rate of 503s (the benchmark's fault run). Requests and injected faults are
 //! counted, and every request is logged (method, path, fault).
 
+// Also included on its own by examples/ (`#[path]`), where the tree-wide allow of
+// tests/support/mod.rs does not reach.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};

@@ -1,22 +1,21 @@
 //! Tiny Neuroglancer Precomputed layers written into temporary directories, for tests.
 //!
-//! Include with `#[path = "support/layers.rs"] mod layers;`. A [`Spec`] describes a layer (data
-//! type, channels, size, offset, chunk size, chunk format, number of mips); [`Layer::write`]
-//! writes its `info` and every chunk, whose voxels follow a fixed formula ([`Pattern`]) so that a
-//! test can compute the bytes any box must read as ([`Layer::expected`]).
+//! A [`Spec`] describes a layer (data type, channels, size, offset, chunk size, chunk format,
+//! number of mips); [`Layer::write`] writes its `info` and every chunk, whose voxels follow a
+//! fixed formula ([`Pattern`]) so that a test can compute the bytes any box must read as
+//! ([`Layer::expected`]).
 //!
 //! Chunk formats: raw, raw + gzip (`.gz` suffix, as cloud-volume writes on `file://`),
 //! compressed_segmentation (a small encoder written from the format digest, §3), optionally
 //! gzipped, and png (8/16-bit, 1-4 channels, through the `png` crate). JPEG layers get chunks of
 //! corrupt bytes only ([`corrupt_jpeg`]), since no encoder is at hand.
 
-#![allow(dead_code)]
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{json, Value};
+
+use super::files::{write_file, TempDir};
 
 /// How voxel values are generated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,49 +243,6 @@ pub fn scalar(data_type: &str, value: f64) -> Vec<u8> {
         "float64" => value.to_le_bytes().to_vec(),
         other => panic!("unknown data type {other}"),
     }
-}
-
-/// A directory under the system temp dir, removed (with its contents) on drop.
-pub struct TempDir {
-    path: PathBuf,
-}
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let path = std::env::temp_dir().join(format!("cv-test-{}-{n}-{nanos:x}-{tag}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir { path }
-    }
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-    /// `file://` URL of the directory (or of a path below it).
-    pub fn url(&self) -> String {
-        file_url(&self.path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-pub fn file_url(p: &Path) -> String {
-    format!("file://{}", p.display())
-}
-
-pub fn write_file(path: &Path, bytes: &[u8]) {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).expect("create dir");
-    }
-    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 /// gzip `data` (RFC 1952, one member).

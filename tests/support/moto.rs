@@ -19,11 +19,9 @@
 //!
 //! Dropping a [`Moto`] kills the process.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -31,6 +29,8 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+
+use super::env::venv_python;
 
 /// An access key moto knows.
 #[derive(Clone)]
@@ -136,10 +136,6 @@ while os.getppid() == parent:
     time.sleep(0.3)
 os._exit(0)
 "#;
-
-fn venv_python() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("venv").join("bin").join("python")
-}
 
 /// Whether the venv has moto's server (scripts/setup.sh installs it).
 pub fn available() -> bool {

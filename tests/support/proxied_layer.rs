@@ -1,15 +1,12 @@
 //! A small uint16 layer (64x64x16 voxels in 32 chunks of 16x16x8) on disk, served by the static
 //! file server (tests/support/httpd.rs) behind the fault proxy (tests/support/fault_proxy.rs),
-//! which counts requests and injects faults on demand. Used by tests/faults.rs and tests/cache.rs;
-//! the including test crate declares `layers`, `httpd` and `fault_proxy` at its root.
-
-#![allow(dead_code)]
+//! which counts requests and injects faults on demand. Used by tests/faults.rs and tests/cache.rs.
 
 use cloudvolume::{Options, Volume};
 
-use crate::fault_proxy::FaultProxy;
-use crate::httpd::FileServer;
-use crate::layers::{Chunks, Layer, Spec};
+use super::fault_proxy::FaultProxy;
+use super::httpd::FileServer;
+use super::layers::{Chunks, Layer, Spec};
 
 pub struct ProxiedLayer {
     pub layer: Layer,

@@ -14,6 +14,8 @@
 //!
 //! Used by `tests/latency.rs` and by `examples/latency_proxy.rs` (the benchmark's proxy).
 
+// Also included on its own by examples/ (`#[path]`), where the tree-wide allow of
+// tests/support/mod.rs does not reach.
 #![allow(dead_code)]
 
 use std::collections::HashMap;

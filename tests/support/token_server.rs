@@ -14,8 +14,6 @@
 //! - [`generate_key_pem`]: a fresh RSA key (PKCS#8 PEM) from `openssl`, else from Python's
 //!   `cryptography` in `target/venv`; no key is ever committed.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -46,7 +44,7 @@ pub fn generate_key_pem(dir: &Path) -> Option<String> {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/venv/bin/python");
+        let py = super::env::venv_python();
         let script = "import sys\nfrom cryptography.hazmat.primitives.asymmetric import rsa\n\
             from cryptography.hazmat.primitives import serialization as s\n\
             k = rsa.generate_private_key(public_exponent=65537, key_size=2048)\n\
