@@ -25,10 +25,7 @@ pub struct ByteLru<K, V> {
 
 impl<K: Eq + Hash + Clone, V> ByteLru<K, V> {
     pub fn new(limit: usize) -> Self {
-        ByteLru {
-            limit,
-            inner: Mutex::new(Inner { map: HashMap::new(), order: BTreeMap::new(), bytes: 0, tick: 0 }),
-        }
+        ByteLru { limit, inner: Mutex::new(Inner { map: HashMap::new(), order: BTreeMap::new(), bytes: 0, tick: 0 }) }
     }
 
     pub fn get(&self, key: &K) -> Option<Arc<V>> {

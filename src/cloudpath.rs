@@ -47,8 +47,28 @@ const OFFICIAL_ALIASES: &[(&str, &str)] = &[
 
 /// Schemes an alias may not take (cloud-files' base protocols and formats).
 const RESERVED_SCHEMES: &[&str] = &[
-    "gs", "file", "s3", "http", "https", "mem", "middleauth+https", "ngauth+https", "graphene", "precomputed", "boss",
-    "n5", "zarr", "zarr2", "zarr3", "brainmaps", "deepzoom", "nggraph", "render", "vtk", "nifti", "dvid",
+    "gs",
+    "file",
+    "s3",
+    "http",
+    "https",
+    "mem",
+    "middleauth+https",
+    "ngauth+https",
+    "graphene",
+    "precomputed",
+    "boss",
+    "n5",
+    "zarr",
+    "zarr2",
+    "zarr3",
+    "brainmaps",
+    "deepzoom",
+    "nggraph",
+    "render",
+    "vtk",
+    "nifti",
+    "dvid",
 ];
 
 /// The prefix the alias `scheme` stands for: an official alias, else one of
@@ -62,7 +82,9 @@ fn alias_host(scheme: &str) -> Result<Option<String>> {
     }
     let dir = match std::env::var_os("CLOUD_FILES_DIR") {
         Some(d) if !d.is_empty() => std::path::PathBuf::from(d),
-        _ => std::env::var_os("HOME").map_or_else(|| std::path::PathBuf::from("/"), std::path::PathBuf::from).join(".cloudfiles"),
+        _ => std::env::var_os("HOME")
+            .map_or_else(|| std::path::PathBuf::from("/"), std::path::PathBuf::from)
+            .join(".cloudfiles"),
     };
     let file = dir.join("aliases.json");
     let Ok(text) = std::fs::read_to_string(&file) else { return Ok(None) };
@@ -104,7 +126,8 @@ impl CloudPath {
         if alias.is_none() && !matches!(scheme, "file" | "http" | "https" | "gs" | "s3") {
             if let Some(host) = alias_host(scheme)? {
                 let resolved = format!("{host}{rest}");
-                let mut cp = Self::parse_aliased(&resolved, opts, Some(scheme)).map_err(|e| e.context(format!("cloud path \"{input}\"")))?;
+                let mut cp = Self::parse_aliased(&resolved, opts, Some(scheme))
+                    .map_err(|e| e.context(format!("cloud path \"{input}\"")))?;
                 if cp.protocol == Protocol::S3 {
                     cp.alias = Some(scheme.to_string());
                 }
@@ -134,7 +157,13 @@ impl CloudPath {
                 if rest.is_empty() {
                     return Err(Error::invalid(format!("cloud path \"{input}\" names no host")));
                 }
-                CloudPath { path: s.to_string(), protocol: Protocol::Http, base: s.to_string(), bucket: None, alias: None }
+                CloudPath {
+                    path: s.to_string(),
+                    protocol: Protocol::Http,
+                    base: s.to_string(),
+                    bucket: None,
+                    alias: None,
+                }
             }
             "gs" => {
                 let (bucket, all) = bucket_and_key(rest)?;
@@ -237,11 +266,17 @@ mod tests {
     fn s3_endpoints_in_the_path_and_aliases() {
         let o = StoreOptions::default();
         let p = CloudPath::parse("s3://https://minio.example.org:9000/bk/a/b/", &o).unwrap();
-        assert_eq!((p.protocol, p.base.as_str(), p.bucket.as_deref()), (Protocol::S3, "https://minio.example.org:9000/bk/a/b", Some("bk")));
+        assert_eq!(
+            (p.protocol, p.base.as_str(), p.bucket.as_deref()),
+            (Protocol::S3, "https://minio.example.org:9000/bk/a/b", Some("bk"))
+        );
         assert_eq!(p.alias, None);
         let p = CloudPath::parse("precomputed://matrix://bk/layer", &o).unwrap();
         assert_eq!((p.protocol, p.base.as_str()), (Protocol::S3, "https://s3-hpcrc.rc.princeton.edu/bk/layer"));
-        assert_eq!((p.bucket.as_deref(), p.alias.as_deref(), p.path.as_str()), (Some("bk"), Some("matrix"), "matrix://bk/layer"));
+        assert_eq!(
+            (p.bucket.as_deref(), p.alias.as_deref(), p.path.as_str()),
+            (Some("bk"), Some("matrix"), "matrix://bk/layer")
+        );
         let p = CloudPath::parse("tigerdata://bk/l", &o).unwrap();
         assert_eq!((p.base.as_str(), p.alias.as_deref()), ("https://td.princeton.edu/bk/l", Some("tigerdata")));
         let p = CloudPath::parse("nokura://bk/l", &o).unwrap();

@@ -147,7 +147,13 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions { non_aligned_writes: false, compress: Compress::Default, compress_level: None, delete_black_uploads: false, overwrite: false }
+        WriteOptions {
+            non_aligned_writes: false,
+            compress: Compress::Default,
+            compress_level: None,
+            delete_black_uploads: false,
+            overwrite: false,
+        }
     }
 }
 
@@ -194,7 +200,9 @@ fn parallel<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<usize
 fn endpoint<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
     let v = Value::deserialize(d)?;
     match v.as_str() {
-        Some(s) if s.starts_with("http://") || s.starts_with("https://") => Ok(Some(s.trim_end_matches('/').to_string())),
+        Some(s) if s.starts_with("http://") || s.starts_with("https://") => {
+            Ok(Some(s.trim_end_matches('/').to_string()))
+        }
         _ => Err(bad("an http(s):// URL", &v)),
     }
 }
@@ -255,9 +263,9 @@ fn compress<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Compress, D:
             "gzip" => Ok(Compress::Gzip),
             "zstd" => Ok(Compress::Zstd),
             "" => Ok(Compress::None),
-            "br" | "xz" | "bz2" => {
-                Err(de::Error::custom(format!("{UNSUPPORTED}= \"{s}\": writing {s} is not supported (gzip and zstd are)")))
-            }
+            "br" | "xz" | "bz2" => Err(de::Error::custom(format!(
+                "{UNSUPPORTED}= \"{s}\": writing {s} is not supported (gzip and zstd are)"
+            ))),
             _ => Err(de::Error::custom(format!("= \"{s}\" is not a compression"))),
         },
         _ => Err(bad("null, a boolean or a name", &v)),
@@ -316,7 +324,8 @@ fn keys_of<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
 
 /// Deserialize one part from the members of `map` it owns.
 fn part<T: for<'de> Deserialize<'de> + Default>(map: &Map<String, Value>, keys: &[&str]) -> Result<T> {
-    let mine: Map<String, Value> = map.iter().filter(|(k, _)| keys.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mine: Map<String, Value> =
+        map.iter().filter(|(k, _)| keys.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
     if mine.is_empty() {
         return Ok(T::default());
     }
@@ -328,7 +337,9 @@ fn part<T: for<'de> Deserialize<'de> + Default>(map: &Map<String, Value>, keys: 
                 let msg = e.to_string();
                 return match msg.strip_prefix(UNSUPPORTED) {
                     Some(m) => Error::unsupported(format!("option \"{k}\" {m}")),
-                    None if msg.starts_with("must") || msg.starts_with('=') => Error::invalid(format!("option \"{k}\" {msg}")),
+                    None if msg.starts_with("must") || msg.starts_with('=') => {
+                        Error::invalid(format!("option \"{k}\" {msg}"))
+                    }
                     None => Error::invalid(format!("option \"{k}\": {msg}, got {v}")),
                 };
             }
@@ -354,7 +365,8 @@ impl Options {
     /// value asking for something unsupported (`Unsupported`).
     pub fn parse(text: Option<&str>) -> Result<Options> {
         let Some(text) = text.filter(|t| !t.trim().is_empty()) else { return Ok(Options::default()) };
-        let v: Value = serde_json::from_str(text).map_err(|e| Error::invalid(format!("options are not valid JSON ({e}): {text}")))?;
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| Error::invalid(format!("options are not valid JSON ({e}): {text}")))?;
         let map = v.as_object().ok_or_else(|| Error::invalid(format!("options must be a JSON object, got {text}")))?;
         let keys = Self::keys();
         if let Some(k) = map.keys().find(|k| !keys.contains(&k.as_str())) {
@@ -385,25 +397,50 @@ mod tests {
     fn defaults_and_known_keys() {
         let o = Options::parse(None).unwrap();
         assert!(o.read.bounded && !o.read.fill_missing);
-        let o = Options::parse(Some(r#"{"bounded":false,"fill_missing":true,"background_color":7,"parallel":3,
-            "gs_endpoint":"http://127.0.0.1:9/"}"#))
+        let o = Options::parse(Some(
+            r#"{"bounded":false,"fill_missing":true,"background_color":7,"parallel":3,
+            "gs_endpoint":"http://127.0.0.1:9/"}"#,
+        ))
         .unwrap();
         assert!(!o.read.bounded && o.read.fill_missing);
         assert_eq!(o.read.background_color, 7.0);
         assert_eq!(o.store.parallel, Some(3));
         assert_eq!(o.store.gs_endpoint.as_deref(), Some("http://127.0.0.1:9"));
         let o = Options::parse(Some(r#"{"timeout":2.5,"compress":"zstd","compress_level":9,"mip":2}"#)).unwrap();
-        assert_eq!((o.store.timeout_secs, o.write.compress, o.write.compress_level, o.mip), (2.5, Compress::Zstd, Some(9), 2));
+        assert_eq!(
+            (o.store.timeout_secs, o.write.compress, o.write.compress_level, o.mip),
+            (2.5, Compress::Zstd, Some(9), 2)
+        );
     }
 
     #[test]
     fn every_key_is_listed_once() {
         let keys = Options::keys();
-        for k in ["mip", "bounded", "fill_missing", "background_color", "parallel", "cache", "gs_endpoint", "s3_endpoint",
-            "timeout", "max_attempts", "non_aligned_writes", "compress", "compress_level", "delete_black_uploads",
-            "overwrite", "secrets", "gs_token", "anonymous", "s3_region", "connect_timeout", "retry_budget", "checksum",
-            "lru_bytes"]
-        {
+        for k in [
+            "mip",
+            "bounded",
+            "fill_missing",
+            "background_color",
+            "parallel",
+            "cache",
+            "gs_endpoint",
+            "s3_endpoint",
+            "timeout",
+            "max_attempts",
+            "non_aligned_writes",
+            "compress",
+            "compress_level",
+            "delete_black_uploads",
+            "overwrite",
+            "secrets",
+            "gs_token",
+            "anonymous",
+            "s3_region",
+            "connect_timeout",
+            "retry_budget",
+            "checksum",
+            "lru_bytes",
+        ] {
             assert_eq!(keys.iter().filter(|&&x| x == k).count(), 1, "{k} in {keys:?}");
         }
         assert_eq!(keys.len(), 23, "{keys:?}");
@@ -435,7 +472,10 @@ mod tests {
 
     #[test]
     fn credentials_stay_out_of_debug_output() {
-        let o = Options::parse(Some(r#"{"secrets":{"AWS_SECRET_ACCESS_KEY":"hunter2hunter2"},"gs_token":"ya29.tokentoken"}"#)).unwrap();
+        let o = Options::parse(Some(
+            r#"{"secrets":{"AWS_SECRET_ACCESS_KEY":"hunter2hunter2"},"gs_token":"ya29.tokentoken"}"#,
+        ))
+        .unwrap();
         let d = format!("{o:?}");
         assert!(!d.contains("hunter2") && !d.contains("ya29"), "{d}");
         let e = Options::parse(Some(r#"{"gs_token":17}"#)).unwrap_err();

@@ -34,7 +34,11 @@ pub fn secrets_dir() -> PathBuf {
 /// The file cloud-files would read for the secret `name`: the first that exists of the
 /// preferred directory, `/`, and `$CLOUD_FILES_DIR/secrets`; None when none exists.
 pub fn secret_path(name: &str) -> Option<PathBuf> {
-    let candidates = [secrets_dir().join(name), Path::new("/").join(name), env_dir("CLOUD_FILES_DIR", ".cloudfiles").join("secrets").join(name)];
+    let candidates = [
+        secrets_dir().join(name),
+        Path::new("/").join(name),
+        env_dir("CLOUD_FILES_DIR", ".cloudfiles").join("secrets").join(name),
+    ];
     candidates.into_iter().find(|p| p.is_file())
 }
 

@@ -500,9 +500,10 @@ fn compressed_segmentation_with_offsets_out_of_range() {
 #[test]
 fn compressed_segmentation_block_larger_than_the_chunk() {
     // A block bigger than the chunk is valid: one partial block per chunk.
-    check_cseg_layers(vec![
-        Spec::new("uint32", [16, 16, 8], [8, 8, 8]).block([64, 64, 64]).pattern(Pattern::Labels).chunks(Chunks::Cseg),
-    ]);
+    check_cseg_layers(vec![Spec::new("uint32", [16, 16, 8], [8, 8, 8])
+        .block([64, 64, 64])
+        .pattern(Pattern::Labels)
+        .chunks(Chunks::Cseg)]);
     // An absurd block size (more than 2^32 voxels per block) is refused when the info is read,
     // naming the member; never a panic.
     let mut info = good_info();
@@ -750,8 +751,22 @@ fn bad_strides() {
             let mut b = vec![0u8; 64];
             let bad_hi = [0i64, 7, 6];
             // SAFETY: valid pointers; the call must refuse the box before writing.
-            let st = unsafe { cv_cutout_into_strided(v.0, 0, lo.as_ptr(), bad_hi.as_ptr(), b.as_mut_ptr().cast(), 64, c_order.as_ptr()) };
-            if st == CV_OK { Ok(()) } else { Err((st, last_error())) }
+            let st = unsafe {
+                cv_cutout_into_strided(
+                    v.0,
+                    0,
+                    lo.as_ptr(),
+                    bad_hi.as_ptr(),
+                    b.as_mut_ptr().cast(),
+                    64,
+                    c_order.as_ptr(),
+                )
+            };
+            if st == CV_OK {
+                Ok(())
+            } else {
+                Err((st, last_error()))
+            }
         },
         CV_ERR_INVALID_ARGUMENT,
         &["empty or inverted"],
@@ -849,7 +864,11 @@ const FAST: &str = r#"{"max_attempts": 1, "timeout": 5}"#;
 fn dead_port_is_an_io_error_naming_the_url() {
     let t = Instant::now();
     expect_err(open("http://127.0.0.1:1/x", Some(FAST)), CV_ERR_IO, &["http://127.0.0.1:1/x"]);
-    expect_err(open("http://127.0.0.1:1/x", Some(r#"{"max_attempts": 2, "timeout": 5}"#)), CV_ERR_IO, &["127.0.0.1:1", "2 attempts"]);
+    expect_err(
+        open("http://127.0.0.1:1/x", Some(r#"{"max_attempts": 2, "timeout": 5}"#)),
+        CV_ERR_IO,
+        &["127.0.0.1:1", "2 attempts"],
+    );
     assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
 }
 
@@ -987,9 +1006,13 @@ fn http_statuses_map_onto_codes() {
         "/unauthorized/info" => Reply::status(401),
         "/teapot/info" => Reply::status(418),
         "/gone/info" => Reply::status(410),
-        "/badenc/info" => Reply { status: 200, headers: vec![("Content-Encoding".into(), "lzma".into())], body: b"x".to_vec() },
+        "/badenc/info" => {
+            Reply { status: 200, headers: vec![("Content-Encoding".into(), "lzma".into())], body: b"x".to_vec() }
+        }
         "/badinfo/info" => Reply::ok(b"<html>not json</html>".to_vec()),
-        "/short/info" => Reply { status: 200, headers: vec![("Content-Length".into(), "1000".into())], body: b"{\"type\"".to_vec() },
+        "/short/info" => {
+            Reply { status: 200, headers: vec![("Content-Length".into(), "1000".into())], body: b"{\"type\"".to_vec() }
+        }
         _ => Reply::status(404),
     }));
     let b = &server.base;
@@ -1037,7 +1060,12 @@ fn unbounded_reads_fill_the_outside_and_fetch_only_inside_chunks() {
     // file://: the outside cells have no files, so fetching one would fail without fill_missing.
     let layer = Layer::write(Spec::new("int16", [40, 40, 20], [16, 16, 10]).offset([-8, 0, 4]));
     let v = open_ok(&layer.url(), Some(r#"{"bounded": false, "background_color": -7}"#));
-    for (lo, hi) in [([-20, -10, 0], [10, 10, 10]), ([20, 30, 20], [50, 50, 30]), ([-8, 0, 4], [32, 40, 24]), ([100, 0, 0], [101, 1, 1])] {
+    for (lo, hi) in [
+        ([-20, -10, 0], [10, 10, 10]),
+        ([20, 30, 20], [50, 50, 30]),
+        ([-8, 0, 4], [32, 40, 24]),
+        ([100, 0, 0], [101, 1, 1]),
+    ] {
         assert_eq!(v.read_ok(0, lo, hi), layer.expected(0, lo, hi, -7.0), "{lo:?}..{hi:?}");
     }
 
@@ -1054,7 +1082,10 @@ fn unbounded_reads_fill_the_outside_and_fetch_only_inside_chunks() {
     assert_eq!(got, want, "requests: {:?}", server.requests());
     // Wholly outside: no request at all.
     let before = server.requests().len();
-    assert_eq!(v.read_ok(0, [-100, -100, -100], [-90, -95, -99]), layer.expected(0, [-100, -100, -100], [-90, -95, -99], 11.0));
+    assert_eq!(
+        v.read_ok(0, [-100, -100, -100], [-90, -95, -99]),
+        layer.expected(0, [-100, -100, -100], [-90, -95, -99], 11.0)
+    );
     assert_eq!(server.requests().len(), before);
 }
 

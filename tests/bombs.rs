@@ -155,7 +155,9 @@ fn worker() {
     // The peak of this process since its exec (a fork's count would include the parent's).
     let hwm = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches("kB").trim().to_string())))
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches("kB").trim().to_string()))
+        })
         .unwrap_or_default();
     println!("RESULT {status}\t{hwm}\t{}", msg.replace('\n', " "));
 }
@@ -182,10 +184,17 @@ fn run_child(url: &str, opts: &serde_json::Value, lo: [i64; 3], hi: [i64; 3], po
     let done = cmd.spawn().expect("spawn worker").wait_with_output().expect("worker output");
     let text = String::from_utf8_lossy(&done.stdout).into_owned();
     assert!(done.status.success(), "worker failed ({}):\n{text}", done.status);
-    let line = text.lines().find_map(|l| l.split_once("RESULT ").map(|(_, r)| r)).unwrap_or_else(|| panic!("no RESULT in:\n{text}"));
+    let line = text
+        .lines()
+        .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r))
+        .unwrap_or_else(|| panic!("no RESULT in:\n{text}"));
     let mut parts = line.splitn(3, '\t');
     let (code, hwm, message) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    Outcome { status: code.trim().parse().expect("status"), message: message.to_string(), peak_kib: hwm.parse().expect("VmHWM of the worker") }
+    Outcome {
+        status: code.trim().parse().expect("status"),
+        message: message.to_string(),
+        peak_kib: hwm.parse().expect("VmHWM of the worker"),
+    }
 }
 
 /// Assert a refusal: `CV_ERR_DECODE`, a message with every word of `names`, a bounded peak.
@@ -246,7 +255,10 @@ fn chunk_file_bombs_are_refused_within_the_chunk_size() {
 #[test]
 fn content_encoding_bombs_over_http_are_refused() {
     for (name, big, small, suffix) in bombs() {
-        for (size, bomb, words) in [("3 GiB", &big, [CHUNK_STORED_MAX, "refused unread"]), ("small", &small, ["expands past 32768 bytes", name])] {
+        for (size, bomb, words) in [
+            ("3 GiB", &big, [CHUNK_STORED_MAX, "refused unread"]),
+            ("small", &small, ["expands past 32768 bytes", name]),
+        ] {
             let t = bomb_layer(&format!("bomb-http-{name}"), bomb, suffix);
             let server = httpd::FileServer::start(t.path()).expect("httpd");
             let o = run_child(&server.url(), &json!({}), CHUNK.0, CHUNK.1, false);

@@ -43,11 +43,8 @@ fn a_second_cutout_and_a_second_open_make_no_requests() {
     assert!(vol.cutout(0, &whole()).unwrap() == want);
     assert_eq!(r.proxy.requests(), first, "the second cutout went to the server");
     // cloud-volume's layout: {root}/{protocol}/{host:port/path}/{key}/{chunk}(.gz as fetched).
-    let layer_dir = cache
-        .path()
-        .join("http")
-        .join(r.proxy.addr().to_string())
-        .join(r.layer.path().file_name().unwrap());
+    let layer_dir =
+        cache.path().join("http").join(r.proxy.addr().to_string()).join(r.layer.path().file_name().unwrap());
     let files = tree(&layer_dir);
     assert!(files.contains(&"info".to_string()), "{files:?}");
     assert_eq!(files.iter().filter(|f| f.ends_with(".gz")).count(), 32, "{files:?}");
@@ -68,7 +65,11 @@ fn missing_chunks_are_cached_as_empty_files_like_cloud_volume() {
     let gone = r.layer.path().join(r.layer.chunk_key(0, [0, 0, 0], [16, 16, 8]));
     std::fs::remove_file(&gone).unwrap();
     let cache = TempDir::new("cache-missing-dir");
-    let vol = Volume::open(&r.url(), Options::parse(Some(&format!(r#"{{"cache": "{}", "fill_missing": true}}"#, cache.path().display()))).unwrap()).unwrap();
+    let vol = Volume::open(
+        &r.url(),
+        Options::parse(Some(&format!(r#"{{"cache": "{}", "fill_missing": true}}"#, cache.path().display()))).unwrap(),
+    )
+    .unwrap();
     let a = vol.cutout(0, &whole()).unwrap();
     let n = r.proxy.requests();
     let b = vol.cutout(0, &whole()).unwrap();
@@ -125,7 +126,8 @@ vol = CloudVolume(url, cache=cache, progress=False, parallel=1)
 img = vol[0:64, 0:64, 0:16][..., 0]
 open(out, "wb").write(np.asfortranarray(img).tobytes(order="F"))
 "#;
-    let st = Command::new(py).args(["-c", script, url, &dir.to_string_lossy(), &out.to_string_lossy()]).output().unwrap();
+    let st =
+        Command::new(py).args(["-c", script, url, &dir.to_string_lossy(), &out.to_string_lossy()]).output().unwrap();
     assert!(st.status.success(), "cloud-volume failed: {}", String::from_utf8_lossy(&st.stderr));
 }
 
@@ -145,7 +147,12 @@ fn a_cache_filled_by_either_tool_serves_the_other() {
         let n = r.proxy.requests();
         let vol = r.open(&cache_opt(by_cv.path()));
         assert!(vol.cutout(0, &whole()).unwrap() == want, "{chunks:?}: wrong bytes from cloud-volume's cache");
-        assert_eq!(r.proxy.requests(), n, "{chunks:?}: requests despite cloud-volume's cache: {:?}", r.proxy.take_log());
+        assert_eq!(
+            r.proxy.requests(),
+            n,
+            "{chunks:?}: requests despite cloud-volume's cache: {:?}",
+            r.proxy.take_log()
+        );
 
         // This library fills, cloud-volume reads with zero requests.
         let by_us = TempDir::new("cache-by-us");
@@ -160,7 +167,10 @@ fn a_cache_filled_by_either_tool_serves_the_other() {
         let key = format!("/{}/", r.layer.spec.key(0));
         let log = r.proxy.take_log();
         let chunk_requests: Vec<_> = log.iter().filter(|(_, p, _)| p.contains(&key)).collect();
-        assert!(chunk_requests.is_empty(), "{chunks:?}: cloud-volume fetched chunks despite our cache: {chunk_requests:?}");
+        assert!(
+            chunk_requests.is_empty(),
+            "{chunks:?}: cloud-volume fetched chunks despite our cache: {chunk_requests:?}"
+        );
         assert!(log.len() <= 3, "{chunks:?}: {log:?}");
     }
 }

@@ -124,7 +124,11 @@ fn errors_are_one_line_and_exit_non_zero() {
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
     let args: Vec<String> = args.iter().map(|a| if *a == "SAMPLE" { sample() } else { a.to_string() }).collect();
     let out = cli().args(&args).output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -132,7 +136,16 @@ fn help_and_version_exit_zero_and_every_command_has_its_own_help() {
     for args in [&["--help"][..], &["-h"], &["help"]] {
         let (code, out, _) = run(args);
         assert_eq!(code, Some(0), "{args:?}");
-        for c in ["info URL", "cutout URL", "points URL", "exists URL", "create URL", "upload URL", "add-scale URL", "delete URL"] {
+        for c in [
+            "info URL",
+            "cutout URL",
+            "points URL",
+            "exists URL",
+            "create URL",
+            "upload URL",
+            "add-scale URL",
+            "delete URL",
+        ] {
             assert!(out.contains(c), "{args:?}: usage lacks {c}: {out}");
         }
         assert!(out.contains("Exit status"), "{out}");
@@ -147,7 +160,10 @@ fn help_and_version_exit_zero_and_every_command_has_its_own_help() {
             let (code, out, _) = run(&args);
             assert_eq!(code, Some(0), "{args:?}");
             assert!(out.starts_with(&format!("usage: cloudvolume {c}")), "{args:?}: {out}");
-            assert!(!out.contains("cloudvolume delete URL") || c == "delete", "{args:?}: the global usage instead: {out}");
+            assert!(
+                !out.contains("cloudvolume delete URL") || c == "delete",
+                "{args:?}: the global usage instead: {out}"
+            );
         }
     }
 }
@@ -200,15 +216,40 @@ fn library_errors_name_the_cli_flags_and_commands_report_what_they_did() {
     // An encoding this library cannot write is refused at create, and nothing is written.
     let jxl = tmp("jxl-layer");
     let _ = std::fs::remove_dir_all(&jxl);
-    let (code, _, err) = run(&["create", &format!("file://{}", jxl.display()), "--dtype", "uint8", "--size", "8,8,8", "--encoding", "jxl"]);
+    let (code, _, err) = run(&[
+        "create",
+        &format!("file://{}", jxl.display()),
+        "--dtype",
+        "uint8",
+        "--size",
+        "8,8,8",
+        "--encoding",
+        "jxl",
+    ]);
     assert_eq!(code, Some(1));
     assert!(err.contains("jxl"), "{err}");
     assert!(!jxl.join("info").exists());
     // A cutout says what it wrote; a forced progress bar ends with one final line.
     let npy = tmp("said.npy");
-    let (code, out, err) = run(&["cutout", "SAMPLE", "--bbox", "-16,8,0,80,88,24", "--progress", "--parallel", "1", "-o", npy.to_str().unwrap()]);
+    let (code, out, err) = run(&[
+        "cutout",
+        "SAMPLE",
+        "--bbox",
+        "-16,8,0,80,88,24",
+        "--progress",
+        "--parallel",
+        "1",
+        "-o",
+        npy.to_str().unwrap(),
+    ]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains(&format!("wrote {}", npy.display())) && out.contains("96x80x24") && out.contains("uint8"), "{out}");
-    let finals = err.split(['\r', '\n']).filter(|l| l.contains("chunks") && l.contains("[########################################]")).count();
+    assert!(
+        out.contains(&format!("wrote {}", npy.display())) && out.contains("96x80x24") && out.contains("uint8"),
+        "{out}"
+    );
+    let finals = err
+        .split(['\r', '\n'])
+        .filter(|l| l.contains("chunks") && l.contains("[########################################]"))
+        .count();
     assert!(finals <= 1, "the final progress line shows {finals} times: {err:?}");
 }

@@ -123,22 +123,14 @@ struct Reference {
 }
 
 fn triple(v: &Value, what: &str) -> [i64; 3] {
-    let a = v
-        .as_array()
-        .unwrap_or_else(|| panic!("manifest: {what} is not an array: {v}"));
+    let a = v.as_array().unwrap_or_else(|| panic!("manifest: {what} is not an array: {v}"));
     assert_eq!(a.len(), 3, "manifest: {what} must have 3 elements: {v}");
-    let g = |i: usize| {
-        a[i].as_i64()
-            .unwrap_or_else(|| panic!("manifest: {what}[{i}] is not an integer: {v}"))
-    };
+    let g = |i: usize| a[i].as_i64().unwrap_or_else(|| panic!("manifest: {what}[{i}] is not an integer: {v}"));
     [g(0), g(1), g(2)]
 }
 
 fn string(v: &Value, key: &str) -> String {
-    v[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("manifest: \"{key}\" missing in {v}"))
-        .to_string()
+    v[key].as_str().unwrap_or_else(|| panic!("manifest: \"{key}\" missing in {v}")).to_string()
 }
 
 /// Load the manifest, or None (after a notice) when the fixtures are absent and not required.
@@ -166,8 +158,7 @@ fn load() -> Option<Reference> {
             return None;
         }
     };
-    let json: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{}: invalid JSON: {e}", mpath.display()));
+    let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: invalid JSON: {e}", mpath.display()));
     let layers = json["layers"]
         .as_array()
         .unwrap_or_else(|| panic!("{}: no \"layers\" array", mpath.display()))
@@ -187,9 +178,7 @@ fn load() -> Option<Reference> {
                     expect: match (b["expected"].as_str(), b["error"].as_str()) {
                         (Some(p), None) => Expect::Bytes(p.to_string()),
                         (None, Some(e)) => Expect::Error(e.to_string()),
-                        _ => panic!(
-                            "manifest: box needs exactly one of \"expected\" and \"error\": {b}"
-                        ),
+                        _ => panic!("manifest: box needs exactly one of \"expected\" and \"error\": {b}"),
                     },
                 })
                 .collect();
@@ -205,11 +194,7 @@ fn load() -> Option<Reference> {
                 boxes,
                 encoded: l["encoded_copies"]
                     .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|e| (string(e, "content_encoding"), string(e, "path")))
-                            .collect()
-                    })
+                    .map(|a| a.iter().map(|e| (string(e, "content_encoding"), string(e, "path"))).collect())
                     .unwrap_or_default(),
                 reader_note: l["reader_note"].as_str().map(str::to_string),
                 mips: l["mips"]
@@ -224,16 +209,9 @@ fn load() -> Option<Reference> {
                     .collect(),
                 sharding: l["sharding"]
                     .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|v| (!v.is_null()).then(|| v.clone()))
-                            .collect()
-                    })
+                    .map(|a| a.iter().map(|v| (!v.is_null()).then(|| v.clone())).collect())
                     .unwrap_or_default(),
-                points: l["points"]
-                    .as_array()
-                    .map(|a| a.iter().map(point_set).collect())
-                    .unwrap_or_default(),
+                points: l["points"].as_array().map(|a| a.iter().map(point_set).collect()).unwrap_or_default(),
                 chunks: l["chunks"]
                     .as_array()
                     .map(|a| {
@@ -298,16 +276,8 @@ fn show(dtype: &str, b: &[u8]) -> String {
         "int32" => le!(i32),
         "uint64" => le!(u64),
         "int64" => le!(i64),
-        "float32" => format!(
-            "{} (0x{:08x})",
-            le!(f32),
-            u32::from_le_bytes(b.try_into().unwrap())
-        ),
-        "float64" => format!(
-            "{} (0x{:016x})",
-            le!(f64),
-            u64::from_le_bytes(b.try_into().unwrap())
-        ),
+        "float32" => format!("{} (0x{:08x})", le!(f32), u32::from_le_bytes(b.try_into().unwrap())),
+        "float64" => format!("{} (0x{:016x})", le!(f64), u64::from_le_bytes(b.try_into().unwrap())),
         _ => format!("{b:?}"),
     }
 }
@@ -385,11 +355,7 @@ fn status_for(error: &str) -> cv_status {
 /// Compare; None when equal (within the tolerance), else a message naming the first difference.
 fn compare(layer: &Layer, case: &BoxCase, got: &[u8], want: &[u8]) -> Option<String> {
     if got.len() != want.len() {
-        return Some(format!(
-            "expected file has {} bytes, the cutout {}",
-            want.len(),
-            got.len()
-        ));
+        return Some(format!("expected file has {} bytes, the cutout {}", want.len(), got.len()));
     }
     let tol = layer.tolerance;
     let item = elem_size(&layer.dtype);
@@ -397,10 +363,7 @@ fn compare(layer: &Layer, case: &BoxCase, got: &[u8], want: &[u8]) -> Option<Str
         if got == want {
             return None;
         }
-        got.iter()
-            .zip(want)
-            .position(|(a, b)| a != b)
-            .map(|i| i / item)
+        got.iter().zip(want).position(|(a, b)| a != b).map(|i| i / item)
     } else {
         assert_eq!(item, 1, "a tolerance applies to uint8 layers only");
         let bad = got.iter().zip(want).position(|(a, b)| a.abs_diff(*b) > tol);
@@ -408,35 +371,17 @@ fn compare(layer: &Layer, case: &BoxCase, got: &[u8], want: &[u8]) -> Option<Str
         bad
     };
     let e = first.unwrap();
-    let s = [
-        case.hi[0] - case.lo[0],
-        case.hi[1] - case.lo[1],
-        case.hi[2] - case.lo[2],
-    ]
-    .map(|v| v as usize);
+    let s = [case.hi[0] - case.lo[0], case.hi[1] - case.lo[1], case.hi[2] - case.lo[2]].map(|v| v as usize);
     let (x, r) = (e % s[0], e / s[0]);
     let (y, r) = (r % s[1], r / s[1]);
     let (z, c) = (r % s[2], r / s[2]);
     let nbad = if tol == 0 {
-        got.chunks(item)
-            .zip(want.chunks(item))
-            .filter(|(a, b)| a != b)
-            .count()
+        got.chunks(item).zip(want.chunks(item)).filter(|(a, b)| a != b).count()
     } else {
-        got.iter()
-            .zip(want)
-            .filter(|(a, b)| a.abs_diff(**b) > tol)
-            .count()
+        got.iter().zip(want).filter(|(a, b)| a.abs_diff(**b) > tol).count()
     };
     let maxdiff = if tol > 0 {
-        format!(
-            ", largest difference {}",
-            got.iter()
-                .zip(want)
-                .map(|(a, b)| a.abs_diff(*b))
-                .max()
-                .unwrap_or(0)
-        )
+        format!(", largest difference {}", got.iter().zip(want).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(0))
     } else {
         String::new()
     };
@@ -494,7 +439,9 @@ fn check_strided(h: &Vol, case: &BoxCase, channels: usize, item: usize, fortran:
                     let f = (((c * s[2] + z) * s[1] + y) * s[0] + x) * item;
                     let o = start + x * stride[0] + y * stride[1] + z * stride[2] + c * stride[3];
                     if big[o..o + item] != fortran[f..f + item] {
-                        return Some(format!("element ({x}, {y}, {z}, channel {c}) differs from the Fortran-order read"));
+                        return Some(format!(
+                            "element ({x}, {y}, {z}, channel {c}) differs from the Fortran-order read"
+                        ));
                     }
                     touched[o..o + item].fill(true);
                 }
@@ -507,13 +454,7 @@ fn check_strided(h: &Vol, case: &BoxCase, channels: usize, item: usize, fortran:
     None
 }
 
-fn run_layer(
-    reference: &Reference,
-    layer: &Layer,
-    target: &Target,
-    boxes: &[&BoxCase],
-    out: &mut Outcome,
-) {
+fn run_layer(reference: &Reference, layer: &Layer, target: &Target, boxes: &[&BoxCase], out: &mut Outcome) {
     let mut groups: BTreeMap<String, (Map<String, Value>, Vec<&BoxCase>)> = BTreeMap::new();
     for case in boxes {
         let mut opts = case.options.clone();
@@ -521,11 +462,7 @@ fn run_layer(
             opts.insert(k.clone(), v.clone());
         }
         let key = Value::Object(opts.clone()).to_string();
-        groups
-            .entry(key)
-            .or_insert_with(|| (opts, Vec::new()))
-            .1
-            .push(case);
+        groups.entry(key).or_insert_with(|| (opts, Vec::new())).1.push(case);
     }
     let item = elem_size(&layer.dtype);
     for (_key, (opts, cases)) in groups {
@@ -644,11 +581,7 @@ fn check_read(
 /// Compare the values of a point set; None when equal (within the tolerance).
 fn compare_points(layer: &Layer, set: &PointSet, got: &[u8], want: &[u8]) -> Option<String> {
     if got.len() != want.len() {
-        return Some(format!(
-            "expected file has {} bytes, the points {}",
-            want.len(),
-            got.len()
-        ));
+        return Some(format!("expected file has {} bytes, the points {}", want.len(), got.len()));
     }
     let item = elem_size(&layer.dtype);
     let tol = layer.tolerance;
@@ -753,8 +686,7 @@ fn run_points_and_chunks(reference: &Reference, layer: &Layer, target: &Target, 
     let h = match cached(&mut handles, &target.url, with_extra(&Map::new())) {
         Ok(h) => h,
         Err(e) => {
-            out.failures
-                .push(format!("{}: chunk existence: {e}", target.url));
+            out.failures.push(format!("{}: chunk existence: {e}", target.url));
             return;
         }
     };
@@ -766,14 +698,10 @@ fn run_points_and_chunks(reference: &Reference, layer: &Layer, target: &Target, 
         let mid0 = grid.map(|g| g / 3);
         let mid1 = [0, 1, 2].map(|d| (2 * grid[d] / 3 + 1).clamp(mid0[d] + 1, grid[d]));
         // A box from one voxel into cell mid0 to one voxel into cell mid1 - 1.
-        let sub_lo =
-            [0, 1, 2].map(|d| lo[d] + mid0[d] * m.chunk_size[d] + (m.chunk_size[d] - 1).min(1));
+        let sub_lo = [0, 1, 2].map(|d| lo[d] + mid0[d] * m.chunk_size[d] + (m.chunk_size[d] - 1).min(1));
         let sub_hi = [0, 1, 2].map(|d| (lo[d] + (mid1[d] - 1) * m.chunk_size[d] + 2).min(hi[d]));
         let sub_lo = [0, 1, 2].map(|d| sub_lo[d].min(sub_hi[d] - 1));
-        for (blo, bhi, cells) in [
-            (lo, hi, cells_between([0; 3], grid)),
-            (sub_lo, sub_hi, cells_between(mid0, mid1)),
-        ] {
+        for (blo, bhi, cells) in [(lo, hi, cells_between([0; 3], grid)), (sub_lo, sub_hi, cells_between(mid0, mid1))] {
             out.chunk_queries += 1;
             let what = format!(
                 "{} ({}{}) mip {} box [{},{},{}]..[{},{},{}]: cv_chunks_exist",
@@ -796,17 +724,10 @@ fn run_points_and_chunks(reference: &Reference, layer: &Layer, target: &Target, 
                 }
             };
             if flags.len() != cells.len() {
-                out.failures.push(format!(
-                    "{what}: {} cells reported, the box meets {}",
-                    flags.len(),
-                    cells.len()
-                ));
+                out.failures.push(format!("{what}: {} cells reported, the box meets {}", flags.len(), cells.len()));
                 continue;
             }
-            let want: Vec<u8> = cells
-                .iter()
-                .map(|c| u8::from(set.present.contains(c)))
-                .collect();
+            let want: Vec<u8> = cells.iter().map(|c| u8::from(set.present.contains(c))).collect();
             let wrong: Vec<String> = cells
                 .iter()
                 .zip(flags.iter().zip(&want))
@@ -870,11 +791,11 @@ fn all_boxes(layer: &Layer) -> Vec<&BoxCase> {
 }
 
 /// Every box of the layers that `keep` keeps, each layer read from `target(layer)`.
-fn every_box<'a>(
-    r: &'a Reference,
+fn every_box(
+    r: &Reference,
     keep: impl Fn(&Layer) -> bool,
     target: impl Fn(&Layer) -> Target,
-) -> Vec<(&'a Layer, Target, Vec<&'a BoxCase>)> {
+) -> Vec<(&Layer, Target, Vec<&BoxCase>)> {
     r.layers.iter().filter(|l| keep(l)).map(|l| (l, target(l), all_boxes(l))).collect()
 }
 
@@ -898,23 +819,15 @@ fn server(reference: &Reference) -> Option<Nginx> {
 fn manifest_covers_the_matrix() {
     let Some(r) = load() else { return };
     let has = |w: &str, enc: &str, dt: &str, nc: usize| {
-        r.layers
-            .iter()
-            .any(|l| l.writer == w && l.encoding == enc && l.dtype == dt && l.channels == nc)
+        r.layers.iter().any(|l| l.writer == w && l.encoding == enc && l.dtype == dt && l.channels == nc)
     };
     let mut missing = Vec::new();
-    for dt in [
-        "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "float32",
-    ] {
+    for dt in ["uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "float32"] {
         for w in ["cloud-volume", "tensorstore"] {
             if !has(w, "raw", dt, 1) {
                 missing.push(format!("{w} raw {dt} x1"));
             }
-            if !r
-                .layers
-                .iter()
-                .any(|l| l.writer == w && l.encoding == "raw" && l.dtype == dt && l.channels > 1)
-            {
+            if !r.layers.iter().any(|l| l.writer == w && l.encoding == "raw" && l.dtype == dt && l.channels > 1) {
                 missing.push(format!("{w} raw {dt} multi-channel"));
             }
         }
@@ -947,27 +860,15 @@ fn manifest_covers_the_matrix() {
         missing.push("tensorstore compressed_segmentation x2".into());
     }
     for c in ["gzip", "br", "zstd"] {
-        if !r
-            .layers
-            .iter()
-            .any(|l| l.file_compression.as_deref() == Some(c))
-        {
+        if !r.layers.iter().any(|l| l.file_compression.as_deref() == Some(c)) {
             missing.push(format!("cloud-volume file:// .{c} layer"));
         }
-        if !r
-            .layers
-            .iter()
-            .any(|l| l.encoded.iter().any(|(e, _)| e == c))
-        {
+        if !r.layers.iter().any(|l| l.encoded.iter().any(|(e, _)| e == c)) {
             missing.push(format!("Content-Encoding {c} copy"));
         }
     }
     let errors = |e: &str| {
-        r.layers
-            .iter()
-            .flat_map(|l| &l.boxes)
-            .filter(|b| matches!(&b.expect, Expect::Error(x) if x == e))
-            .count()
+        r.layers.iter().flat_map(|l| &l.boxes).filter(|b| matches!(&b.expect, Expect::Error(x) if x == e)).count()
     };
     if errors("not_found") == 0 {
         missing.push("boxes over missing chunks".into());
@@ -975,22 +876,13 @@ fn manifest_covers_the_matrix() {
     if errors("out_of_bounds") == 0 {
         missing.push("out-of-bounds boxes".into());
     }
-    let opt = |k: &str| {
-        r.layers
-            .iter()
-            .flat_map(|l| &l.boxes)
-            .filter(|b| b.options.contains_key(k))
-            .count()
-    };
+    let opt = |k: &str| r.layers.iter().flat_map(|l| &l.boxes).filter(|b| b.options.contains_key(k)).count();
     for k in ["fill_missing", "bounded", "background_color"] {
         if opt(k) == 0 {
             missing.push(format!("boxes with option {k}"));
         }
     }
-    if r.layers
-        .iter()
-        .any(|l| l.writer == "cloud-volume" && l.encoding == "png")
-    {
+    if r.layers.iter().any(|l| l.writer == "cloud-volume" && l.encoding == "png") {
         for nc in 1..=4 {
             if !has("cloud-volume", "png", "uint8", nc) {
                 missing.push(format!("cloud-volume png uint8 x{nc}"));
@@ -1002,11 +894,8 @@ fn manifest_covers_the_matrix() {
     // Sharded layers (issue 3): both hashes, both encodings of minishard indices and of data,
     // one-digit and two-digit shard file names, both writers, jpeg and compressed_segmentation,
     // several mips, missing chunks and shards, scattered points and stored-chunk lists.
-    let specs: Vec<(&Layer, &Value)> = r
-        .layers
-        .iter()
-        .flat_map(|l| l.sharding.iter().flatten().map(move |s| (l, s)))
-        .collect();
+    let specs: Vec<(&Layer, &Value)> =
+        r.layers.iter().flat_map(|l| l.sharding.iter().flatten().map(move |s| (l, s))).collect();
     let any_spec = |f: &dyn Fn(&Value) -> bool| specs.iter().any(|(_, s)| f(s));
     for hash in ["identity", "murmurhash3_x86_128"] {
         if !any_spec(&|s| s["hash"] == hash) {
@@ -1027,10 +916,7 @@ fn manifest_covers_the_matrix() {
         missing.push("sharded layer with shard_bits > 4 (two-digit shard file names)".into());
     }
     if !any_spec(&|s| {
-        s["hash"] == "identity"
-            && s["preshift_bits"] == 9
-            && s["minishard_bits"] == 6
-            && s["shard_bits"] == 13
+        s["hash"] == "identity" && s["preshift_bits"] == 9 && s["minishard_bits"] == 6 && s["shard_bits"] == 13
     }) {
         missing.push("sharded layer with FAFB's parameters".into());
     }
@@ -1039,89 +925,40 @@ fn manifest_covers_the_matrix() {
             missing.push(format!("sharded layer written by {w}"));
         }
     }
-    for (enc, dt) in [
-        ("jpeg", "uint8"),
-        ("compressed_segmentation", "uint64"),
-        ("raw", "uint16"),
-    ] {
-        if !r
-            .layers
-            .iter()
-            .any(|l| l.sharded() && l.encoding == enc && l.dtype == dt)
-        {
+    for (enc, dt) in [("jpeg", "uint8"), ("compressed_segmentation", "uint64"), ("raw", "uint16")] {
+        if !r.layers.iter().any(|l| l.sharded() && l.encoding == enc && l.dtype == dt) {
             missing.push(format!("sharded {enc} {dt} layer"));
         }
     }
-    if !r
-        .layers
-        .iter()
-        .any(|l| l.sharding.iter().filter(|s| s.is_some()).count() > 1)
-    {
+    if !r.layers.iter().any(|l| l.sharding.iter().filter(|s| s.is_some()).count() > 1) {
         missing.push("sharded layer with two sharded mips".into());
     }
     if !r.layers.iter().any(|l| {
         l.sharded()
-            && l.boxes
-                .iter()
-                .any(|b| b.options.contains_key("fill_missing"))
-            && l.boxes
-                .iter()
-                .any(|b| matches!(&b.expect, Expect::Error(e) if e == "not_found"))
+            && l.boxes.iter().any(|b| b.options.contains_key("fill_missing"))
+            && l.boxes.iter().any(|b| matches!(&b.expect, Expect::Error(e) if e == "not_found"))
     }) {
         missing.push("sharded layer with missing chunks (fill_missing boxes and refusals)".into());
     }
     for sharded in [true, false] {
-        let sets = r
-            .layers
-            .iter()
-            .filter(|l| l.sharded() == sharded)
-            .flat_map(|l| &l.points);
+        let sets = r.layers.iter().filter(|l| l.sharded() == sharded).flat_map(|l| &l.points);
         if sets.count() == 0 {
-            missing.push(format!(
-                "scattered points on {} layers",
-                if sharded { "sharded" } else { "unsharded" }
-            ));
+            missing.push(format!("scattered points on {} layers", if sharded { "sharded" } else { "unsharded" }));
         }
-        if !r
-            .layers
-            .iter()
-            .any(|l| l.sharded() == sharded && !l.chunks.is_empty())
-        {
-            missing.push(format!(
-                "stored-chunk lists of {} layers",
-                if sharded { "sharded" } else { "unsharded" }
-            ));
+        if !r.layers.iter().any(|l| l.sharded() == sharded && !l.chunks.is_empty()) {
+            missing.push(format!("stored-chunk lists of {} layers", if sharded { "sharded" } else { "unsharded" }));
         }
     }
-    if !r
-        .layers
-        .iter()
-        .flat_map(|l| &l.points)
-        .any(|p| matches!(&p.expect, Expect::Error(_)))
-    {
+    if !r.layers.iter().flat_map(|l| &l.points).any(|p| matches!(&p.expect, Expect::Error(_))) {
         missing.push("point sets that must be refused".into());
     }
-    if !r
-        .layers
-        .iter()
-        .flat_map(|l| &l.chunks)
-        .any(|c| (c.present.len() as i64) < c.grid.iter().product::<i64>())
-    {
+    if !r.layers.iter().flat_map(|l| &l.chunks).any(|c| (c.present.len() as i64) < c.grid.iter().product::<i64>()) {
         missing.push("stored-chunk lists with absent chunks".into());
     }
-    assert!(
-        missing.is_empty(),
-        "the reference manifest lacks: {}",
-        missing.join(", ")
-    );
+    assert!(missing.is_empty(), "the reference manifest lacks: {}", missing.join(", "));
     let nboxes: usize = r.layers.iter().map(|l| l.boxes.len()).sum();
     let nsharded = r.layers.iter().filter(|l| l.sharded()).count();
-    let npoints: usize = r
-        .layers
-        .iter()
-        .flat_map(|l| &l.points)
-        .map(|p| p.points.len())
-        .sum();
+    let npoints: usize = r.layers.iter().flat_map(|l| &l.points).map(|p| p.points.len()).sum();
     eprintln!(
         "reference: {nsharded} sharded layers; {} point sets ({npoints} points); {} stored-chunk lists",
         r.layers.iter().map(|l| l.points.len()).sum::<usize>(),
@@ -1134,12 +971,7 @@ fn manifest_covers_the_matrix() {
         r.json["generated_by"],
         r.json["cross_checks"]
     );
-    for l in r
-        .layers
-        .iter()
-        .filter_map(|l| l.reader_note.as_ref().map(|n| (l, n)))
-        .take(1)
-    {
+    for l in r.layers.iter().filter_map(|l| l.reader_note.as_ref().map(|n| (l, n))).take(1) {
         eprintln!("note ({}): {}", l.0.path, l.1);
     }
 }
@@ -1148,9 +980,8 @@ fn manifest_covers_the_matrix() {
 #[test]
 fn file_protocol() {
     let Some(r) = load() else { return };
-    let targets = every_box(&r, |_| true, |l| {
-        Target::new(file_url(&r.dir.join(&l.path))).points_and_chunks().strided()
-    });
+    let targets =
+        every_box(&r, |_| true, |l| Target::new(file_url(&r.dir.join(&l.path))).points_and_chunks().strided());
     run_pass("file://", &r, &targets);
 }
 
@@ -1165,17 +996,8 @@ fn path_spellings() {
         .enumerate()
         .map(|(i, l)| {
             let p = r.dir.join(&l.path).display().to_string();
-            let url = if i % 2 == 0 {
-                p
-            } else {
-                format!("precomputed://file://{p}/")
-            };
-            let boxes = l
-                .boxes
-                .iter()
-                .filter(|b| b.kind == "whole" && b.options.is_empty())
-                .take(1)
-                .collect();
+            let url = if i % 2 == 0 { p } else { format!("precomputed://file://{p}/") };
+            let boxes = l.boxes.iter().filter(|b| b.kind == "whole" && b.options.is_empty()).take(1).collect();
             (l, Target::new(url), boxes)
         })
         .collect();
@@ -1201,9 +1023,8 @@ fn bucket_pass(scheme: &str, option: &str) {
     extra.insert(option.to_string(), Value::String(ng.base_url()));
     // A public bucket: whatever secrets this machine holds are not sent to the loopback server.
     extra.insert("anonymous".to_string(), Value::Bool(true));
-    let targets = every_box(&r, |l| l.http, |l| {
-        Target::new(format!("{scheme}://{}", l.path)).extra(&extra).points_and_chunks()
-    });
+    let targets =
+        every_box(&r, |l| l.http, |l| Target::new(format!("{scheme}://{}", l.path)).extra(&extra).points_and_chunks());
     run_pass(&format!("{scheme}:// ({option})"), &r, &targets);
     drop(ng);
 }
@@ -1231,34 +1052,18 @@ fn content_encoding_over_http() {
     let mut targets = Vec::new();
     for l in &r.layers {
         for (i, (_enc, path)) in l.encoded.iter().enumerate() {
-            let t = if i % 2 == 0 {
-                Target::new(ng.url(path))
-            } else {
-                Target::new(format!("gs://{path}")).extra(&gs)
-            };
+            let t = if i % 2 == 0 { Target::new(ng.url(path)) } else { Target::new(format!("gs://{path}")).extra(&gs) };
             targets.push((l, t.points_and_chunks(), all_boxes(l)));
         }
     }
-    assert!(
-        !targets.is_empty() || !required(),
-        "the manifest lists no Content-Encoding copies"
-    );
+    assert!(!targets.is_empty() || !required(), "the manifest lists no Content-Encoding copies");
     if targets.is_empty() {
         return;
     }
     // The server really labels these responses: a plain GET must carry the header.
-    let (_, (enc, path)) = r
-        .layers
-        .iter()
-        .flat_map(|l| l.encoded.iter().map(move |e| (l, e)))
-        .next()
-        .unwrap();
+    let (_, (enc, path)) = r.layers.iter().flat_map(|l| l.encoded.iter().map(move |e| (l, e))).next().unwrap();
     let header = raw_get_header(ng.port(), &format!("/{path}/info"), "content-encoding");
-    assert_eq!(
-        header.as_deref(),
-        Some(enc.as_str()),
-        "nginx does not send Content-Encoding for {path}/info"
-    );
+    assert_eq!(header.as_deref(), Some(enc.as_str()), "nginx does not send Content-Encoding for {path}/info");
     run_pass("Content-Encoding", &r, &targets);
     drop(ng);
 }
@@ -1284,20 +1089,14 @@ fn missing_chunks_and_bounds_over_http() {
         .iter()
         .filter(|l| l.http)
         .map(|l| {
-            let boxes: Vec<_> = l
-                .boxes
-                .iter()
-                .filter(|b| !b.options.is_empty() || matches!(b.expect, Expect::Error(_)))
-                .collect();
+            let boxes: Vec<_> =
+                l.boxes.iter().filter(|b| !b.options.is_empty() || matches!(b.expect, Expect::Error(_))).collect();
             (l, Target::new(ng.url(&l.path)), boxes)
         })
         .filter(|(_, _, b)| !b.is_empty())
         .collect();
     if targets.is_empty() {
-        assert!(
-            !required(),
-            "the manifest has no fill_missing/bounded boxes"
-        );
+        assert!(!required(), "the manifest has no fill_missing/bounded boxes");
         return;
     }
     run_pass("fill_missing/bounded over http://", &r, &targets);
@@ -1331,18 +1130,12 @@ fn nginx_helper_serves_ranges_and_encodings() {
     assert!(head.starts_with("http/1.1 206"), "{head}");
     assert_eq!(data, &body[100..200]);
     let (head, data) = get("/b/obj", "");
-    assert!(
-        head.starts_with("http/1.1 200") && !head.contains("content-encoding"),
-        "{head}"
-    );
+    assert!(head.starts_with("http/1.1 200") && !head.contains("content-encoding"), "{head}");
     assert_eq!(data, body);
     let (head, _) = get("/b/nothing", "");
     assert!(head.starts_with("http/1.1 404"), "{head}");
     let (head, data) = get("/b/z", "");
-    assert!(
-        head.starts_with("http/1.1 200") && head.contains("content-encoding: gzip"),
-        "{head}"
-    );
+    assert!(head.starts_with("http/1.1 200") && head.contains("content-encoding: gzip"), "{head}");
     assert_eq!(data, b"gzipped bytes");
     let (head, data) = get("/enc/br/x", "");
     assert!(head.contains("content-encoding: br"), "{head}");

@@ -23,8 +23,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use cloudvolume::codec::compression::{gunzip, gzip};
-use cloudvolume::codec::{encode_chunk, EncodeOptions};
 use cloudvolume::codec::{decode_into, ChunkSpec, OutView};
+use cloudvolume::codec::{encode_chunk, EncodeOptions};
 use cloudvolume::{Bbox, DataType, Encoding, ErrorKind};
 use serde_json::{json, Value};
 use support::env::{crate_dir, python};

@@ -225,7 +225,11 @@ fn ranged_reads_are_conditioned_on_the_generation() {
         let n = (0..3).map(|d| (hi[d] - lo[d]) as usize).product::<usize>() * 2 * 2;
         let want = std::fs::read(reference_dir().join(case["expected"].as_str().unwrap())).unwrap();
         let mut buf = vec![0u8; n];
-        assert_eq!(h.cutout_into(case["mip"].as_u64().unwrap() as u32, lo, hi, &mut buf), (CV_OK, String::new()), "{mode}");
+        assert_eq!(
+            h.cutout_into(case["mip"].as_u64().unwrap() as u32, lo, hi, &mut buf),
+            (CV_OK, String::new()),
+            "{mode}"
+        );
         assert_eq!(buf, want, "{mode}");
         gcs.upload("shbkt", &object, &bytes, None);
         let newer = gcs.metadata("shbkt", &object).unwrap()["generation"].as_str().unwrap().to_string();
@@ -234,7 +238,11 @@ fn ranged_reads_are_conditioned_on_the_generation() {
         // The open handle's cached indices are of the old generation: its reads notice, re-read
         // the indices and still return the right voxels.
         let mut buf = vec![0u8; n];
-        assert_eq!(h.cutout_into(case["mip"].as_u64().unwrap() as u32, lo, hi, &mut buf), (CV_OK, String::new()), "{mode}");
+        assert_eq!(
+            h.cutout_into(case["mip"].as_u64().unwrap() as u32, lo, hi, &mut buf),
+            (CV_OK, String::new()),
+            "{mode}"
+        );
         assert_eq!(buf, want, "{mode} after the rewrite");
     }
     let log = proxy.log();
@@ -258,7 +266,9 @@ fn writes_round_trip_with_content_encoding() {
     let proxy = AuthProxy::start(&gcs.url(), Some(static_ok));
     let whole = Bbox::new([0, 0, 0], [32, 32, 8]);
     let data: Vec<u8> = (0..32 * 32 * 8 * 2).map(|i| (i * 7 % 251) as u8).collect();
-    for (name, compress, enc) in [("gz", Value::Null, Some("gzip")), ("zs", json!("zstd"), Some("zstd")), ("plain", json!(false), None)] {
+    for (name, compress, enc) in
+        [("gz", Value::Null, Some("gzip")), ("zs", json!("zstd"), Some("zstd")), ("plain", json!(false), None)]
+    {
         let o = opts(json!({"gs_endpoint": proxy.url(), "gs_token": STATIC_TOKEN, "compress": compress}));
         let url = format!("gs://wbkt/layers/{name}");
         let v = Volume::create(&url, &info_json("uint16", "raw"), o.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -285,10 +295,13 @@ fn writes_round_trip_with_content_encoding() {
         assert!(Volume::open(&url, anon).unwrap().cutout(0, &whole).unwrap() == data, "{name}: public read");
         v.delete_box(0, &Bbox::new([0, 0, 0], [16, 16, 8])).unwrap();
         assert_eq!(gcs.list("wbkt", &format!("layers/{name}/4_4_40/")).len(), 3, "{name}");
-        let filled = Volume::open(&url, opts(json!({"gs_endpoint": proxy.url(), "gs_token": STATIC_TOKEN, "fill_missing": true})))
-            .unwrap()
-            .cutout(0, &Bbox::new([0, 0, 0], [16, 16, 8]))
-            .unwrap();
+        let filled = Volume::open(
+            &url,
+            opts(json!({"gs_endpoint": proxy.url(), "gs_token": STATIC_TOKEN, "fill_missing": true})),
+        )
+        .unwrap()
+        .cutout(0, &Bbox::new([0, 0, 0], [16, 16, 8]))
+        .unwrap();
         assert!(filled.iter().all(|&b| b == 0), "{name}: deleted chunk reads as background");
         // An existing info is not replaced without overwrite.
         let Err(e) = Volume::create(&url, &info_json("uint16", "raw"), o) else { panic!("{name}: info replaced") };
@@ -322,7 +335,10 @@ fn writes_round_trip_with_content_encoding() {
     let obj = s.get("z").unwrap().unwrap();
     assert!(obj.encoding == ContentEncoding::Zstd && obj.bytes == z);
     assert!(proxy.log().iter().all(|r| r.status != 401));
-    assert!(proxy.log().iter().any(|r| r.method == "POST" && r.target.contains("/upload/storage/v1/b/wbkt/o?uploadType=multipart")));
+    assert!(proxy
+        .log()
+        .iter()
+        .any(|r| r.method == "POST" && r.target.contains("/upload/storage/v1/b/wbkt/o?uploadType=multipart")));
     assert!(proxy.log().iter().any(|r| r.method == "DELETE" && r.target.starts_with("/storage/v1/b/wbkt/o/")));
 }
 
@@ -343,7 +359,11 @@ fn service_account_tokens_are_verified_shared_and_refreshed() {
     let Some(gcs) = FakeGcs::start(&["sabkt"]) else { return };
     let tmp = TempDir::new("sa");
     let Some(pem) = key_pem(tmp.path()) else { return };
-    let account = token_server::Account { email: SA.into(), key_id: "kid-1".into(), public_key: token_server::public_key_der(&pem) };
+    let account = token_server::Account {
+        email: SA.into(),
+        key_id: "kid-1".into(),
+        public_key: token_server::public_key_der(&pem),
+    };
     let tokens = TokenServer::start(vec![account], Duration::from_secs(2));
     let proxy = AuthProxy::start(&gcs.url(), Some(tokens.validator()));
     gcs.upload("sabkt", "layer/obj", b"payload", None);
@@ -389,11 +409,16 @@ fn service_account_tokens_are_verified_shared_and_refreshed() {
     let key_file = tmp.path().join("sa.json");
     std::fs::write(&key_file, sa.to_string()).unwrap();
     let info = info_json("uint8", "raw");
-    let v = Volume::create("gs://sabkt/vol2", &info, opts(json!({"gs_endpoint": proxy.url(), "secrets": key_file.to_str().unwrap()})))
-        .unwrap();
+    let v = Volume::create(
+        "gs://sabkt/vol2",
+        &info,
+        opts(json!({"gs_endpoint": proxy.url(), "secrets": key_file.to_str().unwrap()})),
+    )
+    .unwrap();
     let whole = Bbox::new([0, 0, 0], [32, 32, 8]);
     v.write_from(0, &whole, &vec![9u8; 32 * 32 * 8]).unwrap();
-    let h = open("gs://sabkt/vol2", &json!({"gs_endpoint": proxy.url(), "secrets": key_file.to_str().unwrap()})).unwrap();
+    let h =
+        open("gs://sabkt/vol2", &json!({"gs_endpoint": proxy.url(), "secrets": key_file.to_str().unwrap()})).unwrap();
     let mut buf = vec![0u8; 32 * 32 * 8];
     assert_eq!(h.cutout_into(0, [0, 0, 0], [32, 32, 8], &mut buf), (CV_OK, String::new()));
     assert!(buf.iter().all(|&b| b == 9));
@@ -408,7 +433,11 @@ fn refused_credentials_are_auth_errors_naming_no_secret() {
     let tmp = TempDir::new("auth");
     let Some(pem) = key_pem(tmp.path()) else { return };
     let Some(other_pem) = key_pem(tmp.path()) else { return };
-    let account = token_server::Account { email: SA.into(), key_id: "kid-1".into(), public_key: token_server::public_key_der(&pem) };
+    let account = token_server::Account {
+        email: SA.into(),
+        key_id: "kid-1".into(),
+        public_key: token_server::public_key_der(&pem),
+    };
     let tokens = TokenServer::start(vec![account], Duration::from_secs(60));
     let proxy = AuthProxy::start(&gcs.url(), Some(tokens.validator()));
     gcs.upload("authbkt", "layer/info", info_json("uint8", "raw").as_bytes(), None);
@@ -425,7 +454,8 @@ fn refused_credentials_are_auth_errors_naming_no_secret() {
     };
     // A key the endpoint does not know: the token request is refused.
     let wrong = token_server::service_account_json(SA, "kid-1", &other_pem, &tokens.token_uri());
-    let (st, msg) = open(url, &json!({"gs_endpoint": proxy.url(), "secrets": wrong})).err().expect("a wrong key is refused");
+    let (st, msg) =
+        open(url, &json!({"gs_endpoint": proxy.url(), "secrets": wrong})).err().expect("a wrong key is refused");
     assert_eq!(st, CV_ERR_AUTH, "{msg}");
     assert!(msg.contains("gs://authbkt") && msg.contains(&tokens.token_uri()) && msg.contains(SA), "{msg}");
     assert!(msg.contains("Invalid JWT Signature"), "{msg}");
@@ -505,9 +535,18 @@ fn secret_files_are_found_like_cloud_files() {
     let Some(gcs) = FakeGcs::start(&["b1", "b2"]) else { return };
     let tmp = TempDir::new("secrets");
     let Some(pem) = key_pem(tmp.path()) else { return };
-    let emails = ["bucket@x.iam.gserviceaccount.com", "cv@x.iam.gserviceaccount.com", "cf@x.iam.gserviceaccount.com", "option@x.iam.gserviceaccount.com", "gac@x.iam.gserviceaccount.com"];
+    let emails = [
+        "bucket@x.iam.gserviceaccount.com",
+        "cv@x.iam.gserviceaccount.com",
+        "cf@x.iam.gserviceaccount.com",
+        "option@x.iam.gserviceaccount.com",
+        "gac@x.iam.gserviceaccount.com",
+    ];
     let pk = token_server::public_key_der(&pem);
-    let accounts = emails.iter().map(|e| token_server::Account { email: (*e).into(), key_id: "k".into(), public_key: pk.clone() }).collect();
+    let accounts = emails
+        .iter()
+        .map(|e| token_server::Account { email: (*e).into(), key_id: "k".into(), public_key: pk.clone() })
+        .collect();
     let tokens = TokenServer::start(accounts, Duration::from_secs(600));
     let proxy = AuthProxy::start(&gcs.url(), None);
     for b in ["b1", "b2"] {
@@ -558,7 +597,10 @@ fn secret_files_are_found_like_cloud_files() {
     let (who, req) = used("b1", json!({"anonymous": true}));
     assert!(who.is_none() && req.bearer.is_none() && req.target == "/b1/l/obj", "{req:?}");
     // Secrets for another store only (S3 keys) are not ours: the files are used.
-    assert_eq!(used("b2", json!({"secrets": {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}})).0.as_deref(), Some(emails[1]));
+    assert_eq!(
+        used("b2", json!({"secrets": {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}})).0.as_deref(),
+        Some(emails[1])
+    );
     // Without files: GOOGLE_APPLICATION_CREDENTIALS, when it names a service-account key.
     for f in ["secrets/google-secret.json", "secrets/b1-google-secret.json"] {
         std::fs::remove_file(cv.join(f)).unwrap();
@@ -568,7 +610,11 @@ fn secret_files_are_found_like_cloud_files() {
     std::fs::write(&gac, key(emails[4])).unwrap();
     env.set("GOOGLE_APPLICATION_CREDENTIALS", &gac);
     assert_eq!(used("b1", json!({})).0.as_deref(), Some(emails[4]));
-    std::fs::write(&gac, json!({"type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r"}).to_string()).unwrap();
+    std::fs::write(
+        &gac,
+        json!({"type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r"}).to_string(),
+    )
+    .unwrap();
     assert_eq!(used("b1", json!({})).0, None, "other application-default credentials: anonymous");
     assert_eq!(tokens.refused(), 0, "{:?}", tokens.refusals());
     drop(env);

@@ -6,11 +6,8 @@ use std::path::Path;
 fn generate() -> String {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut config = cbindgen::Config::from_file(Path::new(root).join("cbindgen.toml")).expect("cbindgen.toml");
-    let (major, minor, patch) = (
-        env!("CARGO_PKG_VERSION_MAJOR"),
-        env!("CARGO_PKG_VERSION_MINOR"),
-        env!("CARGO_PKG_VERSION_PATCH"),
-    );
+    let (major, minor, patch) =
+        (env!("CARGO_PKG_VERSION_MAJOR"), env!("CARGO_PKG_VERSION_MINOR"), env!("CARGO_PKG_VERSION_PATCH"));
     config.after_includes = Some(format!(
         "\n#define CLOUDVOLUME_VERSION \"{}\"\n#define CLOUDVOLUME_VERSION_MAJOR {major}\n\
          #define CLOUDVOLUME_VERSION_MINOR {minor}\n#define CLOUDVOLUME_VERSION_PATCH {patch}\n",
@@ -29,10 +26,7 @@ fn generate() -> String {
     for f in files {
         builder = builder.with_src(f);
     }
-    builder
-        .generate()
-        .expect("cbindgen generates the header")
-        .write(&mut out);
+    builder.generate().expect("cbindgen generates the header").write(&mut out);
     String::from_utf8(out).expect("header is UTF-8")
 }
 

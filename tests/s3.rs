@@ -27,7 +27,8 @@ use support::env::{reference_dir, required};
 use support::moto::{self, Keys, Moto, Setup, Tamper};
 
 /// Reference layers uploaded to the bucket `cv-read` under their manifest paths.
-const LAYERS: &[&str] = &["cv/raw_uint8_c1", "cv/sharded_raw_uint16_c1", "ts/sharded_cseg_uint64_c1_murmur", "ts/raw_uint64_c2"];
+const LAYERS: &[&str] =
+    &["cv/raw_uint8_c1", "cv/sharded_raw_uint16_c1", "ts/sharded_cseg_uint64_c1_murmur", "ts/raw_uint64_c2"];
 
 const BUCKETS: &[&str] = &["cv-read", "cv-write", "cv-etag", "cv-keys", "cv-alias"];
 
@@ -156,7 +157,12 @@ fn reads_reference_layers_with_signed_requests() {
     let manifest: Value = serde_json::from_str(&manifest).unwrap();
     let mut checked = 0;
     for name in LAYERS {
-        let layer = manifest["layers"].as_array().unwrap().iter().find(|l| l["path"] == *name).unwrap_or_else(|| panic!("{name} not in the manifest"));
+        let layer = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["path"] == *name)
+            .unwrap_or_else(|| panic!("{name} not in the manifest"));
         for b in layer["boxes"].as_array().unwrap() {
             let Some(expected) = b["expected"].as_str() else { continue };
             let mut o = opts_with(&m.endpoint(), Some(&m.user));
@@ -170,7 +176,8 @@ fn reads_reference_layers_with_signed_requests() {
             if !usable {
                 continue;
             }
-            let vol = Volume::open(&format!("s3://cv-read/{name}"), options(&o)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let vol =
+                Volume::open(&format!("s3://cv-read/{name}"), options(&o)).unwrap_or_else(|e| panic!("{name}: {e}"));
             let t = |k: &str| -> [i64; 3] {
                 let a = b[k].as_array().unwrap();
                 [a[0].as_i64().unwrap(), a[1].as_i64().unwrap(), a[2].as_i64().unwrap()]
@@ -208,11 +215,14 @@ fn writes_read_back_and_deletes() {
     let Some(m) = server() else { return };
     let whole = Bbox::new([-5, 3, 1], [59, 51, 21]);
     let data = pattern(64 * 48 * 20 * 2, 7);
-    for (name, compress, sharded) in [("gz", json!(null), false), ("plain", json!(false), false), ("sharded", json!(null), true)] {
+    for (name, compress, sharded) in
+        [("gz", json!(null), false), ("plain", json!(false), false), ("sharded", json!(null), true)]
+    {
         let url = format!("s3://cv-write/{name}");
         let mut o = opts_with(&m.endpoint(), Some(&m.user));
         o["compress"] = compress;
-        let vol = Volume::create(&url, &info_json(sharded), options(&o)).unwrap_or_else(|e| panic!("{name}: create: {e}"));
+        let vol =
+            Volume::create(&url, &info_json(sharded), options(&o)).unwrap_or_else(|e| panic!("{name}: create: {e}"));
         vol.write_from(0, &whole, &data).unwrap_or_else(|e| panic!("{name}: write: {e}"));
         let back = Volume::open(&url, options(&o)).unwrap();
         assert!(back.cutout(0, &whole).unwrap() == data, "{name}: read back differs");
@@ -256,12 +266,16 @@ fn writes_read_back_and_deletes() {
 fn refused_credentials_are_auth_errors_naming_the_bucket_and_no_secret() {
     let Some(m) = server() else { return };
     let ep = m.endpoint();
-    let wrong_secret = Keys { id: m.user.id.clone(), secret: "WrongSecretWrongSecretWrongSecret0000000".into(), token: None };
+    let wrong_secret =
+        Keys { id: m.user.id.clone(), secret: "WrongSecretWrongSecretWrongSecret0000000".into(), token: None };
     let unknown_id = Keys { id: "AKIAUNKNOWNUNKNOWN00".into(), secret: m.user.secret.clone(), token: None };
     let wrong_token = Keys { token: Some("FQoGZXIvYXdzEWrongToken".into()), ..m.session.clone() };
     let url = "s3://cv-keys/layer";
     // Something to refuse access to.
-    open_store(url, &opts_with(&ep, Some(&m.user))).unwrap().put("info", info_json(false).as_bytes(), ContentEncoding::Identity, "application/json").unwrap();
+    open_store(url, &opts_with(&ep, Some(&m.user)))
+        .unwrap()
+        .put("info", info_json(false).as_bytes(), ContentEncoding::Identity, "application/json")
+        .unwrap();
     for (what, keys, code) in [
         ("wrong secret", &wrong_secret, "SignatureDoesNotMatch"),
         ("unknown key id", &unknown_id, "InvalidAccessKeyId"),
@@ -315,7 +329,10 @@ fn requests_are_signed_as_configured_and_unsigned_when_anonymous() {
     assert!(!st.exists("nothing").unwrap());
     assert!(st.get("nothing").unwrap().is_none());
     let seen = proxy.take();
-    assert_eq!(seen.iter().map(|s| s.method.as_str()).collect::<Vec<_>>(), ["PUT", "GET", "GET", "HEAD", "HEAD", "GET"]);
+    assert_eq!(
+        seen.iter().map(|s| s.method.as_str()).collect::<Vec<_>>(),
+        ["PUT", "GET", "GET", "HEAD", "HEAD", "GET"]
+    );
     for s in &seen {
         let auth = s.header("authorization").unwrap_or_else(|| panic!("{} unsigned", s.method));
         assert!(auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={}/", m.user.id)), "{auth}");
@@ -325,9 +342,15 @@ fn requests_are_signed_as_configured_and_unsigned_when_anonymous() {
     }
     let put = &seen[0];
     // SHA-256 of the body, and cloud-files' canned ACL.
-    assert_eq!(put.header("x-amz-content-sha256"), Some("84d89877f0d4041efb6bf91a16f0248f2fd573e6af05c19f96bedb9f882f7882"));
+    assert_eq!(
+        put.header("x-amz-content-sha256"),
+        Some("84d89877f0d4041efb6bf91a16f0248f2fd573e6af05c19f96bedb9f882f7882")
+    );
     assert_eq!(put.header("x-amz-acl"), Some("bucket-owner-full-control"));
-    assert!(put.header("authorization").unwrap().contains("SignedHeaders=host;x-amz-acl;x-amz-content-sha256;x-amz-date,"));
+    assert!(put
+        .header("authorization")
+        .unwrap()
+        .contains("SignedHeaders=host;x-amz-acl;x-amz-content-sha256;x-amz-date,"));
     assert_eq!(seen[2].header("range"), Some("bytes=2-4"));
 
     // The region: the option, then the secret's.
@@ -362,7 +385,11 @@ fn requests_are_signed_as_configured_and_unsigned_when_anonymous() {
     assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
     assert!(e.message().contains("cv-keys"), "{e}");
     let seen = proxy.take();
-    assert!(!seen.is_empty() && seen.iter().all(|s| s.header("authorization").is_none() && s.header("x-amz-date").is_none()), "{seen:?}");
+    assert!(
+        !seen.is_empty()
+            && seen.iter().all(|s| s.header("authorization").is_none() && s.header("x-amz-date").is_none()),
+        "{seen:?}"
+    );
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -455,7 +482,10 @@ fn credentials_are_found_as_cloud_files_finds_them() {
     std::env::set_var("CLOUD_FILES_DIR", &home);
     let bad = Keys { id: m.user.id.clone(), secret: "NotTheSecretNotTheSecretNotTheSecret0000".into(), token: None };
     let url = "s3://cv-alias/layer";
-    open_store(url, &opts_with(&ep, Some(&m.user))).unwrap().put("k", b"v", ContentEncoding::Identity, "text/plain").unwrap();
+    open_store(url, &opts_with(&ep, Some(&m.user)))
+        .unwrap()
+        .put("k", b"v", ContentEncoding::Identity, "text/plain")
+        .unwrap();
     let plain = opts_with(&ep, None);
     let ok = |what: &str, url: &str, o: &Value| match get(url, "k", o) {
         Ok(Some(v)) => assert_eq!(v, b"v", "{what}"),
@@ -558,7 +588,11 @@ fn credentials_are_found_as_cloud_files_finds_them() {
     refused("alias from aliases.json, wrong secret", "motos3://cv-alias/layer", &bare);
 
     // A malformed secret file is an Auth error naming the file, not its contents.
-    std::fs::write(home.join("secrets").join("aws-secret.json"), format!("{{\"AWS_SECRET_ACCESS_KEY\": \"{}\"", m.user.secret)).unwrap();
+    std::fs::write(
+        home.join("secrets").join("aws-secret.json"),
+        format!("{{\"AWS_SECRET_ACCESS_KEY\": \"{}\"", m.user.secret),
+    )
+    .unwrap();
     let e = open_store(url, &plain).err().expect("a malformed secret is refused");
     assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
     assert!(e.message().contains("aws-secret.json"), "{e}");
@@ -571,7 +605,9 @@ fn credentials_are_found_as_cloud_files_finds_them() {
 
 /// A loopback server answering each request (one per connection) with `answer(method, target,
 /// authorization)` → (status line, extra headers, body).
-fn stub(answer: impl Fn(&str, &str, &str) -> (&'static str, String, String) + Send + Sync + 'static) -> (String, std::thread::JoinHandle<()>) {
+fn stub(
+    answer: impl Fn(&str, &str, &str) -> (&'static str, String, String) + Send + Sync + 'static,
+) -> (String, std::thread::JoinHandle<()>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -594,11 +630,19 @@ fn stub(answer: impl Fn(&str, &str, &str) -> (&'static str, String, String) + Se
                 let (method, target) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
                 let auth = head
                     .lines()
-                    .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.trim().to_string()))
+                    .find_map(|l| {
+                        l.split_once(':')
+                            .filter(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+                            .map(|(_, v)| v.trim().to_string())
+                    })
                     .unwrap_or_default();
                 let (status, extra, body) = answer(method, target, &auth);
                 let body = if method == "HEAD" { String::new() } else { body };
-                let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}", body.len());
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
             });
         }
     });
@@ -608,13 +652,18 @@ fn stub(answer: impl Fn(&str, &str, &str) -> (&'static str, String, String) + Se
 #[test]
 fn a_wrong_region_is_corrected_and_redirects_are_errors() {
     let _ = server(); // isolates the environment
-    let keys = Keys { id: "AKIAREGIONTEST000000".into(), secret: "RegionSecretRegionSecretRegionSecret0000".into(), token: None };
+    let keys = Keys {
+        id: "AKIAREGIONTEST000000".into(),
+        secret: "RegionSecretRegionSecretRegionSecret0000".into(),
+        token: None,
+    };
     let (ep, _h) = stub(|method, target, auth| {
         if target.contains("/moved/") {
             return (
                 "301 Moved Permanently",
                 "x-amz-bucket-region: ap-east-1\r\n".into(),
-                "<Error><Code>PermanentRedirect</Code><Endpoint>bk.s3.ap-east-1.amazonaws.com</Endpoint></Error>".into(),
+                "<Error><Code>PermanentRedirect</Code><Endpoint>bk.s3.ap-east-1.amazonaws.com</Endpoint></Error>"
+                    .into(),
             );
         }
         if !auth.contains("/eu-west-1/s3/aws4_request") {
@@ -644,5 +693,10 @@ fn a_wrong_region_is_corrected_and_redirects_are_errors() {
 fn the_s3_store_passes_the_store_suite() {
     let Some(m) = server() else { return };
     let st = open_store("s3://cv-write/suite", &opts_with(&m.endpoint(), Some(&m.user))).unwrap();
-    support::store_suite::conformance(&*st, "objects", "S3 (moto)", support::store_suite::Capabilities { encodings: true, generations: true });
+    support::store_suite::conformance(
+        &*st,
+        "objects",
+        "S3 (moto)",
+        support::store_suite::Capabilities { encodings: true, generations: true },
+    );
 }

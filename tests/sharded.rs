@@ -46,25 +46,13 @@ fn build_shards(spec: &Sharding, chunks: &[(u64, Vec<u8>)]) -> BTreeMap<u64, Sha
     let mut by: Grouped = BTreeMap::new();
     for (id, payload) in chunks {
         let (shard, ms) = spec.locate(*id);
-        let p = if spec.data_gzip {
-            gzip(payload)
-        } else {
-            payload.clone()
-        };
-        by.entry(shard)
-            .or_default()
-            .entry(ms)
-            .or_default()
-            .push((*id, p));
+        let p = if spec.data_gzip { gzip(payload) } else { payload.clone() };
+        by.entry(shard).or_default().entry(ms).or_default().push((*id, p));
     }
     let s = 16usize << spec.minishard_bits;
     let mut out = BTreeMap::new();
     for (shard, minishards) in by {
-        let mut f = ShardFile {
-            bytes: vec![0u8; s],
-            minishards: BTreeMap::new(),
-            chunks: BTreeMap::new(),
-        };
+        let mut f = ShardFile { bytes: vec![0u8; s], minishards: BTreeMap::new(), chunks: BTreeMap::new() };
         for (ms, mut entries) in minishards {
             entries.sort_by_key(|e| e.0);
             let n = entries.len();
@@ -158,25 +146,14 @@ impl Layer {
     }
 
     /// The expected bytes of `[lo, hi)` at `mip` (Fortran order), `bg` where `missing` says so.
-    fn expected(
-        &self,
-        mip: u32,
-        lo: [i64; 3],
-        hi: [i64; 3],
-        missing: &dyn Fn([i64; 3]) -> bool,
-        bg: u64,
-    ) -> Vec<u8> {
+    fn expected(&self, mip: u32, lo: [i64; 3], hi: [i64; 3], missing: &dyn Fn([i64; 3]) -> bool, bg: u64) -> Vec<u8> {
         let m = self.mips[mip as usize];
         let mut v = Vec::new();
         for z in lo[2]..hi[2] {
             for y in lo[1]..hi[1] {
                 for x in lo[0]..hi[0] {
                     let p = [x, y, z];
-                    let val = if missing(m.cell_of(p)) {
-                        bg
-                    } else {
-                        (self.value)(mip, p)
-                    };
+                    let val = if missing(m.cell_of(p)) { bg } else { (self.value)(mip, p) };
                     v.extend_from_slice(&val.to_le_bytes()[..self.item()]);
                 }
             }
@@ -229,13 +206,7 @@ fn write_layer(
     let info = json!({"@type": "neuroglancer_multiscale_volume", "type": "image", "data_type": dtype,
                       "num_channels": 1, "scales": scales});
     std::fs::write(dir.join("info"), serde_json::to_vec_pretty(&info).unwrap()).unwrap();
-    let mut layer = Layer {
-        dir: dir.to_path_buf(),
-        dtype,
-        mips: mips.to_vec(),
-        value,
-        shards: Vec::new(),
-    };
+    let mut layer = Layer { dir: dir.to_path_buf(), dtype, mips: mips.to_vec(), value, shards: Vec::new() };
     for (i, m) in mips.iter().enumerate() {
         let key_dir = dir.join(Mip::key(i));
         std::fs::create_dir_all(&key_dir).unwrap();
@@ -301,9 +272,7 @@ fn chunks_exist(h: &Vol, mip: u32, lo: [i64; 3], hi: [i64; 3]) -> Result<Vec<u8>
 }
 
 fn expected_points(layer: &Layer, mip: u32, pts: &[[i64; 3]]) -> Vec<u8> {
-    pts.iter()
-        .flat_map(|p| (layer.value)(mip, *p).to_le_bytes()[..layer.item()].to_vec())
-        .collect()
+    pts.iter().flat_map(|p| (layer.value)(mip, *p).to_le_bytes()[..layer.item()].to_vec()).collect()
 }
 
 /// Shards, (shard, minishard) pairs and chunk cells.
@@ -351,12 +320,7 @@ fn count_layer(name: &str, murmur_gzip: bool) -> (Layer, PathBuf) {
     } else {
         Sharding::identity(3, 3, 3)
     };
-    let mips = [Mip {
-        size: [64, 48, 40],
-        offset: [-32, 16, -3],
-        chunk: [8, 8, 8],
-        sharding: Some(sharding),
-    }];
+    let mips = [Mip { size: [64, 48, 40], offset: [-32, 16, -3], chunk: [8, 8, 8], sharding: Some(sharding) }];
     let layer = write_layer(&root.join("layer"), "uint16", &mips, value, &|_, _| false);
     (layer, root)
 }
@@ -370,14 +334,7 @@ struct Counts {
 
 /// Counts of one scenario on a fresh server and handle.
 fn request_counts(murmur_gzip: bool) -> Vec<Counts> {
-    let (layer, root) = count_layer(
-        if murmur_gzip {
-            "count-murmur"
-        } else {
-            "count-identity"
-        },
-        murmur_gzip,
-    );
+    let (layer, root) = count_layer(if murmur_gzip { "count-murmur" } else { "count-identity" }, murmur_gzip);
     let server = FileServer::start(&root).unwrap();
     let url = format!("{}/layer", server.url());
     let m = layer.mips[0];
@@ -385,36 +342,21 @@ fn request_counts(murmur_gzip: bool) -> Vec<Counts> {
     let mut failures = Vec::new();
     let mut check = |what: String, requests: u64, bound: u64, log: &[httpd::Request]| {
         if requests > bound {
-            failures.push(format!(
-                "{what}: {requests} requests, more than {bound}:{}",
-                log_text(log)
-            ));
+            failures.push(format!("{what}: {requests} requests, more than {bound}:{}", log_text(log)));
         }
-        out.push(Counts {
-            what,
-            requests,
-            bound,
-        });
+        out.push(Counts { what, requests, bound });
     };
 
     // A box of k = 3x2x1 chunks, cutting the outer ones, all in shard 0 (identity: cells
     // 0..3 x 0..2 x 0 sit in the first 4x4x4-chunk shard).
     let lo = [m.offset[0] + 3, m.offset[1] + 1, m.offset[2] + 2];
-    let hi = [
-        m.offset[0] + 8 * 2 + 5,
-        m.offset[1] + 8 + 7,
-        m.offset[2] + 7,
-    ];
+    let hi = [m.offset[0] + 8 * 2 + 5, m.offset[1] + 8 + 7, m.offset[2] + 7];
     let (shards, minishards, cells) = touched(&m, lo, hi);
     let k = cells.len() as u64;
     let h = open(&url, &json!({})).unwrap_or_else(|e| panic!("open {url}: {e:?}"));
     let opened = server.take_log();
     let got = cutout(&h, 0, lo, hi, 2).unwrap_or_else(|e| panic!("cutout: {e:?}"));
-    assert_eq!(
-        got,
-        layer.expected(0, lo, hi, &|_| false, 0),
-        "cold cutout over http"
-    );
+    assert_eq!(got, layer.expected(0, lo, hi, &|_| false, 0), "cold cutout over http");
     let log = server.take_log();
     let total = (opened.len() + log.len()) as u64;
     if !murmur_gzip {
@@ -433,12 +375,7 @@ fn request_counts(murmur_gzip: bool) -> Vec<Counts> {
     let got = cutout(&h, 0, lo, hi, 2).unwrap();
     assert_eq!(got, layer.expected(0, lo, hi, &|_| false, 0), "warm cutout");
     let log = server.take_log();
-    check(
-        format!("warm cutout of the same k={k} chunks (bound k)"),
-        log.len() as u64,
-        k,
-        &log,
-    );
+    check(format!("warm cutout of the same k={k} chunks (bound k)"), log.len() as u64, k, &log);
 
     // A cold cutout across shards on a new handle: at most one shard index per shard, one
     // minishard index per minishard and one request per chunk, plus the info.
@@ -447,11 +384,7 @@ fn request_counts(murmur_gzip: bool) -> Vec<Counts> {
     let hi2 = [m.offset[0] + 45, m.offset[1] + 37, m.offset[2] + 20];
     let (s2, ms2, cells2) = touched(&m, lo2, hi2);
     let got = cutout(&h2, 0, lo2, hi2, 2).unwrap();
-    assert_eq!(
-        got,
-        layer.expected(0, lo2, hi2, &|_| false, 0),
-        "cutout across shards"
-    );
+    assert_eq!(got, layer.expected(0, lo2, hi2, &|_| false, 0), "cutout across shards");
     let log = server.take_log();
     check(
         format!(
@@ -510,10 +443,7 @@ fn request_counts(murmur_gzip: bool) -> Vec<Counts> {
     assert_eq!(got, expected_points(&layer, 0, &pts), "warm points");
     let log = server.take_log();
     check(
-        format!(
-            "warm scattered points: the same {} points (bound 1 per point)",
-            pts.len()
-        ),
+        format!("warm scattered points: the same {} points (bound 1 per point)", pts.len()),
         log.len() as u64,
         pts.len() as u64,
         &log,
@@ -527,17 +457,10 @@ fn request_counts(murmur_gzip: bool) -> Vec<Counts> {
         })
         .collect();
     let got = points(&h3, 0, &others, 2).unwrap();
-    assert_eq!(
-        got,
-        expected_points(&layer, 0, &others),
-        "other points in warm minishards"
-    );
+    assert_eq!(got, expected_points(&layer, 0, &others), "other points in warm minishards");
     let log = server.take_log();
     check(
-        format!(
-            "{} other points in chunks of warm minishards (bound 1 per point)",
-            others.len()
-        ),
+        format!("{} other points in chunks of warm minishards (bound 1 per point)", others.len()),
         log.len() as u64,
         others.len() as u64,
         &log,
@@ -552,10 +475,7 @@ fn request_counts(murmur_gzip: bool) -> Vec<Counts> {
     assert!(flags.iter().all(|&f| f == 1), "every chunk is stored");
     let log = server.take_log();
     check(
-        format!(
-            "cold cv_chunks_exist over all {} chunks (bound shards + minishards)",
-            flags.len()
-        ),
+        format!("cold cv_chunks_exist over all {} chunks (bound shards + minishards)", flags.len()),
         log.len() as u64,
         all_s + all_ms,
         &log,
@@ -569,33 +489,20 @@ fn request_counts(murmur_gzip: bool) -> Vec<Counts> {
     );
     chunks_exist(&h4, 0, m.offset, m.hi()).unwrap();
     let log = server.take_log();
-    check(
-        "warm cv_chunks_exist over the whole volume (bound 0)".into(),
-        log.len() as u64,
-        0,
-        &log,
-    );
+    check("warm cv_chunks_exist over the whole volume (bound 0)".into(), log.len() as u64, 0, &log);
     drop((h, h2, h3, h4));
     drop(server);
     let _ = std::fs::remove_dir_all(&root);
     for c in &out {
         eprintln!(
             "request counts ({}): {}: {} requests (bound {})",
-            if murmur_gzip {
-                "murmurhash, gzip"
-            } else {
-                "identity, raw"
-            },
+            if murmur_gzip { "murmurhash, gzip" } else { "identity, raw" },
             c.what,
             c.requests,
             c.bound
         );
     }
-    assert!(
-        failures.is_empty(),
-        "request counts over the bound:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "request counts over the bound:\n{}", failures.join("\n"));
     out
 }
 
@@ -621,10 +528,7 @@ fn cold_points_read_only_the_indices_they_need() {
         }
     }
     let cells = &cells[..3];
-    let pts: Vec<[i64; 3]> = cells
-        .iter()
-        .map(|c| m.cell_box(*c).0.map(|v| v + 2))
-        .collect();
+    let pts: Vec<[i64; 3]> = cells.iter().map(|c| m.cell_box(*c).0.map(|v| v + 2)).collect();
     let ms0_index = layer.shards[0][&0].minishards[&0];
     let ms0_range = format!("bytes={}-{}", ms0_index.0, ms0_index.1 - 1);
     let mut failures = Vec::new();
@@ -632,30 +536,19 @@ fn cold_points_read_only_the_indices_they_need() {
         let h = open(&url, &json!({})).unwrap();
         server.take_log();
         if call == "cv_scattered_points" {
-            assert_eq!(
-                points(&h, 0, &pts, 2).unwrap(),
-                expected_points(&layer, 0, &pts)
-            );
+            assert_eq!(points(&h, 0, &pts, 2).unwrap(), expected_points(&layer, 0, &pts));
         } else {
             let (a, b) = (m.cell_box(cells[0]).0, m.cell_box(cells[0]).1);
             assert_eq!(chunks_exist(&h, 0, a, b).unwrap(), vec![1]);
         }
         let log = server.take_log();
-        let bound = if call == "cv_scattered_points" {
-            2 + cells.len()
-        } else {
-            2
-        };
+        let bound = if call == "cv_scattered_points" { 2 + cells.len() } else { 2 };
         eprintln!(
             "{call}, cold, {} chunk(s) of shard 0 minishard 1: {} requests (bound {bound})",
             if bound == 2 { 1 } else { cells.len() },
             log.len()
         );
-        if log.len() > bound
-            || log
-                .iter()
-                .any(|r| r.range.as_deref() == Some(ms0_range.as_str()))
-        {
+        if log.len() > bound || log.iter().any(|r| r.range.as_deref() == Some(ms0_range.as_str())) {
             failures.push(format!(
                 "{call}, cold, on chunks of minishard 1 of 0.shard only: {} requests (want at most {bound}: the shard \
                  index, minishard 1's index{}), minishard 0's index is {ms0_range}:{}",
@@ -688,26 +581,14 @@ fn server_without_range_support() {
     let url = format!("{}/layer", server.url());
     let m = layer.mips[0];
     let h = open(&url, &json!({})).unwrap();
-    let (lo, hi) = (
-        [m.offset[0] + 5, m.offset[1] + 3, m.offset[2] + 1],
-        [m.offset[0] + 41, m.offset[1] + 30, m.offset[2] + 19],
-    );
-    let got = cutout(&h, 0, lo, hi, 2)
-        .unwrap_or_else(|e| panic!("cutout from a server without ranges: {e:?}"));
+    let (lo, hi) =
+        ([m.offset[0] + 5, m.offset[1] + 3, m.offset[2] + 1], [m.offset[0] + 41, m.offset[1] + 30, m.offset[2] + 19]);
+    let got = cutout(&h, 0, lo, hi, 2).unwrap_or_else(|e| panic!("cutout from a server without ranges: {e:?}"));
     assert_eq!(got, layer.expected(0, lo, hi, &|_| false, 0));
-    let pts = [
-        [m.offset[0], m.offset[1], m.offset[2]],
-        [m.offset[0] + 63, m.offset[1] + 47, m.offset[2] + 39],
-        [0, 20, 0],
-    ];
-    assert_eq!(
-        points(&h, 0, &pts, 2).unwrap(),
-        expected_points(&layer, 0, &pts)
-    );
-    assert!(server
-        .take_log()
-        .iter()
-        .all(|r| r.range.is_none() || r.status == 200));
+    let pts =
+        [[m.offset[0], m.offset[1], m.offset[2]], [m.offset[0] + 63, m.offset[1] + 47, m.offset[2] + 39], [0, 20, 0]];
+    assert_eq!(points(&h, 0, &pts, 2).unwrap(), expected_points(&layer, 0, &pts));
+    assert!(server.take_log().iter().all(|r| r.range.is_none() || r.status == 200));
     drop(h);
     drop(server);
     let _ = std::fs::remove_dir_all(&root);
@@ -719,23 +600,9 @@ fn server_without_range_support() {
 /// The small layer of the bad-input cases: 16x16x8 uint16 in 8³ chunks (grid 2x2x1, ids
 /// x | y<<1), identity hash, preshift 0, 1 minishard bit, 1 shard bit: `0.shard` holds cells
 /// (0,0,0) (minishard 0) and (1,0,0) (minishard 1), `1.shard` the cells with y = 1.
-fn small(
-    dir: &Path,
-    index_gzip: bool,
-    data_gzip: bool,
-    omit: &dyn Fn(u32, [i64; 3]) -> bool,
-) -> Layer {
-    let sharding = Sharding {
-        index_gzip,
-        data_gzip,
-        ..Sharding::identity(0, 1, 1)
-    };
-    let mips = [Mip {
-        size: [16, 16, 8],
-        offset: [-8, 4, 2],
-        chunk: [8, 8, 8],
-        sharding: Some(sharding),
-    }];
+fn small(dir: &Path, index_gzip: bool, data_gzip: bool, omit: &dyn Fn(u32, [i64; 3]) -> bool) -> Layer {
+    let sharding = Sharding { index_gzip, data_gzip, ..Sharding::identity(0, 1, 1) };
+    let mips = [Mip { size: [16, 16, 8], offset: [-8, 4, 2], chunk: [8, 8, 8], sharding: Some(sharding) }];
     write_layer(dir, "uint16", &mips, value, omit)
 }
 
@@ -787,14 +654,9 @@ fn run_case(
     let rel = layer.dir.strip_prefix(root).unwrap().display().to_string();
     let m = layer.mips[0];
     let (lo, hi) = (m.offset, m.hi());
-    let cells: Vec<[i64; 3]> = (0..m.grid()[1])
-        .flat_map(|y| (0..m.grid()[0]).map(move |x| [x, y, 0]))
-        .collect();
+    let cells: Vec<[i64; 3]> = (0..m.grid()[1]).flat_map(|y| (0..m.grid()[0]).map(move |x| [x, y, 0])).collect();
     // One point in each chunk.
-    let pts: Vec<[i64; 3]> = cells
-        .iter()
-        .map(|c| m.cell_box(*c).0.map(|v| v + 1))
-        .collect();
+    let pts: Vec<[i64; 3]> = cells.iter().map(|c| m.cell_box(*c).0.map(|v| v + 1)).collect();
     let opts = &case.opts;
     let missing: Vec<[i64; 3]> = match &case.want {
         Want::Reads(c) => c.clone(),
@@ -819,9 +681,7 @@ fn run_case(
                 }
                 for w in &must_name {
                     if !msg.contains(w.as_str()) {
-                        failures.push(format!(
-                            "{ctx}: cv_open: the message does not name {w:?}: {msg}"
-                        ));
+                        failures.push(format!("{ctx}: cv_open: the message does not name {w:?}: {msg}"));
                     }
                 }
                 continue;
@@ -840,11 +700,7 @@ fn run_case(
         let expected_pts: Vec<u8> = pts
             .iter()
             .flat_map(|p| {
-                let v = if missing.contains(&m.cell_of(*p)) {
-                    bg
-                } else {
-                    value(0, *p)
-                };
+                let v = if missing.contains(&m.cell_of(*p)) { bg } else { value(0, *p) };
                 v.to_le_bytes()[..2].to_vec()
             })
             .collect();
@@ -868,9 +724,7 @@ fn run_case(
                     }
                     for w in &must_name {
                         if !msg.contains(w.as_str()) {
-                            failures.push(format!(
-                                "{ctx}: {call}: the message does not name {w:?}: {msg}"
-                            ));
+                            failures.push(format!("{ctx}: {call}: the message does not name {w:?}: {msg}"));
                         }
                     }
                 }
@@ -922,22 +776,8 @@ fn bad_cases() -> Vec<Case> {
     };
     let mut v = vec![
         // Sanity: the intact layer reads.
-        c(
-            "intact",
-            false,
-            false,
-            Box::new(|_| {}),
-            Want::Reads(vec![]),
-            None,
-        ),
-        c(
-            "intact, gzip",
-            true,
-            true,
-            Box::new(|_| {}),
-            Want::Reads(vec![]),
-            None,
-        ),
+        c("intact", false, false, Box::new(|_| {}), Want::Reads(vec![]), None),
+        c("intact, gzip", true, true, Box::new(|_| {}), Want::Reads(vec![]), None),
         // Truncated shard files.
         c(
             "shard file truncated inside the minishard 1 index",
@@ -955,14 +795,7 @@ fn bad_cases() -> Vec<Case> {
             decode(&["0.shard"]),
             None,
         ),
-        c(
-            "empty shard file",
-            false,
-            false,
-            Box::new(|l| edit0(l, |b, _| b.clear())),
-            decode(&["0.shard"]),
-            None,
-        ),
+        c("empty shard file", false, false, Box::new(|l| edit0(l, |b, _| b.clear())), decode(&["0.shard"]), None),
         // The shard index.
         c(
             "shard index entry of minishard 1 ending past the end of the file",
@@ -1181,31 +1014,15 @@ fn bad_cases() -> Vec<Case> {
             None,
         ),
     ];
-    let gone = || -> Box<dyn Fn(&Layer)> {
-        Box::new(|l: &Layer| std::fs::remove_file(l.shard_path(0, 1)).unwrap())
-    };
+    let gone = || -> Box<dyn Fn(&Layer)> { Box::new(|l: &Layer| std::fs::remove_file(l.shard_path(0, 1)).unwrap()) };
     let y1 = vec![[0, 1, 0], [1, 1, 0]];
     v.push(Case {
         opts: json!({"fill_missing": true}),
-        ..c(
-            "missing shard file, fill_missing",
-            false,
-            false,
-            gone(),
-            Want::Reads(y1.clone()),
-            None,
-        )
+        ..c("missing shard file, fill_missing", false, false, gone(), Want::Reads(y1.clone()), None)
     });
     v.push(Case {
         opts: json!({"fill_missing": true, "background_color": 777}),
-        ..c(
-            "missing shard file, fill_missing, background 777",
-            false,
-            false,
-            gone(),
-            Want::Reads(y1),
-            None,
-        )
+        ..c("missing shard file, fill_missing, background 777", false, false, gone(), Want::Reads(y1), None)
     });
     v.push(Case {
         omit: Some([1, 0, 0]),
@@ -1234,14 +1051,7 @@ fn bad_cases() -> Vec<Case> {
     v.push(Case {
         omit: Some([1, 0, 0]),
         opts: json!({"fill_missing": true, "background_color": 3}),
-        ..c(
-            "empty minishard, fill_missing",
-            true,
-            true,
-            Box::new(|_| {}),
-            Want::Reads(vec![[1, 0, 0]]),
-            None,
-        )
+        ..c("empty minishard, fill_missing", true, true, Box::new(|_| {}), Want::Reads(vec![[1, 0, 0]]), None)
     });
     // A chunk listed in its minishard index with zero bytes.
     v.push(Case {
@@ -1274,24 +1084,15 @@ fn run_bad_cases(name_minishard: bool) {
         }
         n += 1;
         let omit = case.omit;
-        let layer = small(
-            &root.join(format!("case{i}")),
-            case.index_gzip,
-            case.data_gzip,
-            &move |_, c| Some(c) == omit,
-        );
+        let layer =
+            small(&root.join(format!("case{i}")), case.index_gzip, case.data_gzip, &move |_, c| Some(c) == omit);
         (case.spoil)(&layer);
         run_case(case, &layer, &root, &server, name_minishard, &mut failures);
     }
     drop(server);
     let _ = std::fs::remove_dir_all(&root);
     eprintln!("bad input: {n} cases, each over file:// and http://, cutout and points");
-    assert!(
-        failures.is_empty(),
-        "{} of the bad-input checks failed:\n  - {}",
-        failures.len(),
-        failures.join("\n  - ")
-    );
+    assert!(failures.is_empty(), "{} of the bad-input checks failed:\n  - {}", failures.len(), failures.join("\n  - "));
 }
 
 /// Each bad shard, spec or missing piece: the right status (CV_ERR_DECODE for corrupt data,
@@ -1328,9 +1129,7 @@ fn worked_value(_mip: u32, p: [i64; 3]) -> u64 {
 }
 
 fn words_of(b: &[u8]) -> Vec<u64> {
-    b.chunks(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-        .collect()
+    b.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()
 }
 
 #[test]
@@ -1342,13 +1141,7 @@ fn worked_example_byte_exact() {
         chunk: [4, 4, 4],
         sharding: Some(Sharding::identity(1, 1, 2)),
     }];
-    let layer = write_layer(
-        &root.join("worked"),
-        "uint8",
-        &mips,
-        worked_value,
-        &|_, _| false,
-    );
+    let layer = write_layer(&root.join("worked"), "uint8", &mips, worked_value, &|_, _| false);
     let spec = mips[0].sharding.unwrap();
 
     // How ids map to files: id = x0 | y0<<1 | z0<<2 | x1<<3, minishard y0, shard z0 + 2*x1.
@@ -1373,64 +1166,26 @@ fn worked_example_byte_exact() {
         .collect();
     assert_eq!(
         sizes,
-        [
-            ("0.shard", 352),
-            ("1.shard", 184),
-            ("2.shard", 136),
-            ("3.shard", 94)
-        ]
-        .map(|(f, n)| (f.to_string(), n)),
+        [("0.shard", 352), ("1.shard", 184), ("2.shard", 136), ("3.shard", 94)].map(|(f, n)| (f.to_string(), n)),
         "shard file sizes of §4.6"
     );
     // 0.shard, byte for byte as §4.6 lists it.
     let b = std::fs::read(dir.join("0.shard")).unwrap();
-    assert_eq!(
-        words_of(&b[..0x20]),
-        [0x80, 0xb0, 0x110, 0x140],
-        "0.shard: shard index"
-    );
-    assert!(
-        b[0x20..0x60].iter().all(|&v| v == 0x01),
-        "id 0 = cell (0,0,0)"
-    );
-    assert!(
-        b[0x60..0xa0].iter().all(|&v| v == 0x11),
-        "id 1 = cell (1,0,0)"
-    );
-    assert_eq!(
-        words_of(&b[0xa0..0xd0]),
-        [0, 1, 0, 0, 0x40, 0x40],
-        "minishard 0 index"
-    );
-    assert!(
-        b[0xd0..0x100].iter().all(|&v| v == 0x05),
-        "id 2 = cell (0,1,0), 4x3x4"
-    );
-    assert!(
-        b[0x100..0x130].iter().all(|&v| v == 0x15),
-        "id 3 = cell (1,1,0)"
-    );
-    assert_eq!(
-        words_of(&b[0x130..0x160]),
-        [2, 1, 0xb0, 0, 0x30, 0x30],
-        "minishard 1 index (restarts from S)"
-    );
-    assert_eq!(
-        std::fs::read(dir.join("3.shard")).unwrap(),
-        WORKED_3_SHARD,
-        "3.shard"
-    );
+    assert_eq!(words_of(&b[..0x20]), [0x80, 0xb0, 0x110, 0x140], "0.shard: shard index");
+    assert!(b[0x20..0x60].iter().all(|&v| v == 0x01), "id 0 = cell (0,0,0)");
+    assert!(b[0x60..0xa0].iter().all(|&v| v == 0x11), "id 1 = cell (1,0,0)");
+    assert_eq!(words_of(&b[0xa0..0xd0]), [0, 1, 0, 0, 0x40, 0x40], "minishard 0 index");
+    assert!(b[0xd0..0x100].iter().all(|&v| v == 0x05), "id 2 = cell (0,1,0), 4x3x4");
+    assert!(b[0x100..0x130].iter().all(|&v| v == 0x15), "id 3 = cell (1,1,0)");
+    assert_eq!(words_of(&b[0x130..0x160]), [2, 1, 0xb0, 0, 0x30, 0x30], "minishard 1 index (restarts from S)");
+    assert_eq!(std::fs::read(dir.join("3.shard")).unwrap(), WORKED_3_SHARD, "3.shard");
 
     // The same bytes as tensorstore's files, when the reference layers are present.
     let reference = reference_dir().join("ts/sharded_worked_example");
     if let Ok(text) = std::fs::read_to_string(reference.join("info")) {
         let info: Value = serde_json::from_str(&text).unwrap();
         let key = info["scales"][0]["key"].as_str().unwrap().to_string();
-        assert_eq!(
-            info["scales"][0]["sharding"],
-            spec.json(),
-            "tensorstore's sharding spec"
-        );
+        assert_eq!(info["scales"][0]["sharding"], spec.json(), "tensorstore's sharding spec");
         let mut names: Vec<String> = std::fs::read_dir(reference.join(&key))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -1444,15 +1199,9 @@ fn worked_example_byte_exact() {
                 "{n}: tensorstore's bytes differ from the digest's"
             );
         }
-        eprintln!(
-            "worked example: the 4 shard files equal tensorstore's ({})",
-            reference.display()
-        );
+        eprintln!("worked example: the 4 shard files equal tensorstore's ({})", reference.display());
     } else if required() {
-        panic!(
-            "CV_REQUIRE_REFERENCE=1 but {} has no info",
-            reference.display()
-        );
+        panic!("CV_REQUIRE_REFERENCE=1 but {} has no info", reference.display());
     } else {
         eprintln!(
             "note: no tensorstore copy of the worked example at {} (tests/reference/make_layers.py writes it); \
@@ -1466,34 +1215,16 @@ fn worked_example_byte_exact() {
     for url in [layer.url(), format!("{}/worked", server.url())] {
         let h = open(&url, &json!({})).unwrap_or_else(|e| panic!("{url}: {e:?}"));
         let all = cutout(&h, 0, [100, 200, 300], [110, 207, 305], 1).unwrap();
-        assert_eq!(
-            all,
-            layer.expected(0, [100, 200, 300], [110, 207, 305], &|_| false, 0),
-            "{url}: whole volume"
-        );
+        assert_eq!(all, layer.expected(0, [100, 200, 300], [110, 207, 305], &|_| false, 0), "{url}: whole volume");
         let part = cutout(&h, 0, [103, 203, 303], [109, 206, 305], 1).unwrap();
         assert_eq!(
             part,
             layer.expected(0, [103, 203, 303], [109, 206, 305], &|_| false, 0),
             "{url}: a box across 8 chunks"
         );
-        let pts = [
-            [100, 200, 300],
-            [109, 206, 304],
-            [108, 203, 304],
-            [104, 204, 300],
-            [103, 206, 303],
-        ];
-        assert_eq!(
-            points(&h, 0, &pts, 1).unwrap(),
-            vec![0x01, 0x26, 0x22, 0x15, 0x05],
-            "{url}: points"
-        );
-        assert_eq!(
-            chunks_exist(&h, 0, [100, 200, 300], [110, 207, 305]).unwrap(),
-            vec![1; 12],
-            "{url}: existence"
-        );
+        let pts = [[100, 200, 300], [109, 206, 304], [108, 203, 304], [104, 204, 300], [103, 206, 303]];
+        assert_eq!(points(&h, 0, &pts, 1).unwrap(), vec![0x01, 0x26, 0x22, 0x15, 0x05], "{url}: points");
+        assert_eq!(chunks_exist(&h, 0, [100, 200, 300], [110, 207, 305]).unwrap(), vec![1; 12], "{url}: existence");
     }
     drop(server);
     let _ = std::fs::remove_dir_all(&root);
@@ -1515,10 +1246,7 @@ fn murmur_vectors() {
 fn layouts_read_back() {
     let root = temp_dir("layouts");
     let server = FileServer::start(&root).unwrap();
-    let geoms = [
-        ([37, 29, 11], [-13, 7, -5], [8, 8, 4]),
-        ([45, 20, 19], [100, -60, 3], [16, 4, 8]),
-    ];
+    let geoms = [([37, 29, 11], [-13, 7, -5], [8, 8, 4]), ([45, 20, 19], [100, -60, 3], [16, 4, 8])];
     let shardings = [
         Sharding {
             hash: Hash::Murmur,
@@ -1552,21 +1280,12 @@ fn layouts_read_back() {
         for (si, s) in shardings.iter().enumerate() {
             let half = [(g.0[0] + 1) / 2, (g.0[1] + 1) / 2, g.0[2]];
             let mips = [
-                Mip {
-                    size: g.0,
-                    offset: g.1,
-                    chunk: g.2,
-                    sharding: Some(*s),
-                },
+                Mip { size: g.0, offset: g.1, chunk: g.2, sharding: Some(*s) },
                 Mip {
                     size: half,
                     offset: [g.1[0] / 2, g.1[1] / 2, g.1[2]],
                     chunk: g.2,
-                    sharding: if si % 2 == 0 {
-                        None
-                    } else {
-                        Some(shardings[(si + 1) % 5])
-                    },
+                    sharding: if si % 2 == 0 { None } else { Some(shardings[(si + 1) % 5]) },
                 },
             ];
             let name = format!("l{gi}{si}");
@@ -1577,8 +1296,8 @@ fn layouts_read_back() {
             for url in [layer.url(), format!("{}/{name}", server.url())] {
                 let h = open(&url, &json!({})).unwrap_or_else(|e| panic!("{url}: {e:?}"));
                 for (mi, m) in mips.iter().enumerate() {
-                    let got = cutout(&h, mi as u32, m.offset, m.hi(), 2)
-                        .unwrap_or_else(|e| panic!("{url} mip {mi}: {e:?}"));
+                    let got =
+                        cutout(&h, mi as u32, m.offset, m.hi(), 2).unwrap_or_else(|e| panic!("{url} mip {mi}: {e:?}"));
                     assert_eq!(
                         got,
                         layer.expected(mi as u32, m.offset, m.hi(), &|_| false, 0),
@@ -1587,27 +1306,16 @@ fn layouts_read_back() {
                     let lo = [m.offset[0] + 3, m.offset[1] + 1, m.offset[2] + 1];
                     let hi = [m.hi()[0] - 2, m.hi()[1] - 1, m.hi()[2]];
                     let got = cutout(&h, mi as u32, lo, hi, 2).unwrap();
-                    assert_eq!(
-                        got,
-                        layer.expected(mi as u32, lo, hi, &|_| false, 0),
-                        "{url} mip {mi} inner box"
-                    );
-                    let pts = [
-                        m.offset,
-                        [m.hi()[0] - 1, m.hi()[1] - 1, m.hi()[2] - 1],
-                        lo,
-                        [hi[0] - 1, lo[1], hi[2] - 1],
-                    ];
+                    assert_eq!(got, layer.expected(mi as u32, lo, hi, &|_| false, 0), "{url} mip {mi} inner box");
+                    let pts =
+                        [m.offset, [m.hi()[0] - 1, m.hi()[1] - 1, m.hi()[2] - 1], lo, [hi[0] - 1, lo[1], hi[2] - 1]];
                     assert_eq!(
                         points(&h, mi as u32, &pts, 2).unwrap(),
                         expected_points(&layer, mi as u32, &pts),
                         "{url} mip {mi} points"
                     );
                     let flags = chunks_exist(&h, mi as u32, m.offset, m.hi()).unwrap();
-                    assert!(
-                        flags.iter().all(|&f| f == 1),
-                        "{url} mip {mi}: existence {flags:?}"
-                    );
+                    assert!(flags.iter().all(|&f| f == 1), "{url} mip {mi}: existence {flags:?}");
                     n += 1;
                 }
             }
@@ -1628,26 +1336,16 @@ fn spec_name_len(s: &Sharding, shard: u64) -> usize {
 /// A two-mip sharded layer with one shard file deleted (mip 0) and one chunk omitted (mip 1).
 fn cli_layer(root: &Path) -> (Layer, Vec<[i64; 3]>, [i64; 3]) {
     let mips = [
-        Mip {
-            size: [40, 30, 9],
-            offset: [-10, 5, 0],
-            chunk: [8, 8, 3],
-            sharding: Some(Sharding::identity(1, 1, 2)),
-        },
+        Mip { size: [40, 30, 9], offset: [-10, 5, 0], chunk: [8, 8, 3], sharding: Some(Sharding::identity(1, 1, 2)) },
         Mip {
             size: [20, 15, 9],
             offset: [-5, 2, 0],
             chunk: [8, 8, 3],
-            sharding: Some(Sharding {
-                hash: Hash::Murmur,
-                ..Sharding::identity(0, 1, 5)
-            }),
+            sharding: Some(Sharding { hash: Hash::Murmur, ..Sharding::identity(0, 1, 5) }),
         },
     ];
     let omitted = [1, 1, 2];
-    let layer = write_layer(&root.join("cli"), "uint16", &mips, value, &|mip, c| {
-        mip == 1 && c == omitted
-    });
+    let layer = write_layer(&root.join("cli"), "uint16", &mips, value, &|mip, c| mip == 1 && c == omitted);
     // Delete the shard of cell (0, 0, 0) at mip 0; its cells are missing.
     let spec = mips[0].sharding.unwrap();
     let grid = mips[0].grid();
@@ -1667,10 +1365,7 @@ fn cli_layer(root: &Path) -> (Layer, Vec<[i64; 3]>, [i64; 3]) {
 }
 
 fn fmt_box(lo: [i64; 3], hi: [i64; 3]) -> String {
-    format!(
-        "[{},{},{}]..[{},{},{}]",
-        lo[0], lo[1], lo[2], hi[0], hi[1], hi[2]
-    )
+    format!("[{},{},{}]..[{},{},{}]", lo[0], lo[1], lo[2], hi[0], hi[1], hi[2])
 }
 
 #[test]
@@ -1679,14 +1374,7 @@ fn cli_points() {
     let (layer, missing0, omitted1) = cli_layer(&root);
     let m1 = layer.mips[1];
     // Points at mip 1, away from the omitted chunk, in three spellings and with comments.
-    let pts: Vec<[i64; 3]> = vec![
-        [-5, 2, 0],
-        [14, 16, 8],
-        [3, 9, 4],
-        [10, 3, 1],
-        [-5, 16, 8],
-        [3, 9, 4],
-    ];
+    let pts: Vec<[i64; 3]> = vec![[-5, 2, 0], [14, 16, 8], [3, 9, 4], [10, 3, 1], [-5, 16, 8], [3, 9, 4]];
     assert!(pts.iter().all(|p| m1.cell_of(*p) != omitted1));
     let file = root.join("pts.txt");
     let mut text = String::from("# x y z at mip 1\n\n");
@@ -1698,112 +1386,49 @@ fn cli_points() {
         });
     }
     std::fs::write(&file, text).unwrap();
-    let out = cli()
-        .args(["points", &layer.url()])
-        .arg(&file)
-        .args(["--mip", "1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cli().args(["points", &layer.url()]).arg(&file).args(["--mip", "1"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let want: Vec<String> = pts
-        .iter()
-        .map(|p| format!("{} {} {}: {}", p[0], p[1], p[2], value(1, *p)))
-        .collect();
+    let want: Vec<String> = pts.iter().map(|p| format!("{} {} {}: {}", p[0], p[1], p[2], value(1, *p))).collect();
     assert_eq!(stdout.lines().collect::<Vec<_>>(), want, "points output");
 
     // -o FILE: the raw values, point after point.
     let raw = root.join("pts.bin");
-    let out = cli()
-        .args(["points", &layer.url()])
-        .arg(&file)
-        .args(["--mip", "1", "-o"])
-        .arg(&raw)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        std::fs::read(&raw).unwrap(),
-        expected_points(&layer, 1, &pts)
-    );
+    let out = cli().args(["points", &layer.url()]).arg(&file).args(["--mip", "1", "-o"]).arg(&raw).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&raw).unwrap(), expected_points(&layer, 1, &pts));
 
     // A point in a chunk of the deleted shard (mip 0): refused, then background with --fill-missing.
     let m0 = layer.mips[0];
     let gone_pt = m0.cell_box(missing0[0]).0;
     let ok_pt = m0
         .cell_box(
-            *(0..m0.grid()[0])
-                .map(|x| [x, 1, 1])
-                .collect::<Vec<_>>()
-                .iter()
-                .find(|c| !missing0.contains(c))
-                .unwrap(),
+            *(0..m0.grid()[0]).map(|x| [x, 1, 1]).collect::<Vec<_>>().iter().find(|c| !missing0.contains(c)).unwrap(),
         )
         .0;
     std::fs::write(
         &file,
-        format!(
-            "{} {} {}\n{} {} {}\n",
-            gone_pt[0], gone_pt[1], gone_pt[2], ok_pt[0], ok_pt[1], ok_pt[2]
-        ),
+        format!("{} {} {}\n{} {} {}\n", gone_pt[0], gone_pt[1], gone_pt[2], ok_pt[0], ok_pt[1], ok_pt[2]),
     )
     .unwrap();
-    let out = cli()
-        .args(["points", &layer.url()])
-        .arg(&file)
-        .args(["--mip", "0"])
-        .output()
-        .unwrap();
-    assert!(
-        !out.status.success(),
-        "a point in a missing shard must fail without --fill-missing"
-    );
+    let out = cli().args(["points", &layer.url()]).arg(&file).args(["--mip", "0"]).output().unwrap();
+    assert!(!out.status.success(), "a point in a missing shard must fail without --fill-missing");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "one line on stderr: {err}");
     assert!(err.contains(".shard"), "the error names the shard: {err}");
-    let out = cli()
-        .args(["points", &layer.url()])
-        .arg(&file)
-        .args(["--mip", "0", "--fill-missing"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cli().args(["points", &layer.url()]).arg(&file).args(["--mip", "0", "--fill-missing"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .collect::<Vec<_>>(),
+        String::from_utf8(out.stdout).unwrap().lines().collect::<Vec<_>>(),
         [
             format!("{} {} {}: 0", gone_pt[0], gone_pt[1], gone_pt[2]),
-            format!(
-                "{} {} {}: {}",
-                ok_pt[0],
-                ok_pt[1],
-                ok_pt[2],
-                value(0, ok_pt)
-            )
+            format!("{} {} {}: {}", ok_pt[0], ok_pt[1], ok_pt[2], value(0, ok_pt))
         ]
     );
 
     // Outside the bounds: refused, background with --unbounded.
     std::fs::write(&file, "-11 5 0\n").unwrap();
-    let out = cli()
-        .args(["points", &layer.url()])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = cli().args(["points", &layer.url()]).arg(&file).output().unwrap();
     assert!(!out.status.success());
     let out = cli()
         .args(["points", &layer.url()])
@@ -1811,26 +1436,14 @@ fn cli_points() {
         .args(["--unbounded", "--options", r#"{"background_color": 9}"#])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "-11 5 0: 9");
 
     // A malformed line: a one-line error naming the line.
     std::fs::write(&file, "1 2 3\n4 5\n").unwrap();
-    let out = cli()
-        .args(["points", &layer.url()])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = cli().args(["points", &layer.url()]).arg(&file).output().unwrap();
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains(":2:"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains(":2:"), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -1844,14 +1457,8 @@ fn cli_exists() {
         // A box cutting chunks at both ends, clipped at the volume's high corner.
         let lo = [m.offset[0] + 1, m.offset[1] + 2, m.offset[2]];
         let hi = [m.hi()[0] + 5, m.hi()[1], m.hi()[2] - 1];
-        let bbox = format!(
-            "{},{},{},{},{},{}",
-            lo[0], lo[1], lo[2], hi[0], hi[1], hi[2]
-        );
-        let (c0, c1) = (
-            m.cell_of(lo),
-            m.cell_of([m.hi()[0] - 1, hi[1] - 1, hi[2] - 1]),
-        );
+        let bbox = format!("{},{},{},{},{},{}", lo[0], lo[1], lo[2], hi[0], hi[1], hi[2]);
+        let (c0, c1) = (m.cell_of(lo), m.cell_of([m.hi()[0] - 1, hi[1] - 1, hi[2] - 1]));
         let mut want = Vec::new();
         let mut n_present = 0;
         for z in c0[2]..=c1[2] {
@@ -1860,34 +1467,21 @@ fn cli_exists() {
                     let (a, b) = m.cell_box([x, y, z]);
                     let present = !missing.contains(&[x, y, z]);
                     n_present += usize::from(present);
-                    want.push(format!(
-                        "{} {}",
-                        if present { "present" } else { "missing" },
-                        fmt_box(a, b)
-                    ));
+                    want.push(format!("{} {}", if present { "present" } else { "missing" }, fmt_box(a, b)));
                 }
             }
         }
         want.push(format!("{n_present} of {} chunk(s) present", want.len()));
-        assert!(
-            n_present < want.len() - 1,
-            "mip {mip}: the box should meet a missing chunk"
-        );
+        assert!(n_present < want.len() - 1, "mip {mip}: the box should meet a missing chunk");
         for url in [layer.url(), format!("{}/cli", server.url())] {
+            // The box leaves the volume: --unbounded counts its inside (without, it is refused).
             let out = cli()
-                .args(["exists", &url, "--bbox", &bbox, "--mip", &mip.to_string()])
+                .args(["exists", &url, "--bbox", &bbox, "--mip", &mip.to_string(), "--unbounded"])
                 .output()
                 .unwrap();
-            assert!(
-                out.status.success(),
-                "{url}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert!(out.status.success(), "{url}: {}", String::from_utf8_lossy(&out.stderr));
             assert_eq!(
-                String::from_utf8(out.stdout)
-                    .unwrap()
-                    .lines()
-                    .collect::<Vec<_>>(),
+                String::from_utf8(out.stdout).unwrap().lines().collect::<Vec<_>>(),
                 want,
                 "{url} mip {mip}: exists"
             );

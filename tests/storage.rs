@@ -29,7 +29,8 @@ impl St {
         let url = cs(url);
         let opts = opts.map(cs);
         let mut out: *mut cv_storage = std::ptr::null_mut();
-        let st = unsafe { cv_storage_open(url.as_ptr(), opts.as_ref().map_or(std::ptr::null(), |o| o.as_ptr()), &mut out) };
+        let st =
+            unsafe { cv_storage_open(url.as_ptr(), opts.as_ref().map_or(std::ptr::null(), |o| o.as_ptr()), &mut out) };
         if st == CV_OK {
             assert!(!out.is_null());
             Ok(St(out))
@@ -206,7 +207,10 @@ fn errors_name_what_failed() {
         assert_eq!(std::fs::read(dir.path().join("k")).unwrap(), b"v");
         let mut out: *mut cv_storage = std::ptr::null_mut();
         assert_eq!(cv_storage_open(std::ptr::null(), std::ptr::null(), &mut out), CV_ERR_INVALID_ARGUMENT);
-        assert_eq!(cv_storage_open(cs("/tmp").as_ptr(), std::ptr::null(), std::ptr::null_mut()), CV_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            cv_storage_open(cs("/tmp").as_ptr(), std::ptr::null(), std::ptr::null_mut()),
+            CV_ERR_INVALID_ARGUMENT
+        );
         assert!(out.is_null());
         cv_storage_free(std::ptr::null_mut());
         cv_bytes_free(std::ptr::null_mut(), 0);
@@ -348,11 +352,19 @@ fn file_and_http_stores_pass_the_store_suite() {
     use cloudvolume::cloudpath::CloudPath;
     use cloudvolume::options::StoreOptions;
     use support::store_suite::{conformance, Capabilities};
-    let open = |url: &str| cloudvolume::store::open(&CloudPath::parse(url, &StoreOptions::default()).unwrap(), &StoreOptions::default()).unwrap();
+    let open = |url: &str| {
+        cloudvolume::store::open(&CloudPath::parse(url, &StoreOptions::default()).unwrap(), &StoreOptions::default())
+            .unwrap()
+    };
     let dir = TempDir::new("suite");
     conformance(&*open(&dir.url()), "objects", "file", Capabilities { encodings: true, generations: true });
     let root = TempDir::new("suite-dav");
     let Some(nginx) = Nginx::start(Config::new(root.path()).writable(true)) else { return };
     // A WebDAV server keeps no Content-Encoding of its own.
-    conformance(&*open(&format!("{}/bucket/layer", nginx.base_url())), "objects", "HTTP (nginx WebDAV)", Capabilities { encodings: false, generations: true });
+    conformance(
+        &*open(&format!("{}/bucket/layer", nginx.base_url())),
+        "objects",
+        "HTTP (nginx WebDAV)",
+        Capabilities { encodings: false, generations: true },
+    );
 }

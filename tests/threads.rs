@@ -69,7 +69,11 @@ fn many_threads_on_one_handle_read_what_one_thread_reads() {
             .zip(boxes(&layer.spec, 1, 12345, 12, 30))
             .map(|(a, b)| {
                 // Alternate mips 0 and 1.
-                a.into_iter().map(|(l, h)| (0, l, h)).zip(b.into_iter().map(|(l, h)| (1, l, h))).flat_map(|(x, y)| [x, y]).collect()
+                a.into_iter()
+                    .map(|(l, h)| (0, l, h))
+                    .zip(b.into_iter().map(|(l, h)| (1, l, h)))
+                    .flat_map(|(x, y)| [x, y])
+                    .collect()
             })
             .collect();
 
@@ -117,7 +121,11 @@ fn many_threads_on_one_handle_read_what_one_thread_reads() {
 #[test]
 fn many_threads_through_the_rust_api() {
     let layer = Arc::new(Layer::write(
-        Spec::new("uint64", [70, 50, 30], [16, 16, 8]).offset([3, -4, 0]).pattern(Pattern::Labels).chunks(Chunks::CsegGz).block([16, 4, 4]),
+        Spec::new("uint64", [70, 50, 30], [16, 16, 8])
+            .offset([3, -4, 0])
+            .pattern(Pattern::Labels)
+            .chunks(Chunks::CsegGz)
+            .block([16, 4, 4]),
     ));
     let url = layer.url();
     within(60, move || {
@@ -145,7 +153,9 @@ fn many_threads_through_the_rust_api() {
 fn several_handles_at_once() {
     let layers: Vec<Arc<Layer>> = vec![
         Arc::new(big_layer()),
-        Arc::new(Layer::write(Spec::new("uint16", [40, 30, 20], [8, 8, 8]).channels(3).chunks(Chunks::Png).offset([0, 0, -5]))),
+        Arc::new(Layer::write(
+            Spec::new("uint16", [40, 30, 20], [8, 8, 8]).channels(3).chunks(Chunks::Png).offset([0, 0, -5]),
+        )),
         Arc::new(Layer::write(Spec::new("uint32", [33, 21, 17], [16, 8, 8]).chunks(Chunks::Cseg).block([16, 8, 8]))),
         Arc::new(Layer::write(Spec::new("float32", [25, 25, 25], [10, 10, 10]).channels(2))),
     ];

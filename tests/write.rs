@@ -146,7 +146,6 @@ impl Vol {
         unsafe { cv_string_free(out) };
         serde_json::from_str(&text).unwrap()
     }
-
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -643,7 +642,7 @@ fn round_trip_every_encoding_type_and_channel_count() {
             };
             tswrites.push(json!({
                 "name": case.name,
-                "path": root.join(&format!("ts_{}", case.name)),
+                "path": root.join(format!("ts_{}", case.name)),
                 "info": dir.join("info"),
                 "scales": [
                     {"scale_index": 0, "data": dir.join("model0.bin"), "dtype": dtype.name(), "shape": sh(LO, HI)},
@@ -711,7 +710,7 @@ fn round_trip_every_encoding_type_and_channel_count() {
     let mut identical = 0;
     for case in cases.iter().filter(|c| c.enc == Encoding::CompressedSegmentation) {
         let ours_files = chunk_files(&root.join(&case.name));
-        let theirs = chunk_files(&root.join(&format!("ts_{}", case.name)));
+        let theirs = chunk_files(&root.join(format!("ts_{}", case.name)));
         let ours_files: BTreeMap<_, _> = ours_files.into_iter().filter(|(k, _)| !k.ends_with(".bin")).collect();
         if ours_files.keys().collect::<Vec<_>>() != theirs.keys().collect::<Vec<_>>() {
             failures.push(format!(
@@ -895,7 +894,7 @@ fn http_gs_s3_writes_put_gzip_content_encoding_for_raw_and_cseg() {
         (
             "http",
             Box::new(|n: &str, gz: bool| (format!("{base}/{}web/{n}", if gz { "gz/" } else { "" }), None)),
-            Box::new(|n: &str| root.join(&format!("web/{n}"))),
+            Box::new(|n: &str| root.join(format!("web/{n}"))),
         ),
         (
             "gs",
@@ -905,7 +904,7 @@ fn http_gs_s3_writes_put_gzip_content_encoding_for_raw_and_cseg() {
                     Some(json!({"gs_endpoint": format!("{base}{}", if gz { "/gz" } else { "" })}).to_string()),
                 )
             }),
-            Box::new(|n: &str| root.join(&format!("bucket/gsl/{n}"))),
+            Box::new(|n: &str| root.join(format!("bucket/gsl/{n}"))),
         ),
         (
             "s3",
@@ -915,7 +914,7 @@ fn http_gs_s3_writes_put_gzip_content_encoding_for_raw_and_cseg() {
                     Some(json!({"s3_endpoint": format!("{base}{}", if gz { "/gz" } else { "" })}).to_string()),
                 )
             }),
-            Box::new(|n: &str| root.join(&format!("bucket/s3l/{n}"))),
+            Box::new(|n: &str| root.join(format!("bucket/s3l/{n}"))),
         ),
     ];
     // name, encoding, type, channels, block, extra options, gzip expected
@@ -1084,7 +1083,14 @@ fn sharded_writes_whole_shards_read_by_tensorstore_and_cloudvolume() {
             Raw,
             U32,
             1,
-            Sharding { preshift: 0, hash: Hash::Murmur, minishard_bits: 2, shard_bits: 1, index_gzip: true, data_gzip: true },
+            Sharding {
+                preshift: 0,
+                hash: Hash::Murmur,
+                minishard_bits: 2,
+                shard_bits: 1,
+                index_gzip: true,
+                data_gzip: true,
+            },
             false,
         ),
         (
@@ -1215,7 +1221,7 @@ fn sharded_writes_whole_shards_read_by_tensorstore_and_cloudvolume() {
                 reqs.iter().all(|r| r.method == "PUT" && r.content_encoding.is_none() && r.uri.ends_with(".shard")),
                 "{name}: {reqs:?}"
             );
-            let web = chunk_files(&root.join(&format!("web/{name}")));
+            let web = chunk_files(&root.join(format!("web/{name}")));
             let file = chunk_files(&root.join(name));
             assert!(web == file, "{name}: shard files written over HTTP differ from those written to file://");
             assert_same(
@@ -1255,8 +1261,14 @@ fn sharded_writes_whole_shards_read_by_tensorstore_and_cloudvolume() {
 #[test]
 fn sharded_rewrite_is_read_correctly_by_a_handle_that_read_before() {
     let root = TempDir::in_target("stale");
-    let sh =
-        Sharding { preshift: 2, hash: Hash::Identity, minishard_bits: 1, shard_bits: 2, index_gzip: true, data_gzip: true };
+    let sh = Sharding {
+        preshift: 2,
+        hash: Hash::Identity,
+        minishard_bits: 1,
+        shard_bits: 2,
+        index_gzip: true,
+        data_gzip: true,
+    };
     let mut info = ok(new_info("image", "uint16", "raw", 1, RES, SH_OFF, SH_SIZE, SH_CHUNK), "info");
     info["scales"][0]["sharding"] = sh.json();
     let url = root.url_of("layer");
@@ -1594,7 +1606,7 @@ fn killed_upload_leaves_every_chunk_old_or_new() {
         .collect();
     let chunk_of = |which: usize, a: [i64; 3], b: [i64; 3]| models[which].get(a, b);
     vol.write_ok(0, lo, hi, &pats[0]);
-    let files: Vec<PathBuf> = (0..2).map(|i| root.join(&format!("pat{i}.raw"))).collect();
+    let files: Vec<PathBuf> = (0..2).map(|i| root.join(format!("pat{i}.raw"))).collect();
     for (f, p) in files.iter().zip(&pats) {
         std::fs::write(f, p).unwrap();
     }
@@ -1878,8 +1890,9 @@ fn bad_layers_fail_clearly_and_write_nothing() {
             hand["scales"][0]["compressed_segmentation_block_size"] = json!([8, 8, 8]);
         }
         let dir = format!("bad_{enc}_{dt}_{nc}");
-        let (st, msg) =
-            create(&root.url_of(&dir), &hand, None).err().unwrap_or_else(|| panic!("cv_create accepted {enc} {dt} x{nc}"));
+        let (st, msg) = create(&root.url_of(&dir), &hand, None)
+            .err()
+            .unwrap_or_else(|| panic!("cv_create accepted {enc} {dt} x{nc}"));
         assert!(
             matches!(st, CV_ERR_INVALID_ARGUMENT | CV_ERR_DECODE | CV_ERR_UNSUPPORTED),
             "{}: {msg}",
@@ -1949,8 +1962,16 @@ fn bad_layers_fail_clearly_and_write_nothing() {
     // cv_create: not JSON, not an info, bad options, NULL arguments.
     expect_err(create_text(&root.url_of("x1"), "{not json", None), CV_ERR_DECODE, &["JSON"]);
     expect_err(create_text(&root.url_of("x2"), r#"{"type":"image"}"#, None), CV_ERR_DECODE, &["data_type"]);
-    expect_err(create(&root.url_of("x3"), &info, Some(r#"{"overwrite":"yes"}"#)), CV_ERR_INVALID_ARGUMENT, &["overwrite"]);
-    expect_err(create(&root.url_of("x4"), &info, Some(r#"{"compress":"lzma"}"#)), CV_ERR_INVALID_ARGUMENT, &["compress"]);
+    expect_err(
+        create(&root.url_of("x3"), &info, Some(r#"{"overwrite":"yes"}"#)),
+        CV_ERR_INVALID_ARGUMENT,
+        &["overwrite"],
+    );
+    expect_err(
+        create(&root.url_of("x4"), &info, Some(r#"{"compress":"lzma"}"#)),
+        CV_ERR_INVALID_ARGUMENT,
+        &["compress"],
+    );
     expect_err(
         create(&root.url_of("x5"), &info, Some(r#"{"non_aligned":true}"#)),
         CV_ERR_INVALID_ARGUMENT,

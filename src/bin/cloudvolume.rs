@@ -108,7 +108,7 @@ impl Usage {
 
 /// What the command line asks for.
 enum Invocation {
-    Run(Args),
+    Run(Box<Args>),
     /// Print this to stdout and exit 0.
     Print(String),
 }
@@ -138,14 +138,26 @@ fn parse_args() -> Result<Invocation, Usage> {
         "help" => {
             return match it.next() {
                 None => Ok(Invocation::Print(usage())),
-                Some(c) => help_for(&c).map(Invocation::Print).ok_or_else(|| Usage::new(format!("unknown command \"{c}\""), None)),
+                Some(c) => help_for(&c)
+                    .map(Invocation::Print)
+                    .ok_or_else(|| Usage::new(format!("unknown command \"{c}\""), None)),
             }
         }
         c if COMMANDS.iter().all(|k| k.name != c) => return Err(Usage::new(format!("unknown command \"{c}\""), None)),
         _ => {}
     }
     let here = Some(cmd.as_str());
-    let mut a = Args { cmd: cmd.clone(), url: None, extra: Vec::new(), mip: 0, bbox: None, output: None, options: Default::default(), progress: None, named: Default::default() };
+    let mut a = Args {
+        cmd: cmd.clone(),
+        url: None,
+        extra: Vec::new(),
+        mip: 0,
+        bbox: None,
+        output: None,
+        options: Default::default(),
+        progress: None,
+        named: Default::default(),
+    };
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| Usage::new(format!("{name} needs a value"), here));
         match arg.as_str() {
@@ -154,7 +166,8 @@ fn parse_args() -> Result<Invocation, Usage> {
             "--bbox" => {
                 let v = value("--bbox")?;
                 let bad = || Usage::new(format!("--bbox wants six integers x0,y0,z0,x1,y1,z1, got \"{v}\""), here);
-                let n: Vec<i64> = v.split(',').map(|s| s.trim().parse::<i64>()).collect::<Result<_, _>>().map_err(|_| bad())?;
+                let n: Vec<i64> =
+                    v.split(',').map(|s| s.trim().parse::<i64>()).collect::<Result<_, _>>().map_err(|_| bad())?;
                 if n.len() != 6 {
                     return Err(bad());
                 }
@@ -168,7 +181,8 @@ fn parse_args() -> Result<Invocation, Usage> {
                 a.options.insert("bounded".into(), false.into());
             }
             "--parallel" => {
-                let n: u64 = value("--parallel")?.parse().map_err(|_| Usage::new("--parallel needs an integer", here))?;
+                let n: u64 =
+                    value("--parallel")?.parse().map_err(|_| Usage::new("--parallel needs an integer", here))?;
                 a.options.insert("parallel".into(), n.into());
             }
             "--options" => {
@@ -219,7 +233,7 @@ fn parse_args() -> Result<Invocation, Usage> {
             return Err(Usage::new(format!("{cmd} needs {what}"), here));
         }
     }
-    Ok(Invocation::Run(a))
+    Ok(Invocation::Run(Box::new(a)))
 }
 
 /// The library's hints name its options; on the command line they are flags.
@@ -306,7 +320,11 @@ fn cutout(a: &Args) -> Result<(), Error> {
                 // The final line once: the last one shown, completed.
                 match shown {
                     Some(n) if n == total => eprintln!(),
-                    Some(_) => eprintln!("\r[{}] {total}/{total} chunks, {:.1}s", "#".repeat(40), start.elapsed().as_secs_f64()),
+                    Some(_) => eprintln!(
+                        "\r[{}] {total}/{total} chunks, {:.1}s",
+                        "#".repeat(40),
+                        start.elapsed().as_secs_f64()
+                    ),
                     None => {}
                 }
             });
@@ -449,7 +467,8 @@ fn create(a: &Args) -> Result<(), Error> {
         Some(t) => return Err(Error::invalid(format!("--type \"{t}\" is neither image nor segmentation"))),
     };
     let enc_name = a.named.get("encoding").map_or("raw", String::as_str);
-    let encoding = Encoding::parse(enc_name).ok_or_else(|| Error::invalid(format!("unknown --encoding \"{enc_name}\"")))?;
+    let encoding =
+        Encoding::parse(enc_name).ok_or_else(|| Error::invalid(format!("unknown --encoding \"{enc_name}\"")))?;
     if cloudvolume::codec::codec_for(encoding).is_none() {
         return Err(Error::unsupported(format!(
             "--encoding {enc_name}: this library cannot write (or read) {enc_name} chunks yet; use raw, jpeg, png or compressed_segmentation"
@@ -507,8 +526,18 @@ fn read_input(path: &str, vol: &Volume, bbox: &Bbox) -> Result<Vec<u8>, Error> {
         return Err(bad(&format!("dtype {descr} does not match the layer's {} (little-endian)", dt.name())));
     }
     let fortran = header.contains("'fortran_order': True");
-    let shape_txt = header.split("'shape':").nth(1).and_then(|r| r.split('(').nth(1)).and_then(|r| r.split(')').next()).ok_or_else(|| bad("no shape"))?;
-    let shape: Vec<usize> = shape_txt.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse()).collect::<Result<_, _>>().map_err(|_| bad("bad shape"))?;
+    let shape_txt = header
+        .split("'shape':")
+        .nth(1)
+        .and_then(|r| r.split('(').nth(1))
+        .and_then(|r| r.split(')').next())
+        .ok_or_else(|| bad("no shape"))?;
+    let shape: Vec<usize> = shape_txt
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad("bad shape"))?;
     let data = bytes[start + hlen..].to_vec();
     let s = bbox.shape().map(|v| v as usize);
     let nc = vol.info().num_channels as usize;
@@ -568,7 +597,7 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let a = match parse_args() {
-        Ok(Invocation::Run(a)) => a,
+        Ok(Invocation::Run(a)) => *a,
         Ok(Invocation::Print(text)) => {
             println!("{text}");
             return ExitCode::SUCCESS;

@@ -82,7 +82,13 @@ pub fn decompress(obj: Object, limit: usize, url: &str) -> Result<Vec<u8>> {
 ///
 /// # Errors
 /// As [`decompress`].
-pub fn decompress_into(data: &[u8], encoding: ContentEncoding, out: &mut Vec<u8>, limit: usize, url: &str) -> Result<bool> {
+pub fn decompress_into(
+    data: &[u8],
+    encoding: ContentEncoding,
+    out: &mut Vec<u8>,
+    limit: usize,
+    url: &str,
+) -> Result<bool> {
     match encoding {
         ContentEncoding::Identity => return Ok(false),
         ContentEncoding::Gzip => gunzip_into(data, out, limit, url)?,
@@ -141,7 +147,8 @@ fn unzstd_into(data: &[u8], out: &mut Vec<u8>, limit: usize, url: &str) -> Resul
             }
         };
     }
-    let mut dec = zstd::stream::read::Decoder::new(data).map_err(|e| Error::decode(format!("{url}: corrupt zstd stream: {e}")))?;
+    let mut dec = zstd::stream::read::Decoder::new(data)
+        .map_err(|e| Error::decode(format!("{url}: corrupt zstd stream: {e}")))?;
     // A window past the output is never needed, and a hostile header may ask for 2 GiB.
     let window = (usize::BITS - limit.leading_zeros()).clamp(23, 31);
     dec.window_log_max(window).map_err(|e| Error::internal(format!("zstd: {e}")))?;
@@ -249,7 +256,10 @@ fn stream_members(data: &[u8], out: &mut Vec<u8>, limit: usize, url: &str) -> Re
 
 /// What inflating one gzip member brought.
 enum Member {
-    Done { consumed: usize, produced: usize },
+    Done {
+        consumed: usize,
+        produced: usize,
+    },
     /// The member needs more than the room given.
     Full,
     Bad,
@@ -430,7 +440,10 @@ mod tests {
             e.write_all(&data[..5000]).unwrap();
             framed.extend(e.finish().unwrap());
         }
-        assert_eq!(decompress(Object { bytes: framed.clone(), encoding: ContentEncoding::Zstd }, 15_000, "u").unwrap().len(), 15_000);
+        assert_eq!(
+            decompress(Object { bytes: framed.clone(), encoding: ContentEncoding::Zstd }, 15_000, "u").unwrap().len(),
+            15_000
+        );
         let e = decompress(Object { bytes: framed, encoding: ContentEncoding::Zstd }, 14_999, "u").unwrap_err();
         assert!(e.message().contains("expands past"), "{}", e.message());
     }
@@ -451,7 +464,8 @@ mod tests {
         while bits.len() % 8 != 0 {
             bits.push(false);
         }
-        let mut out: Vec<u8> = bits.chunks(8).map(|c| c.iter().enumerate().fold(0u8, |a, (i, &b)| a | (u8::from(b) << i))).collect();
+        let mut out: Vec<u8> =
+            bits.chunks(8).map(|c| c.iter().enumerate().fold(0u8, |a, (i, &b)| a | (u8::from(b) << i))).collect();
         out.extend_from_slice(data);
         out.push(0b11); // ISLAST = 1, ISLASTEMPTY = 1
         out

@@ -109,7 +109,6 @@ pub fn copy_interleaved(src: &[u8], cell: &Bbox, channels: usize, region: &Bbox,
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

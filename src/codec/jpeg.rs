@@ -163,7 +163,11 @@ impl<E> From<String> for Failure<E> {
 ///
 /// # Errors
 /// The check's error, or libjpeg's complaint.
-pub fn decode<E>(data: &[u8], components: usize, check: impl FnOnce(usize, usize) -> Result<(), E>) -> Result<Image, Failure<E>> {
+pub fn decode<E>(
+    data: &[u8],
+    components: usize,
+    check: impl FnOnce(usize, usize) -> Result<(), E>,
+) -> Result<Image, Failure<E>> {
     if data.is_empty() {
         return Err(Failure::Corrupt("empty JPEG".into()));
     }
@@ -184,7 +188,8 @@ pub fn decode<E>(data: &[u8], components: usize, check: impl FnOnce(usize, usize
                 return Err(format!("JPEG has {found} component(s), the layer {components} channel(s)").into());
             }
             check(cinfo.image_width as usize, cinfo.image_height as usize).map_err(Failure::Header)?;
-            cinfo.out_color_space = if components == 1 { mj::J_COLOR_SPACE::JCS_GRAYSCALE } else { mj::J_COLOR_SPACE::JCS_RGB };
+            cinfo.out_color_space =
+                if components == 1 { mj::J_COLOR_SPACE::JCS_GRAYSCALE } else { mj::J_COLOR_SPACE::JCS_RGB };
             mj::jpeg_start_decompress(&mut cinfo);
             let (w, h) = (cinfo.output_width as usize, cinfo.output_height as usize);
             if cinfo.output_components as usize != components {

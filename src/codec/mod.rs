@@ -200,8 +200,9 @@ pub fn encode_chunk(
             data.len()
         )));
     }
-    let codec = codec_for(encoding)
-        .ok_or_else(|| Error::unsupported(format!("{url}: writing the {} encoding is not supported", encoding.name())))?;
+    let codec = codec_for(encoding).ok_or_else(|| {
+        Error::unsupported(format!("{url}: writing the {} encoding is not supported", encoding.name()))
+    })?;
     codec.encode(&Planar { dtype, channels, shape, data, url }, opts)
 }
 

@@ -120,17 +120,20 @@ impl<'a> OutView<'a> {
     /// # Errors
     /// `InvalidArgument` when a stride is not positive, two elements would overlap, or the last
     /// element would end past `buf`.
-    pub fn strided(buf: &'a mut [u8], bbox: Bbox, channels: usize, item: usize, strides: [i64; 4]) -> Result<OutView<'a>> {
+    pub fn strided(
+        buf: &'a mut [u8],
+        bbox: Bbox,
+        channels: usize,
+        item: usize,
+        strides: [i64; 4],
+    ) -> Result<OutView<'a>> {
         let s = bbox.shape();
         let extent = [s[0] as u128, s[1] as u128, s[2] as u128, channels as u128];
         let names = ["x", "y", "z", "channel"];
         let mut st = [0u128; 4];
         for i in 0..4 {
             if strides[i] <= 0 {
-                return Err(Error::invalid(format!(
-                    "byte stride {} along {} must be positive",
-                    strides[i], names[i]
-                )));
+                return Err(Error::invalid(format!("byte stride {} along {} must be positive", strides[i], names[i])));
             }
             st[i] = strides[i] as u128;
         }
@@ -194,7 +197,16 @@ impl<'a> OutView<'a> {
         #[cfg(target_arch = "x86_64")]
         {
             let b = &self.bbox;
-            if !self.contiguous || x0 >= x1 || x0 < b.lo[0] || x1 > b.hi[0] || y < b.lo[1] || y >= b.hi[1] || z < b.lo[2] || z >= b.hi[2] || c >= self.channels {
+            if !self.contiguous
+                || x0 >= x1
+                || x0 < b.lo[0]
+                || x1 > b.hi[0]
+                || y < b.lo[1]
+                || y >= b.hi[1]
+                || z < b.lo[2]
+                || z >= b.hi[2]
+                || c >= self.channels
+            {
                 return;
             }
             let off = self.offset(x0, y, z, c);
@@ -280,4 +292,3 @@ pub fn fill_pattern(dst: &mut [u8], value: &[u8]) {
         }
     }
 }
-

@@ -202,7 +202,6 @@ fn encode_png(chunk: &Planar<'_>, level: u8) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

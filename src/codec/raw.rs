@@ -58,7 +58,9 @@ pub fn copy_planar(src: &[u8], cell: &Bbox, channels: usize, region: &Bbox, out:
                         out.prefetch_row_ends(region.lo[0], region.hi[0], y + 4, z, c);
                     }
                     // SAFETY: regions of distinct chunks are disjoint.
-                    unsafe { out.with_row(region.lo[0], region.hi[0], y, z, c, |dst| stream_row(dst, &src[off..off + n])) };
+                    unsafe {
+                        out.with_row(region.lo[0], region.hi[0], y, z, c, |dst| stream_row(dst, &src[off..off + n]))
+                    };
                 } else {
                     // SAFETY: regions of distinct chunks are disjoint.
                     unsafe { out.put_row(region.lo[0], y, z, c, &src[off..off + n]) };
@@ -71,7 +73,6 @@ pub fn copy_planar(src: &[u8], cell: &Bbox, channels: usize, region: &Bbox, out:
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,7 +83,9 @@ mod tests {
     /// land exactly, and no byte around them changes.
     #[test]
     fn streamed_planar_copies_at_any_alignment_are_exact() {
-        for (item, shift, channels) in [(1usize, 0usize, 1usize), (1, 16, 1), (1, 3, 2), (2, 40, 1), (4, 12, 1), (8, 8, 1)] {
+        for (item, shift, channels) in
+            [(1usize, 0usize, 1usize), (1, 16, 1), (1, 3, 2), (2, 40, 1), (4, 12, 1), (8, 8, 1)]
+        {
             // Output 1024 x 128 x 64 / item voxels: 8 MiB per channel.
             let ob = Bbox::new([0, 0, 0], [1024, 128, 64 / item as i64]);
             let n = ob.shape().iter().product::<i64>() as usize * item * channels;
@@ -96,8 +99,13 @@ mod tests {
                     let lo = [200 + 96 * k, 30, 2];
                     let cell = Bbox::new(lo, [lo[0] + chunk[0], lo[1] + chunk[1], lo[2] + chunk[2]]);
                     let len = (chunk[0] * chunk[1] * chunk[2]) as usize * item * channels;
-                    let src: Vec<u8> = (0..len).map(|i| (i as u64).wrapping_mul(2654435761 + k as u64) as u8 | 1).collect();
-                    let region = if k == 0 { Bbox::new([lo[0] + 5, lo[1], lo[2]], cell.hi) } else { Bbox::new(lo, [cell.hi[0] - 7, cell.hi[1] - 1, cell.hi[2]]) };
+                    let src: Vec<u8> =
+                        (0..len).map(|i| (i as u64).wrapping_mul(2654435761 + k as u64) as u8 | 1).collect();
+                    let region = if k == 0 {
+                        Bbox::new([lo[0] + 5, lo[1], lo[2]], cell.hi)
+                    } else {
+                        Bbox::new(lo, [cell.hi[0] - 7, cell.hi[1] - 1, cell.hi[2]])
+                    };
                     (cell, src, region)
                 })
                 .collect();
@@ -120,16 +128,25 @@ mod tests {
                                 Some((cell, src, _)) => {
                                     let (cx, cy, cz) = (x - cell.lo[0], y - cell.lo[1], z - cell.lo[2]);
                                     let si = ((((c * chunk[2] + cz) * chunk[1] + cy) * chunk[0] + cx) as usize) * item;
-                                    assert_eq!(got, &src[si..si + item], "item {item} shift {shift} at {x},{y},{z},{c}");
+                                    assert_eq!(
+                                        got,
+                                        &src[si..si + item],
+                                        "item {item} shift {shift} at {x},{y},{z},{c}"
+                                    );
                                 }
-                                None => assert!(got.iter().all(|&b| b == 0xC3), "item {item} shift {shift}: {x},{y},{z},{c} written"),
+                                None => assert!(
+                                    got.iter().all(|&b| b == 0xC3),
+                                    "item {item} shift {shift}: {x},{y},{z},{c} written"
+                                ),
                             }
                         }
                     }
                 }
             }
-            assert!(back[..base].iter().chain(&back[base + n..]).all(|&b| b == 0xC3), "bytes outside the buffer changed");
+            assert!(
+                back[..base].iter().chain(&back[base + n..]).all(|&b| b == 0xC3),
+                "bytes outside the buffer changed"
+            );
         }
     }
 }
-

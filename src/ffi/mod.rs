@@ -166,7 +166,14 @@ unsafe fn box_arg(lo: *const i64, hi: *const i64) -> Result<Bbox> {
 ///
 /// # Safety
 /// As `triple_arg` for both corners.
-unsafe fn box_buffer_args(v: &Volume, mip: u32, lo: *const i64, hi: *const i64, buf: *const c_void, buf_len: usize) -> Result<Bbox> {
+unsafe fn box_buffer_args(
+    v: &Volume,
+    mip: u32,
+    lo: *const i64,
+    hi: *const i64,
+    buf: *const c_void,
+    buf_len: usize,
+) -> Result<Bbox> {
     let bbox = Bbox::new(triple_arg(lo, "lo")?, triple_arg(hi, "hi")?);
     v.scale(mip)?;
     let want = v.cutout_len(&bbox)?;

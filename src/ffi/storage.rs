@@ -12,7 +12,7 @@ use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use super::{boundary, out_arg, str_arg, cv_status};
+use super::{boundary, cv_status, out_arg, str_arg};
 use crate::cloudpath::CloudPath;
 use crate::codec::compression::decompress;
 use crate::error::{Error, Result};
@@ -161,7 +161,12 @@ pub unsafe extern "C" fn cv_bytes_free(data: *mut u8, len: usize) {
 /// # Safety
 /// `st` is a live handle; `key` is NUL-terminated; `data` holds `len` readable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn cv_storage_put(st: *const cv_storage, key: *const c_char, data: *const u8, len: usize) -> cv_status {
+pub unsafe extern "C" fn cv_storage_put(
+    st: *const cv_storage,
+    key: *const c_char,
+    data: *const u8,
+    len: usize,
+) -> cv_status {
     boundary(|| {
         let s = storage_arg(st)?;
         let key = key_arg(key)?;

@@ -19,7 +19,11 @@ use crate::volume::Volume;
 /// # Safety
 /// Strings are NULL or NUL-terminated; `out` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn cv_open(cloudpath: *const c_char, options_json: *const c_char, out: *mut *mut cv_volume) -> cv_status {
+pub unsafe extern "C" fn cv_open(
+    cloudpath: *const c_char,
+    options_json: *const c_char,
+    out: *mut *mut cv_volume,
+) -> cv_status {
     boundary(|| {
         let out = out_arg(out, "out")?;
         let path = str_arg(cloudpath, "cloudpath")?;
@@ -229,7 +233,12 @@ pub unsafe extern "C" fn cv_encoding(vol: *const cv_volume, mip: u32, out: *mut 
 /// # Safety
 /// `vol` is a live handle; `lo` and `hi` point to 3 int64_t; `out` is writable.
 #[no_mangle]
-pub unsafe extern "C" fn cv_cutout_len(vol: *const cv_volume, lo: *const i64, hi: *const i64, out: *mut usize) -> cv_status {
+pub unsafe extern "C" fn cv_cutout_len(
+    vol: *const cv_volume,
+    lo: *const i64,
+    hi: *const i64,
+    out: *mut usize,
+) -> cv_status {
     boundary(|| {
         let v = vol_arg(vol)?;
         let bbox = Bbox::new(triple_arg(lo, "lo")?, triple_arg(hi, "hi")?);
@@ -304,7 +313,13 @@ pub unsafe extern "C" fn cv_scattered_points(
 /// # Safety
 /// `vol` is a live handle; `lo` and `hi` point to 3 int64_t; `out` is writable.
 #[no_mangle]
-pub unsafe extern "C" fn cv_chunk_count(vol: *const cv_volume, mip: u32, lo: *const i64, hi: *const i64, out: *mut usize) -> cv_status {
+pub unsafe extern "C" fn cv_chunk_count(
+    vol: *const cv_volume,
+    mip: u32,
+    lo: *const i64,
+    hi: *const i64,
+    out: *mut usize,
+) -> cv_status {
     boundary(|| {
         let v = vol_arg(vol)?;
         let bbox = box_arg(lo, hi)?;

@@ -121,12 +121,15 @@ pub unsafe extern "C" fn cv_new_info(
         let lt = match str_arg(layer_type, "layer_type")? {
             "image" => crate::format::LayerType::Image,
             "segmentation" => crate::format::LayerType::Segmentation,
-            other => return Err(Error::invalid(format!("layer_type \"{other}\" is neither \"image\" nor \"segmentation\""))),
+            other => {
+                return Err(Error::invalid(format!("layer_type \"{other}\" is neither \"image\" nor \"segmentation\"")))
+            }
         };
         let dt_name = str_arg(data_type, "data_type")?;
         let dt = DataType::parse(dt_name).ok_or_else(|| Error::invalid(format!("unknown data_type \"{dt_name}\"")))?;
         let enc_name = str_arg(encoding, "encoding")?;
-        let enc = Encoding::parse(enc_name).ok_or_else(|| Error::invalid(format!("unknown encoding \"{enc_name}\"")))?;
+        let enc =
+            Encoding::parse(enc_name).ok_or_else(|| Error::invalid(format!("unknown encoding \"{enc_name}\"")))?;
         if resolution.is_null() {
             return Err(Error::invalid("resolution is NULL"));
         }

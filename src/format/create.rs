@@ -112,7 +112,8 @@ pub fn add_scale(info: &Info, factor: [i64; 3], chunk_size: Option<[i64; 3]>, ur
     scales.push(scale);
     // Finest to coarsest.
     scales.sort_by(|a, b| {
-        let v = |s: &Value| s["resolution"].as_array().map_or(0.0, |r| r.iter().filter_map(Value::as_f64).product::<f64>());
+        let v =
+            |s: &Value| s["resolution"].as_array().map_or(0.0, |r| r.iter().filter_map(Value::as_f64).product::<f64>());
         v(a).partial_cmp(&v(b)).unwrap_or(std::cmp::Ordering::Equal)
     });
     let info = Info::from_json(json, url)?;

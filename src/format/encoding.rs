@@ -16,7 +16,8 @@ pub enum ContentEncoding {
 
 impl ContentEncoding {
     /// Every encoding, in the order cloud-files probes file suffixes.
-    pub const ALL: [ContentEncoding; 4] = [ContentEncoding::Identity, ContentEncoding::Gzip, ContentEncoding::Brotli, ContentEncoding::Zstd];
+    pub const ALL: [ContentEncoding; 4] =
+        [ContentEncoding::Identity, ContentEncoding::Gzip, ContentEncoding::Brotli, ContentEncoding::Zstd];
 
     /// The `Content-Encoding` header value (None for identity).
     pub fn header(self) -> Option<&'static str> {

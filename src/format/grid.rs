@@ -63,11 +63,7 @@ impl Bbox {
 
 impl fmt::Display for Bbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "[{},{},{}]..[{},{},{}]",
-            self.lo[0], self.lo[1], self.lo[2], self.hi[0], self.hi[1], self.hi[2]
-        )
+        write!(f, "[{},{},{}]..[{},{},{}]", self.lo[0], self.lo[1], self.lo[2], self.hi[0], self.hi[1], self.hi[2])
     }
 }
 

@@ -193,16 +193,14 @@ fn int_triple(v: &Value, name: &str, ctx: &str, min: i64) -> Result<[i64; 3]> {
 impl Info {
     /// Parse and validate an info document. `url` names the file in messages.
     pub fn parse(text: &[u8], url: &str) -> Result<Info> {
-        let json: Value = serde_json::from_slice(text)
-            .map_err(|e| Error::decode(format!("{url}: info is not valid JSON: {e}")))?;
+        let json: Value =
+            serde_json::from_slice(text).map_err(|e| Error::decode(format!("{url}: info is not valid JSON: {e}")))?;
         Self::from_json(json, url)
     }
 
     pub fn from_json(json: Value, url: &str) -> Result<Info> {
         let ctx = format!("{url} (info)");
-        let obj = json
-            .as_object()
-            .ok_or_else(|| Error::decode(format!("{ctx}: info must be a JSON object")))?;
+        let obj = json.as_object().ok_or_else(|| Error::decode(format!("{ctx}: info must be a JSON object")))?;
         if let Some(t) = obj.get("@type") {
             if t.as_str() != Some("neuroglancer_multiscale_volume") {
                 return Err(Error::unsupported(format!(
@@ -221,14 +219,13 @@ impl Info {
             }
         };
         let dt_value = member(obj, "data_type", &ctx)?;
-        let data_type = dt_value.as_str().and_then(DataType::parse).ok_or_else(|| {
-            Error::unsupported(format!("{ctx}: unsupported \"data_type\" {dt_value}"))
-        })?;
+        let data_type = dt_value
+            .as_str()
+            .and_then(DataType::parse)
+            .ok_or_else(|| Error::unsupported(format!("{ctx}: unsupported \"data_type\" {dt_value}")))?;
         let nc_value = member(obj, "num_channels", &ctx)?;
-        let num_channels = nc_value
-            .as_u64()
-            .filter(|&n| (1..=u64::from(u32::MAX)).contains(&n))
-            .ok_or_else(|| {
+        let num_channels =
+            nc_value.as_u64().filter(|&n| (1..=u64::from(u32::MAX)).contains(&n)).ok_or_else(|| {
                 Error::decode(format!("{ctx}: \"num_channels\" must be an integer >= 1, got {nc_value}"))
             })? as u32;
         let scales_value = member(obj, "scales", &ctx)?;
@@ -268,9 +265,8 @@ impl Scale {
             }
         }
         let res_value = member(obj, "resolution", ctx)?;
-        let bad_res = || {
-            Error::decode(format!("{ctx}: \"resolution\" must be three finite positive numbers, got {res_value}"))
-        };
+        let bad_res =
+            || Error::decode(format!("{ctx}: \"resolution\" must be three finite positive numbers, got {res_value}"));
         let res_arr = res_value.as_array().filter(|a| a.len() == 3).ok_or_else(bad_res)?;
         let mut resolution = [0.0; 3];
         for (r, x) in resolution.iter_mut().zip(res_arr) {

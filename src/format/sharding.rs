@@ -198,10 +198,7 @@ pub fn murmur3_x86_128_u64(key: u64) -> u64 {
 /// offsets of the shard file, sorted by id.
 pub fn decode_minishard_index(data: &[u8], index_len: u64, ctx: &str) -> Result<Vec<(u64, u64, u64)>> {
     if data.len() % 24 != 0 {
-        return Err(Error::decode(format!(
-            "{ctx}: minishard index of {} bytes is not a multiple of 24",
-            data.len()
-        )));
+        return Err(Error::decode(format!("{ctx}: minishard index of {} bytes is not a multiple of 24", data.len())));
     }
     let n = data.len() / 24;
     let word = |i: usize| u64::from_le_bytes(data[8 * i..8 * i + 8].try_into().unwrap_or([0; 8]));
@@ -224,7 +221,11 @@ pub fn decode_minishard_index(data: &[u8], index_len: u64, ctx: &str) -> Result<
 /// id followed by its index (tensorstore's layout). `chunks` holds `(minishard, id, payload)`
 /// sorted by (minishard, id), payloads already data-encoded; `encode_index` applies the
 /// spec's `minishard_index_encoding` to a raw index.
-pub fn assemble_shard(spec: &ShardingSpec, chunks: &[(u64, u64, Vec<u8>)], encode_index: impl Fn(Vec<u8>) -> Vec<u8>) -> Vec<u8> {
+pub fn assemble_shard(
+    spec: &ShardingSpec,
+    chunks: &[(u64, u64, Vec<u8>)],
+    encode_index: impl Fn(Vec<u8>) -> Vec<u8>,
+) -> Vec<u8> {
     let n_ms = 1usize << spec.minishard_bits.min(30);
     let mut index = vec![0u8; spec.index_len() as usize];
     let mut body: Vec<u8> = Vec::new();

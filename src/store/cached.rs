@@ -77,7 +77,11 @@ impl ReadableStore for DiskCached {
         let whole = GetOptions { max_len: opts.max_len, ..GetOptions::default() };
         if let Ok(Got::Found { encoding, generation }) = self.cache.get_with(key, &whole, buf) {
             // An empty file stands for a chunk the remote lacks (as cloud-volume writes it).
-            return Ok(if buf.is_empty() && caches_missing(key) { Got::Missing } else { Got::Found { encoding, generation } });
+            return Ok(if buf.is_empty() && caches_missing(key) {
+                Got::Missing
+            } else {
+                Got::Found { encoding, generation }
+            });
         }
         let got = self.inner.get_with(key, opts, buf)?;
         match &got {

@@ -184,11 +184,8 @@ impl WritableStore for FileStore {
         };
         std::fs::create_dir_all(dir).map_err(|e| denied(&e, "creating its directory"))?;
         let name = target.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let tmp = dir.join(format!(
-            ".{name}.tmp-{}-{}",
-            std::process::id(),
-            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp =
+            dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
         let written = (|| {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(bytes)?;

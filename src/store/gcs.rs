@@ -85,7 +85,8 @@ pub fn credentials(bucket: &str, opts: &StoreOptions, agent: &ureq::Agent) -> Re
         let sa = ServiceAccount::from_json(&m, &format!("secret file {}", path.display()))?;
         return Ok(Some(TokenSource::service_account(sa, &what, agent.clone())));
     }
-    let gac = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty()).map(std::path::PathBuf::from);
+    let gac =
+        std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty()).map(std::path::PathBuf::from);
     // A variable naming no file is left alone (public buckets stay readable).
     if let Some(path) = gac.filter(|p| p.is_file()) {
         let m = secrets::read_secret_file(&path)?;
@@ -116,7 +117,13 @@ pub struct GcsConfig {
 ///
 /// # Errors
 /// A path without a bucket.
-pub fn open(path: &CloudPath, cfg: &GcsConfig, auth: Option<TokenSource>, agent: ureq::Agent, http: &HttpConfig) -> Result<HttpStore> {
+pub fn open(
+    path: &CloudPath,
+    cfg: &GcsConfig,
+    auth: Option<TokenSource>,
+    agent: ureq::Agent,
+    http: &HttpConfig,
+) -> Result<HttpStore> {
     let signer = GcsSigner::new(path, cfg, auth)?;
     Ok(HttpStore::with_agent(&cfg.endpoint, agent, http.retry, Box::new(signer)))
 }
@@ -149,7 +156,10 @@ impl GcsSigner {
     /// # Errors
     /// A path without a bucket.
     pub fn new(path: &CloudPath, cfg: &GcsConfig, auth: Option<TokenSource>) -> Result<GcsSigner> {
-        let bucket = path.bucket.clone().ok_or_else(|| Error::invalid(format!("cloud path \"{}\" names no bucket", path.path)))?;
+        let bucket = path
+            .bucket
+            .clone()
+            .ok_or_else(|| Error::invalid(format!("cloud path \"{}\" names no bucket", path.path)))?;
         let rest = path.path.strip_prefix("gs://").unwrap_or(&path.path);
         let prefix = rest.split_once('/').map_or("", |(_, p)| p).trim_matches('/').to_string();
         Ok(GcsSigner {
@@ -169,7 +179,8 @@ impl GcsSigner {
 
     /// The object name of `key` in the bucket.
     fn object(&self, key: &str) -> String {
-        let base = if self.prefix.is_empty() { self.bucket.clone() } else { format!("{}/{}", self.bucket, self.prefix) };
+        let base =
+            if self.prefix.is_empty() { self.bucket.clone() } else { format!("{}/{}", self.bucket, self.prefix) };
         let full = join_key(&base, key);
         full.strip_prefix(&self.bucket).and_then(|r| r.strip_prefix('/')).unwrap_or("").to_string()
     }
@@ -256,7 +267,14 @@ impl Signer for GcsSigner {
         }
     }
 
-    fn upload<'b>(&self, target: &mut Target, key: &str, bytes: &'b [u8], encoding: ContentEncoding, content_type: &str) -> Cow<'b, [u8]> {
+    fn upload<'b>(
+        &self,
+        target: &mut Target,
+        key: &str,
+        bytes: &'b [u8],
+        encoding: ContentEncoding,
+        content_type: &str,
+    ) -> Cow<'b, [u8]> {
         if self.auth.is_none() {
             target.header("Content-Type", content_type);
             if let Some(h) = encoding.header() {
@@ -276,7 +294,9 @@ impl Signer for GcsSigner {
         }
         let boundary = boundary_for(bytes);
         let mut body = Vec::with_capacity(bytes.len() + 512);
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{meta}\r\n").as_bytes());
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{meta}\r\n").as_bytes(),
+        );
         body.extend_from_slice(format!("--{boundary}\r\nContent-Type: {content_type}\r\n\r\n").as_bytes());
         body.extend_from_slice(bytes);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
@@ -293,17 +313,23 @@ impl Signer for GcsSigner {
         let Ok(v) = serde_json::from_str::<Value>(answer) else { return Ok(()) };
         let size = v.get("size").and_then(|s| s.as_str().and_then(|s| s.parse::<u64>().ok()).or_else(|| s.as_u64()));
         if size.is_some_and(|n| n != bytes.len() as u64) {
-            return Err((true, Error::io(format!("{what}: the server stored {} bytes of {}", size.unwrap_or(0), bytes.len()))));
+            return Err((
+                true,
+                Error::io(format!("{what}: the server stored {} bytes of {}", size.unwrap_or(0), bytes.len())),
+            ));
         }
         if self.checksum {
             let crc = crc32c::crc32c(bytes);
             let theirs = v.get("crc32c").and_then(Value::as_str).and_then(decode_crc32c);
             if theirs.is_some_and(|t| t != crc) {
-                return Err((true, Error::io(format!(
-                    "{what}: crc32c checksum mismatch: sent {}, the server stored {}",
-                    STANDARD.encode(crc.to_be_bytes()),
-                    v["crc32c"].as_str().unwrap_or("")
-                ))));
+                return Err((
+                    true,
+                    Error::io(format!(
+                        "{what}: crc32c checksum mismatch: sent {}, the server stored {}",
+                        STANDARD.encode(crc.to_be_bytes()),
+                        v["crc32c"].as_str().unwrap_or("")
+                    )),
+                ));
             }
         }
         Ok(())
@@ -355,15 +381,25 @@ impl Signer for GcsSigner {
             401 => Some(Explanation {
                 detail: format!(
                     "credentials refused for bucket \"{bucket}\"{}; {}{why}",
-                    if self.auth.as_ref().is_some_and(TokenSource::refreshable) { " after a token refresh" } else { "" },
+                    if self.auth.as_ref().is_some_and(TokenSource::refreshable) {
+                        " after a token refresh"
+                    } else {
+                        ""
+                    },
                     self.who()
                 ),
                 auth: true,
                 retry: false,
             }),
-            403 => Some(Explanation { detail: format!("access to bucket \"{bucket}\" refused; {}{why}", self.who()), auth: true, retry: false }),
+            403 => Some(Explanation {
+                detail: format!("access to bucket \"{bucket}\" refused; {}{why}", self.who()),
+                auth: true,
+                retry: false,
+            }),
             // Google refuses an upload whose bytes do not match the checksum sent with it.
-            400 if why.contains("CRC32C") || why.contains("crc32c") => Some(Explanation { detail: why[2..].to_string(), auth: false, retry: true }),
+            400 if why.contains("CRC32C") || why.contains("crc32c") => {
+                Some(Explanation { detail: why[2..].to_string(), auth: false, retry: true })
+            }
             _ if !why.is_empty() => Some(Explanation { detail: why[2..].to_string(), auth: false, retry: false }),
             _ => None,
         }
@@ -407,11 +443,14 @@ fn verify_hashes(headers: &[String], bytes: &[u8], url: &str) -> Attempt<()> {
             use md5::Digest as _;
             let got = md5::Md5::digest(bytes);
             if w.len() == 16 && got.as_slice() != w.as_slice() {
-                return Err((true, Error::io(format!(
+                return Err((
+                    true,
+                    Error::io(format!(
                     "GET {url}: md5 checksum mismatch: x-goog-hash says md5={want}, the {} bytes received have md5={}",
                     bytes.len(),
                     STANDARD.encode(got)
-                ))));
+                )),
+                ));
             }
         }
     }
@@ -439,17 +478,28 @@ mod tests {
     fn store(path: &str, opts: &StoreOptions) -> GcsSigner {
         let agent = ureq::Agent::new();
         let auth = credentials(&CloudPath::parse(path, opts).unwrap().bucket.unwrap(), opts, &agent).unwrap();
-        let cfg = GcsConfig { endpoint: opts.gs_endpoint.clone().unwrap_or(GS_ENDPOINT.into()), checksum: true, anonymous_option: opts.anonymous };
+        let cfg = GcsConfig {
+            endpoint: opts.gs_endpoint.clone().unwrap_or(GS_ENDPOINT.into()),
+            checksum: true,
+            anonymous_option: opts.anonymous,
+        };
         GcsSigner::new(&CloudPath::parse(path, opts).unwrap(), &cfg, auth).unwrap()
     }
 
     #[test]
     fn object_names_and_urls() {
-        let o = StoreOptions { gs_token: Some(Redacted("ya29.x".into())), gs_endpoint: Some("http://h:1".into()), ..StoreOptions::default() };
+        let o = StoreOptions {
+            gs_token: Some(Redacted("ya29.x".into())),
+            gs_endpoint: Some("http://h:1".into()),
+            ..StoreOptions::default()
+        };
         let s = store("gs://bkt/a/b/", &o);
         assert_eq!(s.object("info"), "a/b/info");
         assert_eq!(s.object("../c/info"), "a/c/info");
-        assert_eq!(s.media_url("4_4_40/0-8_0-8_0-8"), "http://h:1/storage/v1/b/bkt/o/a%2Fb%2F4_4_40%2F0-8_0-8_0-8?alt=media");
+        assert_eq!(
+            s.media_url("4_4_40/0-8_0-8_0-8"),
+            "http://h:1/storage/v1/b/bkt/o/a%2Fb%2F4_4_40%2F0-8_0-8_0-8?alt=media"
+        );
         assert_eq!(s.display_url("", "info"), "gs://bkt/a/b/info");
         let s = store("gs://bkt", &o);
         assert_eq!(s.object("info"), "info");

@@ -50,7 +50,9 @@ pub fn agent(cfg: &HttpConfig) -> ureq::Agent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     /// Read bytes: the whole object, or a range of it.
-    Get { whole: bool },
+    Get {
+        whole: bool,
+    },
     /// Ask whether the object exists.
     Head,
     Put,
@@ -149,7 +151,14 @@ pub trait Signer: Send + Sync {
 
     /// The body of an upload of `bytes` (and the headers it needs). Default: the bytes, with
     /// `Content-Type` and `Content-Encoding`.
-    fn upload<'b>(&self, target: &mut Target, _key: &str, bytes: &'b [u8], encoding: ContentEncoding, content_type: &str) -> Cow<'b, [u8]> {
+    fn upload<'b>(
+        &self,
+        target: &mut Target,
+        _key: &str,
+        bytes: &'b [u8],
+        encoding: ContentEncoding,
+        content_type: &str,
+    ) -> Cow<'b, [u8]> {
         target.header("Content-Type", content_type);
         if let Some(h) = encoding.header() {
             target.header("Content-Encoding", h);
@@ -257,7 +266,9 @@ impl HttpStore {
                     continue;
                 }
                 Err(ureq::Error::Status(_, resp)) => Ok(resp),
-                Err(ureq::Error::Transport(t)) => Err((true, Error::io(format!("{} {}: {t}", target.method, target.url)))),
+                Err(ureq::Error::Transport(t)) => {
+                    Err((true, Error::io(format!("{} {}: {t}", target.method, target.url))))
+                }
             };
         }
     }
@@ -269,7 +280,9 @@ impl HttpStore {
         let (retry, e) = match code {
             300..=399 => (false, Error::io(format!("{verb} {url}: HTTP {code} redirect that was not followed"))),
             401 | 403 => (false, Error::auth(format!("{verb} {url}: HTTP {code} (access refused)"))),
-            405 | 501 => (false, Error::unsupported(format!("{verb} {url}: HTTP {code} (the server does not take {verb})"))),
+            405 | 501 => {
+                (false, Error::unsupported(format!("{verb} {url}: HTTP {code} (the server does not take {verb})")))
+            }
             408 | 429 | 500..=599 => (true, Error::io(format!("{verb} {url}: HTTP {code}"))),
             _ => (false, Error::io(format!("{verb} {url}: HTTP {code}"))),
         };
@@ -312,10 +325,13 @@ impl HttpStore {
                 return Ok(Got::Stale);
             }
             416 => {
-                return Err((false, Error::decode(format!(
-                    "GET {url}: byte range {:?} reaches past the end of the object (HTTP 416)",
-                    opts.range.unwrap_or_default()
-                ))))
+                return Err((
+                    false,
+                    Error::decode(format!(
+                        "GET {url}: byte range {:?} reaches past the end of the object (HTTP 416)",
+                        opts.range.unwrap_or_default()
+                    )),
+                ))
             }
             _ => return Err(self.failure(&target, resp)),
         }
@@ -358,23 +374,32 @@ impl HttpStore {
         }
         if let Some((a, b)) = opts.range {
             if encoding != ContentEncoding::Identity {
-                return Err((false, Error::unsupported(format!("GET {url}: ranged response with Content-Encoding {}", encoding.name()))));
+                return Err((
+                    false,
+                    Error::unsupported(format!("GET {url}: ranged response with Content-Encoding {}", encoding.name())),
+                ));
             }
             if !partial {
                 // The server ignored Range and sent the whole object: slice it here.
                 if b > buf.len() as u64 {
-                    return Err((false, Error::decode(format!(
-                        "GET {url}: byte range [{a}, {b}) reaches past the end of the object ({} bytes)",
-                        buf.len()
-                    ))));
+                    return Err((
+                        false,
+                        Error::decode(format!(
+                            "GET {url}: byte range [{a}, {b}) reaches past the end of the object ({} bytes)",
+                            buf.len()
+                        )),
+                    ));
                 }
                 buf.truncate(b as usize);
                 buf.drain(..a as usize);
             } else if buf.len() as u64 != b - a {
-                return Err((false, Error::decode(format!(
-                    "GET {url}: byte range [{a}, {b}) returned {} bytes (past the end of the object?)",
-                    buf.len()
-                ))));
+                return Err((
+                    false,
+                    Error::decode(format!(
+                        "GET {url}: byte range [{a}, {b}) returned {} bytes (past the end of the object?)",
+                        buf.len()
+                    )),
+                ));
             }
         }
         Ok(Got::Found { encoding, generation })
@@ -404,10 +429,9 @@ impl HttpStore {
             return Err(self.failure(&target, resp));
         }
         let mut answer = String::new();
-        resp.into_reader()
-            .take(64 << 10)
-            .read_to_string(&mut answer)
-            .map_err(|e| (true, Error::io(format!("{} {}: reading the answer failed: {e}", target.method, target.url))))?;
+        resp.into_reader().take(64 << 10).read_to_string(&mut answer).map_err(|e| {
+            (true, Error::io(format!("{} {}: reading the answer failed: {e}", target.method, target.url)))
+        })?;
         self.signer.check_upload(&target, bytes, &answer)
     }
 

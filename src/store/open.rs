@@ -46,7 +46,11 @@ pub fn open(path: &CloudPath, opts: &StoreOptions) -> Result<Arc<dyn Store>> {
             let bucket = path.bucket.as_deref().unwrap_or("");
             let service = path.alias.as_deref().unwrap_or("aws");
             let found = s3::find_credentials(bucket, service, opts.secrets.as_ref().map(|s| &s.0), opts.anonymous)?;
-            let cfg = s3::S3Config { region: opts.s3_region.clone(), custom_endpoint: opts.s3_endpoint.is_some(), checksum: opts.checksum };
+            let cfg = s3::S3Config {
+                region: opts.s3_region.clone(),
+                custom_endpoint: opts.s3_endpoint.is_some(),
+                checksum: opts.checksum,
+            };
             Arc::new(s3::open(path, found, &cfg, &http))
         }
     };

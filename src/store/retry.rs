@@ -52,7 +52,9 @@ impl Retry {
                         return Err(if attempt > 1 { e.note(format!("after {attempt} attempts")) } else { e });
                     }
                     if attempt >= self.max_attempts {
-                        return Err(e.note(format!("gave up after {attempt} attempts, max_attempts {}", self.max_attempts)));
+                        return Err(
+                            e.note(format!("gave up after {attempt} attempts, max_attempts {}", self.max_attempts))
+                        );
                     }
                     wait = self.next_wait(wait);
                     let elapsed = start.elapsed();
@@ -102,7 +104,12 @@ mod tests {
     use super::*;
 
     fn policy(attempts: u32, budget_ms: u64) -> Retry {
-        Retry { max_attempts: attempts, budget: Duration::from_millis(budget_ms), base: Duration::from_millis(1), cap: Duration::from_millis(20) }
+        Retry {
+            max_attempts: attempts,
+            budget: Duration::from_millis(budget_ms),
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(20),
+        }
     }
 
     #[test]
@@ -110,7 +117,11 @@ mod tests {
         let mut n = 0;
         let v = policy(5, 10_000).run(|| {
             n += 1;
-            if n < 3 { Err((true, Error::io("x"))) } else { Ok(n) }
+            if n < 3 {
+                Err((true, Error::io("x")))
+            } else {
+                Ok(n)
+            }
         });
         assert_eq!(v.unwrap(), 3);
         let mut n = 0;
@@ -136,9 +147,7 @@ mod tests {
         assert_eq!(n, 4);
         assert!(e.message().contains("4 attempts"), "{e}");
         let t = Instant::now();
-        let e = policy(1000, 60)
-            .run(|| -> Attempt<()> { Err((true, Error::io("HTTP 503"))) })
-            .unwrap_err();
+        let e = policy(1000, 60).run(|| -> Attempt<()> { Err((true, Error::io("HTTP 503"))) }).unwrap_err();
         // Without the budget 1000 attempts would wait ~20 s; a loaded machine may oversleep a little.
         assert!(t.elapsed() < Duration::from_millis(1500), "{:?}", t.elapsed());
         assert!(e.message().contains("retry_budget"), "{e}");

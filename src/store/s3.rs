@@ -92,8 +92,12 @@ pub fn from_secret(m: &Map<String, Value>, source: &str) -> Result<Found> {
             session_token: token.map(Redacted),
         }),
         (None, None) => None,
-        (Some(_), None) => return Err(Error::auth(format!("{source}: AWS_ACCESS_KEY_ID without AWS_SECRET_ACCESS_KEY"))),
-        (None, Some(_)) => return Err(Error::auth(format!("{source}: AWS_SECRET_ACCESS_KEY without AWS_ACCESS_KEY_ID"))),
+        (Some(_), None) => {
+            return Err(Error::auth(format!("{source}: AWS_ACCESS_KEY_ID without AWS_SECRET_ACCESS_KEY")))
+        }
+        (None, Some(_)) => {
+            return Err(Error::auth(format!("{source}: AWS_SECRET_ACCESS_KEY without AWS_ACCESS_KEY_ID")))
+        }
     };
     Ok(Found { credentials, region, source: source.to_string() })
 }
@@ -146,7 +150,11 @@ pub fn find_credentials(bucket: &str, service: &str, secret_option: Option<&Valu
         _ => Ok(Found {
             credentials: None,
             region: None,
-            source: format!("no credentials (no {} in {}, no AWS_* variables)", names.join(" or "), secrets::secrets_dir().display()),
+            source: format!(
+                "no credentials (no {} in {}, no AWS_* variables)",
+                names.join(" or "),
+                secrets::secrets_dir().display()
+            ),
         }),
     }
 }
@@ -167,7 +175,8 @@ fn aws_base(bucket: &str, prefix: &str, region: Option<&str>) -> String {
         _ => "s3.amazonaws.com".to_string(),
     };
     let prefix = prefix.trim_matches('/');
-    let mut base = if dns_label(bucket) { format!("https://{bucket}.{host}") } else { format!("https://{host}/{bucket}") };
+    let mut base =
+        if dns_label(bucket) { format!("https://{bucket}.{host}") } else { format!("https://{host}/{bucket}") };
     if !prefix.is_empty() {
         base.push('/');
         base.push_str(prefix);
@@ -193,7 +202,11 @@ pub fn open(path: &CloudPath, found: Found, cfg: &S3Config, http: &HttpConfig) -
     let region = named_region.clone().unwrap_or_else(|| DEFAULT_REGION.to_string());
     let aws_prefix = format!("{S3_ENDPOINT}/{bucket}");
     let on_aws = !cfg.custom_endpoint && (path.base == aws_prefix || path.base.starts_with(&format!("{aws_prefix}/")));
-    let base = if on_aws { aws_base(&bucket, &path.base[aws_prefix.len()..], named_region.as_deref()) } else { path.base.clone() };
+    let base = if on_aws {
+        aws_base(&bucket, &path.base[aws_prefix.len()..], named_region.as_deref())
+    } else {
+        path.base.clone()
+    };
     let acl = match path.alias.as_deref() {
         Some("tigerdata") => "private",
         Some("nokura") => "public-read",
@@ -269,7 +282,8 @@ impl S3Signer {
 impl Signer for S3Signer {
     fn sign(&self, req: ureq::Request, method: &str, url: &str, payload: &[u8]) -> Attempt<ureq::Request> {
         let Some(c) = &self.credentials else { return Ok(req) };
-        let parts = UrlParts::parse(url).ok_or_else(|| (false, Error::invalid(format!("{url}: not a URL that can be signed"))))?;
+        let parts = UrlParts::parse(url)
+            .ok_or_else(|| (false, Error::invalid(format!("{url}: not a URL that can be signed"))))?;
         let amz_date = amz_date(SystemTime::now());
         let payload_hash = hex(digest::digest(&digest::SHA256, payload).as_ref());
         let mut headers: Vec<(String, String)> = vec![
@@ -285,7 +299,8 @@ impl Signer for S3Signer {
         }
         let region = self.region();
         let key = self.signing_key(&c.secret_access_key.0, &amz_date[..8], &region);
-        let auth = authorization(&c.access_key_id.0, &key, &region, method, &parts, &mut headers, &payload_hash, &amz_date);
+        let auth =
+            authorization(&c.access_key_id.0, &key, &region, method, &parts, &mut headers, &payload_hash, &amz_date);
         let mut req = req;
         for (name, value) in &headers {
             req = req.set(name, value);
@@ -309,17 +324,22 @@ impl Signer for S3Signer {
         if got == want {
             Ok(())
         } else {
-            Err((true, Error::io(format!(
-                "{url}: checksum mismatch: the ETag says MD5 {want}, the {} bytes received have MD5 {got}",
-                body.len()
-            ))))
+            Err((
+                true,
+                Error::io(format!(
+                    "{url}: checksum mismatch: the ETag says MD5 {want}, the {} bytes received have MD5 {got}",
+                    body.len()
+                )),
+            ))
         }
     }
 
     fn explain(&self, status: u16, headers: &Headers, body: &str) -> Option<Explanation> {
         let bucket = &self.bucket;
-        let code = xml_element(body, "Code").filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
-        let bucket_region = xml_element(body, "Region").or_else(|| headers.get("x-amz-bucket-region")).filter(|r| plain_word(r));
+        let code = xml_element(body, "Code")
+            .filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
+        let bucket_region =
+            xml_element(body, "Region").or_else(|| headers.get("x-amz-bucket-region")).filter(|r| plain_word(r));
         // Signed for another region than the bucket's (a HEAD says so in a header only): sign
         // for the bucket's from now on and try again, as boto3 does.
         if let (Some(right), Some(_), 400) = (bucket_region, &self.credentials, status) {
@@ -337,7 +357,8 @@ impl Signer for S3Signer {
                 }
             }
         }
-        let in_region = bucket_region.map(|r| format!(" (it is in region {r}: set the option s3_region)")).unwrap_or_default();
+        let in_region =
+            bucket_region.map(|r| format!(" (it is in region {r}: set the option s3_region)")).unwrap_or_default();
         let Some(code) = code else {
             // No S3 error document (a HEAD, a proxy's page): still say how the request went.
             return match status {
@@ -346,9 +367,11 @@ impl Signer for S3Signer {
                     auth: true,
                     retry: false,
                 }),
-                300..=400 if bucket_region.is_some() => {
-                    Some(Explanation { detail: format!("bucket \"{bucket}\" is elsewhere{in_region}"), auth: false, retry: false })
-                }
+                300..=400 if bucket_region.is_some() => Some(Explanation {
+                    detail: format!("bucket \"{bucket}\" is elsewhere{in_region}"),
+                    auth: false,
+                    retry: false,
+                }),
                 _ => None,
             };
         };
@@ -364,10 +387,21 @@ impl Signer for S3Signer {
                     retry: false,
                 })
             }
-            "AccessDenied" | "AllAccessDisabled" | "AccountProblem" | "InvalidAccessKeyId" | "InvalidSecurity"
-            | "InvalidToken" | "ExpiredToken" | "TokenRefreshRequired" | "SignatureDoesNotMatch"
-            | "AuthorizationHeaderMalformed" | "MissingSecurityHeader"
-            | "RequestTimeTooSkewed" | "InvalidClientTokenId" | "UnauthorizedAccess" | "MissingAuthenticationToken"
+            "AccessDenied"
+            | "AllAccessDisabled"
+            | "AccountProblem"
+            | "InvalidAccessKeyId"
+            | "InvalidSecurity"
+            | "InvalidToken"
+            | "ExpiredToken"
+            | "TokenRefreshRequired"
+            | "SignatureDoesNotMatch"
+            | "AuthorizationHeaderMalformed"
+            | "MissingSecurityHeader"
+            | "RequestTimeTooSkewed"
+            | "InvalidClientTokenId"
+            | "UnauthorizedAccess"
+            | "MissingAuthenticationToken"
             | "IncompleteSignature" => Some(Explanation {
                 detail: format!("S3 {code} for bucket \"{bucket}\" ({}){in_region}", self.how_signed()),
                 auth: true,
@@ -376,7 +410,11 @@ impl Signer for S3Signer {
             "RequestTimeout" | "SlowDown" | "InternalError" | "ServiceUnavailable" => {
                 Some(Explanation { detail: format!("S3 {code}"), auth: false, retry: true })
             }
-            _ => Some(Explanation { detail: format!("S3 {code} (HTTP {status}, bucket \"{bucket}\")"), auth: false, retry: false }),
+            _ => Some(Explanation {
+                detail: format!("S3 {code} (HTTP {status}, bucket \"{bucket}\")"),
+                auth: false,
+                retry: false,
+            }),
         }
     }
 }
@@ -510,7 +548,12 @@ pub fn canonical_query(query: &str) -> String {
 }
 
 /// The canonical request, and the signed header list (`headers` gets sorted by name).
-pub fn canonical_request(method: &str, parts: &UrlParts, headers: &mut [(String, String)], payload_hash: &str) -> (String, String) {
+pub fn canonical_request(
+    method: &str,
+    parts: &UrlParts,
+    headers: &mut [(String, String)],
+    payload_hash: &str,
+) -> (String, String) {
     for h in headers.iter_mut() {
         h.0 = h.0.to_ascii_lowercase();
     }
@@ -543,7 +586,10 @@ pub fn authorization(
 ) -> String {
     let (creq, signed) = canonical_request(method, parts, headers, payload_hash);
     let scope = format!("{}/{region}/s3/aws4_request", &amz_date[..8]);
-    let to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex(digest::digest(&digest::SHA256, creq.as_bytes()).as_ref()));
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex(digest::digest(&digest::SHA256, creq.as_bytes()).as_ref())
+    );
     let signature = hex(hmac::sign(key, to_sign.as_bytes()).as_ref());
     format!("AWS4-HMAC-SHA256 Credential={access_key_id}/{scope}, SignedHeaders={signed}, Signature={signature}")
 }
@@ -599,7 +645,12 @@ mod tests {
 
     #[test]
     fn get_object_example_from_the_aws_docs() {
-        let auth = sign_example("GET", "https://examplebucket.s3.amazonaws.com/test.txt", &[("Range", "bytes=0-9")], EMPTY_SHA);
+        let auth = sign_example(
+            "GET",
+            "https://examplebucket.s3.amazonaws.com/test.txt",
+            &[("Range", "bytes=0-9")],
+            EMPTY_SHA,
+        );
         assert_eq!(
             auth,
             "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
@@ -615,15 +666,23 @@ mod tests {
         assert_eq!(sha, "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072");
         // The key is `test$file.text`: `$` is encoded in the canonical URI, whether or not the
         // URL carried it encoded.
-        for url in ["https://examplebucket.s3.amazonaws.com/test$file.text", "https://examplebucket.s3.amazonaws.com/test%24file.text"] {
+        for url in [
+            "https://examplebucket.s3.amazonaws.com/test$file.text",
+            "https://examplebucket.s3.amazonaws.com/test%24file.text",
+        ] {
             let auth = sign_example(
                 "PUT",
                 url,
                 &[("Date", "Fri, 24 May 2013 00:00:00 GMT"), ("x-amz-storage-class", "REDUCED_REDUNDANCY")],
                 &sha,
             );
-            assert!(auth.ends_with("SignedHeaders=date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class, \
-                 Signature=98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"), "{auth}");
+            assert!(
+                auth.ends_with(
+                    "SignedHeaders=date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class, \
+                 Signature=98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"
+                ),
+                "{auth}"
+            );
         }
     }
 
@@ -663,7 +722,10 @@ mod tests {
 
     #[test]
     fn etags_of_single_part_uploads_only() {
-        assert_eq!(single_part_md5("\"D41D8CD98F00B204E9800998ECF8427E\"").as_deref(), Some("d41d8cd98f00b204e9800998ecf8427e"));
+        assert_eq!(
+            single_part_md5("\"D41D8CD98F00B204E9800998ECF8427E\"").as_deref(),
+            Some("d41d8cd98f00b204e9800998ecf8427e")
+        );
         assert_eq!(single_part_md5("\"d41d8cd98f00b204e9800998ecf8427e-3\""), None);
         assert_eq!(single_part_md5("W/\"d41d8cd98f00b204e9800998ecf8427e\""), None);
         assert_eq!(single_part_md5("\"5f1e2a3b-1a2\""), None);
@@ -682,7 +744,10 @@ mod tests {
         let e = s.verify("http://h/b/k", &h("\"d41d8cd98f00b204e9800998ecf8427e\""), b"x").unwrap_err();
         assert!(e.0 && e.1.message().contains("http://h/b/k") && e.1.message().contains("checksum"), "{:?}", e.1);
         assert!(s.verify("u", &h("\"d41d8cd98f00b204e9800998ecf8427e-2\""), b"x").is_ok());
-        let kms = Headers(vec![("ETag".into(), "\"d41d8cd98f00b204e9800998ecf8427e\"".into()), ("x-amz-server-side-encryption".into(), "aws:kms".into())]);
+        let kms = Headers(vec![
+            ("ETag".into(), "\"d41d8cd98f00b204e9800998ecf8427e\"".into()),
+            ("x-amz-server-side-encryption".into(), "aws:kms".into()),
+        ]);
         assert!(s.verify("u", &kms, b"x").is_ok());
     }
 
@@ -706,7 +771,13 @@ mod tests {
                     <AWSAccessKeyId>AKIDSECRETID</AWSAccessKeyId><StringToSign>x</StringToSign></Error>";
         let x = s.explain(403, &Headers::default(), body).unwrap();
         assert!(x.auth && !x.retry);
-        assert!(x.detail.contains("SignatureDoesNotMatch") && x.detail.contains("\"bk\"") && x.detail.contains("aws-secret.json"), "{}", x.detail);
+        assert!(
+            x.detail.contains("SignatureDoesNotMatch")
+                && x.detail.contains("\"bk\"")
+                && x.detail.contains("aws-secret.json"),
+            "{}",
+            x.detail
+        );
         assert!(!x.detail.contains("AKIDSECRETID") && !x.detail.contains("hunter2"), "{}", x.detail);
         let d = format!("{s:?}");
         assert!(!d.contains("AKIDSECRETID") && !d.contains("hunter2"), "{d}");
@@ -747,7 +818,8 @@ mod tests {
         let m: Map<String, Value> = serde_json::from_str(r#"{"AWS_SECRET_ACCESS_KEY":"hunter2hunter2"}"#).unwrap();
         let e = from_secret(&m, "secret file /s/aws-secret.json").unwrap_err();
         assert!(e.message().contains("aws-secret.json") && !e.message().contains("hunter2"), "{e}");
-        let m: Map<String, Value> = serde_json::from_str(r#"{"AWS_ACCESS_KEY_ID":5,"AWS_SECRET_ACCESS_KEY":"hunter2hunter2"}"#).unwrap();
+        let m: Map<String, Value> =
+            serde_json::from_str(r#"{"AWS_ACCESS_KEY_ID":5,"AWS_SECRET_ACCESS_KEY":"hunter2hunter2"}"#).unwrap();
         assert!(from_secret(&m, "s").is_err());
         let f = from_secret(&Map::new(), "s").unwrap();
         assert!(f.credentials.is_none());

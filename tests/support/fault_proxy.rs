@@ -246,7 +246,13 @@ fn read_body(r: &mut impl BufRead, head: &Head, until_eof: bool) -> io::Result<V
     Ok(body)
 }
 
-fn write_answer(w: &mut impl Write, status_line: &str, headers: &[(String, String)], body: &[u8], content_length: usize) -> io::Result<()> {
+fn write_answer(
+    w: &mut impl Write,
+    status_line: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    content_length: usize,
+) -> io::Result<()> {
     let mut out = format!("{status_line}\r\n");
     for (k, v) in headers {
         if k != "content-length" && k != "transfer-encoding" && k != "connection" {
@@ -262,8 +268,7 @@ fn write_answer(w: &mut impl Write, status_line: &str, headers: &[(String, Strin
 fn serve(client: TcpStream, upstream: SocketAddr, shared: &Shared) {
     let Ok(mut w) = client.try_clone() else { return };
     let mut r = BufReader::new(client);
-    loop {
-        let Ok(Some(head)) = read_head(&mut r) else { break };
+    while let Ok(Some(head)) = read_head(&mut r) {
         let Ok(body) = read_body(&mut r, &head, false) else { break };
         let mut parts = head.line.split_whitespace();
         let method = parts.next().unwrap_or("").to_string();
@@ -288,7 +293,13 @@ fn serve(client: TcpStream, upstream: SocketAddr, shared: &Shared) {
                 let lg = libc::linger { l_onoff: 1, l_linger: 0 };
                 // SAFETY: a valid socket and a correctly sized option value.
                 unsafe {
-                    libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, (&lg as *const libc::linger).cast(), std::mem::size_of::<libc::linger>() as u32);
+                    libc::setsockopt(
+                        fd,
+                        libc::SOL_SOCKET,
+                        libc::SO_LINGER,
+                        (&lg as *const libc::linger).cast(),
+                        std::mem::size_of::<libc::linger>() as u32,
+                    );
                 }
                 drop(w);
                 return;
@@ -317,11 +328,8 @@ fn serve(client: TcpStream, upstream: SocketAddr, shared: &Shared) {
             let _ = write_answer(&mut w, "HTTP/1.1 502 Bad Gateway", &[], b"", 0);
             break;
         };
-        let declared = if method == "HEAD" {
-            h.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0)
-        } else {
-            b.len()
-        };
+        let declared =
+            if method == "HEAD" { h.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0) } else { b.len() };
         let sent = match fault {
             Fault::Truncate => {
                 let full = b.len();

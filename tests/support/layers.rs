@@ -399,7 +399,14 @@ impl Layer {
 
     /// The bytes a cutout of `[lo, hi)` at `mip` must give: voxels outside the bounds, and in
     /// the cells listed in `missing` (each `(lo, hi)`), read as `background`.
-    pub fn expected_with(&self, mip: u32, lo: [i64; 3], hi: [i64; 3], background: f64, missing: &[([i64; 3], [i64; 3])]) -> Vec<u8> {
+    pub fn expected_with(
+        &self,
+        mip: u32,
+        lo: [i64; 3],
+        hi: [i64; 3],
+        background: f64,
+        missing: &[([i64; 3], [i64; 3])],
+    ) -> Vec<u8> {
         let (blo, bhi) = self.spec.bounds(mip);
         let bg = scalar(self.spec.data_type, background);
         let es = self.spec.elem_size();

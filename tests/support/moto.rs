@@ -316,7 +316,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn relay(mut client: TcpStream, upstream: SocketAddr, pattern: &Mutex<Option<String>>, seen: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
+fn relay(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    pattern: &Mutex<Option<String>>,
+    seen: &Mutex<Vec<Seen>>,
+) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
     // The request head, then its body by Content-Length.
     let mut buf = Vec::new();

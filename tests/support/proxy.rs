@@ -115,11 +115,10 @@ impl LatencyProxy {
     }
 
     pub fn with_config(cfg: Config) -> io::Result<LatencyProxy> {
-        let upstream: SocketAddr = cfg
-            .upstream
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no address for {}", cfg.upstream)))?;
+        let upstream: SocketAddr =
+            cfg.upstream.to_socket_addrs()?.next().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("no address for {}", cfg.upstream))
+            })?;
         let listener = TcpListener::bind(&cfg.listen)?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(Stats::default());

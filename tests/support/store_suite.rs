@@ -23,15 +23,22 @@ pub fn conformance(store: &dyn Store, prefix: &str, name: &str, caps: Capabiliti
     // Missing objects.
     assert!(store.get(&key("nothing")).unwrap().is_none(), "{}", what("missing get"));
     assert!(!store.exists(&key("nothing")).unwrap(), "{}", what("missing exists"));
-    assert!(matches!(store.get_range_if(&key("nothing"), 0, 4, None).unwrap(), RangeRead::Missing), "{}", what("missing range"));
+    assert!(
+        matches!(store.get_range_if(&key("nothing"), 0, 4, None).unwrap(), RangeRead::Missing),
+        "{}",
+        what("missing range")
+    );
     // Deleting what is not there is no error.
     store.delete(&key("nothing")).unwrap_or_else(|e| panic!("{}: {e}", what("delete missing")));
 
     // Round trips: binary payloads (every byte value), empty ones, nested keys.
     let payload: Vec<u8> = (0..70_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
     for (k, bytes) in [("a/b/c/blob", payload.clone()), ("empty", Vec::new()), ("1-2_3-4_5-6", b"chunk".to_vec())] {
-        store.put(&key(k), &bytes, ContentEncoding::Identity, "application/octet-stream").unwrap_or_else(|e| panic!("{}: {e}", what(k)));
-        let obj = store.get(&key(k)).unwrap().unwrap_or_else(|| panic!("{}", what(&format!("{k} written but missing"))));
+        store
+            .put(&key(k), &bytes, ContentEncoding::Identity, "application/octet-stream")
+            .unwrap_or_else(|e| panic!("{}: {e}", what(k)));
+        let obj =
+            store.get(&key(k)).unwrap().unwrap_or_else(|| panic!("{}", what(&format!("{k} written but missing"))));
         assert_eq!(obj.bytes, bytes, "{}", what(k));
         assert_eq!(obj.encoding, ContentEncoding::Identity, "{}", what(k));
         assert!(store.exists(&key(k)).unwrap(), "{}", what(k));
@@ -74,11 +81,19 @@ pub fn conformance(store: &dyn Store, prefix: &str, name: &str, caps: Capabiliti
             }
             other => panic!("{}: {other:?}", what("a range read reports no generation")),
         };
-        assert!(matches!(store.get_range_if(&blob, 16, 32, Some(&g)).unwrap(), RangeRead::Data(..)), "{}", what("same generation"));
+        assert!(
+            matches!(store.get_range_if(&blob, 16, 32, Some(&g)).unwrap(), RangeRead::Data(..)),
+            "{}",
+            what("same generation")
+        );
         // Rewritten: the old generation is stale (mtime granularity: a different size).
         std::thread::sleep(std::time::Duration::from_millis(20));
         store.put(&blob, &payload[..payload.len() - 1], ContentEncoding::Identity, "application/octet-stream").unwrap();
-        assert!(matches!(store.get_range_if(&blob, 16, 32, Some(&g)).unwrap(), RangeRead::Stale), "{}", what("rewritten: stale"));
+        assert!(
+            matches!(store.get_range_if(&blob, 16, 32, Some(&g)).unwrap(), RangeRead::Stale),
+            "{}",
+            what("rewritten: stale")
+        );
     }
 
     // Deletes.

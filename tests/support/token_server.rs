@@ -36,7 +36,8 @@ use serde_json::Value;
 /// openssl nor Python's cryptography is available.
 pub fn generate_key_pem(dir: &Path) -> Option<String> {
     std::fs::create_dir_all(dir).ok()?;
-    let out = dir.join(format!("key-{}.pem", std::process::id() as u64 * 1000 + COUNTER.fetch_add(1, Ordering::SeqCst)));
+    let out =
+        dir.join(format!("key-{}.pem", std::process::id() as u64 * 1000 + COUNTER.fetch_add(1, Ordering::SeqCst)));
     let ok = Command::new("openssl")
         .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
         .arg(&out)
@@ -222,7 +223,9 @@ fn form_decode(s: &str) -> HashMap<String, String> {
             match b[i] {
                 b'+' => out.push(b' '),
                 b'%' if i + 2 < b.len() => {
-                    out.push(u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("00"), 16).unwrap_or(0));
+                    out.push(
+                        u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("00"), 16).unwrap_or(0),
+                    );
                     i += 2;
                 }
                 c => out.push(c),
@@ -338,11 +341,14 @@ impl TokenState {
             Ok((token, email)) => {
                 let life = *self.lifetime.lock().unwrap();
                 self.issued.lock().unwrap().insert(token.clone(), (email, Instant::now() + life));
-                Response::json(200, &serde_json::json!({
-                    "access_token": token,
-                    "expires_in": life.as_secs_f64().ceil() as u64,
-                    "token_type": "Bearer",
-                }))
+                Response::json(
+                    200,
+                    &serde_json::json!({
+                        "access_token": token,
+                        "expires_in": life.as_secs_f64().ceil() as u64,
+                        "token_type": "Bearer",
+                    }),
+                )
             }
             Err(why) => {
                 self.refused.fetch_add(1, Ordering::SeqCst);
@@ -465,7 +471,12 @@ impl ProxyState {
     fn handle(&self, req: Request) -> Response {
         let bearer = req.header("authorization").and_then(|a| a.strip_prefix("Bearer ")).map(str::to_string);
         let reply = |status: u16, resp: Response, log: &Mutex<Vec<Seen>>| {
-            log.lock().unwrap().push(Seen { method: req.method.clone(), target: req.target.clone(), bearer: bearer.clone(), status });
+            log.lock().unwrap().push(Seen {
+                method: req.method.clone(),
+                target: req.target.clone(),
+                bearer: bearer.clone(),
+                status,
+            });
             resp
         };
         if self.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
@@ -489,7 +500,11 @@ impl ProxyState {
                 r = r.set(k, v);
             }
         }
-        let result = if req.body.is_empty() && req.method != "POST" && req.method != "PUT" { r.call() } else { r.send_bytes(&req.body) };
+        let result = if req.body.is_empty() && req.method != "POST" && req.method != "PUT" {
+            r.call()
+        } else {
+            r.send_bytes(&req.body)
+        };
         let resp = match result {
             Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
             Err(ureq::Error::Transport(t)) => {

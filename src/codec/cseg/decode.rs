@@ -156,8 +156,13 @@ fn decode_rows(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'
                                 let n = (b.x1 - b.x0) as usize;
                                 let seg = &mut row[at * item..(at + n) * item];
                                 at += n;
-                                let k0 = (((z - b.b0[2]) * block[1] + (y - b.b0[1])) * block[0] + (b.x0 - b.b0[0])) as usize;
-                                let ok = if nt { decode_segment::<true>(ch, b, k0, seg, wide) } else { decode_segment::<false>(ch, b, k0, seg, wide) };
+                                let k0 =
+                                    (((z - b.b0[2]) * block[1] + (y - b.b0[1])) * block[0] + (b.x0 - b.b0[0])) as usize;
+                                let ok = if nt {
+                                    decode_segment::<true>(ch, b, k0, seg, wide)
+                                } else {
+                                    decode_segment::<false>(ch, b, k0, seg, wide)
+                                };
                                 if !ok {
                                     return Err(bad(format!(
                                         "channel {c} block {}: an index points past the table of {} entries",
@@ -459,7 +464,14 @@ mod tests {
     #[test]
     fn streamed_outputs_at_any_alignment_are_exact() {
         let mut rng = Rng(0x0123_4567_89AB_CDEF);
-        for (wide, shift, clip) in [(true, 0, false), (true, 16, false), (true, 8, true), (false, 0, false), (false, 40, false), (false, 4, true)] {
+        for (wide, shift, clip) in [
+            (true, 0, false),
+            (true, 16, false),
+            (true, 8, true),
+            (false, 0, false),
+            (false, 40, false),
+            (false, 4, true),
+        ] {
             let (dtype, item) = if wide { (DataType::U64, 8usize) } else { (DataType::U32, 4) };
             let chunk = [64i64, 32, 16];
             // Output 512 x 64 x 32 (x 2 for uint32): at least 8 MiB, so it streams.
@@ -480,17 +492,31 @@ mod tests {
                     let mut src = vec![0u8; (chunk[0] * chunk[1] * chunk[2]) as usize * item];
                     for (i, e) in src.chunks_exact_mut(item).enumerate() {
                         // Runs of 8 along x in places (single-value blocks), noise elsewhere.
-                        let v = if (i / 4096) % 2 == 0 { palette[(i / 8) % palette.len()] } else { palette[rng.below(nvals) as usize] };
+                        let v = if (i / 4096) % 2 == 0 {
+                            palette[(i / 8) % palette.len()]
+                        } else {
+                            palette[rng.below(nvals) as usize]
+                        };
                         e.copy_from_slice(&v.to_le_bytes()[..item]);
                     }
                     // Clipped: a region starting and ending inside blocks.
-                    let region = if clip { Bbox::new([cell.lo[0] + 3, cell.lo[1] + 1, cell.lo[2]], [cell.hi[0] - 5, cell.hi[1], cell.hi[2] - 2]) } else { cell };
+                    let region = if clip {
+                        Bbox::new(
+                            [cell.lo[0] + 3, cell.lo[1] + 1, cell.lo[2]],
+                            [cell.hi[0] - 5, cell.hi[1], cell.hi[2] - 2],
+                        )
+                    } else {
+                        cell
+                    };
                     (cell, src, region)
                 })
                 .collect();
             let encoded: Vec<Vec<u8>> = cells
                 .iter()
-                .map(|(_, src, _)| crate::codec::cseg::encode_cseg(dtype, 1, chunk.map(|v| v as usize), [8, 8, 8], src, "mem://x").unwrap())
+                .map(|(_, src, _)| {
+                    crate::codec::cseg::encode_cseg(dtype, 1, chunk.map(|v| v as usize), [8, 8, 8], src, "mem://x")
+                        .unwrap()
+                })
                 .collect();
             std::thread::scope(|s| {
                 for k in 0..2 {
@@ -509,19 +535,28 @@ mod tests {
                     for x in 0..s[0] {
                         let oi = (((z * s[1] + y) * s[0] + x) as usize) * item;
                         let got = &buf[oi..oi + item];
-                        let want = cells.iter().find(|(_, _, r)| r.contains(&Bbox::new([x, y, z], [x + 1, y + 1, z + 1]))).map(|(cell, src, _)| {
-                            let (cx, cy, cz) = (x - cell.lo[0], y - cell.lo[1], z - cell.lo[2]);
-                            let si = (((cz * chunk[1] + cy) * chunk[0] + cx) as usize) * item;
-                            &src[si..si + item]
-                        });
+                        let want = cells
+                            .iter()
+                            .find(|(_, _, r)| r.contains(&Bbox::new([x, y, z], [x + 1, y + 1, z + 1])))
+                            .map(|(cell, src, _)| {
+                                let (cx, cy, cz) = (x - cell.lo[0], y - cell.lo[1], z - cell.lo[2]);
+                                let si = (((cz * chunk[1] + cy) * chunk[0] + cx) as usize) * item;
+                                &src[si..si + item]
+                            });
                         match want {
                             Some(w) => assert_eq!(got, w, "wide {wide} shift {shift} clip {clip} at {x},{y},{z}"),
-                            None => assert!(got.iter().all(|&b| b == 0x5A), "wide {wide} shift {shift} clip {clip}: {x},{y},{z} outside the cells was written"),
+                            None => assert!(
+                                got.iter().all(|&b| b == 0x5A),
+                                "wide {wide} shift {shift} clip {clip}: {x},{y},{z} outside the cells was written"
+                            ),
                         }
                     }
                 }
             }
-            assert!(back[..base].iter().chain(&back[base + n..]).all(|&b| b == 0x5A), "bytes outside the buffer changed");
+            assert!(
+                back[..base].iter().chain(&back[base + n..]).all(|&b| b == 0x5A),
+                "bytes outside the buffer changed"
+            );
         }
     }
 
@@ -536,7 +571,8 @@ mod tests {
             let block = [[8, 8, 8], [4, 4, 4], [2, 3, 5], [8, 4, 2], [16, 2, 1]][rng.below(5) as usize];
             // Distinct values per case: 1, 2, 3, 5, 17, 300 (bit widths 0 to 16).
             let nvals = [1u64, 2, 3, 5, 17, 300][rng.below(6) as usize];
-            let palette: Vec<u64> = (0..nvals).map(|_| if wide { rng.next() } else { rng.next() & 0xffff_ffff }).collect();
+            let palette: Vec<u64> =
+                (0..nvals).map(|_| if wide { rng.next() } else { rng.next() & 0xffff_ffff }).collect();
             let voxels = (shape[0] * shape[1] * shape[2]) as usize;
             let mut src = vec![0u8; voxels * channels * item];
             for e in src.chunks_exact_mut(item) {
@@ -586,7 +622,11 @@ mod tests {
                                 } else {
                                     ((((c as i64 * rs[2] + z) * rs[1] + y) * rs[0] + x) as usize) * item
                                 };
-                                assert_eq!(&buf[oi..oi + item], &src[si..si + item], "case {case} c_order {c_order} at {x},{y},{z},{c}");
+                                assert_eq!(
+                                    &buf[oi..oi + item],
+                                    &src[si..si + item],
+                                    "case {case} c_order {c_order} at {x},{y},{z},{c}"
+                                );
                             }
                         }
                     }
@@ -603,10 +643,13 @@ mod tests {
                 }
                 let mut buf = vec![0u8; n * channels * item];
                 let out = OutView::new(&mut buf, region, channels, item);
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_into(&sp, &bad, &region, &out)));
+                let r =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_into(&sp, &bad, &region, &out)));
                 assert!(r.is_ok(), "case {case}: corrupt chunk panicked");
                 let cut = rng.below(bad.len() as u64 + 1) as usize & !3;
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_into(&sp, &bad[..cut], &region, &out)));
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    decode_into(&sp, &bad[..cut], &region, &out)
+                }));
                 assert!(r.is_ok(), "case {case}: truncated chunk panicked");
             }
         }

@@ -124,8 +124,8 @@ impl ServiceAccount {
             None | Some("service_account") => {}
             Some(other) => {
                 return Err(bad(&format!(
-                    "credentials of type \"{other}\" are not supported (use a service account key, or the gs_token option)"
-                )))
+                "credentials of type \"{other}\" are not supported (use a service account key, or the gs_token option)"
+            )))
             }
         }
         let text = |k: &str| m.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
@@ -135,7 +135,11 @@ impl ServiceAccount {
         let key = match label.as_str() {
             "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&der),
             "RSA PRIVATE KEY" => RsaKeyPair::from_der(&der),
-            _ => return Err(bad("\"private_key\" is not an RSA private key (PEM \"PRIVATE KEY\" or \"RSA PRIVATE KEY\")")),
+            _ => {
+                return Err(bad(
+                    "\"private_key\" is not an RSA private key (PEM \"PRIVATE KEY\" or \"RSA PRIVATE KEY\")",
+                ))
+            }
         }
         .map_err(|e| bad(&format!("\"private_key\" is not a usable RSA key ({e})")))?;
         let token_uri = text("token_uri").unwrap_or(DEFAULT_TOKEN_URI).to_string();
@@ -167,15 +171,12 @@ impl ServiceAccount {
             "iat": iat,
             "exp": iat + JWT_LIFETIME_SECS,
         });
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
+        let signing_input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
         let mut sig = vec![0u8; self.key.public().modulus_len()];
-        self.key
-            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), signing_input.as_bytes(), &mut sig)
-            .map_err(|_| Error::auth(format!("Google credentials from {}: signing the token request failed", self.source)))?;
+        self.key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), signing_input.as_bytes(), &mut sig).map_err(|_| {
+            Error::auth(format!("Google credentials from {}: signing the token request failed", self.source))
+        })?;
         Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)))
     }
 }
@@ -346,7 +347,10 @@ impl TokenSource {
     /// Ask the token endpoint (with the refresh lock held) and keep the answer.
     fn fetch(&self, account: &ServiceAccount) -> Attempt<Arc<Token>> {
         let uri = &account.token_uri;
-        let who = format!("{}: token request to {uri} for service account {} ({})", self.what, account.client_email, account.source);
+        let who = format!(
+            "{}: token request to {uri} for service account {} ({})",
+            self.what, account.client_email, account.source
+        );
         let assertion = account.assertion(SCOPE, now_epoch_secs()).map_err(|e| (false, e))?;
         let body = format!(
             "grant_type={}&assertion={}",
@@ -366,16 +370,19 @@ impl TokenSource {
                 let text = r.into_string().unwrap_or_default();
                 let why = excerpt(&text, &[&assertion]);
                 let retry = matches!(code, 408 | 429 | 500..=599);
-                let e = format!("{who}: HTTP {code}{}", if why.is_empty() { String::new() } else { format!(" ({why})") });
-                return Err((retry, if retry { Error::io(e) } else { Error::auth(format!("{e}: credentials refused")) }));
+                let e =
+                    format!("{who}: HTTP {code}{}", if why.is_empty() { String::new() } else { format!(" ({why})") });
+                return Err((
+                    retry,
+                    if retry { Error::io(e) } else { Error::auth(format!("{e}: credentials refused")) },
+                ));
             }
             Err(ureq::Error::Transport(t)) => return Err((true, Error::io(format!("{who}: {t}")))),
         };
-        let text = resp
-            .into_string()
-            .map_err(|e| (true, Error::io(format!("{who}: reading the answer failed: {e}"))))?;
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|_| (true, Error::io(format!("{who}: the answer is not JSON"))))?;
+        let text =
+            resp.into_string().map_err(|e| (true, Error::io(format!("{who}: reading the answer failed: {e}"))))?;
+        let v: Value =
+            serde_json::from_str(&text).map_err(|_| (true, Error::io(format!("{who}: the answer is not JSON"))))?;
         let value = v
             .get("access_token")
             .and_then(Value::as_str)
@@ -423,7 +430,10 @@ mod tests {
         let mut m = Map::new();
         m.insert("type".into(), json!("service_account"));
         m.insert("client_email".into(), json!("a@b.iam.gserviceaccount.com"));
-        m.insert("private_key".into(), json!("-----BEGIN PRIVATE KEY-----\nc2VjcmV0c2VjcmV0c2VjcmV0\n-----END PRIVATE KEY-----\n"));
+        m.insert(
+            "private_key".into(),
+            json!("-----BEGIN PRIVATE KEY-----\nc2VjcmV0c2VjcmV0c2VjcmV0\n-----END PRIVATE KEY-----\n"),
+        );
         let e = ServiceAccount::from_json(&m, "secret file /x/google-secret.json").unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Auth);
         assert!(e.message().contains("private_key") && e.message().contains("/x/google-secret.json"), "{e}");

@@ -91,7 +91,12 @@ impl ScaleCtx {
     pub(crate) fn codec(&self, verb: &str) -> Result<&'static dyn Codec> {
         self.codec.ok_or_else(|| {
             let how = if verb == "read" { "which is not supported yet" } else { "which cannot be written yet" };
-            Error::unsupported(format!("{}: mip {} uses the {} encoding, {how}", self.path, self.mip, self.scale.encoding.name()))
+            Error::unsupported(format!(
+                "{}: mip {} uses the {} encoding, {how}",
+                self.path,
+                self.mip,
+                self.scale.encoding.name()
+            ))
         })
     }
 
@@ -119,7 +124,14 @@ impl ScaleCtx {
 
     /// Remove `payload`'s encoding (bounded by the chunk's payload limit) and decode it, handing
     /// the codec's input to `f`.
-    fn with_decoded<R>(&self, cell: Bbox, data: &[u8], encoding: ContentEncoding, url: &str, f: impl FnOnce(&ChunkSpec<'_>, &[u8]) -> Result<R>) -> Result<R> {
+    fn with_decoded<R>(
+        &self,
+        cell: Bbox,
+        data: &[u8],
+        encoding: ContentEncoding,
+        url: &str,
+        f: impl FnOnce(&ChunkSpec<'_>, &[u8]) -> Result<R>,
+    ) -> Result<R> {
         let spec = self.chunk_spec(cell, url);
         let mut inflated = self.engine.take_buffer();
         let r = compression::decompress_into(data, encoding, &mut inflated, spec.payload_limit(), url)
@@ -141,7 +153,9 @@ impl ScaleCtx {
         };
         let codec = self.codec("read")?;
         let _permit = self.engine.decode_permit();
-        self.with_decoded(cell, data, payload.encoding, payload.url, |spec, bytes| codec.decode_into(spec, bytes, region, out))
+        self.with_decoded(cell, data, payload.encoding, payload.url, |spec, bytes| {
+            codec.decode_into(spec, bytes, region, out)
+        })
     }
 
     /// The error of a missing chunk.
@@ -192,10 +206,16 @@ impl ScaleCtx {
         let mut why = Vec::new();
         for (d, axis) in ["x", "y", "z"].iter().enumerate() {
             if (bbox.lo[d] - grid.offset[d]).rem_euclid(grid.chunk[d]) != 0 {
-                why.push(format!("{axis} starts at {} (not voxel_offset {} + a multiple of {})", bbox.lo[d], grid.offset[d], grid.chunk[d]));
+                why.push(format!(
+                    "{axis} starts at {} (not voxel_offset {} + a multiple of {})",
+                    bbox.lo[d], grid.offset[d], grid.chunk[d]
+                ));
             }
             if (bbox.hi[d] - grid.offset[d]).rem_euclid(grid.chunk[d]) != 0 && bbox.hi[d] != bounds.hi[d] {
-                why.push(format!("{axis} ends at {} (not on the chunk grid nor the volume edge {})", bbox.hi[d], bounds.hi[d]));
+                why.push(format!(
+                    "{axis} ends at {} (not on the chunk grid nor the volume edge {})",
+                    bbox.hi[d], bounds.hi[d]
+                ));
             }
         }
         Error::invalid(format!(
@@ -276,7 +296,8 @@ impl<S: ChunkSource> ScaleIo for ChunkScale<S> {
                 let mut v = Vec::with_capacity(per_point);
                 for &i in &idxs[k] {
                     let p = points[i];
-                    let lin = ((p[2] - cell.lo[2]) as usize * s[1] + (p[1] - cell.lo[1]) as usize) * s[0] + (p[0] - cell.lo[0]) as usize;
+                    let lin = ((p[2] - cell.lo[2]) as usize * s[1] + (p[1] - cell.lo[1]) as usize) * s[0]
+                        + (p[0] - cell.lo[0]) as usize;
                     v.clear();
                     for c in 0..nc {
                         let o = (c * cvox + lin) * item;
@@ -316,7 +337,15 @@ impl<S: ChunkSource> ScaleIo for ChunkScale<S> {
 }
 
 /// Copy `region` between two planar `[x, y, z, c]` arrays covering `src_box` and `dst_box`.
-pub(crate) fn copy_box(src: &[u8], src_box: &Bbox, dst: &mut [u8], dst_box: &Bbox, region: &Bbox, channels: usize, item: usize) {
+pub(crate) fn copy_box(
+    src: &[u8],
+    src_box: &Bbox,
+    dst: &mut [u8],
+    dst_box: &Bbox,
+    region: &Bbox,
+    channels: usize,
+    item: usize,
+) {
     let ss = src_box.shape().map(|v| v as usize);
     let ds = dst_box.shape().map(|v| v as usize);
     let n = (region.hi[0] - region.lo[0]) as usize * item;
@@ -340,7 +369,13 @@ pub(crate) fn copy_box(src: &[u8], src_box: &Bbox, dst: &mut [u8], dst_box: &Bbo
 ///
 /// # Errors
 /// An invalid sharding spec, or a grid needing more than 64 bits of chunk id (`Decode`).
-pub(crate) fn scales(info: &Info, store: &Arc<dyn Store>, engine: &Arc<Engine>, opts: &Options, path: &crate::cloudpath::CloudPath) -> Result<Vec<Box<dyn ScaleIo>>> {
+pub(crate) fn scales(
+    info: &Info,
+    store: &Arc<dyn Store>,
+    engine: &Arc<Engine>,
+    opts: &Options,
+    path: &crate::cloudpath::CloudPath,
+) -> Result<Vec<Box<dyn ScaleIo>>> {
     let info_url = store.url("info");
     let specs = sharded::sharding_specs(info, &info_url)?;
     let caches = Arc::new(sharded::ShardCaches::new(sharded::SHARD_CACHE_BYTES));

@@ -16,7 +16,9 @@ use crate::cache::ByteLru;
 use crate::cloudpath::join_key;
 use crate::codec::compression;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::sharding::{assemble_shard, compressed_morton, decode_minishard_index, morton_bits, DataEncoding, ShardingSpec};
+use crate::format::sharding::{
+    assemble_shard, compressed_morton, decode_minishard_index, morton_bits, DataEncoding, ShardingSpec,
+};
 use crate::format::{Bbox, ChunkGrid, ContentEncoding, Info};
 use crate::store::RangeRead;
 
@@ -202,7 +204,9 @@ impl ShardFiles {
         } else {
             match ctx.store.get_range_if(&key, 16 * ms, 16 * ms + 16, None)? {
                 RangeRead::Data(b, g) if b.len() == 16 => (b[..].try_into().unwrap_or([0; 16]), g),
-                RangeRead::Data(..) => return Err(Error::decode(format!("{}: short shard index entry", ctx.store.url(&key)))),
+                RangeRead::Data(..) => {
+                    return Err(Error::decode(format!("{}: short shard index entry", ctx.store.url(&key))))
+                }
                 RangeRead::Missing | RangeRead::Stale => return Ok(None),
             }
         };
@@ -252,8 +256,12 @@ impl ShardFiles {
                 .map_err(|e| e.context(format!("reading the index of minishard {ms}")))?
             {
                 RangeRead::Data(raw, _) => raw,
-                RangeRead::Stale => return Err(Error::stale(format!("{url}: shard changed while reading minishard {ms}"))),
-                RangeRead::Missing => return Err(Error::stale(format!("{url}: shard file vanished while reading minishard {ms}"))),
+                RangeRead::Stale => {
+                    return Err(Error::stale(format!("{url}: shard changed while reading minishard {ms}")))
+                }
+                RangeRead::Missing => {
+                    return Err(Error::stale(format!("{url}: shard file vanished while reading minishard {ms}")))
+                }
             };
             let what = format!("{url} minishard {ms}");
             let raw = match self.spec.minishard_index_encoding {
@@ -336,7 +344,9 @@ impl ShardFiles {
             DataEncoding::Raw => ContentEncoding::Identity,
             DataEncoding::Gzip => ContentEncoding::Gzip,
         };
-        let chunk_url = |shard_url: &str, w: &Want| format!("{shard_url} (chunk {}, grid cell {:?}, minishard {})", w.id, w.cell, w.minishard);
+        let chunk_url = |shard_url: &str, w: &Want| {
+            format!("{shard_url} (chunk {}, grid cell {:?}, minishard {})", w.id, w.cell, w.minishard)
+        };
         // Locate every chunk; the absent ones are missing.
         let mut by_shard: BTreeMap<u64, Vec<Located>> = BTreeMap::new();
         let mut generations: BTreeMap<u64, Option<String>> = BTreeMap::new();
@@ -365,13 +375,17 @@ impl ShardFiles {
             let (a, b) = (run[0].start, run.iter().map(|l| l.end).max().unwrap_or(run[0].end));
             let generation = generations.get(shard).cloned().unwrap_or_default();
             let read = ctx.store.get_range_if(&key, a, b, generation.as_deref()).map_err(|e| {
-                let what: Vec<String> =
-                    run.iter().map(|l| format!("chunk {} (minishard {})", wants[l.want].id, wants[l.want].minishard)).collect();
+                let what: Vec<String> = run
+                    .iter()
+                    .map(|l| format!("chunk {} (minishard {})", wants[l.want].id, wants[l.want].minishard))
+                    .collect();
                 e.context(format!("reading {}", what.join(", ")))
             })?;
             let bytes = match read {
                 RangeRead::Data(b, _) => b,
-                RangeRead::Stale | RangeRead::Missing => return Err(Error::stale(format!("{url}: shard changed during the read"))),
+                RangeRead::Stale | RangeRead::Missing => {
+                    return Err(Error::stale(format!("{url}: shard changed during the read")))
+                }
             };
             ctx.engine.run(run, |_, l| {
                 let payload = &bytes[(l.start - a) as usize..(l.end - a) as usize];
