@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run every test: unit tests, the C ABI test program, conformance against cloud-volume and
+# Run every test: rustfmt and clippy (-D warnings), unit tests, the C ABI test program, conformance against cloud-volume and
 # tensorstore over file:// and a loopback nginx, bad-input and thread tests, S3 (moto) and GCS
 # (fake-gcs-server) tests, fault and cache tests, then the Julia checks, the C++/CMake tests
 # (ctest, sanitizers, valgrind) and the MATLAB binding under Octave.
@@ -21,6 +21,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 mkdir -p target
+# Formatting and lints first: a drift or a warning fails the run (rustfmt.toml sets the style).
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
 cargo test --all-targets 2>&1 | tee target/test.log
 
 # The Julia binding: syntax, ccalls against the header, the CloudVolume.jl API (no Julia here).
