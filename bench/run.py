@@ -20,15 +20,11 @@ target/bench/BENCHMARKS.quick.md unless --out is given.
 """
 
 import argparse
-import datetime
-import gzip
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,42 +32,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    MIB, ROOT, Nginx, Proxy, fmt, hwm_kb, log, own_and_children_cpu_s, pid_cpu_s, ratio, run,
-    system_busy_s, wait_quiet,
+    BENCH, MIB, READ_LAYERS, READ_SIZES, ROOT, Nginx, Proxy, build, checksum_bytes, fmt, hwm_kb, idle_summary,
+    log, machine_info, make_read_layers, measured, merge, ratio, read_layer_shape, run_json, versions,
 )
 
-BUILD = ROOT / "target" / "bench"
-LAYER_ROOT = ROOT / "target" / "bench-layers"
+BUILD = BENCH
 LATENCY_MS = 20
-
-# Layer sets: image shape (uint8), segmentation shape (uint64), chunk size; "small" is a
-# latency-bound extra: a small raw volume in many 32^3 chunks (32 KiB each).
-SIZES = {
-    "full": {"img": (1024, 1024, 128), "seg": (512, 512, 128), "chunk": (128, 128, 64),
-             "small": (512, 512, 64), "small_chunk": (32, 32, 32)},
-    "quick": {"img": (512, 512, 64), "seg": (256, 256, 64), "chunk": (128, 128, 64),
-              "small": (128, 128, 64), "small_chunk": (32, 32, 32)},
-}
-GENERATOR_VERSION = 3
-
-LAYERS = {
-    # name: (description, data_type, cloud-volume encoding, cloud-volume compress)
-    "raw": ("uint8 raw, uncompressed", "uint8", "raw", False),
-    "gzip": ("uint8 raw, gzip (.gz files)", "uint8", "raw", None),
-    "jpeg": ("uint8 jpeg", "uint8", "jpeg", None),
-    "cseg": ("uint64 compressed_segmentation, gzip", "uint64", "compressed_segmentation", None),
-    "small": ("uint8 raw, uncompressed, 32³ chunks (latency-bound extra)", "uint8", "raw", False),
-}
-
-
-def layer_shape(sizes, layer):
-    """(volume shape, chunk size) of a layer."""
-    if layer == "cseg":
-        return sizes["seg"], sizes["chunk"]
-    if layer == "small":
-        return sizes["small"], sizes["small_chunk"]
-    return sizes["img"], sizes["chunk"]
-
 
 TRANSPORTS = ["file", "http", "http+20ms"]
 READERS = ["ours", "cloud-volume", "tensorstore"]
@@ -86,21 +52,6 @@ def readers_for(layer):
 
 # ----------------------------------------------------------------------------------------------
 # Reader subprocesses (python bench/run.py --reader ...): one reader, one volume, N cutouts.
-
-
-def checksum(arr):
-    """Sum mod 2^64 of the Fortran-order bytes read as little-endian uint64 words (as
-    cutout_bench.c computes it)."""
-    import numpy as np
-
-    flat = arr.reshape(-1, order="F")
-    b = flat.view(np.uint8)
-    n8 = len(b) // 8 * 8
-    s = int(b[:n8].view("<u8").sum(dtype=np.uint64))
-    if n8 < len(b):
-        tail = bytes(b[n8:]) + bytes(8 - (len(b) - n8))
-        s = (s + int.from_bytes(tail, "little")) % (1 << 64)
-    return "0x%016x" % s
 
 
 def reader_main(args):
@@ -162,141 +113,15 @@ def reader_main(args):
         "max_rss_kb": max_rss,
         "hwm_before_kb": hwm_before,
         "hwm_kb": hwm,
-        "checksum": checksum(arr),
+        "checksum": checksum_bytes(arr),
     }
     if args.dump:
         arr.reshape(-1, order="F").tofile(args.dump)
     print(json.dumps(out), flush=True)
 
 
-# ----------------------------------------------------------------------------------------------
-# Build
-
-
-def build():
-    BUILD.mkdir(parents=True, exist_ok=True)
-    run(["cargo", "build", "--release", "--lib", "--example", "latency_proxy"], cwd=ROOT)
-    rel = ROOT / "target" / "release"
-    # Private copies: other builds in this tree may replace target/release while we measure.
-    shutil.copy2(rel / "libcloudvolume.so", BUILD / "libcloudvolume.so")
-    shutil.copy2(rel / "examples" / "latency_proxy", BUILD / "latency_proxy")
-    cc = os.environ.get("CC", "cc")
-    run(
-        [cc, "-O2", "-Wall", "-Wextra", "-I", str(ROOT / "include"), str(ROOT / "bench" / "cutout_bench.c"),
-         "-o", str(BUILD / "cutout_bench"), "-L", str(BUILD), "-lcloudvolume", f"-Wl,-rpath,{BUILD}"],
-        cwd=ROOT,
-    )
-
-
-# ----------------------------------------------------------------------------------------------
-# Layers
-
-
-def image_slabs(shape, chunk_z, seed=1):
-    """EM-like uint8: a smooth field (membranes-like ridges and slow shading) plus noise,
-    yielded as (z0, z1, F-ordered slab)."""
-    import numpy as np
-
-    X, Y, Z = shape
-    rng = np.random.default_rng(seed)
-    x = np.arange(X, dtype=np.float32)[:, None, None]
-    y = np.arange(Y, dtype=np.float32)[None, :, None]
-    for z0 in range(0, Z, chunk_z):
-        z1 = min(Z, z0 + chunk_z)
-        z = np.arange(z0, z1, dtype=np.float32)[None, None, :]
-        f = 128.0 + 45.0 * np.sin(x / 37.0 + 0.3 * np.sin(y / 53.0)) * np.cos(y / 41.0 + z / 29.0)
-        f = f + 25.0 * np.sin((x + y) / 97.0 + z / 17.0)
-        # Dark membrane-like ridges where a second field crosses zero.
-        g = np.sin(x / 23.0 + np.cos(y / 31.0 + z / 13.0)) * np.cos(y / 19.0 - x / 71.0)
-        f = f - 70.0 * (np.abs(g) < 0.08)
-        f = f + rng.normal(0.0, 10.0, size=(X, Y, z1 - z0)).astype(np.float32)
-        yield z0, z1, np.asfortranarray(np.clip(f, 0, 255).astype(np.uint8))
-
-
-def seg_slabs(shape, chunk_z):
-    """Blocky segmentation: irregular boxes of varying size with large uint64 ids (FlyWire-like
-    magnitude, ~7e17) and some background (0)."""
-    import numpy as np
-
-    X, Y, Z = shape
-    x = np.arange(X, dtype=np.int64)[:, None, None]
-    y = np.arange(Y, dtype=np.int64)[None, :, None]
-    for z0 in range(0, Z, chunk_z):
-        z1 = min(Z, z0 + chunk_z)
-        z = np.arange(z0, z1, dtype=np.int64)[None, None, :]
-        ix = (x + 17 * (y // 64)) // 41
-        iy = (y + 7 * (z // 16)) // 37
-        iz = (z + 5 * (x // 80)) // 13
-        h = (ix * 73856093) ^ (iy * 19349663) ^ (iz * 83492791)
-        h = h.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        labels = (h >> np.uint64(24)) + np.uint64(648518346341351424)
-        labels = np.where((h >> np.uint64(60)) == 0, np.uint64(0), labels)
-        yield z0, z1, np.asfortranarray(labels.astype(np.uint64))
-
-
-def make_layers(size_name, layers):
-    """Write the layers with cloud-volume (each is kept while its stamp matches)."""
-    from cloudvolume import CloudVolume
-    import cloudvolume
-
-    sz = SIZES[size_name]
-    base = LAYER_ROOT / size_name
-    base.mkdir(parents=True, exist_ok=True)
-    for name in layers:
-        _, dtype, encoding, compress = LAYERS[name]
-        shape, chunk = layer_shape(sz, name)
-        stamp = json.dumps({"generator": GENERATOR_VERSION, "shape": shape, "chunk": chunk, "dtype": dtype,
-                            "encoding": encoding, "compress": compress, "cloud-volume": cloudvolume.__version__},
-                           sort_keys=True)
-        stamp_file = base / f"{name}.stamp"
-        if stamp_file.exists() and stamp_file.read_text() == stamp and (base / name / "info").exists():
-            log(f"layers: reusing {base / name}")
-            continue
-        for d in (base / name, base / f"{name}_plain"):
-            if d.exists():
-                shutil.rmtree(d)
-        t = time.time()
-        seg = dtype == "uint64"
-        info = CloudVolume.create_new_info(
-            num_channels=1,
-            layer_type="segmentation" if seg else "image",
-            data_type=dtype,
-            encoding=encoding,
-            resolution=[8, 8, 40],
-            voxel_offset=[0, 0, 0],
-            volume_size=list(shape),
-            chunk_size=list(chunk),
-        )
-        vol = CloudVolume(f"file://{base / name}", info=info, compress=compress, progress=False)
-        vol.commit_info()
-        slab_z = max(chunk[2], 64 // chunk[2] * chunk[2])
-        slabs = seg_slabs(shape, slab_z) if seg else image_slabs(shape, slab_z)
-        for z0, z1, slab in slabs:
-            vol[0 : shape[0], 0 : shape[1], z0:z1] = slab
-        if name == "cseg":
-            # tensorstore reads no .gz-suffixed files: give it an un-gzipped copy.
-            src, dst = base / "cseg", base / "cseg_plain"
-            for p in src.rglob("*"):
-                rel = p.relative_to(src)
-                if p.is_dir():
-                    (dst / rel).mkdir(parents=True, exist_ok=True)
-                elif p.suffix == ".gz":
-                    (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-                    (dst / rel.with_suffix("")).write_bytes(gzip.decompress(p.read_bytes()))
-                else:
-                    (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(p, dst / rel)
-        stamp_file.write_text(stamp)
-        log(f"layers: wrote {name} {shape} (chunks {chunk}) in {time.time() - t:.1f} s")
-    return base
-
-
 def layer_bytes(base, layers):
     return {n: sum(p.stat().st_size for p in (base / n).rglob("*") if p.is_file()) for n in layers}
-
-
-# ----------------------------------------------------------------------------------------------
-# Servers
 
 
 # ----------------------------------------------------------------------------------------------
@@ -325,7 +150,8 @@ def target_for(reader, layer, transport, base, ports):
     return json.dumps({"driver": "neuroglancer_precomputed", "kvstore": kv}), note
 
 
-def run_reader(reader, target, box, repeats, dump=None, timeout=1800):
+def reader_cmd(reader, target, box, repeats, dump=None):
+    """(command line, environment) of one reader process doing `repeats` cutouts of `box`."""
     boxs = [str(v) for v in box]
     env = dict(os.environ)
     if reader in ("ours", OURS_MORE):
@@ -339,91 +165,7 @@ def run_reader(reader, target, box, repeats, dump=None, timeout=1800):
                "--box", ",".join(boxs), "--repeats", str(repeats)]
         if dump:
             cmd += ["--dump", str(dump)]
-    t = time.time()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    wall = time.time() - t
-    if r.returncode != 0:
-        return {"error": (r.stderr or r.stdout).strip().splitlines()[-1:] or ["exit %d" % r.returncode], "wall_s": wall}
-    res = json.loads(r.stdout.strip().splitlines()[-1])
-    res["wall_s"] = wall
-    return res
-
-
-def measured_run(reader, target, box, repeats, dump, args, servers, before_each=None, after_each=None):
-    """Run one reader process on a quiet machine. While it runs, measure how many cores
-    *other* work used (all CPU busy time minus this driver, the reader, nginx and the proxy);
-    retry when that exceeds --max-others, keeping the least disturbed attempt."""
-    best = None
-    for attempt in range(args.attempts):
-        idle = wait_quiet(args.min_idle, args.max_wait)
-        if before_each:
-            before_each()
-        (b0, st0), m0, s0, t0 = system_busy_s(), own_and_children_cpu_s(), sum(pid_cpu_s(p) for p in servers), time.time()
-        res = run_reader(reader, target, box, repeats, dump=dump)
-        (b1, st1), m1, s1, t1 = system_busy_s(), own_and_children_cpu_s(), sum(pid_cpu_s(p) for p in servers), time.time()
-        others = max(0.0, (b1 - b0) - (m1 - m0) - (s1 - s0)) / max(1e-6, t1 - t0)
-        res["steal_cores"] = max(0.0, st1 - st0) / max(1e-6, t1 - t0)
-        res["cpu_idle_before"] = idle
-        res["other_cores"] = others
-        res["attempt"] = attempt + 1
-        res["_servers_cpu_s"] = s1 - s0
-        if after_each and "error" not in res:
-            after_each(res)
-        if best is None or ("error" in best and "error" not in res) or (
-            "error" not in res and others + res["steal_cores"] < best["other_cores"] + best.get("steal_cores", 0.0)
-        ):
-            best = res
-        disturbed = others + res["steal_cores"]
-        if "error" in res or disturbed <= args.max_others:
-            break
-        log(f"  other work ({others:.2f} cores) and hypervisor steal ({res['steal_cores']:.2f}) during this run; retrying")
-    return best
-
-
-def merge(procs, warmup):
-    """Combine the processes of one cell: median over every timed cutout (the first `warmup`
-    cutouts of each process are left out), peak memory over all processes."""
-    ok = [p for p in procs if "error" not in p]
-    if not ok:
-        return procs[0]
-    runs = [t for p in ok for t in (p["runs_s"][warmup:] or p["runs_s"])]
-    cpus = [t for p in ok for t in (p["cpu_s"][warmup:] or p["cpu_s"])]
-    first = ok[0]
-    res = {
-        "bytes": first["bytes"],
-        "processes": len(ok),
-        "runs_s": runs,
-        "cpu_s": cpus,
-        "median_s": statistics.median(runs),
-        "min_s": min(runs),
-        "median_cpu_s": statistics.median(cpus),
-        "hwm_kb": max(p["hwm_kb"] for p in ok),
-        "hwm_before_kb": max(p["hwm_before_kb"] for p in ok),
-        "max_rss_kb": max(p["max_rss_kb"] for p in ok),
-        "open_s": statistics.median(p["open_s"] for p in ok),
-        "first_cutout_s": statistics.median(p["runs_s"][0] for p in ok),
-        "checksum": first["checksum"],
-        "checksums_agree": len({p["checksum"] for p in ok}) == 1,
-        "cpu_idle_before": [p.get("cpu_idle_before") for p in ok],
-        "other_cores": [p.get("other_cores") for p in ok],
-        "steal_cores": [p.get("steal_cores") for p in ok],
-        "process_median_s": [statistics.median(p["runs_s"][warmup:] or p["runs_s"]) for p in ok],
-        "attempts": [p.get("attempt") for p in ok],
-        "servers_cpu_s": sum(p.get("_servers_cpu_s", 0.0) for p in ok),
-    }
-    if len(ok) < len(procs):
-        res["failed_processes"] = [p["error"] for p in procs if "error" in p]
-    res["mbps"] = res["bytes"] / res["median_s"] / 1e6
-    res["mb_per_cpu_s"] = res["bytes"] / res["median_cpu_s"] / 1e6 if res["median_cpu_s"] > 0 else None
-    res["rss_mib"] = res["hwm_kb"] / 1024.0
-    proxies = [p["proxy"] for p in ok if "proxy" in p]
-    if proxies:
-        res["proxy"] = {
-            "peak_in_flight": max(x["peak_in_flight"] for x in proxies),
-            "requests_per_process": statistics.median(x["requests"] for x in proxies),
-            "connections_per_process": statistics.median(x["connections"] for x in proxies),
-        }
-    return res
+    return cmd, env
 
 
 def compare_dumps(a, b, dtype):
@@ -445,94 +187,11 @@ def compare_dumps(a, b, dtype):
 # Report
 
 
-def machine_info():
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = "?"
-    try:
-        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-        mem = f"{kb / 1024 / 1024:.1f} GiB"
-    except (OSError, AttributeError):
-        pass
-    flags = ""
-    try:
-        fl = re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M).group(1).split()
-        flags = " ".join(f for f in ("sse4_2", "avx", "avx2", "avx512f", "bmi2") if f in fl)
-    except (OSError, AttributeError):
-        pass
-    return {
-        "cores": os.cpu_count(),
-        "cpu": cpu,
-        "cpu_flags": flags,
-        "memory": mem,
-        "kernel": platform.release(),
-        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M %Z").strip(),
-    }
+def capital(s):
+    return s[:1].upper() + s[1:]
 
 
-def git_state():
-    def out(cmd):
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT).stdout.strip()
-        except OSError:
-            return "?"
-
-    commit = out(["git", "rev-parse", "--short", "HEAD"])
-    dirty = out(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"])
-    return f"git {commit}{', uncommitted changes in src/' if dirty else ''}"
-
-
-def versions(nginx_version, commit):
-    import importlib.metadata as md
-
-    def v(pkg):
-        try:
-            return md.version(pkg)
-        except md.PackageNotFoundError:
-            return "?"
-
-    def out(cmd):
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT).stdout.strip()
-        except OSError:
-            return "?"
-
-    crate = re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.M).group(1)
-    return {
-        "cloudvolume (this crate)": f"{crate} ({commit}, when built)",
-        "rustc": out(["rustc", "--version"]),
-        "cc": out([os.environ.get("CC", "cc"), "--version"]).splitlines()[0] if out(["cc", "--version"]) else "?",
-        "python": platform.python_version(),
-        "cloud-volume": v("cloud-volume"),
-        "cloud-files": v("cloud-files"),
-        "tensorstore": v("tensorstore"),
-        "numpy": v("numpy"),
-        "simplejpeg": v("simplejpeg"),
-        "compressed-segmentation": v("compressed-segmentation"),
-        "nginx": nginx_version,
-    }
-
-
-def idle_summary(idle, others, steal):
-    if not idle:
-        return "No samples"
-    low = sum(1 for i in idle if i < 0.9)
-    s = (f"Idle before the {len(idle)} kept processes: median {statistics.median(idle):.0%}, min {min(idle):.0%}"
-         f"{f' ({low} below 90%)' if low else ''}")
-    if others:
-        s += (f"; other work during them: median {statistics.median(others):.2f} cores, max {max(others):.2f}")
-    if steal:
-        s += f"; hypervisor steal: median {statistics.median(steal):.2f} cores, max {max(steal):.2f}"
-    return s
-
-
-def build_report(results, layers_info, args, machine, vers, dumps_cmp, sizes):
+def build_report(results, layers_info, args, machine, vers, dumps_cmp, sizes, all_procs):
     L = []
     L.append("# Benchmarks\n")
     L.append(
@@ -576,7 +235,7 @@ def build_report(results, layers_info, args, machine, vers, dumps_cmp, sizes):
         f"(from `/proc/stat`) and the hypervisor's steal time; a process disturbed by more than {args.max_others} "
         "cores (other work + steal) is re-run (up to "
         f"{args.attempts} attempts, the least disturbed kept). "
-        + idle_summary(machine.get("idle", []), machine.get("others", []), machine.get("steal", [])) + ". "
+        + capital(idle_summary(all_procs, below=0.9, steal=True)) + ". "
         "The VM's speed still drifts: the CPU time of the same binary on the same data varied by up to 2× "
         "between runs minutes apart, also when no other work was measured (contention on the host), which is "
         "why readers are interleaved and the targets table also shows the ratio per round."
@@ -746,7 +405,7 @@ def build_report(results, layers_info, args, machine, vers, dumps_cmp, sizes):
     speed_target("compressed_segmentation: ≥ 2× cloud-volume", "cseg", "file", 2.0, ["cloud-volume"])
     speed_target("jpeg: ≥ 1.3× the faster of cloud-volume and tensorstore", "jpeg", "file", 1.3,
                  ["cloud-volume", "tensorstore"])
-    for layer in LAYERS:
+    for layer in READ_LAYERS:
         if (layer, "http+20ms") in results:
             speed_target(f"HTTP + {LATENCY_MS} ms, {layer}: ≥ 4× cloud-volume", layer, "http+20ms", 4.0, ["cloud-volume"])
     worst = None
@@ -814,7 +473,7 @@ def main():
         return reader_main(args)
 
     size_name = "quick" if args.quick else "full"
-    sizes = SIZES[size_name]
+    sizes = READ_SIZES[size_name]
     if args.repeats is None:
         args.repeats = 2 if args.quick else 3
     if args.rounds is None:
@@ -822,28 +481,25 @@ def main():
     if args.max_wait is None:
         args.max_wait = 5.0 if args.quick else 300.0
     out = Path(args.out) if args.out else (BUILD / "BENCHMARKS.quick.md" if args.quick else ROOT / "BENCHMARKS.md")
-    layers = [l for l in LAYERS if not args.only or l in args.only.split(",")]
+    layers = [l for l in READ_LAYERS if not args.only or l in args.only.split(",")]
     transports = [t for t in TRANSPORTS if not args.transports or t in args.transports.split(",")]
 
     if not args.skip_build:
-        build()
-    commit_at_build = git_state()
+        build(BUILD, ["cutout_bench"])
     m = re.search(r"DEFAULT_NETWORK_PARALLEL\s*:\s*usize\s*=\s*(\d+)", (ROOT / "src" / "options.rs").read_text())
     net_parallel = m.group(1) if m else "?"
-    base = make_layers(size_name, layers)
+    base = make_read_layers(size_name, layers)
     nginx = Nginx(base, gzip_static=True)
     proxy = Proxy(BUILD / "latency_proxy", nginx.port, LATENCY_MS)
     ports = {"http": nginx.port, "http+20ms": proxy.port}
     results = {}
     dumps_cmp = {}
     dump_dir = Path(tempfile.mkdtemp(prefix="cv-bench-dump-", dir=BUILD))
-    idles = []
-    others = []
-    steals = []
+    all_procs = []
     try:
         for transport in transports:
             for layer in layers:
-                shape, _ = layer_shape(sizes, layer)
+                shape, _ = read_layer_shape(sizes, layer)
                 box = [0, 0, 0, *shape]
                 readers = readers_for(layer)
                 procs = {r: [] for r in readers}
@@ -864,12 +520,11 @@ def main():
                         def take_stats(r):
                             r["proxy"] = proxy.stats()
 
-                        res = measured_run(reader, target, box, args.repeats + 1, dump, args, servers,
-                                           proxy.reset if latency else None, take_stats if latency else None)
+                        cmd, env = reader_cmd(reader, target, box, args.repeats + 1, dump)
+                        res = measured(lambda: run_json(cmd, env, tail=1), args, servers,
+                                       proxy.reset if latency else None, take_stats if latency else None, steal=True)
                         idle = res["cpu_idle_before"]
-                        idles.append(idle)
-                        others.append(res["other_cores"])
-                        steals.append(res.get("steal_cores", 0.0))
+                        all_procs.append(res)
                         if note:
                             res["note"] = note
                         if dump and "error" not in res:
@@ -888,7 +543,7 @@ def main():
                     if reader in na:
                         row[reader] = na[reader]
                     elif procs[reader]:
-                        row[reader] = merge(procs[reader], warmup=1)
+                        row[reader] = merge(procs[reader], warmup=1, detail=True)
                         if procs[reader][0].get("note"):
                             row[reader]["note"] = procs[reader][0]["note"]
                 ours = row.get("ours")
@@ -906,17 +561,13 @@ def main():
                 results[(layer, transport)] = row
     finally:
         proxy.stop()
-        nginx_version = nginx.version()
         nginx.stop()
         shutil.rmtree(dump_dir, ignore_errors=True)
 
     machine = machine_info()
-    machine["idle"] = idles
-    machine["others"] = others
-    machine["steal"] = steals
-    machine["commit"] = commit_at_build
     machine["net_parallel"] = net_parallel
-    report = build_report(results, layer_bytes(base, layers), args, machine, versions(nginx_version, machine["commit"]), dumps_cmp, sizes)
+    vers = versions(BUILD, cc=True, packages=("simplejpeg", "compressed-segmentation"))
+    report = build_report(results, layer_bytes(base, layers), args, machine, vers, dumps_cmp, sizes, all_procs)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_report(out, report)
     print(report)

