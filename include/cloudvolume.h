@@ -153,6 +153,74 @@ const char *cv_dtype_name(int32_t dtype);
 void cv_string_free(char *s);
 
 /**
+ * The labels of the box `[lo, hi)` at `mip`, sorted ascending, with their voxel counts (every
+ * channel): `np.unique(cutout, return_counts=True)` without the cutout. Counted chunk by
+ * chunk (compressed_segmentation from its block tables). Voxels outside the volume (with
+ * `bounded=false`) count as `background_color`. On a graphene layer with `agglomerate` the
+ * labels are roots (or `stop_layer` ancestors).
+ *
+ * On success `*labels` (and `*counts`, when `counts` is not NULL) receive arrays of `*n`
+ * elements owned by the caller, released with `cv_labels_free(p, n)`; with `*n == 0` they are
+ * NULL. A layer that is not uint32/uint64 is `CV_ERR_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `vol` is a live handle; `lo` and `hi` point to 3 int64_t; `labels` and `n` are writable;
+ * `counts` is NULL or writable.
+ */
+cv_status cv_unique(const cv_volume *vol,
+                    uint32_t mip,
+                    const int64_t *lo,
+                    const int64_t *hi,
+                    uint64_t **labels,
+                    uint64_t **counts,
+                    size_t *n);
+
+/**
+ * Release an array of `n` labels or counts from `cv_unique` (NULL is a no-op).
+ *
+ * # Safety
+ * `p` is NULL or an array from `cv_unique` of `n` elements, not released before.
+ */
+void cv_labels_free(uint64_t *p, size_t n);
+
+/**
+ * Read the box `[lo, hi)` at `mip` as a mask: `out[i]` is 1 where voxel `i` (Fortran order,
+ * x fastest, then y, z, channel) holds one of the `n_labels` labels, else 0 (cloud-volume's
+ * `download(bbox, label=L)`, for a set of labels). `out_len` must be exactly one byte per
+ * voxel and channel. On a graphene layer the labels are compared after agglomeration.
+ *
+ * # Safety
+ * `vol` is a live handle; `lo` and `hi` point to 3 int64_t; `labels_in` holds `n_labels`
+ * uint64_t (may be NULL when `n_labels` is 0); `out` holds `out_len` writable bytes.
+ */
+cv_status cv_label_mask_into(const cv_volume *vol,
+                             uint32_t mip,
+                             const int64_t *lo,
+                             const int64_t *hi,
+                             const uint64_t *labels_in,
+                             size_t n_labels,
+                             uint8_t *out,
+                             size_t out_len);
+
+/**
+ * The box cloud-volume's `download_point(pt, size, mip, coord_resolution)` reads: the point
+ * `pt` (in mip 0 voxels, or in voxels of `coord_resolution` (3 doubles, nm) when not NULL)
+ * moved to `mip`, and `size` voxels around it: `[p - size/2, p + size/2)` with `size/2`
+ * rounded down, `[p, p + 1)` on axes of size 1. Read it with `cv_cutout_into`.
+ *
+ * # Safety
+ * `vol` is a live handle; `pt` points to 3 doubles, `size` to 3 int64_t; `coord_resolution`
+ * is NULL or points to 3 doubles; `lo_out` and `hi_out` point to 3 writable int64_t.
+ */
+cv_status cv_point_box(const cv_volume *vol,
+                       uint32_t mip,
+                       const double *pt,
+                       const int64_t *size,
+                       const double *coord_resolution,
+                       int64_t *lo_out,
+                       int64_t *hi_out);
+
+/**
  * Open the files under `cloudpath` (`file://` or a bare path, `http(s)://`, `gs://`, `s3://`,
  * optionally behind `precomputed://`; usually a layer) with options (NULL or a JSON object, as
  * for `cv_open`; `gs_endpoint`, `s3_endpoint`, `timeout` and `max_attempts` apply). Nothing is
@@ -220,10 +288,12 @@ cv_status cv_storage_exists(const cv_storage *st, const char *key, int32_t *out)
 
 /**
  * Open the Precomputed layer at `cloudpath` (`file://`, `http(s)://`, `gs://`, `s3://`,
- * optionally behind `precomputed://`) with options (NULL or a JSON object: `mip`, `bounded`,
- * `fill_missing`, `background_color`, `parallel`, `gs_endpoint`, `s3_endpoint`, `timeout`,
- * `connect_timeout`, `max_attempts`, `retry_budget`, `checksum`, `secrets`, `gs_token`,
- * `s3_region`, `anonymous`, `cache`, `lru_bytes`; README lists them all). On success `*out`
+ * optionally behind `precomputed://`), or the `graphene://` layer of a chunkedgraph table,
+ * with options (NULL or a JSON object: `mip`, `bounded`, `fill_missing`, `background_color`,
+ * `parallel`, `gs_endpoint`, `s3_endpoint`, `timeout`, `connect_timeout`, `max_attempts`,
+ * `retry_budget`, `checksum`, `secrets`, `gs_token`, `s3_region`, `anonymous`, `use_https`,
+ * `cache`, `lru_bytes`, and for graphene `agglomerate`, `timestamp`, `stop_layer`; README
+ * lists them all). On success `*out`
  * receives a handle to release with `cv_free`.
  *
  * # Safety

@@ -198,7 +198,13 @@ impl CloudPath {
                     alias: None,
                 }
             }
-            "graphene" | "boss" | "dvid" | "ocp" | "n5" | "zarr" | "zarr2" | "zarr3" | "mem" | "middleauth+https"
+            "graphene" => {
+                return Err(Error::unsupported(format!(
+                    "cloud path \"{input}\": graphene:// layers are read-only: they open with cv_open, \
+                     but cannot be created, written or used as a key-value store"
+                )))
+            }
+            "boss" | "dvid" | "ocp" | "n5" | "zarr" | "zarr2" | "zarr3" | "mem" | "middleauth+https"
             | "ngauth+https" => {
                 return Err(Error::unsupported(format!(
                     "cloud path \"{input}\": the {scheme}:// protocol is not supported yet"

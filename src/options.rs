@@ -86,6 +86,9 @@ pub struct StoreOptions {
     /// `$CLOUD_VOLUME_CACHE_DIR`, else `$CLOUD_VOLUME_DIR/cache`).
     #[serde(deserialize_with = "cache")]
     pub cache: Option<PathBuf>,
+    /// Read gs:// and s3:// paths through their public HTTPS endpoints, without credentials
+    /// (cloud-volume's `use_https`).
+    pub use_https: bool,
 }
 
 impl Default for StoreOptions {
@@ -105,6 +108,7 @@ impl Default for StoreOptions {
             s3_region: None,
             lru_bytes: 0,
             cache: None,
+            use_https: false,
         }
     }
 }
@@ -157,6 +161,26 @@ impl Default for WriteOptions {
     }
 }
 
+/// How `graphene://` layers answer (ignored by other layers).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default)]
+pub struct GrapheneOptions {
+    /// Map supervoxels to their roots (`true`, the default) or return supervoxels.
+    pub agglomerate: bool,
+    /// The graph's state at this unix time (seconds); None: the latest.
+    #[serde(deserialize_with = "timestamp")]
+    pub timestamp: Option<f64>,
+    /// Map supervoxels to their ancestors at this layer instead of the roots (1 ..= n_layers).
+    #[serde(deserialize_with = "stop_layer")]
+    pub stop_layer: Option<u32>,
+}
+
+impl Default for GrapheneOptions {
+    fn default() -> Self {
+        GrapheneOptions { agglomerate: true, timestamp: None, stop_layer: None }
+    }
+}
+
 /// Per-handle options.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -165,6 +189,7 @@ pub struct Options {
     pub store: StoreOptions,
     pub read: ReadOptions,
     pub write: WriteOptions,
+    pub graphene: GrapheneOptions,
 }
 
 /// The root of cloud-volume's disk cache: `$CLOUD_VOLUME_CACHE_DIR`, else `$CLOUD_VOLUME_DIR/cache`.
@@ -272,6 +297,30 @@ fn compress<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Compress, D:
     }
 }
 
+fn timestamp<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<f64>, D::Error> {
+    let v = Value::deserialize(d)?;
+    match &v {
+        Value::Null => Ok(None),
+        _ => v
+            .as_f64()
+            .filter(|t| t.is_finite() && *t >= 0.0)
+            .map(Some)
+            .ok_or_else(|| bad("unix seconds (a number >= 0)", &v)),
+    }
+}
+
+fn stop_layer<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
+    let v = Value::deserialize(d)?;
+    match &v {
+        Value::Null => Ok(None),
+        _ => v
+            .as_u64()
+            .filter(|l| (1..=255).contains(l))
+            .map(|l| Some(l as u32))
+            .ok_or_else(|| bad("a layer in 1..=255", &v)),
+    }
+}
+
 fn level<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<i32>, D::Error> {
     let v = Value::deserialize(d)?;
     v.as_i64().filter(|l| (1..=22).contains(l)).map(|l| Some(l as i32)).ok_or_else(|| bad("in 1..=22", &v))
@@ -355,6 +404,7 @@ impl Options {
         all.extend(keys_of::<StoreOptions>());
         all.extend(keys_of::<ReadOptions>());
         all.extend(keys_of::<WriteOptions>());
+        all.extend(keys_of::<GrapheneOptions>());
         all
     }
 
@@ -384,6 +434,7 @@ impl Options {
             store: part(map, keys_of::<StoreOptions>())?,
             read: part(map, keys_of::<ReadOptions>())?,
             write: part(map, keys_of::<WriteOptions>())?,
+            graphene: part(map, keys_of::<GrapheneOptions>())?,
         })
     }
 }
@@ -440,10 +491,29 @@ mod tests {
             "retry_budget",
             "checksum",
             "lru_bytes",
+            "use_https",
+            "agglomerate",
+            "timestamp",
+            "stop_layer",
         ] {
             assert_eq!(keys.iter().filter(|&&x| x == k).count(), 1, "{k} in {keys:?}");
         }
-        assert_eq!(keys.len(), 23, "{keys:?}");
+        assert_eq!(keys.len(), 27, "{keys:?}");
+    }
+
+    #[test]
+    fn graphene_options() {
+        let o = Options::parse(None).unwrap();
+        assert!(o.graphene.agglomerate && o.graphene.timestamp.is_none() && o.graphene.stop_layer.is_none());
+        let o =
+            Options::parse(Some(r#"{"agglomerate":false,"timestamp":1700000000.5,"stop_layer":2,"use_https":true}"#))
+                .unwrap();
+        assert!(!o.graphene.agglomerate && o.store.use_https);
+        assert_eq!((o.graphene.timestamp, o.graphene.stop_layer), (Some(1_700_000_000.5), Some(2)));
+        for bad in [r#"{"timestamp":-1}"#, r#"{"timestamp":"now"}"#, r#"{"stop_layer":0}"#, r#"{"agglomerate":1}"#] {
+            let e = Options::parse(Some(bad)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad}: {e}");
+        }
     }
 
     #[test]

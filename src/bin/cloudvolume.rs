@@ -24,12 +24,30 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "cutout",
-        synopsis: "cloudvolume cutout URL --bbox x0,y0,z0,x1,y1,z1 -o FILE [--mip N] [--fill-missing] [--unbounded]\n\
-                   \x20                  [--parallel N] [--options JSON] [--progress | --no-progress]",
+        synopsis: "cloudvolume cutout URL (--bbox x0,y0,z0,x1,y1,z1 | --point X,Y,Z --size N|X,Y,Z [--coord-resolution X,Y,Z])\n\
+                   \x20                  -o FILE [--mip N] [--fill-missing] [--unbounded] [--parallel N] [--options JSON]\n\
+                   \x20                  [--progress | --no-progress] [--supervoxels] [--timestamp T] [--stop-layer N]",
         about: "Read the box [x0,x1) x [y0,y1) x [z0,z1) (absolute voxels at the mip) into FILE: a .npy\n\
                 file (Fortran order, shape x,y,z,channels) when FILE ends in .npy, else raw bytes in that\n\
-                order. --fill-missing reads missing chunks as background, --unbounded lets the box leave\n\
-                the volume (the outside is background). A bar shows progress on a terminal.", requires: &["--bbox", "-o"],
+                order. --point reads the box cloud-volume's download_point reads: SIZE voxels around the\n\
+                point, given in mip 0 voxels (or in voxels of --coord-resolution, nm). --fill-missing reads\n\
+                missing chunks as background, --unbounded lets the box leave the volume (the outside is\n\
+                background). graphene:// layers read roots unless --supervoxels; --timestamp (unix seconds)\n\
+                and --stop-layer choose the graph's state and layer. A bar shows progress on a terminal.", requires: &["--bbox|--point", "-o"],
+    },
+    Command {
+        name: "unique",
+        synopsis: "cloudvolume unique URL --bbox x0,y0,z0,x1,y1,z1 [--mip N] [--counts] [-o FILE] [--unbounded]\n\
+                   \x20                  [--fill-missing] [--supervoxels] [--timestamp T] [--stop-layer N] [--options JSON]",
+        about: "Print the labels of the box (uint32/uint64 layers), ascending, one per line; with --counts\n\
+                \"label count\" (voxels). Counted chunk by chunk, without reading the box into memory.\n\
+                -o FILE writes them there instead.", requires: &["--bbox"],
+    },
+    Command {
+        name: "mask",
+        synopsis: "cloudvolume mask URL --bbox x0,y0,z0,x1,y1,z1 --labels L[,L...] -o FILE [--mip N] [--options JSON]",
+        about: "Write a uint8 mask of the box: 1 where a voxel holds one of the labels, else 0 (a .npy\n\
+                file when FILE ends in .npy, else raw bytes, Fortran order).", requires: &["--bbox", "--labels", "-o"],
     },
     Command {
         name: "points",
@@ -73,7 +91,7 @@ const COMMANDS: &[Command] = &[
 ];
 
 const URLS: &str = "URL: file:///path, /path, http(s)://host/path, gs://bucket/path, s3://bucket/path, optionally\n\
-behind precomputed://. Boxes are half-open [lo, hi) in absolute voxels at the mip. --options\n\
+behind precomputed://, or graphene://https://host/segmentation/table/TABLE (a chunkedgraph table). Boxes are half-open [lo, hi) in absolute voxels at the mip. --options\n\
 takes the JSON options of cv_open (README, \"Options\").\n\
 Exit status: 0 done, 1 the library refused or failed (one line on stderr), 2 a usage error.";
 
@@ -192,8 +210,27 @@ fn parse_args() -> Result<Invocation, Usage> {
                 let obj = extra.as_object().ok_or_else(|| Usage::new("--options must be a JSON object", here))?;
                 a.options.extend(obj.clone());
             }
+            "--supervoxels" => {
+                a.options.insert("agglomerate".into(), false.into());
+            }
+            "--timestamp" => {
+                let v = value("--timestamp")?;
+                let t: f64 =
+                    v.parse().map_err(|_| Usage::new(format!("--timestamp wants unix seconds, got \"{v}\""), here))?;
+                a.options.insert("timestamp".into(), t.into());
+            }
+            "--stop-layer" => {
+                let v = value("--stop-layer")?;
+                let l: u64 = v
+                    .parse()
+                    .map_err(|_| Usage::new(format!("--stop-layer wants a layer number, got \"{v}\""), here))?;
+                a.options.insert("stop_layer".into(), l.into());
+            }
+            "--counts" => {
+                a.named.insert("counts".into(), String::new());
+            }
             "--dtype" | "--size" | "--type" | "--encoding" | "--channels" | "--resolution" | "--offset" | "--chunk"
-            | "--factor" => {
+            | "--factor" | "--point" | "--coord-resolution" | "--labels" => {
                 let v = value(&arg)?;
                 a.named.insert(arg.trim_start_matches('-').to_string(), v);
             }
@@ -218,6 +255,7 @@ fn parse_args() -> Result<Invocation, Usage> {
     }
     let given = |r: &str| match r {
         "FILE" => !a.extra.is_empty(),
+        "--bbox|--point" => a.bbox.is_some() || a.named.contains_key("point"),
         "--bbox" => a.bbox.is_some(),
         "-o" => a.output.is_some(),
         flag => a.named.contains_key(flag.trim_start_matches('-')),
@@ -227,6 +265,8 @@ fn parse_args() -> Result<Invocation, Usage> {
             let what = match *r {
                 "FILE" => "a FILE argument".to_string(),
                 "--bbox" => "--bbox x0,y0,z0,x1,y1,z1".to_string(),
+                "--bbox|--point" => "--bbox x0,y0,z0,x1,y1,z1 or --point X,Y,Z --size N".to_string(),
+                "--labels" => "--labels L[,L...]".to_string(),
                 "-o" => "-o FILE".to_string(),
                 f => format!("{f} X,Y,Z"),
             };
@@ -284,10 +324,89 @@ fn open(a: &Args) -> Result<Volume, Error> {
     Volume::open(url, Options::parse(Some(&text))?)
 }
 
+/// A comma-separated list of numbers after `flag`: one value (repeated thrice when `triple`)
+/// or three.
+fn numbers<T: std::str::FromStr + Copy>(a: &Args, flag: &str, triple: bool) -> Result<Option<Vec<T>>, Error> {
+    let Some(v) = a.named.get(flag) else { return Ok(None) };
+    let n: Vec<T> = v
+        .split(',')
+        .map(|s| s.trim().parse::<T>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| Error::invalid(format!("--{flag} wants numbers separated by commas, got \"{v}\"")))?;
+    match n.len() {
+        1 if triple => Ok(Some(vec![n[0]; 3])),
+        3 => Ok(Some(n)),
+        _ if !triple => Ok(Some(n)),
+        _ => Err(Error::invalid(format!("--{flag} wants one or three numbers, got \"{v}\""))),
+    }
+}
+
+/// The box of the command: --bbox, or the download_point box of --point and --size.
+fn command_box(a: &Args, vol: &Volume) -> Result<Bbox, Error> {
+    if let Some(b) = a.bbox {
+        return Ok(b);
+    }
+    let pt = numbers::<f64>(a, "point", true)?.ok_or_else(|| Error::invalid("needs --bbox or --point"))?;
+    let size = numbers::<i64>(a, "size", true)?.unwrap_or_else(|| vec![256; 3]);
+    let cr = numbers::<f64>(a, "coord-resolution", true)?.map(|v| [v[0], v[1], v[2]]);
+    vol.point_box(a.mip, [pt[0], pt[1], pt[2]], [size[0], size[1], size[2]], cr)
+}
+
+fn write_array(output: &str, vol: &Volume, dtype: DataType, bbox: &Bbox, buf: &[u8]) -> Result<(), Error> {
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(output).map_err(|e| Error::io(format!("cannot create {output}: {e}")))?,
+    );
+    let write_err = |e: std::io::Error| Error::io(format!("writing {output}: {e}"));
+    if output.ends_with(".npy") {
+        let s = bbox.shape();
+        let shape = [s[0] as usize, s[1] as usize, s[2] as usize, vol.info().num_channels as usize];
+        f.write_all(&npy_header(dtype, shape)).map_err(write_err)?;
+    }
+    f.write_all(buf).map_err(write_err)?;
+    f.flush().map_err(write_err)
+}
+
+fn unique(a: &Args) -> Result<(), Error> {
+    let bbox = a.bbox.ok_or_else(|| Error::invalid("unique needs --bbox x0,y0,z0,x1,y1,z1"))?;
+    let vol = open(a)?;
+    let found = vol.unique(a.mip, &bbox)?;
+    let counts = a.named.contains_key("counts");
+    let mut text = String::with_capacity(found.labels.len() * 12);
+    for (l, n) in found.labels.iter().zip(&found.counts) {
+        if counts {
+            text.push_str(&format!("{l} {n}\n"));
+        } else {
+            text.push_str(&format!("{l}\n"));
+        }
+    }
+    match &a.output {
+        Some(o) => {
+            std::fs::write(o, text).map_err(|e| Error::io(format!("writing {o}: {e}")))?;
+            println!("wrote {o}: {} label(s) of box {bbox}", found.labels.len());
+            Ok(())
+        }
+        None => std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| Error::io(e.to_string())),
+    }
+}
+
+fn mask(a: &Args) -> Result<(), Error> {
+    let bbox = a.bbox.ok_or_else(|| Error::invalid("mask needs --bbox x0,y0,z0,x1,y1,z1"))?;
+    let output = a.output.clone().ok_or_else(|| Error::invalid("mask needs -o FILE"))?;
+    let labels = numbers::<u64>(a, "labels", false)?.unwrap_or_default();
+    let vol = open(a)?;
+    let n = vol.cutout_len(&bbox)? / vol.info().data_type.size();
+    let mut buf = vec![0u8; n];
+    vol.label_mask_into(a.mip, &bbox, &labels, &mut buf)?;
+    write_array(&output, &vol, DataType::U8, &bbox, &buf)?;
+    let on = buf.iter().filter(|&&b| b == 1).count();
+    println!("wrote {output}: mask of box {bbox}, {on} of {n} voxel(s) set");
+    Ok(())
+}
+
 fn cutout(a: &Args) -> Result<(), Error> {
-    let bbox = a.bbox.ok_or_else(|| Error::invalid("cutout needs --bbox x0,y0,z0,x1,y1,z1"))?;
     let output = a.output.clone().ok_or_else(|| Error::invalid("cutout needs -o FILE"))?;
     let vol = open(a)?;
+    let bbox = command_box(a, &vol)?;
     let total = vol.chunk_count(a.mip, &bbox)?;
     let done = AtomicUsize::new(0);
     let finished = AtomicBool::new(false);
@@ -338,20 +457,10 @@ fn cutout(a: &Args) -> Result<(), Error> {
         r
     });
     let buf = result?;
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(&output).map_err(|e| Error::io(format!("cannot create {output}: {e}")))?,
-    );
-    let write_err = |e: std::io::Error| Error::io(format!("writing {output}: {e}"));
-    if output.ends_with(".npy") {
-        let s = bbox.shape();
-        let shape = [s[0] as usize, s[1] as usize, s[2] as usize, vol.info().num_channels as usize];
-        f.write_all(&npy_header(vol.info().data_type, shape)).map_err(write_err)?;
-    }
-    f.write_all(&buf).map_err(write_err)?;
-    f.flush().map_err(write_err)?;
+    write_array(&output, &vol, vol.info().data_type, &bbox, &buf)?;
     let s = bbox.shape();
     println!(
-        "wrote {output}: {}x{}x{} voxels x {} channel(s) of {} ({} bytes{}) in {:.2} s",
+        "wrote {output}: box {bbox}, {}x{}x{} voxels x {} channel(s) of {} ({} bytes{}) in {:.2} s",
         s[0],
         s[1],
         s[2],
@@ -617,6 +726,8 @@ fn main() -> ExitCode {
         }),
         "cutout" => cutout(&a),
         "points" => points(&a),
+        "unique" => unique(&a),
+        "mask" => mask(&a),
         "exists" => exists(&a),
         "create" => create(&a),
         "upload" => upload(&a),

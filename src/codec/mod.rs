@@ -136,6 +136,20 @@ pub trait Codec: Sync {
     fn content_type(&self) -> &'static str {
         "application/octet-stream"
     }
+
+    /// Count the labels of `region` of the chunk straight from its encoding, handing each
+    /// label with a number of its voxels to `add` (a label may come several times). None: the
+    /// encoding cannot; the chunk is decoded and its voxels counted instead.
+    fn count_labels(
+        &self,
+        spec: &ChunkSpec<'_>,
+        data: &[u8],
+        region: &Bbox,
+        add: &mut dyn FnMut(u64, u64),
+    ) -> Option<Result<()>> {
+        let _ = (spec, data, region, add);
+        None
+    }
 }
 
 /// The codec of each encoding this library reads and writes.

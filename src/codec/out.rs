@@ -257,6 +257,33 @@ impl<'a> OutView<'a> {
         })
     }
 
+    /// Hand `f` the current bytes of voxels `x0..x1` at row `(y, z)` of channel `c`, elements
+    /// packed, to read or rewrite in place (a strided view gathers them first).
+    ///
+    /// # Safety
+    /// As for [`OutView::with_row`].
+    pub unsafe fn update_row<R>(
+        &self,
+        x0: i64,
+        x1: i64,
+        y: i64,
+        z: i64,
+        c: usize,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> R {
+        if self.contiguous {
+            return self.with_row(x0, x1, y, z, c, f);
+        }
+        let off = self.offset(x0, y, z, c);
+        let (item, step) = (self.item, self.strides[0]);
+        self.with_row(x0, x1, y, z, c, |row| {
+            for (i, e) in row.chunks_exact_mut(item).enumerate() {
+                std::ptr::copy_nonoverlapping(self.ptr.add(off + i * step), e.as_mut_ptr(), item);
+            }
+            f(row)
+        })
+    }
+
     /// Copy `src` (packed elements) into voxels `x0..` of row `(y, z)`, channel `c`.
     ///
     /// # Safety

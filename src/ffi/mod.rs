@@ -17,12 +17,15 @@ use crate::volume::Volume;
 
 // The header test hands cbindgen every file of src/ffi/ itself, so it follows no module here.
 /// cbindgen:ignore
+pub mod labels;
+/// cbindgen:ignore
 pub mod storage;
 /// cbindgen:ignore
 pub mod volume;
 /// cbindgen:ignore
 pub mod write;
 
+pub use labels::*;
 pub use volume::*;
 pub use write::*;
 

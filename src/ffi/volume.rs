@@ -10,10 +10,12 @@ use crate::options::Options;
 use crate::volume::Volume;
 
 /// Open the Precomputed layer at `cloudpath` (`file://`, `http(s)://`, `gs://`, `s3://`,
-/// optionally behind `precomputed://`) with options (NULL or a JSON object: `mip`, `bounded`,
-/// `fill_missing`, `background_color`, `parallel`, `gs_endpoint`, `s3_endpoint`, `timeout`,
-/// `connect_timeout`, `max_attempts`, `retry_budget`, `checksum`, `secrets`, `gs_token`,
-/// `s3_region`, `anonymous`, `cache`, `lru_bytes`; README lists them all). On success `*out`
+/// optionally behind `precomputed://`), or the `graphene://` layer of a chunkedgraph table,
+/// with options (NULL or a JSON object: `mip`, `bounded`, `fill_missing`, `background_color`,
+/// `parallel`, `gs_endpoint`, `s3_endpoint`, `timeout`, `connect_timeout`, `max_attempts`,
+/// `retry_budget`, `checksum`, `secrets`, `gs_token`, `s3_region`, `anonymous`, `use_https`,
+/// `cache`, `lru_bytes`, and for graphene `agglomerate`, `timestamp`, `stop_layer`; README
+/// lists them all). On success `*out`
 /// receives a handle to release with `cv_free`.
 ///
 /// # Safety

@@ -1,8 +1,9 @@
 //! The Neuroglancer Precomputed format without I/O: the info file, the chunk grid and keys,
-//! sharding, content encodings, and new infos.
+//! sharding, content encodings, new infos, and graphene's URLs and label layout.
 
 pub mod create;
 pub mod encoding;
+pub mod graphene;
 pub mod grid;
 pub mod info;
 pub mod sharding;

@@ -20,7 +20,7 @@ pub mod s3;
 pub use crate::codec::compression::Object;
 pub use crate::format::ContentEncoding;
 pub use http::Signer;
-pub use open::open;
+pub use open::{http_config, open};
 
 use crate::error::Result;
 

@@ -32,6 +32,8 @@ pub fn open(path: &CloudPath, opts: &StoreOptions) -> Result<Arc<dyn Store>> {
     let mut store: Arc<dyn Store> = match path.protocol {
         Protocol::File => Arc::new(FileStore::new(&path.base)),
         Protocol::Http => Arc::new(HttpStore::new(&path.base, &http)),
+        // cloud-volume's `use_https`: a public bucket read over its HTTPS endpoint, unsigned.
+        Protocol::Gs | Protocol::S3 if opts.use_https => Arc::new(HttpStore::new(&path.base, &http)),
         Protocol::Gs => {
             let agent = super::http::agent(&http);
             let auth = gcs::credentials(path.bucket.as_deref().unwrap_or(""), opts, &agent)?;

@@ -9,6 +9,7 @@
 
 use std::sync::atomic::AtomicUsize;
 
+use super::labels::{count_bytes, Counts};
 use crate::codec::OutView;
 use crate::error::{Error, Result};
 use crate::format::Bbox;
@@ -58,6 +59,31 @@ pub trait ScaleIo: Send + Sync {
     /// As [`ScaleIo::write_box`].
     fn delete_box(&self, region: &Bbox) -> Result<()> {
         Err(Error::unsupported(format!("box {region}: this source is read-only")))
+    }
+
+    /// The labels of `region` (inside the bounds) with their voxel counts over every one of
+    /// `channels` channels of `item`-byte labels. Default: read the region a few z-slices at a
+    /// time (at most about 64 MiB each) and count them.
+    ///
+    /// # Errors
+    /// As [`ScaleIo::read_box`].
+    fn label_counts(&self, region: &Bbox, channels: usize, item: usize) -> Result<Counts> {
+        let shape = region.shape();
+        let slice = (shape[0] * shape[1]) as usize * channels * item;
+        let step = ((64usize << 20) / slice.max(1)).max(1) as i64;
+        let mut counts = Counts::default();
+        let mut buf = Vec::new();
+        let mut z = region.lo[2];
+        while z < region.hi[2] {
+            let part =
+                Bbox::new([region.lo[0], region.lo[1], z], [region.hi[0], region.hi[1], (z + step).min(region.hi[2])]);
+            buf.clear();
+            buf.resize(part.voxels().unwrap_or(0) as usize * channels * item, 0);
+            self.read_box(&part, &OutView::new(&mut buf, part, channels, item), None)?;
+            count_bytes(&buf, item, &mut counts);
+            z = part.hi[2];
+        }
+        Ok(counts)
     }
 
     /// Drop what the scale keeps cached (indices). Default: nothing.

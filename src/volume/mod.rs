@@ -4,10 +4,15 @@
 //!
 //! - `io.rs`: the [`ScaleIo`] trait (read_box, read_points, chunks_exist, write_box, ...);
 //! - `precomputed/`: its Precomputed implementations (chunk files, shards);
+//! - `graphene.rs`: `graphene://` layers (supervoxels from the Precomputed readers, mapped to
+//!   roots by the chunkedgraph server);
+//! - `labels.rs`: label operations (unique, masks, point boxes) over any source;
 //! - `engine.rs`: the handle's thread pool, decode permits and buffers.
 
 mod engine;
+mod graphene;
 pub mod io;
+pub mod labels;
 mod precomputed;
 
 use std::sync::atomic::AtomicUsize;
@@ -33,6 +38,8 @@ pub struct Volume {
     /// The read interface of each mip. They share the handle's engine, whose drop (with the
     /// last scale's) waits for the worker threads, so `cv_free` leaves none running.
     scales: Vec<Box<dyn ScaleIo>>,
+    /// A `graphene://` layer (read-only; its info belongs to the chunkedgraph server).
+    graphene: bool,
 }
 
 impl Volume {
@@ -42,6 +49,9 @@ impl Volume {
     /// A bad path or option (`InvalidArgument`), no info (`NotFound`), an unreachable host
     /// (`Io`), an invalid info (`Decode`) or an unsupported one (`Unsupported`).
     pub fn open(cloudpath: &str, opts: Options) -> Result<Volume> {
+        if cloudpath.trim_start().starts_with("graphene://") {
+            return graphene::open(cloudpath, opts);
+        }
         let path = CloudPath::parse(cloudpath, &opts.store)?;
         let store = store::open(&path, &opts.store)?;
         let info_url = store.url("info");
@@ -60,7 +70,7 @@ impl Volume {
         let threads = opts.store.parallel.unwrap_or_else(|| store.default_parallel());
         let engine = Arc::new(engine::Engine::new(threads)?);
         let scales = precomputed::scales(&info, &store, &engine, &opts, &path)?;
-        Ok(Volume { path, store, info, opts, scales })
+        Ok(Volume { path, store, info, opts, scales, graphene: false })
     }
 
     /// Create a layer: validate `info_json`, write it (refused when an info exists, unless the
@@ -107,6 +117,12 @@ impl Volume {
     /// # Errors
     /// A factor below 1, I/O errors.
     pub fn add_scale(&self, factor: [i64; 3], chunk_size: Option<[i64; 3]>) -> Result<(Volume, u32)> {
+        if self.graphene {
+            return Err(Error::unsupported(format!(
+                "{}: graphene layers cannot be written (no scales can be added)",
+                self.path.path
+            )));
+        }
         let (info, mip) = match create::add_scale(&self.info, factor, chunk_size, &self.store.url("info"))? {
             AddedScale::Existing(mip) => (self.info.clone(), mip),
             AddedScale::New(info, mip) => {
@@ -221,8 +237,8 @@ impl Volume {
         self.cutout_view(mip, bbox, &out, None)
     }
 
-    fn cutout_view(&self, mip: u32, bbox: &Bbox, out: &OutView<'_>, progress: Option<&AtomicUsize>) -> Result<()> {
-        let io = self.io(mip)?;
+    /// With `bounded`, refuse a box that leaves the bounds of `mip`.
+    fn check_bounded(&self, mip: u32, bbox: &Bbox) -> Result<()> {
         let bounds = self.scale(mip)?.bounds();
         if self.opts.read.bounded && !bounds.contains(bbox) {
             return Err(Error::out_of_bounds(format!(
@@ -230,6 +246,13 @@ impl Volume {
                 self.path.path
             )));
         }
+        Ok(())
+    }
+
+    fn cutout_view(&self, mip: u32, bbox: &Bbox, out: &OutView<'_>, progress: Option<&AtomicUsize>) -> Result<()> {
+        let io = self.io(mip)?;
+        let bounds = self.scale(mip)?.bounds();
+        self.check_bounded(mip, bbox)?;
         let inside = bounds.intersection(bbox);
         if inside != Some(*bbox) {
             let background = self.info.data_type.encode_scalar(self.opts.read.background_color);

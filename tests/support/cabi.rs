@@ -239,4 +239,68 @@ impl Vol {
             .map_err(|(st, m)| (st, format!("cv_chunks_exist: {m}")))?;
         Ok((flags, present))
     }
+
+    /// `cv_unique` over `[lo, hi)`: the labels and their counts (copied, the arrays freed).
+    #[track_caller]
+    pub fn unique(&self, mip: u32, lo: [i64; 3], hi: [i64; 3]) -> Result<(Vec<u64>, Vec<u64>), Failure> {
+        let (mut labels, mut counts, mut n) = (std::ptr::null_mut::<u64>(), std::ptr::null_mut::<u64>(), usize::MAX);
+        // SAFETY: a live handle, 3-element lo/hi, writable outputs.
+        status(unsafe { cv_unique(self.0, mip, lo.as_ptr(), hi.as_ptr(), &mut labels, &mut counts, &mut n) })?;
+        assert_eq!(n == 0, labels.is_null() && counts.is_null(), "cv_unique: NULL arrays exactly when n is 0");
+        let copy = |p: *mut u64| {
+            if p.is_null() {
+                return Vec::new();
+            }
+            // SAFETY: cv_unique returned n elements at p, released here once.
+            unsafe {
+                let v = std::slice::from_raw_parts(p, n).to_vec();
+                cv_labels_free(p, n);
+                v
+            }
+        };
+        Ok((copy(labels), copy(counts)))
+    }
+
+    /// `cv_label_mask_into` over `[lo, hi)` with an output of `len` bytes.
+    #[track_caller]
+    pub fn label_mask(
+        &self,
+        mip: u32,
+        lo: [i64; 3],
+        hi: [i64; 3],
+        labels: &[u64],
+        len: usize,
+    ) -> Result<Vec<u8>, Failure> {
+        let mut out = vec![0xA5u8; len];
+        // SAFETY: a live handle, 3-element lo/hi, labels and out of the lengths given.
+        status(unsafe {
+            cv_label_mask_into(
+                self.0,
+                mip,
+                lo.as_ptr(),
+                hi.as_ptr(),
+                labels.as_ptr(),
+                labels.len(),
+                out.as_mut_ptr(),
+                len,
+            )
+        })?;
+        Ok(out)
+    }
+
+    /// `cv_point_box`: the box `download_point` reads.
+    #[track_caller]
+    pub fn point_box(
+        &self,
+        mip: u32,
+        pt: [f64; 3],
+        size: [i64; 3],
+        coord_resolution: Option<[f64; 3]>,
+    ) -> Result<([i64; 3], [i64; 3]), Failure> {
+        let (mut lo, mut hi) = ([0i64; 3], [0i64; 3]);
+        let cr = coord_resolution.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+        // SAFETY: a live handle and arrays of three.
+        status(unsafe { cv_point_box(self.0, mip, pt.as_ptr(), size.as_ptr(), cr, lo.as_mut_ptr(), hi.as_mut_ptr()) })?;
+        Ok((lo, hi))
+    }
 }

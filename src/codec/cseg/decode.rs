@@ -112,27 +112,8 @@ fn decode_rows(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'
                 row_blocks.clear();
                 for bx in rlo[0] / block[0]..(rhi[0] + block[0] - 1) / block[0] {
                     let bi = ((bz * gb[1] + by) * gb[0] + bx) as usize;
-                    let h0 = ch[2 * bi];
-                    let table = (h0 & 0xff_ffff) as usize;
-                    let bits = h0 >> 24;
-                    let values = (ch[2 * bi + 1] & 0xff_ffff) as usize;
-                    if !matches!(bits, 0 | 1 | 2 | 4 | 8 | 16 | 32) {
-                        return Err(bad(format!("channel {c} block {bi}: invalid bit width {bits}")));
-                    }
-                    if table + wpe > ch.len() {
-                        return Err(bad(format!(
-                            "channel {c} block {bi}: table offset {table} outside the channel of {} words",
-                            ch.len()
-                        )));
-                    }
-                    let table_len = (ch.len() - table) / wpe;
-                    let n_value_words = (u64::from(bits) * block_voxels).div_ceil(32) as usize;
-                    if values + n_value_words > ch.len() {
-                        return Err(bad(format!(
-                            "channel {c} block {bi}: values at {values}+{n_value_words} outside the channel of {} words",
-                            ch.len()
-                        )));
-                    }
+                    let Header { bits, table, table_len, values } =
+                        header(ch, bi, block_voxels, wpe).map_err(|m| bad(format!("channel {c} {m}")))?;
                     let b0 = [bx * block[0], by * block[1], bz * block[2]];
                     row_blocks.push(Block {
                         bits,
@@ -213,6 +194,145 @@ fn decode_rows(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'
                                     }
                                 },
                             )?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A block's header, checked against its channel.
+struct Header {
+    bits: u32,
+    /// Word offset of the table in the channel.
+    table: usize,
+    /// Table entries from `table` to the end of the channel.
+    table_len: usize,
+    /// Word offset of the packed indices in the channel.
+    values: usize,
+}
+
+/// Read and check the header of block `bi` of channel `ch`: a valid bit width, the table
+/// and the packed indices inside the channel. The message names the block.
+fn header(ch: &[u32], bi: usize, block_voxels: u64, wpe: usize) -> std::result::Result<Header, String> {
+    let h0 = ch[2 * bi];
+    let table = (h0 & 0xff_ffff) as usize;
+    let bits = h0 >> 24;
+    let values = (ch[2 * bi + 1] & 0xff_ffff) as usize;
+    if !matches!(bits, 0 | 1 | 2 | 4 | 8 | 16 | 32) {
+        return Err(format!("block {bi}: invalid bit width {bits}"));
+    }
+    if table + wpe > ch.len() {
+        return Err(format!("block {bi}: table offset {table} outside the channel of {} words", ch.len()));
+    }
+    let n_value_words = (u64::from(bits) * block_voxels).div_ceil(32) as usize;
+    if values + n_value_words > ch.len() {
+        return Err(format!(
+            "block {bi}: values at {values}+{n_value_words} outside the channel of {} words",
+            ch.len()
+        ));
+    }
+    Ok(Header { bits, table, table_len: (ch.len() - table) / wpe, values })
+}
+
+/// Count the labels of `region` (inside `spec.cell`) of a compressed_segmentation chunk
+/// without decoding it into voxels: per block, the packed indices of the voxels inside the
+/// region are tallied and each used table entry handed to `add(label, voxels)` once. Checks as
+/// [`decode_into`].
+///
+/// # Errors
+/// A corrupt chunk (`Decode`, naming the chunk), a data type other than uint32/uint64.
+pub fn count_labels(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, add: &mut dyn FnMut(u64, u64)) -> Result<()> {
+    let url = spec.url;
+    let bad = |what: String| Error::decode(format!("{url}: corrupt compressed_segmentation chunk: {what}"));
+    let wide = match spec.dtype {
+        DataType::U32 => false,
+        DataType::U64 => true,
+        t => return Err(Error::decode(format!("{url}: compressed_segmentation cannot hold {}", t.name()))),
+    };
+    if data.len() % 4 != 0 {
+        return Err(bad(format!("length {} is not a multiple of 4", data.len())));
+    }
+    let words = as_words(data);
+    let w: &[u32] = &words;
+    let nc = spec.channels;
+    let block = spec.cseg_block.ok_or_else(|| bad("no block size in the info".into()))?;
+    if w.len() < nc || block.iter().any(|&b| b <= 0) {
+        return Err(bad(format!("{} words and block size {block:?} cannot hold {nc} channel(s)", w.len())));
+    }
+    let shape = spec.cell.shape();
+    let gb: [i64; 3] = std::array::from_fn(|d| (shape[d] + block[d] - 1) / block[d]);
+    let n_blocks = (gb[0] * gb[1] * gb[2]) as usize;
+    let block_voxels = (block[0] * block[1] * block[2]) as u64;
+    let wpe: usize = if wide { 2 } else { 1 };
+    let rlo: [i64; 3] = std::array::from_fn(|d| region.lo[d] - spec.cell.lo[d]);
+    let rhi: [i64; 3] = std::array::from_fn(|d| region.hi[d] - spec.cell.lo[d]);
+    let mut tally: Vec<u64> = Vec::new();
+    for c in 0..nc {
+        let start = w[c] as usize;
+        let end = if c + 1 < nc { w[c + 1] as usize } else { w.len() };
+        if start < nc || start > end || end > w.len() {
+            return Err(bad(format!("channel {c} offsets [{start}, {end}) outside the chunk of {} words", w.len())));
+        }
+        let ch = &w[start..end];
+        if ch.len() < 2 * n_blocks {
+            return Err(bad(format!("channel {c}: {} words cannot hold {n_blocks} block headers", ch.len())));
+        }
+        for bz in rlo[2] / block[2]..(rhi[2] + block[2] - 1) / block[2] {
+            for by in rlo[1] / block[1]..(rhi[1] + block[1] - 1) / block[1] {
+                for bx in rlo[0] / block[0]..(rhi[0] + block[0] - 1) / block[0] {
+                    let bi = ((bz * gb[1] + by) * gb[0] + bx) as usize;
+                    let h = header(ch, bi, block_voxels, wpe).map_err(|m| bad(format!("channel {c} {m}")))?;
+                    let b0 = [bx * block[0], by * block[1], bz * block[2]];
+                    let lo: [i64; 3] = std::array::from_fn(|d| rlo[d].max(b0[d]) - b0[d]);
+                    let hi: [i64; 3] = std::array::from_fn(|d| rhi[d].min(b0[d] + block[d]) - b0[d]);
+                    let inside = ((hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2])) as u64;
+                    if h.bits == 0 {
+                        add(entry(ch, h.table, 0, wide), inside);
+                        continue;
+                    }
+                    let mask = if h.bits == 32 { u32::MAX } else { (1u32 << h.bits) - 1 };
+                    let used = if h.bits >= 16 { 0 } else { 1usize << h.bits };
+                    tally.clear();
+                    tally.resize(used.max(1), 0);
+                    let mut wide_seen: Vec<(u32, u64)> = Vec::new();
+                    for z in lo[2]..hi[2] {
+                        for y in lo[1]..hi[1] {
+                            let row = ((z * block[1] + y) * block[0]) as u64;
+                            for x in lo[0]..hi[0] {
+                                let bit = (row + x as u64) * u64::from(h.bits);
+                                let word = ch[h.values + (bit / 32) as usize];
+                                let idx = (word >> (bit % 32)) & mask;
+                                if used > 0 {
+                                    tally[idx as usize] += 1;
+                                } else {
+                                    match wide_seen.last_mut() {
+                                        Some((i, n)) if *i == idx => *n += 1,
+                                        _ => wide_seen.push((idx, 1)),
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    let mut emit = |idx: usize, n: u64| -> Result<()> {
+                        if idx >= h.table_len {
+                            return Err(bad(format!(
+                                "channel {c} block {bi}: an index points past the table of {} entries",
+                                h.table_len
+                            )));
+                        }
+                        add(entry(ch, h.table, idx, wide), n);
+                        Ok(())
+                    };
+                    if used > 0 {
+                        for (idx, &n) in tally.iter().enumerate().filter(|(_, &n)| n > 0) {
+                            emit(idx, n)?;
+                        }
+                    } else {
+                        for &(idx, n) in &wide_seen {
+                            emit(idx as usize, n)?;
                         }
                     }
                 }

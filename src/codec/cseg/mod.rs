@@ -8,7 +8,7 @@ use super::{ChunkSpec, Codec, EncodeOptions, OutView, Planar};
 use crate::error::{Error, Result};
 use crate::format::Bbox;
 
-pub use decode::decode_into;
+pub use decode::{count_labels, decode_into};
 pub use encode::encode_cseg;
 
 /// The compressed_segmentation codec.
@@ -44,5 +44,15 @@ impl Codec for CompressedSegmentation {
 
     fn content_type(&self) -> &'static str {
         "image/x.compressed_segmentation"
+    }
+
+    fn count_labels(
+        &self,
+        spec: &ChunkSpec<'_>,
+        data: &[u8],
+        region: &Bbox,
+        add: &mut dyn FnMut(u64, u64),
+    ) -> Option<Result<()>> {
+        Some(decode::count_labels(spec, data, region, add))
     }
 }

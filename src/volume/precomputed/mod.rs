@@ -11,10 +11,11 @@ pub mod sharded;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::engine::{DisjointBytes, Engine};
 use super::io::ScaleIo;
+use super::labels::{self, Counts};
 use crate::codec::{self, compression, ChunkSpec, Codec, EncodeOptions, OutView, Planar};
 use crate::error::{Error, Result};
 use crate::format::{Bbox, ChunkGrid, ContentEncoding, DataType, Encoding, Info, Scale};
@@ -314,6 +315,64 @@ impl<S: ChunkSource> ScaleIo for ChunkScale<S> {
         let cells = self.ctx.grid.cells_in(region);
         let present = self.source.exists(&self.ctx, &cells)?;
         Ok(cells.iter().zip(present).map(|(&c, p)| (self.ctx.grid.cell_bbox(c), p)).collect())
+    }
+
+    /// Chunk by chunk: each fetched chunk's part inside `region` is counted straight from its
+    /// encoding where the codec can (compressed_segmentation), else decoded into a buffer of
+    /// that part and counted; per-thread tallies are merged at the end.
+    fn label_counts(&self, region: &Bbox, channels: usize, item: usize) -> Result<Counts> {
+        let ctx = &self.ctx;
+        let codec = ctx.codec("read")?;
+        let cells = ctx.grid.cells_in(region);
+        let tallies: Mutex<Vec<Counts>> = Mutex::new(Vec::new());
+        let bg = labels::label_at(&ctx.background, item, 0);
+        let r = self.source.fetch(ctx, &cells, &|i, payload| {
+            let cell = ctx.grid.cell_bbox(cells[i]);
+            let Some(part) = cell.intersection(region) else { return Ok(()) };
+            let mut counts = tallies.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default();
+            let voxels = part.voxels().unwrap_or(0) * channels as u64;
+            let r = match payload.data {
+                None if ctx.opts.read.fill_missing => {
+                    *counts.entry(bg).or_insert(0) += voxels;
+                    Ok(())
+                }
+                None => Err(ctx.missing(payload.url)),
+                Some(data) => {
+                    let _permit = ctx.engine.decode_permit();
+                    ctx.with_decoded(cell, data, payload.encoding, payload.url, |spec, bytes| {
+                        let mut add = |label: u64, n: u64| *counts.entry(label).or_insert(0) += n;
+                        match codec.count_labels(spec, bytes, &part, &mut add) {
+                            Some(r) => r,
+                            None => {
+                                let mut buf = ctx.engine.take_buffer();
+                                buf.clear();
+                                buf.resize(voxels as usize * item, 0);
+                                let r = codec.decode_into(
+                                    spec,
+                                    bytes,
+                                    &part,
+                                    &OutView::new(&mut buf, part, channels, item),
+                                );
+                                if r.is_ok() {
+                                    labels::count_bytes(&buf, item, &mut counts);
+                                }
+                                ctx.engine.give_buffer(buf);
+                                r
+                            }
+                        }
+                    })
+                }
+            };
+            tallies.lock().unwrap_or_else(|p| p.into_inner()).push(counts);
+            r
+        });
+        ctx.engine.release_buffers();
+        r?;
+        let mut all = Counts::default();
+        for t in tallies.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            labels::merge(&mut all, t);
+        }
+        Ok(all)
     }
 
     fn work_units(&self, region: &Bbox) -> usize {
