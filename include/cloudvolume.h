@@ -221,6 +221,27 @@ cv_status cv_point_box(const cv_volume *vol,
                        int64_t *hi_out);
 
 /**
+ * Read the box `[lo, hi)` at `mip` renumbered (cloud-volume's `download(renumber=True)`): its
+ * labels in ascending order become 1, 2, ... (0 stays 0), stored in the smallest of uint8,
+ * uint16, uint32 and uint64 that holds them. On success `*out` receives `*out_len` bytes
+ * (Fortran order, every channel) of type `*out_dtype` (a `CV_DTYPE_*` code), released with
+ * `cv_bytes_free(*out, *out_len)`, and `*labels` an array of `*n` original labels, released
+ * with `cv_labels_free`: output value `v` stands for `labels[v]` (`labels[0]` is 0).
+ *
+ * # Safety
+ * `vol` is a live handle; `lo` and `hi` point to 3 int64_t; every output pointer is writable.
+ */
+cv_status cv_renumber(const cv_volume *vol,
+                      uint32_t mip,
+                      const int64_t *lo,
+                      const int64_t *hi,
+                      uint8_t **out,
+                      size_t *out_len,
+                      int32_t *out_dtype,
+                      uint64_t **labels,
+                      size_t *n);
+
+/**
  * Open the files under `cloudpath` (`file://` or a bare path, `http(s)://`, `gs://`, `s3://`,
  * optionally behind `precomputed://`; usually a layer) with options (NULL or a JSON object, as
  * for `cv_open`; `gs_endpoint`, `s3_endpoint`, `timeout` and `max_attempts` apply). Nothing is

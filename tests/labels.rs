@@ -2,7 +2,8 @@
 //! checked against cloud-volume's and tensorstore's cutouts of every uint32/uint64 reference
 //! layer (tests/reference/make_layers.py: raw and compressed_segmentation, sharded and not,
 //! every mip and box kind): `cv_unique` must equal `np.unique(cutout, return_counts=True)` of
-//! the reference reader's bytes, and a mask must equal `cutout == label` there.
+//! the reference reader's bytes, a mask must equal `cutout == label` there, and a renumbered
+//! cutout must map back to it through its labels.
 
 mod support;
 
@@ -90,13 +91,34 @@ fn unique_and_masks_equal_the_reference_cutouts() {
                 assert!(mask == model, "{url} mip {mip} {lo:?}-{hi:?}: mask of {top} differs from cutout == {top}");
                 masks += 1;
             }
+            // Renumbered: ascending labels from 1 (0 kept), the smallest type, and the labels
+            // array gives the cutout back.
+            let (data, dtype, back) = vol.renumber(mip, lo, hi).expect("cv_renumber");
+            let nonzero = want.keys().filter(|&&l| l != 0).count() as u64;
+            let size = match nonzero {
+                0..=255 => 1,
+                256..=65535 => 2,
+                _ => 4,
+            };
+            assert_eq!(cv_dtype_size(dtype), size, "renumber type for {nonzero} labels");
+            assert_eq!(back[0], 0);
+            assert_eq!(&back[1..], &want.keys().copied().filter(|&l| l != 0).collect::<Vec<_>>()[..]);
+            let restored: Vec<u64> = data
+                .chunks_exact(size)
+                .map(|e| {
+                    let mut b = [0u8; 8];
+                    b[..size].copy_from_slice(e);
+                    back[u64::from_le_bytes(b) as usize]
+                })
+                .collect();
+            assert!(restored == vals, "{url} mip {mip} {lo:?}-{hi:?}: renumbered cutout does not map back");
             kinds.insert(format!("{}/{}", l["encoding"].as_str().unwrap(), l["sharding"].is_array()));
             boxes += 1;
             any = true;
         }
         layers += usize::from(any);
     }
-    eprintln!("unique/mask checked on {boxes} boxes of {layers} label layers ({masks} masks); {kinds:?}");
+    eprintln!("unique/mask/renumber checked on {boxes} boxes of {layers} label layers ({masks} masks); {kinds:?}");
     assert!(layers >= 6 && boxes >= 50, "too few label layers ({layers}) or boxes ({boxes}) in the manifest");
 }
 

@@ -26,14 +26,16 @@ const COMMANDS: &[Command] = &[
         name: "cutout",
         synopsis: "cloudvolume cutout URL (--bbox x0,y0,z0,x1,y1,z1 | --point X,Y,Z --size N|X,Y,Z [--coord-resolution X,Y,Z])\n\
                    \x20                  -o FILE [--mip N] [--fill-missing] [--unbounded] [--parallel N] [--options JSON]\n\
-                   \x20                  [--progress | --no-progress] [--supervoxels] [--timestamp T] [--stop-layer N]",
+                   \x20                  [--progress | --no-progress] [--renumber] [--supervoxels] [--timestamp T] [--stop-layer N]",
         about: "Read the box [x0,x1) x [y0,y1) x [z0,z1) (absolute voxels at the mip) into FILE: a .npy\n\
                 file (Fortran order, shape x,y,z,channels) when FILE ends in .npy, else raw bytes in that\n\
                 order. --point reads the box cloud-volume's download_point reads: SIZE voxels around the\n\
                 point, given in mip 0 voxels (or in voxels of --coord-resolution, nm). --fill-missing reads\n\
                 missing chunks as background, --unbounded lets the box leave the volume (the outside is\n\
                 background). graphene:// layers read roots unless --supervoxels; --timestamp (unix seconds)\n\
-                and --stop-layer choose the graph's state and layer. A bar shows progress on a terminal.", requires: &["--bbox|--point", "-o"],
+                and --stop-layer choose the graph's state and layer. --renumber writes the labels as\n\
+                1, 2, ... in ascending order (0 kept) in the smallest type that holds them, and\n\
+                FILE.labels (\"value label\" per line). A bar shows progress on a terminal.", requires: &["--bbox|--point", "-o"],
     },
     Command {
         name: "unique",
@@ -226,8 +228,8 @@ fn parse_args() -> Result<Invocation, Usage> {
                     .map_err(|_| Usage::new(format!("--stop-layer wants a layer number, got \"{v}\""), here))?;
                 a.options.insert("stop_layer".into(), l.into());
             }
-            "--counts" => {
-                a.named.insert("counts".into(), String::new());
+            "--counts" | "--renumber" => {
+                a.named.insert(arg.trim_start_matches('-').to_string(), String::new());
             }
             "--dtype" | "--size" | "--type" | "--encoding" | "--channels" | "--resolution" | "--offset" | "--chunk"
             | "--factor" | "--point" | "--coord-resolution" | "--labels" => {
@@ -407,6 +409,19 @@ fn cutout(a: &Args) -> Result<(), Error> {
     let output = a.output.clone().ok_or_else(|| Error::invalid("cutout needs -o FILE"))?;
     let vol = open(a)?;
     let bbox = command_box(a, &vol)?;
+    if a.named.contains_key("renumber") {
+        let r = vol.renumber(a.mip, &bbox)?;
+        write_array(&output, &vol, r.dtype, &bbox, &r.data)?;
+        let list = format!("{output}.labels");
+        let text: String = r.labels.iter().enumerate().map(|(v, l)| format!("{v} {l}\n")).collect();
+        std::fs::write(&list, text).map_err(|e| Error::io(format!("writing {list}: {e}")))?;
+        println!(
+            "wrote {output}: box {bbox} renumbered to {} label(s) as {}; {list}: \"value label\" per line",
+            r.labels.len() - 1,
+            r.dtype.name()
+        );
+        return Ok(());
+    }
     let total = vol.chunk_count(a.mip, &bbox)?;
     let done = AtomicUsize::new(0);
     let finished = AtomicBool::new(false);

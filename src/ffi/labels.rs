@@ -137,3 +137,40 @@ pub unsafe extern "C" fn cv_point_box(
         Ok(())
     })
 }
+
+/// Read the box `[lo, hi)` at `mip` renumbered (cloud-volume's `download(renumber=True)`): its
+/// labels in ascending order become 1, 2, ... (0 stays 0), stored in the smallest of uint8,
+/// uint16, uint32 and uint64 that holds them. On success `*out` receives `*out_len` bytes
+/// (Fortran order, every channel) of type `*out_dtype` (a `CV_DTYPE_*` code), released with
+/// `cv_bytes_free(*out, *out_len)`, and `*labels` an array of `*n` original labels, released
+/// with `cv_labels_free`: output value `v` stands for `labels[v]` (`labels[0]` is 0).
+///
+/// # Safety
+/// `vol` is a live handle; `lo` and `hi` point to 3 int64_t; every output pointer is writable.
+#[no_mangle]
+pub unsafe extern "C" fn cv_renumber(
+    vol: *const cv_volume,
+    mip: u32,
+    lo: *const i64,
+    hi: *const i64,
+    out: *mut *mut u8,
+    out_len: *mut usize,
+    out_dtype: *mut i32,
+    labels: *mut *mut u64,
+    n: *mut usize,
+) -> cv_status {
+    boundary(|| {
+        let v = vol_arg(vol)?;
+        let bbox = box_arg(lo, hi)?;
+        let (out, out_len, out_dtype) =
+            (out_arg(out, "out")?, out_arg(out_len, "out_len")?, out_arg(out_dtype, "out_dtype")?);
+        let (labels, n) = (out_arg(labels, "labels")?, out_arg(n, "n")?);
+        let r = v.renumber(mip, &bbox)?;
+        *out_len = r.data.len();
+        *out_dtype = r.dtype.code();
+        *out = Box::into_raw(r.data.into_boxed_slice()).cast::<u8>();
+        *n = r.labels.len();
+        *labels = into_c_array(r.labels);
+        Ok(())
+    })
+}

@@ -10,6 +10,16 @@ use super::Volume;
 use crate::error::{Error, Result};
 use crate::format::{Bbox, DataType};
 
+/// A renumbered cutout ([`Volume::renumber`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renumbered {
+    /// The cutout, Fortran order, elements of `dtype`.
+    pub data: Vec<u8>,
+    pub dtype: DataType,
+    /// `labels[v]`: the original label of output value `v`.
+    pub labels: Vec<u64>,
+}
+
 /// A hasher for labels: one multiply (labels are already well spread, and never chosen by an
 /// adversary who could gain from collisions).
 #[derive(Default, Clone, Copy)]
@@ -201,6 +211,49 @@ impl Volume {
             *o = hit;
         }
         Ok(())
+    }
+
+    /// Read `bbox` at `mip` renumbered (cloud-volume's `download(renumber=True)`): its labels
+    /// in ascending order become 1, 2, ... (0 stays 0), in the smallest of uint8, uint16,
+    /// uint32 and uint64 that holds them. Returns the bytes (Fortran order, every channel), their
+    /// type, and `labels` with `labels[v]` the original label of output value `v` (`labels[0]`
+    /// is 0 whether or not 0 occurs).
+    ///
+    /// # Errors
+    /// A non-label layer (`InvalidArgument`); as [`Volume::cutout_into`].
+    pub fn renumber(&self, mip: u32, bbox: &Bbox) -> Result<Renumbered> {
+        let item = self.label_item()?;
+        let found = self.unique(mip, bbox)?;
+        let mut labels = Vec::with_capacity(found.labels.len() + 1);
+        labels.push(0u64);
+        labels.extend(found.labels.iter().copied().filter(|&l| l != 0));
+        let n = labels.len() as u64 - 1;
+        let dtype = if n <= u64::from(u8::MAX) {
+            DataType::U8
+        } else if n <= u64::from(u16::MAX) {
+            DataType::U16
+        } else if n <= u64::from(u32::MAX) {
+            DataType::U32
+        } else {
+            DataType::U64
+        };
+        let map: IdMap<u64> = labels.iter().enumerate().map(|(i, &l)| (l, i as u64)).collect();
+        let buf = self.cutout(mip, bbox)?;
+        let size = dtype.size();
+        let count = buf.len() / item;
+        let mut out = vec![0u8; count * size];
+        let (mut last, mut to) = (None, 0u64);
+        for i in 0..count {
+            let v = label_at(&buf, item, i);
+            if last != Some(v) {
+                last = Some(v);
+                to = map.get(&v).copied().ok_or_else(|| {
+                    Error::internal(format!("{}: label {v} of box {bbox} changed between two reads", self.path.path))
+                })?;
+            }
+            out[i * size..(i + 1) * size].copy_from_slice(&to.to_le_bytes()[..size]);
+        }
+        Ok(Renumbered { data: out, dtype, labels })
     }
 
     /// The box of [`point_box`] for this layer at `mip`.

@@ -288,6 +288,26 @@ impl Vol {
         Ok(out)
     }
 
+    /// `cv_renumber` over `[lo, hi)`: the bytes, their `CV_DTYPE_*` code and the labels (copied,
+    /// the library's arrays freed).
+    #[track_caller]
+    pub fn renumber(&self, mip: u32, lo: [i64; 3], hi: [i64; 3]) -> Result<(Vec<u8>, i32, Vec<u64>), Failure> {
+        let (mut out, mut len, mut dtype) = (std::ptr::null_mut::<u8>(), 0usize, -1i32);
+        let (mut labels, mut n) = (std::ptr::null_mut::<u64>(), 0usize);
+        // SAFETY: a live handle, 3-element lo/hi, writable outputs.
+        status(unsafe {
+            cv_renumber(self.0, mip, lo.as_ptr(), hi.as_ptr(), &mut out, &mut len, &mut dtype, &mut labels, &mut n)
+        })?;
+        // SAFETY: the arrays cv_renumber returned, of the lengths it gave, released once.
+        unsafe {
+            let data = std::slice::from_raw_parts(out, len).to_vec();
+            cloudvolume::ffi::storage::cv_bytes_free(out, len);
+            let l = std::slice::from_raw_parts(labels, n).to_vec();
+            cv_labels_free(labels, n);
+            Ok((data, dtype, l))
+        }
+    }
+
     /// `cv_point_box`: the box `download_point` reads.
     #[track_caller]
     pub fn point_box(
