@@ -253,3 +253,80 @@ fn library_errors_name_the_cli_flags_and_commands_report_what_they_did() {
         .count();
     assert!(finals <= 1, "the final progress line shows {finals} times: {err:?}");
 }
+
+#[test]
+fn unique_mask_point_and_renumber_agree_with_the_library() {
+    let seg = support::layers::Layer::write(
+        support::layers::Spec::new("uint64", [40, 36, 12], [16, 16, 8])
+            .offset([-8, 4, 0])
+            .chunks(support::layers::Chunks::Cseg)
+            .pattern(support::layers::Pattern::Labels),
+    );
+    let url = seg.dir.url();
+    let vol = Volume::open(&url, Options::default()).unwrap();
+    let bbox = Bbox::new([-5, 6, 1], [30, 40, 11]);
+    let lib = vol.unique(0, &bbox).unwrap();
+    assert!(lib.labels.len() > 3);
+
+    // unique: one label per line; with --counts "label count".
+    let (code, out, err) = run(&["unique", &url, "--bbox", "-5,6,1,30,40,11"]);
+    assert_eq!(code, Some(0), "{err}");
+    let printed: Vec<u64> = out.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(printed, lib.labels);
+    let (code, out, err) = run(&["unique", &url, "--bbox", "-5,6,1,30,40,11", "--counts"]);
+    assert_eq!(code, Some(0), "{err}");
+    let pairs: Vec<(u64, u64)> = out
+        .lines()
+        .map(|l| {
+            let mut it = l.split(' ').map(|v| v.parse::<u64>().unwrap());
+            (it.next().unwrap(), it.next().unwrap())
+        })
+        .collect();
+    assert_eq!(pairs, lib.labels.iter().copied().zip(lib.counts.iter().copied()).collect::<Vec<_>>());
+    assert_eq!(pairs.iter().map(|p| p.1).sum::<u64>(), 35 * 34 * 10);
+
+    // mask: a .npy of uint8, 1 exactly where the cutout holds the label.
+    let label = lib.labels[lib.counts.iter().enumerate().max_by_key(|(_, &n)| n).unwrap().0];
+    let npy = tmp("mask.npy");
+    let (code, out, err) =
+        run(&["mask", &url, "--bbox", "-5,6,1,30,40,11", "--labels", &label.to_string(), "-o", npy.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("voxel(s) set"), "{out}");
+    let (descr, fortran, shape, data) = read_npy(&npy);
+    assert_eq!((descr.as_str(), fortran, shape), ("|u1", true, vec![35, 34, 10, 1]));
+    let cut = vol.cutout(0, &bbox).unwrap();
+    let model: Vec<u8> =
+        cut.chunks_exact(8).map(|e| u8::from(u64::from_le_bytes(e.try_into().unwrap()) == label)).collect();
+    assert!(data == model, "mask differs from cutout == {label}");
+
+    // cutout --point: the download_point box.
+    let raw = tmp("point.raw");
+    let (code, out, err) = run(&["cutout", &url, "--point", "10,20,5", "--size", "8,8,1", "-o", raw.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let pb = vol.point_box(0, [10.0, 20.0, 5.0], [8, 8, 1], None).unwrap();
+    assert_eq!((pb.lo, pb.hi), ([6, 16, 5], [14, 24, 6]));
+    assert!(out.contains(&pb.to_string()), "the report names the box: {out}");
+    assert_eq!(std::fs::read(&raw).unwrap(), vol.cutout(0, &pb).unwrap());
+
+    // cutout --renumber: the smallest type, and FILE.labels maps it back.
+    let rn = tmp("renum.npy");
+    let (code, _, err) = run(&["cutout", &url, "--bbox", "-5,6,1,30,40,11", "--renumber", "-o", rn.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let (descr, _, _, data) = read_npy(&rn);
+    assert_eq!(descr, "|u1", "{} labels fit uint8", lib.labels.len());
+    let list = std::fs::read_to_string(format!("{}.labels", rn.display())).unwrap();
+    let back: Vec<u64> = list.lines().map(|l| l.split(' ').nth(1).unwrap().parse().unwrap()).collect();
+    let restored: Vec<u8> = data.iter().flat_map(|&v| back[v as usize].to_le_bytes()).collect();
+    assert!(restored == cut, "renumbered cutout maps back to the cutout");
+
+    // Bad input: a float layer, no --labels, a bad --point.
+    let (code, _, err) = run(&["unique", &sample(), "--bbox", "0,8,0,4,12,4"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("uint32 or uint64") && err.contains("uint8"), "{err}");
+    let (code, _, err) = run(&["mask", &url, "--bbox", "0,8,0,4,12,4", "-o", "x.npy"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--labels"), "{err}");
+    let (code, _, err) = run(&["cutout", &url, "--point", "1,2", "-o", "x.raw"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--point"), "{err}");
+}
