@@ -51,6 +51,12 @@
 #define CV_ENCODING_JXL 6
 
 /**
+ * The chunk files of a box. Opaque to C; created by `cv_download_files`, released by
+ * `cv_files_free`; read-only, so any thread may read it.
+ */
+typedef struct cv_files cv_files;
+
+/**
  * Files under one base location. Opaque to C; created by `cv_storage_open`, released by
  * `cv_storage_free`.
  */
@@ -151,6 +157,53 @@ const char *cv_dtype_name(int32_t dtype);
  * `s` is NULL or a string from a `cv_*` call that hands out ownership, not yet freed.
  */
 void cv_string_free(char *s);
+
+/**
+ * The stored files of the chunks meeting the box `[lo, hi)` at `mip` (cloud-volume's
+ * `download_files`): each named by its key (`8_8_40/0-64_0-64_0-64`) or, in a sharded scale,
+ * by its compressed Morton code in decimal; with gzip, brotli or zstd removed when
+ * `decompress` is non-zero; missing chunks left out; in x-fastest cell order. `*out`
+ * receives a list to read with `cv_files_count` and `cv_files_get`, and to release with
+ * `cv_files_free`.
+ *
+ * # Safety
+ * `vol` is a live handle; `lo` and `hi` point to 3 int64_t; `out` is writable.
+ */
+cv_status cv_download_files(const cv_volume *vol,
+                            uint32_t mip,
+                            const int64_t *lo,
+                            const int64_t *hi,
+                            int32_t decompress,
+                            cv_files **out);
+
+/**
+ * The number of files in `files` (0 for NULL or a freed list).
+ *
+ * # Safety
+ * `files` is NULL or a list from `cv_download_files`.
+ */
+size_t cv_files_count(const cv_files *files);
+
+/**
+ * File `i` of `files`: `*name` (NUL-terminated) and `*data` (`*len` bytes) stay valid until
+ * `cv_files_free`.
+ *
+ * # Safety
+ * `files` is a live list; the output pointers are writable.
+ */
+cv_status cv_files_get(const cv_files *files,
+                       size_t i,
+                       const char **name,
+                       const uint8_t **data,
+                       size_t *len);
+
+/**
+ * Release a list from `cv_download_files`. NULL is a no-op.
+ *
+ * # Safety
+ * `files` is NULL or a live list, used by no other thread during the call.
+ */
+void cv_files_free(cv_files *files);
 
 /**
  * The labels of the box `[lo, hi)` at `mip`, sorted ascending, with their voxel counts (every

@@ -330,3 +330,30 @@ fn unique_mask_point_and_renumber_agree_with_the_library() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("--point"), "{err}");
 }
+
+#[test]
+fn files_saves_the_chunk_files_of_a_box() {
+    let layer = support::layers::Layer::write(
+        support::layers::Spec::new("uint16", [20, 16, 8], [8, 8, 8]).chunks(support::layers::Chunks::RawGz),
+    );
+    let dir = tmp("files-out");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (code, out, err) = run(&["files", &layer.dir.url(), "--bbox", "0,0,0,12,8,8", "-o", dir.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("wrote 2 file(s)"), "{out}");
+    let vol = Volume::open(&layer.dir.url(), Options::default()).unwrap();
+    let a = std::fs::read(dir.join("s0/0-8_0-8_0-8")).unwrap();
+    assert_eq!(a, vol.cutout(0, &Bbox::new([0, 0, 0], [8, 8, 8])).unwrap(), "decompressed chunk = its voxels");
+    let (code, _, err) = run(&[
+        "files",
+        &layer.dir.url(),
+        "--bbox",
+        "0,0,0,12,8,8",
+        "--stored",
+        "-o",
+        dir.join("raw").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let stored = std::fs::read(dir.join("raw/s0/8-16_0-8_0-8")).unwrap();
+    assert_eq!(&stored[..2], &[0x1f, 0x8b], "--stored keeps the gzip bytes");
+}

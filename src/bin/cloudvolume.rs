@@ -46,6 +46,13 @@ const COMMANDS: &[Command] = &[
                 -o FILE writes them there instead.", requires: &["--bbox"],
     },
     Command {
+        name: "files",
+        synopsis: "cloudvolume files URL --bbox x0,y0,z0,x1,y1,z1 -o DIR [--mip N] [--stored] [--options JSON]",
+        about: "Save the stored chunk files meeting the box into DIR (cloud-volume's download_files):\n\
+                DIR/<scale key>/<chunk>, or DIR/<scale key>/<morton code> in a sharded scale; gzip,\n\
+                brotli and zstd removed unless --stored. Missing chunks are left out.", requires: &["--bbox", "-o"],
+    },
+    Command {
         name: "mask",
         synopsis: "cloudvolume mask URL --bbox x0,y0,z0,x1,y1,z1 --labels L[,L...] -o FILE [--mip N] [--options JSON]",
         about: "Write a uint8 mask of the box: 1 where a voxel holds one of the labels, else 0 (a .npy\n\
@@ -228,7 +235,7 @@ fn parse_args() -> Result<Invocation, Usage> {
                     .map_err(|_| Usage::new(format!("--stop-layer wants a layer number, got \"{v}\""), here))?;
                 a.options.insert("stop_layer".into(), l.into());
             }
-            "--counts" | "--renumber" => {
+            "--counts" | "--renumber" | "--stored" => {
                 a.named.insert(arg.trim_start_matches('-').to_string(), String::new());
             }
             "--dtype" | "--size" | "--type" | "--encoding" | "--channels" | "--resolution" | "--offset" | "--chunk"
@@ -389,6 +396,31 @@ fn unique(a: &Args) -> Result<(), Error> {
         }
         None => std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| Error::io(e.to_string())),
     }
+}
+
+fn files(a: &Args) -> Result<(), Error> {
+    let bbox = a.bbox.ok_or_else(|| Error::invalid("files needs --bbox x0,y0,z0,x1,y1,z1"))?;
+    let dir = std::path::PathBuf::from(a.output.clone().ok_or_else(|| Error::invalid("files needs -o DIR"))?);
+    let vol = open(a)?;
+    let files = vol.download_files(a.mip, &bbox, !a.named.contains_key("stored"))?;
+    let key = &vol.scale(a.mip)?.key;
+    let mut bytes = 0usize;
+    for (name, data) in &files {
+        // Chunk keys already start with the scale key; Morton codes do not.
+        let rel = if name.contains('/') { name.clone() } else { format!("{key}/{name}") };
+        if rel.split('/').any(|p| p == ".." || p.is_empty()) {
+            return Err(Error::invalid(format!("refusing to write the chunk file name \"{rel}\"")));
+        }
+        let path = dir.join(&rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::io(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        std::fs::write(&path, data).map_err(|e| Error::io(format!("writing {}: {e}", path.display())))?;
+        bytes += data.len();
+    }
+    println!("wrote {} file(s), {bytes} bytes, of box {bbox} into {}", files.len(), dir.display());
+    Ok(())
 }
 
 fn mask(a: &Args) -> Result<(), Error> {
@@ -743,6 +775,7 @@ fn main() -> ExitCode {
         "points" => points(&a),
         "unique" => unique(&a),
         "mask" => mask(&a),
+        "files" => files(&a),
         "exists" => exists(&a),
         "create" => create(&a),
         "upload" => upload(&a),

@@ -17,6 +17,8 @@ use crate::volume::Volume;
 
 // The header test hands cbindgen every file of src/ffi/ itself, so it follows no module here.
 /// cbindgen:ignore
+pub mod files;
+/// cbindgen:ignore
 pub mod labels;
 /// cbindgen:ignore
 pub mod storage;
@@ -25,6 +27,7 @@ pub mod volume;
 /// cbindgen:ignore
 pub mod write;
 
+pub use files::*;
 pub use labels::*;
 pub use volume::*;
 pub use write::*;

@@ -354,6 +354,11 @@ impl ScaleIo for GrapheneScale {
         self.inner.work_units(region)
     }
 
+    /// The supervoxel chunk files of `data_dir`, unmapped.
+    fn chunk_files(&self, region: &Bbox, decompress: bool) -> Result<Vec<(String, Vec<u8>)>> {
+        self.inner.chunk_files(region, decompress)
+    }
+
     /// Supervoxels counted by the Precomputed reader, then summed per root.
     fn label_counts(&self, region: &Bbox, channels: usize, item: usize) -> Result<Counts> {
         let svs = self.inner.label_counts(region, channels, item)?;

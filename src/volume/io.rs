@@ -86,6 +86,18 @@ pub trait ScaleIo: Send + Sync {
         Ok(counts)
     }
 
+    /// The stored files of the chunks meeting `region` (inside the bounds), in x-fastest cell
+    /// order, each named as cloud-volume's `download_files` names it (the chunk key, or the
+    /// compressed Morton code in a sharded scale), with their content encoding removed when
+    /// `decompress`; missing chunks are left out. Default: this source has no chunk files.
+    ///
+    /// # Errors
+    /// I/O errors, corrupt compression; `Unsupported` for sources without chunk files.
+    fn chunk_files(&self, region: &Bbox, decompress: bool) -> Result<Vec<(String, Vec<u8>)>> {
+        let _ = decompress;
+        Err(Error::unsupported(format!("box {region}: this source stores no chunk files")))
+    }
+
     /// Drop what the scale keeps cached (indices). Default: nothing.
     fn clear_cache(&self) {}
 }

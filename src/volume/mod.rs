@@ -338,6 +338,23 @@ impl Volume {
         }
     }
 
+    /// The stored chunk files meeting `bbox` at `mip` (cloud-volume's `download_files`): each
+    /// named by its key (unsharded) or its compressed Morton code (sharded), with gzip, brotli
+    /// or zstd removed when `decompress`; missing chunks left out. The box is checked against
+    /// the bounds as a cutout's is.
+    ///
+    /// # Errors
+    /// A bad box, a box leaving the bounds while `bounded`, I/O errors.
+    pub fn download_files(&self, mip: u32, bbox: &Bbox, decompress: bool) -> Result<Vec<(String, Vec<u8>)>> {
+        let io = self.io(mip)?;
+        self.cutout_len(bbox)?;
+        self.check_bounded(mip, bbox)?;
+        match self.scale(mip)?.bounds().intersection(bbox) {
+            Some(inside) => io.chunk_files(&inside, decompress),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Check a write or delete of `bbox` at `mip`: the buffer length, the bounds.
     fn check_write_box(&self, mip: u32, bbox: &Bbox, len: usize, verb: &str) -> Result<&dyn ScaleIo> {
         let io = self.io(mip)?;

@@ -308,6 +308,38 @@ impl Vol {
         }
     }
 
+    /// `cv_download_files` over `[lo, hi)`: (name, bytes) of each file, the list walked with
+    /// `cv_files_count`/`cv_files_get` and freed.
+    #[track_caller]
+    pub fn download_files(
+        &self,
+        mip: u32,
+        lo: [i64; 3],
+        hi: [i64; 3],
+        decompress: bool,
+    ) -> Result<Vec<(String, Vec<u8>)>, Failure> {
+        let mut files = std::ptr::null_mut::<cv_files>();
+        // SAFETY: a live handle, 3-element lo/hi, a writable output.
+        status(unsafe { cv_download_files(self.0, mip, lo.as_ptr(), hi.as_ptr(), i32::from(decompress), &mut files) })?;
+        let mut out = Vec::new();
+        // SAFETY: the list cv_download_files returned, read and freed once.
+        unsafe {
+            for i in 0..cv_files_count(files) {
+                let (mut name, mut data, mut len) = (std::ptr::null(), std::ptr::null(), 0usize);
+                status(cv_files_get(files, i, &mut name, &mut data, &mut len))?;
+                out.push((
+                    CStr::from_ptr(name).to_string_lossy().into_owned(),
+                    std::slice::from_raw_parts(data, len).to_vec(),
+                ));
+            }
+            let n = cv_files_count(files);
+            let (mut name, mut data, mut len) = (std::ptr::null(), std::ptr::null(), 0usize);
+            assert_ne!(cv_files_get(files, n, &mut name, &mut data, &mut len), CV_OK, "file {n} of {n} is refused");
+            cv_files_free(files);
+        }
+        Ok(out)
+    }
+
     /// `cv_point_box`: the box `download_point` reads.
     #[track_caller]
     pub fn point_box(

@@ -64,6 +64,11 @@ pub(crate) trait ChunkSource: Send + Sync {
 
     /// Drop cached indices.
     fn clear_cache(&self) {}
+
+    /// The name cloud-volume's `download_files` gives the chunk of `cell`: its key.
+    fn file_name(&self, ctx: &ScaleCtx, cell: [i64; 3]) -> String {
+        crate::format::grid::chunk_key(&ctx.scale.key, &ctx.grid.cell_bbox(cell))
+    }
 }
 
 /// What every reader and writer of one scale needs.
@@ -373,6 +378,34 @@ impl<S: ChunkSource> ScaleIo for ChunkScale<S> {
             labels::merge(&mut all, t);
         }
         Ok(all)
+    }
+
+    fn chunk_files(&self, region: &Bbox, decompress: bool) -> Result<Vec<(String, Vec<u8>)>> {
+        let ctx = &self.ctx;
+        let cells = ctx.grid.cells_in(region);
+        let files: Mutex<Vec<(usize, String, Vec<u8>)>> = Mutex::new(Vec::new());
+        self.source.fetch(ctx, &cells, &|i, payload| {
+            let Some(data) = payload.data else { return Ok(()) };
+            let bytes = if decompress {
+                let cell = ctx.grid.cell_bbox(cells[i]);
+                let limit = ctx.chunk_spec(cell, payload.url).payload_limit();
+                let mut out = Vec::new();
+                if compression::decompress_into(data, payload.encoding, &mut out, limit, payload.url)? {
+                    out
+                } else {
+                    data.to_vec()
+                }
+            } else {
+                data.to_vec()
+            };
+            let name = self.source.file_name(ctx, cells[i]);
+            files.lock().unwrap_or_else(|p| p.into_inner()).push((i, name, bytes));
+            Ok(())
+        })?;
+        ctx.engine.release_buffers();
+        let mut files = files.into_inner().unwrap_or_else(|p| p.into_inner());
+        files.sort_unstable_by_key(|f| f.0);
+        Ok(files.into_iter().map(|(_, n, b)| (n, b)).collect())
     }
 
     fn work_units(&self, region: &Bbox) -> usize {

@@ -397,6 +397,11 @@ impl ShardFiles {
 }
 
 impl ChunkSource for ShardFiles {
+    /// cloud-volume names the chunks of a sharded scale by their compressed Morton code.
+    fn file_name(&self, ctx: &ScaleCtx, cell: [i64; 3]) -> String {
+        compressed_morton(cell, ctx.grid.grid_shape()).to_string()
+    }
+
     fn fetch(&self, ctx: &ScaleCtx, cells: &[[i64; 3]], each: &EachPayload<'_>) -> Result<()> {
         self.retry_stale(|| self.fetch_once(ctx, cells, each))
     }
