@@ -269,7 +269,11 @@ pub fn count_labels(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, add: &mut 
     let wpe: usize = if wide { 2 } else { 1 };
     let rlo: [i64; 3] = std::array::from_fn(|d| region.lo[d] - spec.cell.lo[d]);
     let rhi: [i64; 3] = std::array::from_fn(|d| region.hi[d] - spec.cell.lo[d]);
-    let mut tally: Vec<u64> = Vec::new();
+    // Voxels per table index of the block at hand (bit widths up to 16), the indices touched,
+    // and for 32-bit indices a short list instead.
+    let mut tally: Vec<u64> = vec![0; 1 << 16];
+    let mut touched: Vec<u32> = Vec::new();
+    let mut wide_seen: Vec<(u32, u64)> = Vec::new();
     for c in 0..nc {
         let start = w[c] as usize;
         let end = if c + 1 < nc { w[c + 1] as usize } else { w.len() };
@@ -294,24 +298,49 @@ pub fn count_labels(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, add: &mut 
                         continue;
                     }
                     let mask = if h.bits == 32 { u32::MAX } else { (1u32 << h.bits) - 1 };
-                    let used = if h.bits >= 16 { 0 } else { 1usize << h.bits };
-                    tally.clear();
-                    tally.resize(used.max(1), 0);
-                    let mut wide_seen: Vec<(u32, u64)> = Vec::new();
-                    for z in lo[2]..hi[2] {
-                        for y in lo[1]..hi[1] {
-                            let row = ((z * block[1] + y) * block[0]) as u64;
-                            for x in lo[0]..hi[0] {
-                                let bit = (row + x as u64) * u64::from(h.bits);
-                                let word = ch[h.values + (bit / 32) as usize];
-                                let idx = (word >> (bit % 32)) & mask;
-                                if used > 0 {
-                                    tally[idx as usize] += 1;
+                    let mut bump = |idx: u32, n: u64| {
+                        if h.bits <= 16 {
+                            let t = &mut tally[idx as usize];
+                            if *t == 0 {
+                                touched.push(idx);
+                            }
+                            *t += n;
+                        } else {
+                            match wide_seen.iter_mut().find(|(i, _)| *i == idx) {
+                                Some((_, m)) => *m += n,
+                                None => wide_seen.push((idx, n)),
+                            }
+                        }
+                    };
+                    if lo == [0, 0, 0] && hi == block {
+                        // A whole block: its packed indices word by word.
+                        let per_word = 32 / h.bits as usize;
+                        let n_words = (block_voxels as usize).div_ceil(per_word);
+                        let mut left = block_voxels as usize;
+                        for &word in &ch[h.values..h.values + n_words] {
+                            let k = per_word.min(left);
+                            left -= k;
+                            let (mut w, mut run, mut len) = (word, word & mask, 0u64);
+                            for _ in 0..k {
+                                let idx = w & mask;
+                                if idx == run {
+                                    len += 1;
                                 } else {
-                                    match wide_seen.last_mut() {
-                                        Some((i, n)) if *i == idx => *n += 1,
-                                        _ => wide_seen.push((idx, 1)),
-                                    }
+                                    bump(run, len);
+                                    (run, len) = (idx, 1);
+                                }
+                                w = w.checked_shr(h.bits).unwrap_or(0);
+                            }
+                            bump(run, len);
+                        }
+                    } else {
+                        for z in lo[2]..hi[2] {
+                            for y in lo[1]..hi[1] {
+                                let row = ((z * block[1] + y) * block[0]) as u64;
+                                for x in lo[0]..hi[0] {
+                                    let bit = (row + x as u64) * u64::from(h.bits);
+                                    let word = ch[h.values + (bit / 32) as usize];
+                                    bump((word >> (bit % 32)) & mask, 1);
                                 }
                             }
                         }
@@ -326,14 +355,12 @@ pub fn count_labels(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, add: &mut 
                         add(entry(ch, h.table, idx, wide), n);
                         Ok(())
                     };
-                    if used > 0 {
-                        for (idx, &n) in tally.iter().enumerate().filter(|(_, &n)| n > 0) {
-                            emit(idx, n)?;
-                        }
-                    } else {
-                        for &(idx, n) in &wide_seen {
-                            emit(idx as usize, n)?;
-                        }
+                    for idx in touched.drain(..) {
+                        let n = std::mem::take(&mut tally[idx as usize]);
+                        emit(idx as usize, n)?;
+                    }
+                    for (idx, n) in wide_seen.drain(..) {
+                        emit(idx as usize, n)?;
                     }
                 }
             }
