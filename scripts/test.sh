@@ -20,6 +20,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# The graphene fixture and cloud-volume's reads of it through the chunkedgraph double.
+gstamp="$CV_REFERENCE_DIR/graphene/.stamp"
+gwant=$(cat tests/reference/graphene_check.py tests/servers/chunkedgraph.py tests/reference/requirements.txt | sha256sum | cut -c1-16)
+if [ ! -f "$gstamp" ] || [ "$(cat "$gstamp")" != "$gwant" ]; then
+  "$PY" tests/reference/graphene_check.py "$CV_REFERENCE_DIR/graphene"
+  echo "$gwant" > "$gstamp"
+fi
+
 mkdir -p target
 # Formatting and lints first: a drift or a warning fails the run (rustfmt.toml sets the style).
 cargo fmt --check

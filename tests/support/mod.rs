@@ -12,12 +12,14 @@
 //! - [`layers`]: small layers written on disk, with the bytes any box must read as;
 //! - servers: [`httpd`] (a static file server with byte ranges), [`nginx`] (a real nginx,
 //!   optionally writable), [`proxy`] (latency), [`fault_proxy`] (faults), [`proxied_layer`]
-//!   (a layer behind both), [`moto`] (S3), [`fake_gcs`] and [`token_server`] (GCS).
+//!   (a layer behind both), [`moto`] (S3), [`fake_gcs`] and [`token_server`] (GCS),
+//!   [`chunkedgraph`] (the PyChunkedGraph double and its graphene fixture).
 
 #![allow(dead_code)]
 
 pub mod cabi;
 pub mod cc;
+pub mod chunkedgraph;
 pub mod env;
 pub mod fake_gcs;
 pub mod fault_proxy;
