@@ -521,6 +521,20 @@ cv_status cv_scattered_points(const cv_volume *vol,
                               size_t out_len);
 
 /**
+ * Whether the scale `mip` appears to hold data, as cloud-volume's `vol.image.has_data(mip)`:
+ * `*out` = 1 when any stored object's key starts with the scale's key (the key as a bare
+ * prefix, as cloud-volume lists it: "8_8_40" also matches a scale "8_8_400"), else 0 (an
+ * empty directory, a scale whose info was added but nothing written). One listing request on
+ * gs:// and s3://, a directory walk that stops at the first file on file://. Plain HTTP
+ * servers cannot list: `CV_ERR_UNSUPPORTED`; refused credentials: `CV_ERR_AUTH`; a mip the
+ * layer lacks: `CV_ERR_INVALID_ARGUMENT`. On failure `*out` is left alone.
+ *
+ * # Safety
+ * `vol` is a live handle; `out` is writable.
+ */
+cv_status cv_has_data(const cv_volume *vol, uint32_t mip, int32_t *out);
+
+/**
  * The number of chunks (grid cells) the box `[lo, hi)` meets inside the bounds of `mip`:
  * the length `cv_chunks_exist` wants.
  *

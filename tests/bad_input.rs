@@ -829,7 +829,8 @@ fn bad_cloud_paths() {
     expect_err(open("", None), CV_ERR_INVALID_ARGUMENT, &["empty"]);
     expect_err(open("ftp://host/layer", None), CV_ERR_INVALID_ARGUMENT, &["ftp://"]);
     expect_err(open("gs://", None), CV_ERR_INVALID_ARGUMENT, &["gs://"]);
-    expect_err(open("graphene://https://host/x", None), CV_ERR_UNSUPPORTED, &["graphene"]);
+    expect_err(open("boss://https://host/coll/exp/chan", None), CV_ERR_UNSUPPORTED, &["boss"]);
+    expect_err(open("graphene://https://host/x", None), CV_ERR_INVALID_ARGUMENT, &["graphene path", "table"]);
     // A NUL-free but non-UTF-8 path.
     let bad = [b'f', b'i', 0xff, 0xfe, 0];
     let mut out: *mut cv_volume = std::ptr::null_mut();

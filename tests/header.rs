@@ -55,6 +55,7 @@ fn header_declares_the_core_calls() {
         "typedef struct cv_volume cv_volume;",
         "typedef int32_t cv_status;",
         "#define CV_OK 0",
+        "cv_status cv_has_data(const cv_volume *vol, uint32_t mip, int32_t *out);",
     ] {
         assert!(h.contains(sig), "header lacks `{sig}`");
     }

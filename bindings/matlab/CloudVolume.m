@@ -279,6 +279,84 @@ classdef CloudVolume < handle
       end
     end
 
+    % -------------------------------------------------------------------------------------
+    % Label operations (uint32/uint64 layers, Precomputed and graphene).
+
+    function [labels, counts] = unique(obj, lo, hi, varargin)
+      %UNIQUE  The labels of the box lo .. hi (inclusive), sorted, as a uint64 column, and
+      %   their voxel counts; counted chunk by chunk without reading the box into memory.
+      %   [labels, counts] = vol.unique(lo, hi)
+      %   ... = vol.unique(lo, hi, 'mip', m)
+      m = obj.mip_arg(varargin);
+      [lo, hi] = obj.box_arg(lo, hi);
+      u = CloudVolume.call_mex('unique', obj.live_id(), m, lo, hi);
+      labels = u(:, 1);
+      counts = u(:, 2);
+    end
+
+    function M = labelMask(obj, lo, hi, labels, varargin)
+      %LABELMASK  A logical array of the box lo .. hi (inclusive): true where a voxel holds
+      %   one of labels (cloud-volume's download(bbox, label=L)).
+      m = obj.mip_arg(varargin);
+      [lo, hi] = obj.box_arg(lo, hi);
+      M = CloudVolume.call_mex('label_mask', obj.live_id(), m, lo, hi, labels);
+    end
+
+    function A = downloadPoint(obj, pt, sz, varargin)
+      %DOWNLOADPOINT  cloud-volume's download_point: sz voxels (1 or 3 numbers) around pt, given
+      %   in mip 0 voxels, or in voxels of 'coord_resolution' (nm), read at 'mip'.
+      %   A = vol.downloadPoint([x y z], 256)
+      %   A = vol.downloadPoint([x y z], [64 64 1], 'mip', 1, 'coord_resolution', [4 4 40])
+      m = obj.mip;
+      cr = [];
+      for i = 1:2:numel(varargin)
+        switch lower(varargin{i})
+          case 'mip'
+            m = obj.mip_arg({'mip', varargin{i + 1}});
+          case 'coord_resolution'
+            cr = double(varargin{i + 1});
+          otherwise
+            error('cloudvolume:invalidArgument', 'downloadPoint takes the options mip and coord_resolution');
+        end
+      end
+      if isscalar(sz)
+        sz = [sz sz sz];
+      end
+      b = CloudVolume.call_mex('point_box', obj.live_id(), m, double(pt), sz, cr);
+      A = obj.read_box(m, b(1, :), b(2, :));
+    end
+
+    function [A, labels] = renumber(obj, lo, hi, varargin)
+      %RENUMBER  The box lo .. hi (inclusive) with its labels renumbered 1, 2, ... in ascending
+      %   order (0 kept), in the smallest unsigned class that holds them: A(i) stands for
+      %   labels(double(A(i)) + 1).
+      m = obj.mip_arg(varargin);
+      [lo, hi] = obj.box_arg(lo, hi);
+      r = CloudVolume.call_mex('renumber', obj.live_id(), m, lo, hi);
+      A = r.data;
+      labels = r.labels;
+    end
+
+    function files = downloadFiles(obj, lo, hi, varargin)
+      %DOWNLOADFILES  cloud-volume's download_files: the stored chunk files the box lo .. hi
+      %   (inclusive) meets, a struct array with fields name and data (uint8), decompressed
+      %   unless the option decompress is false.
+      m = obj.mip;
+      dec = true;
+      for i = 1:2:numel(varargin)
+        switch lower(varargin{i})
+          case 'mip'
+            m = obj.mip_arg({'mip', varargin{i + 1}});
+          case 'decompress'
+            dec = logical(varargin{i + 1});
+          otherwise
+            error('cloudvolume:invalidArgument', 'downloadFiles takes the options mip and decompress');
+        end
+      end
+      [lo, hi] = obj.box_arg(lo, hi);
+      files = CloudVolume.call_mex('download_files', obj.live_id(), m, lo, hi, double(dec));
+    end
+
     function delete_chunks(obj, lo, hi, varargin)
       %DELETE_CHUNKS  Delete the chunks of the chunk-aligned box lo .. hi (inclusive);
       %   they then read as missing. (cloud-volume's vol.delete(bbox).)
@@ -691,7 +769,8 @@ classdef CloudVolume < handle
       opts = struct();
       names = {};
       values = {};
-      bools = {'bounded', 'fill_missing', 'non_aligned_writes', 'delete_black_uploads', 'overwrite', 'autocrop'};
+      bools = {'bounded', 'fill_missing', 'non_aligned_writes', 'delete_black_uploads', 'overwrite', 'autocrop', ...
+               'agglomerate', 'use_https'};
       for i = 1:2:numel(args)
         name = args{i};
         if isa(name, 'string') && isscalar(name)

@@ -72,6 +72,14 @@ const COMMANDS: &[Command] = &[
                 A box leaving the volume is refused unless --unbounded (then only its inside counts).", requires: &["--bbox"],
     },
     Command {
+        name: "has-data",
+        synopsis: "cloudvolume has-data URL [--mip N] [--options JSON]",
+        about: "Print \"mip N: data\" when the scale holds any stored object, else \"mip N: no data\"\n\
+                (cloud-volume's has_data: whether any key starts with the scale's key, which is a bare\n\
+                prefix as there: \"8_8_40\" also finds a scale \"8_8_400\"). Needs a store that lists:\n\
+                file://, gs:// or s3:// (a web server cannot).", requires: &[],
+    },
+    Command {
         name: "create",
         synopsis: "cloudvolume create URL --dtype T --size X,Y,Z [--type image|segmentation] [--encoding E]\n\
                    \x20                  [--channels N] [--resolution X,Y,Z] [--offset X,Y,Z] [--chunk X,Y,Z] [--overwrite]",
@@ -593,6 +601,12 @@ fn exists(a: &Args) -> Result<(), Error> {
     Ok(())
 }
 
+fn has_data(a: &Args) -> Result<(), Error> {
+    let found = open(a)?.has_data(a.mip)?;
+    println!("mip {}: {}", a.mip, if found { "data" } else { "no data" });
+    Ok(())
+}
+
 fn triple<T: std::str::FromStr>(a: &Args, name: &str, default: Option<[T; 3]>) -> Result<[T; 3], Error> {
     let Some(v) = a.named.get(name) else {
         return default.ok_or_else(|| Error::invalid(format!("missing --{name} X,Y,Z")));
@@ -777,6 +791,7 @@ fn main() -> ExitCode {
         "mask" => mask(&a),
         "files" => files(&a),
         "exists" => exists(&a),
+        "has-data" => has_data(&a),
         "create" => create(&a),
         "upload" => upload(&a),
         "add-scale" => add_scale(&a),

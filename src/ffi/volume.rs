@@ -1,5 +1,5 @@
-//! The C ABI of reading: opening a layer, cutouts, scattered points, chunk existence, and the
-//! layer's metadata.
+//! The C ABI of reading: opening a layer, cutouts, scattered points, chunk existence, whether a
+//! scale holds data, and the layer's metadata.
 
 use std::ffi::{c_char, c_void, CString};
 
@@ -305,6 +305,26 @@ pub unsafe extern "C" fn cv_scattered_points(
         let mut tmp = vec![0u8; out_len];
         v.scattered_points(mip, &points, &mut tmp)?;
         std::ptr::copy_nonoverlapping(tmp.as_ptr(), out.cast::<u8>(), out_len);
+        Ok(())
+    })
+}
+
+/// Whether the scale `mip` appears to hold data, as cloud-volume's `vol.image.has_data(mip)`:
+/// `*out` = 1 when any stored object's key starts with the scale's key (the key as a bare
+/// prefix, as cloud-volume lists it: "8_8_40" also matches a scale "8_8_400"), else 0 (an
+/// empty directory, a scale whose info was added but nothing written). One listing request on
+/// gs:// and s3://, a directory walk that stops at the first file on file://. Plain HTTP
+/// servers cannot list: `CV_ERR_UNSUPPORTED`; refused credentials: `CV_ERR_AUTH`; a mip the
+/// layer lacks: `CV_ERR_INVALID_ARGUMENT`. On failure `*out` is left alone.
+///
+/// # Safety
+/// `vol` is a live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn cv_has_data(vol: *const cv_volume, mip: u32, out: *mut i32) -> cv_status {
+    boundary(|| {
+        let v = vol_arg(vol)?;
+        let out = out_arg(out, "out")?;
+        *out = i32::from(v.has_data(mip)?);
         Ok(())
     })
 }

@@ -106,6 +106,11 @@ impl ReadableStore for DiskCached {
         self.inner.exists(key)
     }
 
+    fn first_under(&self, prefix: &str) -> Result<Option<String>> {
+        // What the store holds, not what was cached (cloud-volume lists the remote too).
+        self.inner.first_under(prefix)
+    }
+
     fn url(&self, key: &str) -> String {
         self.inner.url(key)
     }
@@ -173,6 +178,11 @@ impl ReadableStore for LruCached {
             return Ok(true);
         }
         self.inner.exists(key)
+    }
+
+    fn first_under(&self, prefix: &str) -> Result<Option<String>> {
+        // What the store holds, not what was cached (cloud-volume lists the remote too).
+        self.inner.first_under(prefix)
     }
 
     fn url(&self, key: &str) -> String {

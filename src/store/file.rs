@@ -1,6 +1,7 @@
 //! `file://`: local directories, with cloud-volume's compression suffixes (`.gz`, `.br`, `.zstd`).
 
 use std::io::ErrorKind as IoKind;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{too_large, ContentEncoding, GetOptions, Got, ReadableStore, WritableStore};
@@ -11,6 +12,50 @@ use crate::error::{Error, Result};
 fn generation_of(m: &std::fs::Metadata) -> String {
     use std::os::unix::fs::MetadataExt;
     format!("{}-{}.{}-{}", m.len(), m.mtime(), m.mtime_nsec(), m.ino())
+}
+
+/// A file in `dir` whose name starts with `start`, or in (any depth of) a directory in `dir`
+/// whose name does, as Python's `os.walk` finds them for cloud-files: symbolic links to
+/// directories are not followed, other links count as files; a directory that is missing (or
+/// a file) holds nothing.
+fn file_under(dir: &Path, start: &[u8]) -> Result<Option<PathBuf>> {
+    use std::os::unix::ffi::OsStrExt;
+    let failed = |e: std::io::Error, p: &Path| {
+        if e.kind() == IoKind::PermissionDenied {
+            Error::auth(format!("file://{}: permission denied (listing the directory)", p.display()))
+        } else {
+            Error::io(format!("file://{}: listing the directory: {e}", p.display()))
+        }
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == IoKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
+        Err(e) => return Err(failed(e, dir)),
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) if e.kind() == IoKind::NotFound => continue,
+            Err(e) => return Err(failed(e, dir)),
+        };
+        if !entry.file_name().as_bytes().starts_with(start) {
+            continue;
+        }
+        let path = entry.path();
+        let kind = match entry.file_type() {
+            Ok(k) => k,
+            Err(e) if e.kind() == IoKind::NotFound => continue,
+            Err(e) => return Err(failed(e, &path)),
+        };
+        if kind.is_dir() {
+            if let Some(found) = file_under(&path, b"")? {
+                return Ok(Some(found));
+            }
+        } else if !(kind.is_symlink() && path.is_dir()) {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
 }
 
 /// Suffixes probed after the plain name, as cloud-files does.
@@ -147,6 +192,24 @@ impl ReadableStore for FileStore {
             }
         }
         Ok(false)
+    }
+
+    fn first_under(&self, prefix: &str) -> Result<Option<String>> {
+        // cloud-files walks the directory of the prefix and keeps the files whose path relative
+        // to the layer starts with it: here, the entries of that directory whose names start
+        // with the prefix's last part, each a file or a directory holding one.
+        let (dir, start) = match prefix.rfind('/') {
+            Some(i) => (&prefix[..i], &prefix[i + 1..]),
+            None => ("", prefix),
+        };
+        let Some(found) = file_under(Path::new(&join_key(&self.base, dir)), start.as_bytes())? else {
+            return Ok(None);
+        };
+        let full = found.to_string_lossy();
+        let name = super::relative_name(self.base.trim_end_matches('/'), &full);
+        // Keys, as cloud-files names them: without their compression suffix.
+        let suffix = SUFFIXES.iter().map(|e| e.file_suffix()).find(|s| !s.is_empty() && name.ends_with(s));
+        Ok(Some(name[..name.len() - suffix.map_or(0, str::len)].to_string()))
     }
 
     fn cheap_generation(&self, key: &str) -> Option<Result<Option<String>>> {

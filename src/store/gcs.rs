@@ -29,7 +29,7 @@ use serde_json::Value;
 
 pub use token::{ServiceAccount, Token, TokenSource};
 
-use super::http::{Explanation, Headers, HttpConfig, HttpStore, Op, Signer, Target};
+use super::http::{Explanation, Headers, HttpConfig, HttpStore, ListPage, Op, Signer, Target};
 use super::retry::Attempt;
 use super::ContentEncoding;
 use crate::cloudpath::{join_key, CloudPath};
@@ -242,6 +242,40 @@ impl Signer for GcsSigner {
             ),
             Op::Put => Target::new("PUT", self.media_url(key)),
         }
+    }
+
+    fn list_target(&self, _base: &str, prefix: &str, max: u32, token: Option<&str>) -> Option<Target> {
+        // The JSON API's objects.list, with a token or without (public buckets list to anyone
+        // allowed to, as google-cloud-storage's anonymous client asks).
+        let mut url = format!(
+            "{}/storage/v1/b/{}/o?prefix={}&maxResults={max}&fields={}",
+            self.endpoint,
+            encode_name(&self.bucket),
+            encode_name(&super::list_prefix(&self.prefix, prefix)),
+            encode_name("items(name),nextPageToken"),
+        );
+        if let Some(t) = token {
+            url.push_str(&format!("&pageToken={}", encode_name(t)));
+        }
+        Some(Target::new("GET", url))
+    }
+
+    fn list_page(&self, url: &str, body: &str) -> Result<ListPage> {
+        let bad = |why: &str| Error::decode(format!("GET {url}: not a listing of objects ({why})"));
+        let v: Value = serde_json::from_str(body).map_err(|e| bad(&e.to_string()))?;
+        let mut names = Vec::new();
+        match v.get("items") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for item in items {
+                    let name = item.get("name").and_then(Value::as_str).ok_or_else(|| bad("an item without a name"))?;
+                    names.push(super::relative_name(&self.prefix, name));
+                }
+            }
+            Some(_) => return Err(bad("\"items\" is no array")),
+        }
+        let next = v.get("nextPageToken").and_then(Value::as_str).map(str::to_string);
+        Ok(ListPage { names, next })
     }
 
     fn display_url(&self, _base: &str, key: &str) -> String {

@@ -19,6 +19,9 @@ use crate::error::{Error, Result};
 
 pub use crate::options::DEFAULT_NETWORK_PARALLEL;
 
+/// The most bytes a page of a listing may take (a thousand long names fit many times over).
+const LIST_BODY_MAX: u64 = 32 << 20;
+
 /// What the HTTP client is configured with.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -125,6 +128,15 @@ pub struct Explanation {
     pub retry: bool,
 }
 
+/// One page of a listing (see [`Signer::list_target`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// The names found, relative to the layer (cloud-files' `name.removeprefix(layer + "/")`).
+    pub names: Vec<String>,
+    /// The token of the next page, when there is one.
+    pub next: Option<String>,
+}
+
 /// A service's dialect of HTTP: addressing, credentials, conditions, checks. Every method has
 /// a plain-HTTP default.
 pub trait Signer: Send + Sync {
@@ -198,6 +210,22 @@ pub trait Signer: Send + Sync {
     /// The body does not match (retryable `Io` naming the URL).
     fn verify(&self, _url: &str, _headers: &Headers, _body: &[u8]) -> Attempt<()> {
         Ok(())
+    }
+
+    /// Where a listing of the objects whose keys start with `prefix` goes (keys as the store's,
+    /// relative to `base`; the prefix as [`super::ReadableStore::first_under`] takes it): at
+    /// most `max` names, the page after `token` when given. None: the service cannot list,
+    /// which is the default (a plain web server has no listing API).
+    fn list_target(&self, _base: &str, _prefix: &str, _max: u32, _token: Option<&str>) -> Option<Target> {
+        None
+    }
+
+    /// Read one page of a listing from the body of its (successful) answer.
+    ///
+    /// # Errors
+    /// A body that is no listing (`Decode`, naming `url`).
+    fn list_page(&self, url: &str, _body: &str) -> Result<ListPage> {
+        Err(Error::decode(format!("GET {url}: this service has no listings")))
     }
 
     /// Read a failed response (HTTP `status`, its headers, at most 64 KiB of its body) for what
@@ -421,6 +449,28 @@ impl HttpStore {
         }
     }
 
+    /// One page of the listing of `prefix`.
+    fn list_once(&self, target: &Target) -> Attempt<ListPage> {
+        let resp = self.send(target, None)?;
+        let url = &target.url;
+        match resp.status() {
+            200..=299 => {}
+            // Not the prefix (a listing of nothing is an empty page): the bucket.
+            404 | 410 => {
+                let (_, e) = self.failure(target, resp);
+                return Err((false, Error::not_found(format!("{}: the bucket does not exist", e.message()))));
+            }
+            _ => return Err(self.failure(target, resp)),
+        }
+        let mut body = String::new();
+        let read = resp.into_reader().take(LIST_BODY_MAX + 1).read_to_string(&mut body);
+        read.map_err(|e| (true, Error::io(format!("GET {url}: reading the listing failed: {e}"))))?;
+        if body.len() as u64 > LIST_BODY_MAX {
+            return Err((false, too_large(url, body.len() as u64, LIST_BODY_MAX)));
+        }
+        self.signer.list_page(url, &body).map_err(|e| (false, e))
+    }
+
     fn put_once(&self, key: &str, bytes: &[u8], encoding: ContentEncoding, content_type: &str) -> Attempt<()> {
         let mut target = self.signer.target(Op::Put, &self.base, key);
         let body = self.signer.upload(&mut target, key, bytes, encoding, content_type);
@@ -468,6 +518,28 @@ impl ReadableStore for HttpStore {
 
     fn exists(&self, key: &str) -> Result<bool> {
         self.retry.run(|| self.exists_once(key))
+    }
+
+    fn first_under(&self, prefix: &str) -> Result<Option<String>> {
+        // One name answers the question; later pages (larger, as only folder markers can make
+        // the first come back empty-handed) when the first holds none that counts.
+        let mut token: Option<String> = None;
+        loop {
+            let max = if token.is_none() { 1 } else { 1000 };
+            let target = self
+                .signer
+                .list_target(&self.base, prefix, max, token.as_deref())
+                .ok_or_else(|| super::cannot_list(&self.url("")))?;
+            let page = self.retry.run(|| self.list_once(&target))?;
+            // As cloud-files lists: neither the layer's own name nor folder markers are objects.
+            if let Some(name) = page.names.into_iter().find(|n| !n.is_empty() && !n.ends_with('/')) {
+                return Ok(Some(name));
+            }
+            match page.next.filter(|t| !t.is_empty()) {
+                Some(t) if token.as_deref() != Some(t.as_str()) => token = Some(t),
+                _ => return Ok(None),
+            }
+        }
     }
 
     fn url(&self, key: &str) -> String {

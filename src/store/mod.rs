@@ -1,8 +1,9 @@
 //! Storage: where the bytes of a layer live, by key. Stores are split by capability, as zarrs
 //! splits them: [`ReadableStore`] (one read primitive, [`ReadableStore::get_with`], plus
-//! `exists` and `url`; the usual reads are default methods over it) and [`WritableStore`]
-//! (`put`, `delete`); a [`Store`] is both. Objects come back with their content encoding
-//! ([`ContentEncoding`]); removing it is `codec::compression`'s job.
+//! `exists`, `url` and the listing [`ReadableStore::first_under`]; the usual reads are default
+//! methods over it) and [`WritableStore`] (`put`, `delete`); a [`Store`] is both. Objects come
+//! back with their content encoding ([`ContentEncoding`]); removing it is `codec::compression`'s
+//! job.
 //!
 //! Backends: `file` (local directories with cloud-volume's suffixes), `http` (the HTTP client
 //! every network store shares: retries, ranges, conditions, status mapping, with a [`Signer`]
@@ -86,6 +87,26 @@ pub trait ReadableStore: Send + Sync {
     /// file); None when asking would cost a request.
     fn cheap_generation(&self, _key: &str) -> Option<Result<Option<String>>> {
         None
+    }
+
+    /// The name of one object whose key starts with `prefix`, or None when there is none:
+    /// cloud-files' `first(CloudFiles(base).list(prefix))`, what cloud-volume's
+    /// `image.has_data(mip)` asks with the scale's key.
+    ///
+    /// As in cloud-files, `prefix` is a plain string prefix of the keys, joined onto the base as
+    /// keys are (`.` and `..` resolved): `"8_8_40"` matches `8_8_40/0-64_0-64_0-64`, and also
+    /// `8_8_400/...` and `8_8_40.json`; `"8_8_40/"` only what lies inside that folder; `""`
+    /// everything under the base. Folders are no objects: an empty directory, or a folder
+    /// marker (an object whose name ends in `/`) matches nothing. The name comes back relative
+    /// to the base, as cloud-files yields it (a file's `.gz`/`.br`/`.zstd` suffix removed); when
+    /// several match, which one is not promised (the first in order on S3 and GCS).
+    ///
+    /// # Errors
+    /// A store that cannot list (plain HTTP: `Unsupported`, naming its URL); refused credentials
+    /// (`Auth`); a bucket that does not exist (`NotFound`); I/O and network failures (after
+    /// retries); an answer that is no listing (`Decode`).
+    fn first_under(&self, _prefix: &str) -> Result<Option<String>> {
+        Err(cannot_list(&self.url("")))
     }
 
     /// Empty the caches in front of the store (disk and memory); a store without one does
@@ -175,4 +196,59 @@ pub(crate) fn too_large(url: &str, len: u64, max: u64) -> crate::error::Error {
     crate::error::Error::decode(format!(
         "{url}: object of {len} bytes is larger than the {max} bytes it can hold; refused unread (corrupt, or not what it should be)"
     ))
+}
+
+/// The refusal of a listing by a store that has no way to list (plain HTTP servers).
+pub(crate) fn cannot_list(url: &str) -> crate::error::Error {
+    crate::error::Error::unsupported(format!(
+        "{url}: listing is not possible over plain HTTP (a web server has no listing API); checking whether a \
+         scale holds data needs file://, gs:// or s3:// (without use_https)"
+    ))
+}
+
+/// The object-name prefix a listing of `prefix` asks for in a layer whose objects are named
+/// `{layer}/{key}` (`layer` without slashes at either end; empty for a bucket's root), as
+/// cloud-files' `posixpath.join(layer + "/", prefix)`, with `.` and `..` resolved as
+/// [`join_key`](crate::cloudpath::join_key) resolves keys. A trailing `/` is kept: it limits the
+/// listing to a folder.
+pub(crate) fn list_prefix(layer: &str, prefix: &str) -> String {
+    let joined = crate::cloudpath::join_key(&format!("/{layer}"), prefix);
+    let mut full = joined.trim_start_matches('/').to_string();
+    if !full.is_empty() && (prefix.is_empty() || prefix.ends_with('/')) {
+        full.push('/');
+    }
+    full
+}
+
+/// The name of object `name` relative to a layer named `layer` (as [`list_prefix`]): cloud-files'
+/// `name.removeprefix(layer + "/")`.
+pub(crate) fn relative_name(layer: &str, name: &str) -> String {
+    if layer.is_empty() {
+        return name.to_string();
+    }
+    match name.strip_prefix(layer).and_then(|r| r.strip_prefix('/')) {
+        Some(rest) => rest.to_string(),
+        None => name.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_prefixes_are_cloud_files_joins() {
+        assert_eq!(list_prefix("a/layer", "8_8_40"), "a/layer/8_8_40");
+        assert_eq!(list_prefix("a/layer", "8_8_40/"), "a/layer/8_8_40/");
+        assert_eq!(list_prefix("a/layer", ""), "a/layer/");
+        assert_eq!(list_prefix("", "8_8_40"), "8_8_40");
+        assert_eq!(list_prefix("", "s/"), "s/");
+        assert_eq!(list_prefix("", ""), "");
+        assert_eq!(list_prefix("a/layer", "../other/s0"), "a/other/s0");
+        assert_eq!(list_prefix("a/layer", "./s0//x"), "a/layer/s0/x");
+        assert_eq!(relative_name("a/layer", "a/layer/8_8_40/0-1_0-1_0-1"), "8_8_40/0-1_0-1_0-1");
+        assert_eq!(relative_name("", "8_8_40/x"), "8_8_40/x");
+        assert_eq!(relative_name("a/layer", "a/other/s0/x"), "a/other/s0/x");
+        assert_eq!(relative_name("a/layer", "a/layer2/x"), "a/layer2/x");
+    }
 }

@@ -27,7 +27,7 @@ use md5::{Digest, Md5};
 use ring::{digest, hmac};
 use serde_json::{Map, Value};
 
-use super::http::{Explanation, Headers, HttpConfig, HttpStore, Signer};
+use super::http::{Explanation, Headers, HttpConfig, HttpStore, ListPage, Signer, Target};
 use super::retry::Attempt;
 use crate::cloudpath::{CloudPath, S3_ENDPOINT};
 use crate::error::{Error, Result};
@@ -212,6 +212,7 @@ pub fn open(path: &CloudPath, found: Found, cfg: &S3Config, http: &HttpConfig) -
         Some("nokura") => "public-read",
         _ => "bucket-owner-full-control",
     };
+    let (list_url, layer) = listing_base(&base, &bucket, on_aws && dns_label(&bucket));
     let signer = S3Signer {
         credentials: found.credentials,
         region: RwLock::new(region),
@@ -221,8 +222,31 @@ pub fn open(path: &CloudPath, found: Found, cfg: &S3Config, http: &HttpConfig) -
         acl,
         checksum: cfg.checksum,
         key_cache: Mutex::new(None),
+        list_url,
+        layer,
     };
     HttpStore::with_signer(&base, http, Box::new(signer))
+}
+
+/// The URL of a bucket's listings and the layer's object-name prefix in it, out of the layer's
+/// base URL: `https://BUCKET.host/PREFIX` when `virtual_hosted`, else `ENDPOINT/BUCKET/PREFIX`.
+fn listing_base(base: &str, bucket: &str, virtual_hosted: bool) -> (String, String) {
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_end..].find('/').map_or(base.len(), |i| authority_end + i);
+    let (host, path) = base.split_at(path_start);
+    if virtual_hosted {
+        return (format!("{host}/"), path.trim_matches('/').to_string());
+    }
+    let seg = format!("/{bucket}");
+    let mut from = 0;
+    while let Some(i) = path[from..].find(&seg).map(|i| from + i) {
+        let end = i + seg.len();
+        if end == path.len() || path.as_bytes()[end] == b'/' {
+            return (format!("{host}{}", &path[..end]), path[end..].trim_matches('/').to_string());
+        }
+        from = i + 1;
+    }
+    (base.to_string(), String::new())
 }
 
 /// Signs requests with SigV4 (when it has credentials) and checks ETags.
@@ -239,6 +263,10 @@ pub struct S3Signer {
     checksum: bool,
     /// (date, region, signing key) of the last signature.
     key_cache: Mutex<Option<(String, String, hmac::Key)>>,
+    /// Where the bucket's listings go (`ENDPOINT/BUCKET`, or `https://BUCKET.host/`).
+    list_url: String,
+    /// The layer's object-name prefix in the bucket, without slashes at either end.
+    layer: String,
 }
 
 impl std::fmt::Debug for S3Signer {
@@ -280,6 +308,39 @@ impl S3Signer {
 }
 
 impl Signer for S3Signer {
+    fn list_target(&self, _base: &str, prefix: &str, max: u32, token: Option<&str>) -> Option<Target> {
+        // ListObjectsV2, signed as every request (the query is part of the signature).
+        let full = super::list_prefix(&self.layer, prefix);
+        let mut url = format!("{}?list-type=2&prefix={}&max-keys={max}", self.list_url, uri_encode(&full, false));
+        if let Some(t) = token {
+            url.push_str(&format!("&continuation-token={}", uri_encode(t, false)));
+        }
+        Some(Target::new("GET", url))
+    }
+
+    fn list_page(&self, url: &str, body: &str) -> Result<ListPage> {
+        if !body.contains("<ListBucketResult") {
+            let start: String = body.chars().take(80).filter(|c| !c.is_control()).collect();
+            return Err(Error::decode(format!("GET {url}: not a ListBucketResult (the answer starts \"{start}\")")));
+        }
+        let mut names = Vec::new();
+        let mut rest = body;
+        while let Some(i) = rest.find("<Contents>") {
+            let block = &rest[i..];
+            let end = block.find("</Contents>").unwrap_or(block.len());
+            // Not trimmed: a key's spaces are its own.
+            let contents = &block[..end];
+            if let Some(a) = contents.find("<Key>").map(|a| a + "<Key>".len()) {
+                let key = &contents[a..contents[a..].find("</Key>").map_or(contents.len(), |b| a + b)];
+                names.push(super::relative_name(&self.layer, &xml_unescape(key)));
+            }
+            rest = &block[end..];
+        }
+        let truncated = xml_element(body, "IsTruncated").is_some_and(|t| t.eq_ignore_ascii_case("true"));
+        let next = xml_element(body, "NextContinuationToken").filter(|_| truncated).map(xml_unescape);
+        Ok(ListPage { names, next })
+    }
+
     fn sign(&self, req: ureq::Request, method: &str, url: &str, payload: &[u8]) -> Attempt<ureq::Request> {
         let Some(c) = &self.credentials else { return Ok(req) };
         let parts = UrlParts::parse(url)
@@ -430,6 +491,46 @@ fn xml_element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
     let start = xml.find(&open)? + open.len();
     let end = xml[start..].find(&format!("</{name}>"))? + start;
     Some(xml[start..end].trim())
+}
+
+/// The text of an XML element with its five predefined entities and character references
+/// replaced (a reference that does not decode stays as written).
+fn xml_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let decoded = rest.find(';').and_then(|j| {
+            let ch = match &rest[1..j] {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                r => {
+                    let code = match r.strip_prefix("#x").or_else(|| r.strip_prefix("#X")) {
+                        Some(h) => u32::from_str_radix(h, 16).ok(),
+                        None => r.strip_prefix('#').and_then(|d| d.parse().ok()),
+                    };
+                    code.and_then(char::from_u32)
+                }
+            };
+            ch.map(|c| (c, j))
+        });
+        match decoded {
+            Some((c, j)) => {
+                out.push(c);
+                rest = &rest[j + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The MD5 an ETag stands for, when it is a single-part upload's (a quoted 32-digit hex MD5;

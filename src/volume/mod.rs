@@ -338,6 +338,22 @@ impl Volume {
         }
     }
 
+    /// Whether the scale `mip` appears to hold data, as cloud-volume's `image.has_data(mip)`
+    /// decides: whether any object's key starts with the scale's key (one listing request on
+    /// S3 and GCS, a directory walk that stops at the first file on file://). An empty
+    /// directory, or a scale whose info was added but nothing written, holds none. As in
+    /// cloud-volume the key is a bare prefix: "8_8_40" also finds the objects of a scale
+    /// "8_8_400", or a file "8_8_40.json". Graphene layers ask their `data_dir`.
+    ///
+    /// # Errors
+    /// A mip the layer lacks (`InvalidArgument`); a store that cannot list (plain HTTP:
+    /// `Unsupported`); refused credentials (`Auth`); I/O errors.
+    pub fn has_data(&self, mip: u32) -> Result<bool> {
+        let key = &self.scale(mip)?.key;
+        let found = self.store.first_under(key).map_err(|e| e.context(format!("{}: has_data of mip {mip}", self.path.path)))?;
+        Ok(found.is_some())
+    }
+
     /// The stored chunk files meeting `bbox` at `mip` (cloud-volume's `download_files`): each
     /// named by its key (unsharded) or its compressed Morton code (sharded), with gzip, brotli
     /// or zstd removed when `decompress`; missing chunks left out. The box is checked against

@@ -505,6 +505,16 @@ public:
     Options &delete_black_uploads(bool v) { return set("delete_black_uploads", v ? "true" : "false"); }
     /// `Volume::create` replaces an existing info.
     Options &overwrite(bool v) { return set("overwrite", v ? "true" : "false"); }
+    /// Read gs:// and s3:// through their public HTTPS endpoints, unsigned.
+    Options &use_https(bool v) { return set("use_https", v ? "true" : "false"); }
+    /// graphene://: map supervoxels to roots (default true).
+    Options &agglomerate(bool v) { return set("agglomerate", v ? "true" : "false"); }
+    /// graphene://: the graph's state at this unix time (seconds).
+    Options &timestamp(double unix_seconds) { return set("timestamp", detail::json_number(unix_seconds, "timestamp")); }
+    /// graphene://: map to ancestors at this layer instead of roots.
+    Options &stop_layer(std::uint32_t v) { return set("stop_layer", std::to_string(v)); }
+    /// graphene://: the CAVE token itself (else cave-secret.json and friends are read).
+    Options &cave_token(const std::string &token) { return set("secrets", detail::json_string(token)); }
 
     /// Any member, its value given as JSON text (for keys this header does not know yet). A key
     /// set twice keeps the last value. The library refuses unknown keys.
@@ -763,6 +773,98 @@ public:
                                       flags.empty() ? nullptr : flags.data(), flags.size(), &present),
                       "cv_chunks_exist");
         return flags;
+    }
+
+    // ---- label operations (uint32/uint64 layers) -------------------------------------------
+
+    /// Labels of a box, sorted, with their voxel counts (`cv_unique`).
+    struct Labels {
+        std::vector<std::uint64_t> labels;
+        std::vector<std::uint64_t> counts;
+    };
+    Labels unique(std::uint32_t mip, const Box &box) const {
+        std::uint64_t *l = nullptr, *c = nullptr;
+        std::size_t n = 0;
+        detail::check(cv_unique(handle("unique"), mip, box.lo.data(), box.hi.data(), &l, &c, &n), "cv_unique");
+        Labels out;
+        if (n) {
+            out.labels.assign(l, l + n);
+            out.counts.assign(c, c + n);
+        }
+        cv_labels_free(l, n);
+        cv_labels_free(c, n);
+        return out;
+    }
+    /// A 0/1 mask of `box`: 1 where a voxel holds one of `labels` (one byte per voxel and
+    /// channel, Fortran order; `cv_label_mask_into`).
+    std::vector<std::uint8_t> label_mask(std::uint32_t mip, const Box &box, const std::vector<std::uint64_t> &labels) const {
+        std::vector<std::uint8_t> out(detail::mul(static_cast<std::size_t>(box.voxels()), num_channels(), "label_mask"));
+        detail::check(cv_label_mask_into(handle("label_mask"), mip, box.lo.data(), box.hi.data(),
+                                         labels.empty() ? nullptr : labels.data(), labels.size(),
+                                         out.empty() ? nullptr : out.data(), out.size()),
+                      "cv_label_mask_into");
+        return out;
+    }
+    /// The box cloud-volume's `download_point(pt, size, mip, coord_resolution)` reads:
+    /// `pt` in mip 0 voxels, or in voxels of `coord_resolution` (nm) when given.
+    Box point_box(std::uint32_t mip, const std::array<double, 3> &pt, const Vec3i &size,
+                  const std::array<double, 3> *coord_resolution = nullptr) const {
+        Box b;
+        detail::check(cv_point_box(handle("point_box"), mip, pt.data(), size.data(),
+                                   coord_resolution ? coord_resolution->data() : nullptr, b.lo.data(), b.hi.data()),
+                      "cv_point_box");
+        return b;
+    }
+    /// `download_point`: the cutout of `point_box`, in Fortran order.
+    template <class T>
+    Array<T> download_point(std::uint32_t mip, const std::array<double, 3> &pt, const Vec3i &size,
+                            const std::array<double, 3> *coord_resolution = nullptr) const {
+        return cutout<T>(mip, point_box(mip, pt, size, coord_resolution));
+    }
+    /// A box renumbered 1, 2, ... in ascending label order (0 kept) in the smallest type that
+    /// holds them (`cv_renumber`): value v of `data` stands for `labels[v]`.
+    struct Renumbered {
+        std::vector<std::uint8_t> data;
+        DataType dtype;
+        std::vector<std::uint64_t> labels;
+    };
+    Renumbered renumber(std::uint32_t mip, const Box &box) const {
+        std::uint8_t *d = nullptr;
+        std::size_t len = 0, n = 0;
+        std::int32_t t = 0;
+        std::uint64_t *l = nullptr;
+        detail::check(cv_renumber(handle("renumber"), mip, box.lo.data(), box.hi.data(), &d, &len, &t, &l, &n),
+                      "cv_renumber");
+        Renumbered r{std::vector<std::uint8_t>(d, d + len), static_cast<DataType>(t),
+                     std::vector<std::uint64_t>(l, l + n)};
+        cv_bytes_free(d, len);
+        cv_labels_free(l, n);
+        return r;
+    }
+    /// The stored chunk files meeting `box` (cloud-volume's `download_files`): (name, bytes),
+    /// names being chunk keys or, in sharded scales, compressed Morton codes.
+    std::vector<std::pair<std::string, std::vector<std::uint8_t>>> download_files(std::uint32_t mip, const Box &box,
+                                                                                  bool decompress = true) const {
+        cv_files *f = nullptr;
+        detail::check(cv_download_files(handle("download_files"), mip, box.lo.data(), box.hi.data(), decompress ? 1 : 0, &f),
+                      "cv_download_files");
+        std::vector<std::pair<std::string, std::vector<std::uint8_t>>> out;
+        const std::size_t n = cv_files_count(f);
+        out.reserve(n);
+        for (std::size_t i = 0; i < n; i++) {
+            const char *name = nullptr;
+            const std::uint8_t *data = nullptr;
+            std::size_t len = 0;
+            const cv_status st = cv_files_get(f, i, &name, &data, &len);
+            if (st != CV_OK) {
+                const std::string msg = cv_last_error();
+                cv_files_free(f);
+                detail::throw_status(st, "cv_files_get: " + msg);
+            }
+            out.emplace_back(name, std::vector<std::uint8_t>(data, data + len));
+        }
+        cv_files_free(f);
+        return out;
     }
 
     // ---- writes ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -468,8 +469,10 @@ void test_error_paths(const harness::TempDir &tmp) {
                  CV_ERR_INVALID_ARGUMENT, "parallel");
     EXPECT_THROW(cv::InvalidArgument, "open with a bad endpoint", cv::Volume::open(url, cv::Options().gs_endpoint("ftp://x")),
                  CV_ERR_INVALID_ARGUMENT, "gs_endpoint", "ftp://x");
-    EXPECT_THROW(cv::Unsupported, "open a graphene:// path", cv::Volume::open("graphene://https://example.org/seg"),
-                 CV_ERR_UNSUPPORTED, "graphene");
+    EXPECT_THROW(cv::Unsupported, "open a boss:// path", cv::Volume::open("boss://https://example.org/c/e/ch"),
+                 CV_ERR_UNSUPPORTED, "boss");
+    EXPECT_THROW(cv::InvalidArgument, "open a malformed graphene:// path", cv::Volume::open("graphene://https://example.org/seg"),
+                 CV_ERR_INVALID_ARGUMENT, "graphene path");
     EXPECT_THROW(cv::IoError, "open over a refused connection",
                  cv::Volume::open("http://127.0.0.1:9/layer", cv::Options().max_attempts(1).timeout(5)), CV_ERR_IO,
                  "127.0.0.1:9");
@@ -615,6 +618,74 @@ void test_threads(const harness::TempDir &tmp) {
     CHECK(bad == 0 && errors == 0, "threads: " << bad << " wrong reads or messages, " << errors << " unexpected errors");
 }
 
+/// Label operations on a uint64 compressed_segmentation layer written here: unique, masks,
+/// renumbering, point boxes and chunk files, each checked against a cutout.
+void test_labels(const harness::TempDir &tmp) {
+    cv::InfoSpec spec;
+    spec.layer_type = "segmentation";
+    spec.data_type = cv::DataType::uint64;
+    spec.encoding = "compressed_segmentation";
+    spec.resolution = {8, 8, 40};
+    spec.voxel_offset = {-4, 2, 0};
+    spec.size = {40, 30, 12};
+    spec.chunk_size = {16, 16, 8};
+    const cv::Box all{{-4, 2, 0}, {36, 32, 12}};
+    cv::Volume vol = cv::Volume::create(tmp.url("labels"), cv::new_info(spec));
+    cv::Array<std::uint64_t> src(all, 1);
+    for (std::int64_t z = 0; z < 12; z++)
+        for (std::int64_t y = 0; y < 30; y++)
+            for (std::int64_t x = 0; x < 40; x++)
+                src(static_cast<std::size_t>(x), static_cast<std::size_t>(y), static_cast<std::size_t>(z), 0) =
+                    (x / 5 + 8 * (y / 7) + 64 * (z / 3)) % 23 == 0 ? 0 : 1000000000000ull + static_cast<std::uint64_t>((x / 5) * 31 + (y / 7) * 7 + z / 3);
+    vol.write(0, src);
+    const cv::Box box{{-1, 5, 1}, {30, 31, 11}};
+    const cv::Array<std::uint64_t> cut = vol.cutout<std::uint64_t>(0, box);
+    std::map<std::uint64_t, std::uint64_t> model;
+    for (std::uint64_t v : cut) model[v]++;
+
+    const auto u = vol.unique(0, box);
+    CHECK(u.labels.size() == model.size() && u.labels.size() > 5, "unique: " << u.labels.size() << " labels");
+    bool same = u.labels.size() == model.size();
+    std::size_t i = 0;
+    for (const auto &kv : model) {
+        if (i < u.labels.size() && (u.labels[i] != kv.first || u.counts[i] != kv.second)) same = false;
+        i++;
+    }
+    CHECK(same, "unique labels and counts equal the cutout's");
+
+    const std::uint64_t pick = u.labels.back();
+    const auto mask = vol.label_mask(0, box, {pick, 7});
+    std::size_t wrong = 0;
+    for (std::size_t k = 0; k < cut.size(); k++)
+        if (mask[k] != (cut.data()[k] == pick ? 1 : 0)) wrong++;
+    CHECK(mask.size() == cut.size() && wrong == 0, "label_mask: " << wrong << " wrong voxels");
+
+    const auto r = vol.renumber(0, box);
+    CHECK(r.dtype == cv::DataType::uint8 && r.data.size() == cut.size() && r.labels[0] == 0, "renumber type and size");
+    wrong = 0;
+    for (std::size_t k = 0; k < cut.size(); k++)
+        if (r.labels.at(r.data[k]) != cut.data()[k]) wrong++;
+    CHECK(wrong == 0, "renumbered voxels map back: " << wrong << " wrong");
+
+    const cv::Box pb = vol.point_box(0, {10.0, 20.0, 5.0}, {8, 8, 1});
+    CHECK((pb == cv::Box{{6, 16, 5}, {14, 24, 6}}), "point_box " << pb.str());
+    const std::array<double, 3> cr{4, 4, 40};
+    const cv::Box pb2 = vol.point_box(0, {10.0, 20.0, 5.0}, {4, 4, 2}, &cr);
+    CHECK((pb2 == cv::Box{{3, 8, 4}, {7, 12, 6}}), "point_box with coord_resolution " << pb2.str());
+    const auto pt = vol.download_point<std::uint64_t>(0, {10.0, 20.0, 5.0}, {8, 8, 1});
+    CHECK(pt.box() == pb && pt.data()[0] == src(10, 14, 5, 0), "download_point reads the point box");
+
+    const auto files = vol.download_files(0, cv::Box{{-4, 2, 0}, {20, 18, 8}});
+    CHECK(files.size() == 2 && files[1].first == "8_8_40/12-28_2-18_0-8" && files[0].first == "8_8_40/-4-12_2-18_0-8", "download_files names: " << files.size()
+          << (files.empty() ? std::string() : " " + files[0].first));
+
+    EXPECT_THROW(cv::OutOfBounds, "unique past the bounds", vol.unique(0, cv::Box{{-9, 2, 0}, {4, 4, 4}}),
+                 CV_ERR_OUT_OF_BOUNDS, "outside the bounds", "");
+    cv::Volume img = cv::Volume::create(tmp.url("labels_img"), a_info());
+    EXPECT_THROW(cv::InvalidArgument, "unique on uint16", img.unique(0, cv::Box{{0, 10, 12}, {4, 14, 16}}),
+                 CV_ERR_INVALID_ARGUMENT, "uint32 or uint64", "uint16");
+}
+
 }  // namespace
 
 int main() {
@@ -631,6 +702,7 @@ int main() {
         test_error_paths(tmp);
         test_delete(tmp);
         test_add_scale_and_compression(tmp);
+        test_labels(tmp);
     } catch (const cv::Error &e) {
         CHECK(false, "unexpected " << e.code_name() << ": " << e.what());
     }

@@ -622,6 +622,189 @@ static void cmd_exists(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[
     plhs[0] = a;
 }
 
+/* ('unique', id, mip, lo, hi) -> n x 2 uint64: labels (sorted) and voxel counts. */
+static void cmd_unique(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const cv_volume *v;
+    uint32_t mip;
+    int64_t lo[3], hi[3];
+    uint64_t *labels = NULL, *counts = NULL, *out;
+    size_t n = 0, i;
+    mxArray *a;
+    (void)nlhs;
+    need(nrhs, 4, "cloudvolume_mex('unique', id, mip, lo, hi)");
+    v = get_vol(prhs[0]);
+    mip = get_u32(prhs[1], "mip");
+    get_int64s(prhs[2], 3, lo, "lo");
+    get_int64s(prhs[3], 3, hi, "hi");
+    check(cv_unique(v, mip, lo, hi, &labels, &counts, &n));
+    a = mxCreateNumericMatrix((mwSize)n, 2, mxUINT64_CLASS, mxREAL);
+    out = (uint64_t *)mxGetData(a);
+    for (i = 0; i < n; i++) {
+        out[i] = labels[i];
+        out[n + i] = counts[i];
+    }
+    cv_labels_free(labels, n);
+    cv_labels_free(counts, n);
+    plhs[0] = a;
+}
+
+/* ('label_mask', id, mip, lo, hi, labels) -> logical array of the box's shape. */
+static void cmd_label_mask(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const cv_volume *v;
+    uint32_t mip, nc;
+    int64_t lo[3], hi[3];
+    size_t dims[3], total, nl, i;
+    mwSize mdims[4];
+    uint64_t *labels;
+    uint8_t *bytes;
+    mxLogical *pl;
+    mxArray *a;
+    cv_status st;
+    (void)nlhs;
+    need(nrhs, 5, "cloudvolume_mex('label_mask', id, mip, lo, hi, labels)");
+    v = get_vol(prhs[0]);
+    mip = get_u32(prhs[1], "mip");
+    get_int64s(prhs[2], 3, lo, "lo");
+    get_int64s(prhs[3], 3, hi, "hi");
+    if (!mxIsNumeric(prhs[4]) || mxIsComplex(prhs[4])) fail_arg("labels must be real integers");
+    nl = mxGetNumberOfElements(prhs[4]);
+    labels = (uint64_t *)mxMalloc(nl ? nl * sizeof(uint64_t) : 1);
+    for (i = 0; i < nl; i++) {
+        int64_t x;
+        if (mxGetClassID(prhs[4]) == mxUINT64_CLASS) {
+            labels[i] = ((const uint64_t *)mxGetData(prhs[4]))[i];
+            continue;
+        }
+        if (!elem_int64(prhs[4], i, &x) || x < 0) {
+            mxFree(labels);
+            fail_arg("labels must be non-negative integers");
+        }
+        labels[i] = (uint64_t)x;
+    }
+    layer_class(v, &nc, NULL);
+    total = box_dims(lo, hi, dims);
+    if (total > 0 && total > SIZE_MAX / nc) fail_arg("the box is too large");
+    total *= nc;
+    mdims[0] = (mwSize)dims[0];
+    mdims[1] = (mwSize)dims[1];
+    mdims[2] = (mwSize)dims[2];
+    mdims[3] = (mwSize)nc;
+    a = mxCreateLogicalArray(nc > 1 ? 4 : 3, mdims);
+    bytes = (uint8_t *)mxMalloc(total ? total : 1);
+    st = cv_label_mask_into(v, mip, lo, hi, labels, nl, bytes, total);
+    mxFree(labels);
+    if (st != CV_OK) {
+        mxFree(bytes);
+        mxDestroyArray(a);
+        fail_status(st);
+    }
+    pl = mxGetLogicals(a);
+    for (i = 0; i < total; i++) pl[i] = bytes[i] != 0;
+    mxFree(bytes);
+    plhs[0] = a;
+}
+
+/* ('point_box', id, mip, pt, size, coord_resolution or []) -> 2 x 3 double: lo; hi (half-open). */
+static void cmd_point_box(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const cv_volume *v;
+    uint32_t mip;
+    double pt[3], cr[3], *out;
+    int64_t size[3], lo[3], hi[3];
+    int have_cr, d;
+    (void)nlhs;
+    need(nrhs, 5, "cloudvolume_mex('point_box', id, mip, pt, size, coord_resolution)");
+    v = get_vol(prhs[0]);
+    mip = get_u32(prhs[1], "mip");
+    get_doubles3(prhs[2], pt, "pt");
+    get_int64s(prhs[3], 3, size, "size");
+    have_cr = !mxIsEmpty(prhs[4]);
+    if (have_cr) get_doubles3(prhs[4], cr, "coord_resolution");
+    check(cv_point_box(v, mip, pt, size, have_cr ? cr : NULL, lo, hi));
+    plhs[0] = mxCreateDoubleMatrix(2, 3, mxREAL);
+    out = mxGetPr(plhs[0]);
+    for (d = 0; d < 3; d++) {
+        out[2 * d] = (double)lo[d];
+        out[2 * d + 1] = (double)hi[d];
+    }
+}
+
+/* ('renumber', id, mip, lo, hi) -> struct: data (the box, smallest unsigned class), labels. */
+static void cmd_renumber(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const cv_volume *v;
+    uint32_t mip, nc;
+    int64_t lo[3], hi[3];
+    size_t dims[3], len = 0, n = 0, i;
+    mwSize mdims[4];
+    uint8_t *data = NULL;
+    uint64_t *labels = NULL, *pl;
+    int32_t dtype = 0;
+    const char *fields[] = {"data", "labels"};
+    mxArray *a, *l, *s;
+    (void)nlhs;
+    need(nrhs, 4, "cloudvolume_mex('renumber', id, mip, lo, hi)");
+    v = get_vol(prhs[0]);
+    mip = get_u32(prhs[1], "mip");
+    get_int64s(prhs[2], 3, lo, "lo");
+    get_int64s(prhs[3], 3, hi, "hi");
+    layer_class(v, &nc, NULL);
+    box_dims(lo, hi, dims);
+    check(cv_renumber(v, mip, lo, hi, &data, &len, &dtype, &labels, &n));
+    mdims[0] = (mwSize)dims[0];
+    mdims[1] = (mwSize)dims[1];
+    mdims[2] = (mwSize)dims[2];
+    mdims[3] = (mwSize)nc;
+    a = mxCreateUninitNumericArray(nc > 1 ? 4 : 3, mdims, class_of(dtype), mxREAL);
+    if (len) memcpy(mxGetData(a), data, len);
+    l = mxCreateNumericMatrix((mwSize)n, 1, mxUINT64_CLASS, mxREAL);
+    pl = (uint64_t *)mxGetData(l);
+    for (i = 0; i < n; i++) pl[i] = labels[i];
+    cv_bytes_free(data, len);
+    cv_labels_free(labels, n);
+    s = mxCreateStructMatrix(1, 1, 2, fields);
+    mxSetField(s, 0, "data", a);
+    mxSetField(s, 0, "labels", l);
+    plhs[0] = s;
+}
+
+/* ('download_files', id, mip, lo, hi, decompress) -> struct array: name, data (uint8 column). */
+static void cmd_download_files(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const cv_volume *v;
+    uint32_t mip;
+    int64_t lo[3], hi[3], dec;
+    cv_files *files = NULL;
+    size_t n, i;
+    const char *fields[] = {"name", "data"};
+    mxArray *s;
+    (void)nlhs;
+    need(nrhs, 5, "cloudvolume_mex('download_files', id, mip, lo, hi, decompress)");
+    v = get_vol(prhs[0]);
+    mip = get_u32(prhs[1], "mip");
+    get_int64s(prhs[2], 3, lo, "lo");
+    get_int64s(prhs[3], 3, hi, "hi");
+    get_int64s(prhs[4], 1, &dec, "decompress");
+    check(cv_download_files(v, mip, lo, hi, dec != 0, &files));
+    n = cv_files_count(files);
+    s = mxCreateStructMatrix((mwSize)n, 1, 2, fields);
+    for (i = 0; i < n; i++) {
+        const char *name = NULL;
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        mxArray *d;
+        cv_status st = cv_files_get(files, i, &name, &data, &len);
+        if (st != CV_OK) {
+            cv_files_free(files);
+            mxDestroyArray(s);
+            fail_status(st);
+        }
+        d = mxCreateNumericMatrix((mwSize)len, 1, mxUINT8_CLASS, mxREAL);
+        if (len) memcpy(mxGetData(d), data, len);
+        mxSetField(s, (mwIndex)i, "name", mxCreateString(name));
+        mxSetField(s, (mwIndex)i, "data", d);
+    }
+    cv_files_free(files);
+    plhs[0] = s;
+}
+
 static void cmd_delete_chunks(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
     const cv_volume *v;
     uint32_t mip;
@@ -719,6 +902,11 @@ static const struct {
     {"add_scale", cmd_add_scale},
     {"new_info", cmd_new_info},
     {"file_exists", cmd_file_exists},
+    {"unique", cmd_unique},
+    {"label_mask", cmd_label_mask},
+    {"point_box", cmd_point_box},
+    {"renumber", cmd_renumber},
+    {"download_files", cmd_download_files},
 };
 
 void mexFunction(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {

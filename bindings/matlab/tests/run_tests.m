@@ -51,6 +51,7 @@ cases = {
   'create: info option', @t_create_info
   'scattered points, exists, delete_chunks', @t_points_exists_delete
   'add_scale', @t_add_scale
+  'label operations', @t_labels
   'display', @t_display
 };
 
@@ -160,6 +161,42 @@ catch err
   return;
 end
 error('test:fail', 'expected error %s (%s), but there was none', id, needle);
+end
+
+% unique, labelMask, renumber, downloadPoint, downloadFiles on a uint64 compressed_segmentation
+% layer written here, each checked against a cutout.
+function t_labels(ctx)
+info = CloudVolume.create_new_info(1, 'segmentation', 'uint64', 'compressed_segmentation', [8 8 40], [-4 2 0], ...
+                                   [40 30 12], [16 16 8]);
+v = CloudVolume(new_path(ctx, 'labels'), 'info', info);
+[x, y, z] = ndgrid(0:39, 0:29, 0:11);
+k = floor(x / 5) + 8 * floor(y / 7) + 64 * floor(z / 3);
+A = uint64(1e12) + uint64(k);
+A(mod(k, 23) == 0) = 0;
+v.write([-4 2 0], A);
+lo = [-1 5 1];
+hi = [29 30 10];
+C = v.cutout(lo, hi);
+[labels, counts] = v.unique(lo, hi);
+want = unique(C(:));
+check(isequal(labels, want), 'unique labels: %d, want %d', numel(labels), numel(want));
+n = arrayfun(@(l) sum(C(:) == l), want);
+check(isequal(double(counts), n), 'unique counts');
+check(isa(labels, 'uint64') && sum(double(counts)) == numel(C), 'unique class and total');
+M = v.labelMask(lo, hi, labels(end));
+check(islogical(M) && isequal(M, C == labels(end)), 'labelMask equals cutout == label');
+[R, back] = v.renumber(lo, hi);
+check(isa(R, 'uint8') && isequal(size(R), size(C)) && back(1) == 0, 'renumber class %s', class(R));
+check(isequal(reshape(back(double(R(:)) + 1), size(C)), C), 'renumbered voxels map back');
+P = v.downloadPoint([10 20 5], [8 8 1]);
+check(isequal(size(P), [8 8]) && isequal(P, v.cutout([6 16 5], [13 23 5])), 'downloadPoint box');
+F = v.downloadFiles([-4 2 0], [19 17 7]);
+check(numel(F) == 2 && strcmp(F(1).name, '8_8_40/-4-12_2-18_0-8') && isa(F(1).data, 'uint8'), 'downloadFiles');
+expect_error(@() v.unique([-9 2 0], [3 3 3]), 'cloudvolume:outOfBounds', 'outside the bounds');
+img = create_layer(ctx, 'labels_img', 'uint16', 'raw', 1, [8 8 8], [8 8 8], [0 0 0]);
+expect_error(@() img.unique([0 0 0], [3 3 3]), 'cloudvolume:invalidArgument', 'uint32 or uint64');
+delete(img);
+delete(v);
 end
 
 function p = new_path(ctx, name)
@@ -487,7 +524,7 @@ delete(v);
 % io: nothing listens on port 9 (one attempt, short timeout).
 expect_error(@() CloudVolume('http://127.0.0.1:9/layer', 'max_attempts', 1, 'timeout', 2), 'cloudvolume:io', '127.0.0.1');
 % unsupported: another service's path.
-expect_error(@() CloudVolume('graphene://https://example.org/segmentation/table/x'), 'cloudvolume:unsupported');
+expect_error(@() CloudVolume('boss://https://example.org/coll/exp/chan'), 'cloudvolume:unsupported');
 % invalidArgument from the library: an unknown option, a bad value.
 expect_error(@() CloudVolume(ctx.sample, 'no_such_option', 1), 'cloudvolume:invalidArgument', 'no_such_option');
 expect_error(@() CloudVolume(ctx.sample, 'parallel', 0), 'cloudvolume:invalidArgument', 'parallel');

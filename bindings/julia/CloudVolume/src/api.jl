@@ -239,6 +239,43 @@ cv_storage_delete(st, key) = ccall(fptr(:cv_storage_delete), Cint, (Ptr{Cvoid}, 
 cv_storage_exists(st, key, out) =
     ccall(fptr(:cv_storage_exists), Cint, (Ptr{Cvoid}, Cstring, Ptr{Int32}), st, key, out)
 
+# Label operations (uint32/uint64 layers) and chunk files.
+
+cv_unique(vol, mip, lo, hi, labels, counts, n) =
+    ccall(fptr(:cv_unique), Cint,
+          (Ptr{Cvoid}, UInt32, Ptr{Int64}, Ptr{Int64}, Ptr{Ptr{UInt64}}, Ptr{Ptr{UInt64}}, Ptr{Csize_t}),
+          vol, mip, lo, hi, labels, counts, n)
+
+cv_labels_free(p, n) = ccall(fptr(:cv_labels_free), Cvoid, (Ptr{UInt64}, Csize_t), p, n)
+
+cv_label_mask_into(vol, mip, lo, hi, labels, n_labels, out, out_len) =
+    ccall(fptr(:cv_label_mask_into), Cint,
+          (Ptr{Cvoid}, UInt32, Ptr{Int64}, Ptr{Int64}, Ptr{UInt64}, Csize_t, Ptr{UInt8}, Csize_t),
+          vol, mip, lo, hi, labels, n_labels, out, out_len)
+
+cv_point_box(vol, mip, pt, size, coord_resolution, lo_out, hi_out) =
+    ccall(fptr(:cv_point_box), Cint,
+          (Ptr{Cvoid}, UInt32, Ptr{Float64}, Ptr{Int64}, Ptr{Float64}, Ptr{Int64}, Ptr{Int64}),
+          vol, mip, pt, size, coord_resolution, lo_out, hi_out)
+
+cv_renumber(vol, mip, lo, hi, out, out_len, out_dtype, labels, n) =
+    ccall(fptr(:cv_renumber), Cint,
+          (Ptr{Cvoid}, UInt32, Ptr{Int64}, Ptr{Int64}, Ptr{Ptr{UInt8}}, Ptr{Csize_t}, Ptr{Int32},
+           Ptr{Ptr{UInt64}}, Ptr{Csize_t}),
+          vol, mip, lo, hi, out, out_len, out_dtype, labels, n)
+
+cv_download_files(vol, mip, lo, hi, decompress, out) =
+    ccall(fptr(:cv_download_files), Cint, (Ptr{Cvoid}, UInt32, Ptr{Int64}, Ptr{Int64}, Int32, Ptr{Ptr{Cvoid}}),
+          vol, mip, lo, hi, decompress, out)
+
+cv_files_count(files) = ccall(fptr(:cv_files_count), Csize_t, (Ptr{Cvoid},), files)
+
+cv_files_get(files, i, name, data, len) =
+    ccall(fptr(:cv_files_get), Cint, (Ptr{Cvoid}, Csize_t, Ptr{Ptr{UInt8}}, Ptr{Ptr{UInt8}}, Ptr{Csize_t}),
+          files, i, name, data, len)
+
+cv_files_free(files) = ccall(fptr(:cv_files_free), Cvoid, (Ptr{Cvoid},), files)
+
 # ---------------------------------------------------------------------------------------------
 # Status checking (LibGit2's `@check`): the message is taken at once, on the same thread, before
 # any other call can replace it.

@@ -68,7 +68,12 @@ mutable struct CloudVolumeWrapper
             compress::Union{Bool,AbstractString,Nothing} = nothing,
             non_aligned_writes::Bool = false,
             parallel::Union{Bool,Integer} = false,
-            output_to_shared_memory::Union{Bool,AbstractString} = false)
+            output_to_shared_memory::Union{Bool,AbstractString} = false,
+            agglomerate::Union{Bool,Nothing} = nothing,
+            timestamp::Union{Real,Nothing} = nothing,
+            stop_layer::Union{Integer,Nothing} = nothing,
+            use_https::Bool = false,
+            secrets::Union{AbstractString,AbstractDict,Nothing} = nothing)
         mip >= 0 || throw(ArgumentError("mip must be >= 0, got $(mip)"))
         opts = Dict{String,Any}(
             "mip" => Int(mip),
@@ -82,6 +87,12 @@ mutable struct CloudVolumeWrapper
         # cache=false is the library's default; anything else is refused by the library with
         # CV_ERR_UNSUPPORTED and a message naming the option.
         cache === false || (opts["cache"] = cache)
+        # graphene:// (cloud-volume's keywords): given only when set.
+        agglomerate === nothing || (opts["agglomerate"] = agglomerate)
+        timestamp === nothing || (opts["timestamp"] = Float64(timestamp))
+        stop_layer === nothing || (opts["stop_layer"] = Int(stop_layer))
+        use_https && (opts["use_https"] = true)
+        secrets === nothing || (opts["secrets"] = secrets)
         options_json = write_json(opts)
         path = String(storage_string)
         fptr(:cv_free)   # resolved now, so the finalizer never takes the loader's lock
@@ -515,4 +526,101 @@ function create_new_info(num_channels::Integer, layer_type::AbstractString, data
         cv_string_free(out[])
     end
     return parse_json(text)
+end
+
+# ---------------------------------------------------------------------------------------------
+# Label operations (uint32/uint64 layers, Precomputed and graphene), as cloud-volume names them.
+
+"""
+    unique(vol, x0:x1, y0:y1, z0:z1; counts=false) -> Vector{UInt64} or (labels, counts)
+
+The labels of the box at the handle's mip, sorted (cloud-volume's `vol.unique(bbox)` gives them
+as a set), counted chunk by chunk without reading the box into memory; with `counts=true` also
+each label's number of voxels. On a graphene layer with `agglomerate` the labels are roots.
+"""
+function Base.unique(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange; counts::Bool = false)
+    lo, hi, _ = box(x, rx, ry, rz)
+    pl, pc, n = Ref{Ptr{UInt64}}(C_NULL), Ref{Ptr{UInt64}}(C_NULL), Ref{Csize_t}(0)
+    check(cv_unique(x, UInt32(x.mip), lo, hi, pl, pc, n))
+    labels = n[] == 0 ? UInt64[] : copy(unsafe_wrap(Vector{UInt64}, pl[], Int(n[])))
+    cnts = n[] == 0 ? UInt64[] : copy(unsafe_wrap(Vector{UInt64}, pc[], Int(n[])))
+    cv_labels_free(pl[], n[])
+    cv_labels_free(pc[], n[])
+    return counts ? (labels, cnts) : labels
+end
+
+"""
+    label_mask(vol, x0:x1, y0:y1, z0:z1, labels) -> Array{Bool,4}
+
+`true` where a voxel of the box holds one of `labels` (cloud-volume's `download(bbox, label=L)`,
+for one label or several).
+"""
+function label_mask(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange, labels)
+    lo, hi, _ = box(x, rx, ry, rz)
+    want = UInt64[UInt64(l) for l in labels]
+    out = Array{UInt8,4}(undef, Int(hi[1] - lo[1]), Int(hi[2] - lo[2]), Int(hi[3] - lo[3]), x.channels)
+    check(cv_label_mask_into(x, UInt32(x.mip), lo, hi, want, Csize_t(length(want)), out, Csize_t(length(out))))
+    return out .!= 0
+end
+
+"""
+    download_point(vol, pt; size=256, mip=vol.mip, coord_resolution=nothing) -> Array{T,4}
+
+cloud-volume's `download_point`: `size` voxels (one number or three) around `pt`, given in mip 0
+voxels, or in voxels of `coord_resolution` (nm) when given, read at `mip`.
+"""
+function download_point(x::CloudVolumeWrapper, pt; size = 256, mip::Integer = x.mip, coord_resolution = nothing)
+    p = Float64[Float64(v) for v in pt]
+    s = size isa Integer ? Int64[size, size, size] : Int64[Int64(v) for v in size]
+    length(p) == 3 && length(s) == 3 || throw(ArgumentError("pt and size need three values"))
+    cr = coord_resolution === nothing ? Ptr{Float64}(C_NULL) : Float64[Float64(v) for v in coord_resolution]
+    lo, hi = zeros(Int64, 3), zeros(Int64, 3)
+    check(cv_point_box(x, UInt32(mip), p, s, cr, lo, hi))
+    a = Array{x.dtype,4}(undef, Int(hi[1] - lo[1]), Int(hi[2] - lo[2]), Int(hi[3] - lo[3]), x.channels)
+    check(cv_cutout_into(x, UInt32(mip), lo, hi, a, Csize_t(sizeof(a))))
+    return a
+end
+
+"""
+    renumber(vol, x0:x1, y0:y1, z0:z1) -> (img, mapping)
+
+cloud-volume's `download(bbox, renumber=True)`: the box with its labels renumbered 1, 2, ... in
+ascending order (0 kept) in the smallest unsigned type that holds them, and the mapping from
+original label to new value.
+"""
+function renumber(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange)
+    lo, hi, _ = box(x, rx, ry, rz)
+    pd, len, dt = Ref{Ptr{UInt8}}(C_NULL), Ref{Csize_t}(0), Ref{Int32}(0)
+    pl, n = Ref{Ptr{UInt64}}(C_NULL), Ref{Csize_t}(0)
+    check(cv_renumber(x, UInt32(x.mip), lo, hi, pd, len, dt, pl, n))
+    T = CV_DTYPES[dt[]]
+    img = Array{T,4}(undef, Int(hi[1] - lo[1]), Int(hi[2] - lo[2]), Int(hi[3] - lo[3]), x.channels)
+    unsafe_copyto!(Ptr{UInt8}(pointer(img)), pd[], Int(len[]))
+    labels = copy(unsafe_wrap(Vector{UInt64}, pl[], Int(n[])))
+    cv_bytes_free(pd[], len[])
+    cv_labels_free(pl[], n[])
+    return img, Dict{UInt64,T}(l => T(v - 1) for (v, l) in enumerate(labels))
+end
+
+"""
+    download_files(vol, x0:x1, y0:y1, z0:z1; decompress=true) -> Dict{String,Vector{UInt8}}
+
+cloud-volume's `download_files`: the stored chunk files the box meets, by name (the chunk key,
+or the compressed Morton code in a sharded scale), decompressed unless `decompress=false`.
+"""
+function download_files(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange; decompress::Bool = true)
+    lo, hi, _ = box(x, rx, ry, rz)
+    f = Ref{Ptr{Cvoid}}(C_NULL)
+    check(cv_download_files(x, UInt32(x.mip), lo, hi, Int32(decompress), f))
+    out = Dict{String,Vector{UInt8}}()
+    try
+        for i in 0:Int(cv_files_count(f[]))-1
+            name, data, len = Ref{Ptr{UInt8}}(C_NULL), Ref{Ptr{UInt8}}(C_NULL), Ref{Csize_t}(0)
+            check(cv_files_get(f[], Csize_t(i), name, data, len))
+            out[unsafe_string(name[])] = copy(unsafe_wrap(Vector{UInt8}, data[], Int(len[])))
+        end
+    finally
+        cv_files_free(f[])
+    end
+    return out
 end

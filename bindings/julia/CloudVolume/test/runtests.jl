@@ -195,7 +195,8 @@ end
     expect_error(() -> CloudVolumeWrapper(url("a"); parallel = 0), CV.CV_ERR_INVALID_ARGUMENT)
     expect_error(() -> CloudVolumeWrapper(url("a"); mip = 3), CV.CV_ERR_INVALID_ARGUMENT)
     expect_error(() -> CloudVolumeWrapper(url("a"); compress = "lzma"), CV.CV_ERR_INVALID_ARGUMENT)
-    expect_error(() -> CloudVolumeWrapper("graphene://https://example.org/x"), CV.CV_ERR_UNSUPPORTED)
+    expect_error(() -> CloudVolumeWrapper("boss://https://example.org/c/e/ch"), CV.CV_ERR_UNSUPPORTED)
+    expect_error(() -> CloudVolumeWrapper("graphene://https://example.org/x"), CV.CV_ERR_INVALID_ARGUMENT)
     @test_throws ArgumentError CloudVolumeWrapper(url("a"); mip = -1)
     # Accepted and ignored keywords.
     vol = CloudVolumeWrapper(url("a"); parallel = 4, progress = true, cdn_cache = 60,
@@ -241,6 +242,44 @@ end
     StorageWrapper(url("gz")) do st
         @test CV.parse_json(String(st["info"]))["num_channels"] == 2
         @test st["4_4_40/-3-13_5-21_10-18"] == collect(reinterpret(UInt8, vec(data[1:16, 1:16, 1:8, :])))
+    end
+end
+
+@testset "label operations" begin
+    info = CV.create_new_info(1, "segmentation", "uint64", "compressed_segmentation", [8.0, 8.0, 40.0],
+                              OFFSET, SIZE; chunk_size = CHUNK)
+    CloudVolumeWrapper(url("seg"); info = info) do vol
+        a = Array{UInt64,3}(undef, SIZE...)
+        for z in 1:SIZE[3], y in 1:SIZE[2], x in 1:SIZE[1]
+            k = (x ÷ 6) + 9 * (y ÷ 7) + 81 * (z ÷ 4)
+            a[x, y, z] = k % 17 == 0 ? 0 : UInt64(10)^12 + UInt64(k)
+        end
+        vol[ALL...] = a
+        r = (0:30, 8:40, 12:25)
+        cut = vol[r...]
+        labels = unique(vol, r...)
+        @test labels == sort(unique(vec(cut)))
+        l2, counts = unique(vol, r...; counts = true)
+        @test l2 == labels
+        @test counts == [count(==(l), cut) for l in labels]
+        @test sum(counts) == length(cut)
+        pick = labels[end]
+        m = label_mask(vol, r..., [pick, 7])
+        @test m[:, :, :, 1] == (cut .== pick)
+        img, mapping = renumber(vol, r...)
+        @test eltype(img) == UInt8
+        @test mapping[0] == 0 && length(mapping) == count(!=(0), labels) + 1
+        back = Dict(v => k for (k, v) in mapping)
+        @test [back[v] for v in img[:, :, :, 1]] == cut
+        p = download_point(vol, (10, 20, 15); size = (8, 8, 1))
+        @test size(p) == (8, 8, 1, 1)
+        @test p[:, :, 1, 1] == vol[6:13, 16:23, 15]
+        files = download_files(vol, 0:13, 5:20, 10:17)
+        @test sort(collect(keys(files))) == ["8_8_40/-3-13_5-21_10-18", "8_8_40/13-29_5-21_10-18"]
+        expect_error(() -> unique(vol, -20:5, 5:8, 10:12), CV.CV_ERR_OUT_OF_BOUNDS)
+    end
+    CloudVolumeWrapper(url("img16"); info = new_info()) do img
+        expect_error(() -> unique(img, 0:3, 5:8, 10:12), CV.CV_ERR_INVALID_ARGUMENT)
     end
 end
 
