@@ -141,6 +141,7 @@ fn help_and_version_exit_zero_and_every_command_has_its_own_help() {
             "cutout URL",
             "points URL",
             "exists URL",
+            "has-data URL",
             "create URL",
             "upload URL",
             "add-scale URL",
@@ -155,7 +156,7 @@ fn help_and_version_exit_zero_and_every_command_has_its_own_help() {
         assert_eq!(code, Some(0), "{args:?}");
         assert_eq!(out.trim(), format!("cloudvolume {}", env!("CARGO_PKG_VERSION")));
     }
-    for c in ["info", "cutout", "points", "exists", "create", "upload", "add-scale", "delete"] {
+    for c in ["info", "cutout", "points", "exists", "has-data", "create", "upload", "add-scale", "delete"] {
         for args in [vec![c, "--help"], vec!["help", c], vec![c, "SAMPLE", "-h"]] {
             let (code, out, _) = run(&args);
             assert_eq!(code, Some(0), "{args:?}");
@@ -356,4 +357,43 @@ fn files_saves_the_chunk_files_of_a_box() {
     assert_eq!(code, Some(0), "{err}");
     let stored = std::fs::read(dir.join("raw/s0/8-16_0-8_0-8")).unwrap();
     assert_eq!(&stored[..2], &[0x1f, 0x8b], "--stored keeps the gzip bytes");
+}
+
+#[test]
+fn has_data_says_whether_each_scale_holds_data() {
+    for mip in ["0", "1"] {
+        let (code, out, err) = run(&["has-data", "SAMPLE", "--mip", mip]);
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(out, format!("mip {mip}: data\n"));
+    }
+    let (code, out, _) = run(&["has-data", "SAMPLE"]);
+    assert_eq!((code, out.as_str()), (Some(0), "mip 0: data\n"), "--mip defaults to 0");
+    // A new layer: nothing until written; an added scale has nothing.
+    let dir = tmp("has-data");
+    let _ = std::fs::remove_dir_all(&dir);
+    let url = format!("file://{}", dir.display());
+    let (code, _, err) = run(&["create", &url, "--dtype", "uint8", "--size", "16,16,16", "--chunk", "8,8,8"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(&["has-data", &url]);
+    assert_eq!((code, out.as_str()), (Some(0), "mip 0: no data\n"), "{err}");
+    let raw = tmp("has-data.raw");
+    std::fs::write(&raw, [3u8; 8 * 8 * 8]).unwrap();
+    let (code, _, err) = run(&["upload", &url, raw.to_str().unwrap(), "--bbox", "0,0,0,8,8,8"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(&["add-scale", &url, "--factor", "2,2,2"]);
+    assert_eq!((code, out.as_str()), (Some(0), "mip 1\n"), "{err}");
+    let (code, out, _) = run(&["has-data", &url]);
+    assert_eq!((code, out.as_str()), (Some(0), "mip 0: data\n"));
+    let (code, out, _) = run(&["has-data", &url, "--mip", "1"]);
+    assert_eq!((code, out.as_str()), (Some(0), "mip 1: no data\n"));
+    // Errors: a mip the layer lacks; a web server, which cannot list.
+    let (code, _, err) = run(&["has-data", &url, "--mip", "2"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("mip 2") && err.trim_end().lines().count() == 1, "{err}");
+    let server = support::httpd::FileServer::start(&crate_dir().join("data")).unwrap();
+    let web = format!("{}/sample_layer", server.url());
+    let (code, out, err) = run(&["has-data", &web]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(err.contains("listing is not possible over plain HTTP") && err.contains(&web), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
 }

@@ -16,7 +16,9 @@
 //! - secret files found as cloud-files finds them (`CLOUD_VOLUME_DIR` and `CLOUD_FILES_DIR`
 //!   pointed at temporary directories; never the real `~/.cloudvolume`);
 //! - a body corrupted in transit (x-goog-hash kept) is retried, then `CV_ERR_IO` naming the URL
-//!   and the checksum; its bytes are never decoded.
+//!   and the checksum; its bytes are never decoded;
+//! - `has_data` as JSON API listings (with a token and anonymously; folder markers skipped,
+//!   refusals `CV_ERR_AUTH`), compared with cloud-volume's answers on the same server.
 //!
 //! Skipped with a notice when fake-gcs-server (tests/servers/requirements.txt, in target/venv)
 //! or the reference layers are missing, unless `CV_REQUIRE_REFERENCE=1`.
@@ -681,8 +683,80 @@ fn the_gcs_store_passes_the_store_suite() {
     let Some(gcs) = FakeGcs::start(&["suitebkt"]) else { return };
     let static_ok: token_server::Validator = Arc::new(|t: &str| t == STATIC_TOKEN);
     let proxy = AuthProxy::start(&gcs.url(), Some(static_ok));
-    let caps = support::store_suite::Capabilities { encodings: true, generations: true };
+    let caps = support::store_suite::Capabilities { encodings: true, generations: true, listing: true };
     // The JSON API with a token (fake-gcs-server, like Google, takes no anonymous uploads).
     let authed = store("gs://suitebkt/authed", &opts(json!({"gs_endpoint": proxy.url(), "gs_token": STATIC_TOKEN})));
     support::store_suite::conformance(&*authed, "objects", "GCS (JSON API)", caps);
+}
+
+#[test]
+fn has_data_is_a_json_api_listing_and_agrees_with_cloud_volume() {
+    let Some(gcs) = FakeGcs::start(&["hdbkt"]) else { return };
+    let static_ok: token_server::Validator = Arc::new(|t: &str| t == STATIC_TOKEN);
+    let proxy = AuthProxy::start(&gcs.url(), Some(static_ok));
+    let authed = json!({"gs_endpoint": proxy.url(), "gs_token": STATIC_TOKEN});
+    let url = "gs://hdbkt/layers/hd";
+    // 4_4_40 written; 8_8_40 only a folder marker; 4_4_4 nothing of its own, but a prefix of
+    // 4_4_40's key (cloud-volume's bare prefix finds those); 16_16_40 nothing, though the
+    // layer "hd2" beside has such a scale.
+    let keys = ["4_4_40", "8_8_40", "4_4_4", "16_16_40"];
+    let info = support::cv_python::info_with_scales(&keys).to_string();
+    let vol = Volume::create(url, &info, opts(authed.clone())).unwrap();
+    assert_eq!((0..4).map(|m| vol.has_data(m).unwrap()).collect::<Vec<_>>(), [false; 4], "only the info");
+    vol.write_from(0, &Bbox::new([0, 0, 0], [16, 16, 8]), &[7u8; 16 * 16 * 8]).unwrap();
+    gcs.upload("hdbkt", "layers/hd/8_8_40/", b"", None);
+    gcs.upload("hdbkt", "layers/hd2/16_16_40/0-16_0-16_0-8", b"x", None);
+    proxy.clear_log();
+    let want = [true, false, true, false];
+    assert_eq!((0..4).map(|m| vol.has_data(m).unwrap()).collect::<Vec<_>>(), want, "Volume::has_data");
+    // One objects.list of one name per scale, with the token.
+    let log = proxy.log();
+    let targets: Vec<&str> = log.iter().map(|s| s.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        keys.iter()
+            .map(|k| format!(
+                "/storage/v1/b/hdbkt/o?prefix=layers%2Fhd%2F{k}&maxResults=1&fields=items%28name%29%2CnextPageToken"
+            ))
+            .collect::<Vec<_>>(),
+        "{log:?}"
+    );
+    assert!(log.iter().all(|s| s.method == "GET" && s.bearer.as_deref() == Some(STATIC_TOKEN)), "{log:?}");
+    // Through the C ABI, with a token and anonymously.
+    let h = open(url, &authed).unwrap();
+    assert_eq!((0..4).map(|m| h.has_data(m).unwrap()).collect::<Vec<_>>(), want, "cv_has_data");
+    let anon = open(url, &json!({"gs_endpoint": gcs.url(), "anonymous": true})).unwrap();
+    assert_eq!((0..4).map(|m| anon.has_data(m).unwrap()).collect::<Vec<_>>(), want, "anonymous cv_has_data");
+    // cloud-volume (google-cloud-storage pointed at the same server).
+    let home = TempDir::new("hd-home");
+    if let Some(theirs) =
+        support::cv_python::has_data(url, &Value::Null, home.path(), &[("STORAGE_EMULATOR_HOST", &gcs.url())])
+    {
+        assert_eq!(theirs, want, "cloud-volume's has_data");
+    }
+    // A folder marker before the first object: the next page is asked for.
+    vol.write_from(1, &Bbox::new([0, 0, 0], [16, 16, 8]), &[1u8; 16 * 16 * 8]).unwrap();
+    proxy.clear_log();
+    assert!(vol.has_data(1).unwrap(), "the chunk after the marker");
+    let log = proxy.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(log[1].target.contains("&maxResults=1000&") && log[1].target.contains("&pageToken="), "{log:?}");
+    // 503s are retried.
+    proxy.fail_next(2);
+    assert!(h.has_data(0).unwrap());
+    // Refused tokens and forbidden listings: CV_ERR_AUTH naming the bucket, never the token.
+    proxy.set_validator(Some(Arc::new(|_: &str| false)));
+    let (st, msg) = h.has_data(0).expect_err("a refused token");
+    assert_eq!(st, CV_ERR_AUTH, "{msg}");
+    assert!(msg.contains("401") && msg.contains("hdbkt") && !msg.contains(STATIC_TOKEN), "{msg}");
+    proxy.set_validator(None);
+    proxy.set_forbid(true);
+    let (st, msg) = h.has_data(0).expect_err("forbidden");
+    assert_eq!(st, CV_ERR_AUTH, "{msg}");
+    assert!(msg.contains("403") && msg.contains("\"hdbkt\""), "{msg}");
+    proxy.set_forbid(false);
+    // A bucket that does not exist is no empty listing.
+    let e = store("gs://no-such-bkt/layer", &opts(authed)).first_under("4_4_40").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.message().contains("no-such-bkt"), "{e}");
 }

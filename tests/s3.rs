@@ -2,7 +2,8 @@
 //! layers cloud-volume and tensorstore wrote (sharded ones through signed Range requests),
 //! writes, deletes, credentials from secret files, the `secrets` option and the environment in
 //! cloud-files' order, aliases, refused credentials (`CV_ERR_AUTH`, naming the bucket and no
-//! secret), and the ETag check (a proxy that flips a byte of a body but keeps the ETag).
+//! secret), the ETag check (a proxy that flips a byte of a body but keeps the ETag), and
+//! `has_data` as signed ListObjectsV2 requests (compared with cloud-volume's answers).
 //!
 //! Needs `target/venv` with moto (scripts/setup.sh); without it the tests print a notice and
 //! pass, unless `CV_REQUIRE_REFERENCE=1`. The reference layers (`target/reference`, or
@@ -30,7 +31,7 @@ use support::moto::{self, Keys, Moto, Setup, Tamper};
 const LAYERS: &[&str] =
     &["cv/raw_uint8_c1", "cv/sharded_raw_uint16_c1", "ts/sharded_cseg_uint64_c1_murmur", "ts/raw_uint64_c2"];
 
-const BUCKETS: &[&str] = &["cv-read", "cv-write", "cv-etag", "cv-keys", "cv-alias"];
+const BUCKETS: &[&str] = &["cv-read", "cv-write", "cv-etag", "cv-keys", "cv-alias", "cv-list"];
 
 /// Serializes the tests that change environment variables.
 static ENV: Mutex<()> = Mutex::new(());
@@ -697,6 +698,104 @@ fn the_s3_store_passes_the_store_suite() {
         &*st,
         "objects",
         "S3 (moto)",
-        support::store_suite::Capabilities { encodings: true, generations: true },
+        support::store_suite::Capabilities { encodings: true, generations: true, listing: true },
     );
+}
+
+// ------------------------------------------------------------------------------------------------
+// Listings: has_data
+
+/// Put an object named `key` (a folder marker when it ends in `/`, which the store's keys
+/// cannot name) with boto3, as the user.
+fn put_raw(m: &Moto, bucket: &str, key: &str) {
+    let script = "import sys, boto3\nfrom botocore.config import Config\n\
+        s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id=sys.argv[2],\n\
+        \x20   aws_secret_access_key=sys.argv[3], config=Config(request_checksum_calculation='when_required'))\n\
+        s3.put_object(Bucket=sys.argv[4], Key=sys.argv[5], Body=b'')\n";
+    let out = std::process::Command::new(support::env::venv_python())
+        .args(["-c", script, &m.endpoint(), &m.user.id, &m.user.secret, bucket, key])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "boto3 put_object {key}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn has_data_is_a_signed_listing_and_agrees_with_cloud_volume() {
+    let Some(m) = server() else { return };
+    let proxy = Tamper::start(([127, 0, 0, 1], m.port).into());
+    let ep = proxy.endpoint();
+    let o = opts_with(&ep, Some(&m.user));
+    let url = "s3://cv-list/layers/hd";
+    // 4_4_40 written; 8_8_40 only a folder marker; 4_4_4 nothing of its own, but a prefix of
+    // 4_4_40's key (cloud-volume's bare prefix finds those); 16_16_40 nothing, though the
+    // layer "hd2" beside has such a scale.
+    let keys = ["4_4_40", "8_8_40", "4_4_4", "16_16_40"];
+    let vol = Volume::create(url, &support::cv_python::info_with_scales(&keys).to_string(), options(&o)).unwrap();
+    assert_eq!((0..4).map(|mip| vol.has_data(mip).unwrap()).collect::<Vec<_>>(), [false; 4], "only the info");
+    vol.write_from(0, &Bbox::new([0, 0, 0], [16, 16, 8]), &[7u8; 16 * 16 * 8]).unwrap();
+    put_raw(m, "cv-list", "layers/hd/8_8_40/");
+    open_store("s3://cv-list/layers/hd2", &o)
+        .unwrap()
+        .put("16_16_40/0-16_0-16_0-8", b"x", ContentEncoding::Identity, "application/octet-stream")
+        .unwrap();
+    proxy.take();
+    let want = [true, false, true, false];
+    assert_eq!((0..4).map(|mip| vol.has_data(mip).unwrap()).collect::<Vec<_>>(), want, "Volume::has_data");
+    // One ListObjectsV2 of one key per scale, signed as every request.
+    let seen = proxy.take();
+    let targets: Vec<&str> = seen.iter().map(|s| s.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        keys.iter().map(|k| format!("/cv-list?list-type=2&prefix=layers%2Fhd%2F{k}&max-keys=1")).collect::<Vec<_>>(),
+        "{seen:?}"
+    );
+    for s in &seen {
+        assert_eq!(s.method, "GET");
+        let auth = s.header("authorization").unwrap_or_else(|| panic!("{} unsigned", s.target));
+        assert!(auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={}/", m.user.id)), "{auth}");
+    }
+    // Behind both caches: the store is asked, nothing is cached.
+    let mut cached = o.clone();
+    cached["cache"] = json!(scratch().join("hd-cache").to_str().unwrap());
+    cached["lru_bytes"] = json!(1 << 20);
+    let cv = Volume::open(url, options(&cached)).unwrap();
+    assert_eq!((0..4).map(|mip| cv.has_data(mip).unwrap()).collect::<Vec<_>>(), want, "through the caches");
+    assert!(!scratch().join("hd-cache/s3/cv-list/layers/hd/4_4_40").exists(), "a listing was cached");
+    proxy.take();
+    // Through the C ABI.
+    let h = open(url, &o).unwrap();
+    assert_eq!((0..4).map(|mip| h.has_data(mip).unwrap()).collect::<Vec<_>>(), want, "cv_has_data");
+    // cloud-volume, straight to moto (named by an alias: its paths take no s3://http://).
+    let home = scratch().join("cv-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let alias = json!({"motolist": {"host": format!("s3://{}/", m.endpoint())}});
+    std::fs::write(home.join("aliases.json"), alias.to_string()).unwrap();
+    if let Some(theirs) =
+        support::cv_python::has_data("motolist://cv-list/layers/hd", &m.user.secret_json(), &home, &[])
+    {
+        assert_eq!(theirs, want, "cloud-volume's has_data");
+    }
+    // A folder marker before the first object: the next page is asked for.
+    vol.write_from(1, &Bbox::new([0, 0, 0], [16, 16, 8]), &[1u8; 16 * 16 * 8]).unwrap();
+    proxy.take();
+    assert!(vol.has_data(1).unwrap(), "the chunk after the marker");
+    let seen = proxy.take();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[1].target.contains("&max-keys=1000&continuation-token="), "{seen:?}");
+
+    // Credentials that may read but not list: CV_ERR_AUTH naming the bucket, not retried.
+    let ro = opts_with(&ep, Some(&m.reader));
+    let h = open(url, &ro).expect("the reader opens the layer");
+    let (st, msg) = h.has_data(0).expect_err("a listing the reader may not make");
+    assert_eq!(st, CV_ERR_AUTH, "{msg}");
+    assert!(msg.contains("AccessDenied") && msg.contains("cv-list") && msg.contains("list-type=2"), "{msg}");
+    assert!(!msg.contains("attempts"), "refused credentials were retried: {msg}");
+    assert_clean(&msg, &m.reader);
+    let e = open_store(url, &opts_with(&ep, Some(&m.nobody))).unwrap().first_under("4_4_40").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    assert_clean(e.message(), &m.nobody);
+    // A bucket that does not exist is no empty listing.
+    let e = open_store("s3://cv-no-such-bucket/layer", &o).unwrap().first_under("4_4_40").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.message().contains("NoSuchBucket") && e.message().contains("cv-no-such-bucket"), "{e}");
 }

@@ -2324,3 +2324,51 @@ fn create_and_add_scale_keep_unknown_info_members() {
     assert_eq!(s1["size"], json!([19, 15, 6]));
     assert_eq!(d, vol.info(), "the handle's info is the one on disk");
 }
+
+#[test]
+fn has_data_tells_written_scales_from_empty_ones_as_cloud_volume_does() {
+    use support::cv_python::{self, info_with_scales};
+    let root = TempDir::in_target("hasdata");
+    let url = root.url_of("layer");
+    // 4_4_40 written; 8_8_40 an empty directory; 4_4_4 nothing of its own, but its key is a
+    // prefix of 4_4_40's (cloud-volume's bare prefix finds those); 16_16_40 empty directories.
+    let keys = ["4_4_40", "8_8_40", "4_4_4", "16_16_40"];
+    let mut vol = ok(create(&url, &info_with_scales(&keys), None), "create");
+    let nothing: Vec<bool> = (0..4).map(|m| ok(vol.has_data(m), "has_data before writing")).collect();
+    assert_eq!(nothing, [false; 4], "a layer with only its info");
+    vol.write_ok(0, [0, 0, 0], [16, 16, 8], &[7u8; 16 * 16 * 8]);
+    std::fs::create_dir_all(root.join("layer/8_8_40")).unwrap();
+    std::fs::create_dir_all(root.join("layer/16_16_40/a/b")).unwrap();
+    let want = [true, false, true, false];
+    let got: Vec<bool> = (0..4).map(|m| ok(vol.has_data(m), &format!("has_data({m})"))).collect();
+    assert_eq!(got, want, "cv_has_data");
+    let lib = cloudvolume::Volume::open(&url, cloudvolume::Options::default()).unwrap();
+    assert_eq!((0..4).map(|m| lib.has_data(m).unwrap()).collect::<Vec<_>>(), want, "Volume::has_data");
+    if let Some(theirs) = cv_python::has_data(&url, &Value::Null, &root.join("home"), &[]) {
+        assert_eq!(theirs, want, "cloud-volume's has_data");
+    }
+    // A symbolic link to a directory is not followed (as os.walk does not); a file is data,
+    // compressed or not, however deep.
+    std::os::unix::fs::symlink(root.join("layer/4_4_40"), root.join("layer/8_8_40/link")).unwrap();
+    assert!(!ok(vol.has_data(1), "a link to a directory"));
+    std::fs::write(root.join("layer/16_16_40/a/b/0-16_0-16_0-8.gz"), b"x").unwrap();
+    assert!(ok(vol.has_data(3), "a file deep down"));
+    // An added scale has no data until written.
+    let mip = ok(vol.add_scale([16, 16, 1], None), "add_scale");
+    assert_eq!(mip, 4);
+    assert!(!ok(vol.has_data(mip), "an added scale"));
+    vol.write_ok(mip, [0, 0, 0], [2, 2, 8], &[1u8; 2 * 2 * 8]);
+    assert!(ok(vol.has_data(mip), "a written added scale"));
+    // A mip the layer lacks; a NULL output.
+    expect_err(vol.has_data(5), CV_ERR_INVALID_ARGUMENT, &["mip 5"]);
+    // SAFETY: a live handle; a NULL output is refused.
+    expect_err(status(unsafe { cv_has_data(vol.0, 0, std::ptr::null_mut()) }), CV_ERR_INVALID_ARGUMENT, &["out"]);
+    // SAFETY: a NULL handle is refused.
+    let mut out = 0i32;
+    expect_err(status(unsafe { cv_has_data(std::ptr::null(), 0, &mut out) }), CV_ERR_INVALID_ARGUMENT, &[]);
+    // Over plain HTTP nothing can be listed: refused, naming the URL, no guess.
+    let Some(ng) = Nginx::start(Config::new(root.path())) else { return };
+    let web = format!("{}/layer", ng.base_url());
+    let h = ok(open(&web, None), "open over HTTP");
+    expect_err(h.has_data(0), CV_ERR_UNSUPPORTED, &["listing is not possible over plain HTTP", &web]);
+}

@@ -7,8 +7,8 @@
 //!   same tree cloud-volume writes, so a cache filled by either tool serves both.
 //! - [`LruCached`]: the `lru_bytes` in-memory cache of objects as fetched (still encoded).
 //!
-//! Whole-object reads go through the caches; ranged reads of shards go to the store. Writes and
-//! deletes go to the store first, then drop the cached copies.
+//! Whole-object reads go through the caches; ranged reads of shards and listings go to the
+//! store. Writes and deletes go to the store first, then drop the cached copies.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

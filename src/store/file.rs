@@ -1,4 +1,6 @@
 //! `file://`: local directories, with cloud-volume's compression suffixes (`.gz`, `.br`, `.zstd`).
+//! Listings walk the directory of a prefix as cloud-files' `os.walk` does, stopping at the first
+//! file found.
 
 use std::io::ErrorKind as IoKind;
 use std::path::{Path, PathBuf};
@@ -291,5 +293,43 @@ impl WritableStore for FileStore {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listings_find_files_by_prefix_as_cloud_files_does() {
+        let root = std::env::temp_dir().join(format!("cv-file-list-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let layer = root.join("layer");
+        for d in ["8_8_40", "16_16_40/a/b", "4_4_4"] {
+            std::fs::create_dir_all(layer.join(d)).unwrap();
+        }
+        std::fs::write(layer.join("info"), b"{}").unwrap();
+        std::fs::create_dir_all(layer.join("32_32_40")).unwrap();
+        std::fs::write(layer.join("32_32_40/0-1_0-1_0-1.gz"), b"x").unwrap();
+        std::fs::write(root.join("other"), b"x").unwrap();
+        let s = FileStore::new(&layer.to_string_lossy());
+        let first = |p: &str| s.first_under(p).unwrap();
+        assert_eq!(first("8_8_40"), None, "an empty directory");
+        assert_eq!(first("16_16_40"), None, "empty directories");
+        assert_eq!(first("4_4_4"), None, "an empty directory, nothing below 4_4_40 either");
+        assert_eq!(first("32_32_40").as_deref(), Some("32_32_40/0-1_0-1_0-1"), "the suffix removed");
+        assert_eq!(first("32_32_40/").as_deref(), Some("32_32_40/0-1_0-1_0-1"));
+        assert_eq!(first("3").as_deref(), Some("32_32_40/0-1_0-1_0-1"), "a bare prefix");
+        assert_eq!(first("32_32_40/0-1").as_deref(), Some("32_32_40/0-1_0-1_0-1"));
+        assert_eq!(first("inf").as_deref(), Some("info"));
+        assert_eq!(first("info/"), None, "a file is no folder");
+        assert_eq!(first("nothing/at/all"), None);
+        assert_eq!(first("../oth").as_deref().map(|n| n.ends_with("/other")), Some(true), "keys leave as reads do");
+        std::fs::write(layer.join("16_16_40/a/b/c"), b"").unwrap();
+        assert_eq!(first("16_16_40").as_deref(), Some("16_16_40/a/b/c"), "an empty file is a file");
+        assert!(first("").is_some());
+        let missing = FileStore::new(&root.join("nowhere").to_string_lossy());
+        assert_eq!(missing.first_under("").unwrap(), None);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

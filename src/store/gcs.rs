@@ -13,6 +13,11 @@
 //! DELETE), which is how Google serves public objects and how plain web servers standing in for
 //! a bucket (`gs_endpoint`) look.
 //!
+//! Listings (`first_under`, what `has_data` asks) go to the JSON API's objects.list
+//! (`{ep}/storage/v1/b/BUCKET/o?prefix=LAYER/PREFIX&maxResults=1`, then pages of 1000 while only
+//! folder markers came back), with the token when there is one, without for anonymous access
+//! (as google-cloud-storage's anonymous client lists public buckets).
+//!
 //! Both kinds of request check what Google sends: `x-goog-hash` (crc32c, else md5) against the
 //! bytes of whole-object reads that were not transcoded (a mismatch is retried and never
 //! decoded), `x-goog-generation` for reads conditioned on a generation (sharded reads), and the
@@ -544,6 +549,39 @@ mod tests {
         assert_eq!(s.media_url("../../../../x y"), "http://h:1/bkt/x%20y", "keys stay in the bucket");
         assert_eq!(s.display_url("", "s/0-8_0-8_0-8"), "http://h:1/bkt/a/b/s/0-8_0-8_0-8");
         assert_eq!(encode_name("a b/é"), "a%20b%2F%C3%A9");
+    }
+
+    #[test]
+    fn listings_are_objects_list_of_the_layers_prefix() {
+        let o = StoreOptions {
+            gs_token: Some(Redacted("ya29.x".into())),
+            gs_endpoint: Some("http://h:1".into()),
+            ..StoreOptions::default()
+        };
+        let s = store("gs://bkt/a/b c/", &o);
+        let t = s.list_target("", "8_8_40", 1, None).unwrap();
+        assert_eq!(
+            (t.method, t.url.as_str()),
+            (
+                "GET",
+                "http://h:1/storage/v1/b/bkt/o?prefix=a%2Fb%20c%2F8_8_40&maxResults=1&fields=items%28name%29%2CnextPageToken"
+            )
+        );
+        let t = s.list_target("", "s/", 1000, Some("CgR0/+=")).unwrap();
+        assert!(
+            t.url.contains("?prefix=a%2Fb%20c%2Fs%2F&maxResults=1000&") && t.url.ends_with("&pageToken=CgR0%2F%2B%3D")
+        );
+        let body = r#"{"kind":"storage#objects","nextPageToken":"tok","items":[{"name":"a/b c/s/"},{"name":"a/b c/s/x","size":"3"}]}"#;
+        let page = s.list_page("u", body).unwrap();
+        assert_eq!(page.names, ["s/", "s/x"]);
+        assert_eq!(page.next.as_deref(), Some("tok"));
+        assert_eq!(s.list_page("u", r#"{"kind":"storage#objects"}"#).unwrap(), ListPage::default());
+        for bad in ["<html>", r#"{"items": 5}"#, r#"{"items": [{"size": "1"}]}"#] {
+            let e = s.list_page("http://h/list", bad).unwrap_err();
+            assert!(e.kind() == crate::ErrorKind::Decode && e.message().contains("http://h/list"), "{bad}: {e}");
+        }
+        let root = store("gs://bkt", &o);
+        assert!(root.list_target("", "8_8_40", 1, None).unwrap().url.contains("?prefix=8_8_40&"));
     }
 
     #[test]

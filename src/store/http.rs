@@ -5,8 +5,9 @@
 //! and checks whole bodies against what their headers promise.
 //!
 //! A service's dialect is a [`Signer`]: where each operation on a key goes, how a read is
-//! conditioned, how an upload is framed, what a response's generation is, how a failure is
-//! explained. Every hook has a default that is plain HTTP.
+//! conditioned, how an upload is framed, what a response's generation is, how a prefix is
+//! listed and the listing read (plain HTTP cannot list), how a failure is explained. Every hook
+//! has a default that is plain HTTP.
 
 use std::borrow::Cow;
 use std::io::Read;
@@ -449,13 +450,13 @@ impl HttpStore {
         }
     }
 
-    /// One page of the listing of `prefix`.
+    /// One page of a listing: `target` sent, its answer read by the signer.
     fn list_once(&self, target: &Target) -> Attempt<ListPage> {
         let resp = self.send(target, None)?;
         let url = &target.url;
         match resp.status() {
             200..=299 => {}
-            // Not the prefix (a listing of nothing is an empty page): the bucket.
+            // A listing of nothing is an empty page: what is missing is the bucket.
             404 | 410 => {
                 let (_, e) = self.failure(target, resp);
                 return Err((false, Error::not_found(format!("{}: the bucket does not exist", e.message()))));

@@ -13,6 +13,11 @@
 //! us-east-1; when AWS answers that the bucket lives elsewhere, the signer takes the region it
 //! names and the request is tried again, as boto3 does.
 //!
+//! Listings (`first_under`, what `has_data` asks) are ListObjectsV2 requests
+//! (`?list-type=2&prefix=LAYER/PREFIX&max-keys=1`, then pages of 1000 after a continuation
+//! token while only folder markers came back), signed, retried and mapped as every request; a
+//! missing bucket (`NoSuchBucket`) is `NotFound`.
+//!
 //! Addressing: on AWS, virtual-hosted (`https://BUCKET.s3[.REGION].amazonaws.com/KEY`) when the
 //! bucket name is a plain DNS label, path-style otherwise; on any other endpoint (option
 //! `s3_endpoint`, `s3://https://host/...`, an alias) path-style (`ENDPOINT/BUCKET/KEY`).
@@ -839,6 +844,8 @@ mod tests {
             acl: "private",
             checksum: true,
             key_cache: Mutex::new(None),
+            list_url: "http://h/b".into(),
+            layer: String::new(),
         };
         let h = |v: &str| Headers(vec![("etag".into(), v.into())]);
         assert!(s.verify("u", &h("\"d41d8cd98f00b204e9800998ecf8427e\""), b"").is_ok());
@@ -867,6 +874,8 @@ mod tests {
             acl: "private",
             checksum: true,
             key_cache: Mutex::new(None),
+            list_url: "http://h/b".into(),
+            layer: String::new(),
         };
         let body = "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>m</Message>\
                     <AWSAccessKeyId>AKIDSECRETID</AWSAccessKeyId><StringToSign>x</StringToSign></Error>";
@@ -899,6 +908,62 @@ mod tests {
         assert!(x.auth && x.detail.contains("\"bk\""), "{x:?}");
         assert!(s.explain(400, &Headers::default(), "<Error><Code>RequestTimeout</Code></Error>").unwrap().retry);
         assert!(s.explain(404, &Headers::default(), "not xml").is_none());
+    }
+
+    #[test]
+    fn listings_are_list_objects_v2_of_the_layers_prefix() {
+        assert_eq!(
+            listing_base("https://bk.s3.amazonaws.com/a/layer", "bk", true),
+            ("https://bk.s3.amazonaws.com/".to_string(), "a/layer".to_string())
+        );
+        assert_eq!(listing_base("https://bk.s3.amazonaws.com", "bk", true).1, "");
+        assert_eq!(
+            listing_base("http://bk:9000/bk/a/layer", "bk", false),
+            ("http://bk:9000/bk".to_string(), "a/layer".to_string())
+        );
+        assert_eq!(
+            listing_base("https://h/s3/bkx/bk/layer", "bk", false),
+            ("https://h/s3/bkx/bk".to_string(), "layer".to_string()),
+            "the bucket is a whole segment"
+        );
+        assert_eq!(listing_base("http://h/bk", "bk", false), ("http://h/bk".to_string(), String::new()));
+        let mut s = S3Signer {
+            credentials: None,
+            region: RwLock::new(DEFAULT_REGION.into()),
+            region_fixed: false,
+            bucket: "bk".into(),
+            source: "test".into(),
+            acl: "private",
+            checksum: true,
+            key_cache: Mutex::new(None),
+            list_url: "http://h:9000/bk".into(),
+            layer: "a/my layer".into(),
+        };
+        let t = s.list_target("", "8_8_40", 1, None).unwrap();
+        assert_eq!(
+            (t.method, t.url.as_str()),
+            ("GET", "http://h:9000/bk?list-type=2&prefix=a%2Fmy%20layer%2F8_8_40&max-keys=1")
+        );
+        let t = s.list_target("", "", 1000, Some("tok/+=")).unwrap();
+        assert_eq!(
+            t.url,
+            "http://h:9000/bk?list-type=2&prefix=a%2Fmy%20layer%2F&max-keys=1000&continuation-token=tok%2F%2B%3D"
+        );
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+            <Name>bk</Name><Prefix>a/my layer/8</Prefix><KeyCount>2</KeyCount><MaxKeys>2</MaxKeys>\
+            <IsTruncated>true</IsTruncated><NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</NextContinuationToken>\
+            <Contents><Key>a/my layer/8_8_40/</Key><Size>0</Size></Contents>\
+            <Contents><Key>a/my layer/8_8_40/a&amp;b &lt;1&gt; &#x41;&#66; </Key><Size>3</Size></Contents></ListBucketResult>";
+        let page = s.list_page("u", body).unwrap();
+        assert_eq!(page.names, ["8_8_40/", "8_8_40/a&b <1> AB "]);
+        assert_eq!(page.next.as_deref(), Some("1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM="));
+        let empty = "<ListBucketResult><Name>bk</Name><KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>";
+        assert_eq!(s.list_page("u", empty).unwrap(), ListPage::default());
+        let e = s.list_page("http://h/bk?list-type=2", "<html>hello</html>").unwrap_err();
+        assert!(e.kind() == crate::ErrorKind::Decode && e.message().contains("ListBucketResult"), "{e}");
+        s.layer = String::new();
+        assert!(s.list_target("", "8_8_40", 1, None).unwrap().url.ends_with("?list-type=2&prefix=8_8_40&max-keys=1"));
+        assert_eq!(xml_unescape("a &amp bad; &#xZZ; &unknown; &amp;&#38;"), "a &amp bad; &#xZZ; &unknown; &&");
     }
 
     #[test]

@@ -350,7 +350,8 @@ impl Volume {
     /// `Unsupported`); refused credentials (`Auth`); I/O errors.
     pub fn has_data(&self, mip: u32) -> Result<bool> {
         let key = &self.scale(mip)?.key;
-        let found = self.store.first_under(key).map_err(|e| e.context(format!("{}: has_data of mip {mip}", self.path.path)))?;
+        let found =
+            self.store.first_under(key).map_err(|e| e.context(format!("{}: has_data of mip {mip}", self.path.path)))?;
         Ok(found.is_some())
     }
 

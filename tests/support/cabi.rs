@@ -240,6 +240,25 @@ impl Vol {
         Ok((flags, present))
     }
 
+    /// `cv_has_data` of `mip`: whether the scale holds data. The output is checked to be 0 or
+    /// 1 on success and left alone on failure.
+    #[track_caller]
+    pub fn has_data(&self, mip: u32) -> Result<bool, Failure> {
+        let mut out: i32 = -7;
+        // SAFETY: a live handle and a writable int32_t.
+        let r = status(unsafe { cv_has_data(self.0, mip, &mut out) });
+        match r {
+            Ok(()) => {
+                assert!(out == 0 || out == 1, "cv_has_data wrote {out}");
+                Ok(out == 1)
+            }
+            Err(f) => {
+                assert_eq!(out, -7, "cv_has_data wrote its output on failure");
+                Err(f)
+            }
+        }
+    }
+
     /// `cv_unique` over `[lo, hi)`: the labels and their counts (copied, the arrays freed).
     #[track_caller]
     pub fn unique(&self, mip: u32, lo: [i64; 3], hi: [i64; 3]) -> Result<(Vec<u64>, Vec<u64>), Failure> {

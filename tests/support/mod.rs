@@ -6,6 +6,7 @@
 //! - [`files`]: [`files::TempDir`], file:// URLs, directory snapshots;
 //! - [`cabi`]: calling the C ABI from Rust (handles, statuses, last errors, reads);
 //! - [`cc`]: compiling and linking C programs against the library;
+//! - [`cv_python`]: asking cloud-volume (the venv's python) for its answers to compare with;
 //! - [`store_suite`]: the conformance suite every store passes;
 //! - [`sharding`]: the sharded format's hash, compressed Morton codes and shard specs, written
 //!   from the format digest (independent of the library's own);
@@ -20,6 +21,7 @@
 pub mod cabi;
 pub mod cc;
 pub mod chunkedgraph;
+pub mod cv_python;
 pub mod env;
 pub mod fake_gcs;
 pub mod fault_proxy;

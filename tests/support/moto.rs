@@ -6,9 +6,10 @@
 //!    free loopback port;
 //! 2. while moto still lets every request through, creates through boto3: an IAM user `cv` with
 //!    an inline policy allowing `s3:*` and an access key, a user `nobody` with a key and no
-//!    policy, a role `cv-role` allowing `s3:*` assumed once through STS (temporary credentials
-//!    with a session token), the buckets asked for, and uploads the directories asked for
-//!    (cloud-volume's `.gz`/`.br`/`.zstd` files become objects with that `Content-Encoding`);
+//!    policy, a user `reader` allowed `s3:GetObject` only (reads, no listings), a role
+//!    `cv-role` allowing `s3:*` assumed once through STS (temporary credentials with a session
+//!    token), the buckets asked for, and uploads the directories asked for (cloud-volume's
+//!    `.gz`/`.br`/`.zstd` files become objects with that `Content-Encoding`);
 //! 3. turns moto's IAM enforcement on (`INITIAL_NO_AUTH_ACTION_COUNT = 0`, what moto's
 //!    `/moto-api/reset-auth` does): from then on every S3 request must carry a valid AWS
 //!    Signature V4 of a known key (else `SignatureDoesNotMatch`, `InvalidAccessKeyId`,
@@ -65,6 +66,8 @@ pub struct Moto {
     pub user: Keys,
     /// Signs correctly but may do nothing.
     pub nobody: Keys,
+    /// May read objects (`s3:GetObject`) but not list them.
+    pub reader: Keys,
     /// Temporary credentials (with a session token) of a role that may do anything in S3.
     pub session: Keys,
     child: Mutex<Option<Child>>,
@@ -94,6 +97,11 @@ iam.put_user_policy(UserName="cv", PolicyName="s3", PolicyDocument=allow)
 user = iam.create_access_key(UserName="cv")["AccessKey"]
 iam.create_user(UserName="nobody")
 nobody = iam.create_access_key(UserName="nobody")["AccessKey"]
+read_only = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]})
+iam.create_user(UserName="reader")
+iam.put_user_policy(UserName="reader", PolicyName="s3-get", PolicyDocument=read_only)
+reader = iam.create_access_key(UserName="reader")["AccessKey"]
 trust = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]})
 role = iam.create_role(RoleName="cv-role", AssumeRolePolicyDocument=trust)["Role"]
@@ -129,6 +137,7 @@ print(json.dumps({
     "port": port,
     "user": [user["AccessKeyId"], user["SecretAccessKey"]],
     "nobody": [nobody["AccessKeyId"], nobody["SecretAccessKey"]],
+    "reader": [reader["AccessKeyId"], reader["SecretAccessKey"]],
     "session": [session["AccessKeyId"], session["SecretAccessKey"], session["SessionToken"]],
 }), flush=True)
 parent = os.getppid()
@@ -201,6 +210,7 @@ impl Moto {
             port: v["port"].as_u64().expect("port") as u16,
             user: keys("user"),
             nobody: keys("nobody"),
+            reader: keys("reader"),
             session: keys("session"),
             child: Mutex::new(Some(child)),
             log,

@@ -1,6 +1,7 @@
 //! One conformance suite every store passes (file, HTTP with WebDAV, S3, GCS): reads of
 //! missing objects, round trips of awkward keys and payloads, content encodings kept, ranges,
-//! ranges past the end, reads conditioned on a generation, the size limit, deletes.
+//! ranges past the end, reads conditioned on a generation, the size limit, listings by prefix
+//! as cloud-files lists (or their refusal), deletes.
 
 use cloudvolume::store::{ContentEncoding, GetOptions, Got, RangeRead, Store};
 use cloudvolume::ErrorKind;
@@ -12,6 +13,9 @@ pub struct Capabilities {
     pub encodings: bool,
     /// Reads report a generation, and a read conditioned on an old one is stale.
     pub generations: bool,
+    /// Keys can be listed by prefix (`first_under`; not plain HTTP, which must refuse it as
+    /// `Unsupported`).
+    pub listing: bool,
 }
 
 /// Run the suite on `store`, whose keys live under `prefix` (a fresh, empty place); `name`
@@ -46,6 +50,28 @@ pub fn conformance(store: &dyn Store, prefix: &str, name: &str, caps: Capabiliti
     // Replacing an object replaces it whole.
     store.put(&key("1-2_3-4_5-6"), b"new", ContentEncoding::Identity, "application/octet-stream").unwrap();
     assert_eq!(store.get(&key("1-2_3-4_5-6")).unwrap().unwrap().bytes, b"new", "{}", what("replace"));
+
+    // Listings: the keys as bare string prefixes, as cloud-files lists them.
+    let first = |p: &str| store.first_under(&key(p));
+    if caps.listing {
+        let first = |p: &str| first(p).unwrap_or_else(|e| panic!("{}: {e}", what(&format!("first_under({p:?})"))));
+        let blob = Some(key("a/b/c/blob"));
+        for p in ["a", "a/", "a/b", "a/b/", "a/b/c/bl", "a/b/c/blob", "a/./b/../b/c"] {
+            assert_eq!(first(p), blob, "{}", what(&format!("first_under({p:?})")));
+        }
+        for p in ["nothing", "a/b/c/blob/", "a/bx", "A", "b"] {
+            assert_eq!(first(p), None, "{}", what(&format!("first_under({p:?})")));
+        }
+        // A partial name matches; an empty object is an object.
+        assert_eq!(first("1-2"), Some(key("1-2_3-4_5-6")), "{}", what("first_under(partial name)"));
+        assert_eq!(first("emp"), Some(key("empty")), "{}", what("first_under(empty object)"));
+        let any = first("").unwrap_or_else(|| panic!("{}", what("first_under(\"\") found nothing")));
+        assert!(any.starts_with(&format!("{prefix}/")), "{}", what(&format!("first_under(\"\") = {any}")));
+    } else {
+        let e = first("a").expect_err("a store without listings listed");
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{}: {e}", what("first_under"));
+        assert!(e.message().contains("listing"), "{}: {e}", what("first_under"));
+    }
 
     // Content encodings are kept as written.
     if caps.encodings {
@@ -101,5 +127,11 @@ pub fn conformance(store: &dyn Store, prefix: &str, name: &str, caps: Capabiliti
         store.delete(&key(k)).unwrap_or_else(|e| panic!("{}: {e}", what(&format!("delete {k}"))));
         assert!(store.get(&key(k)).unwrap().is_none(), "{}", what(&format!("{k} deleted")));
         assert!(!store.exists(&key(k)).unwrap(), "{}", what(&format!("{k} deleted")));
+    }
+    // Nothing left to list (a file store's directories are no objects).
+    if caps.listing {
+        for p in ["", "a", "a/b/c/"] {
+            assert_eq!(first(p).unwrap(), None, "{}", what(&format!("first_under({p:?}) after the deletes")));
+        }
     }
 }
