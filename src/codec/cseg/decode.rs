@@ -299,6 +299,9 @@ pub fn count_labels(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, add: &mut 
                     }
                     let mask = if h.bits == 32 { u32::MAX } else { (1u32 << h.bits) - 1 };
                     let mut bump = |idx: u32, n: u64| {
+                        if n == 0 {
+                            return;
+                        }
                         if h.bits <= 16 {
                             let t = &mut tally[idx as usize];
                             if *t == 0 {
@@ -313,14 +316,27 @@ pub fn count_labels(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, add: &mut 
                         }
                     };
                     if lo == [0, 0, 0] && hi == block {
-                        // A whole block: its packed indices word by word.
+                        // A whole block: its packed indices word by word, a word of one
+                        // index repeated (the common case in label volumes) in one step, runs
+                        // carried across words.
                         let per_word = 32 / h.bits as usize;
                         let n_words = (block_voxels as usize).div_ceil(per_word);
+                        let ones = u32::MAX / mask;
                         let mut left = block_voxels as usize;
+                        let (mut run, mut len) = (ch[h.values] & mask, 0u64);
                         for &word in &ch[h.values..h.values + n_words] {
                             let k = per_word.min(left);
                             left -= k;
-                            let (mut w, mut run, mut len) = (word, word & mask, 0u64);
+                            let first = word & mask;
+                            if k == per_word && word == first.wrapping_mul(ones) {
+                                if first != run {
+                                    bump(run, len);
+                                    (run, len) = (first, 0);
+                                }
+                                len += k as u64;
+                                continue;
+                            }
+                            let mut w = word;
                             for _ in 0..k {
                                 let idx = w & mask;
                                 if idx == run {
@@ -331,8 +347,8 @@ pub fn count_labels(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, add: &mut 
                                 }
                                 w = w.checked_shr(h.bits).unwrap_or(0);
                             }
-                            bump(run, len);
                         }
+                        bump(run, len);
                     } else {
                         for z in lo[2]..hi[2] {
                             for y in lo[1]..hi[1] {
