@@ -40,6 +40,70 @@ fn as_words(data: &[u8]) -> Cow<'_, [u32]> {
     Cow::Owned(data.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
+/// A chunk's words and geometry, checked: its data type, its length, its block size.
+struct Chunk<'a> {
+    words: Cow<'a, [u32]>,
+    wide: bool,
+    block: [i64; 3],
+    /// Blocks per axis of the cell.
+    gb: [i64; 3],
+    n_blocks: usize,
+    block_voxels: u64,
+    /// Words per table entry.
+    wpe: usize,
+}
+
+impl<'a> Chunk<'a> {
+    fn parse(spec: &ChunkSpec<'_>, data: &'a [u8]) -> Result<Chunk<'a>> {
+        let url = spec.url;
+        let bad = |what: String| Error::decode(format!("{url}: corrupt compressed_segmentation chunk: {what}"));
+        let wide = match spec.dtype {
+            DataType::U32 => false,
+            DataType::U64 => true,
+            t => return Err(Error::decode(format!("{url}: compressed_segmentation cannot hold {}", t.name()))),
+        };
+        if data.len() % 4 != 0 {
+            return Err(bad(format!("length {} is not a multiple of 4", data.len())));
+        }
+        let words = as_words(data);
+        let nc = spec.channels;
+        if words.len() < nc {
+            return Err(bad(format!("{} words cannot hold {nc} channel offsets", words.len())));
+        }
+        let block = spec.cseg_block.ok_or_else(|| bad("no block size in the info".into()))?;
+        if block.iter().any(|&b| b <= 0) {
+            return Err(bad(format!("block size {block:?} is not positive")));
+        }
+        let shape = spec.cell.shape();
+        let gb: [i64; 3] = std::array::from_fn(|d| (shape[d] + block[d] - 1) / block[d]);
+        Ok(Chunk {
+            words,
+            wide,
+            block,
+            gb,
+            n_blocks: (gb[0] * gb[1] * gb[2]) as usize,
+            block_voxels: (block[0] * block[1] * block[2]) as u64,
+            wpe: if wide { 2 } else { 1 },
+        })
+    }
+
+    /// The words of channel `c` (of `nc`), checked to hold every block header.
+    fn channel(&self, c: usize, nc: usize, url: &str) -> Result<&[u32]> {
+        let w: &[u32] = &self.words;
+        let bad = |what: String| Error::decode(format!("{url}: corrupt compressed_segmentation chunk: {what}"));
+        let start = w[c] as usize;
+        let end = if c + 1 < nc { w[c + 1] as usize } else { w.len() };
+        if start < nc || start > end || end > w.len() {
+            return Err(bad(format!("channel {c} offsets [{start}, {end}) outside the chunk of {} words", w.len())));
+        }
+        let ch = &w[start..end];
+        if ch.len() < 2 * self.n_blocks {
+            return Err(bad(format!("channel {c}: {} words cannot hold {} block headers", ch.len(), self.n_blocks)));
+        }
+        Ok(ch)
+    }
+}
+
 /// Decode `region` (inside `spec.cell`) of a compressed_segmentation chunk into `out`.
 ///
 /// Rows are decoded whole: for each (y, z) of the region one output row is written, block after
@@ -60,32 +124,9 @@ pub fn decode_into(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutVi
 fn decode_rows(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'_>) -> Result<()> {
     let url = spec.url;
     let bad = |what: String| Error::decode(format!("{url}: corrupt compressed_segmentation chunk: {what}"));
-    let wide = match spec.dtype {
-        DataType::U32 => false,
-        DataType::U64 => true,
-        t => return Err(Error::decode(format!("{url}: compressed_segmentation cannot hold {}", t.name()))),
-    };
-    if data.len() % 4 != 0 {
-        return Err(bad(format!("length {} is not a multiple of 4", data.len())));
-    }
-    let words = as_words(data);
-    let w: &[u32] = &words;
+    let chunk = Chunk::parse(spec, data)?;
+    let (wide, block, gb, block_voxels, wpe) = (chunk.wide, chunk.block, chunk.gb, chunk.block_voxels, chunk.wpe);
     let nc = spec.channels;
-    if w.len() < nc {
-        return Err(bad(format!("{} words cannot hold {nc} channel offsets", w.len())));
-    }
-    let block = spec.cseg_block.ok_or_else(|| bad("no block size in the info".into()))?;
-    if block.iter().any(|&b| b <= 0) {
-        return Err(bad(format!("block size {block:?} is not positive")));
-    }
-    let shape = spec.cell.shape();
-    let mut gb = [0i64; 3];
-    for d in 0..3 {
-        gb[d] = (shape[d] + block[d] - 1) / block[d];
-    }
-    let n_blocks = (gb[0] * gb[1] * gb[2]) as usize;
-    let block_voxels = (block[0] * block[1] * block[2]) as u64;
-    let wpe: usize = if wide { 2 } else { 1 };
     let item = if wide { 8 } else { 4 };
     // Region relative to the cell.
     let rlo = [region.lo[0] - spec.cell.lo[0], region.lo[1] - spec.cell.lo[1], region.lo[2] - spec.cell.lo[2]];
@@ -97,15 +138,7 @@ fn decode_rows(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'
     let mut scratch = if streaming { vec![0u8; (rhi[0] - rlo[0]).max(0) as usize * item] } else { Vec::new() };
 
     for c in 0..nc {
-        let start = w[c] as usize;
-        let end = if c + 1 < nc { w[c + 1] as usize } else { w.len() };
-        if start < nc || start > end || end > w.len() {
-            return Err(bad(format!("channel {c} offsets [{start}, {end}) outside the chunk of {} words", w.len())));
-        }
-        let ch = &w[start..end];
-        if ch.len() < 2 * n_blocks {
-            return Err(bad(format!("channel {c}: {} words cannot hold {n_blocks} block headers", ch.len())));
-        }
+        let ch = chunk.channel(c, nc, url)?;
         for bz in rlo[2] / block[2]..(rhi[2] + block[2] - 1) / block[2] {
             for by in rlo[1] / block[1]..(rhi[1] + block[1] - 1) / block[1] {
                 // Check the headers of this row of blocks once.
@@ -247,26 +280,9 @@ fn header(ch: &[u32], bi: usize, block_voxels: u64, wpe: usize) -> std::result::
 pub fn count_labels(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, add: &mut dyn FnMut(u64, u64)) -> Result<()> {
     let url = spec.url;
     let bad = |what: String| Error::decode(format!("{url}: corrupt compressed_segmentation chunk: {what}"));
-    let wide = match spec.dtype {
-        DataType::U32 => false,
-        DataType::U64 => true,
-        t => return Err(Error::decode(format!("{url}: compressed_segmentation cannot hold {}", t.name()))),
-    };
-    if data.len() % 4 != 0 {
-        return Err(bad(format!("length {} is not a multiple of 4", data.len())));
-    }
-    let words = as_words(data);
-    let w: &[u32] = &words;
+    let chunk = Chunk::parse(spec, data)?;
+    let (wide, block, gb, block_voxels, wpe) = (chunk.wide, chunk.block, chunk.gb, chunk.block_voxels, chunk.wpe);
     let nc = spec.channels;
-    let block = spec.cseg_block.ok_or_else(|| bad("no block size in the info".into()))?;
-    if w.len() < nc || block.iter().any(|&b| b <= 0) {
-        return Err(bad(format!("{} words and block size {block:?} cannot hold {nc} channel(s)", w.len())));
-    }
-    let shape = spec.cell.shape();
-    let gb: [i64; 3] = std::array::from_fn(|d| (shape[d] + block[d] - 1) / block[d]);
-    let n_blocks = (gb[0] * gb[1] * gb[2]) as usize;
-    let block_voxels = (block[0] * block[1] * block[2]) as u64;
-    let wpe: usize = if wide { 2 } else { 1 };
     let rlo: [i64; 3] = std::array::from_fn(|d| region.lo[d] - spec.cell.lo[d]);
     let rhi: [i64; 3] = std::array::from_fn(|d| region.hi[d] - spec.cell.lo[d]);
     // Voxels per table index of the block at hand (bit widths up to 16), the indices touched,
@@ -275,15 +291,7 @@ pub fn count_labels(spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, add: &mut 
     let mut touched: Vec<u32> = Vec::new();
     let mut wide_seen: Vec<(u32, u64)> = Vec::new();
     for c in 0..nc {
-        let start = w[c] as usize;
-        let end = if c + 1 < nc { w[c + 1] as usize } else { w.len() };
-        if start < nc || start > end || end > w.len() {
-            return Err(bad(format!("channel {c} offsets [{start}, {end}) outside the chunk of {} words", w.len())));
-        }
-        let ch = &w[start..end];
-        if ch.len() < 2 * n_blocks {
-            return Err(bad(format!("channel {c}: {} words cannot hold {n_blocks} block headers", ch.len())));
-        }
+        let ch = chunk.channel(c, nc, url)?;
         for bz in rlo[2] / block[2]..(rhi[2] + block[2] - 1) / block[2] {
             for by in rlo[1] / block[1]..(rhi[1] + block[1] - 1) / block[1] {
                 for bx in rlo[0] / block[0]..(rhi[0] + block[0] - 1) / block[0] {
