@@ -6,7 +6,8 @@
 2. ccalls: every `ccall(...)` and `@ccall ...` names a function declared in
    include/cloudvolume.h, with the same number of arguments, argument and return types that
    match the C prototype (table below), and as many actual arguments as declared types.
-3. API: every name CloudVolume.jl exported (plus `provenance` and `info`) is exported by the
+3. API: every name CloudVolume.jl exported (plus `provenance`, `info` and cloud-volume's label
+   operations) is exported by the
    package and defined in it (a struct, a function, or a method of the Base function of that
    name), every exported name is defined, and the Base functions CloudVolume.jl extended have
    methods.
@@ -55,9 +56,12 @@ REPO = Path(__file__).resolve().parent.parent
 REQUIRED_EXPORTS = [
     "CloudVolumeWrapper", "StorageWrapper", "offset", "scale", "chunks", "resolution", "exists",
     "flush", "upload_from_shared_memory", "provenance", "info",
+    # cloud-volume's label operations and chunk files (CloudVolume.jl has none).
+    "label_mask", "download_point", "renumber", "download_files",
 ]
-# Base functions CloudVolume.jl extended (Base.info is replaced by the exported `info`).
-REQUIRED_BASE_METHODS = ["getindex", "setindex!", "size", "flush", "delete!", "close"]
+# Base functions CloudVolume.jl extended (Base.info is replaced by the exported `info`), plus
+# cloud-volume's `unique(bbox)` and `download(bbox; label, renumber)` as methods of Base's.
+REQUIRED_BASE_METHODS = ["getindex", "setindex!", "size", "flush", "delete!", "close", "unique", "download"]
 
 # C scalar type -> canonical name.
 C_SCALARS = {

@@ -24,6 +24,10 @@ classdef CloudVolume < handle
 %     'info'                []     a struct (CloudVolume.create_new_info, vol.info) or JSON
 %                                  text: creates the layer when it has no info; an existing
 %                                  info must equal it (with 'overwrite', true it is replaced)
+%     'use_https'           false  read gs:// and s3:// through their public HTTPS endpoints
+%     'agglomerate', 'timestamp', 'stop_layer', 'secrets'   graphene:// (cloud-volume's):
+%                                  roots for supervoxels, as of a unix time, or ancestors at
+%                                  a layer; the CAVE token (else cave-secret.json)
 %     'cdn_cache', 'progress'      accepted and ignored
 %   Any other name is passed to the library, which refuses unknown options.
 %

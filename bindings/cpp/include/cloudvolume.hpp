@@ -36,6 +36,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <locale>
 #include <memory>
@@ -228,6 +229,33 @@ template <> struct dtype_of<std::uint64_t> : std::integral_constant<std::int32_t
 template <> struct dtype_of<std::int64_t> : std::integral_constant<std::int32_t, CV_DTYPE_INT64> {};
 template <> struct dtype_of<float> : std::integral_constant<std::int32_t, CV_DTYPE_FLOAT32> {};
 template <> struct dtype_of<double> : std::integral_constant<std::int32_t, CV_DTYPE_FLOAT64> {};
+
+/// Owners of what the label calls hand out: released with the length the library gave.
+struct LabelArray {
+    std::uint64_t *p = nullptr;
+    std::size_t n = 0;
+    LabelArray() = default;
+    LabelArray(const LabelArray &) = delete;
+    LabelArray &operator=(const LabelArray &) = delete;
+    ~LabelArray() { cv_labels_free(p, n); }
+    std::vector<std::uint64_t> copy() const {
+        return p != nullptr ? std::vector<std::uint64_t>(p, p + n) : std::vector<std::uint64_t>();
+    }
+};
+struct ByteArray {
+    std::uint8_t *p = nullptr;
+    std::size_t n = 0;
+    ByteArray() = default;
+    ByteArray(const ByteArray &) = delete;
+    ByteArray &operator=(const ByteArray &) = delete;
+    ~ByteArray() { cv_bytes_free(p, n); }
+    std::vector<std::uint8_t> copy() const {
+        return p != nullptr ? std::vector<std::uint8_t>(p, p + n) : std::vector<std::uint8_t>();
+    }
+};
+struct FilesDeleter {
+    void operator()(cv_files *f) const noexcept { cv_files_free(f); }
+};
 
 template <class C> struct is_array : std::false_type {};  // cloudvolume::Array (specialised below)
 
@@ -776,27 +804,36 @@ public:
     }
 
     // ---- label operations (uint32/uint64 layers) -------------------------------------------
+    //
+    // Everything the library hands out here is owned by a guard from the moment the call
+    // returns, so it is released (`cv_labels_free`, `cv_bytes_free`, `cv_files_free`) on every
+    // path, including a std::bad_alloc while copying it.
 
-    /// Labels of a box, sorted, with their voxel counts (`cv_unique`).
+    /// Labels of a box, sorted ascending, with their voxel counts over every channel
+    /// (`cv_unique`; `np.unique(cutout, return_counts=True)` without the cutout). `counts` is
+    /// empty when `unique` was asked for labels only.
     struct Labels {
         std::vector<std::uint64_t> labels;
         std::vector<std::uint64_t> counts;
     };
-    Labels unique(std::uint32_t mip, const Box &box) const {
-        std::uint64_t *l = nullptr, *c = nullptr;
+    Labels unique(std::uint32_t mip, const Box &box, bool with_counts = true) const {
+        detail::LabelArray l, c;
         std::size_t n = 0;
-        detail::check(cv_unique(handle("unique"), mip, box.lo.data(), box.hi.data(), &l, &c, &n), "cv_unique");
+        const cv_status st = cv_unique(handle("unique"), mip, box.lo.data(), box.hi.data(), &l.p,
+                                       with_counts ? &c.p : nullptr, &n);
+        l.n = c.n = n;
+        detail::check(st, "cv_unique");
         Labels out;
-        if (n) {
-            out.labels.assign(l, l + n);
-            out.counts.assign(c, c + n);
-        }
-        cv_labels_free(l, n);
-        cv_labels_free(c, n);
+        out.labels = l.copy();
+        if (with_counts) out.counts = c.copy();
         return out;
     }
+    /// `unique` of the box `[lo, hi)`.
+    Labels unique(std::uint32_t mip, const Vec3i &lo, const Vec3i &hi, bool with_counts = true) const {
+        return unique(mip, Box{lo, hi}, with_counts);
+    }
     /// A 0/1 mask of `box`: 1 where a voxel holds one of `labels` (one byte per voxel and
-    /// channel, Fortran order; `cv_label_mask_into`).
+    /// channel, Fortran order; `cv_label_mask_into`; cloud-volume's `download(bbox, label=L)`).
     std::vector<std::uint8_t> label_mask(std::uint32_t mip, const Box &box, const std::vector<std::uint64_t> &labels) const {
         std::vector<std::uint8_t> out(detail::mul(static_cast<std::size_t>(box.voxels()), num_channels(), "label_mask"));
         detail::check(cv_label_mask_into(handle("label_mask"), mip, box.lo.data(), box.hi.data(),
@@ -806,64 +843,88 @@ public:
         return out;
     }
     /// The box cloud-volume's `download_point(pt, size, mip, coord_resolution)` reads:
-    /// `pt` in mip 0 voxels, or in voxels of `coord_resolution` (nm) when given.
-    Box point_box(std::uint32_t mip, const std::array<double, 3> &pt, const Vec3i &size,
-                  const std::array<double, 3> *coord_resolution = nullptr) const {
+    /// `pt` in mip 0 voxels, or in voxels of `coord_resolution` (nm) when given, moved to
+    /// `mip`; `[p - size/2, p + size/2)` per axis, `[p, p + 1)` where the size is 1.
+    Box point_box(std::uint32_t mip, const Vec3d &pt, const Vec3i &size,
+                  const std::optional<Vec3d> &coord_resolution = std::nullopt) const {
         Box b;
         detail::check(cv_point_box(handle("point_box"), mip, pt.data(), size.data(),
                                    coord_resolution ? coord_resolution->data() : nullptr, b.lo.data(), b.hi.data()),
                       "cv_point_box");
         return b;
     }
-    /// `download_point`: the cutout of `point_box`, in Fortran order.
+    /// `download_point`: the cutout of `point_box`, in `order`. `T` must be the layer's type.
     template <class T>
-    Array<T> download_point(std::uint32_t mip, const std::array<double, 3> &pt, const Vec3i &size,
-                            const std::array<double, 3> *coord_resolution = nullptr) const {
-        return cutout<T>(mip, point_box(mip, pt, size, coord_resolution));
+    Array<T> download_point(std::uint32_t mip, const Vec3d &pt, const Vec3i &size,
+                            const std::optional<Vec3d> &coord_resolution = std::nullopt, Order order = Order::F) const {
+        check_type<T>("download_point");
+        return cutout<T>(mip, point_box(mip, pt, size, coord_resolution), order);
     }
-    /// A box renumbered 1, 2, ... in ascending label order (0 kept) in the smallest type that
-    /// holds them (`cv_renumber`): value v of `data` stands for `labels[v]`.
+    /// A box renumbered 1, 2, ... in ascending label order (0 kept) in the smallest of uint8,
+    /// uint16, uint32, uint64 that holds them (`cv_renumber`; cloud-volume's
+    /// `download(bbox, renumber=True)`): `data` holds the elements of type `dtype`, Fortran
+    /// order, every channel; value v stands for `labels[v]` (`labels[0]` is 0).
     struct Renumbered {
         std::vector<std::uint8_t> data;
-        DataType dtype;
+        DataType dtype = DataType::uint8;
         std::vector<std::uint64_t> labels;
+
+        /// Number of elements (voxels x channels).
+        std::size_t size() const noexcept {
+            const std::size_t e = size_of(dtype);
+            return e == 0 ? 0 : data.size() / e;
+        }
+        /// Element `i` (Fortran order), widened to 64 bits.
+        std::uint64_t value(std::size_t i) const {
+            if (i >= size()) throw InvalidArgument("Renumbered::value: index " + std::to_string(i) + " out of range");
+            const std::size_t e = size_of(dtype);
+            std::uint64_t v = 0;
+            std::memcpy(&v, data.data() + i * e, e);  // little-endian hosts only (checked above)
+            return v;
+        }
+        /// The original label of element `i`: `labels[value(i)]`.
+        std::uint64_t original(std::size_t i) const { return labels.at(static_cast<std::size_t>(value(i))); }
     };
     Renumbered renumber(std::uint32_t mip, const Box &box) const {
-        std::uint8_t *d = nullptr;
+        detail::ByteArray d;
+        detail::LabelArray l;
         std::size_t len = 0, n = 0;
         std::int32_t t = 0;
-        std::uint64_t *l = nullptr;
-        detail::check(cv_renumber(handle("renumber"), mip, box.lo.data(), box.hi.data(), &d, &len, &t, &l, &n),
-                      "cv_renumber");
-        Renumbered r{std::vector<std::uint8_t>(d, d + len), static_cast<DataType>(t),
-                     std::vector<std::uint64_t>(l, l + n)};
-        cv_bytes_free(d, len);
-        cv_labels_free(l, n);
+        const cv_status st = cv_renumber(handle("renumber"), mip, box.lo.data(), box.hi.data(), &d.p, &len, &t, &l.p, &n);
+        d.n = len;
+        l.n = n;
+        detail::check(st, "cv_renumber");
+        if (cv_dtype_size(t) == 0 || len % cv_dtype_size(t) != 0)
+            throw InternalError("cv_renumber: data type code " + std::to_string(t) + " with " + std::to_string(len) + " bytes");
+        Renumbered r;
+        r.data = d.copy();
+        r.dtype = static_cast<DataType>(t);
+        r.labels = l.copy();
         return r;
     }
-    /// The stored chunk files meeting `box` (cloud-volume's `download_files`): (name, bytes),
-    /// names being chunk keys or, in sharded scales, compressed Morton codes.
-    std::vector<std::pair<std::string, std::vector<std::uint8_t>>> download_files(std::uint32_t mip, const Box &box,
-                                                                                  bool decompress = true) const {
-        cv_files *f = nullptr;
-        detail::check(cv_download_files(handle("download_files"), mip, box.lo.data(), box.hi.data(), decompress ? 1 : 0, &f),
+    /// One stored chunk file of `download_files`.
+    struct File {
+        std::string name;                ///< chunk key (`8_8_40/0-64_0-64_0-64`) or, sharded, Morton code
+        std::vector<std::uint8_t> data;  ///< the file's bytes (decompressed unless asked not to)
+    };
+    /// The stored chunk files meeting `box` at `mip` (cloud-volume's `download_files`), in
+    /// x-fastest cell order; missing chunks left out; gzip/brotli/zstd removed with `decompress`.
+    std::vector<File> download_files(std::uint32_t mip, const Box &box, bool decompress = true) const {
+        cv_files *raw = nullptr;
+        detail::check(cv_download_files(handle("download_files"), mip, box.lo.data(), box.hi.data(), decompress ? 1 : 0, &raw),
                       "cv_download_files");
-        std::vector<std::pair<std::string, std::vector<std::uint8_t>>> out;
-        const std::size_t n = cv_files_count(f);
+        const std::unique_ptr<cv_files, detail::FilesDeleter> f(raw);
+        const std::size_t n = cv_files_count(f.get());
+        std::vector<File> out;
         out.reserve(n);
         for (std::size_t i = 0; i < n; i++) {
             const char *name = nullptr;
             const std::uint8_t *data = nullptr;
             std::size_t len = 0;
-            const cv_status st = cv_files_get(f, i, &name, &data, &len);
-            if (st != CV_OK) {
-                const std::string msg = cv_last_error();
-                cv_files_free(f);
-                detail::throw_status(st, "cv_files_get: " + msg);
-            }
-            out.emplace_back(name, std::vector<std::uint8_t>(data, data + len));
+            detail::check(cv_files_get(f.get(), i, &name, &data, &len), "cv_files_get");
+            out.push_back(File{name != nullptr ? std::string(name) : std::string(),
+                               data != nullptr ? std::vector<std::uint8_t>(data, data + len) : std::vector<std::uint8_t>()});
         }
-        cv_files_free(f);
         return out;
     }
 

@@ -5,6 +5,7 @@
 // message on every error path.
 //
 // usage: test_wrapper
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -669,21 +670,158 @@ void test_labels(const harness::TempDir &tmp) {
 
     const cv::Box pb = vol.point_box(0, {10.0, 20.0, 5.0}, {8, 8, 1});
     CHECK((pb == cv::Box{{6, 16, 5}, {14, 24, 6}}), "point_box " << pb.str());
-    const std::array<double, 3> cr{4, 4, 40};
-    const cv::Box pb2 = vol.point_box(0, {10.0, 20.0, 5.0}, {4, 4, 2}, &cr);
+    const cv::Vec3d cr{4, 4, 40};
+    const cv::Box pb2 = vol.point_box(0, {10.0, 20.0, 5.0}, {4, 4, 2}, cr);
     CHECK((pb2 == cv::Box{{3, 8, 4}, {7, 12, 6}}), "point_box with coord_resolution " << pb2.str());
     const auto pt = vol.download_point<std::uint64_t>(0, {10.0, 20.0, 5.0}, {8, 8, 1});
     CHECK(pt.box() == pb && pt.data()[0] == src(10, 14, 5, 0), "download_point reads the point box");
 
     const auto files = vol.download_files(0, cv::Box{{-4, 2, 0}, {20, 18, 8}});
-    CHECK(files.size() == 2 && files[1].first == "8_8_40/12-28_2-18_0-8" && files[0].first == "8_8_40/-4-12_2-18_0-8", "download_files names: " << files.size()
-          << (files.empty() ? std::string() : " " + files[0].first));
+    CHECK(files.size() == 2 && files[1].name == "8_8_40/12-28_2-18_0-8" && files[0].name == "8_8_40/-4-12_2-18_0-8", "download_files names: " << files.size()
+          << (files.empty() ? std::string() : " " + files[0].name));
 
     EXPECT_THROW(cv::OutOfBounds, "unique past the bounds", vol.unique(0, cv::Box{{-9, 2, 0}, {4, 4, 4}}),
                  CV_ERR_OUT_OF_BOUNDS, "outside the bounds", "");
     cv::Volume img = cv::Volume::create(tmp.url("labels_img"), a_info());
     EXPECT_THROW(cv::InvalidArgument, "unique on uint16", img.unique(0, cv::Box{{0, 10, 12}, {4, 14, 16}}),
                  CV_ERR_INVALID_ARGUMENT, "uint32 or uint64", "uint16");
+    EXPECT_THROW(cv::InvalidArgument, "renumber on uint16", img.renumber(0, cv::Box{{0, 10, 12}, {4, 14, 16}}),
+                 CV_ERR_INVALID_ARGUMENT, "uint16");
+    EXPECT_THROW(cv::TypeMismatch, "download_point<uint8> of a uint64 layer",
+                 vol.download_point<std::uint8_t>(0, {10.0, 20.0, 5.0}, {2, 2, 1}), CV_ERR_INVALID_ARGUMENT, "uint64");
+}
+
+/// Label operations on a raw, gzip-compressed uint32 layer with a second scale (add_scale, then
+/// written here): more than 255 labels (renumbered to uint16), mip 1, unique without counts,
+/// masks of several labels, chunk files as stored and decompressed, a missing chunk. Every
+/// expectation comes from a cutout or the written array.
+void test_labels_uint32(const harness::TempDir &tmp) {
+    cv::InfoSpec spec;
+    spec.layer_type = "segmentation";
+    spec.data_type = cv::DataType::uint32;
+    spec.resolution = {4, 4, 40};
+    spec.voxel_offset = A_BOUNDS.lo;
+    spec.size = A_BOUNDS.shape();
+    spec.chunk_size = A_CHUNK;
+    cv::Volume vol = cv::Volume::create(tmp.url("labels32"), cv::new_info(spec), cv::Options().compress(cv::Compression::gzip));
+    const std::uint32_t m1 = vol.add_scale({2, 2, 1});
+    auto label = [](std::int64_t x, std::int64_t y, std::int64_t z) -> std::uint32_t {
+        const std::int64_t k = (x + 8) / 2 + 25 * ((y + 8) / 2) + 500 * ((z + 8) / 4);
+        return k % 13 == 0 ? 0u : static_cast<std::uint32_t>(70000 + k);
+    };
+    for (std::uint32_t mip = 0; mip <= m1; mip++) {
+        const cv::Box b = vol.bounds(mip);
+        cv::Array<std::uint32_t> a(b, 1);
+        const cv::Vec3i sh = b.shape();
+        for (std::int64_t z = 0; z < sh[2]; z++)
+            for (std::int64_t y = 0; y < sh[1]; y++)
+                for (std::int64_t x = 0; x < sh[0]; x++)
+                    a(static_cast<std::size_t>(x), static_cast<std::size_t>(y), static_cast<std::size_t>(z), 0) =
+                        mip == 0 ? label(b.lo[0] + x, b.lo[1] + y, b.lo[2] + z) : label(3 * (b.lo[0] + x), 5 * (b.lo[1] + y), b.lo[2] + z);
+        vol.write(mip, a);
+    }
+    const cv::Box box{{0, 8, 12}, {31, 41, 26}};
+    const cv::Array<std::uint32_t> cut = vol.cutout<std::uint32_t>(0, box);
+    std::map<std::uint64_t, std::uint64_t> model;
+    for (std::uint32_t v : cut) model[v]++;
+
+    const auto u = vol.unique(0, box.lo, box.hi);
+    std::vector<std::uint64_t> want_l, want_c;
+    for (const auto &kv : model) {
+        want_l.push_back(kv.first);
+        want_c.push_back(kv.second);
+    }
+    CHECK(u.labels == want_l && u.counts == want_c && want_l.size() > 300,
+          "uint32 unique: " << u.labels.size() << " labels, want " << want_l.size());
+    const auto only = vol.unique(0, box, false);
+    CHECK(only.labels == want_l && only.counts.empty(), "unique without counts: " << only.counts.size() << " counts");
+
+    // mip 1: its own data, not mip 0's.
+    const cv::Box b1{{0, 5, 12}, {11, 20, 26}};
+    const cv::Array<std::uint32_t> cut1 = vol.cutout<std::uint32_t>(m1, b1);
+    std::map<std::uint64_t, std::uint64_t> model1;
+    for (std::uint32_t v : cut1) model1[v]++;
+    const auto u1 = vol.unique(m1, b1);
+    bool same1 = u1.labels.size() == model1.size();
+    std::size_t i = 0;
+    for (const auto &kv : model1) {
+        if (same1 && (u1.labels[i] != kv.first || u1.counts[i] != kv.second)) same1 = false;
+        i++;
+    }
+    CHECK(same1 && u1.labels != vol.unique(0, b1).labels, "unique at mip 1 follows mip 1's cutout");
+
+    // Masks: several labels (0 among them), none.
+    const std::uint64_t a_label = want_l[want_l.size() / 2], b_label = want_l.back();
+    const auto mask = vol.label_mask(0, box, {a_label, 0, b_label, 123456789});
+    std::size_t wrong = 0, ones = 0;
+    for (std::size_t k = 0; k < cut.size(); k++) {
+        const std::uint32_t v = cut.data()[k];
+        const std::uint8_t want = (v == a_label || v == 0 || v == b_label) ? 1 : 0;
+        if (mask[k] != want) wrong++;
+        ones += mask[k];
+    }
+    CHECK(mask.size() == cut.size() && wrong == 0 && ones == model[a_label] + model[0] + model[b_label],
+          "label_mask of 3 labels: " << wrong << " wrong voxels");
+    const auto none = vol.label_mask(m1, b1, {});
+    CHECK(none.size() == cut1.size() && std::count(none.begin(), none.end(), 0) == static_cast<std::ptrdiff_t>(none.size()),
+          "label_mask of no labels is all 0");
+
+    // Renumbering: > 255 labels need uint16; labels ascend, 0 stays 0.
+    const auto r = vol.renumber(0, box);
+    CHECK(r.dtype == cv::DataType::uint16 && r.size() == cut.size() && r.data.size() == 2 * cut.size(),
+          "renumber to uint16: " << cv::name(r.dtype) << ", " << r.size() << " elements");
+    CHECK(r.labels.size() == want_l.size() + (model.count(0) ? 0 : 1) && r.labels[0] == 0 &&
+              std::is_sorted(r.labels.begin(), r.labels.end()),
+          "renumber labels: " << r.labels.size());
+    wrong = 0;
+    for (std::size_t k = 0; k < cut.size(); k++)
+        if (r.original(k) != cut.data()[k] || (cut.data()[k] == 0) != (r.value(k) == 0)) wrong++;
+    CHECK(wrong == 0, "uint16 renumbered voxels map back: " << wrong << " wrong");
+    EXPECT_THROW(cv::InvalidArgument, "Renumbered::value past the end", r.value(r.size()), CV_ERR_INVALID_ARGUMENT, "out of range");
+    const auto r1 = vol.renumber(m1, b1);
+    wrong = 0;
+    for (std::size_t k = 0; k < cut1.size(); k++)
+        if (r1.original(k) != cut1.data()[k]) wrong++;
+    CHECK(r1.size() == cut1.size() && wrong == 0, "renumber at mip 1: " << wrong << " wrong");
+
+    // Points at mip 1 (mip 0 voxels, halved in x and y) and in another resolution; C order.
+    const cv::Box pb = vol.point_box(m1, {20.0, 30.0, 15.0}, {4, 6, 1});
+    CHECK((pb == cv::Box{{8, 12, 15}, {12, 18, 16}}), "point_box at mip 1: " << pb.str());
+    const auto p = vol.download_point<std::uint32_t>(m1, {20.0, 30.0, 15.0}, {4, 6, 1}, std::nullopt, cv::Order::C);
+    const cv::Array<std::uint32_t> pc = vol.cutout<std::uint32_t>(m1, pb);
+    CHECK(p.order() == cv::Order::C && p.box() == pb && p(3, 5, 0) == pc(3, 5, 0) && p(1, 2, 0) == pc(1, 2, 0),
+          "download_point at mip 1 in C order");
+    const cv::Box pr = vol.point_box(0, {10.0, 15.0, 15.0}, {2, 2, 2}, cv::Vec3d{8, 8, 40});
+    CHECK((pr == cv::Box{{19, 29, 14}, {21, 31, 16}}), "point_box with coord_resolution: " << pr.str());
+
+    // Chunk files: decompressed raw chunks are the cutout's bytes; as stored they are gzip.
+    const cv::Box first{{-3, 5, 10}, {13, 21, 18}};
+    const auto files = vol.download_files(0, first);
+    const cv::Array<std::uint32_t> chunk = vol.cutout<std::uint32_t>(0, first);
+    CHECK(files.size() == 1 && files[0].name == "4_4_40/-3-13_5-21_10-18" && files[0].data.size() == chunk.size() * 4 &&
+              std::memcmp(files[0].data.data(), chunk.data(), files[0].data.size()) == 0,
+          "download_files: the decompressed chunk equals the cutout");
+    const auto gz = vol.download_files(0, first, false);
+    CHECK(gz.size() == 1 && gz[0].data.size() > 2 && gz[0].data[0] == 0x1f && gz[0].data[1] == 0x8b,
+          "download_files(decompress=false) gives the gzip file");
+    const cv::Box two{{-3, 5, 10}, {14, 21, 18}};
+    CHECK(vol.download_files(0, two).size() == 2, "two chunks");
+    vol.delete_chunks(0, first);
+    const auto after = vol.download_files(0, two);
+    CHECK(after.size() == 1 && after[0].name == "4_4_40/13-29_5-21_10-18", "a missing chunk is left out: " << after.size());
+    // mip 1's first chunk, named by its own scale key and grid.
+    const cv::Box bm = vol.bounds(m1);
+    const cv::Vec3i cm = vol.chunk_size(m1);
+    const cv::Box c1{bm.lo, {std::min(bm.lo[0] + cm[0], bm.hi[0]), std::min(bm.lo[1] + cm[1], bm.hi[1]),
+                             std::min(bm.lo[2] + cm[2], bm.hi[2])}};
+    const std::string name1 = "8_8_40/" + std::to_string(c1.lo[0]) + "-" + std::to_string(c1.hi[0]) + "_" +
+                              std::to_string(c1.lo[1]) + "-" + std::to_string(c1.hi[1]) + "_" + std::to_string(c1.lo[2]) +
+                              "-" + std::to_string(c1.hi[2]);
+    const auto f1 = vol.download_files(m1, cv::Box{bm.lo, {bm.lo[0] + 1, bm.lo[1] + 1, bm.lo[2] + 1}});
+    const cv::Array<std::uint32_t> chunk1 = vol.cutout<std::uint32_t>(m1, c1);
+    CHECK(f1.size() == 1 && f1[0].name == name1 && f1[0].data.size() == chunk1.size() * 4 &&
+              std::memcmp(f1[0].data.data(), chunk1.data(), f1[0].data.size()) == 0,
+          "download_files at mip 1: " << (f1.empty() ? std::string("none") : f1[0].name) << ", want " << name1);
 }
 
 }  // namespace
@@ -703,6 +841,7 @@ int main() {
         test_delete(tmp);
         test_add_scale_and_compression(tmp);
         test_labels(tmp);
+        test_labels_uint32(tmp);
     } catch (const cv::Error &e) {
         CHECK(false, "unexpected " << e.code_name() << ": " << e.what());
     }

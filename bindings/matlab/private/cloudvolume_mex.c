@@ -733,7 +733,7 @@ static void cmd_renumber(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prh
     const cv_volume *v;
     uint32_t mip, nc;
     int64_t lo[3], hi[3];
-    size_t dims[3], len = 0, n = 0, i;
+    size_t dims[3], len = 0, n = 0, i, want;
     mwSize mdims[4];
     uint8_t *data = NULL;
     uint64_t *labels = NULL, *pl;
@@ -754,6 +754,14 @@ static void cmd_renumber(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prh
     mdims[2] = (mwSize)dims[2];
     mdims[3] = (mwSize)nc;
     a = mxCreateUninitNumericArray(nc > 1 ? 4 : 3, mdims, class_of(dtype), mxREAL);
+    want = (size_t)mxGetNumberOfElements(a) * (size_t)mxGetElementSize(a);
+    if (len != want) {
+        cv_bytes_free(data, len);
+        cv_labels_free(labels, n);
+        mxDestroyArray(a);
+        mexErrMsgIdAndTxt("cloudvolume:internal", "cv_renumber gave %lu bytes for a box of %lu bytes",
+                          (unsigned long)len, (unsigned long)want);
+    }
     if (len) memcpy(mxGetData(a), data, len);
     l = mxCreateNumericMatrix((mwSize)n, 1, mxUINT64_CLASS, mxREAL);
     pl = (uint64_t *)mxGetData(l);

@@ -52,6 +52,7 @@ cases = {
   'scattered points, exists, delete_chunks', @t_points_exists_delete
   'add_scale', @t_add_scale
   'label operations', @t_labels
+  'label operations: uint32, mip 1, chunk files', @t_labels32
   'display', @t_display
 };
 
@@ -197,6 +198,83 @@ img = create_layer(ctx, 'labels_img', 'uint16', 'raw', 1, [8 8 8], [8 8 8], [0 0
 expect_error(@() img.unique([0 0 0], [3 3 3]), 'cloudvolume:invalidArgument', 'uint32 or uint64');
 delete(img);
 delete(v);
+end
+
+% A raw, gzip-compressed uint32 layer with a second scale: more than 255 labels (renumbered
+% to uint16), the 'mip' options, masks of several labels, chunk files decompressed and as
+% stored, a missing chunk left out; every expectation from a cutout.
+function t_labels32(ctx)
+v = create_layer(ctx, 'labels32', 'uint32', 'raw', 1, [50 40 20], [16 16 8], [-3 5 10], 'compress', 'gzip');
+m1 = v.add_scale([2 2 1]);
+check(m1 == 1, 'add_scale gave mip %d', m1);
+w = CloudVolume(new_path(ctx, 'labels32'), 'mip', 1, 'compress', 'gzip', 'use_https', true);
+[x, y, z] = ndgrid(0:49, 0:39, 0:19);
+v.write([-3 5 10], label32(x, y, z));
+[x, y, z] = ndgrid(1:w.volume_size(1), 1:w.volume_size(2), 1:w.volume_size(3));
+w.write(w.voxel_offset, label32(3 * x, 5 * y, z));
+lo = [0 8 12];
+hi = [30 40 25];
+C = v.cutout(lo, hi);
+want = unique(C(:));
+[labels, counts] = v.unique(lo, hi);
+check(isa(labels, 'uint64') && isequal(labels, uint64(want)) && numel(labels) > 300, ...
+      'uint32 unique: %d labels, want %d', numel(labels), numel(want));
+check(isequal(double(counts), arrayfun(@(l) sum(C(:) == l), want)), 'uint32 unique counts');
+check(isequal(v.unique(lo, hi), labels), 'unique with one output');
+% 'mip', 1 reads mip 1's data.
+lo1 = [0 6 12];
+hi1 = [10 19 25];
+C1 = w.cutout(lo1, hi1);
+u1 = v.unique(lo1, hi1, 'mip', 1);
+check(isequal(u1, uint64(unique(C1(:)))) && ~isequal(u1, v.unique(lo1, hi1)), 'unique at mip 1');
+% Masks of several labels (0 among them; doubles or uint64), of none.
+a = double(labels(200));
+b = double(labels(end));
+M = v.labelMask(lo, hi, [a 0 b 123456789]);
+check(islogical(M) && isequal(M, C == a | C == 0 | C == b), 'labelMask of several labels');
+check(isequal(v.labelMask(lo, hi, uint64([a b])), C == a | C == b), 'labelMask of uint64 labels');
+M0 = v.labelMask(lo1, hi1, [], 'mip', 1);
+check(islogical(M0) && isequal(size(M0), size(C1)) && ~any(M0(:)), 'labelMask of no labels');
+% Renumbering: uint16, ascending, 0 kept; at mip 1 too.
+[R, back] = v.renumber(lo, hi);
+check(isa(R, 'uint16') && isequal(size(R), size(C)) && back(1) == 0 && issorted(back), ...
+      'renumber: class %s, %d labels', class(R), numel(back));
+check(isequal(reshape(back(double(R(:)) + 1), size(C)), uint64(C)), 'uint16 renumbered voxels map back');
+check(isequal(unique(R(C ~= 0)), uint16(1:numel(back) - 1)'), 'renumbered values are 1..N');
+[R1, back1] = v.renumber(lo1, hi1, 'mip', 1);
+check(isequal(reshape(back1(double(R1(:)) + 1), size(C1)), uint64(C1)), 'renumber at mip 1');
+% Points: at mip 1 (halved in x and y), and in another resolution.
+P = v.downloadPoint([20 30 15], [4 6 1], 'mip', 1);
+check(isequal(P, w.cutout([8 12 15], [11 17 15])), 'downloadPoint at mip 1');
+P2 = v.downloadPoint([10 15 15], 2, 'coord_resolution', [8 8 40]);
+check(isequal(P2, v.cutout([19 29 14], [20 30 15])), 'downloadPoint with coord_resolution');
+% Chunk files: decompressed raw chunks are the cutout's bytes; as stored they are gzip.
+F = v.downloadFiles([-3 5 10], [12 20 17]);
+chunk = v.cutout([-3 5 10], [12 20 17]);
+check(numel(F) == 1 && strcmp(F(1).name, '4_4_40/-3-13_5-21_10-18') && ...
+      isequal(F(1).data, typecast(chunk(:), 'uint8')), 'downloadFiles: the chunk equals the cutout');
+G = v.downloadFiles([-3 5 10], [12 20 17], 'decompress', false);
+check(numel(G) == 1 && isequal(double(G(1).data(1:2)), [31; 139]), 'downloadFiles decompress false: gzip');
+o = w.voxel_offset;
+e = min(o + [16 16 8], o + w.volume_size) - 1;
+F1 = v.downloadFiles(o, o, 'mip', 1);
+name1 = sprintf('8_8_40/%d-%d_%d-%d_%d-%d', o(1), e(1) + 1, o(2), e(2) + 1, o(3), e(3) + 1);
+c1 = w.cutout(o, e);
+check(numel(F1) == 1 && strcmp(F1(1).name, name1) && isequal(F1(1).data, typecast(c1(:), 'uint8')), ...
+      'downloadFiles at mip 1: %s', name1);
+v.delete_chunks([-3 5 10], [12 20 17]);
+F2 = v.downloadFiles([-3 5 10], [13 20 17]);
+check(numel(F2) == 1 && strcmp(F2(1).name, '4_4_40/13-29_5-21_10-18'), 'a missing chunk is left out');
+expect_error(@() v.renumber([-9 5 10], [0 8 12]), 'cloudvolume:outOfBounds', 'outside the bounds');
+expect_error(@() v.downloadFiles(lo, hi, 'level', 3), 'cloudvolume:invalidArgument', 'decompress');
+delete(w);
+delete(v);
+end
+
+function A = label32(x, y, z)
+k = floor(x / 2) + 25 * floor(y / 2) + 500 * floor(z / 4);
+A = uint32(70000 + k);
+A(mod(k, 13) == 0) = 0;
 end
 
 function p = new_path(ctx, name)

@@ -5,7 +5,8 @@ Read and write Neuroglancer Precomputed volumes (file://, http(s)://, gs://, s3:
 Julia through libcloudvolume's C ABI, with the API of seung-lab's CloudVolume.jl:
 `CloudVolumeWrapper`, `StorageWrapper`, `offset`, `scale`, `chunks`, `resolution`, `exists`,
 `flush`, `upload_from_shared_memory`, `info`, `provenance`; and cloud-volume's label operations
-`unique`, `label_mask`, `download_point`, `renumber`, `download_files` (graphene:// too).
+`unique`, `download(vol, bbox; label, renumber)`, `label_mask`, `download_point`, `renumber`,
+`download_files` (graphene:// too).
 
 Layers (like HDF5.jl and CodecZstd.jl): `api.jl` finds the library and holds one raw `ccall`
 per C function; `wrapper.jl` and `storage.jl` own handles (finalizer plus idempotent `close`)

@@ -11,7 +11,9 @@
     CloudVolumeWrapper(storage_string; mip=0, bounded=true, autocrop=false, fill_missing=false,
                        cache=false, cdn_cache=false, progress=false, info=nothing,
                        provenance=nothing, compress=nothing, non_aligned_writes=false,
-                       parallel=false, output_to_shared_memory=false)
+                       parallel=false, output_to_shared_memory=false,
+                       agglomerate=nothing, timestamp=nothing, stop_layer=nothing,
+                       use_https=false, secrets=nothing)
     CloudVolumeWrapper(f, storage_string; kwargs...)   # do-block: closed when `f` returns
 
 Open the Precomputed layer at `storage_string` (`file://...` or a path, `http(s)://...`,
@@ -35,6 +37,10 @@ their defaults are CloudVolume.jl's. What each does here:
   must equal `info`, else an error is thrown (silently using a different info than the stored
   one would read and write the wrong chunks).
 - `provenance`: a Dict returned by `provenance(vol)`; it is not written to storage.
+- `use_https`: read `gs://` and `s3://` through their public HTTPS endpoints, unsigned.
+- `agglomerate`, `timestamp` (unix seconds), `stop_layer`: cloud-volume's graphene://
+  keywords (map supervoxels to roots, as of a time, or to ancestors at a layer); `secrets`: the
+  CAVE token (else cave-secret.json is read). Passed to the library only when given.
 - Accepted and ignored: `cdn_cache` (no Cache-Control header is set), `progress` (no progress
   bar), `output_to_shared_memory` (reads return an ordinary `Array`: the library decodes into
   Julia memory directly, so there is no shared-memory segment to hand back).
@@ -308,13 +314,13 @@ const AnyRange = AbstractUnitRange{<:Integer}
 
 # Inclusive Julia ranges to the half-open box [lo, hi), cropped to the bounds with autocrop.
 # Returns (lo, hi, crop) where crop holds, per axis, the indices of the request kept.
-function box(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange)
+function box(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange, mip::Integer = x.mip)
     rs = (rx, ry, rz)
     lo = Int64[first(r) for r in rs]
     hi = Int64[last(r) + 1 for r in rs]
     keep = UnitRange{Int}[1:length(r) for r in rs]
     if x.autocrop
-        blo, bhi = bounds(x)
+        blo, bhi = bounds(x, mip)
         for d in 1:3
             nlo = max(lo[d], blo[d])
             nhi = max(min(hi[d], bhi[d]), nlo)
@@ -326,10 +332,10 @@ function box(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange)
 end
 
 # Read [lo, hi) at the handle's mip, every channel: Array{T,4} (x, y, z, channel).
-function read_box(x::CloudVolumeWrapper, ::Type{T}, lo::Vector{Int64}, hi::Vector{Int64}) where {T}
+function read_box(x::CloudVolumeWrapper, ::Type{T}, lo::Vector{Int64}, hi::Vector{Int64}, mip::Integer = x.mip) where {T}
     a = Array{T,4}(undef, Int(hi[1] - lo[1]), Int(hi[2] - lo[2]), Int(hi[3] - lo[3]), x.channels)
     isempty(a) && return a
-    check(cv_cutout_into(x, UInt32(x.mip), lo, hi, a, Csize_t(sizeof(a))))
+    check(cv_cutout_into(x, UInt32(mip), lo, hi, a, Csize_t(sizeof(a))))
     return a
 end
 
@@ -530,97 +536,163 @@ end
 
 # ---------------------------------------------------------------------------------------------
 # Label operations (uint32/uint64 layers, Precomputed and graphene), as cloud-volume names them.
+#
+# A box is given as three inclusive ranges, `x0:x1, y0:y1, z0:z1`, or as one tuple of them
+# (cloud-volume's `bbox`); `mip` defaults to the handle's. Every call checks its status and
+# releases what the library handed out before returning or throwing.
+
+const BBox = Tuple{AnyRange,AnyRange,AnyRange}
+
+function label_box(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange, mip::Integer)
+    mip >= 0 || throw(ArgumentError("mip must be >= 0, got $(mip)"))
+    lo, hi, _ = box(x, rx, ry, rz, mip)
+    return lo, hi
+end
+
+# A copy of `n` UInt64 the library allocated (empty for NULL / 0).
+copy_u64(p::Ptr{UInt64}, n) = (p == C_NULL || n == 0) ? UInt64[] : copy(unsafe_wrap(Vector{UInt64}, p, Int(n)))
 
 """
-    unique(vol, x0:x1, y0:y1, z0:z1; counts=false) -> Vector{UInt64} or (labels, counts)
+    unique(vol, bbox; mip=vol.mip, counts=false) -> Vector or (labels, counts)
+    unique(vol, x0:x1, y0:y1, z0:z1; mip=vol.mip, counts=false)
 
-The labels of the box at the handle's mip, sorted (cloud-volume's `vol.unique(bbox)` gives them
-as a set), counted chunk by chunk without reading the box into memory; with `counts=true` also
-each label's number of voxels. On a graphene layer with `agglomerate` the labels are roots.
+The labels of the box, sorted ascending, in the layer's element type (cloud-volume's
+`vol.unique(bbox)` gives them as a set), counted chunk by chunk without reading the box into
+memory; with `counts=true` also each label's number of voxels (`Vector{Int}`, every channel).
+On a graphene layer with `agglomerate` the labels are roots (or `stop_layer` ancestors).
+uint32/uint64 layers only (`CV_ERR_INVALID_ARGUMENT` otherwise).
 """
-function Base.unique(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange; counts::Bool = false)
-    lo, hi, _ = box(x, rx, ry, rz)
+function Base.unique(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange;
+                     mip::Integer = x.mip, counts::Bool = false)
+    lo, hi = label_box(x, rx, ry, rz, mip)
     pl, pc, n = Ref{Ptr{UInt64}}(C_NULL), Ref{Ptr{UInt64}}(C_NULL), Ref{Csize_t}(0)
-    check(cv_unique(x, UInt32(x.mip), lo, hi, pl, pc, n))
-    labels = n[] == 0 ? UInt64[] : copy(unsafe_wrap(Vector{UInt64}, pl[], Int(n[])))
-    cnts = n[] == 0 ? UInt64[] : copy(unsafe_wrap(Vector{UInt64}, pc[], Int(n[])))
-    cv_labels_free(pl[], n[])
-    cv_labels_free(pc[], n[])
-    return counts ? (labels, cnts) : labels
+    check(cv_unique(x, UInt32(mip), lo, hi, pl, counts ? pc : Ptr{Ptr{UInt64}}(C_NULL), n))
+    labels, cnts = try
+        copy_u64(pl[], n[]), copy_u64(pc[], n[])
+    finally
+        cv_labels_free(pl[], n[])
+        cv_labels_free(pc[], n[])
+    end
+    T = x.dtype
+    out = T <: Unsigned ? T.(labels) : labels
+    return counts ? (out, Int.(cnts)) : out
 end
+Base.unique(x::CloudVolumeWrapper, bbox::BBox; kwargs...) = unique(x, bbox...; kwargs...)
 
 """
-    label_mask(vol, x0:x1, y0:y1, z0:z1, labels) -> Array{Bool,4}
+    label_mask(vol, bbox, labels; mip=vol.mip) -> Array{Bool,4}
+    label_mask(vol, x0:x1, y0:y1, z0:z1, labels; mip=vol.mip)
 
-`true` where a voxel of the box holds one of `labels` (cloud-volume's `download(bbox, label=L)`,
-for one label or several).
+`true` where a voxel of the box (x, y, z, channel) holds one of `labels` (one label or a
+collection): cloud-volume's `download(bbox, label=L)`, also reached as
+`download(vol, bbox; label=L)`.
 """
-function label_mask(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange, labels)
-    lo, hi, _ = box(x, rx, ry, rz)
-    want = UInt64[UInt64(l) for l in labels]
+function label_mask(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange, labels; mip::Integer = x.mip)
+    lo, hi = label_box(x, rx, ry, rz, mip)
+    want = labels isa Integer ? UInt64[UInt64(labels)] : UInt64[UInt64(l) for l in labels]
     out = Array{UInt8,4}(undef, Int(hi[1] - lo[1]), Int(hi[2] - lo[2]), Int(hi[3] - lo[3]), x.channels)
-    check(cv_label_mask_into(x, UInt32(x.mip), lo, hi, want, Csize_t(length(want)), out, Csize_t(length(out))))
-    return out .!= 0
+    isempty(out) && return Array{Bool,4}(undef, size(out))
+    check(cv_label_mask_into(x, UInt32(mip), lo, hi, want, Csize_t(length(want)), out, Csize_t(length(out))))
+    return map(!=(0x00), out)
 end
+label_mask(x::CloudVolumeWrapper, bbox::BBox, labels; kwargs...) = label_mask(x, bbox..., labels; kwargs...)
 
 """
     download_point(vol, pt; size=256, mip=vol.mip, coord_resolution=nothing) -> Array{T,4}
 
 cloud-volume's `download_point`: `size` voxels (one number or three) around `pt`, given in mip 0
-voxels, or in voxels of `coord_resolution` (nm) when given, read at `mip`.
+voxels, or in voxels of `coord_resolution` (nm) when given, read at `mip`:
+`[p - size÷2, p + size÷2)` per axis (`[p, p+1)` where the size is 1), `p` being `pt` at `mip`.
 """
 function download_point(x::CloudVolumeWrapper, pt; size = 256, mip::Integer = x.mip, coord_resolution = nothing)
+    mip >= 0 || throw(ArgumentError("mip must be >= 0, got $(mip)"))
     p = Float64[Float64(v) for v in pt]
     s = size isa Integer ? Int64[size, size, size] : Int64[Int64(v) for v in size]
     length(p) == 3 && length(s) == 3 || throw(ArgumentError("pt and size need three values"))
-    cr = coord_resolution === nothing ? Ptr{Float64}(C_NULL) : Float64[Float64(v) for v in coord_resolution]
+    cr = if coord_resolution === nothing
+        Ptr{Float64}(C_NULL)
+    else
+        c = Float64[Float64(v) for v in coord_resolution]
+        length(c) == 3 || throw(ArgumentError("coord_resolution needs three values"))
+        c
+    end
     lo, hi = zeros(Int64, 3), zeros(Int64, 3)
     check(cv_point_box(x, UInt32(mip), p, s, cr, lo, hi))
-    a = Array{x.dtype,4}(undef, Int(hi[1] - lo[1]), Int(hi[2] - lo[2]), Int(hi[3] - lo[3]), x.channels)
-    check(cv_cutout_into(x, UInt32(mip), lo, hi, a, Csize_t(sizeof(a))))
-    return a
+    return read_box(x, x.dtype, lo, hi, mip)
 end
 
 """
-    renumber(vol, x0:x1, y0:y1, z0:z1) -> (img, mapping)
+    renumber(vol, bbox; mip=vol.mip) -> (img, mapping)
+    renumber(vol, x0:x1, y0:y1, z0:z1; mip=vol.mip)
 
-cloud-volume's `download(bbox, renumber=True)`: the box with its labels renumbered 1, 2, ... in
-ascending order (0 kept) in the smallest unsigned type that holds them, and the mapping from
-original label to new value.
+cloud-volume's `download(bbox, renumber=True)` (also `download(vol, bbox; renumber=true)`):
+the box (x, y, z, channel) with its labels renumbered 1, 2, ... in ascending order (0 stays 0)
+in the smallest of UInt8, UInt16, UInt32, UInt64 that holds them, and the `Dict` from original
+label to new value (0 => 0 included).
 """
-function renumber(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange)
-    lo, hi, _ = box(x, rx, ry, rz)
+function renumber(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange; mip::Integer = x.mip)
+    lo, hi = label_box(x, rx, ry, rz, mip)
     pd, len, dt = Ref{Ptr{UInt8}}(C_NULL), Ref{Csize_t}(0), Ref{Int32}(0)
     pl, n = Ref{Ptr{UInt64}}(C_NULL), Ref{Csize_t}(0)
-    check(cv_renumber(x, UInt32(x.mip), lo, hi, pd, len, dt, pl, n))
-    T = CV_DTYPES[dt[]]
-    img = Array{T,4}(undef, Int(hi[1] - lo[1]), Int(hi[2] - lo[2]), Int(hi[3] - lo[3]), x.channels)
-    unsafe_copyto!(Ptr{UInt8}(pointer(img)), pd[], Int(len[]))
-    labels = copy(unsafe_wrap(Vector{UInt64}, pl[], Int(n[])))
-    cv_bytes_free(pd[], len[])
-    cv_labels_free(pl[], n[])
-    return img, Dict{UInt64,T}(l => T(v - 1) for (v, l) in enumerate(labels))
+    check(cv_renumber(x, UInt32(mip), lo, hi, pd, len, dt, pl, n))
+    img, labels = try
+        T = get(CV_DTYPES, dt[], Nothing)
+        T === Nothing && throw(CloudVolumeError(CV_ERR_INTERNAL, "cv_renumber: unknown data type code $(dt[])"))
+        a = Array{T,4}(undef, Int(hi[1] - lo[1]), Int(hi[2] - lo[2]), Int(hi[3] - lo[3]), x.channels)
+        sizeof(a) == Int(len[]) ||
+            throw(CloudVolumeError(CV_ERR_INTERNAL, "cv_renumber gave $(len[]) bytes for a box of $(sizeof(a))"))
+        len[] > 0 && unsafe_copyto!(Ptr{UInt8}(pointer(a)), pd[], Int(len[]))
+        a, copy_u64(pl[], n[])
+    finally
+        cv_bytes_free(pd[], len[])
+        cv_labels_free(pl[], n[])
+    end
+    T, K = eltype(img), (x.dtype <: Unsigned ? x.dtype : UInt64)
+    return img, Dict{K,T}(K(l) => T(v - 1) for (v, l) in enumerate(labels))
 end
+renumber(x::CloudVolumeWrapper, bbox::BBox; kwargs...) = renumber(x, bbox...; kwargs...)
 
 """
-    download_files(vol, x0:x1, y0:y1, z0:z1; decompress=true) -> Dict{String,Vector{UInt8}}
+    download(vol, bbox; mip=vol.mip, label=nothing, renumber=false)
+    download(vol, x0:x1, y0:y1, z0:z1; ...)
 
-cloud-volume's `download_files`: the stored chunk files the box meets, by name (the chunk key,
-or the compressed Morton code in a sharded scale), decompressed unless `decompress=false`.
+cloud-volume's `vol.download(bbox, mip, label=, renumber=)`: the box as `Array{T,4}`
+(x, y, z, channel) at `mip`; with `label=L` (one label or several) the `Array{Bool,4}` mask of
+`label_mask`; with `renumber=true` the `(img, mapping)` of `renumber`.
 """
-function download_files(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange; decompress::Bool = true)
-    lo, hi, _ = box(x, rx, ry, rz)
+function Base.download(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange;
+                       mip::Integer = x.mip, label = nothing, renumber::Bool = false)
+    label === nothing || !renumber || throw(ArgumentError("download: give label or renumber=true, not both"))
+    label === nothing || return label_mask(x, rx, ry, rz, label; mip = mip)
+    renumber && return CloudVolume.renumber(x, rx, ry, rz; mip = mip)
+    lo, hi = label_box(x, rx, ry, rz, mip)
+    return read_box(x, x.dtype, lo, hi, mip)
+end
+Base.download(x::CloudVolumeWrapper, bbox::BBox; kwargs...) = download(x, bbox...; kwargs...)
+
+"""
+    download_files(vol, bbox; mip=vol.mip, decompress=true) -> Dict{String,Vector{UInt8}}
+    download_files(vol, x0:x1, y0:y1, z0:z1; mip=vol.mip, decompress=true)
+
+cloud-volume's `download_files`: the stored chunk files the box meets, by name (the chunk key
+`<scale key>/<x0>-<x1>_<y0>-<y1>_<z0>-<z1>`, or the compressed Morton code in decimal in a
+sharded scale), decompressed unless `decompress=false`; missing chunks are left out.
+"""
+function download_files(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange;
+                        mip::Integer = x.mip, decompress::Bool = true)
+    lo, hi = label_box(x, rx, ry, rz, mip)
     f = Ref{Ptr{Cvoid}}(C_NULL)
-    check(cv_download_files(x, UInt32(x.mip), lo, hi, Int32(decompress), f))
+    check(cv_download_files(x, UInt32(mip), lo, hi, Int32(decompress), f))
     out = Dict{String,Vector{UInt8}}()
     try
         for i in 0:Int(cv_files_count(f[]))-1
             name, data, len = Ref{Ptr{UInt8}}(C_NULL), Ref{Ptr{UInt8}}(C_NULL), Ref{Csize_t}(0)
             check(cv_files_get(f[], Csize_t(i), name, data, len))
-            out[unsafe_string(name[])] = copy(unsafe_wrap(Vector{UInt8}, data[], Int(len[])))
+            out[unsafe_string(name[])] = len[] == 0 ? UInt8[] : copy(unsafe_wrap(Vector{UInt8}, data[], Int(len[])))
         end
     finally
         cv_files_free(f[])
     end
     return out
 end
+download_files(x::CloudVolumeWrapper, bbox::BBox; kwargs...) = download_files(x, bbox...; kwargs...)

@@ -283,6 +283,88 @@ end
     end
 end
 
+@testset "label operations: uint32, two mips, bbox and keywords" begin
+    # A raw, gzip-compressed uint32 layer with a second scale (every expectation is computed
+    # from a cutout or the written array).
+    info = CV.create_new_info(1, "segmentation", "uint32", "raw", [4.0, 4.0, 40.0], OFFSET, SIZE; chunk_size = CHUNK)
+    s1 = copy(info["scales"][1])
+    s1["key"] = "8_8_40"
+    s1["resolution"] = [8, 8, 40]
+    s1["voxel_offset"] = [fld(OFFSET[1], 2), fld(OFFSET[2], 2), OFFSET[3]]
+    s1["size"] = [cld(SIZE[1], 2), cld(SIZE[2], 2), SIZE[3]]
+    push!(info["scales"], s1)
+    label(x, y, z) = (k = (x ÷ 2) + 25 * (y ÷ 2) + 500 * (z ÷ 4); k % 13 == 0 ? UInt32(0) : UInt32(70000 + k))
+    vol = CloudVolumeWrapper(url("seg32"); info = info, compress = "gzip")
+    vol1 = CloudVolumeWrapper(url("seg32"); mip = 1, compress = "gzip")
+    try
+        vol[ALL...] = UInt32[label(x, y, z) for x in 0:SIZE[1]-1, y in 0:SIZE[2]-1, z in 0:SIZE[3]-1]
+        lo1, hi1 = s1["voxel_offset"], s1["voxel_offset"] .+ s1["size"] .- 1
+        vol1[lo1[1]:hi1[1], lo1[2]:hi1[2], lo1[3]:hi1[3]] =
+            UInt32[label(3x, 5y, z) for x in 1:s1["size"][1], y in 1:s1["size"][2], z in 1:s1["size"][3]]
+        bbox = (0:30, 8:40, 12:25)
+        cut = vol[bbox...]
+
+        # unique: the bbox tuple, the element type of the layer, counts as Int.
+        labels = unique(vol, bbox)
+        @test eltype(labels) == UInt32
+        @test labels == sort(unique(vec(cut)))
+        @test issorted(labels) && length(labels) > 300
+        l2, counts = unique(vol, bbox; counts = true)
+        @test l2 == labels && eltype(counts) == Int
+        @test counts == [count(==(l), cut) for l in labels]
+        # mip=1 reads the second scale, not the handle's.
+        b1 = (0:10, 6:19, 12:25)
+        cut1 = vol1[b1...]
+        @test unique(vol, b1; mip = 1) == sort(unique(vec(cut1)))
+        @test unique(vol, b1; mip = 1) != unique(vol, b1)
+        @test unique(vol1, b1...; mip = 0) == unique(vol, b1...)
+
+        # label masks: download(...; label=L) with one label or several, label_mask with a bbox.
+        pick = labels[div(length(labels), 2)]
+        @test download(vol, bbox; label = pick) == reshape(cut .== pick, size(cut)..., 1)
+        two = [labels[end], 0]
+        @test download(vol, bbox...; label = two)[:, :, :, 1] == (cut .== labels[end]) .| (cut .== 0)
+        @test label_mask(vol, b1, labels[1:0]; mip = 1) == falses(size(cut1)..., 1)
+        @test download(vol, b1; mip = 1)[:, :, :, 1] == cut1
+        @test download(vol, bbox)[:, :, :, 1] == cut
+
+        # renumber: more than 255 labels need UInt16; the mapping is old => new, 0 => 0.
+        img, mapping = download(vol, bbox; renumber = true)
+        @test eltype(img) == UInt16 && size(img) == (size(cut)..., 1)
+        @test keytype(mapping) == UInt32
+        @test mapping[0] == 0
+        @test sort(collect(values(mapping))) == collect(0:length(mapping)-1)
+        @test [mapping[v] for v in cut] == img[:, :, :, 1]
+        nz = filter(!=(0), labels)
+        @test [mapping[l] for l in nz] == collect(1:length(nz))   # ascending order
+        img1, map1 = renumber(vol, b1; mip = 1)
+        @test [map1[v] for v in cut1] == img1[:, :, :, 1]
+        @test_throws ArgumentError download(vol, bbox; label = 1, renumber = true)
+
+        # download_point at mip 1: the point is in mip 0 voxels and halved in x and y.
+        p = download_point(vol, (20, 30, 15); size = (4, 6, 1), mip = 1)
+        @test size(p) == (4, 6, 1, 1) && p[:, :, 1, 1] == vol1[8:11, 12:17, 15]
+        pc = download_point(vol, (10, 15, 15); size = 2, coord_resolution = (8, 8, 40))
+        @test pc == vol[19:20, 29:30, 14:15, :]
+
+        # download_files: gzip bytes unless decompressed; decompressed raw chunks equal the cutout.
+        raw = download_files(vol, (-3:12, 5:20, 10:17))
+        @test collect(keys(raw)) == ["4_4_40/-3-13_5-21_10-18"]
+        @test raw["4_4_40/-3-13_5-21_10-18"] == collect(reinterpret(UInt8, vec(vol[-3:12, 5:20, 10:17])))
+        gz = download_files(vol, (-3:12, 5:20, 10:17); decompress = false)
+        @test gz["4_4_40/-3-13_5-21_10-18"][1:2] == [0x1f, 0x8b]
+        f1 = download_files(vol, (lo1[1]:lo1[1], lo1[2]:lo1[2], 10:10); mip = 1)
+        @test collect(keys(f1)) == ["8_8_40/-2-14_2-18_10-18"]
+        @test f1["8_8_40/-2-14_2-18_10-18"] == collect(reinterpret(UInt8, vec(vol1[-2:13, 2:17, 10:17])))
+
+        expect_error(() -> unique(vol, (0:3, 5:8, 10:12); mip = 5), CV.CV_ERR_INVALID_ARGUMENT)
+        @test_throws ArgumentError unique(vol, bbox; mip = -1)
+    finally
+        close(vol1)
+        close(vol)
+    end
+end
+
 @testset "JSON" begin
     v = CV.parse_json("""{"a": [1, -2.5e3, true, false, null], "b": "x\\"\\u00e9\\ud83d\\ude00", "c": {}}""")
     @test v["a"] == Any[1, -2500.0, true, false, nothing]
