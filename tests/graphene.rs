@@ -124,16 +124,18 @@ fn tokens_are_found_in_secret_files_and_refusals_name_the_host_not_the_token() {
     let r = run(&cv);
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(1));
-    assert!(err.contains("403") && err.contains(&host) && err.contains("-cave-secret.json"), "{err}");
+    assert!(err.contains("401") && err.contains(&host) && err.contains("-cave-secret.json"), "{err}");
     assert!(!err.contains("deadbeef00") && !err.contains(token), "a token leaked: {err}");
     // A refused token through the C ABI: CV_ERR_AUTH naming the host, never the token.
-    let e = expect_err(open(&url, &json!({"secrets": "0123abcd"})), CV_ERR_AUTH, &["403", &host]);
+    let e = expect_err(open(&url, &json!({"secrets": "0123abcd"})), CV_ERR_AUTH, &["401", &host]);
     assert!(!e.contains("0123abcd"), "{e}");
-    // No token at all: 401, and the message says none was found.
+    // No token at all: middle_auth_client redirects to its sign-in page; the message says no
+    // token was found.
     let empty = tmp.join("empty");
     let r = run(&empty);
     let err = String::from_utf8_lossy(&r.stderr);
-    assert!(err.contains("401") && err.contains("no CAVE token"), "{err}");
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("302") && err.contains("sign-in") && err.contains("no CAVE token"), "{err}");
     // A token file that is not a token: refused before any request, naming the file.
     std::fs::write(cv.join(format!("secrets/{host}-cave-secret.json")), r#"{"token": "not a token!"}"#).unwrap();
     let r = run(&cv);
@@ -165,7 +167,7 @@ fn faults_garbage_and_bad_tables_get_clear_statuses() {
     double.control(json!({"garbage": 1}));
     expect_err(vol.read(0, lo, hi), CV_ERR_DECODE, &["roots_binary", "7 bytes"]);
     // An unknown table, a data_dir that does not exist.
-    expect_err(open(&double.url("nosuch"), &o), CV_ERR_NOT_FOUND, &["nosuch", "404"]);
+    expect_err(open(&double.url("nosuch"), &o), CV_ERR_NOT_FOUND, &["nosuch", "invalid_table_id"]);
     expect_err(open(&double.url("missing"), &o), CV_ERR_NOT_FOUND, &["ws_missing", "does not exist"]);
     // Bad options, a dead server, writes.
     expect_err(

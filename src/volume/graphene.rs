@@ -129,12 +129,36 @@ impl Client {
                         (false, Error::auth(format!("{method} {url}: HTTP {code}: {} refused {which}", self.path.host)))
                     }
                     404 => (false, Error::not_found(format!("{method} {url}: HTTP 404{said}"))),
+                    // middle_auth_client's answer for a table it does not know.
+                    400 if text.contains("invalid_table_id") => (
+                        false,
+                        Error::not_found(format!(
+                            "{method} {url}: HTTP 400: no table {} on {}{said}",
+                            self.path.table, self.path.host
+                        )),
+                    ),
                     408 | 429 | 500..=599 => (true, Error::io(format!("{method} {url}: HTTP {code}{said}"))),
                     _ => (false, Error::io(format!("{method} {url}: HTTP {code}{said}"))),
                 });
             }
             Err(ureq::Error::Transport(t)) => return Err((true, Error::io(format!("{method} {url}: {t}")))),
         };
+        if (300..400).contains(&resp.status()) {
+            // middle_auth_client sends requests it cannot authenticate to its sign-in page.
+            let to = resp.header("Location").unwrap_or("").split('?').next().unwrap_or("").to_string();
+            let which = match &self.token {
+                Some(t) => format!("the CAVE token from {}", t.from),
+                None => "no CAVE token (none given in \"secrets\" nor found in cave-secret.json)".into(),
+            };
+            return Err((
+                false,
+                Error::auth(format!(
+                    "{method} {url}: HTTP {} to the sign-in page {to}: {} did not accept {which}",
+                    resp.status(),
+                    self.path.host
+                )),
+            ));
+        }
         let encoding = ContentEncoding::from_header(resp.header("Content-Encoding"), url).map_err(|e| (false, e))?;
         let mut bytes = Vec::new();
         let cap = compression::stored_bound(limit) as u64;
@@ -400,7 +424,13 @@ pub(super) fn open(url: &str, opts: Options) -> Result<Volume> {
     let http = crate::store::http_config(&opts.store);
     let mut client = Client {
         path: gpath.clone(),
-        agent: crate::store::http::agent(&http),
+        // Redirects are not followed: a 302 is middle_auth_client's way of refusing.
+        agent: ureq::AgentBuilder::new()
+            .timeout_connect(std::time::Duration::from_secs_f64(http.connect_timeout_secs.min(http.timeout_secs)))
+            .timeout(std::time::Duration::from_secs_f64(http.timeout_secs))
+            .redirects(0)
+            .user_agent(concat!("cloudvolume-rs/", env!("CARGO_PKG_VERSION")))
+            .build(),
         retry: http.retry,
         token,
         api: ApiVersion::V1,

@@ -1,46 +1,174 @@
 #!/usr/bin/env python3
-"""A loopback stand-in for PyChunkedGraph's segmentation API, as cloud-volume and this library use
-it (routes from PyChunkedGraph's app/segmentation/{generic,v1}/routes.py and common.py; see
-../shared/docs/services.md §4). No Bigtable: the graph is a fixed table of ancestors.
+"""A loopback stand-in for PyChunkedGraph's segmentation API and middle_auth_client's checks, as
+cloud-volume and this library use them. Stdlib http.server plus numpy; no Bigtable.
 
-    python tests/servers/chunkedgraph.py --fixture DIR [--port 0] [--token TOKEN] [--log FILE]
+    python tests/servers/chunkedgraph.py --fixture DIR [--port 0] [--token TOKEN]
+        [--forbidden-token TOKEN] [--log FILE] [--data-base URL] [--prefix segmentation]
 
-Prints `PORT <n>` once listening; serves until killed. DIR/graph.json (tests/reference/
-graphene_check.py writes it) holds the tables (each an info whose `data_dir` is relative to DIR),
-`n_layers`, `n_bits_for_layer_id`, `edit_timestamp`, and the names of two .npy files of uint64 rows
-`[supervoxel, layer-2 parent, ..., root]`: the graph before and after an edit at edit_timestamp.
+Prints exactly one line `PORT <n>` (flushed) once listening on 127.0.0.1, then serves until killed
+(SIGTERM), or until the process that started it goes away.
 
-Routes:
-  GET  /<m>/table/<t>/info                          the info (data_dir made an absolute file:// URL)
-  POST /<m>/api/v1/table/<t>/roots_binary[?timestamp=&stop_layer=]
-                                                    uint64 ids in, uint64 ancestors out
-  POST /<m>/api/v1/table/<t>/roots                  {"node_ids": [...]} -> {"root_ids": [...]}
-  GET  /<m>/api/v1/table/<t>/node/<id>/leaves?bounds=x0-x1_y0-y1_z0-z1 -> {"leaf_ids": [...]}
-  GET  /<m>/1.0/<t>/graph/<id>/root[?timestamp=]    legacy API: one uint64
-Request bodies with `Content-Encoding: gzip` are inflated; answers of 1 KiB and more are gzipped
-when the request's Accept-Encoding names gzip with a non-zero q. With --token every route wants
-`Authorization: Bearer TOKEN`: none is 401, another is 403 (as middle_auth_client answers).
+Behaviour is taken from PyChunkedGraph's source (seung-lab/PyChunkedGraph @c1b7740d, May 2024:
+app/common.py, app/app_utils.py, app/segmentation/{generic,v1,legacy}/routes.py,
+app/segmentation/common.py, graph/chunkedgraph.py get_roots/get_root, graph/subgraph.py,
+graph/chunks/utils.py) and middle_auth_client 3.19.2 (decorators.py); where this double departs
+from them it says so below.
 
-Test controls (never authenticated, never logged):
-  POST /__control {"fail": N, "status": S}   the next N requests answer S (default 503)
-                  {"garbage": N}             the next N roots answers are 7 bytes
-                  {"clear_log": true}        forget the recorded requests
-  GET  /__requests                           the requests recorded: method, path, query, auth
-                                             ("ok"/"missing"/"wrong", never the token),
-                                             content_encoding, accept_encoding, n_ids, status
+Fixture (DIR/graph.json, written by tests/reference/graphene_check.py)
+  {"format": 2,
+   "tables": {"<t>": {"info": {...}, "data_dir": "<path relative to DIR>", "dataset": "<name>"?}},
+   "n_layers": 4, "n_bits_for_layer_id": 8,
+   "created_timestamp": <unix s>,        the graph's nodes "before" exist from then on (default: always)
+   "edit_timestamp": <unix s>,           the nodes and parent pointers of "after" from then on
+   "hierarchy": {"before": {"<child>": "<parent>", ...}, "after": {...}}   uint64 as decimal strings
+   ...}                                  (other keys are the fixture's own and are ignored here)
+  Every table shares the one graph. The older form {"before": "x.npy", "after": "y.npy"} (uint64
+  rows [supervoxel, L2, ..., root]; bench/run_labels.py writes it) is read too.
+  The info served is the table's info with `data_dir` made absolute: `file://<DIR>/<data_dir>`, or
+  `<--data-base>/<data_dir>` when given.
+
+Graph model (PyChunkedGraph's Bigtable rows, reduced): a node is immutable (its children never
+change); "before" nodes are created at created_timestamp, nodes only in "after" at
+edit_timestamp; a node in both whose parent differs gets the new parent at edit_timestamp; a node
+only in "before" (superseded by the edit) keeps its old parent forever. A lookup at time T sees the
+cells with timestamp <= T (ms resolution, T rounded down); no timestamp means now.
+
+Routes (<p> is the URL prefix, "segmentation"; <t> a table):
+  GET  /<p>/table/<t>/info                    the info (generic blueprint)
+  GET  /<p>/1.0/<t>/info                      the same (legacy blueprint)
+  GET  /<p>/api/versions                      [0, 1]
+  POST /<p>/api/v1/table/<t>/roots_binary[?timestamp=&stop_layer=&assert_roots=&fail_to_zero=]
+       body: raw uint64 ids (np.frombuffer, so native = little-endian); answer: the uint64
+       ancestors in order, Content-Type text/html; charset=utf-8 (Flask's default for bytes, as
+       PyChunkedGraph sends it). A body that is not a whole number of ids: 500 (numpy's
+       "buffer size must be a multiple of element size"); no limit on the count; empty -> empty.
+  POST /<p>/api/v1/table/<t>/roots            {"node_ids": [...]} -> {"root_ids": [...]}
+                                              (?int64_as_str=true: strings; ?as_binary=root_ids: bytes)
+  GET  /<p>/api/v1/table/<t>/node/<id>/root   {"root_id": n}
+  GET  /<p>/api/v1/table/<t>/node/<id>/children   {"children_ids": [...]}
+  GET  /<p>/api/v1/table/<t>/node/<id>/leaves[?bounds=x0-x1_y0-y1_z0-z1&stop_layer=L]
+       {"leaf_ids": [...]}: the layer-L (default 1: supervoxel) descendants. As PyChunkedGraph
+       does, bounds (voxels at the watershed resolution) are turned into graph-chunk coordinates
+       (lo truncated, hi rounded up, relative to the watershed voxel_offset) and the walk down
+       keeps a child of a node above layer 2 only if the child's chunk (scaled by fan_out per layer
+       above 2) meets them; an L2 node's children are never filtered. So the test is per chunk, not
+       per supervoxel bounding box. A "-" inside a number (negative bounds) is a 500, as there.
+  GET  /<p>/api/v1/table/<t>/l2_chunk_children_binary/<chunk>?as_array=true[&timestamp=]
+       uint64 pairs (l2, sv) of every L2 node of that chunk created by then (superseded ones
+       included, as a Bigtable range read returns them); without as_array a pickle of {l2: svs}.
+       A chunk id of another layer: 500.
+  GET  /<p>/api/v1/table/<t>/l2_chunk_children/<chunk>?as_array=true   {"l2_chunk_children": [...]}
+  GET|POST /<p>/1.0/<t>/graph/<id>/root[?timestamp=&stop_layer=]   legacy: 8 bytes, one uint64
+       (a JSON body's timestamp is ignored, as there: only the query string is read). An id with
+       no parent below the root layer (unknown, 0): 500 "Cannot find root id ...".
+Semantics of roots (graph/chunkedgraph.py get_roots, fail_to_zero=True as the route passes it):
+  stop_layer missing or 0 means n_layers; > n_layers is a 500 (assert). Ids at a layer >= stop_layer
+  and 0 map to themselves; the others climb parent by parent until their layer >= stop_layer
+  (an ancestor above the stop layer is returned when there is none at it). An id without a parent
+  at that time becomes 0 -- unless no id of the batch has one, in which case every id comes back
+  unchanged (PyChunkedGraph's get_parents returns nothing and the climb stops).
+  timestamp: float() of the argument; not a number -> 400 "[400]: Timestamp parameter timestamp
+  is not a valid unix timestamp"; stop_layer not an int -> 500.
+Errors have PyChunkedGraph's JSON shapes: 400 {"code","duration","message","timestamp"}; 500 the
+same plus "traceback" (a one-line stand-in). Unknown paths: Flask's HTML 404; wrong method: 405.
+Compression (app/common.py): a request body is gunzipped when Content-Encoding contains "gzip"
+(bad gzip: 500); a 2xx answer is gzipped (Content-Encoding: gzip, Vary: Accept-Encoding) whenever
+"gzip" occurs anywhere in Accept-Encoding -- even "gzip;q=0", as that substring test does.
+JSON answers are Flask's: sorted keys, compact, a trailing newline, application/json.
+
+Auth (middle_auth_client auth_required + auth_requires_permission("view"); only with --token):
+  The token is the cookie middle_auth_token, else the query parameter middle_auth_token, else (and
+  winning over both) the Authorization header, which must start with "Bearer " (else 400
+  {"error":"bad_auth_header",...}). A request is "programmatic" when it has an Authorization,
+  X-Requested-With or Origin header.
+  - programmatic, no token            -> 401 {"error":"no_token","message":"Unauthorized - No Token Provided"}
+  - a token other than --token/--forbidden-token: programmatic -> 401 {"error":"invalid_token",
+    "message":"Unauthorized - Token is Invalid or Expired"}; otherwise a 302 to the auth service's
+    authorize page (--auth-url, default middle_auth_client's localhost:5000/auth)
+  - no token, not programmatic        -> that same 302
+  - token in the query string, not programmatic -> 302 to the same URL without it (middle_auth_client
+    also sets a cookie holding the token; this double never echoes a token, so it does not)
+  - a table the auth service does not know (not in graph.json) -> 400 {"error":"invalid_table_id",...}
+  - --forbidden-token (a user without "view" on the table's dataset) -> 403
+    {"error":"missing_permission","message":"Missing permission: view for dataset <d>",...}
+  401s carry WWW-Authenticate as middle_auth_client sends it. Without --token auth is disabled
+  (AUTH_DISABLED) and an unknown table is a 500, as get_cg fails there.
+
+Test controls (never authenticated, never recorded):
+  POST /__control with a JSON object, keys combinable:
+    {"fail": N, "status": S}    the next N requests answer S (default 503) with a small HTML body,
+                                before auth, as a proxy in front of the app would
+    {"garbage": N, "bytes": K}  the next N roots_binary answers are 200 with K (default 7) bytes
+    {"drop": N}                 the next N requests get no answer: the connection is closed
+    {"delay": SECONDS, "count": N}  the next N (default 1) requests wait that long first
+    {"clear_log": true}         forget the recorded requests
+    {"reset": true}             clear_log and cancel every pending fault
+  GET /__requests   the JSON list of records since start or the last clear_log: method, path,
+    query (first value of each name; middle_auth_token left out), route, table, content_encoding, accept_encoding,
+    content_length (body bytes on the wire), auth ("ok", "missing", "wrong", "forbidden",
+    "bad_header", or "unchecked" without --token -- never the token), auth_source ("header",
+    "cookie", "query" or null), n_ids (roots routes: ids in the request; legacy root: 1), status,
+    response_encoding ("gzip" or null), response_bytes, fault (the control that answered, or null),
+    time (unix s). --log FILE appends each record as a JSON line too.
 """
 
 import argparse
+import datetime
 import gzip
 import json
+import math
 import os
+import pickle
 import re
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import numpy as np
+
+U64 = np.uint64
+TOKEN_NAME = "middle_auth_token"
+SERVER_VERSION = "2.0.0-test-double"
+
+
+class ApiError(Exception):
+    """An answer other than 200 decided inside a route (status, body bytes, content type)."""
+
+    def __init__(self, status, body, ctype="application/json", headers=None):
+        super().__init__(status)
+        self.status, self.body, self.ctype, self.headers = status, body, ctype, headers or {}
+
+
+def flask_json(obj):
+    return (json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+
+def now_str():
+    return str(datetime.datetime.utcnow())
+
+
+def bad_request(message, t0):
+    """PyChunkedGraph's api_exception answer for cg_exceptions.BadRequest."""
+    return ApiError(400, flask_json({"code": 400, "duration": (time.time() - t0) * 1000,
+                                     "message": f"[400]: {message}", "timestamp": now_str()}))
+
+
+def server_error(exc, t0):
+    """PyChunkedGraph's unhandled_exception answer (a 500 with the exception's text)."""
+    return ApiError(500, flask_json({"code": 500, "duration": (time.time() - t0) * 1000, "message": str(exc),
+                                     "timestamp": now_str(),
+                                     "traceback": [f"{type(exc).__name__}: {exc} (test double: no traceback)\n"]}))
+
+
+def html_page(status, title, text):
+    return ("<!doctype html>\n<html lang=en>\n<title>%d %s</title>\n<h1>%s</h1>\n<p>%s</p>\n"
+            % (status, title, title, text)).encode()
+
+
+# ----------------------------------------------------------------------------------------------
+# The graph
 
 
 class Graph:
@@ -49,197 +177,619 @@ class Graph:
         with open(os.path.join(self.dir, "graph.json")) as f:
             g = json.load(f)
         self.tables = g["tables"]
+        self.geometry = {t: self._geometry(v["info"]) for t, v in self.tables.items()}
         self.n_layers = int(g["n_layers"])
         self.shift = 64 - int(g.get("n_bits_for_layer_id", 8))
-        self.edit_timestamp = float(g["edit_timestamp"])
-        self.versions = {}
-        for name in ("before", "after"):
-            rows = np.load(os.path.join(self.dir, g[name]))
-            anc = {}
-            for row in rows.tolist():
-                for j, node in enumerate(row):
-                    anc.setdefault(node, row[j:])
-            self.versions[name] = (rows, anc)
-        self.sv_bounds = np.load(os.path.join(self.dir, g["sv_bounds"])) if g.get("sv_bounds") else None
+        self.created_ms = None if g.get("created_timestamp") is None else int(round(float(g["created_timestamp"]) * 1000))
+        self.edit_ms = int(round(float(g.get("edit_timestamp", 0)) * 1000))
+        if isinstance(g.get("hierarchy"), dict):
+            before = {int(k): int(v) for k, v in g["hierarchy"]["before"].items()}
+            after = {int(k): int(v) for k, v in g["hierarchy"]["after"].items()}
+        else:  # rows [sv, l2, ..., root] in .npy files
+            before, after = ({}, {})
+            for name, m in (("before", before), ("after", after)):
+                rows = np.load(os.path.join(self.dir, g[name])).astype(np.uint64)
+                for j in range(rows.shape[1] - 1):
+                    for c, p in zip(rows[:, j].tolist(), rows[:, j + 1].tolist()):
+                        m[int(c)] = int(p)
+        self.before_nodes = set(before) | set(before.values())
+        children = {}
+        for c, p in before.items():
+            children.setdefault(p, []).append(c)
+        new_children = {}
+        for c, p in after.items():
+            if p not in self.before_nodes:
+                new_children.setdefault(p, []).append(c)
+        children.update(new_children)
+        self.children = {k: np.array(sorted(v), dtype=U64) for k, v in children.items()}
+        self.after_only = (set(after) | set(after.values())) - self.before_nodes
+        merged = dict(before)
+        merged.update(after)
+        self.tables_by_era = {"before": self._table(before), "after": self._table(merged)}
+        # L2 nodes per chunk id, with the time (ms) each appeared.
+        self.l2_by_chunk = {}
+        for n in self.before_nodes | self.after_only:
+            if self.layer(n) == 2:
+                t = self.edit_ms if n in self.after_only else (self.created_ms if self.created_ms is not None else -2**62)
+                self.l2_by_chunk.setdefault(self.chunk_id(n), []).append((n, t))
+        for v in self.l2_by_chunk.values():
+            v.sort()
 
-    def info(self, table):
-        t = self.tables.get(table)
-        if t is None:
-            return None
+    @staticmethod
+    def _table(m):
+        keys = np.array(sorted(m), dtype=U64)
+        vals = np.array([m[int(k)] for k in keys.tolist()], dtype=U64)
+        return keys, vals
+
+    @staticmethod
+    def _geometry(info):
+        g = info.get("graph", {})
+        mip = int(g.get("cv_mip", 0))
+        sc = info["scales"][mip]
+        return {"voxel_offset": np.array(sc.get("voxel_offset", [0, 0, 0]), dtype=np.float64),
+                "chunk_size": np.array(g.get("chunk_size", [1, 1, 1]), dtype=np.float64),
+                "fan_out": int(g.get("fan_out", 2)),
+                "bits": {int(k): int(v) for k, v in g.get("spatial_bit_masks", {}).items()}}
+
+    def info(self, table, data_base):
+        t = self.tables[table]
         info = dict(t["info"])
-        info["data_dir"] = "file://" + os.path.join(self.dir, t["data_dir"])
+        rel = t.get("data_dir", "")
+        if data_base:
+            info["data_dir"] = data_base.rstrip("/") + "/" + rel
+        else:
+            info["data_dir"] = "file://" + os.path.join(self.dir, rel)
         return info
 
-    def version(self, timestamp):
-        if timestamp is not None and float(timestamp) < self.edit_timestamp:
-            return self.versions["before"]
-        return self.versions["after"]
+    # --- ids
+    def layer(self, node):
+        return int(node) >> self.shift
 
-    def ancestor(self, node, stop_layer, anc):
-        node = int(node)
-        if node == 0:
-            return 0
-        layer = node >> self.shift
-        stop = self.n_layers if stop_layer is None else int(stop_layer)
-        if layer >= stop:
-            return node
-        chain = anc.get(node)
-        if chain is None:
-            return node
-        return chain[stop - layer]
+    def layers(self, ids):
+        return (np.asarray(ids, dtype=U64) >> U64(self.shift)).astype(np.int64)
 
-    def leaves(self, node, bounds, timestamp):
-        rows, _ = self.version(timestamp)
-        layer = int(node) >> self.shift
-        col = layer - 1
-        if col < 0 or col >= rows.shape[1]:
-            return []
-        hit = rows[:, col] == np.uint64(node)
-        if bounds is not None and self.sv_bounds is not None:
-            b = self.sv_bounds
-            for d in range(3):
-                lo, hi = bounds[d]
-                hit &= (b[:, d] < hi) & (b[:, 3 + d] > lo)
-        return [int(v) for v in rows[hit, 0]]
+    def bits(self, layer, table=None):
+        geo = self.geometry[table] if table else next(iter(self.geometry.values()))
+        return geo["bits"][layer]
+
+    def chunk_id(self, node, table=None):
+        layer = self.layer(node)
+        if layer < 1 or layer > self.n_layers:
+            return int(node)
+        segid_bits = self.shift - 3 * self.bits(layer, table)
+        return (int(node) >> segid_bits) << segid_bits
+
+    def chunk_coords(self, ids, table):
+        ids = np.asarray(ids, dtype=U64)
+        out = np.zeros((len(ids), 3), dtype=np.int64)
+        lay = self.layers(ids)
+        for layer in set(lay.tolist()):
+            m = lay == layer
+            b = self.geometry[table]["bits"].get(layer, 0)
+            xo = self.shift - b
+            for d, off in enumerate((xo, xo - b, xo - 2 * b)):
+                out[m, d] = ((ids[m] >> U64(off)) & U64((1 << b) - 1)).astype(np.int64)
+        return out
+
+    # --- time
+    def era(self, t_ms):
+        if self.created_ms is not None and t_ms < self.created_ms:
+            return None
+        return "before" if t_ms < self.edit_ms else "after"
+
+    def parents(self, ids, t_ms):
+        """(found mask, parents) of unique ids at time t_ms."""
+        era = self.era(t_ms)
+        if era is None:
+            return np.zeros(len(ids), dtype=bool), np.zeros(len(ids), dtype=U64)
+        keys, vals = self.tables_by_era[era]
+        if len(keys) == 0:
+            return np.zeros(len(ids), dtype=bool), np.zeros(len(ids), dtype=U64)
+        idx = np.searchsorted(keys, ids)
+        idx = np.minimum(idx, len(keys) - 1)
+        found = keys[idx] == ids
+        par = np.where(found, vals[idx], U64(0)).astype(U64)
+        return found, par
+
+    # --- PyChunkedGraph's algorithms
+    def get_roots(self, node_ids, t_ms, stop_layer=None, fail_to_zero=True, assert_roots=False):
+        node_ids = np.asarray(node_ids, dtype=U64)
+        stop = self.n_layers if not stop_layer else int(stop_layer)
+        assert stop <= self.n_layers
+        mask = np.ones(len(node_ids), dtype=bool)
+        mask[self.layers(node_ids) >= stop] = False
+        mask[node_ids == 0] = False
+        parent_ids = node_ids.copy()
+
+        def check():
+            if assert_roots:
+                assert not np.any(self.layers(parent_ids) < self.n_layers), "roots not found for some IDs"
+
+        for _ in range(stop + 1):
+            filtered = parent_ids[mask]
+            uniq, inverse = np.unique(filtered, return_inverse=True)
+            found, par = self.parents(uniq, t_ms)
+            if not found.any():  # read_nodes found no row: get_parents returns an empty array
+                break
+            if not fail_to_zero and not found.all():
+                raise KeyError()  # get_parents: `raise KeyError from exc`
+            temp = par[inverse.reshape(-1)]
+            new_mask = mask.copy()
+            new_mask[mask] = self.layers(temp) < stop
+            parent_ids[mask] = temp
+            mask = new_mask
+            if not mask.any():
+                check()
+                return parent_ids
+        check()
+        return parent_ids
+
+    def get_root(self, node_id, t_ms, stop_layer=None):
+        stop = self.n_layers if not stop_layer else int(stop_layer)
+        node_id = int(node_id)
+        if self.layer(node_id) == stop:
+            return node_id
+        parent = node_id
+        chain = []
+        for _ in range(self.layer(node_id), stop + 1):
+            found, par = self.parents(np.array([parent], dtype=U64), t_ms)
+            if not found[0]:
+                break
+            parent = int(par[0])
+            if self.layer(parent) >= stop:
+                chain.append(parent)
+                break
+            chain.append(parent)
+        if self.layer(parent) < stop:
+            raise RuntimeError(f"Cannot find root id {node_id}, {stop}, "
+                               f"{datetime.datetime.fromtimestamp(t_ms / 1000, datetime.timezone.utc)}")
+        return chain[-1] if chain else node_id
+
+    def kids(self, node):
+        return self.children.get(int(node), np.zeros(0, dtype=U64))
+
+    def subgraph(self, node, chunk_bbox, return_layer, table):
+        """graph/subgraph.py _get_subgraph_multiple_nodes for one node and one return layer."""
+        geo = self.geometry[table]
+        stop = max(1, return_layer)
+        out = []
+        if self.layer(node) == return_layer:
+            out.append(np.array([node], dtype=U64))
+        cur = [int(node)]
+        while cur:
+            nxt = []
+            for n in cur:
+                ch = self.kids(n)
+                if chunk_bbox is not None and self.layer(n) != 2 and len(ch):
+                    coords = self.chunk_coords(ch, table)
+                    adapt = np.maximum(self.layers(ch) - 2, 0)
+                    scale = (geo["fan_out"] ** adapt).astype(np.float64)[:, None]
+                    lo = chunk_bbox[0][None, :] / scale
+                    hi = chunk_bbox[1][None, :] / scale
+                    keep = np.all(coords < hi, axis=1) & np.all(coords + 1 > lo, axis=1)
+                    ch = ch[keep]
+                lay = self.layers(ch)
+                nxt.extend(ch[lay > stop].tolist())
+                if np.any(lay == return_layer):
+                    out.append(ch[lay == return_layer])
+            cur = nxt
+        return np.concatenate(out) if out else np.zeros(0, dtype=U64)
+
+    def leaves(self, node, bounds, stop_layer, table):
+        chunk_bbox = None
+        if bounds is not None:
+            geo = self.geometry[table]
+            lo = np.trunc((bounds[0] - geo["voxel_offset"]) / geo["chunk_size"])
+            hi = np.ceil((bounds[1] - geo["voxel_offset"]) / geo["chunk_size"])
+            chunk_bbox = (lo.astype(np.int64).astype(np.float64), hi.astype(np.int64).astype(np.float64))
+        if stop_layer > 1:
+            return self.subgraph(node, chunk_bbox, stop_layer, table)
+        l2s = self.subgraph(node, chunk_bbox, 2, table)
+        parts = [self.kids(n) for n in l2s.tolist()]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=U64)
+
+    def l2_chunk_children(self, chunk, t_ms, table):
+        chunk = int(chunk)
+        layer = self.layer(chunk)
+        if layer != 2:
+            raise RuntimeError(f"This function only accepts level 2 chunks, the chunk requested is a level {layer} chunk")
+        era_ok = self.era(t_ms) is not None
+        out = {}
+        for n, t in self.l2_by_chunk.get(self.chunk_id(chunk, table), []):
+            if era_ok and t <= t_ms and n >= chunk:
+                out[n] = self.kids(n)
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The server
 
 
 class State:
     def __init__(self):
         self.lock = threading.Lock()
+        self.log = []
+        self.reset()
+
+    def reset(self):
         self.fail = 0
         self.fail_status = 503
         self.garbage = 0
-        self.log = []
+        self.garbage_bytes = 7
+        self.drop = 0
+        self.delay = 0.0
+        self.delay_count = 0
 
 
-def make_handler(graph, token, state, logfile):
+ROUTES = [  # (name, methods, regex over the path after the prefix)
+    ("info", ("GET",), r"/table/(?P<t>[^/]+)/info"),
+    ("info_legacy", ("GET",), r"/1\.0/(?P<t>[^/]+)/info"),
+    ("api_versions", ("GET",), r"/api/versions"),
+    ("roots_binary", ("POST",), r"/api/v1/table/(?P<t>[^/]+)/roots_binary"),
+    ("roots", ("POST",), r"/api/v1/table/(?P<t>[^/]+)/roots"),
+    ("root", ("GET",), r"/api/v1/table/(?P<t>[^/]+)/node/(?P<id>[^/]+)/root"),
+    ("children", ("GET",), r"/api/v1/table/(?P<t>[^/]+)/node/(?P<id>[^/]+)/children"),
+    ("leaves", ("GET",), r"/api/v1/table/(?P<t>[^/]+)/node/(?P<id>[^/]+)/leaves"),
+    ("l2_chunk_children_binary", ("GET",), r"/api/v1/table/(?P<t>[^/]+)/l2_chunk_children_binary/(?P<id>[^/]+)"),
+    ("l2_chunk_children", ("GET",), r"/api/v1/table/(?P<t>[^/]+)/l2_chunk_children/(?P<id>[^/]+)"),
+    ("legacy_root", ("GET", "POST"), r"/1\.0/(?P<t>[^/]+)/graph/(?P<id>[^/]+)/root"),
+]
+
+
+def toboolean(value, default=False):
+    """app_utils.toboolean as request.args.get(type=...) uses it (a ValueError gives the default)."""
+    if not value:
+        return default
+    v = value.lower()
+    if v in ("true", "1"):
+        return True
+    if v in ("false", "0"):
+        return False
+    return default
+
+
+def make_handler(graph, opts, state):
+    prefix = "/" + opts.prefix.strip("/")
+    authorize = "https://" + opts.auth_url + "/api/v1/authorize"
+    compiled = [(n, m, re.compile(re.escape(prefix) + rx)) for n, m, rx in ROUTES]
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        server_version = "chunkedgraph-double/1"
+        timeout = 120
 
         def log_message(self, *args):
             pass
 
-        def body(self):
+        # --- plumbing
+        def read_body(self):
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                data = b""
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        return data
+                    data += self.rfile.read(size)
+                    self.rfile.readline()
             n = int(self.headers.get("Content-Length") or 0)
-            data = self.rfile.read(n) if n else b""
-            if (self.headers.get("Content-Encoding") or "").lower() == "gzip":
-                data = gzip.decompress(data)
-            return data
+            return self.rfile.read(n) if n > 0 else b""
 
-        def answer(self, status, data, ctype="application/json"):
-            if isinstance(data, (dict, list)):
-                data = json.dumps(data).encode()
-            accept = self.headers.get("Accept-Encoding") or ""
-            gz = False
-            for part in accept.split(","):
-                bits = part.strip().split(";")
-                if bits[0].strip().lower() == "gzip":
-                    q = 1.0
-                    for p in bits[1:]:
-                        if p.strip().startswith("q="):
-                            q = float(p.strip()[2:])
-                    gz = q > 0
+        def send(self, status, body, ctype, headers=None, compress=False, rec=None):
+            headers = dict(headers or {})
+            enc = None
+            if compress and 200 <= status < 300 and "Content-Encoding" not in headers:
+                body = gzip.compress(body)
+                headers["Content-Encoding"] = "gzip"
+                headers["Vary"] = "Accept-Encoding"
+                enc = "gzip"
             self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            if gz and len(data) >= 1024:
-                data = gzip.compress(data, 1)
-                self.send_header("Content-Encoding", "gzip")
-            self.send_header("Content-Length", str(len(data)))
+            if ctype:
+                self.send_header("Content-Type", ctype)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(data)
-            return status
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            if rec is not None:
+                rec["status"] = status
+                rec["response_encoding"] = enc
+                rec["response_bytes"] = len(body)
 
+        def record(self, rec):
+            rec["time"] = time.time()
+            with state.lock:
+                state.log.append(rec)
+            if opts.log:
+                with state.lock, open(opts.log, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+
+        # --- controls
         def control(self, method, url):
             if url.path == "/__requests" and method == "GET":
                 with state.lock:
-                    self.answer(200, list(state.log))
+                    body = json.dumps(state.log).encode()
+                self.send(200, body, "application/json")
                 return True
             if url.path == "/__control" and method == "POST":
-                cmd = json.loads(self.body() or b"{}")
+                try:
+                    cmd = json.loads(self.read_body() or b"{}")
+                    assert isinstance(cmd, dict)
+                except Exception as e:  # noqa: BLE001
+                    self.send(400, flask_json({"error": f"control: not a JSON object ({e})"}), "application/json")
+                    return True
                 with state.lock:
+                    if cmd.get("reset"):
+                        state.reset()
+                        state.log.clear()
+                    if cmd.get("clear_log"):
+                        state.log.clear()
                     if "fail" in cmd:
                         state.fail = int(cmd["fail"])
                         state.fail_status = int(cmd.get("status", 503))
                     if "garbage" in cmd:
                         state.garbage = int(cmd["garbage"])
-                    if cmd.get("clear_log") or cmd.get("reset"):
-                        state.log.clear()
-                    if cmd.get("reset"):
-                        state.fail = state.garbage = 0
-                self.answer(200, {"ok": True})
+                        state.garbage_bytes = int(cmd.get("bytes", 7))
+                    if "drop" in cmd:
+                        state.drop = int(cmd["drop"])
+                    if "delay" in cmd:
+                        state.delay = float(cmd["delay"])
+                        state.delay_count = int(cmd.get("count", 1))
+                    pending = {"fail": state.fail, "status": state.fail_status, "garbage": state.garbage,
+                               "drop": state.drop, "delay": state.delay, "delay_count": state.delay_count}
+                self.send(200, flask_json({"ok": True, "pending": pending}), "application/json")
                 return True
             return False
 
+        # --- auth (middle_auth_client)
+        def authenticate(self, url, query, table, rec):
+            """None when the request may go on, else an ApiError to answer."""
+            if opts.token is None:
+                supplied = (self.headers.get("Authorization") or self.cookie(TOKEN_NAME) or query.get(TOKEN_NAME))
+                rec["auth"] = "unchecked" if supplied else "missing"
+                rec["auth_source"] = None
+                return None
+            token, source = self.cookie(TOKEN_NAME), None
+            if token:
+                source = "cookie"
+            qtoken = query.get(TOKEN_NAME)
+            if qtoken:
+                token, source = qtoken, "query"
+            header = self.headers.get("Authorization")
+            programmatic = bool(header or self.headers.get("X-Requested-With") or self.headers.get("Origin"))
+            if header:
+                if not header.startswith("Bearer "):
+                    rec["auth"], rec["auth_source"] = "bad_header", "header"
+                    return ApiError(400, flask_json({"error": "bad_auth_header",
+                                                     "message": "Authorization header must begin with 'Bearer'"}),
+                                    headers={"WWW-Authenticate": 'Bearer realm="' + authorize + '", error="invalid_request", '
+                                             'error_description="Header must begin with \'Bearer\'"'})
+                token, source = header.split(" ")[1], "header"
+            rec["auth_source"] = source
+            if not token:
+                rec["auth"] = "missing"
+            elif token == opts.token:
+                rec["auth"] = "ok"
+            elif opts.forbidden_token and token == opts.forbidden_token:
+                rec["auth"] = "forbidden"
+            else:
+                rec["auth"] = "wrong"
+            if programmatic and not token:
+                return ApiError(401, flask_json({"error": "no_token", "message": "Unauthorized - No Token Provided"}),
+                                headers={"WWW-Authenticate": 'Bearer realm="' + authorize + '"'})
+            if not programmatic and qtoken:
+                kept = [(k, v) for k, v in parse_qsl(url.query, keep_blank_values=True) if k not in (TOKEN_NAME, "token")]
+                loc = urlunsplit(("http", self.headers.get("Host") or "127.0.0.1", url.path, urlencode(kept), ""))
+                return ApiError(302, html_page(302, "Redirecting...", "You should be redirected automatically."),
+                                "text/html; charset=utf-8", {"Location": loc})
+            if rec["auth"] not in ("ok", "forbidden"):
+                if not programmatic:
+                    here = f"http://{self.headers.get('Host') or '127.0.0.1'}{self.path}"
+                    return ApiError(302, html_page(302, "Redirecting...", "You should be redirected automatically."),
+                                    "text/html; charset=utf-8", {"Location": authorize + "?redirect=" + quote(here)})
+                return ApiError(401, flask_json({"error": "invalid_token",
+                                                 "message": "Unauthorized - Token is Invalid or Expired"}),
+                                headers={"WWW-Authenticate": 'Bearer realm="' + authorize + '", error="invalid_token", '
+                                         'error_description="Invalid/Expired Token"'})
+            if table is None:  # auth_required only (api/versions)
+                return None
+            if table not in graph.tables:
+                return ApiError(400, flask_json({"data": {"resource_namespace": "datastack", "table_id": table},
+                                                 "error": "invalid_table_id", "message": "Invalid table_id for service"}))
+            if rec["auth"] == "forbidden":
+                ds = graph.tables[table].get("dataset", table)
+                return ApiError(403, flask_json({"data": {"auth_dataset": ds, "required_permission": "view"},
+                                                 "error": "missing_permission",
+                                                 "message": f"Missing permission: view for dataset {ds}"}))
+            return None
+
+        def cookie(self, name):
+            for part in (self.headers.get("Cookie") or "").split(";"):
+                k, _, v = part.strip().partition("=")
+                if k == name:
+                    return v
+            return None
+
+        # --- dispatch
         def handle_any(self, method):
+            t0 = time.time()
             url = urlsplit(self.path)
             if self.control(method, url):
                 return
-            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-            got = self.headers.get("Authorization")
-            auth = "missing" if not got else ("ok" if token is None or got == f"Bearer {token}" else "wrong")
-            rec = {"method": method, "path": url.path, "query": query, "auth": auth,
+            query = {}
+            for k, v in parse_qsl(url.query, keep_blank_values=True):
+                query.setdefault(k, v)
+            logged_query = {k: v for k, v in query.items() if k != TOKEN_NAME}  # as PyChunkedGraph's log does
+            rec = {"method": method, "path": url.path, "query": logged_query, "route": None, "table": None,
                    "content_encoding": self.headers.get("Content-Encoding"),
-                   "accept_encoding": self.headers.get("Accept-Encoding")}
+                   "accept_encoding": self.headers.get("Accept-Encoding"),
+                   "content_length": None, "auth": None, "auth_source": None, "n_ids": None,
+                   "status": None, "response_encoding": None, "response_bytes": None, "fault": None}
+            body = self.read_body() if method in ("POST", "PUT", "PATCH") or self.headers.get("Content-Length") else b""
+            rec["content_length"] = len(body)
+            hit = self.match(url.path)
+            if hit is not None:
+                rec["route"], rec["table"] = hit[0], hit[2].get("t")
+            with state.lock:
+                delay = 0.0
+                if state.delay_count > 0:
+                    state.delay_count -= 1
+                    delay = state.delay
+                drop = state.drop > 0
+                state.drop -= int(drop)
+                fail = state.fail > 0 and not drop
+                state.fail -= int(fail)
+                fail_status = state.fail_status
+            if delay:
+                time.sleep(delay)
+            if drop:
+                rec["fault"] = "drop"
+                self.record(rec)
+                self.close_connection = True
+                return
+            if fail:
+                rec["fault"] = "fail"
+                self.send(fail_status, html_page(fail_status, "Injected fault", "The test double was told to fail."),
+                          "text/html; charset=utf-8", rec=rec)
+                self.record(rec)
+                return
+            accept = self.headers.get("Accept-Encoding") or ""
+            compress = "gzip" in accept.lower()
             try:
-                rec["status"] = self.route(method, url.path, query, auth, rec)
-            except Exception as e:  # a bug in the double: say so loudly
-                rec["status"] = self.answer(500, {"error": f"double: {type(e).__name__}: {e}"})
-            with state.lock:
-                state.log.append(rec)
-            if logfile:
-                with open(logfile, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+                status, out, ctype = self.dispatch(method, url, query, body, rec, t0)
+                self.send(status, out, ctype, compress=compress, rec=rec)
+            except ApiError as e:
+                self.send(e.status, e.body, e.ctype, e.headers, rec=rec)
+            except Exception as e:  # noqa: BLE001 - a bug in the double: a 500 that says so
+                err = server_error(RuntimeError(f"test double bug: {type(e).__name__}: {e}"), t0)
+                self.send(500, err.body, err.ctype, rec=rec)
+            self.record(rec)
 
-        def route(self, method, path, query, auth, rec):
-            body = self.body() if method == "POST" else b""
-            if token is not None and auth != "ok":
-                status = 401 if auth == "missing" else 403
-                return self.answer(status, {"error": "unauthorized" if status == 401 else "forbidden"})
-            with state.lock:
-                if state.fail > 0:
-                    state.fail -= 1
-                    return self.answer(state.fail_status, {"error": "scripted failure"})
-            ts = query.get("timestamp")
-            m = re.fullmatch(r"/(\w+)/table/([\w.\-]+)/info", path)
-            if m and method == "GET":
-                info = graph.info(m.group(2))
-                if info is None:
-                    return self.answer(404, {"error": f"table {m.group(2)} not found"})
-                return self.answer(200, info)
-            m = re.fullmatch(r"/(\w+)/api/v1/table/([\w.\-]+)/(roots_binary|roots)", path)
-            if m and method == "POST":
-                if graph.info(m.group(2)) is None:
-                    return self.answer(404, {"error": "table not found"})
-                if m.group(3) == "roots_binary":
-                    if len(body) % 8:
-                        return self.answer(400, {"error": "body is not uint64 ids"})
-                    ids = np.frombuffer(body, dtype="<u8")
+        @staticmethod
+        def match(path):
+            for name, methods, rx in compiled:
+                m = rx.fullmatch(path)
+                if m:
+                    return name, methods, m.groupdict()
+            return None
+
+        def dispatch(self, method, url, query, body, rec, t0):
+            hit = self.match(url.path)
+            if hit is not None:
+                name, methods, groups = hit
+                if method not in methods:
+                    raise ApiError(405, html_page(405, "Method Not Allowed",
+                                                  "The method is not allowed for the requested URL."),
+                                   "text/html; charset=utf-8", {"Allow": ", ".join(sorted(set(methods) | {"OPTIONS"}))})
+                table = groups.get("t")
+                denied = self.authenticate(url, query, table, rec)
+                if denied is not None:
+                    raise denied
+                try:
+                    if "gzip" in (self.headers.get("Content-Encoding") or "").lower():
+                        body = gzip.decompress(body)
+                    if table is not None and table not in graph.tables:
+                        raise LookupError(f"graph {table} not found (the test double has no such table)")
+                    return self.route(name, table, groups.get("id"), query, body, rec, t0)
+                except ApiError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - PyChunkedGraph's errorhandler(Exception)
+                    raise server_error(e, t0)
+            raise ApiError(404, html_page(404, "Not Found", "The requested URL was not found on the server. If you "
+                                          "entered the URL manually please check your spelling and try again."),
+                           "text/html; charset=utf-8")
+
+        def timestamp_ms(self, query, t0):
+            raw = query.get("timestamp")
+            if raw is None:
+                ts = time.time()
+            else:
+                try:
+                    ts = float(raw)
+                    datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
+                except (TypeError, ValueError):
+                    raise bad_request("Timestamp parameter timestamp is not a valid unix timestamp", t0)
+            return math.floor(ts * 1000)
+
+        def route(self, name, table, ident, query, body, rec, t0):
+            html = "text/html; charset=utf-8"
+            if name in ("info", "info_legacy"):
+                return 200, flask_json(graph.info(table, opts.data_base)), "application/json"
+            if name == "api_versions":
+                return 200, flask_json([0, 1]), "application/json"
+            as_str = toboolean(query.get("int64_as_str"))
+
+            def ids_json(key, values):
+                vals = [str(int(v)) if as_str else int(v) for v in np.asarray(values, dtype=U64).tolist()]
+                return 200, flask_json({key: vals}), "application/json"
+
+            if name in ("roots_binary", "roots"):
+                if name == "roots_binary":
+                    node_ids = np.frombuffer(body, np.uint64)
                 else:
-                    ids = np.array(json.loads(body)["node_ids"], dtype=np.uint64)
-                rec["n_ids"] = int(ids.size)
-                _, anc = graph.version(ts)
+                    node_ids = np.array(json.loads(body)["node_ids"], dtype=np.uint64)
+                rec["n_ids"] = int(node_ids.size)
+                t_ms = self.timestamp_ms(query, t0)
+                stop = int(query.get("stop_layer", graph.n_layers))
+                roots = graph.get_roots(node_ids, t_ms, stop_layer=stop,
+                                        fail_to_zero=bool(query.get("fail_to_zero", True)),
+                                        assert_roots=bool(query.get("assert_roots", False)) and stop == graph.n_layers)
+                if name == "roots_binary":
+                    with state.lock:
+                        garbage = state.garbage > 0
+                        state.garbage -= int(garbage)
+                        nbytes = state.garbage_bytes
+                    if garbage:
+                        rec["fault"] = "garbage"
+                        return 200, bytes((i * 37 + 11) % 256 for i in range(nbytes)), html
+                    return 200, roots.astype(U64).tobytes(), html
+                if query.get("as_binary", "") == "root_ids":
+                    return 200, roots.astype(U64).tobytes(), html
+                return ids_json("root_ids", roots)
+            if name in ("root", "legacy_root"):
+                t_ms = self.timestamp_ms(query, t0)
                 stop = query.get("stop_layer")
-                roots = np.array([graph.ancestor(i, stop, anc) for i in ids.tolist()], dtype="<u8")
-                with state.lock:
-                    garbage = state.garbage > 0
-                    state.garbage -= int(garbage)
-                if garbage:
-                    return self.answer(200, b"\x01" * 7, "application/octet-stream")
-                if m.group(3) == "roots":
-                    return self.answer(200, {"root_ids": [int(r) for r in roots]})
-                return self.answer(200, roots.tobytes(), "application/octet-stream")
-            m = re.fullmatch(r"/(\w+)/api/v1/table/([\w.\-]+)/node/(\d+)/leaves", path)
-            if m and method == "GET":
+                if stop is not None:
+                    try:
+                        stop = int(stop)
+                    except ValueError as e:
+                        raise bad_request(f"stop_layer is not an integer {e}", t0)
+                rec["n_ids"] = 1
+                root = graph.get_root(np.uint64(ident), t_ms, stop_layer=stop)
+                if name == "legacy_root":
+                    return 200, np.array(root, dtype=U64).tobytes(), html
+                return 200, flask_json({"root_id": str(root) if as_str else int(root)}), "application/json"
+            if name == "children":
+                node = np.uint64(ident)
+                kids = graph.kids(node) if graph.layer(node) > 1 else np.zeros(0, dtype=U64)
+                return ids_json("children_ids", kids)
+            if name == "leaves":
+                stop = int(query.get("stop_layer", 1))
                 bounds = None
                 if "bounds" in query:
-                    bounds = [tuple(int(v) for v in p.split("-")) for p in query["bounds"].split("_")]
-                return self.answer(200, {"leaf_ids": [str(v) for v in graph.leaves(int(m.group(3)), bounds, ts)]})
-            m = re.fullmatch(r"/(\w+)/1\.0/([\w.\-]+)/graph/(\d+)/root", path)
-            if m and method in ("GET", "POST"):
-                _, anc = graph.version(ts)
-                root = graph.ancestor(int(m.group(3)), None, anc)
-                return self.answer(200, np.array([root], dtype="<u8").tobytes(), "application/octet-stream")
-            return self.answer(404, {"error": f"no route {method} {path}"})
+                    bounds = np.array([b.split("-") for b in query["bounds"].split("_")], dtype=int).T
+                    bounds = bounds.astype(np.float64)
+                return ids_json("leaf_ids", graph.leaves(int(ident), bounds, stop, table))
+            if name in ("l2_chunk_children_binary", "l2_chunk_children"):
+                as_array = toboolean(query.get("as_array"))
+                t_ms = self.timestamp_ms(query, t0)
+                rows = graph.l2_chunk_children(int(ident), t_ms, table)
+                if as_array:
+                    flat = []
+                    for l2, svs in rows.items():
+                        for sv in svs.tolist():
+                            flat.extend([l2, sv])
+                    arr = np.array(flat, dtype=U64) if flat else np.array([])
+                    if name == "l2_chunk_children_binary":
+                        return 200, arr.tobytes(), html
+                    return ids_json("l2_chunk_children", arr.astype(U64))
+                d = {U64(k): v for k, v in rows.items()}
+                if name == "l2_chunk_children_binary":
+                    return 200, pickle.dumps(d), html
+                raise TypeError("Object of type bytes is not JSON serializable")
+            raise LookupError(name)
 
         def do_GET(self):
             self.handle_any("GET")
@@ -247,33 +797,53 @@ def make_handler(graph, token, state, logfile):
         def do_POST(self):
             self.handle_any("POST")
 
+        def do_PUT(self):
+            self.handle_any("PUT")
+
+        def do_DELETE(self):
+            self.handle_any("DELETE")
+
     return Handler
+
+
+class QuietServer(ThreadingHTTPServer):
+    """A client closing a kept-alive connection is not an error worth a traceback."""
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--fixture", required=True)
+    ap.add_argument("--fixture", required=True, help="directory holding graph.json")
     ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--token")
-    ap.add_argument("--log")
-    a = ap.parse_args()
-    graph = Graph(a.fixture)
-    server = ThreadingHTTPServer(("127.0.0.1", a.port), make_handler(graph, a.token, State(), a.log))
+    ap.add_argument("--token", help="the valid CAVE token; without it auth is disabled")
+    ap.add_argument("--forbidden-token", help="a valid token whose user lacks view permission (403)")
+    ap.add_argument("--log", help="append each request record to this file as a JSON line")
+    ap.add_argument("--data-base", help="serve data_dir as URL/<data_dir> instead of file://DIR/<data_dir>")
+    ap.add_argument("--prefix", default="segmentation", help="PyChunkedGraph's SEGMENTATION_URL_PREFIX")
+    ap.add_argument("--auth-url", default="localhost:5000/auth", help="middle_auth_client's STICKY_AUTH_URL")
+    opts = ap.parse_args()
+    graph = Graph(opts.fixture)
+    server = QuietServer(("127.0.0.1", opts.port), make_handler(graph, opts, State()))
     server.daemon_threads = True
     parent = os.getppid()
 
-    def orphaned():  # a double whose test process died goes too
+    def watch_parent():  # a double whose starter died goes too
         while True:
             if os.getppid() != parent:
                 os._exit(0)
-            threading.Event().wait(0.5)
+            time.sleep(0.5)
 
-    threading.Thread(target=orphaned, daemon=True).start()
+    threading.Thread(target=watch_parent, daemon=True).start()
     print(f"PORT {server.server_address[1]}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
+    return 0
 
 
 if __name__ == "__main__":
