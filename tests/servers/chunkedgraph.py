@@ -455,6 +455,9 @@ def make_handler(graph, opts, state):
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # TCP_NODELAY, as the servers in front of PyChunkedGraph set it: without it the body written
+        # after the headers waits for the client's delayed ACK (~40 ms per answer).
+        disable_nagle_algorithm = True
         server_version = "chunkedgraph-double/1"
         timeout = 120
 
