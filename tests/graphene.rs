@@ -202,3 +202,124 @@ fn faults_garbage_and_bad_tables_get_clear_statuses() {
         assert!(roots_requests(&double.requests()).is_empty(), "{o}: no roots requests");
     }
 }
+
+fn sha256_hex(b: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, b).as_ref().iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn u64s(bytes: &[u8]) -> Vec<u64> {
+    bytes.chunks_exact(8).map(|e| u64::from_le_bytes(e.try_into().unwrap())).collect()
+}
+
+/// The label operations cloud-volume ran on the fixture's layers (graphene and the watershed
+/// layers under it): masks, renumbering, download_point, has_data, download_files.
+#[test]
+fn label_operations_equal_cloud_volumes_on_the_fixture() {
+    let Some((dir, m)) = fixture() else { return };
+    let token = m["token"].as_str().unwrap();
+    let Some(double) = Double::start(&dir, Some(token)) else { return };
+    let mut checked = std::collections::BTreeMap::<String, usize>::new();
+    for c in m["cases"].as_array().unwrap() {
+        let kind = c["kind"].as_str().unwrap();
+        if !matches!(kind, "label_mask" | "renumber" | "download_point" | "has_data" | "download_files") {
+            continue;
+        }
+        let layer = c["layer"].as_str().unwrap();
+        let (url, opts) = match layer.strip_prefix("graphene:") {
+            Some(t) => (double.url(t), json!({"secrets": token, "agglomerate": c["options"]["agglomerate"]})),
+            None => (support::files::file_url(&dir.join(layer)), json!({})),
+        };
+        let vol = open_ok(&url, &opts);
+        let mip = c["mip"].as_u64().unwrap() as u32;
+        let id = c["id"].as_str().unwrap_or(kind);
+        let expected = || std::fs::read(dir.join(c["expected"].as_str().unwrap())).unwrap();
+        match kind {
+            "label_mask" => {
+                let (lo, hi) = (triple(&c["lo"]), triple(&c["hi"]));
+                let label: u64 = c["options"]["label"].as_str().unwrap().parse().unwrap();
+                let n: i64 = (0..3).map(|d| hi[d] - lo[d]).product();
+                let got = vol.label_mask(mip, lo, hi, &[label], n as usize).expect("cv_label_mask_into");
+                assert!(got == expected(), "{id}: mask differs from cloud-volume's");
+            }
+            "renumber" => {
+                let (lo, hi) = (triple(&c["lo"]), triple(&c["hi"]));
+                // cloud-volume numbers labels in the order its threads finish chunks; ours in
+                // ascending order. Both must map back to the same cutout.
+                let plain = u64s(&vol.read(mip, lo, hi).unwrap());
+                let theirs: std::collections::HashMap<u64, u64> = c["mapping"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| (p[1].as_str().unwrap().parse().unwrap(), p[0].as_str().unwrap().parse().unwrap()))
+                    .collect();
+                let want = expected();
+                let size = match c["dtype"].as_str().unwrap() {
+                    "uint8" => 1,
+                    "uint16" => 2,
+                    "uint32" => 4,
+                    _ => 8,
+                };
+                let decode = |b: &[u8], size: usize| -> Vec<u64> {
+                    b.chunks_exact(size)
+                        .map(|e| {
+                            let mut a = [0u8; 8];
+                            a[..size].copy_from_slice(e);
+                            u64::from_le_bytes(a)
+                        })
+                        .collect()
+                };
+                let cv_back: Vec<u64> = decode(&want, size).iter().map(|v| theirs[v]).collect();
+                assert!(cv_back == plain, "{id}: cloud-volume's renumbered cutout does not map back to ours");
+                let (data, dtype, labels) = vol.renumber(mip, lo, hi).expect("cv_renumber");
+                let ours: Vec<u64> = decode(&data, cv_dtype_size(dtype)).iter().map(|&v| labels[v as usize]).collect();
+                assert!(ours == plain, "{id}: our renumbered cutout does not map back");
+                assert!(cv_dtype_size(dtype) <= size, "{id}: ours is no wider than cloud-volume's {size} bytes");
+            }
+            "download_point" => {
+                let p = c["point"].as_array().unwrap();
+                let pt = [p[0].as_f64().unwrap(), p[1].as_f64().unwrap(), p[2].as_f64().unwrap()];
+                let size = match &c["size"] {
+                    Value::Array(a) => [a[0].as_i64().unwrap(), a[1].as_i64().unwrap(), a[2].as_i64().unwrap()],
+                    v => [v.as_i64().unwrap(); 3],
+                };
+                let cr = c["coord_resolution"]
+                    .as_array()
+                    .map(|a| [a[0].as_f64().unwrap(), a[1].as_f64().unwrap(), a[2].as_f64().unwrap()]);
+                let (lo, hi) = vol.point_box(mip, pt, size, cr).expect("cv_point_box");
+                assert_eq!((lo, hi), (triple(&c["read_lo"]), triple(&c["read_hi"])), "{id}: the box read");
+                assert!(vol.read(mip, lo, hi).unwrap() == expected(), "{id}: the voxels read");
+            }
+            "has_data" => {
+                let mut out = -1i32;
+                // SAFETY: a live handle and a writable flag.
+                assert_eq!(
+                    unsafe { cv_has_data(vol.0, mip, &mut out) },
+                    CV_OK,
+                    "{id}: {}",
+                    support::cabi::last_error()
+                );
+                assert_eq!(out == 1, c["value"].as_bool().unwrap(), "{id}");
+            }
+            _ => {
+                let (lo, hi) = (triple(&c["lo"]), triple(&c["hi"]));
+                let dec = c["options"]["decompress"].as_bool().unwrap_or(true);
+                let ours: std::collections::BTreeMap<String, String> = vol
+                    .download_files(mip, lo, hi, dec)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(n, b)| (n, sha256_hex(&b)))
+                    .collect();
+                let theirs: std::collections::BTreeMap<String, String> = c["files"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| (f["name"].as_str().unwrap().to_string(), f["sha256"].as_str().unwrap().to_string()))
+                    .collect();
+                assert_eq!(ours, theirs, "{id}: files");
+            }
+        }
+        *checked.entry(kind.to_string()).or_default() += 1;
+    }
+    eprintln!("graphene fixture label operations equal cloud-volume's: {checked:?}");
+    assert!(checked.len() == 5, "every kind checked: {checked:?}");
+}
