@@ -223,10 +223,13 @@ impl Volume {
     /// A non-label layer (`InvalidArgument`); as [`Volume::cutout_into`].
     pub fn renumber(&self, mip: u32, bbox: &Bbox) -> Result<Renumbered> {
         let item = self.label_item()?;
-        let found = self.unique(mip, bbox)?;
-        let mut labels = Vec::with_capacity(found.labels.len() + 1);
-        labels.push(0u64);
-        labels.extend(found.labels.iter().copied().filter(|&l| l != 0));
+        // One read: the labels come from the cutout itself.
+        let buf = self.cutout(mip, bbox)?;
+        let mut distinct = Counts::default();
+        count_bytes(&buf, item, &mut distinct);
+        let mut labels: Vec<u64> = distinct.into_keys().filter(|&l| l != 0).collect();
+        labels.sort_unstable();
+        labels.insert(0, 0);
         let n = labels.len() as u64 - 1;
         let dtype = if n <= u64::from(u8::MAX) {
             DataType::U8
@@ -238,20 +241,17 @@ impl Volume {
             DataType::U64
         };
         let map: IdMap<u64> = labels.iter().enumerate().map(|(i, &l)| (l, i as u64)).collect();
-        let buf = self.cutout(mip, bbox)?;
         let size = dtype.size();
-        let count = buf.len() / item;
-        let mut out = vec![0u8; count * size];
+        let mut out = vec![0u8; buf.len() / item * size];
         let (mut last, mut to) = (None, 0u64);
-        for i in 0..count {
+        for (i, o) in out.chunks_exact_mut(size).enumerate() {
             let v = label_at(&buf, item, i);
             if last != Some(v) {
                 last = Some(v);
-                to = map.get(&v).copied().ok_or_else(|| {
-                    Error::internal(format!("{}: label {v} of box {bbox} changed between two reads", self.path.path))
-                })?;
+                // Every label of the buffer is in the map, built from the same buffer.
+                to = map.get(&v).copied().unwrap_or(0);
             }
-            out[i * size..(i + 1) * size].copy_from_slice(&to.to_le_bytes()[..size]);
+            o.copy_from_slice(&to.to_le_bytes()[..size]);
         }
         Ok(Renumbered { data: out, dtype, labels })
     }

@@ -343,6 +343,15 @@ static size_t box_dims(const int64_t lo[3], const int64_t hi[3], size_t dims[3])
 }
 
 /* Validates `mip` through the library (for calls that end up doing no I/O). */
+/* The (id, mip, lo, hi) arguments most commands start with. */
+static cv_volume *box_args(const mxArray *prhs[], uint32_t *mip, int64_t lo[3], int64_t hi[3]) {
+    cv_volume *v = get_vol(prhs[0]);
+    *mip = get_u32(prhs[1], "mip");
+    get_int64s(prhs[2], 3, lo, "lo");
+    get_int64s(prhs[3], 3, hi, "hi");
+    return v;
+}
+
 static void check_mip(const cv_volume *v, uint32_t mip) {
     int64_t lo[3], hi[3];
     check(cv_bounds(v, mip, lo, hi));
@@ -481,10 +490,7 @@ static void cmd_cutout(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[
     cv_status st;
     (void)nlhs;
     need(nrhs, 4, "cloudvolume_mex('cutout', id, mip, lo, hi)");
-    v = get_vol(prhs[0]);
-    mip = get_u32(prhs[1], "mip");
-    get_int64s(prhs[2], 3, lo, "lo");
-    get_int64s(prhs[3], 3, hi, "hi");
+    v = box_args(prhs, &mip, lo, hi);
     cls = layer_class(v, &nc, NULL);
     total = box_dims(lo, hi, dims);
     mdims[0] = (mwSize)dims[0];
@@ -601,10 +607,7 @@ static void cmd_exists(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[
     cv_status st;
     (void)nlhs;
     need(nrhs, 4, "cloudvolume_mex('exists', id, mip, lo, hi)");
-    v = get_vol(prhs[0]);
-    mip = get_u32(prhs[1], "mip");
-    get_int64s(prhs[2], 3, lo, "lo");
-    get_int64s(prhs[3], 3, hi, "hi");
+    v = box_args(prhs, &mip, lo, hi);
     check(cv_chunk_count(v, mip, lo, hi, &n));
     a = mxCreateLogicalMatrix((mwSize)n, 1);
     if (n > 0) {
@@ -632,10 +635,7 @@ static void cmd_unique(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[
     mxArray *a;
     (void)nlhs;
     need(nrhs, 4, "cloudvolume_mex('unique', id, mip, lo, hi)");
-    v = get_vol(prhs[0]);
-    mip = get_u32(prhs[1], "mip");
-    get_int64s(prhs[2], 3, lo, "lo");
-    get_int64s(prhs[3], 3, hi, "hi");
+    v = box_args(prhs, &mip, lo, hi);
     check(cv_unique(v, mip, lo, hi, &labels, &counts, &n));
     a = mxCreateNumericMatrix((mwSize)n, 2, mxUINT64_CLASS, mxREAL);
     out = (uint64_t *)mxGetData(a);
@@ -662,10 +662,7 @@ static void cmd_label_mask(int nlhs, mxArray *plhs[], int nrhs, const mxArray *p
     cv_status st;
     (void)nlhs;
     need(nrhs, 5, "cloudvolume_mex('label_mask', id, mip, lo, hi, labels)");
-    v = get_vol(prhs[0]);
-    mip = get_u32(prhs[1], "mip");
-    get_int64s(prhs[2], 3, lo, "lo");
-    get_int64s(prhs[3], 3, hi, "hi");
+    v = box_args(prhs, &mip, lo, hi);
     if (!mxIsNumeric(prhs[4]) || mxIsComplex(prhs[4])) fail_arg("labels must be real integers");
     nl = mxGetNumberOfElements(prhs[4]);
     labels = (uint64_t *)mxMalloc(nl ? nl * sizeof(uint64_t) : 1);
@@ -742,10 +739,7 @@ static void cmd_renumber(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prh
     mxArray *a, *l, *s;
     (void)nlhs;
     need(nrhs, 4, "cloudvolume_mex('renumber', id, mip, lo, hi)");
-    v = get_vol(prhs[0]);
-    mip = get_u32(prhs[1], "mip");
-    get_int64s(prhs[2], 3, lo, "lo");
-    get_int64s(prhs[3], 3, hi, "hi");
+    v = box_args(prhs, &mip, lo, hi);
     layer_class(v, &nc, NULL);
     box_dims(lo, hi, dims);
     check(cv_renumber(v, mip, lo, hi, &data, &len, &dtype, &labels, &n));
@@ -785,10 +779,7 @@ static void cmd_download_files(int nlhs, mxArray *plhs[], int nrhs, const mxArra
     mxArray *s;
     (void)nlhs;
     need(nrhs, 5, "cloudvolume_mex('download_files', id, mip, lo, hi, decompress)");
-    v = get_vol(prhs[0]);
-    mip = get_u32(prhs[1], "mip");
-    get_int64s(prhs[2], 3, lo, "lo");
-    get_int64s(prhs[3], 3, hi, "hi");
+    v = box_args(prhs, &mip, lo, hi);
     get_int64s(prhs[4], 1, &dec, "decompress");
     check(cv_download_files(v, mip, lo, hi, dec != 0, &files));
     n = cv_files_count(files);
@@ -820,10 +811,7 @@ static void cmd_delete_chunks(int nlhs, mxArray *plhs[], int nrhs, const mxArray
     (void)nlhs;
     (void)plhs;
     need(nrhs, 4, "cloudvolume_mex('delete_chunks', id, mip, lo, hi)");
-    v = get_vol(prhs[0]);
-    mip = get_u32(prhs[1], "mip");
-    get_int64s(prhs[2], 3, lo, "lo");
-    get_int64s(prhs[3], 3, hi, "hi");
+    v = box_args(prhs, &mip, lo, hi);
     check(cv_delete(v, mip, lo, hi));
 }
 
