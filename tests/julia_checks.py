@@ -11,6 +11,12 @@
    package and defined in it (a struct, a function, or a method of the Base function of that
    name), every exported name is defined, and the Base functions CloudVolume.jl extended have
    methods.
+4. Keywords: the constructor declares CloudVolume.jl's keywords and cloud-volume's graphene
+   ones, and the label operations cloud-volume's (`unique(vol, bbox; mip, counts)`,
+   `download(vol, bbox; mip, label, renumber)`, `download_point(vol, pt; size, mip,
+   coord_resolution)`, ...), each explicitly in some method (not only through `kwargs...`);
+   and test/runtests.jl calls each of these functions with each of these keywords, so the tests
+   (run where Julia is installed) exercise every one.
 
 Usage: julia_checks.py [--root bindings/julia] [--header include/cloudvolume.h]
 Exit status 0 when every check passes, 1 otherwise (each failure printed), 2 on bad usage.
@@ -62,6 +68,23 @@ REQUIRED_EXPORTS = [
 # Base functions CloudVolume.jl extended (Base.info is replaced by the exported `info`), plus
 # cloud-volume's `unique(bbox)` and `download(bbox; label, renumber)` as methods of Base's.
 REQUIRED_BASE_METHODS = ["getindex", "setindex!", "size", "flush", "delete!", "close", "unique", "download"]
+
+# Keywords some method of each function must declare by name (CloudVolume.jl's for the
+# constructor, cloud-volume's elsewhere), and test/runtests.jl must pass to it.
+REQUIRED_KEYWORDS = {
+    "CloudVolumeWrapper": [
+        "mip", "bounded", "autocrop", "fill_missing", "cache", "cdn_cache", "progress", "info",
+        "provenance", "compress", "non_aligned_writes", "parallel", "output_to_shared_memory",
+        # cloud-volume's graphene:// keywords and use_https (CloudVolume.jl has none).
+        "agglomerate", "timestamp", "stop_layer", "use_https",
+    ],
+    "unique": ["mip", "counts"],
+    "download": ["mip", "label", "renumber"],
+    "label_mask": ["mip"],
+    "renumber": ["mip"],
+    "download_point": ["size", "mip", "coord_resolution"],
+    "download_files": ["mip", "decompress"],
+}
 
 # C scalar type -> canonical name.
 C_SCALARS = {
@@ -357,6 +380,76 @@ def definitions(src: bytes, root) -> tuple[set[str], set[str], list[tuple[str, i
     return defs, base_methods, exports
 
 
+def first_call(src: bytes, node):
+    return next((d for d in walk(node) if d.type == "call_expression"), None)
+
+
+def callee_name(src: bytes, call) -> str | None:
+    callee = call.named_children[0] if call.named_children else None
+    if callee is None:
+        return None
+    if callee.type == "identifier":
+        return text_of(src, callee)
+    if callee.type == "field_expression":
+        return text_of(src, callee).split(".")[-1]
+    return None
+
+
+def argument_list(call):
+    return next((c for c in call.named_children if c.type == "argument_list"), None)
+
+
+def declared_keywords(src: bytes, root) -> dict[str, list[set[str]]]:
+    """Per function name, the keyword parameters (after `;`) each of its methods declares by
+    name (`kwargs...` declares none)."""
+    out: dict[str, list[set[str]]] = {}
+    for n in walk(root):
+        if n.type == "function_definition":
+            sig = next((c for c in n.named_children if c.type == "signature"), None)
+        elif n.type == "assignment" and n.named_children and n.named_children[0].type in (
+                "call_expression", "where_expression", "typed_expression"):
+            sig = n.named_children[0]
+        else:
+            continue
+        call = first_call(src, sig) if sig is not None else None
+        args = argument_list(call) if call is not None else None
+        name = callee_name(src, call) if call is not None else None
+        if args is None or name is None:
+            continue
+        kws: set[str] = set()
+        after = False
+        for c in args.children:
+            if c.type == ";":
+                after = True
+            elif after and c.type == "identifier":
+                kws.add(text_of(src, c))
+            elif after and c.type == "named_argument" and c.named_children:
+                first = c.named_children[0]
+                ident = first if first.type == "identifier" else next(
+                    (d for d in walk(first) if d.type == "identifier"), None)
+                if ident is not None:
+                    kws.add(text_of(src, ident))
+        out.setdefault(name, []).append(kws)
+    return out
+
+
+def passed_keywords(src: bytes, root) -> dict[str, set[str]]:
+    """Per called function name, every keyword any call to it passes (`f(x; k = v)`, `f(x, k = v)`)."""
+    out: dict[str, set[str]] = {}
+    for n in walk(root):
+        if n.type != "call_expression":
+            continue
+        name = callee_name(src, n)
+        args = argument_list(n)
+        if name is None or args is None:
+            continue
+        got = out.setdefault(name, set())
+        for c in args.named_children:
+            if c.type == "named_argument" and c.named_children and c.named_children[0].type == "identifier":
+                got.add(text_of(src, c.named_children[0]))
+    return out
+
+
 # ------------------------------------------------------------------------------------------
 
 
@@ -387,6 +480,9 @@ def main(argv: list[str]) -> int:
     exports: list[tuple[str, int]] = []
     n_sites = 0
     called: set[str] = set()
+    declared: dict[str, list[set[str]]] = {}
+    passed: dict[str, set[str]] | None = None
+    tests_file = args.root / args.package / "test" / "runtests.jl"
     for f in files:
         src = f.read_bytes()
         tree = parser.parse(src)
@@ -408,6 +504,10 @@ def main(argv: list[str]) -> int:
             all_defs |= d
             all_base |= b
             exports += [(name, line) for name, line in e]
+            for name, sets in declared_keywords(src, tree.root_node).items():
+                declared.setdefault(name, []).extend(sets)
+        if f.resolve() == tests_file.resolve():
+            passed = passed_keywords(src, tree.root_node)
 
     if n_sites == 0:
         failures.append(f"no ccall found under {args.root}")
@@ -422,9 +522,29 @@ def main(argv: list[str]) -> int:
         if name not in all_base:
             failures.append(f"{pkg_src}: no method of Base.{name} (CloudVolume.jl extends it)")
 
+    n_keywords = 0
+    for name, want in REQUIRED_KEYWORDS.items():
+        sets = declared.get(name, [])
+        if not sets:
+            failures.append(f"{pkg_src}: no method of {name} is defined")
+            continue
+        best = max(sets, key=lambda k: len(set(want) & k))
+        missing = [k for k in want if k not in best]
+        if missing:
+            failures.append(f"{pkg_src}: no method of {name} declares the keyword(s) {', '.join(missing)} "
+                            f"(cloud-volume's; the closest declares {', '.join(sorted(best)) or 'none'})")
+        n_keywords += len(want)
+        if passed is None:
+            continue
+        untested = [k for k in want if k not in passed.get(name, set())]
+        if untested:
+            failures.append(f"{tests_file}: no call of {name} passes {', '.join(untested)}")
+    if passed is None:
+        failures.append(f"{tests_file}: not found (the package's tests)")
+
     uncalled = sorted(set(protos) - called)
     print(f"julia_checks: {len(files)} Julia file(s) parsed, {n_sites} ccall(s) checked against "
-          f"{len(protos)} prototypes, {len(exported)} export(s)")
+          f"{len(protos)} prototypes, {len(exported)} export(s), {n_keywords} keyword(s) declared and tested")
     if uncalled:
         print(f"julia_checks: note: header functions without a ccall: {', '.join(uncalled)}")
     for msg in failures:

@@ -45,6 +45,15 @@ classdef CloudVolume < handle
 %   as the layer's data_type, shaped x-y-z-channel (a single channel drops the 4th
 %   dimension). Writes take exactly that class.
 %
+%   Label operations (uint32/uint64 layers; each also takes 'mip', m):
+%
+%     [labels, counts] = vol.unique(lo, hi)      % sorted uint64 labels, voxel counts
+%     M = vol.labelMask(lo, hi, labels)          % logical: voxels holding one of labels
+%     [A, labels] = vol.renumber(lo, hi)         % 0, 1, 2, ...: A == k - 1 for labels(k)
+%     A = vol.download(lo, hi, 'label', L)       % or 'renumber', true; plain = cutout
+%     A = vol.downloadPoint(pt, sz, 'coord_resolution', r)   % pt in mip 0 voxels
+%     F = vol.downloadFiles(lo, hi)              % the stored chunk files (name, data)
+%
 %   Errors carry identifiers: cloudvolume:invalidArgument, cloudvolume:outOfBounds,
 %   cloudvolume:notFound, cloudvolume:io, cloudvolume:auth, cloudvolume:decode,
 %   cloudvolume:unsupported, cloudvolume:internal (from the library, with its message),
@@ -291,8 +300,14 @@ classdef CloudVolume < handle
       %   their voxel counts; counted chunk by chunk without reading the box into memory.
       %   [labels, counts] = vol.unique(lo, hi)
       %   ... = vol.unique(lo, hi, 'mip', m)
+      % With 'autocrop' the box is cropped to the bounds first (as cloud-volume crops it).
       m = obj.mip_arg(varargin);
-      [lo, hi] = obj.box_arg(lo, hi);
+      [lo, hi] = obj.label_box(m, lo, hi);
+      if any(hi <= lo)
+        labels = zeros(0, 1, 'uint64');
+        counts = zeros(0, 1, 'uint64');
+        return;
+      end
       u = CloudVolume.call_mex('unique', obj.live_id(), m, lo, hi);
       labels = u(:, 1);
       counts = u(:, 2);
@@ -301,8 +316,16 @@ classdef CloudVolume < handle
     function M = labelMask(obj, lo, hi, labels, varargin)
       %LABELMASK  A logical array of the box lo .. hi (inclusive): true where a voxel holds
       %   one of labels (cloud-volume's download(bbox, label=L)).
+      %   M = vol.labelMask(lo, hi, labels)
+      %   M = vol.labelMask(lo, hi, labels, 'mip', m)
+      % labels: a numeric vector (uint64 for labels beyond 2^53), [] for none. M is
+      % x-y-z-channel like vol.cutout(lo, hi); also vol.download(lo, hi, 'label', labels).
       m = obj.mip_arg(varargin);
-      [lo, hi] = obj.box_arg(lo, hi);
+      [lo, hi] = obj.label_box(m, lo, hi);
+      if any(hi <= lo)
+        M = false(obj.box_shape(lo, hi));
+        return;
+      end
       M = CloudVolume.call_mex('label_mask', obj.live_id(), m, lo, hi, labels);
     end
 
@@ -334,11 +357,71 @@ classdef CloudVolume < handle
       %RENUMBER  The box lo .. hi (inclusive) with its labels renumbered 1, 2, ... in ascending
       %   order (0 kept), in the smallest unsigned class that holds them: A(i) stands for
       %   labels(double(A(i)) + 1).
+      %   [A, labels] = vol.renumber(lo, hi)
+      %   [A, labels] = vol.renumber(lo, hi, 'mip', m)
+      % labels is a uint64 column with labels(1) = 0; A is x-y-z-channel like vol.cutout, of
+      % class uint8, uint16, uint32 or uint64. (cloud-volume's download(bbox, renumber=True)
+      % returns the mapping as a dict; labels is its inverse: A == k - 1 where the voxel held
+      % labels(k).) Also [A, labels] = vol.download(lo, hi, 'renumber', true).
       m = obj.mip_arg(varargin);
-      [lo, hi] = obj.box_arg(lo, hi);
+      [lo, hi] = obj.label_box(m, lo, hi);
+      if any(hi <= lo)
+        A = zeros(obj.box_shape(lo, hi), 'uint8');
+        labels = uint64(0);
+        return;
+      end
       r = CloudVolume.call_mex('renumber', obj.live_id(), m, lo, hi);
       A = r.data;
       labels = r.labels;
+    end
+
+    function varargout = download(obj, lo, hi, varargin)
+      %DOWNLOAD  cloud-volume's download(bbox, mip=, label=, renumber=) of the box lo .. hi
+      %   (inclusive, absolute voxels at the mip):
+      %   A = vol.download(lo, hi)                       % = vol.cutout(lo, hi)
+      %   A = vol.download(lo, hi, 'mip', m)
+      %   M = vol.download(lo, hi, 'label', L)           % = vol.labelMask(lo, hi, L): logical
+      %   [A, labels] = vol.download(lo, hi, 'renumber', true)   % = vol.renumber(lo, hi)
+      % 'label' and 'renumber' (uint32/uint64 layers) are not taken together.
+      m = obj.mip;
+      labels = [];
+      has_label = false;
+      ren = false;
+      if mod(numel(varargin), 2) ~= 0
+        error('cloudvolume:invalidArgument', 'download: options come in name-value pairs');
+      end
+      for i = 1:2:numel(varargin)
+        name = varargin{i};
+        if ~ischar(name)
+          name = '';
+        end
+        switch lower(name)
+          case 'mip'
+            m = obj.mip_arg({'mip', varargin{i + 1}});
+          case 'label'
+            labels = varargin{i + 1};
+            has_label = true;
+          case 'renumber'
+            ren = varargin{i + 1};
+            if ~(islogical(ren) || isnumeric(ren)) || ~isscalar(ren) || ~(ren == 0 || ren == 1)
+              error('cloudvolume:invalidArgument', 'download: ''renumber'' must be true or false');
+            end
+            ren = logical(ren);
+          otherwise
+            error('cloudvolume:invalidArgument', 'download takes the options mip, label and renumber');
+        end
+      end
+      if has_label && ren
+        error('cloudvolume:invalidArgument', 'download: give ''label'' or ''renumber'', not both');
+      end
+      if has_label
+        varargout = {obj.labelMask(lo, hi, labels, 'mip', m)};
+      elseif ren
+        [A, l] = obj.renumber(lo, hi, 'mip', m);
+        varargout = {A, l};
+      else
+        varargout = {obj.cutout(lo, hi, 'mip', m)};
+      end
     end
 
     function files = downloadFiles(obj, lo, hi, varargin)
@@ -611,6 +694,24 @@ classdef CloudVolume < handle
               mat2str(hi), mat2str(lo));
       end
       hi = hi + 1;
+    end
+
+    % The inclusive corners of a label operation as the half-open box at mip m, cropped to
+    % the bounds with autocrop (cloud-volume crops the bbox of unique and download so).
+    function [lo, hi] = label_box(obj, m, lo, hi)
+      [lo, hi] = obj.box_arg(lo, hi);
+      if obj.Autocrop
+        [lo, hi] = obj.crop(m, lo, hi);
+      end
+    end
+
+    % The size of a read of [lo, hi): x-y-z, and the channels when there are several.
+    function sz = box_shape(obj, lo, hi)
+      sz = max(hi - lo, 0);
+      nc = obj.Meta.num_channels;
+      if nc > 1
+        sz = [sz, nc];
+      end
     end
 
     % Read [lo, hi) at mip m, every channel (autocrop applied).

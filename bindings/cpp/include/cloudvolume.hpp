@@ -836,11 +836,25 @@ public:
     /// channel, Fortran order; `cv_label_mask_into`; cloud-volume's `download(bbox, label=L)`).
     std::vector<std::uint8_t> label_mask(std::uint32_t mip, const Box &box, const std::vector<std::uint64_t> &labels) const {
         std::vector<std::uint8_t> out(detail::mul(static_cast<std::size_t>(box.voxels()), num_channels(), "label_mask"));
-        detail::check(cv_label_mask_into(handle("label_mask"), mip, box.lo.data(), box.hi.data(),
-                                         labels.empty() ? nullptr : labels.data(), labels.size(),
-                                         out.empty() ? nullptr : out.data(), out.size()),
-                      "cv_label_mask_into");
+        label_mask_into(mip, box, labels, out.data(), out.size());
         return out;
+    }
+    /// `label_mask` into the caller's `len` bytes at `out`: exactly one per voxel and channel
+    /// (voxels x channels), Fortran order; any other length is InvalidArgument before any I/O.
+    void label_mask_into(std::uint32_t mip, const Box &box, const std::vector<std::uint64_t> &labels, std::uint8_t *out,
+                         std::size_t len) const {
+        detail::check(cv_label_mask_into(handle("label_mask_into"), mip, box.lo.data(), box.hi.data(),
+                                         labels.empty() ? nullptr : labels.data(), labels.size(), len == 0 ? nullptr : out,
+                                         len),
+                      "cv_label_mask_into");
+    }
+    /// `label_mask_into` over a contiguous container of bytes (std::vector<std::uint8_t>,
+    /// std::array, std::span, ...), which must hold exactly voxels x channels elements.
+    template <class C, class = std::enable_if_t<detail::is_container<C>::value>>
+    void label_mask_into(std::uint32_t mip, const Box &box, const std::vector<std::uint64_t> &labels, C &out) const {
+        static_assert(sizeof(*out.data()) == 1 && std::is_integral_v<std::remove_pointer_t<decltype(out.data())>>,
+                      "label_mask_into writes one byte (0 or 1) per voxel and channel: give a container of bytes");
+        label_mask_into(mip, box, labels, reinterpret_cast<std::uint8_t *>(out.data()), static_cast<std::size_t>(out.size()));
     }
     /// The box cloud-volume's `download_point(pt, size, mip, coord_resolution)` reads:
     /// `pt` in mip 0 voxels, or in voxels of `coord_resolution` (nm) when given, moved to

@@ -172,6 +172,11 @@ void test_options_json() {
         "\"connect_timeout\": 3, \"retry_budget\": 0.5, \"checksum\": false}";
     CHECK(net == net_want, "network options JSON\n  got  " << net << "\n  want " << net_want);
     CHECK(cv::Options().secrets_json("{\"a\": 1}").to_json() == "{\"secrets\": {\"a\": 1}}", "secrets object");
+    const std::string graph =
+        cv::Options().agglomerate(false).timestamp(1700000000.5).stop_layer(2).use_https(true).cave_token("t0k").to_json();
+    const std::string graph_want =
+        "{\"agglomerate\": false, \"timestamp\": 1700000000.5, \"stop_layer\": 2, \"use_https\": true, \"secrets\": \"t0k\"}";
+    CHECK(graph == graph_want, "graphene options JSON\n  got  " << graph << "\n  want " << graph_want);
     EXPECT_THROW(cv::InvalidArgument, "timeout NaN", cv::Options().timeout(std::nan("")), CV_ERR_INVALID_ARGUMENT,
                  "timeout");
     EXPECT_THROW(cv::InvalidArgument, "background inf",
@@ -824,6 +829,135 @@ void test_labels_uint32(const harness::TempDir &tmp) {
           "download_files at mip 1: " << (f1.empty() ? std::string("none") : f1[0].name) << ", want " << name1);
 }
 
+/// Sorted (label, count) pairs of every element (every channel) of `a`.
+template <class T> std::map<std::uint64_t, std::uint64_t> count_labels(const cv::Array<T> &a) {
+    std::map<std::uint64_t, std::uint64_t> m;
+    for (T v : a) m[v]++;
+    return m;
+}
+
+bool same_counts(const cv::Volume::Labels &u, const std::map<std::uint64_t, std::uint64_t> &model) {
+    if (u.labels.size() != model.size() || u.counts.size() != model.size()) return false;
+    std::size_t i = 0;
+    for (const auto &kv : model) {
+        if (u.labels[i] != kv.first || u.counts[i] != kv.second) return false;
+        i++;
+    }
+    return true;
+}
+
+/// Label operations on a two-channel uint32 layer (every channel counted, masked and
+/// renumbered, in Fortran order with the channel slowest), masks into the caller's buffer, the
+/// background of an unbounded handle (outside voxels count as background_color), and the
+/// graphene options passed through to the library. Expectations come from cutouts.
+void test_labels_channels(const harness::TempDir &tmp) {
+    cv::InfoSpec spec;
+    spec.layer_type = "segmentation";
+    spec.data_type = cv::DataType::uint32;
+    spec.num_channels = 2;
+    spec.resolution = {4, 4, 40};
+    spec.voxel_offset = A_BOUNDS.lo;
+    spec.size = A_BOUNDS.shape();
+    spec.chunk_size = A_CHUNK;
+    const std::string url = tmp.url("labels_c2");
+    cv::Volume vol = cv::Volume::create(url, cv::new_info(spec));
+    // Channel 1 is channel 0 moved by 4 voxels in x: the channels share most labels.
+    auto label = [](std::int64_t x, std::int64_t y, std::int64_t z, std::size_t c) -> std::uint32_t {
+        const std::int64_t k = (x + 4 * static_cast<std::int64_t>(c) + 8) / 3 + 20 * ((y + 8) / 4) + 400 * ((z + 8) / 3);
+        return k % 11 == 0 ? 0u : static_cast<std::uint32_t>(1000 + k);
+    };
+    cv::Array<std::uint32_t> src(A_BOUNDS, 2);
+    const cv::Vec3i sh = A_BOUNDS.shape();
+    for (std::size_t c = 0; c < 2; c++)
+        for (std::int64_t z = 0; z < sh[2]; z++)
+            for (std::int64_t y = 0; y < sh[1]; y++)
+                for (std::int64_t x = 0; x < sh[0]; x++)
+                    src(static_cast<std::size_t>(x), static_cast<std::size_t>(y), static_cast<std::size_t>(z), c) =
+                        label(A_BOUNDS.lo[0] + x, A_BOUNDS.lo[1] + y, A_BOUNDS.lo[2] + z, c);
+    vol.write(0, src);
+
+    const cv::Box box{{0, 8, 12}, {20, 30, 22}};
+    const cv::Array<std::uint32_t> cut = vol.cutout<std::uint32_t>(0, box);
+    const auto model = count_labels(cut);
+    const auto u = vol.unique(0, box);
+    std::uint64_t total = 0;
+    for (std::uint64_t n : u.counts) total += n;
+    CHECK(same_counts(u, model) && total == 2 * static_cast<std::uint64_t>(box.voxels()),
+          "unique over both channels: " << u.labels.size() << " labels, " << total << " voxels");
+    std::map<std::uint64_t, std::uint64_t> only0;
+    for (std::size_t k = 0; k < cut.size() / 2; k++) only0[cut.data()[k]]++;
+    CHECK(only0.size() < model.size(), "channel 1 has labels channel 0 lacks (" << only0.size() << " of " << model.size() << ")");
+
+    // Masks into the caller's buffer: a vector of exactly voxels x channels bytes; a wrong
+    // length is refused before any I/O.
+    const std::uint64_t a_label = u.labels[u.labels.size() / 3], b_label = u.labels.back();
+    std::vector<std::uint8_t> buf(cut.size(), 7);
+    vol.label_mask_into(0, box, {a_label, b_label}, buf);
+    std::size_t wrong = 0, ones1 = 0;
+    for (std::size_t k = 0; k < cut.size(); k++) {
+        const std::uint32_t v = cut.data()[k];
+        if (buf[k] != ((v == a_label || v == b_label) ? 1 : 0)) wrong++;
+        if (k >= cut.size() / 2) ones1 += buf[k];
+    }
+    std::uint64_t want1 = 0;
+    for (std::size_t k = cut.size() / 2; k < cut.size(); k++)
+        want1 += (cut.data()[k] == a_label || cut.data()[k] == b_label) ? 1 : 0;
+    CHECK(wrong == 0 && ones1 == want1 && want1 > 0, "label_mask_into, 2 channels: " << wrong << " wrong, channel 1 has "
+                                                                                        << ones1 << " of " << want1);
+    CHECK(vol.label_mask(0, box, {a_label, b_label}) == buf, "label_mask equals label_mask_into");
+    std::vector<std::uint8_t> raw(cut.size());
+    vol.label_mask_into(0, box, {a_label}, raw.data(), raw.size());
+    std::size_t ones = 0;
+    for (std::uint8_t b : raw) ones += b;
+    CHECK(ones == model.at(a_label), "label_mask_into a pointer: " << ones << " ones, want " << model.at(a_label));
+    std::vector<std::uint8_t> short_buf(cut.size() - 1);
+    EXPECT_THROW(cv::InvalidArgument, "label_mask_into a short buffer", vol.label_mask_into(0, box, {a_label}, short_buf),
+                 CV_ERR_INVALID_ARGUMENT, "one byte per voxel and channel", std::to_string(cut.size()));
+    std::vector<std::uint8_t> one_channel(static_cast<std::size_t>(box.voxels()));
+    EXPECT_THROW(cv::InvalidArgument, "label_mask_into one channel's bytes", vol.label_mask_into(0, box, {a_label}, one_channel),
+                 CV_ERR_INVALID_ARGUMENT, "one byte per voxel and channel");
+
+    // Renumbering covers both channels with one numbering.
+    const auto r = vol.renumber(0, box);
+    wrong = 0;
+    for (std::size_t k = 0; k < cut.size(); k++)
+        if (r.original(k) != cut.data()[k]) wrong++;
+    CHECK(r.size() == cut.size() && wrong == 0 && r.labels.size() == model.size() + (model.count(0) ? 0 : 1),
+          "renumber over 2 channels: " << wrong << " wrong of " << r.size());
+
+    // bounded=false: voxels outside the volume are background_color (5) in every operation.
+    const cv::Volume ub = cv::Volume::open(url, cv::Options().bounded(false).background_color(5));
+    const cv::Box part{{-8, 8, 12}, {2, 12, 14}};  // x -8..-4 is outside: 5 x 4 x 2 voxels, 2 channels
+    const cv::Array<std::uint32_t> pcut = ub.cutout<std::uint32_t>(0, part);
+    const auto pu = ub.unique(0, part);
+    const auto pmodel = count_labels(pcut);
+    CHECK(same_counts(pu, pmodel) && pmodel.count(5) && pmodel.at(5) == 5 * 4 * 2 * 2,
+          "unique of a box leaving the volume counts background_color: " << (pmodel.count(5) ? pmodel.at(5) : 0));
+    const auto pm = ub.label_mask(0, part, {5});
+    std::size_t pm_ones = 0;
+    for (std::uint8_t b : pm) pm_ones += b;
+    CHECK(pm_ones == 80 && pm[0] == 1 && pm[5] == 0, "label_mask of the background outside: " << pm_ones);
+    const auto pr = ub.renumber(0, part);
+    CHECK(pr.original(0) == 5 && pr.original(5) == pcut(5, 0, 0, 0) && pr.original(pcut.size() - 1) == pcut(9, 3, 1, 1),
+          "renumber outside the volume");
+    const cv::Box away{{-20, 8, 12}, {-10, 10, 14}};
+    const auto au = ub.unique(0, away);
+    CHECK(au.labels == std::vector<std::uint64_t>{5} && au.counts == std::vector<std::uint64_t>{10 * 2 * 2 * 2},
+          "unique of a box wholly outside: " << au.labels.size() << " labels");
+    EXPECT_THROW(cv::OutOfBounds, "label_mask past the bounds when bounded", vol.label_mask(0, part, {5}),
+                 CV_ERR_OUT_OF_BOUNDS, "outside the bounds");
+
+    // The graphene options reach the library by their names (a Precomputed layer ignores
+    // them; bad values are refused, naming the option).
+    const cv::Volume g = cv::Volume::open(
+        url, cv::Options().agglomerate(false).timestamp(1700000000.5).stop_layer(2).use_https(true));
+    CHECK(g.unique(0, box).labels == u.labels, "graphene options on a Precomputed layer");
+    EXPECT_THROW(cv::InvalidArgument, "stop_layer 0", cv::Volume::open(url, cv::Options().stop_layer(0)),
+                 CV_ERR_INVALID_ARGUMENT, "stop_layer");
+    EXPECT_THROW(cv::InvalidArgument, "negative timestamp", cv::Volume::open(url, cv::Options().timestamp(-1)),
+                 CV_ERR_INVALID_ARGUMENT, "timestamp");
+}
+
 }  // namespace
 
 int main() {
@@ -842,6 +976,7 @@ int main() {
         test_add_scale_and_compression(tmp);
         test_labels(tmp);
         test_labels_uint32(tmp);
+        test_labels_channels(tmp);
     } catch (const cv::Error &e) {
         CHECK(false, "unexpected " << e.code_name() << ": " << e.what());
     }

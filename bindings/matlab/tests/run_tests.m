@@ -53,6 +53,7 @@ cases = {
   'add_scale', @t_add_scale
   'label operations', @t_labels
   'label operations: uint32, mip 1, chunk files', @t_labels32
+  'label operations: two channels, download, autocrop, background', @t_labels_channels
   'display', @t_display
 };
 
@@ -269,6 +270,73 @@ expect_error(@() v.renumber([-9 5 10], [0 8 12]), 'cloudvolume:outOfBounds', 'ou
 expect_error(@() v.downloadFiles(lo, hi, 'level', 3), 'cloudvolume:invalidArgument', 'decompress');
 delete(w);
 delete(v);
+end
+
+% A two-channel uint32 layer: unique counts every channel, masks and renumbering keep the
+% channel dimension; download with 'label' and 'renumber'; autocrop crops the box first; an
+% unbounded handle counts outside voxels as background_color; the graphene options reach the
+% library by their names. Every expectation comes from a cutout.
+function t_labels_channels(ctx)
+v = create_layer(ctx, 'labels_c2', 'uint32', 'raw', 2, [50 40 20], [16 16 8], [-3 5 10]);
+[x, y, z] = ndgrid(-3:46, 5:44, 10:29);
+v.write([-3 5 10], cat(4, label_c2(x, y, z), label_c2(x + 4, y, z)));   % channel 1 moved by 4 in x
+lo = [0 8 12];
+hi = [19 29 21];
+C = v.cutout(lo, hi);
+check(isequal(size(C), [20 22 10 2]), 'two-channel cutout: size %s', mat2str(size(C)));
+want = unique(C(:));
+[labels, counts] = v.unique(lo, hi);
+check(isequal(labels, uint64(want)) && isequal(double(counts), arrayfun(@(l) sum(C(:) == l), want)) && ...
+      sum(double(counts)) == numel(C), 'unique over both channels: %d labels, want %d', numel(labels), numel(want));
+C0 = C(:, :, :, 1);
+check(numel(unique(C0(:))) < numel(want), 'channel 1 has labels channel 0 lacks');
+a = double(labels(round(end / 3)));
+b = double(labels(end));
+M = v.labelMask(lo, hi, [a b]);
+check(islogical(M) && isequal(M, C == a | C == b) && any(any(any(M(:, :, :, 2)))), 'labelMask keeps the channels');
+check(isequal(v.download(lo, hi, 'label', [a b]), M), 'download with label');
+check(isequal(v.download(lo, hi), C) && isequal(v.download(lo, hi, 'mip', 0), C), 'download is the cutout');
+[R, back] = v.renumber(lo, hi);
+check(isequal(size(R), size(C)) && isequal(reshape(back(double(R(:)) + 1), size(C)), uint64(C)), ...
+      'renumber keeps the channels');
+[R2, back2] = v.download(lo, hi, 'renumber', true);
+check(isequal(R2, R) && isequal(back2, back), 'download with renumber');
+expect_error(@() v.download(lo, hi, 'label', a, 'renumber', true), 'cloudvolume:invalidArgument', 'not both');
+expect_error(@() v.download(lo, hi, 'labels', a), 'cloudvolume:invalidArgument', 'label');
+% autocrop: the box is cropped to the volume (x -3 .. 4 here) before counting and masking.
+ac = CloudVolume(v.cloudpath, 'autocrop', true);
+Cc = v.cutout([-3 8 12], [4 11 13]);
+[lc, cc] = ac.unique([-10 8 12], [4 11 13]);
+check(isequal(lc, uint64(unique(Cc(:)))) && sum(double(cc)) == numel(Cc), 'unique with autocrop');
+check(isequal(ac.labelMask([-10 8 12], [4 11 13], a), Cc == a), 'labelMask with autocrop');
+[Rc, backc] = ac.renumber([-10 8 12], [4 11 13]);
+check(isequal(reshape(backc(double(Rc(:)) + 1), size(Cc)), uint64(Cc)), 'renumber with autocrop');
+check(isempty(ac.unique([-20 8 12], [-10 9 13])), 'unique of a box cropped away');
+check(isequal(size(ac.labelMask([-20 8 12], [-10 9 13], a)), [0 2 2 2]), 'labelMask of a box cropped away');
+% bounded=false: voxels outside the volume are background_color (5) everywhere.
+ub = CloudVolume(v.cloudpath, 'bounded', false, 'background_color', 5);
+Cb = ub.cutout([-8 8 12], [1 11 13]);   % x -8 .. -4 is outside: 5 x 4 x 2 voxels, 2 channels
+[lb, cb] = ub.unique([-8 8 12], [1 11 13]);
+check(isequal(lb, uint64(unique(Cb(:)))) && isequal(cb(lb == 5), uint64(80)), ...
+      'unique counts the outside as background_color');
+Mb = ub.labelMask([-8 8 12], [1 11 13], 5);
+check(isequal(Mb, Cb == 5) && sum(Mb(:)) == 80, 'labelMask of the background outside');
+expect_error(@() v.unique([-8 8 12], [1 11 13]), 'cloudvolume:outOfBounds', 'outside the bounds');
+% The graphene options reach the library by their names (a Precomputed layer ignores them).
+g = CloudVolume(v.cloudpath, 'agglomerate', false, 'timestamp', 1700000000.5, 'stop_layer', 2, 'use_https', true);
+check(isequal(g.unique(lo, hi), labels), 'graphene options on a Precomputed layer');
+expect_error(@() CloudVolume(v.cloudpath, 'stop_layer', 0), 'cloudvolume:invalidArgument', 'stop_layer');
+expect_error(@() CloudVolume(v.cloudpath, 'timestamp', -1), 'cloudvolume:invalidArgument', 'timestamp');
+delete(g);
+delete(ub);
+delete(ac);
+delete(v);
+end
+
+function A = label_c2(x, y, z)
+k = floor((x + 8) / 3) + 20 * floor((y + 8) / 4) + 400 * floor((z + 8) / 3);
+A = uint32(1000 + k);
+A(mod(k, 11) == 0) = 0;
 end
 
 function A = label32(x, y, z)

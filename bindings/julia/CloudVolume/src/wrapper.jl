@@ -538,16 +538,24 @@ end
 # Label operations (uint32/uint64 layers, Precomputed and graphene), as cloud-volume names them.
 #
 # A box is given as three inclusive ranges, `x0:x1, y0:y1, z0:z1`, or as one tuple of them
-# (cloud-volume's `bbox`); `mip` defaults to the handle's. Every call checks its status and
-# releases what the library handed out before returning or throwing.
+# (cloud-volume's `bbox`); `mip` defaults to the handle's. With `autocrop` the box is cropped to
+# the bounds first, and an empty box (an empty range, or one cropped away) gives an empty
+# result, as indexing does. Every call checks its status and releases what the library handed
+# out before returning or throwing.
 
 const BBox = Tuple{AnyRange,AnyRange,AnyRange}
 
+# [lo, hi) of the ranges at `mip`, cropped to the bounds with autocrop (as cloud-volume crops
+# the bbox of unique and download).
 function label_box(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange, mip::Integer)
     mip >= 0 || throw(ArgumentError("mip must be >= 0, got $(mip)"))
     lo, hi, _ = box(x, rx, ry, rz, mip)
     return lo, hi
 end
+
+# (x, y, z, channels) of a read of [lo, hi).
+box_dims(x::CloudVolumeWrapper, lo, hi) =
+    (Int(max(hi[1] - lo[1], 0)), Int(max(hi[2] - lo[2], 0)), Int(max(hi[3] - lo[3], 0)), x.channels)
 
 # A copy of `n` UInt64 the library allocated (empty for NULL / 0).
 copy_u64(p::Ptr{UInt64}, n) = (p == C_NULL || n == 0) ? UInt64[] : copy(unsafe_wrap(Vector{UInt64}, p, Int(n)))
@@ -565,6 +573,8 @@ uint32/uint64 layers only (`CV_ERR_INVALID_ARGUMENT` otherwise).
 function Base.unique(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange;
                      mip::Integer = x.mip, counts::Bool = false)
     lo, hi = label_box(x, rx, ry, rz, mip)
+    T = x.dtype <: Unsigned ? x.dtype : UInt64
+    any(hi .<= lo) && return counts ? (T[], Int[]) : T[]
     pl, pc, n = Ref{Ptr{UInt64}}(C_NULL), Ref{Ptr{UInt64}}(C_NULL), Ref{Csize_t}(0)
     check(cv_unique(x, UInt32(mip), lo, hi, pl, counts ? pc : Ptr{Ptr{UInt64}}(C_NULL), n))
     labels, cnts = try
@@ -573,8 +583,7 @@ function Base.unique(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyR
         cv_labels_free(pl[], n[])
         cv_labels_free(pc[], n[])
     end
-    T = x.dtype
-    out = T <: Unsigned ? T.(labels) : labels
+    out = T.(labels)
     return counts ? (out, Int.(cnts)) : out
 end
 Base.unique(x::CloudVolumeWrapper, bbox::BBox; kwargs...) = unique(x, bbox...; kwargs...)
@@ -590,8 +599,8 @@ collection): cloud-volume's `download(bbox, label=L)`, also reached as
 function label_mask(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange, labels; mip::Integer = x.mip)
     lo, hi = label_box(x, rx, ry, rz, mip)
     want = labels isa Integer ? UInt64[UInt64(labels)] : UInt64[UInt64(l) for l in labels]
-    out = Array{UInt8,4}(undef, Int(hi[1] - lo[1]), Int(hi[2] - lo[2]), Int(hi[3] - lo[3]), x.channels)
-    isempty(out) && return Array{Bool,4}(undef, size(out))
+    out = Array{UInt8,4}(undef, box_dims(x, lo, hi))
+    isempty(out) && return zeros(Bool, size(out))
     check(cv_label_mask_into(x, UInt32(mip), lo, hi, want, Csize_t(length(want)), out, Csize_t(length(out))))
     return map(!=(0x00), out)
 end
@@ -602,7 +611,8 @@ label_mask(x::CloudVolumeWrapper, bbox::BBox, labels; kwargs...) = label_mask(x,
 
 cloud-volume's `download_point`: `size` voxels (one number or three) around `pt`, given in mip 0
 voxels, or in voxels of `coord_resolution` (nm) when given, read at `mip`:
-`[p - size÷2, p + size÷2)` per axis (`[p, p+1)` where the size is 1), `p` being `pt` at `mip`.
+`[p - size÷2, p + size÷2)` per axis (`[p, p+1)` where the size is 1), `p` being `pt` at `mip`;
+with `autocrop` that box is cropped to the bounds (as cloud-volume does).
 """
 function download_point(x::CloudVolumeWrapper, pt; size = 256, mip::Integer = x.mip, coord_resolution = nothing)
     mip >= 0 || throw(ArgumentError("mip must be >= 0, got $(mip)"))
@@ -618,6 +628,11 @@ function download_point(x::CloudVolumeWrapper, pt; size = 256, mip::Integer = x.
     end
     lo, hi = zeros(Int64, 3), zeros(Int64, 3)
     check(cv_point_box(x, UInt32(mip), p, s, cr, lo, hi))
+    if x.autocrop   # cloud-volume intersects the box with the bounds
+        blo, bhi = bounds(x, mip)
+        lo = max.(lo, blo)
+        hi = max.(min.(hi, bhi), lo)
+    end
     return read_box(x, x.dtype, lo, hi, mip)
 end
 
@@ -632,13 +647,15 @@ label to new value (0 => 0 included).
 """
 function renumber(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange; mip::Integer = x.mip)
     lo, hi = label_box(x, rx, ry, rz, mip)
+    K = x.dtype <: Unsigned ? x.dtype : UInt64
+    any(hi .<= lo) && return Array{UInt8,4}(undef, box_dims(x, lo, hi)), Dict{K,UInt8}(K(0) => 0x00)
     pd, len, dt = Ref{Ptr{UInt8}}(C_NULL), Ref{Csize_t}(0), Ref{Int32}(0)
     pl, n = Ref{Ptr{UInt64}}(C_NULL), Ref{Csize_t}(0)
     check(cv_renumber(x, UInt32(mip), lo, hi, pd, len, dt, pl, n))
     img, labels = try
         T = get(CV_DTYPES, dt[], Nothing)
         T === Nothing && throw(CloudVolumeError(CV_ERR_INTERNAL, "cv_renumber: unknown data type code $(dt[])"))
-        a = Array{T,4}(undef, Int(hi[1] - lo[1]), Int(hi[2] - lo[2]), Int(hi[3] - lo[3]), x.channels)
+        a = Array{T,4}(undef, box_dims(x, lo, hi))
         sizeof(a) == Int(len[]) ||
             throw(CloudVolumeError(CV_ERR_INTERNAL, "cv_renumber gave $(len[]) bytes for a box of $(sizeof(a))"))
         len[] > 0 && unsafe_copyto!(Ptr{UInt8}(pointer(a)), pd[], Int(len[]))
@@ -647,7 +664,7 @@ function renumber(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRang
         cv_bytes_free(pd[], len[])
         cv_labels_free(pl[], n[])
     end
-    T, K = eltype(img), (x.dtype <: Unsigned ? x.dtype : UInt64)
+    T = eltype(img)
     return img, Dict{K,T}(K(l) => T(v - 1) for (v, l) in enumerate(labels))
 end
 renumber(x::CloudVolumeWrapper, bbox::BBox; kwargs...) = renumber(x, bbox...; kwargs...)

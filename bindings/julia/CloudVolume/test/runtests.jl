@@ -365,6 +365,68 @@ end
     end
 end
 
+@testset "label operations: two channels, empty boxes, autocrop, graphene options" begin
+    # A two-channel uint32 layer; channel 1 is channel 0 moved by 4 voxels in x, so the channels
+    # share most labels. Every expectation comes from a cutout.
+    info = CV.create_new_info(2, "segmentation", "uint32", "raw", [4.0, 4.0, 40.0], OFFSET, SIZE; chunk_size = CHUNK)
+    lab(x, y, z) = (k = fld(x + 8, 3) + 20 * fld(y + 8, 4) + 400 * fld(z + 8, 3); k % 11 == 0 ? UInt32(0) : UInt32(1000 + k))
+    a = Array{UInt32,4}(undef, SIZE..., 2)
+    for c in 0:1, z in 1:SIZE[3], y in 1:SIZE[2], x in 1:SIZE[1]
+        a[x, y, z, c+1] = lab(OFFSET[1] + x - 1 + 4c, OFFSET[2] + y - 1, OFFSET[3] + z - 1)
+    end
+    bbox = (0:19, 8:29, 12:21)
+    CloudVolumeWrapper(url("seg_c2"); info = info) do vol
+        vol[ALL..., :] = a
+        cut = vol[bbox..., :]
+        @test size(cut) == (20, 22, 10, 2)
+        labels, counts = unique(vol, bbox; counts = true)
+        @test labels == sort(unique(vec(cut)))
+        @test counts == [count(==(l), cut) for l in labels]
+        @test sum(counts) == length(cut)                               # every channel counted
+        @test length(unique(vec(cut[:, :, :, 1]))) < length(labels)    # channel 1 has labels of its own
+        two = [labels[div(end, 3)], labels[end]]
+        m = download(vol, bbox; label = two)
+        @test size(m) == size(cut) && m == ((cut .== two[1]) .| (cut .== two[2]))
+        @test any(m[:, :, :, 2])
+        img, mapping = download(vol, bbox; renumber = true)
+        @test size(img) == size(cut) && [mapping[v] for v in cut] == img
+        # Empty ranges give empty results, as indexing does, without asking the library.
+        @test unique(vol, (0:-1, 8:9, 12:13)) == UInt32[]
+        @test size(label_mask(vol, (0:-1, 8:9, 12:13), two)) == (0, 2, 2, 2)
+        e = expect_error(() -> label_mask(vol, (-8:1, 8:11, 12:13), two), CV.CV_ERR_OUT_OF_BOUNDS)
+        @test occursin("outside the bounds", e.message)
+    end
+    # autocrop: the box is cropped to the volume (x -3:4 here) first, download_point's box too.
+    CloudVolumeWrapper(url("seg_c2"); autocrop = true) do ac
+        part = ac[-3:4, 8:11, 12:13, :]
+        @test unique(ac, (-10:4, 8:11, 12:13)) == sort(unique(vec(part)))
+        l = part[1, 1, 1, 1]
+        @test label_mask(ac, (-10:4, 8:11, 12:13), l) == (part .== l)
+        img, mapping = renumber(ac, (-10:4, 8:11, 12:13))
+        @test [mapping[v] for v in part] == img
+        @test unique(ac, (-20:-10, 8:9, 12:13)) == UInt32[]
+        @test download_point(ac, (-3, 10, 15); size = 8) == ac[-3:0, 6:13, 11:18, :]
+    end
+    # bounded=false: voxels outside the volume count as the background (0).
+    CloudVolumeWrapper(url("seg_c2"); bounded = false) do ub
+        cut = ub[-8:1, 8:11, 12:13, :]          # x -8:-4 is outside: 5 x 4 x 2 voxels, 2 channels
+        labels, counts = unique(ub, (-8:1, 8:11, 12:13); counts = true)
+        @test labels == sort(unique(vec(cut))) && counts == [count(==(l), cut) for l in labels]
+        @test labels[1] == 0 && counts[1] >= 80
+        @test all(label_mask(ub, (-8:1, 8:11, 12:13), 0)[1:5, :, :, :])
+    end
+    # The graphene keywords reach the library by their names (a Precomputed layer ignores
+    # them); values it refuses name the option.
+    CloudVolumeWrapper(url("seg_c2"); agglomerate = false, timestamp = 1700000000.5, stop_layer = 2,
+                       use_https = true) do g
+        @test unique(g, bbox) == sort(unique(vec(g[bbox..., :])))
+    end
+    e = expect_error(() -> CloudVolumeWrapper(url("seg_c2"); stop_layer = 0), CV.CV_ERR_INVALID_ARGUMENT)
+    @test occursin("stop_layer", e.message)
+    e = expect_error(() -> CloudVolumeWrapper(url("seg_c2"); timestamp = -1), CV.CV_ERR_INVALID_ARGUMENT)
+    @test occursin("timestamp", e.message)
+end
+
 @testset "JSON" begin
     v = CV.parse_json("""{"a": [1, -2.5e3, true, false, null], "b": "x\\"\\u00e9\\ud83d\\ude00", "c": {}}""")
     @test v["a"] == Any[1, -2500.0, true, false, nothing]
