@@ -334,17 +334,10 @@ classdef CloudVolume < handle
       %   in mip 0 voxels, or in voxels of 'coord_resolution' (nm), read at 'mip'.
       %   A = vol.downloadPoint([x y z], 256)
       %   A = vol.downloadPoint([x y z], [64 64 1], 'mip', 1, 'coord_resolution', [4 4 40])
-      m = obj.mip;
+      [m, o] = obj.method_options('downloadPoint', varargin, {'coord_resolution'});
       cr = [];
-      for i = 1:2:numel(varargin)
-        switch lower(varargin{i})
-          case 'mip'
-            m = obj.mip_arg({'mip', varargin{i + 1}});
-          case 'coord_resolution'
-            cr = double(varargin{i + 1});
-          otherwise
-            error('cloudvolume:invalidArgument', 'downloadPoint takes the options mip and coord_resolution');
-        end
+      if isfield(o, 'coord_resolution')
+        cr = double(o.coord_resolution);
       end
       if isscalar(sz)
         sz = [sz sz sz];
@@ -383,39 +376,21 @@ classdef CloudVolume < handle
       %   M = vol.download(lo, hi, 'label', L)           % = vol.labelMask(lo, hi, L): logical
       %   [A, labels] = vol.download(lo, hi, 'renumber', true)   % = vol.renumber(lo, hi)
       % 'label' and 'renumber' (uint32/uint64 layers) are not taken together.
-      m = obj.mip;
-      labels = [];
-      has_label = false;
+      [m, o] = obj.method_options('download', varargin, {'label', 'renumber'});
+      has_label = isfield(o, 'label');
       ren = false;
-      if mod(numel(varargin), 2) ~= 0
-        error('cloudvolume:invalidArgument', 'download: options come in name-value pairs');
-      end
-      for i = 1:2:numel(varargin)
-        name = varargin{i};
-        if ~ischar(name)
-          name = '';
+      if isfield(o, 'renumber')
+        ren = o.renumber;
+        if ~(islogical(ren) || isnumeric(ren)) || ~isscalar(ren) || ~(ren == 0 || ren == 1)
+          error('cloudvolume:invalidArgument', 'download: ''renumber'' must be true or false');
         end
-        switch lower(name)
-          case 'mip'
-            m = obj.mip_arg({'mip', varargin{i + 1}});
-          case 'label'
-            labels = varargin{i + 1};
-            has_label = true;
-          case 'renumber'
-            ren = varargin{i + 1};
-            if ~(islogical(ren) || isnumeric(ren)) || ~isscalar(ren) || ~(ren == 0 || ren == 1)
-              error('cloudvolume:invalidArgument', 'download: ''renumber'' must be true or false');
-            end
-            ren = logical(ren);
-          otherwise
-            error('cloudvolume:invalidArgument', 'download takes the options mip, label and renumber');
-        end
+        ren = logical(ren);
       end
       if has_label && ren
         error('cloudvolume:invalidArgument', 'download: give ''label'' or ''renumber'', not both');
       end
       if has_label
-        varargout = {obj.labelMask(lo, hi, labels, 'mip', m)};
+        varargout = {obj.labelMask(lo, hi, o.label, 'mip', m)};
       elseif ren
         [A, l] = obj.renumber(lo, hi, 'mip', m);
         varargout = {A, l};
@@ -428,17 +403,10 @@ classdef CloudVolume < handle
       %DOWNLOADFILES  cloud-volume's download_files: the stored chunk files the box lo .. hi
       %   (inclusive) meets, a struct array with fields name and data (uint8), decompressed
       %   unless the option decompress is false.
-      m = obj.mip;
+      [m, o] = obj.method_options('downloadFiles', varargin, {'decompress'});
       dec = true;
-      for i = 1:2:numel(varargin)
-        switch lower(varargin{i})
-          case 'mip'
-            m = obj.mip_arg({'mip', varargin{i + 1}});
-          case 'decompress'
-            dec = logical(varargin{i + 1});
-          otherwise
-            error('cloudvolume:invalidArgument', 'downloadFiles takes the options mip and decompress');
-        end
+      if isfield(o, 'decompress')
+        dec = logical(o.decompress);
       end
       [lo, hi] = obj.box_arg(lo, hi);
       files = CloudVolume.call_mex('download_files', obj.live_id(), m, lo, hi, double(dec));
@@ -664,6 +632,30 @@ classdef CloudVolume < handle
     end
 
     % The mip of a ('mip', m) tail, else the current one.
+    % The ('mip', m, NAME, value, ...) tail of method `what`: the mip (else the current one)
+    % and a struct of the other options given, each one of `names`.
+    function [m, o] = method_options(obj, what, args, names)
+      m = obj.mip;
+      o = struct();
+      if mod(numel(args), 2) ~= 0
+        error('cloudvolume:invalidArgument', '%s: options come in name-value pairs', what);
+      end
+      for i = 1:2:numel(args)
+        name = args{i};
+        if ~ischar(name)
+          name = '';
+        end
+        name = lower(name);
+        if strcmp(name, 'mip')
+          m = obj.mip_arg({'mip', args{i + 1}});
+        elseif any(strcmp(name, names))
+          o.(name) = args{i + 1};
+        else
+          error('cloudvolume:invalidArgument', '%s takes the options %s', what, strjoin([{'mip'}, names], ', '));
+        end
+      end
+    end
+
     function m = mip_arg(obj, args)
       m = obj.mip;
       if isempty(args)

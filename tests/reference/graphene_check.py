@@ -699,13 +699,9 @@ def main():
     import cloudvolume
     from cloudvolume import Bbox, CloudVolume
 
-    class _QuickPoll:  # cloud-files polls its queue every 0.1 s; sharded reads pay that each time
-        def __getattr__(self, name):
-            return getattr(time, name)
-
-        @staticmethod
-        def sleep(seconds):
-            time.sleep(min(seconds, 0.0001))
+    # cloud-files polls its queue every 0.1 s; sharded reads pay that each time (make_layers.py's fix).
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from make_layers import _QuickPoll
 
     cloudfiles.threaded_queue.time = _QuickPoll()
     assert cloudvolume.secrets.CLOUD_VOLUME_DIR == str(OUT)
