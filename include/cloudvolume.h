@@ -73,6 +73,53 @@ typedef struct cv_volume cv_volume;
 typedef int32_t cv_status;
 
 /**
+ * An aligned cutout request. Zero-initialise it, then set `lo`/`hi` (and what else you need):
+ * an all-zero `resolution` means the image's resolution at its mip, a negative mip the layer's
+ * lowest mip not labelled "placeholder".
+ */
+typedef struct {
+  /**
+   * The box, in voxels of `resolution`, half-open.
+   */
+  int64_t lo[3];
+  int64_t hi[3];
+  /**
+   * nm per voxel of the box; all 0: the image layer's resolution at `image_mip`.
+   */
+  double resolution[3];
+  /**
+   * Mip of the image layer; < 0: the lowest whose key is not "placeholder".
+   */
+  int32_t image_mip;
+  /**
+   * Mip of the segmentation layer; < 0 as for `image_mip`.
+   */
+  int32_t segmentation_mip;
+  /**
+   * NULL: keep every label. Otherwise the `n_root_ids` labels to keep (compared after
+   * agglomeration on graphene); every other voxel becomes 0 (`n_root_ids` 0 keeps none).
+   */
+  const uint64_t *root_ids;
+  size_t n_root_ids;
+  /**
+   * Non-zero: the output is on the grid of `resolution` over exactly `[lo, hi)`.
+   */
+  int32_t scale_to_bounds;
+} cv_aligned_request;
+
+/**
+ * The output grid of an aligned cutout: the box `[lo, hi)` in voxels of `resolution` (nm),
+ * and the mip each layer is read at.
+ */
+typedef struct {
+  int64_t lo[3];
+  int64_t hi[3];
+  double resolution[3];
+  uint32_t image_mip;
+  uint32_t segmentation_mip;
+} cv_aligned_grid;
+
+/**
  * Success.
  */
 #define CV_OK 0
@@ -204,6 +251,99 @@ cv_status cv_files_get(const cv_files *files,
  * `files` is NULL or a live list, used by no other thread during the call.
  */
 void cv_files_free(cv_files *files);
+
+/**
+ * The grid an aligned cutout of `req` returns (its shape is `hi - lo`), without reading.
+ *
+ * # Safety
+ * `image` and `seg` are live handles; `req` as for `cv_aligned_cutout_into`; `out` writable.
+ */
+cv_status cv_aligned_grid_of(const cv_volume *image,
+                             const cv_volume *seg,
+                             const cv_aligned_request *req,
+                             cv_aligned_grid *out);
+
+/**
+ * Read an image layer and a segmentation layer (any mix of Precomputed and graphene) over one
+ * box onto one grid (`cv_aligned_grid_of`): the finer of the two mips' resolutions (the image's
+ * when neither is finer on every axis), or `req->resolution` with `scale_to_bounds`; a layer
+ * on another resolution is resampled by nearest neighbour by physical position.
+ *
+ * `image_out` receives the image in the image layer's type and channels (Fortran order
+ * `[x, y, z, c]`; `image_len` bytes exactly), `seg_out` the segmentation's first channel as
+ * uint64 (`seg_len` elements, one per voxel). Either may be NULL (with length 0) to skip it.
+ *
+ * # Safety
+ * `image` and `seg` are live handles; `req` readable (its `root_ids` NULL or `n_root_ids`
+ * readable); `image_out` NULL or `image_len` writable bytes; `seg_out` NULL or `seg_len`
+ * writable uint64_t.
+ */
+cv_status cv_aligned_cutout_into(const cv_volume *image,
+                                 const cv_volume *seg,
+                                 const cv_aligned_request *req,
+                                 void *image_out,
+                                 size_t image_len,
+                                 uint64_t *seg_out,
+                                 size_t seg_len);
+
+/**
+ * One 0/1 mask per label of `ids` over a segmentation of `n` voxels, back to back in `out`
+ * (`out_len` = `n_ids * n` bytes): mask `k` is `out[k*n .. (k+1)*n]` (ImageryClient's
+ * `split_segmentations`).
+ *
+ * # Safety
+ * `seg` holds `n` uint64_t (may be NULL when `n` is 0), `ids` `n_ids` (may be NULL when 0),
+ * `out` `out_len` writable bytes.
+ */
+cv_status cv_split_masks_into(const uint64_t *seg,
+                              size_t n,
+                              const uint64_t *ids,
+                              size_t n_ids,
+                              uint8_t *out,
+                              size_t out_len);
+
+/**
+ * The overlay colour of segment `id` (the same in every picture; label 0 is never drawn).
+ *
+ * # Safety
+ * `rgb` points to 3 writable bytes.
+ */
+cv_status cv_segment_color(uint64_t id, uint8_t *rgb);
+
+/**
+ * Composite `seg` over `grey` (each `width * height` pixels, x fastest): every pixel of a
+ * non-zero label (only those within `outline` pixels of another label, city block, when
+ * `outline` > 0) gets `round(grey * (1 - alpha) + colour * alpha)` per channel with the
+ * segment's `cv_segment_color`; others stay grey. `out` receives interleaved RGB, row by row
+ * (`out_len` = `3 * width * height`).
+ *
+ * # Safety
+ * `grey` holds `width * height` bytes, `seg` as many uint64_t, `out` `out_len` writable bytes.
+ */
+cv_status cv_overlay_rgb_into(const uint8_t *grey,
+                              const uint64_t *seg,
+                              size_t width,
+                              size_t height,
+                              float alpha,
+                              uint32_t outline,
+                              uint8_t *out,
+                              size_t out_len);
+
+/**
+ * As `cv_overlay_rgb_into`, encoded as a PNG file (8-bit RGB): `*png` receives `*png_len`
+ * bytes owned by the caller, released with `cv_bytes_free(*png, *png_len)`.
+ *
+ * # Safety
+ * `grey` and `seg` as for `cv_overlay_rgb_into`; `png` and `png_len` writable.
+ */
+cv_status cv_overlay_png(const uint8_t *grey,
+                         const uint64_t *seg,
+                         size_t width,
+                         size_t height,
+                         float alpha,
+                         uint32_t outline,
+                         uint8_t **png,
+                         size_t *png_len);
 
 /**
  * The labels of the box `[lo, hi)` at `mip`, sorted ascending, with their voxel counts (every

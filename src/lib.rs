@@ -24,6 +24,7 @@ pub mod error;
 pub mod ffi;
 pub mod format;
 pub mod options;
+pub mod render;
 pub mod secrets;
 pub mod store;
 pub mod volume;

@@ -66,6 +66,23 @@ const COMMANDS: &[Command] = &[
                 channel) to -o FILE.", requires: &["FILE"],
     },
     Command {
+        name: "overlay",
+        synopsis: "cloudvolume overlay IMAGE_URL SEG_URL (--center X,Y,Z --size W,H[,D] | --bbox x0,y0,z0,x1,y1,z1) -o OUT.png\n\
+                   \x20                  [--resolution X,Y,Z] [--image-mip N] [--seg-mip N] [--root-ids ID[,ID...]] [--scale-to-bounds]\n\
+                   \x20                  [--alpha A] [--outline PX] [--seg-out FILE.npy] [--supervoxels] [--timestamp T] [--stop-layer N]\n\
+                   \x20                  [--options JSON]",
+        about: "Read an image layer and a segmentation layer (Precomputed or graphene) over one box on one\n\
+                grid (ImageryClient's image_and_segmentation_cutout) and write a picture: the segments in\n\
+                colours of a stable palette over the greyscale image. The box is in voxels of --resolution\n\
+                (nm; default the image's at its mip); --center/--size give it as W,H[,D] voxels around X,Y,Z.\n\
+                The grid is the finer layer's (or --resolution's, with --scale-to-bounds); the other layer is\n\
+                resampled by nearest neighbour. Mips default to the lowest not labelled placeholder.\n\
+                --root-ids keeps only those segments; --outline PX draws PX-wide inner outlines instead of\n\
+                fills; --alpha (default 0.5) is the colour's opacity. A box D > 1 deep writes one picture per\n\
+                slice (OUT_z0000.png, ...). --seg-out also saves the aligned segmentation (uint64, .npy).\n\
+                Both layers are opened unbounded with fill_missing, as ImageryClient opens them.", requires: &["FILE", "--center|--bbox", "-o"],
+    },
+    Command {
         name: "exists",
         synopsis: "cloudvolume exists URL --bbox x0,y0,z0,x1,y1,z1 [--mip N] [--unbounded] [--options JSON]",
         about: "Print, per chunk of the box, \"present\" or \"missing\" and its box, then a count.\n\
@@ -243,11 +260,12 @@ fn parse_args() -> Result<Invocation, Usage> {
                     .map_err(|_| Usage::new(format!("--stop-layer wants a layer number, got \"{v}\""), here))?;
                 a.options.insert("stop_layer".into(), l.into());
             }
-            "--counts" | "--renumber" | "--stored" => {
+            "--counts" | "--renumber" | "--stored" | "--scale-to-bounds" => {
                 a.named.insert(arg.trim_start_matches('-').to_string(), String::new());
             }
             "--dtype" | "--size" | "--type" | "--encoding" | "--channels" | "--resolution" | "--offset" | "--chunk"
-            | "--factor" | "--point" | "--coord-resolution" | "--labels" => {
+            | "--factor" | "--point" | "--coord-resolution" | "--labels" | "--center" | "--image-mip" | "--seg-mip"
+            | "--root-ids" | "--alpha" | "--outline" | "--seg-out" => {
                 let v = value(&arg)?;
                 a.named.insert(arg.trim_start_matches('-').to_string(), v);
             }
@@ -273,6 +291,7 @@ fn parse_args() -> Result<Invocation, Usage> {
     let given = |r: &str| match r {
         "FILE" => !a.extra.is_empty(),
         "--bbox|--point" => a.bbox.is_some() || a.named.contains_key("point"),
+        "--center|--bbox" => a.bbox.is_some() || a.named.contains_key("center"),
         "--bbox" => a.bbox.is_some(),
         "-o" => a.output.is_some(),
         flag => a.named.contains_key(flag.trim_start_matches('-')),
@@ -280,10 +299,12 @@ fn parse_args() -> Result<Invocation, Usage> {
     if let Some(c) = COMMANDS.iter().find(|c| c.name == cmd) {
         if let Some(r) = c.requires.iter().find(|r| !given(r)) {
             let what = match *r {
+                "FILE" if cmd == "overlay" => "a SEG_URL argument".to_string(),
                 "FILE" => "a FILE argument".to_string(),
                 "--bbox" => "--bbox x0,y0,z0,x1,y1,z1".to_string(),
                 "--bbox|--point" => "--bbox x0,y0,z0,x1,y1,z1 or --point X,Y,Z --size N".to_string(),
                 "--labels" => "--labels L[,L...]".to_string(),
+                "--center|--bbox" => "--center X,Y,Z --size W,H[,D] or --bbox x0,y0,z0,x1,y1,z1".to_string(),
                 "-o" => "-o FILE".to_string(),
                 f => format!("{f} X,Y,Z"),
             };
@@ -607,6 +628,89 @@ fn has_data(a: &Args) -> Result<(), Error> {
     Ok(())
 }
 
+/// The aligned pair of `overlay`'s two layers, and its pictures.
+fn overlay(a: &Args) -> Result<(), Error> {
+    use cloudvolume::render::{grey8, overlay_png, OverlayOptions};
+    use cloudvolume::volume::aligned::{aligned_cutout, bounds_from_center, AlignedRequest};
+    let output = a.output.clone().ok_or_else(|| Error::invalid("overlay needs -o OUT.png"))?;
+    let seg_url = a.extra.first().ok_or_else(|| Error::invalid("overlay needs SEG_URL"))?;
+    let mut opts = a.options.clone();
+    opts.entry("bounded").or_insert(false.into());
+    opts.entry("fill_missing").or_insert(true.into());
+    let text = serde_json::Value::Object(opts).to_string();
+    let image = Volume::open(a.url.as_deref().unwrap_or_default(), Options::parse(Some(&text))?)?;
+    let seg = Volume::open(seg_url, Options::parse(Some(&text))?)?;
+    let bounds = match a.bbox {
+        Some(b) => b,
+        None => {
+            let c = numbers::<i64>(a, "center", false)?.unwrap_or_default();
+            let s = numbers::<i64>(a, "size", false)?.ok_or_else(|| Error::invalid("--center needs --size W,H[,D]"))?;
+            if c.len() != 3 || !(2..=3).contains(&s.len()) {
+                return Err(Error::invalid("--center wants X,Y,Z and --size W,H or W,H,D"));
+            }
+            bounds_from_center([c[0], c[1], c[2]], [s[0], s[1], s.get(2).copied().unwrap_or(1)])
+        }
+    };
+    let mip = |flag: &str| -> Result<Option<u32>, Error> {
+        Ok(match numbers::<u32>(a, flag, false)? {
+            None => None,
+            Some(v) if v.len() == 1 => Some(v[0]),
+            Some(_) => return Err(Error::invalid(format!("--{flag} wants one mip"))),
+        })
+    };
+    let one = |flag: &str, default: f64| -> Result<f64, Error> {
+        match a.named.get(flag) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| Error::invalid(format!("--{flag} wants a number, got \"{v}\""))),
+        }
+    };
+    let req = AlignedRequest {
+        bounds,
+        resolution: numbers::<f64>(a, "resolution", true)?.map(|v| [v[0], v[1], v[2]]),
+        image_mip: mip("image-mip")?,
+        segmentation_mip: mip("seg-mip")?,
+        root_ids: numbers::<u64>(a, "root-ids", false)?,
+        scale_to_bounds: a.named.contains_key("scale-to-bounds"),
+    };
+    let style = OverlayOptions { alpha: one("alpha", 0.5)? as f32, outline: one("outline", 0.0)? as u32 };
+    let cut = aligned_cutout(&image, &seg, &req)?;
+    let [w, h, d] = cut.grid.shape();
+    let plane = w * h;
+    let dtype = image.info().data_type;
+    let item = dtype.size();
+    let mut written = Vec::new();
+    for z in 0..d {
+        let grey = grey8(&cut.image[z * plane * item..(z + 1) * plane * item], dtype, plane);
+        let png = overlay_png(&grey, &cut.segmentation[z * plane..(z + 1) * plane], w, h, &style)?;
+        let path = if d == 1 {
+            output.clone()
+        } else {
+            let stem = output.strip_suffix(".png").unwrap_or(&output);
+            format!("{stem}_z{:04}.png", cut.grid.bbox.lo[2] + z as i64)
+        };
+        std::fs::write(&path, png).map_err(|e| Error::io(format!("writing {path}: {e}")))?;
+        written.push(path);
+    }
+    if let Some(f) = a.named.get("seg-out") {
+        let bytes: Vec<u8> = cut.segmentation.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut out = npy_header(DataType::U64, [w, h, d, 1]);
+        out.extend_from_slice(&bytes);
+        std::fs::write(f, out).map_err(|e| Error::io(format!("writing {f}: {e}")))?;
+    }
+    let ids = cloudvolume::volume::aligned::segment_ids(&cut.segmentation, false);
+    println!(
+        "wrote {} ({w}x{h} px, {} slice(s)): box {} at {:?} nm, image mip {}, segmentation mip {}, {} segment(s)",
+        written.join(", "),
+        d,
+        cut.grid.bbox,
+        cut.grid.resolution,
+        cut.grid.image_mip,
+        cut.grid.segmentation_mip,
+        ids.len()
+    );
+    Ok(())
+}
+
 fn triple<T: std::str::FromStr>(a: &Args, name: &str, default: Option<[T; 3]>) -> Result<[T; 3], Error> {
     let Some(v) = a.named.get(name) else {
         return default.ok_or_else(|| Error::invalid(format!("missing --{name} X,Y,Z")));
@@ -792,6 +896,7 @@ fn main() -> ExitCode {
         "files" => files(&a),
         "exists" => exists(&a),
         "has-data" => has_data(&a),
+        "overlay" => overlay(&a),
         "create" => create(&a),
         "upload" => upload(&a),
         "add-scale" => add_scale(&a),

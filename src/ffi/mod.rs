@@ -19,6 +19,8 @@ use crate::volume::Volume;
 /// cbindgen:ignore
 pub mod files;
 /// cbindgen:ignore
+pub mod imagery;
+/// cbindgen:ignore
 pub mod labels;
 /// cbindgen:ignore
 pub mod storage;
@@ -28,6 +30,7 @@ pub mod volume;
 pub mod write;
 
 pub use files::*;
+pub use imagery::*;
 pub use labels::*;
 pub use volume::*;
 pub use write::*;

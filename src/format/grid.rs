@@ -5,7 +5,7 @@ use std::fmt;
 use super::info::Scale;
 
 /// A half-open box `[lo, hi)` in absolute voxel coordinates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Bbox {
     pub lo: [i64; 3],
     pub hi: [i64; 3],

@@ -9,6 +9,7 @@
 //! - `labels.rs`: label operations (unique, masks, point boxes) over any source;
 //! - `engine.rs`: the handle's thread pool, decode permits and buffers.
 
+pub mod aligned;
 mod engine;
 mod graphene;
 pub mod io;
