@@ -28,6 +28,14 @@ if [ ! -f "$gstamp" ] || [ "$(cat "$gstamp")" != "$gwant" ]; then
   echo "$gwant" > "$gstamp"
 fi
 
+# The graphene fixture past one roots_binary batch (> 300,000 supervoxels in one cutout).
+bstamp="$CV_REFERENCE_DIR/graphene_big/.stamp"
+bwant=$(cat tests/reference/graphene_big.py tests/reference/graphene_check.py tests/reference/make_layers.py tests/servers/chunkedgraph.py tests/reference/requirements.txt | sha256sum | cut -c1-16)
+if [ ! -f "$bstamp" ] || [ "$(cat "$bstamp")" != "$bwant" ]; then
+  "$PY" tests/reference/graphene_big.py "$CV_REFERENCE_DIR/graphene_big"
+  echo "$bwant" > "$bstamp"
+fi
+
 # ImageryClient's aligned image + segmentation cutouts over the graphene fixture (and a model
 # from plain cloud-volume cutouts where ImageryClient's zoom and physical alignment part).
 istamp="$CV_REFERENCE_DIR/imagery/.stamp"
