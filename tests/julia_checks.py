@@ -64,6 +64,8 @@ REQUIRED_EXPORTS = [
     "flush", "upload_from_shared_memory", "provenance", "info",
     # cloud-volume's label operations and chunk files (CloudVolume.jl has none).
     "label_mask", "download_point", "renumber", "download_files",
+    # ImageryClient's aligned image + segmentation cutouts and overlays.
+    "image_and_segmentation_cutout", "aligned_grid", "segment_color", "overlay_rgb", "overlay_png",
 ]
 # Base functions CloudVolume.jl extended (Base.info is replaced by the exported `info`), plus
 # cloud-volume's `unique(bbox)` and `download(bbox; label, renumber)` as methods of Base's.
@@ -84,6 +86,13 @@ REQUIRED_KEYWORDS = {
     "renumber": ["mip"],
     "download_point": ["size", "mip", "coord_resolution"],
     "download_files": ["mip", "decompress"],
+    "image_and_segmentation_cutout": [
+        "bbox_size", "resolution", "image_mip", "segmentation_mip", "root_ids", "split_segmentations",
+        "include_null_root", "scale_to_bounds",
+    ],
+    "aligned_grid": ["bbox_size", "resolution", "image_mip", "segmentation_mip", "root_ids", "scale_to_bounds"],
+    "overlay_rgb": ["alpha", "outline"],
+    "overlay_png": ["alpha", "outline"],
 }
 
 # C scalar type -> canonical name.
@@ -133,6 +142,64 @@ def parse_ctype(text: str, where: str) -> CType:
     if depth == 0:
         raise ValueError(f"{where}: unknown C type {text!r} (add it to C_SCALARS)")
     return CType("struct:" + w, depth)
+
+
+def parse_header_structs(path: Path) -> dict[str, list[tuple[str, CType, int]]]:
+    """`typedef struct { fields } NAME;`: NAME -> [(field, type, array length or 0)]."""
+    text = path.read_text()
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", " ", text)
+    out: dict[str, list[tuple[str, CType, int]]] = {}
+    for m in re.finditer(r"typedef\s+struct\s*\{([^{}]*)\}\s*(\w+)\s*;", text):
+        fields = []
+        for decl in m.group(1).split(";"):
+            decl = " ".join(decl.split())
+            if not decl:
+                continue
+            mm = re.match(r"^(.*?)([A-Za-z_]\w*)\s*(?:\[(\d+)\])?$", decl)
+            if not mm:
+                raise ValueError(f"{path}: {m.group(2)}: cannot read the field {decl!r}")
+            fields.append((mm.group(2), parse_ctype(mm.group(1), f"{path}: {m.group(2)}"), int(mm.group(3) or 0)))
+        out[m.group(2)] = fields
+    return out
+
+
+def julia_structs(src: str) -> dict[str, list[tuple[str, str]]]:
+    """`struct NAME ... end` (immutable, top level): NAME -> [(field, Julia type)]."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for m in re.finditer(r"^struct\s+(\w+)\s*\n(.*?)^end\b", src, flags=re.S | re.M):
+        fields = []
+        for line in m.group(2).splitlines():
+            line = line.split("#")[0].strip()
+            fm = re.match(r"^(\w+)::(.+)$", line)
+            if fm:
+                fields.append((fm.group(1), fm.group(2).strip()))
+        out[m.group(1)] = fields
+    return out
+
+
+def check_structs(cstructs, jstructs, where: str) -> list[str]:
+    """Each Julia struct named as a header struct has its fields: same names, order and types."""
+    fails = []
+    for name, jfields in jstructs.items():
+        if name not in cstructs:
+            continue
+        cfields = cstructs[name]
+        if [f for f, _ in jfields] != [f for f, _, _ in cfields]:
+            fails.append(f"{where}: struct {name} fields {[f for f, _ in jfields]} differ from the header's "
+                         f"{[f for f, _, _ in cfields]}")
+            continue
+        for (fname, jt), (_, ct, n) in zip(jfields, cfields):
+            jt = "".join(jt.split())
+            if n:
+                mm = re.match(r"^NTuple\{(\d+),(.+)\}$", jt)
+                ok = bool(mm) and int(mm.group(1)) == n and compatible(ct, parse_jtype(mm.group(2)), False)
+            else:
+                ok = compatible(ct, parse_jtype(jt), False)
+            if not ok:
+                fails.append(f"{where}: struct {name} field {fname}: Julia {jt} does not match C "
+                             f"{ct}{f'[{n}]' if n else ''}")
+    return fails
 
 
 def parse_header(path: Path) -> dict[str, Proto]:
@@ -205,6 +272,10 @@ def parse_jtype(s: str) -> JType:
 
 
 def compatible(c: CType, j: JType, is_return: bool) -> bool:
+    if c.base.startswith("struct:") and j.base == "?" + c.base[len("struct:"):]:
+        # A struct the header defines, mirrored by a Julia struct of the same name (its fields
+        # are checked by check_structs), passed by Ref or Ptr.
+        return c.depth == j.depth and c.depth >= 1 and not is_return
     if j.base.startswith("?") or c.depth != j.depth:
         return False
     if is_return and j.has_ref:
@@ -215,8 +286,8 @@ def compatible(c: CType, j: JType, is_return: bool) -> bool:
         return False
     if c.base == "char":  # pointee bytes of a string
         return j.base in ("u8", "i8", "char")
-    if c.base.startswith("struct:"):  # an opaque handle
-        return j.base == "void"
+    if c.base.startswith("struct:"):
+        return j.base == "void"  # an opaque handle
     return False
 
 
@@ -473,6 +544,8 @@ def main(argv: list[str]) -> int:
         return 1
     if len(protos) < 10:
         failures.append(f"{args.header}: only {len(protos)} cv_* prototypes found")
+    cstructs = parse_header_structs(args.header)
+    n_structs = 0
 
     pkg_src = args.root / args.package / "src"
     all_defs: set[str] = set()
@@ -499,6 +572,9 @@ def main(argv: list[str]) -> int:
             if site.name:
                 called.add(site.name)
             failures.extend(check_ccall(site, protos))
+        jstructs = julia_structs(src.decode("utf-8", "replace"))
+        n_structs += sum(1 for k in jstructs if k in cstructs)
+        failures.extend(check_structs(cstructs, jstructs, str(rel)))
         if f.is_relative_to(pkg_src):
             d, b, e = definitions(src, tree.root_node)
             all_defs |= d
@@ -544,7 +620,10 @@ def main(argv: list[str]) -> int:
 
     uncalled = sorted(set(protos) - called)
     print(f"julia_checks: {len(files)} Julia file(s) parsed, {n_sites} ccall(s) checked against "
-          f"{len(protos)} prototypes, {len(exported)} export(s), {n_keywords} keyword(s) declared and tested")
+          f"{len(protos)} prototypes, {n_structs} struct(s) checked field by field against the header, "
+          f"{len(exported)} export(s), {n_keywords} keyword(s) declared and tested")
+    if cstructs and n_structs == 0:
+        failures.append(f"{args.header}: defines structs {sorted(cstructs)} but no Julia struct mirrors them")
     if uncalled:
         print(f"julia_checks: note: header functions without a ccall: {', '.join(uncalled)}")
     for msg in failures:

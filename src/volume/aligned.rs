@@ -112,8 +112,8 @@ fn check_resolution(r: [f64; 3], what: &str) -> Result<()> {
 /// The output grid of `req` over `image` and `seg`, and the boxes each reads.
 ///
 /// # Errors
-/// A missing mip, a bad resolution, or a box that is empty at the output resolution
-/// (`InvalidArgument`).
+/// A missing mip, a bad resolution, a box that is empty at the output resolution, a
+/// segmentation layer that is not uint32/uint64 (`InvalidArgument`).
 pub fn aligned_grid(image: &Volume, seg: &Volume, req: &AlignedRequest) -> Result<AlignedGrid> {
     let im = match req.image_mip {
         Some(m) => m,
@@ -123,6 +123,7 @@ pub fn aligned_grid(image: &Volume, seg: &Volume, req: &AlignedRequest) -> Resul
         Some(m) => m,
         None => default_mip(seg)?,
     };
+    label_item(seg.info().data_type, seg.cloudpath())?;
     let ri = image.scale(im)?.resolution;
     let rs = seg.scale(sm)?.resolution;
     let res = req.resolution.unwrap_or(ri);

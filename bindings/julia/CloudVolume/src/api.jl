@@ -276,6 +276,72 @@ cv_files_get(files, i, name, data, len) =
 
 cv_files_free(files) = ccall(fptr(:cv_files_free), Cvoid, (Ptr{Cvoid},), files)
 
+# Aligned image + segmentation cutouts, split masks and overlay pictures (src/ffi/imagery.rs).
+#
+# `cv_aligned_request` and `cv_aligned_grid` mirror the C structs field by field (same order,
+# same C types, so the same layout: 104 and 80 bytes on 64-bit platforms; tests/julia_checks.py
+# checks them field by field against the header). They are passed by `Ref`.
+
+"""
+    cv_aligned_request
+
+The C ABI's `cv_aligned_request`: the box `[lo, hi)` in voxels of `resolution` (all 0: the
+image layer's at its mip), the mips (< 0: the lowest not labelled "placeholder"), the kept
+`root_ids` (`C_NULL`: every label) and `scale_to_bounds` (non-zero: exactly `[lo, hi)` at
+`resolution`). `root_ids` must stay rooted (`GC.@preserve`) while the request is in use.
+"""
+struct cv_aligned_request
+    lo::NTuple{3,Int64}
+    hi::NTuple{3,Int64}
+    resolution::NTuple{3,Cdouble}
+    image_mip::Int32
+    segmentation_mip::Int32
+    root_ids::Ptr{UInt64}
+    n_root_ids::Csize_t
+    scale_to_bounds::Int32
+end
+
+"""
+    cv_aligned_grid
+
+The C ABI's `cv_aligned_grid`: the output box `[lo, hi)` in voxels of `resolution` (nm) and
+the mip each layer is read at.
+"""
+struct cv_aligned_grid
+    lo::NTuple{3,Int64}
+    hi::NTuple{3,Int64}
+    resolution::NTuple{3,Cdouble}
+    image_mip::UInt32
+    segmentation_mip::UInt32
+end
+
+cv_aligned_grid() = cv_aligned_grid((0, 0, 0), (0, 0, 0), (0.0, 0.0, 0.0), 0, 0)
+
+cv_aligned_grid_of(image, seg, req::Ref{cv_aligned_request}, out::Ref{cv_aligned_grid}) =
+    ccall(fptr(:cv_aligned_grid_of), Cint, (Ptr{Cvoid}, Ptr{Cvoid}, Ref{cv_aligned_request}, Ref{cv_aligned_grid}),
+          image, seg, req, out)
+
+cv_aligned_cutout_into(image, seg, req::Ref{cv_aligned_request}, image_out, image_len, seg_out, seg_len) =
+    ccall(fptr(:cv_aligned_cutout_into), Cint,
+          (Ptr{Cvoid}, Ptr{Cvoid}, Ref{cv_aligned_request}, Ptr{Cvoid}, Csize_t, Ptr{UInt64}, Csize_t),
+          image, seg, req, image_out, image_len, seg_out, seg_len)
+
+cv_split_masks_into(seg, n, ids, n_ids, out, out_len) =
+    ccall(fptr(:cv_split_masks_into), Cint, (Ptr{UInt64}, Csize_t, Ptr{UInt64}, Csize_t, Ptr{UInt8}, Csize_t),
+          seg, n, ids, n_ids, out, out_len)
+
+cv_segment_color(id, rgb) = ccall(fptr(:cv_segment_color), Cint, (UInt64, Ptr{UInt8}), id, rgb)
+
+cv_overlay_rgb_into(grey, seg, width, height, alpha, outline, out, out_len) =
+    ccall(fptr(:cv_overlay_rgb_into), Cint,
+          (Ptr{UInt8}, Ptr{UInt64}, Csize_t, Csize_t, Cfloat, UInt32, Ptr{UInt8}, Csize_t),
+          grey, seg, width, height, alpha, outline, out, out_len)
+
+cv_overlay_png(grey, seg, width, height, alpha, outline, png, png_len) =
+    ccall(fptr(:cv_overlay_png), Cint,
+          (Ptr{UInt8}, Ptr{UInt64}, Csize_t, Csize_t, Cfloat, UInt32, Ptr{Ptr{UInt8}}, Ptr{Csize_t}),
+          grey, seg, width, height, alpha, outline, png, png_len)
+
 # ---------------------------------------------------------------------------------------------
 # Status checking (LibGit2's `@check`): the message is taken at once, on the same thread, before
 # any other call can replace it.

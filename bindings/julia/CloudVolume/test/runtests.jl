@@ -34,6 +34,35 @@ end
 root = mktempdir()
 url(name) = "file://" * joinpath(root, name)
 
+# Aligned image + segmentation cutouts against the imagery fixture (tests/reference/
+# imagery_check.py: ImageryClient's outputs, and a model's where ImageryClient's scipy zoom
+# parts from physical alignment), at $CV_REFERENCE_DIR/imagery (else <repo>/target/reference).
+# Only the cases on the Precomputed watershed layer ("ws"); the graphene ones need a server.
+const REFERENCE = let r = get(ENV, "CV_REFERENCE_DIR", "")
+    isempty(r) ? joinpath(CV.REPO_ROOT, "target", "reference") : r
+end
+const IMAGERY = joinpath(REFERENCE, "imagery")
+
+# The library's blend (alpha as a Float32, widened; Rust's round: half away from zero).
+blend(g, c, alpha) = map(v -> UInt8(round(Float64(g) * (1 - Float64(Float32(alpha))) +
+                                          Float64(v) * Float64(Float32(alpha)), RoundNearestTiesAway)), c)
+
+# The palette of src/render.rs, written out here: a hue and saturation hashed from the id.
+function palette(id::UInt64)
+    z = id + 0x9E3779B97F4A7C15
+    z = (z ⊻ (z >> 30)) * 0xBF58476D1CE4E5B9
+    z = (z ⊻ (z >> 27)) * 0x94D049BB133111EB
+    h = z ⊻ (z >> 31)
+    hue = Float64(h >> 11) / Float64(UInt64(1) << 53) * 6.0
+    sat = 0.6 + 0.4 * Float64(h & 0xff) / 255.0
+    sector = floor(hue)
+    f = hue - sector
+    p, q, t = 1.0 - sat, 1.0 - sat * f, 1.0 - sat * (1.0 - f)
+    rgb = sector == 0 ? (1.0, t, p) : sector == 1 ? (q, 1.0, p) : sector == 2 ? (p, 1.0, t) :
+          sector == 3 ? (p, q, 1.0) : sector == 4 ? (t, p, 1.0) : (1.0, p, q)
+    return map(c -> UInt8(round(c * 255.0, RoundNearestTiesAway)), rgb)
+end
+
 @testset "CloudVolume.jl binding" begin
 
 @testset "library" begin
@@ -425,6 +454,196 @@ end
     @test occursin("stop_layer", e.message)
     e = expect_error(() -> CloudVolumeWrapper(url("seg_c2"); timestamp = -1), CV.CV_ERR_INVALID_ARGUMENT)
     @test occursin("timestamp", e.message)
+end
+
+@testset "aligned image + segmentation cutouts (imagery fixture)" begin
+    if !isfile(joinpath(IMAGERY, "manifest.json"))
+        get(ENV, "CV_REQUIRE_REFERENCE", "") == "1" &&
+            error("CV_REQUIRE_REFERENCE=1 but $(IMAGERY)/manifest.json is missing: run scripts/test.sh")
+        @info "SKIP: no imagery fixture at $(IMAGERY)"
+    else
+    manifest = CV.parse_json(read(joinpath(IMAGERY, "manifest.json"), String))
+    cases = [c for c in manifest["cases"] if c["seg"] == "ws"]
+    @test length(cases) >= 8
+    @test count(c -> c["source"] == "model", cases) >= 5
+    @test count(c -> c["source"] == "imageryclient", cases) >= 2
+    opts = (bounded = false, fill_missing = true)
+    img = CloudVolumeWrapper("file://" * joinpath(IMAGERY, "img"); opts...)
+    ws = CloudVolumeWrapper("file://" * joinpath(REFERENCE, "graphene", "ws"); opts...)
+    squeeze(s) = filter(!=(1), collect(s))
+    read_u64(f) = ltoh.(collect(reinterpret(UInt64, read(joinpath(IMAGERY, f)))))
+    try
+        for c in cases
+            @testset "case $(c["id"]) ($(c["source"]))" begin
+            r = c["request"]
+            lo, hi = Int.(r["bounds"][1]), Int.(r["bounds"][2])
+            res = r["resolution"] === nothing ? nothing : Float64.(r["resolution"])
+            ids = r["root_ids"] isa AbstractVector ? parse.(UInt64, r["root_ids"]) : :all
+            g = aligned_grid(img, ws, (lo, hi); resolution = res, image_mip = r["image_mip"],
+                             segmentation_mip = r["segmentation_mip"], root_ids = ids,
+                             scale_to_bounds = r["scale_to_bounds"])
+            # ImageryClient squeezes axes of size 1: compare the shapes without them.
+            @test squeeze(g.size) == squeeze(c["image"]["shape"])
+            @test g.size == Tuple(g.hi .- g.lo)
+            if c["grid"] !== nothing
+                @test g.lo == c["grid"]["lo"] && g.hi == c["grid"]["hi"]
+                @test g.resolution == Float64.(c["grid"]["resolution"])
+            end
+            d = get(r, "defaults", nothing)
+            if d !== nothing
+                r["image_mip"] === nothing && @test g.image_mip == d["image_mip"]
+                r["segmentation_mip"] === nothing && @test g.segmentation_mip == d["segmentation_mip"]
+                r["resolution"] === nothing && @test g.resolution == Float64.(d["resolution"])
+            end
+            r["image_mip"] === nothing || @test g.image_mip == r["image_mip"]
+            r["segmentation_mip"] === nothing || @test g.segmentation_mip == r["segmentation_mip"]
+
+            im, sg = image_and_segmentation_cutout(img, ws, (lo, hi); resolution = res, image_mip = r["image_mip"],
+                                                   segmentation_mip = r["segmentation_mip"], root_ids = ids,
+                                                   scale_to_bounds = r["scale_to_bounds"])
+            @test im isa Array{UInt8,4} && size(im) == (g.size..., 1)
+            @test sg isa Array{UInt64,3} && size(sg) == g.size
+            @test vec(im) == read(joinpath(IMAGERY, c["image"]["file"]))
+            want = read_u64(c["segmentation"]["file"])
+            @test any(!=(0), want)   # an all-zero segmentation would prove little
+            if get(c, "float64_ids", false) == true
+                # ImageryClient's scipy zoom rounded the ids through Float64; so do we, here only.
+                @test [UInt64(Float64(v)) for v in vec(sg)] == want
+                @test vec(sg) != want
+            else
+                @test vec(sg) == want
+            end
+            end
+        end
+
+        # One ImageryClient case, every way of giving its box, and its masks.
+        c = only(filter(c -> c["id"] == "same_res_precomputed", cases))
+        lo, hi = Int.(c["request"]["bounds"][1]), Int.(c["request"]["bounds"][2])   # [100,80,20], [228,180,24]
+        im, sg = image_and_segmentation_cutout(img, ws, [lo'; hi'])
+        @test vec(im) == read(joinpath(IMAGERY, c["image"]["file"]))
+        @test vec(sg) == read_u64(c["segmentation"]["file"])
+        ranges = (lo[1]:hi[1]-1, lo[2]:hi[2]-1, lo[3]:hi[3]-1)
+        @test image_and_segmentation_cutout(img, ws, ranges) == (im, sg)
+        @test image_and_segmentation_cutout(img, ws, [lo, hi]; resolution = [8, 8, 40], image_mip = 1,
+                                            segmentation_mip = 0) == (im, sg)
+        # A centre and bbox_size: lo = centre - size ÷ 2, hi = lo + size (bounds_from_center).
+        centre = lo .+ (hi .- lo) .÷ 2
+        @test aligned_grid(img, ws, centre; bbox_size = hi .- lo).lo == lo
+        @test image_and_segmentation_cutout(img, ws, centre; bbox_size = hi .- lo) == (im, sg)
+        # Width and height only: one slice at the centre's z (22, the third of 20:23).
+        i1, s1 = image_and_segmentation_cutout(img, ws, centre; bbox_size = (128, 100))
+        @test size(i1) == (128, 100, 1, 1) && i1 == im[:, :, 3:3, :] && s1 == sg[:, :, 3:3]
+        g1 = aligned_grid(img, ws, centre .+ [1, 1, 0]; bbox_size = (5, 4, 3))
+        @test g1.lo == centre .+ [1, 1, 0] .- [2, 2, 1] && g1.hi == g1.lo .+ [5, 4, 3]
+
+        # root_ids: only those labels are kept, every other voxel is 0; the image is unchanged.
+        nz = filter(!=(0), sort(unique(vec(sg))))
+        @test length(nz) > 100 && any(==(0), sg)
+        keep = [nz[4], nz[11], nz[41]]
+        ik, sk = image_and_segmentation_cutout(img, ws, (lo, hi); root_ids = keep)
+        @test ik == im
+        @test sk == map(v -> v in keep ? v : UInt64(0), sg)
+        @test count(!=(0), sk) > 0 && count(!=(0), sk) < count(!=(0), sg)
+        @test image_and_segmentation_cutout(img, ws, (lo, hi); root_ids = nz[4])[2] == map(v -> v == nz[4] ? v : UInt64(0), sg)
+        @test all(==(0), image_and_segmentation_cutout(img, ws, (lo, hi); root_ids = UInt64[])[2])
+        @test image_and_segmentation_cutout(img, ws, (lo, hi); root_ids = nothing)[2] == sg
+
+        # split_segmentations: one mask per non-zero label, sorted; include_null_root adds 0.
+        im2, masks = image_and_segmentation_cutout(img, ws, (lo, hi); split_segmentations = true)
+        @test im2 == im
+        @test masks isa Dict{UInt64,Array{Bool,3}}
+        @test sort(collect(keys(masks))) == nz
+        @test all(masks[l] == (sg .== l) for l in nz)
+        @test sum(sum, values(masks)) == count(!=(0), sg)
+        _, masks0 = image_and_segmentation_cutout(img, ws, (lo, hi); split_segmentations = true,
+                                                  include_null_root = true)
+        @test sort(collect(keys(masks0))) == [UInt64(0); nz]
+        @test masks0[0] == (sg .== 0) && masks0[nz[1]] == masks[nz[1]]
+        _, mk = image_and_segmentation_cutout(img, ws, (lo, hi); root_ids = keep, split_segmentations = true)
+        @test sort(collect(keys(mk))) == sort(keep) && mk[keep[2]] == (sg .== keep[2])
+        sm = CV.split_masks(sg[:, :, 1], [nz[2], nz[1], nz[2]])
+        @test sort(collect(keys(sm))) == nz[1:2] && sm[nz[2]] == (sg[:, :, 1] .== nz[2])
+
+        # Overlays of the first slice: every pixel is the blend (label 0 stays grey).
+        grey, s = im[:, :, 1, 1], sg[:, :, 1]
+        w, h = size(grey)
+        rgb = overlay_rgb(grey, s; alpha = 0.6)
+        @test rgb isa Array{UInt8,3} && size(rgb) == (w, h, 3)
+        colours = Dict{UInt64,NTuple{3,UInt8}}()
+        nbad = 0
+        for y in 1:h, x in 1:w
+            l = s[x, y]
+            want = l == 0 ? (grey[x, y], grey[x, y], grey[x, y]) : blend(grey[x, y], segment_color(l), 0.6)
+            l == 0 || (colours[l] = segment_color(l))
+            nbad += (rgb[x, y, 1], rgb[x, y, 2], rgb[x, y, 3]) != want
+        end
+        @test nbad == 0
+        @test length(colours) >= 100 && length(unique(values(colours))) == length(colours)
+        @test count(==(0), s) > 0   # grey pixels were checked too
+        # The default alpha is 0.5; other integer label types are taken.
+        @test overlay_rgb(grey, s) == overlay_rgb(grey, s; alpha = 0.5)
+        @test overlay_rgb(grey, s) != rgb
+        @test overlay_rgb(Int.(grey), s; alpha = 0.6) == rgb
+        # Outlines: only pixels with another label within 2 pixels (city block) are coloured.
+        ol = overlay_rgb(grey, s; alpha = 1, outline = 2)
+        nbad, edge, inner = 0, 0, 0
+        for y in 1:h, x in 1:w
+            l = s[x, y]
+            near = any(s[xx, yy] != l for yy in max(1, y - 2):min(h, y + 2), xx in max(1, x - 2):min(w, x + 2)
+                       if abs(xx - x) + abs(yy - y) <= 2)
+            want = l != 0 && near ? segment_color(l) : (grey[x, y], grey[x, y], grey[x, y])
+            edge += l != 0 && near
+            inner += l != 0 && !near
+            nbad += (ol[x, y, 1], ol[x, y, 2], ol[x, y, 3]) != want
+        end
+        @test nbad == 0
+        @test edge > 1000 && inner > 1000
+        # The PNG: its signature, then IHDR: width, height, 8-bit RGB.
+        png = overlay_png(grey, s; alpha = 0.6, outline = 0)
+        @test png isa Vector{UInt8}
+        @test png[1:8] == [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]
+        @test png[13:16] == Vector{UInt8}("IHDR")
+        @test ntoh(reinterpret(UInt32, png[17:20])[1]) == w && ntoh(reinterpret(UInt32, png[21:24])[1]) == h
+        @test png[25] == 8 && png[26] == 2
+        @test overlay_png(grey, s) != png
+
+        # The palette: stable, the library's formula, label 0 included (never drawn).
+        @test segment_color(nz[1]) === segment_color(nz[1]) && segment_color(nz[1]) isa NTuple{3,UInt8}
+        @test all(segment_color(l) == palette(UInt64(l)) for l in [nz; UInt64[0, 1, 2, 12345, typemax(UInt64)]])
+
+        # Bad input: the library's refusal, as a CloudVolumeError with its message.
+        e = expect_error(() -> image_and_segmentation_cutout(img, ws, (lo, [lo[1], hi[2], hi[3]])), CV.CV_ERR_INVALID_ARGUMENT)
+        @test occursin("empty", e.message)
+        e = expect_error(() -> image_and_segmentation_cutout(img, ws, (lo, hi); image_mip = 9), CV.CV_ERR_INVALID_ARGUMENT)
+        @test occursin("mip 9", e.message)
+        e = expect_error(() -> aligned_grid(img, ws, (lo, hi); segmentation_mip = 9), CV.CV_ERR_INVALID_ARGUMENT)
+        @test occursin("mip 9", e.message) && occursin("graphene/ws", e.message)
+        e = expect_error(() -> image_and_segmentation_cutout(img, ws, (lo, hi); resolution = [-4, 4, 40]),
+                         CV.CV_ERR_INVALID_ARGUMENT)
+        @test occursin("resolution", e.message)
+        e = expect_error(() -> image_and_segmentation_cutout(ws, img, (lo, hi)), CV.CV_ERR_INVALID_ARGUMENT)   # uint8 as labels
+        @test occursin("uint8", e.message) && occursin("img", e.message)
+        e = expect_error(() -> overlay_rgb(grey, s; alpha = 2), CV.CV_ERR_INVALID_ARGUMENT)
+        @test occursin("alpha", e.message)
+        e = expect_error(() -> overlay_png(grey, s; outline = 65), CV.CV_ERR_INVALID_ARGUMENT)
+        @test occursin("outline", e.message)
+        CloudVolumeWrapper("file://" * joinpath(IMAGERY, "img"); fill_missing = true) do bounded
+            e = expect_error(() -> image_and_segmentation_cutout(bounded, ws, ([0, 0, 0], [64, 64, 1])), CV.CV_ERR_OUT_OF_BOUNDS)
+            @test occursin("outside the bounds", e.message)
+        end
+        # ... and the binding's own argument checks.
+        @test_throws ArgumentError image_and_segmentation_cutout(img, ws, centre)           # a centre needs bbox_size
+        @test_throws ArgumentError image_and_segmentation_cutout(img, ws, centre; bbox_size = (1, 2, 3, 4))
+        @test_throws ArgumentError image_and_segmentation_cutout(img, ws, (lo, hi); image_mip = -1)
+        @test_throws ArgumentError image_and_segmentation_cutout(img, ws, [lo hi])          # 3x2, not 2x3
+        @test_throws ArgumentError aligned_grid(img, ws, ([100.5, 80, 20], hi))
+        @test_throws DimensionMismatch overlay_rgb(grey, s[1:end-1, :])
+        @test_throws ArgumentError overlay_png(grey, s; outline = -1)
+    finally
+        close(ws)
+        close(img)
+    end
+    end
 end
 
 @testset "JSON" begin
