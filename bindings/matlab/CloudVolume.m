@@ -54,6 +54,22 @@ classdef CloudVolume < handle
 %     A = vol.downloadPoint(pt, sz, 'coord_resolution', r)   % pt in mip 0 voxels
 %     F = vol.downloadFiles(lo, hi)              % the stored chunk files (name, data)
 %
+%   Aligned image + segmentation (ImageryClient's image_and_segmentation_cutout; static):
+%
+%     [img, seg, grid] = CloudVolume.imageAndSegmentationCutout(imageVol, segVol, [lo; hi], ...
+%         'Resolution', r, 'ImageMip', m, 'SegmentationMip', m, 'RootIds', ids, ...
+%         'ScaleToBounds', tf, 'SplitSegmentations', tf, 'IncludeNullRoot', tf)
+%     ... = CloudVolume.imageAndSegmentationCutout(imageVol, segVol, center, 'BboxSize', [w h d])
+%     grid = CloudVolume.alignedGrid(imageVol, segVol, [lo; hi], ...)   % without reading
+%     masks = CloudVolume.splitSegmentation(seg)   % struct array: id (uint64), mask (logical)
+%     rgb = CloudVolume.segmentColor(ids)          % n x 3 uint8, the overlay palette
+%     rgb = CloudVolume.overlayRgb(grey, seg, 'Alpha', 0.5, 'Outline', 0)   % x-y-3 uint8
+%     png = CloudVolume.overlayPng(grey, seg, ...) % uint8 column: an RGB PNG file
+%
+%   Their boxes follow the rest of the class: [lo; hi] are the first and last voxel,
+%   inclusive, absolute (here in voxels of 'Resolution'); ImageryClient's half-open bounds
+%   [lo, hi) are [lo; hi - 1]. The library's error messages print boxes half-open.
+%
 %   Errors carry identifiers: cloudvolume:invalidArgument, cloudvolume:outOfBounds,
 %   cloudvolume:notFound, cloudvolume:io, cloudvolume:auth, cloudvolume:decode,
 %   cloudvolume:unsupported, cloudvolume:internal (from the library, with its message),
@@ -542,6 +558,116 @@ classdef CloudVolume < handle
       %VERSION  The library's version string.
       v = CloudVolume.call_mex('version');
     end
+
+    % -------------------------------------------------------------------------------------
+    % Aligned image + segmentation cutouts (ImageryClient's image_and_segmentation_cutout),
+    % split masks, overlay pictures.
+
+    function [img, seg, grid] = imageAndSegmentationCutout(imageVol, segVol, bounds, varargin)
+      %IMAGEANDSEGMENTATIONCUTOUT  An image layer and a segmentation layer over one box, on one
+      %   voxel grid (ImageryClient's image_and_segmentation_cutout).
+      %   [img, seg, grid] = CloudVolume.imageAndSegmentationCutout(imageVol, segVol, bounds)
+      %   [img, seg, grid] = CloudVolume.imageAndSegmentationCutout(imageVol, segVol, center, ...
+      %                                                             'BboxSize', [w h d])
+      %   ... = CloudVolume.imageAndSegmentationCutout(..., Name, Value, ...)
+      %
+      % bounds: [lo; hi] (2x3), the first and last voxel of the box, inclusive, in absolute
+      % voxel coordinates of 'Resolution' (as vol.bounds and vol.cutout; ImageryClient's
+      % half-open [lo, hi) is [lo; hi - 1] here). With 'BboxSize', bounds is the centre
+      % (1x3): the box is lo = center - floor(size / 2) .. lo + size - 1 (ImageryClient's
+      % bounds_from_center).
+      %
+      % Options (ImageryClient's keywords; 'image_mip' and the like are accepted too):
+      %   'Resolution'          []     nm per voxel of bounds; [] = the image layer's at its mip
+      %   'ImageMip'            []     mip of the image layer; [] = its lowest mip whose key
+      %                                is not "placeholder" (not the handle's vol.mip)
+      %   'SegmentationMip'     []     the same for the segmentation layer
+      %   'RootIds'             'all'  'all' (or []) keeps every label; a vector of ids
+      %                                (uint64 beyond 2^53) keeps those, the rest become 0
+      %   'ScaleToBounds'       false  true: the output grid is 'Resolution' over exactly
+      %                                bounds; false: the finer of the two layers' grids
+      %   'SplitSegmentations'  false  true: seg is a struct array of masks (below)
+      %   'IncludeNullRoot'     false  with SplitSegmentations, a mask for label 0 as well
+      %   'BboxSize'            []     [w h d] (or [w h], d = 1): bounds is the centre
+      %
+      % img: x-y-z(-channel) of the image layer's class; seg: x-y-z uint64 (the segmentation's
+      % first channel) of the same size, or with 'SplitSegmentations' a struct array, one
+      % element per label in ascending order (0 first when included and present), fields
+      % id (uint64) and mask (logical, size(img, 1:3)): CloudVolume.splitSegmentation.
+      % grid: the voxel grid of both (CloudVolume.alignedGrid): lo, hi (inclusive), bounds
+      % ([lo; hi]), shape, resolution (nm), image_mip, segmentation_mip.
+      % Open both layers as the reads need them (e.g. 'fill_missing', true, 'bounded', false);
+      % on graphene the handle's 'agglomerate' and 'timestamp' options apply.
+      [args, o] = CloudVolume.aligned_args('imageAndSegmentationCutout', imageVol, segVol, bounds, varargin, true);
+      r = CloudVolume.call_mex('aligned_cutout', args{:});
+      img = r.image;
+      seg = r.segmentation;
+      grid = CloudVolume.grid_out(r.grid);
+      if o.splitsegmentations
+        seg = CloudVolume.splitSegmentation(seg, 'IncludeNullRoot', o.includenullroot);
+      end
+    end
+
+    function grid = alignedGrid(imageVol, segVol, bounds, varargin)
+      %ALIGNEDGRID  The grid CloudVolume.imageAndSegmentationCutout returns for the same
+      %   arguments (options Resolution, ImageMip, SegmentationMip, RootIds, ScaleToBounds,
+      %   BboxSize), without reading: a struct with lo, hi (inclusive, absolute voxels of
+      %   resolution), bounds ([lo; hi]), shape (hi - lo + 1), resolution (nm), image_mip and
+      %   segmentation_mip (the mips read).
+      args = CloudVolume.aligned_args('alignedGrid', imageVol, segVol, bounds, varargin, false);
+      grid = CloudVolume.grid_out(CloudVolume.call_mex('aligned_grid', args{:}));
+    end
+
+    function masks = splitSegmentation(seg, varargin)
+      %SPLITSEGMENTATION  One logical mask per label of seg (ImageryClient's split
+      %   segmentation): a struct array, labels ascending, fields id (uint64) and mask
+      %   (logical, size(seg)).
+      %   masks = CloudVolume.splitSegmentation(seg)
+      %   masks = CloudVolume.splitSegmentation(seg, 'IncludeNullRoot', true)   % label 0 too
+      % seg: uint64 (other integer classes are converted).
+      o = CloudVolume.static_options('splitSegmentation', varargin, {'includenullroot'}, ...
+                                     struct('includenullroot', false));
+      incl = CloudVolume.logical_arg(o.includenullroot, 'IncludeNullRoot');
+      seg = CloudVolume.ids_arg(seg, 'the segmentation');
+      ids = unique(seg(:));
+      if ~incl
+        ids = ids(ids ~= 0);
+      end
+      M = CloudVolume.call_mex('split_masks', seg, ids);
+      sz = size(seg);
+      masks = repmat(struct('id', uint64(0), 'mask', false), numel(ids), 1);
+      for k = 1:numel(ids)
+        masks(k).id = ids(k);
+        masks(k).mask = reshape(M(:, k), sz);
+      end
+    end
+
+    function rgb = segmentColor(ids)
+      %SEGMENTCOLOR  The overlay colour of segments: numel(ids) x 3 uint8 (R, G, B), the
+      %   same in every picture (label 0 is never drawn). ids: numeric (uint64 beyond 2^53).
+      rgb = CloudVolume.call_mex('segment_color', CloudVolume.ids_arg(ids, 'the segment ids'));
+    end
+
+    function rgb = overlayRgb(grey, seg, varargin)
+      %OVERLAYRGB  A segmentation slice over a greyscale slice, as an x-y-3 uint8 array.
+      %   rgb = CloudVolume.overlayRgb(grey, seg)
+      %   rgb = CloudVolume.overlayRgb(grey, seg, 'Alpha', 0.5, 'Outline', 0)
+      % grey: x-y uint8 (e.g. img(:, :, k)); seg: x-y ids of the same size (uint64, e.g.
+      % seg(:, :, k)). A pixel of a label other than 0 is round(grey * (1 - Alpha) +
+      % colour * Alpha) per channel with CloudVolume.segmentColor(label); with Outline n > 0
+      % only those within n pixels (city block) of a pixel of another label; the rest grey.
+      % rgb(x, y, :) is pixel (x, y); imwrite(permute(rgb, [2 1 3]), f) writes it upright.
+      [g, s, a, n] = CloudVolume.overlay_args('overlayRgb', grey, seg, varargin);
+      rgb = CloudVolume.call_mex('overlay_rgb', g, s, a, n);
+    end
+
+    function png = overlayPng(grey, seg, varargin)
+      %OVERLAYPNG  CloudVolume.overlayRgb encoded as an RGB PNG file: a uint8 column of its
+      %   bytes (x across, y down). Same arguments and options ('Alpha', 'Outline').
+      %   fid = fopen('o.png', 'w'); fwrite(fid, CloudVolume.overlayPng(grey, seg)); fclose(fid);
+      [g, s, a, n] = CloudVolume.overlay_args('overlayPng', grey, seg, varargin);
+      png = CloudVolume.call_mex('overlay_png', g, s, a, n);
+    end
   end
 
   methods (Static, Hidden)
@@ -835,6 +961,184 @@ classdef CloudVolume < handle
   end
 
   methods (Static, Access = private)
+    % The MEX arguments of an aligned request and the options (lowercase, no underscores)
+    % with their defaults; split: whether SplitSegmentations and IncludeNullRoot are taken.
+    function [args, o] = aligned_args(what, imageVol, segVol, bounds, opts, split)
+      if ~isa(imageVol, 'CloudVolume') || ~isscalar(imageVol) || ~isa(segVol, 'CloudVolume') || ~isscalar(segVol)
+        error('cloudvolume:invalidArgument', ['usage: CloudVolume.%s(imageVol, segVol, bounds, Name, Value, ...) ' ...
+              'with two CloudVolume objects'], what);
+      end
+      names = {'resolution', 'imagemip', 'segmentationmip', 'rootids', 'scaletobounds', 'bboxsize'};
+      shown = {'Resolution', 'ImageMip', 'SegmentationMip', 'RootIds', 'ScaleToBounds', 'BboxSize'};
+      if split
+        names = [names, {'splitsegmentations', 'includenullroot'}];
+        shown = [shown, {'SplitSegmentations', 'IncludeNullRoot'}];
+      end
+      % Names are case-insensitive, with or without underscores (ImageryClient's image_mip).
+      if mod(numel(opts), 2) ~= 0
+        error('cloudvolume:invalidArgument', '%s: options come in name-value pairs', what);
+      end
+      for i = 1:2:numel(opts)
+        name = opts{i};
+        if isa(name, 'string') && isscalar(name)
+          name = char(name);
+        end
+        if ischar(name) && size(name, 1) == 1
+          name = strrep(lower(name), '_', '');
+        end
+        if ~ischar(name) || ~any(strcmp(name, names))
+          error('cloudvolume:invalidArgument', '%s takes the options %s', what, strjoin(shown, ', '));
+        end
+        opts{i} = name;
+      end
+      [~, o] = method_options(imageVol, what, opts, names);
+      live_id(segVol);
+      defaults = struct('resolution', [], 'imagemip', [], 'segmentationmip', [], 'rootids', 'all', ...
+                        'scaletobounds', false, 'bboxsize', [], 'splitsegmentations', false, 'includenullroot', false);
+      f = fieldnames(defaults);
+      for i = 1:numel(f)
+        if ~isfield(o, f{i})
+          o.(f{i}) = defaults.(f{i});
+        end
+      end
+      % The box: [lo; hi] inclusive, or a centre and BboxSize; half-open for the library
+      % (which judges empty and inverted boxes).
+      if isempty(o.bboxsize)
+        if ~CloudVolume.is_int_array(bounds) || ~isequal(size(bounds), [2 3])
+          error('cloudvolume:invalidArgument', ['%s: bounds must be [lo; hi], a 2x3 array of integers (the first ' ...
+                'and last voxel, inclusive), or a centre with ''BboxSize'''], what);
+        end
+        lo = double(bounds(1, :));
+        hi = double(bounds(2, :)) + 1;
+      else
+        sz = o.bboxsize;
+        if ~CloudVolume.is_int_array(sz) || ~any(numel(sz) == [2 3]) || any(sz(:) < 1)
+          error('cloudvolume:invalidArgument', '%s: ''BboxSize'' must be 2 or 3 positive integers', what);
+        end
+        sz = double(reshape(sz, 1, []));
+        if numel(sz) == 2
+          sz(3) = 1;
+        end
+        if ~CloudVolume.is_int_array(bounds) || numel(bounds) ~= 3
+          error('cloudvolume:invalidArgument', '%s: with ''BboxSize'', bounds is the centre (3 integers)', what);
+        end
+        lo = double(reshape(bounds, 1, 3)) - floor(sz / 2);
+        hi = lo + sz;
+      end
+      res = o.resolution;
+      if ~isempty(res) && (~isnumeric(res) || ~isreal(res) || numel(res) ~= 3)
+        error('cloudvolume:invalidArgument', '%s: ''Resolution'' must be 3 numbers (nm per voxel) or []', what);
+      end
+      if ~isempty(res)
+        res = double(reshape(res, 1, 3));
+      end
+      im = CloudVolume.req_mip(o.imagemip, 'ImageMip', what);
+      sm = CloudVolume.req_mip(o.segmentationmip, 'SegmentationMip', what);
+      ids = o.rootids;
+      if isa(ids, 'string') && isscalar(ids)
+        ids = char(ids);
+      end
+      if isempty(ids) && isnumeric(ids)
+        ids = 'all';
+      end
+      if ischar(ids)
+        if ~strcmpi(ids, 'all')
+          error('cloudvolume:invalidArgument', '%s: ''RootIds'' must be ''all'' or a vector of ids', what);
+        end
+        ids = 'all';
+      else
+        ids = CloudVolume.ids_arg(ids, sprintf('%s: ''RootIds''', what));
+      end
+      o.scaletobounds = CloudVolume.logical_arg(o.scaletobounds, 'ScaleToBounds');
+      o.splitsegmentations = CloudVolume.logical_arg(o.splitsegmentations, 'SplitSegmentations');
+      o.includenullroot = CloudVolume.logical_arg(o.includenullroot, 'IncludeNullRoot');
+      args = {live_id(imageVol), live_id(segVol), lo, hi, res, im, sm, ids, o.scaletobounds};
+    end
+
+    function m = req_mip(m, name, what)
+      if isempty(m) && isnumeric(m)
+        m = -1;
+        return;
+      end
+      if ~CloudVolume.is_int_array(m) || ~isscalar(m) || m < 0
+        error('cloudvolume:invalidArgument', '%s: ''%s'' must be an integer >= 0, or [] for the lowest mip not keyed "placeholder"', what, name);
+      end
+      m = double(m);
+    end
+
+    % The grid of the MEX file (half-open lo, hi) with the binding's inclusive corners.
+    function g = grid_out(r)
+      g = struct('lo', r.lo, 'hi', r.hi - 1, 'bounds', [r.lo; r.hi - 1], 'shape', r.hi - r.lo, ...
+                 'resolution', r.resolution, 'image_mip', r.image_mip, 'segmentation_mip', r.segmentation_mip);
+    end
+
+    % Ids as uint64: uint64 as is; other integer-valued, non-negative numeric or logical
+    % arrays converted.
+    function v = ids_arg(v, what)
+      if isa(v, 'uint64') && isreal(v) && ~issparse(v)
+        return;
+      end
+      if islogical(v)
+        v = uint64(v);
+        return;
+      end
+      if ~CloudVolume.is_int_array(v) || any(v(:) < 0)
+        error('cloudvolume:invalidArgument', '%s must be non-negative integer ids (uint64 beyond 2^53)', what);
+      end
+      v = uint64(v);
+    end
+
+    function tf = logical_arg(v, name)
+      if ~(islogical(v) || isnumeric(v)) || ~isscalar(v) || ~isreal(v) || ~(v == 0 || v == 1)
+        error('cloudvolume:invalidArgument', '''%s'' must be true or false', name);
+      end
+      tf = logical(v);
+    end
+
+    % Name-value options of a static method: a struct of defaults overridden by the names
+    % given (case-insensitive, underscores ignored), each one of `names` (lowercase).
+    function o = static_options(what, args, names, o)
+      if mod(numel(args), 2) ~= 0
+        error('cloudvolume:invalidArgument', '%s: options come in name-value pairs', what);
+      end
+      for i = 1:2:numel(args)
+        name = args{i};
+        if isa(name, 'string') && isscalar(name)
+          name = char(name);
+        end
+        if ischar(name) && size(name, 1) == 1
+          name = strrep(lower(name), '_', '');
+        end
+        if ~ischar(name) || ~any(strcmp(name, names))
+          error('cloudvolume:invalidArgument', '%s takes the options %s', what, strjoin(names, ', '));
+        end
+        o.(name) = args{i + 1};
+      end
+    end
+
+    function [grey, seg, alpha, outline] = overlay_args(what, grey, seg, opts)
+      o = CloudVolume.static_options(what, opts, {'alpha', 'outline'}, struct('alpha', 0.5, 'outline', 0));
+      if ~isa(grey, 'uint8') || ~ismatrix(grey) || ~isreal(grey) || issparse(grey)
+        error('cloudvolume:invalidArgument', ['%s: the greyscale picture must be an x-y uint8 array (got %s ' ...
+              'of size %s); convert it first, e.g. uint8(grey)'], what, class(grey), mat2str(size(grey)));
+      end
+      seg = CloudVolume.ids_arg(seg, sprintf('%s: the segmentation', what));
+      if ~isequal(size(seg), size(grey))
+        error('cloudvolume:invalidArgument', '%s: the segmentation is %s but the picture %s', what, ...
+              mat2str(size(seg)), mat2str(size(grey)));
+      end
+      alpha = o.alpha;
+      if ~isnumeric(alpha) || ~isreal(alpha) || ~isscalar(alpha)
+        error('cloudvolume:invalidArgument', '%s: ''Alpha'' must be a number in [0, 1]', what);
+      end
+      alpha = double(alpha);
+      outline = o.outline;
+      if ~CloudVolume.is_int_array(outline) || ~isscalar(outline) || outline < 0
+        error('cloudvolume:invalidArgument', '%s: ''Outline'' must be an integer >= 0 (pixels)', what);
+      end
+      outline = double(outline);
+    end
+
     function id = open_or_create(cloudpath, info_json, json, opts)
       overwrite = isfield(opts, 'overwrite') && isequal(opts.overwrite, true);
       if overwrite || ~CloudVolume.call_mex('file_exists', cloudpath, json, 'info')

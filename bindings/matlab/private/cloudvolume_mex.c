@@ -51,6 +51,25 @@
  *   new_info  layer_type, data_type, encoding, num_channels, resolution, voxel_offset,
  *             size, chunk_size            -> char (info JSON)
  *   file_exists path, options_json, key   -> logical
+ *   unique    id, mip, lo, hi             -> n x 2 uint64 (labels, counts)
+ *   label_mask id, mip, lo, hi, labels    -> logical array of the box
+ *   point_box id, mip, pt, size, coord_resolution or [] -> 2 x 3 double (lo; hi)
+ *   renumber  id, mip, lo, hi             -> struct (data, labels)
+ *   download_files id, mip, lo, hi, decompress -> struct array (name, data)
+ *
+ * Aligned image + segmentation cutouts (ImageryClient's), split masks and overlays:
+ *   aligned_grid   image_id, seg_id, lo, hi, resolution or [], image_mip, seg_mip,
+ *                  root_ids ('all' or numeric ids), scale_to_bounds
+ *                                         -> struct (lo, hi: 1x3 double, half-open;
+ *                                            resolution 1x3; image_mip, segmentation_mip)
+ *                  (mips < 0: the layer's lowest mip not keyed "placeholder")
+ *   aligned_cutout (the same arguments)   -> struct (image: x-y-z(-channel) of the image
+ *                                            layer's class, segmentation: x-y-z uint64,
+ *                                            grid: as aligned_grid's)
+ *   split_masks    seg (uint64), ids (uint64) -> logical numel(seg) x numel(ids)
+ *   segment_color  ids (numeric)           -> numel(ids) x 3 uint8
+ *   overlay_rgb    grey (w x h uint8), seg (w x h uint64), alpha, outline -> w x h x 3 uint8
+ *   overlay_png    (the same arguments)   -> uint8 column (an RGB PNG file)
  */
 #include <limits.h>
 #include <math.h>
@@ -272,6 +291,29 @@ static uint32_t get_u32(const mxArray *a, const char *what) {
         v > (int64_t)UINT32_MAX)
         fail_arg("%s must be an integer >= 0", what);
     return (uint32_t)v;
+}
+
+/* A numeric array of labels (uint64 as they are; other classes must hold integers >= 0) as an
+ * mxMalloc'ed uint64 array of *n elements (never NULL). */
+static uint64_t *get_labels(const mxArray *a, size_t *n, const char *what) {
+    uint64_t *out;
+    size_t i;
+    if (!is_plain_numeric(a)) fail_arg("%s must be real integers (uint64 for labels beyond 2^53)", what);
+    *n = mxGetNumberOfElements(a);
+    out = (uint64_t *)mxMalloc(*n ? *n * sizeof(uint64_t) : 1);
+    if (mxGetClassID(a) == mxUINT64_CLASS) {
+        if (*n) memcpy(out, mxGetData(a), *n * sizeof(uint64_t));
+        return out;
+    }
+    for (i = 0; i < *n; i++) {
+        int64_t x;
+        if (!elem_int64(a, i, &x) || x < 0) {
+            mxFree(out);
+            fail_arg("%s must be non-negative integers", what);
+        }
+        out[i] = (uint64_t)x;
+    }
+    return out;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -663,21 +705,7 @@ static void cmd_label_mask(int nlhs, mxArray *plhs[], int nrhs, const mxArray *p
     (void)nlhs;
     need(nrhs, 5, "cloudvolume_mex('label_mask', id, mip, lo, hi, labels)");
     v = box_args(prhs, &mip, lo, hi);
-    if (!mxIsNumeric(prhs[4]) || mxIsComplex(prhs[4])) fail_arg("labels must be real integers");
-    nl = mxGetNumberOfElements(prhs[4]);
-    labels = (uint64_t *)mxMalloc(nl ? nl * sizeof(uint64_t) : 1);
-    for (i = 0; i < nl; i++) {
-        int64_t x;
-        if (mxGetClassID(prhs[4]) == mxUINT64_CLASS) {
-            labels[i] = ((const uint64_t *)mxGetData(prhs[4]))[i];
-            continue;
-        }
-        if (!elem_int64(prhs[4], i, &x) || x < 0) {
-            mxFree(labels);
-            fail_arg("labels must be non-negative integers");
-        }
-        labels[i] = (uint64_t)x;
-    }
+    labels = get_labels(prhs[4], &nl, "labels");
     layer_class(v, &nc, NULL);
     total = box_dims(lo, hi, dims);
     if (total > 0 && total > SIZE_MAX / nc) fail_arg("the box is too large");
@@ -878,6 +906,267 @@ static void cmd_file_exists(int nlhs, mxArray *plhs[], int nrhs, const mxArray *
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* Aligned image + segmentation cutouts, split masks, overlays (src/ffi/imagery.rs). */
+
+/* A mip of a request: an integer; any negative value is -1 (the layer's default mip). */
+static int32_t get_req_mip(const mxArray *a, const char *what) {
+    int64_t v = 0;
+    if (!is_plain_numeric(a) || mxGetNumberOfElements(a) != 1 || !elem_int64(a, 0, &v))
+        fail_arg("%s must be an integer (or [] for the layer's default)", what);
+    if (v < 0) return -1;
+    if (v > INT32_MAX) fail_arg("%s %lld is too large", what, (long long)v);
+    return (int32_t)v;
+}
+
+/* The (image_id, seg_id, lo, hi, resolution, image_mip, seg_mip, root_ids, scale_to_bounds)
+ * arguments as a request; the root ids are mxMalloc'ed (freed by MATLAB on return). */
+static void aligned_args(const mxArray *prhs[], const cv_volume **img, const cv_volume **seg,
+                         cv_aligned_request *req) {
+    const mxArray *r = prhs[7], *stb = prhs[8];
+    memset(req, 0, sizeof *req);
+    *img = get_vol(prhs[0]);
+    *seg = get_vol(prhs[1]);
+    get_int64s(prhs[2], 3, req->lo, "lo");
+    get_int64s(prhs[3], 3, req->hi, "hi");
+    if (!(mxIsEmpty(prhs[4]) && mxIsNumeric(prhs[4]))) get_doubles3(prhs[4], req->resolution, "resolution");
+    req->image_mip = get_req_mip(prhs[5], "the image mip");
+    req->segmentation_mip = get_req_mip(prhs[6], "the segmentation mip");
+    if (mxIsChar(r)) {
+        char *all = get_string(r, "root_ids");
+        if (strcmp(all, "all") != 0) fail_arg("root_ids must be 'all' or numeric ids");
+        req->root_ids = NULL;
+        req->n_root_ids = 0;
+    } else {
+        size_t n = 0;
+        req->root_ids = get_labels(r, &n, "root_ids");
+        req->n_root_ids = n;
+    }
+    if (!(is_plain_numeric(stb) || mxIsLogical(stb)) || mxGetNumberOfElements(stb) != 1)
+        fail_arg("scale_to_bounds must be true or false");
+    req->scale_to_bounds = mxGetScalar(stb) != 0 ? 1 : 0;
+}
+
+static mxArray *grid_struct(const cv_aligned_grid *g) {
+    static const char *fields[] = {"lo", "hi", "resolution", "image_mip", "segmentation_mip"};
+    mxArray *s = mxCreateStructMatrix(1, 1, 5, fields);
+    mxArray *lo = mxCreateDoubleMatrix(1, 3, mxREAL), *hi = mxCreateDoubleMatrix(1, 3, mxREAL),
+            *res = mxCreateDoubleMatrix(1, 3, mxREAL);
+    int d;
+    for (d = 0; d < 3; d++) {
+        mxGetPr(lo)[d] = (double)g->lo[d];
+        mxGetPr(hi)[d] = (double)g->hi[d];
+        mxGetPr(res)[d] = g->resolution[d];
+    }
+    mxSetField(s, 0, "lo", lo);
+    mxSetField(s, 0, "hi", hi);
+    mxSetField(s, 0, "resolution", res);
+    mxSetField(s, 0, "image_mip", mxCreateDoubleScalar((double)g->image_mip));
+    mxSetField(s, 0, "segmentation_mip", mxCreateDoubleScalar((double)g->segmentation_mip));
+    return s;
+}
+
+#define ALIGNED_USAGE(cmd)                                                                       \
+    "cloudvolume_mex('" cmd "', image_id, seg_id, lo, hi, resolution, image_mip, seg_mip, root_ids, " \
+    "scale_to_bounds)"
+
+static void cmd_aligned_grid(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const cv_volume *img, *seg;
+    cv_aligned_request req;
+    cv_aligned_grid g;
+    (void)nlhs;
+    need(nrhs, 9, ALIGNED_USAGE("aligned_grid"));
+    aligned_args(prhs, &img, &seg, &req);
+    memset(&g, 0, sizeof g);
+    check(cv_aligned_grid_of(img, seg, &req, &g));
+    plhs[0] = grid_struct(&g);
+}
+
+static void cmd_aligned_cutout(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    static const char *fields[] = {"image", "segmentation", "grid"};
+    const cv_volume *img, *seg;
+    cv_aligned_request req;
+    cv_aligned_grid g;
+    uint32_t nc;
+    mxClassID cls;
+    size_t dims[3], n, ilen;
+    mwSize mdims[4];
+    mxArray *ia, *sa, *s;
+    cv_status st;
+    int d;
+    (void)nlhs;
+    need(nrhs, 9, ALIGNED_USAGE("aligned_cutout"));
+    aligned_args(prhs, &img, &seg, &req);
+    memset(&g, 0, sizeof g);
+    check(cv_aligned_grid_of(img, seg, &req, &g));
+    cls = layer_class(img, &nc, NULL);
+    n = box_dims(g.lo, g.hi, dims);
+    for (d = 0; d < 3; d++) mdims[d] = (mwSize)dims[d];
+    mdims[3] = (mwSize)nc;
+    if (n > 0 && n > SIZE_MAX / nc) fail_arg("the box is too large");
+    ia = mxCreateUninitNumericArray(nc > 1 ? 4 : 3, mdims, cls, mxREAL);
+    sa = mxCreateUninitNumericArray(3, mdims, mxUINT64_CLASS, mxREAL);
+    if (ia == NULL || sa == NULL) fail_id("cloudvolume:outOfMemory", "out of memory for an aligned cutout of %llu voxels",
+                                          (unsigned long long)n);
+    ilen = n * nc * mxGetElementSize(ia);
+    st = cv_aligned_cutout_into(img, seg, &req, mxGetData(ia), ilen, (uint64_t *)mxGetData(sa), n);
+    if (st != CV_OK) {
+        mxDestroyArray(ia);
+        mxDestroyArray(sa);
+        fail_status(st);
+    }
+    s = mxCreateStructMatrix(1, 1, 3, fields);
+    mxSetField(s, 0, "image", ia);
+    mxSetField(s, 0, "segmentation", sa);
+    mxSetField(s, 0, "grid", grid_struct(&g));
+    plhs[0] = s;
+}
+
+/* A uint64 array (the class is required: a segmentation's ids do not survive doubles). */
+static const uint64_t *get_seg(const mxArray *a, const char *what) {
+    if (!is_plain_numeric(a) || mxGetClassID(a) != mxUINT64_CLASS)
+        fail_arg("%s must be a uint64 array (got %s); convert it first, e.g. uint64(seg)", what,
+                 class_name(mxGetClassID(a)));
+    return (const uint64_t *)mxGetData(a);
+}
+
+static void cmd_split_masks(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const uint64_t *sv;
+    uint64_t *ids;
+    size_t n, nid, i, total;
+    uint8_t *bytes;
+    mxArray *a;
+    mxLogical *pl;
+    cv_status st;
+    (void)nlhs;
+    need(nrhs, 2, "cloudvolume_mex('split_masks', seg, ids)");
+    sv = get_seg(prhs[0], "the segmentation");
+    n = mxGetNumberOfElements(prhs[0]);
+    ids = get_labels(prhs[1], &nid, "the ids");
+    if (nid > 0 && n > SIZE_MAX / nid) fail_arg("the masks are too large");
+    total = n * nid;
+    a = mxCreateLogicalMatrix((mwSize)n, (mwSize)nid);
+    bytes = (uint8_t *)mxMalloc(total ? total : 1);
+    st = cv_split_masks_into(n ? sv : NULL, n, nid ? ids : NULL, nid, total ? bytes : NULL, total);
+    mxFree(ids);
+    if (st != CV_OK) {
+        mxFree(bytes);
+        mxDestroyArray(a);
+        fail_status(st);
+    }
+    pl = mxGetLogicals(a);
+    for (i = 0; i < total; i++) pl[i] = bytes[i] != 0;
+    mxFree(bytes);
+    plhs[0] = a;
+}
+
+static void cmd_segment_color(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    uint64_t *ids;
+    size_t n, i;
+    uint8_t *out;
+    mxArray *a;
+    (void)nlhs;
+    need(nrhs, 1, "cloudvolume_mex('segment_color', ids)");
+    ids = get_labels(prhs[0], &n, "the segment ids");
+    a = mxCreateNumericMatrix((mwSize)n, 3, mxUINT8_CLASS, mxREAL);
+    out = (uint8_t *)mxGetData(a);
+    for (i = 0; i < n; i++) {
+        uint8_t rgb[3];
+        cv_status st = cv_segment_color(ids[i], rgb);
+        if (st != CV_OK) {
+            mxFree(ids);
+            mxDestroyArray(a);
+            fail_status(st);
+        }
+        out[i] = rgb[0];
+        out[n + i] = rgb[1];
+        out[2 * n + i] = rgb[2];
+    }
+    mxFree(ids);
+    plhs[0] = a;
+}
+
+/* The (grey, seg, alpha, outline) arguments of the overlays: w x h uint8 and uint64 (x down
+ * the columns, as a z slice of a cutout). */
+static void overlay_args(const mxArray *prhs[], const uint8_t **grey, const uint64_t **seg, size_t *w, size_t *h,
+                         float *alpha, uint32_t *outline) {
+    const mxArray *g = prhs[0], *s = prhs[1];
+    double a;
+    if (!is_plain_numeric(g) || mxGetClassID(g) != mxUINT8_CLASS || mxGetNumberOfDimensions(g) != 2)
+        fail_arg("the greyscale picture must be a 2-D uint8 array (x by y; got %s with %d dimensions)",
+                 class_name(mxGetClassID(g)), (int)mxGetNumberOfDimensions(g));
+    *seg = get_seg(s, "the segmentation");
+    if (mxGetNumberOfDimensions(s) != 2 || mxGetM(s) != mxGetM(g) || mxGetN(s) != mxGetN(g))
+        fail_arg("the segmentation must be the size of the greyscale picture (%llux%llu)",
+                 (unsigned long long)mxGetM(g), (unsigned long long)mxGetN(g));
+    *grey = (const uint8_t *)mxGetData(g);
+    *w = (size_t)mxGetM(g);
+    *h = (size_t)mxGetN(g);
+    if (!is_plain_numeric(prhs[2]) || mxGetNumberOfElements(prhs[2]) != 1) fail_arg("alpha must be a real scalar");
+    a = mxGetScalar(prhs[2]);
+    *alpha = (float)a;
+    *outline = get_u32(prhs[3], "outline");
+    if (*w * *h == 0) {
+        *grey = NULL;
+        *seg = NULL;
+    }
+}
+
+static void cmd_overlay_rgb(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const uint8_t *grey;
+    const uint64_t *seg;
+    size_t w, h, x, y, n;
+    float alpha;
+    uint32_t outline;
+    uint8_t *rgb, *out;
+    mwSize dims[3];
+    mxArray *a;
+    cv_status st;
+    (void)nlhs;
+    need(nrhs, 4, "cloudvolume_mex('overlay_rgb', grey, seg, alpha, outline)");
+    overlay_args(prhs, &grey, &seg, &w, &h, &alpha, &outline);
+    n = w * h;
+    rgb = (uint8_t *)mxMalloc(n ? 3 * n : 1);
+    st = cv_overlay_rgb_into(grey, seg, w, h, alpha, outline, rgb, 3 * n);
+    if (st != CV_OK) {
+        mxFree(rgb);
+        fail_status(st);
+    }
+    dims[0] = (mwSize)w;
+    dims[1] = (mwSize)h;
+    dims[2] = 3;
+    a = mxCreateNumericArray(3, dims, mxUINT8_CLASS, mxREAL);
+    out = (uint8_t *)mxGetData(a);
+    /* interleaved RGB row by row -> x-y-channel */
+    for (y = 0; y < h; y++)
+        for (x = 0; x < w; x++) {
+            size_t i = y * w + x;
+            out[i] = rgb[3 * i];
+            out[n + i] = rgb[3 * i + 1];
+            out[2 * n + i] = rgb[3 * i + 2];
+        }
+    mxFree(rgb);
+    plhs[0] = a;
+}
+
+static void cmd_overlay_png(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const uint8_t *grey;
+    const uint64_t *seg;
+    size_t w, h, len = 0;
+    float alpha;
+    uint32_t outline;
+    uint8_t *png = NULL;
+    mxArray *a;
+    (void)nlhs;
+    need(nrhs, 4, "cloudvolume_mex('overlay_png', grey, seg, alpha, outline)");
+    overlay_args(prhs, &grey, &seg, &w, &h, &alpha, &outline);
+    check(cv_overlay_png(grey, seg, w, h, alpha, outline, &png, &len));
+    a = mxCreateNumericMatrix((mwSize)len, 1, mxUINT8_CLASS, mxREAL);
+    if (len) memcpy(mxGetData(a), png, len);
+    cv_bytes_free(png, len);
+    plhs[0] = a;
+}
+
+/* ---------------------------------------------------------------------------------------- */
 
 typedef void (*command_fn)(int, mxArray *[], int, const mxArray *[]);
 
@@ -903,6 +1192,12 @@ static const struct {
     {"point_box", cmd_point_box},
     {"renumber", cmd_renumber},
     {"download_files", cmd_download_files},
+    {"aligned_grid", cmd_aligned_grid},
+    {"aligned_cutout", cmd_aligned_cutout},
+    {"split_masks", cmd_split_masks},
+    {"segment_color", cmd_segment_color},
+    {"overlay_rgb", cmd_overlay_rgb},
+    {"overlay_png", cmd_overlay_png},
 };
 
 void mexFunction(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {

@@ -72,6 +72,21 @@ else
   fprintf('skip reference layers: no %s\n', manifest);
 end
 
+% Aligned image + segmentation cutouts: the imagery fixture (ImageryClient's and the model's
+% expectations over the Precomputed watershed layer graphene/ws; tests/imagery.rs reads it too).
+imagery = fullfile(ctx.ref, 'imagery', 'manifest.json');
+if exist(imagery, 'file') && exist(fullfile(ctx.ref, 'graphene', 'ws', 'info'), 'file')
+  ctx.imagery = jsondecode(fileread(imagery));
+  cases(end + 1, :) = {'imagery: aligned cutouts equal ImageryClient and the model', @t_imagery_cases};
+  cases(end + 1, :) = {'imagery: centre and size, names, root ids, grid, split masks', @t_imagery_options};
+  cases(end + 1, :) = {'imagery: segment colours, overlay RGB and PNG', @t_imagery_overlay};
+  cases(end + 1, :) = {'imagery: bad requests', @t_imagery_errors};
+elseif strcmp(getenv('CV_REQUIRE_REFERENCE'), '1')
+  cases(end + 1, :) = {'imagery', @(c) error('test:fail', 'no %s or graphene/ws (run scripts/test.sh)', imagery)};
+else
+  fprintf('skip imagery: no %s\n', imagery);
+end
+
 only = '';
 if nargin > 0
   only = varargin{1};
@@ -1159,4 +1174,350 @@ switch dtype
   otherwise
     c = dtype;
 end
+end
+
+% =========================================================================================
+% Aligned image + segmentation cutouts (CloudVolume.imageAndSegmentationCutout) against the
+% imagery fixture: ImageryClient's outputs and the model's (tests/reference/imagery_check.py),
+% the cases over the Precomputed layer graphene/ws (the graphene ones need the chunkedgraph
+% double of the Rust tests). Boxes here are the binding's: inclusive [lo; hi]; the manifest's
+% are half-open.
+
+% The image layer and the ws segmentation, opened as tests/imagery.rs opens them.
+function [img, seg] = imagery_pair(ctx, opts_img, opts_seg)
+if nargin < 2
+  opts_img = {'bounded', false, 'fill_missing', true};
+  opts_seg = opts_img;
+end
+img = CloudVolume(['file://', fullfile(ctx.ref, 'imagery', 'img')], opts_img{:});
+seg = CloudVolume(['file://', fullfile(ctx.ref, 'graphene', 'ws')], opts_seg{:});
+end
+
+function cs = ws_cases(ctx)
+cs = {};
+all_cases = as_cell(ctx.imagery.cases);
+for i = 1:numel(all_cases)
+  if strcmp(all_cases{i}.seg, 'ws')
+    cs{end + 1} = all_cases{i}; %#ok<AGROW>
+  end
+end
+end
+
+function c = imagery_case(ctx, id)
+cs = ws_cases(ctx);
+for i = 1:numel(cs)
+  if strcmp(cs{i}.id, id)
+    c = cs{i};
+    return;
+  end
+end
+error('test:fail', 'the imagery manifest has no ws case %s', id);
+end
+
+% The name-value arguments of a manifest request (its half-open bounds made inclusive).
+function [bounds, args] = imagery_request(r)
+b = r.bounds;
+check(isequal(size(b), [2 3]), 'bounds of the manifest: %s', mat2str(size(b)));
+bounds = [b(1, :); b(2, :) - 1];
+args = {'Resolution', reshape(r.resolution, 1, []), 'ImageMip', r.image_mip, 'SegmentationMip', r.segmentation_mip, ...
+        'ScaleToBounds', isequal(r.scale_to_bounds, true)};
+if ischar(r.root_ids)
+  args = [args, {'RootIds', r.root_ids}];     % 'all'
+elseif isempty(r.root_ids)
+  args = [args, {'RootIds', []}];             % null: every label of a Precomputed layer
+else
+  error('test:fail', 'root id lists are graphene cases');
+end
+end
+
+function s = squeezed(sz)
+s = sz(sz ~= 1);
+end
+
+function t_imagery_cases(ctx)
+[img, seg] = imagery_pair(ctx);
+cleanup = onCleanup(@() delete_pair(img, seg));
+cs = ws_cases(ctx);
+dir = fullfile(ctx.ref, 'imagery');
+n_ic = 0;
+n_model = 0;
+for i = 1:numel(cs)
+  c = cs{i};
+  [bounds, args] = imagery_request(c.request);
+  [I, S, g] = CloudVolume.imageAndSegmentationCutout(img, seg, bounds, args{:});
+  what = sprintf('%s (%s)', c.id, c.source);
+  % The grid: its shape is the arrays', ImageryClient's shape (it squeezes axes of 1).
+  check(isequal(g.shape, g.hi - g.lo + 1) && isequal(g.bounds, [g.lo; g.hi]), '%s: grid fields', what);
+  sz = size(S);
+  sz(end + 1:3) = 1;
+  check(isequal(sz, g.shape), '%s: segmentation %s, grid %s', what, mat2str(size(S)), mat2str(g.shape));
+  check(isequal(squeezed(g.shape), squeezed(c.image.shape(:).')), '%s: grid shape %s, expected %s', what, ...
+        mat2str(g.shape), mat2str(c.image.shape(:).'));
+  check(isequal(size(I), size(S)) && isa(I, 'uint8') && isa(S, 'uint64'), '%s: img %s %s, seg %s %s', what, ...
+        class(I), mat2str(size(I)), class(S), mat2str(size(S)));
+  if ~isempty(c.grid)
+    check(isequal(g.lo, c.grid.lo(:).') && isequal(g.hi, c.grid.hi(:).' - 1) && ...
+          isequal(g.resolution, c.grid.resolution(:).'), '%s: grid [%s]..[%s] at %s, expected [%s]..[%s) at %s', ...
+          what, num2str(g.lo), num2str(g.hi), mat2str(g.resolution), num2str(c.grid.lo(:).'), ...
+          num2str(c.grid.hi(:).'), mat2str(c.grid.resolution(:).'));
+  end
+  if isfield(c.request, 'defaults')
+    d = c.request.defaults;
+    if isempty(c.request.image_mip)
+      check(g.image_mip == d.image_mip, '%s: default image mip %d, expected %d', what, g.image_mip, d.image_mip);
+    end
+    if isempty(c.request.segmentation_mip)
+      check(g.segmentation_mip == d.segmentation_mip, '%s: default segmentation mip %d, expected %d', what, ...
+            g.segmentation_mip, d.segmentation_mip);
+    end
+  end
+  % The grid without reading is the same.
+  check(isequal(CloudVolume.alignedGrid(img, seg, bounds, args{:}), g), '%s: alignedGrid differs', what);
+  % The image byte for byte; the segmentation id for id (rounded through float64 where
+  % ImageryClient's scipy zoom rounded its ids).
+  want = read_file_bytes(fullfile(dir, strrep(c.image.file, '/', filesep)));
+  check(isequal(I(:), want), '%s: image differs (%d of %d voxels)', what, sum(I(:) ~= want(:)), numel(want));
+  want = typecast(read_file_bytes(fullfile(dir, strrep(c.segmentation.file, '/', filesep))), 'uint64');
+  want = want(:);
+  check(any(want ~= 0), '%s: an all-zero segmentation proves little', what);
+  if isfield(c, 'float64_ids') && isequal(c.float64_ids, true)
+    check(isequal(uint64(double(S(:))), want), '%s: segmentation differs from ImageryClient''s (float64-rounded)', what);
+    check(~isequal(S(:), want), '%s: ImageryClient''s ids were expected to be rounded', what);
+  else
+    check(isequal(S(:), want), '%s: segmentation differs (%d of %d voxels)', what, sum(S(:) ~= want), numel(want));
+  end
+  if strcmp(c.source, 'model')
+    n_model = n_model + 1;
+  else
+    n_ic = n_ic + 1;
+  end
+end
+check(n_ic >= 2 && n_model >= 4, '%d ImageryClient cases, %d model cases over ws', n_ic, n_model);
+fprintf('     (%d ImageryClient cases, %d model cases)\n', n_ic, n_model);
+end
+
+function delete_pair(a, b)
+delete(a);
+delete(b);
+end
+
+function t_imagery_options(ctx)
+[img, seg] = imagery_pair(ctx);
+cleanup = onCleanup(@() delete_pair(img, seg));
+c = imagery_case(ctx, 'same_res_precomputed');
+[bounds, ~] = imagery_request(c.request);
+[I, S, g] = CloudVolume.imageAndSegmentationCutout(img, seg, bounds);
+check(isequal(size(S), [128 100 4]) && isequal(g.lo, bounds(1, :)) && isequal(g.hi, bounds(2, :)), ...
+      'same_res_precomputed: %s, grid [%s]..[%s]', mat2str(size(S)), num2str(g.lo), num2str(g.hi));
+check(g.image_mip == 1 && g.segmentation_mip == 0 && isequal(g.resolution, [8 8 40]), 'default mips and resolution');
+% A centre and BboxSize: lo = centre - floor(size / 2), the box is size voxels.
+[I2, S2, g2] = CloudVolume.imageAndSegmentationCutout(img, seg, [164 130 22], 'BboxSize', [128 100 4]);
+check(isequal(I2, I) && isequal(S2, S) && isequal(g2, g), 'centre + BboxSize is the same box');
+[I3, S3, g3] = CloudVolume.imageAndSegmentationCutout(img, seg, [164 130 22], 'BboxSize', [5 4 3]);
+check(isequal(g3.lo, [162 128 21]) && isequal(g3.hi, [166 131 23]), 'odd BboxSize: [%s]..[%s]', num2str(g3.lo), ...
+      num2str(g3.hi));
+check(isequal(I3, I(63:67, 49:52, 2:4)) && isequal(S3, S(63:67, 49:52, 2:4)), 'odd BboxSize: the sub-box');
+g4 = CloudVolume.alignedGrid(img, seg, [164 130 22], 'BboxSize', [7 6]);
+check(isequal(g4.lo, [161 127 22]) && isequal(g4.shape, [7 6 1]), 'BboxSize [w h]: depth 1, [%s]..[%s]', ...
+      num2str(g4.lo), num2str(g4.hi));
+% ImageryClient's names (snake case) are the same options; explicit mips equal the defaults.
+[I5, S5] = CloudVolume.imageAndSegmentationCutout(img, seg, bounds, 'image_mip', 1, 'segmentation_mip', 0, ...
+                                                  'resolution', [8 8 40], 'root_ids', 'all');
+check(isequal(I5, I) && isequal(S5, S), 'snake-case names and explicit defaults');
+% Another image mip, the box still in 8 nm voxels: the grid stays at the finer layer's
+% resolution, the image is resampled. (Without 'Resolution' the box would be in voxels of the
+% image's mip 2, 16 nm: twice as far.)
+[I6, S6, g6] = CloudVolume.imageAndSegmentationCutout(img, seg, bounds, 'ImageMip', 2, 'Resolution', [8 8 40]);
+check(g6.image_mip == 2 && isequal(g6.lo, g.lo) && isequal(g6.hi, g.hi) && isequal(S6, S) && ~isequal(I6, I) && ...
+      isequal(size(I6), size(I)), 'ImageMip 2');
+g6b = CloudVolume.alignedGrid(img, seg, bounds, 'ImageMip', 2);
+check(isequal(g6b.lo, [2 * bounds(1, 1:2), bounds(1, 3)]) && isequal(g6b.resolution, [8 8 40]), ...
+      'ImageMip 2 without Resolution: the box in 16 nm voxels, [%s]..[%s]', num2str(g6b.lo), num2str(g6b.hi));
+check(isequal(I6(1:2:end, 1:2:end, :), I6(2:2:end, 2:2:end, :)), 'ImageMip 2: each 16 nm voxel repeated at 8 nm');
+% RootIds: only those labels are kept; the rest become 0 (the image is untouched).
+ids = unique(S(S ~= 0));
+check(numel(ids) > 10 && any(ids > uint64(2)^53), '%d labels, beyond 2^53: %d', numel(ids), any(ids > uint64(2)^53));
+keep = ids([1 5 end]);
+[I7, S7] = CloudVolume.imageAndSegmentationCutout(img, seg, bounds, 'RootIds', keep);
+want = S;
+want(~ismember(S, keep)) = 0;
+check(isequal(S7, want) && isequal(I7, I) && any(S7(:) ~= 0), 'RootIds keeps those labels only');
+% Split masks: one per label in ascending order, each seg == id; 0 with IncludeNullRoot.
+[I8, M, g8] = CloudVolume.imageAndSegmentationCutout(img, seg, bounds, 'SplitSegmentations', true);
+check(isequal(I8, I) && isequal(g8, g) && isstruct(M) && isequal(fieldnames(M), {'id'; 'mask'}), 'split: a struct array');
+check(numel(M) == numel(ids) && isequal(vertcat(M.id), ids), 'split: %d masks for %d labels', numel(M), numel(ids));
+for k = 1:numel(M)
+  check(isa(M(k).id, 'uint64') && islogical(M(k).mask) && isequal(M(k).mask, S == M(k).id), 'mask of %s', ...
+        num2str(M(k).id));
+end
+check(any(S(:) == 0), 'the box has background (label 0)');
+[~, M0] = CloudVolume.imageAndSegmentationCutout(img, seg, bounds, 'SplitSegmentations', true, 'IncludeNullRoot', true);
+check(numel(M0) == numel(ids) + 1 && M0(1).id == 0 && isequal(M0(1).mask, S == 0) && ...
+      isequal(vertcat(M0(2:end).id), ids) && isequal(M0(end).mask, M(end).mask), 'IncludeNullRoot adds label 0 first');
+[~, Mk] = CloudVolume.imageAndSegmentationCutout(img, seg, bounds, 'SplitSegmentations', 1, 'RootIds', keep);
+check(isequal(vertcat(Mk.id), keep) && isequal(Mk(2).mask, S == keep(2)), 'split with RootIds');
+% splitSegmentation by itself, on any uint64 array; other integer classes are converted.
+Q = uint64([7 0 2; 2 2 0]);
+P = CloudVolume.splitSegmentation(Q);
+check(numel(P) == 2 && P(1).id == 2 && P(2).id == 7 && isequal(P(1).mask, Q == 2) && isequal(P(2).mask, Q == 7), ...
+      'splitSegmentation of a 2x3 array');
+P0 = CloudVolume.splitSegmentation(double(Q), 'include_null_root', true);
+check(numel(P0) == 3 && P0(1).id == 0 && isequal(P0(1).mask, Q == 0), 'splitSegmentation with label 0');
+E = CloudVolume.splitSegmentation(zeros(2, 2, 'uint64'));
+check(isempty(E) && isstruct(E), 'no labels: no masks');
+% ScaleToBounds: exactly the box at the resolution asked for (4 nm: each 8 nm voxel twice).
+[I9, S9, g9] = CloudVolume.imageAndSegmentationCutout(img, seg, [200 160 20; 263 223 21], 'Resolution', [4 4 40], ...
+                                                      'ScaleToBounds', true);
+check(isequal(g9.lo, [200 160 20]) && isequal(g9.hi, [263 223 21]) && isequal(g9.resolution, [4 4 40]) && ...
+      isequal(size(S9), [64 64 2]), 'ScaleToBounds grid [%s]..[%s]', num2str(g9.lo), num2str(g9.hi));
+check(isequal(S9(1:2:end, 1:2:end, :), S(1:32, 1:32, 1:2)) && isequal(I9(2:2:end, 2:2:end, :), I(1:32, 1:32, 1:2)), ...
+      'ScaleToBounds at 4 nm repeats the 8 nm voxels');
+% Without ScaleToBounds the same request is on the 8 nm grid (the box converted).
+g10 = CloudVolume.alignedGrid(img, seg, [200 160 20; 263 223 21], 'Resolution', [4 4 40]);
+check(isequal(g10.lo, [100 80 20]) && isequal(g10.hi, [131 111 21]) && isequal(g10.resolution, [8 8 40]), ...
+      'the 4 nm box on the 8 nm grid: [%s]..[%s]', num2str(g10.lo), num2str(g10.hi));
+end
+
+% Whether each pixel of the x-y label slice S has a pixel of another label within n pixels
+% (city block) inside the slice.
+function near = near_other_label(S, n)
+[w, h] = size(S);
+near = false(w, h);
+for dx = -n:n
+  for dy = -(n - abs(dx)):(n - abs(dx))
+    if dx == 0 && dy == 0
+      continue;
+    end
+    xs = max(1, 1 - dx):min(w, w - dx);
+    ys = max(1, 1 - dy):min(h, h - dy);
+    near(xs, ys) = near(xs, ys) | S(xs + dx, ys + dy) ~= S(xs, ys);
+  end
+end
+end
+
+function t_imagery_overlay(ctx)
+[img, seg] = imagery_pair(ctx);
+cleanup = onCleanup(@() delete_pair(img, seg));
+c = imagery_case(ctx, 'same_res_precomputed');
+[bounds, ~] = imagery_request(c.request);
+[I, S] = CloudVolume.imageAndSegmentationCutout(img, seg, bounds);
+grey = I(:, :, 2);
+s = S(:, :, 2);
+[w, h] = size(grey);
+ids = unique(s(s ~= 0));
+check(numel(ids) >= 5 && any(s(:) == 0), 'slice: %d labels', numel(ids));
+% Colours: n x 3 uint8, one call or one per id alike, distinct for the slice's labels.
+C = CloudVolume.segmentColor(ids);
+check(isa(C, 'uint8') && isequal(size(C), [numel(ids), 3]), 'segmentColor: %s %s', class(C), mat2str(size(C)));
+for k = [1, 3, numel(ids)]
+  check(isequal(CloudVolume.segmentColor(ids(k)), C(k, :)), 'segmentColor of one id');
+end
+check(size(unique(C, 'rows'), 1) == numel(ids), '%d colours for %d labels', size(unique(C, 'rows'), 1), numel(ids));
+check(isequal(CloudVolume.segmentColor(ids(1)), CloudVolume.segmentColor(ids(1))) && ...
+      ~isequal(CloudVolume.segmentColor(1), CloudVolume.segmentColor(2)), 'colours are stable and differ');
+% The blend of every pixel: round(grey * (1 - a) + colour * a) where the label is not 0.
+[~, slot] = ismember(s, ids);
+for a = [0.5, 0.6, 1]
+  if a == 0.5
+    rgb = CloudVolume.overlayRgb(grey, s);            % the default alpha
+  else
+    rgb = CloudVolume.overlayRgb(grey, s, 'Alpha', a);
+  end
+  check(isa(rgb, 'uint8') && isequal(size(rgb), [w h 3]), 'overlayRgb: %s %s', class(rgb), mat2str(size(rgb)));
+  af = double(single(a));                              % the library's alpha is a float
+  for ch = 1:3
+    col = zeros(w, h);
+    col(slot > 0) = double(C(slot(slot > 0), ch));
+    want = double(grey);
+    on = s ~= 0;
+    want(on) = round(double(grey(on)) * (1 - af) + col(on) * af);
+    got = double(rgb(:, :, ch));
+    check(isequal(got, want), 'alpha %g, channel %d: %d of %d pixels differ', a, ch, sum(got(:) ~= want(:)), w * h);
+  end
+end
+% Outlines: only pixels with another label within 2 pixels are coloured (alpha 1: the colour).
+rgb = CloudVolume.overlayRgb(grey, s, 'Alpha', 1, 'Outline', 2);
+edge = s ~= 0 & near_other_label(s, 2);
+check(sum(edge(:)) > 100 && sum(s(:) ~= 0 & ~edge(:)) > 100, '%d outline pixels, %d inside', sum(edge(:)), ...
+      sum(s(:) ~= 0 & ~edge(:)));
+for ch = 1:3
+  want = double(grey);
+  want(edge) = double(C(slot(edge), ch));
+  got = double(rgb(:, :, ch));
+  check(isequal(got, want), 'outline 2, channel %d: %d pixels differ', ch, sum(got(:) ~= want(:)));
+end
+% The PNG: signature, an IHDR of w x h, 8-bit RGB; its pixels are overlayRgb's.
+png = CloudVolume.overlayPng(grey, s, 'Alpha', 0.6);
+check(isa(png, 'uint8') && iscolumn(png) && numel(png) > 33, 'overlayPng: %s %s', class(png), mat2str(size(png)));
+check(isequal(png(1:8).', uint8([137 80 78 71 13 10 26 10])), 'PNG signature %s', mat2str(png(1:8).'));
+be32 = @(b) double(b(1)) * 2^24 + double(b(2)) * 2^16 + double(b(3)) * 2^8 + double(b(4));
+check(strcmp(char(png(13:16).'), 'IHDR') && be32(png(17:20)) == w && be32(png(21:24)) == h && png(25) == 8 && ...
+      png(26) == 2, 'PNG header: %s %dx%d depth %d colour type %d', char(png(13:16).'), be32(png(17:20)), ...
+      be32(png(21:24)), png(25), png(26));
+check(~isequal(CloudVolume.overlayPng(grey, s, 'Alpha', 0.2), png), 'another alpha, another PNG');
+f = fullfile(ctx.tmp, 'overlay.png');
+write_file_bytes(f, png);
+decoded = [];
+try
+  decoded = imread(f);
+catch
+  fprintf('     (imread cannot read PNG here: the PNG''s pixels not decoded)\n');
+end
+if ~isempty(decoded)
+  want = permute(CloudVolume.overlayRgb(grey, s, 'Alpha', 0.6), [2 1 3]);
+  check(isequal(decoded, want), 'the decoded PNG (%s) is not overlayRgb''s picture', mat2str(size(decoded)));
+end
+% Bad pictures and options.
+ia = 'cloudvolume:invalidArgument';
+expect_error(@() CloudVolume.overlayRgb(grey, s, 'Alpha', 1.5), ia, 'alpha');   % the library's
+expect_error(@() CloudVolume.overlayPng(grey, s, 'Alpha', -0.1), ia, 'alpha');
+expect_error(@() CloudVolume.overlayRgb(uint16(grey), s), ia, 'uint8');
+expect_error(@() CloudVolume.overlayRgb(grey, s(1:end - 1, :)), ia, 'the segmentation is [127 100]');
+expect_error(@() CloudVolume.overlayRgb(I(:, :, 1:2), S(:, :, 1:2)), ia, 'x-y');
+expect_error(@() CloudVolume.overlayRgb(grey, -double(s)), ia, 'non-negative');
+expect_error(@() CloudVolume.overlayRgb(grey, s, 'Outline', -1), ia, 'Outline');
+expect_error(@() CloudVolume.overlayRgb(grey, s, 'Outline', 1000), ia, 'outline');   % the library's
+expect_error(@() CloudVolume.overlayRgb(grey, s, 'Colour', 1), ia, 'alpha, outline');
+expect_error(@() CloudVolume.overlayRgb(grey, s, 'Alpha'), ia, 'pairs');
+expect_error(@() CloudVolume.segmentColor('a'), ia, 'segment ids');
+end
+
+function t_imagery_errors(ctx)
+ia = 'cloudvolume:invalidArgument';
+% The library's refusals, as tests/imagery.rs makes them (a bounded segmentation handle).
+[img, seg] = imagery_pair(ctx, {'fill_missing', true}, {});
+cleanup = onCleanup(@() delete_pair(img, seg));
+base = [100 80 20; 163 143 20];
+[~, S] = CloudVolume.imageAndSegmentationCutout(img, seg, base);
+check(isequal(size(S), [64 64]), 'the base request reads: %s', mat2str(size(S)));
+err = expect_error(@() CloudVolume.imageAndSegmentationCutout(img, seg, [100 80 20; 99 143 20]), ia, 'empty');
+check(~isempty(strfind(err.message, '[100,80,20]')), 'the message names the box: %s', err.message);
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, seg, [100 80 20; 163 70 20]), ia, 'inverted');
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, seg, base, 'ImageMip', 9), ia, 'mip 9');
+expect_error(@() CloudVolume.alignedGrid(img, seg, base, 'SegmentationMip', 7), ia, 'mip 7');
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, seg, base, 'Resolution', [-4 4 40]), ia, 'resolution');
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, seg, [400 300 20; 400 300 20], 'Resolution', [4 4 40]), ...
+             ia, 'less than one voxel');
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, seg, [0 0 0; 63 63 0]), 'cloudvolume:outOfBounds');
+% The image layer as the segmentation: not a label layer (the library names it and its type).
+err = expect_error(@() CloudVolume.imageAndSegmentationCutout(seg, img, base), ia, 'uint8');
+check(~isempty(strfind(err.message, 'img')), 'the message names the layer: %s', err.message);
+% The binding's own checks.
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, seg, base.'), ia, '2x3');
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, seg, [100.5 80 20; 163 143 20]), ia, 'integers');
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, seg, base, 'BboxSize', [0 4 1]), ia, 'BboxSize');
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, seg, base, 'BboxSize', [4 4 1]), ia, 'centre');
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, seg, base, 'RootIds', 'some'), ia, 'RootIds');
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, seg, base, 'RootIds', [-1 2]), ia, 'RootIds');
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, seg, base, 'ImageMip', -1), ia, 'ImageMip');
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, seg, base, 'Resolution', [4 4]), ia, 'Resolution');
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, seg, base, 'ScaleToBounds', 2), ia, 'ScaleToBounds');
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, seg, base, 'mip', 1), ia, 'ImageMip');
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, seg, base, 'ImageMip'), ia, 'pairs');
+expect_error(@() CloudVolume.alignedGrid(img, seg, base, 'SplitSegmentations', true), ia, 'takes the options');
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, 'ws', base), ia, 'usage');
+expect_error(@() CloudVolume.splitSegmentation(uint64([1 2]), 'IncludeNullRoot', 'yes'), ia, 'IncludeNullRoot');
+w = CloudVolume(seg.cloudpath);
+delete(w);
+expect_error(@() CloudVolume.imageAndSegmentationCutout(img, w, base), 'cloudvolume:invalidHandle', 'deleted');
 end
