@@ -31,6 +31,7 @@
 #error "cloudvolume.hpp hands out the library's little-endian elements as typed values: little-endian hosts only"
 #endif
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstddef>
@@ -39,6 +40,7 @@
 #include <cstring>
 #include <limits>
 #include <locale>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -1029,6 +1031,306 @@ private:
 
     std::unique_ptr<cv_volume, Deleter> h_;
 };
+
+// ------------------------------------------------------------------------------------------
+// Aligned image + segmentation cutouts, split masks, overlay pictures
+// ------------------------------------------------------------------------------------------
+//
+// ImageryClient's `image_and_segmentation_cutout` over `cv_aligned_grid_of` /
+// `cv_aligned_cutout_into`: one box, in voxels of a chosen resolution (absolute, 0-based,
+// half-open, like every Box here), read from an image layer and a segmentation layer onto one
+// grid. The arrays are Fortran order (x fastest, then y, z, channel) and keep axes of size 1
+// (ImageryClient squeezes them).
+//
+//   cv::AlignedRequest req;
+//   req.center = {160, 128, 16};  req.bbox_size = {128, 128, 1};   // or req.bounds = cv::Box{lo, hi}
+//   req.resolution = cv::Vec3d{8, 8, 40};                          // else the image's at its mip
+//   cv::AlignedCutout cut = cv::image_and_segmentation_cutout(image, seg, req);
+//   std::vector<std::uint8_t> png = cv::overlay_png(cut.image_slice(0), cut.segmentation_slice(0),
+//                                                   cut.grid.shape()[0], cut.grid.shape()[1]);
+
+/// ImageryClient's `bounds_from_center`: `lo = center - floor(size / 2)`, `hi = lo + size`.
+inline Box bounds_from_center(const Vec3i &center, const Vec3i &size) {
+    Box b;
+    for (std::size_t d = 0; d < 3; d++) {
+        const std::int64_t s = size[d];
+        const std::int64_t half = s / 2 - ((s % 2 != 0 && s < 0) ? 1 : 0);  // floor division
+        b.lo[d] = center[d] - half;
+        b.hi[d] = b.lo[d] + s;
+    }
+    return b;
+}
+
+/// The arguments of an aligned cutout (ImageryClient's names). Give `bounds`, or `center` and
+/// `bbox_size`; every other member has ImageryClient's default.
+struct AlignedRequest {
+    /// `[lo, hi)` in voxels of `resolution`.
+    std::optional<Box> bounds;
+    /// Or a centre and a size in voxels of `resolution` (`bounds_from_center`).
+    std::optional<Vec3i> center;
+    std::optional<Vec3i> bbox_size;
+    /// Nanometres per voxel of the box; absent: the image layer's resolution at its mip.
+    std::optional<Vec3d> resolution;
+    /// Absent: the layer's lowest mip whose key is not "placeholder".
+    std::optional<std::uint32_t> image_mip;
+    std::optional<std::uint32_t> segmentation_mip;
+    /// Absent: every label ("all"). Otherwise only these labels stay (after agglomeration on
+    /// graphene), every other voxel becomes 0; an empty list keeps none.
+    std::optional<std::vector<std::uint64_t>> root_ids;
+    /// The output is on the grid of `resolution` over exactly the box.
+    bool scale_to_bounds = false;
+    /// Also fill `AlignedCutout::masks`: one 0/1 mask per non-zero label of the segmentation.
+    bool split_segmentations = false;
+    /// With `split_segmentations`: a mask of label 0 too (when the segmentation holds 0).
+    bool include_null_root = false;
+
+    /// The box of the request: `bounds`, or `bounds_from_center(center, bbox_size)`.
+    /// InvalidArgument when neither or both are given, or a centre without a size.
+    Box box() const {
+        if (bounds && (center || bbox_size))
+            throw InvalidArgument("AlignedRequest: give bounds or center + bbox_size, not both");
+        if (bounds) return *bounds;
+        if (center && bbox_size) return bounds_from_center(*center, *bbox_size);
+        if (center || bbox_size) throw InvalidArgument("AlignedRequest: center and bbox_size go together");
+        throw InvalidArgument("AlignedRequest: no box (set bounds, or center and bbox_size)");
+    }
+};
+
+/// The output grid of an aligned cutout: `[lo, hi)` in voxels of `resolution` (nm), and the mip
+/// each layer is read at.
+struct AlignedGrid {
+    Vec3i lo{};
+    Vec3i hi{};
+    Vec3d resolution{};
+    std::uint32_t image_mip = 0;
+    std::uint32_t segmentation_mip = 0;
+
+    Box box() const noexcept { return Box{lo, hi}; }
+    /// Extents `hi - lo`: the shape of the arrays.
+    Vec3i shape() const noexcept { return box().shape(); }
+    /// Voxels of the grid.
+    std::size_t voxels() const noexcept { return static_cast<std::size_t>(box().voxels()); }
+};
+
+/// An aligned cutout: the image and the segmentation over the same `grid`.
+struct AlignedCutout {
+    AlignedGrid grid;
+    /// The image in the image layer's type (`image_type`, little-endian bytes) and channels,
+    /// Fortran order `[x, y, z, c]`.
+    std::vector<std::uint8_t> image;
+    /// The segmentation's first channel, Fortran order `[x, y, z]`.
+    std::vector<std::uint64_t> segmentation;
+    DataType image_type = DataType::uint8;
+    std::size_t channels = 1;
+    /// With `split_segmentations`: label -> 0/1 mask (one byte per voxel, Fortran order),
+    /// ascending labels.
+    std::map<std::uint64_t, std::vector<std::uint8_t>> masks;
+
+    /// The image as elements of `T`, which must be the image layer's type (TypeMismatch).
+    template <class T> std::vector<T> image_as() const {
+        static_assert(std::is_arithmetic_v<T> && !std::is_same_v<T, bool>, "T must be an element type");
+        if (data_type_of<T> != image_type)
+            throw TypeMismatch(std::string("cloudvolume::AlignedCutout::image_as<") + name(data_type_of<T>) +
+                               ">: the image's data type is " + name(image_type));
+        std::vector<T> out(image.size() / sizeof(T));
+        if (!out.empty()) std::memcpy(out.data(), image.data(), out.size() * sizeof(T));
+        return out;
+    }
+    /// The z slice `z` (0-based from `grid.lo[2]`) of channel `c` of a uint8 image: width x
+    /// height bytes, x fastest (what `overlay_rgb` / `overlay_png` take).
+    std::vector<std::uint8_t> image_slice(std::int64_t z, std::size_t c = 0) const {
+        if (image_type != DataType::uint8)
+            throw TypeMismatch(std::string("cloudvolume::AlignedCutout::image_slice: the image is ") + name(image_type) +
+                               ", not uint8");
+        const std::size_t plane = check_slice(z, "image_slice");
+        if (c >= channels)
+            throw InvalidArgument("cloudvolume::AlignedCutout::image_slice: channel " + std::to_string(c) + " of " +
+                                  std::to_string(channels));
+        const auto zu = static_cast<std::size_t>(z), sz = static_cast<std::size_t>(grid.shape()[2]);
+        const std::uint8_t *p = image.data() + (c * sz + zu) * plane;
+        return std::vector<std::uint8_t>(p, p + plane);
+    }
+    /// The z slice `z` of the segmentation: width x height labels, x fastest.
+    std::vector<std::uint64_t> segmentation_slice(std::int64_t z) const {
+        const std::size_t plane = check_slice(z, "segmentation_slice");
+        const std::uint64_t *p = segmentation.data() + static_cast<std::size_t>(z) * plane;
+        return std::vector<std::uint64_t>(p, p + plane);
+    }
+
+private:
+    std::size_t check_slice(std::int64_t z, const char *what) const {
+        const Vec3i s = grid.shape();
+        if (z < 0 || z >= s[2])
+            throw InvalidArgument(std::string("cloudvolume::AlignedCutout::") + what + ": z " + std::to_string(z) +
+                                  " outside 0.." + std::to_string(s[2] - 1));
+        return static_cast<std::size_t>(s[0] * s[1]);
+    }
+};
+
+namespace detail {
+
+/// The C request of an AlignedRequest; points into `r` (its root ids), which must outlive it.
+inline cv_aligned_request c_request(const AlignedRequest &r) {
+    static const std::uint64_t no_ids = 0;  // a non-NULL pointer for an empty list (NULL keeps all)
+    auto mip = [](const std::optional<std::uint32_t> &m, const char *what) -> std::int32_t {
+        if (!m) return -1;
+        if (*m > static_cast<std::uint32_t>(std::numeric_limits<std::int32_t>::max()))
+            throw InvalidArgument(std::string("AlignedRequest: ") + what + " " + std::to_string(*m) + " is not a mip");
+        return static_cast<std::int32_t>(*m);
+    };
+    cv_aligned_request c{};
+    const Box b = r.box();
+    for (std::size_t d = 0; d < 3; d++) {
+        c.lo[d] = b.lo[d];
+        c.hi[d] = b.hi[d];
+        c.resolution[d] = r.resolution ? (*r.resolution)[d] : 0.0;
+    }
+    c.image_mip = mip(r.image_mip, "image_mip");
+    c.segmentation_mip = mip(r.segmentation_mip, "segmentation_mip");
+    if (r.root_ids) {
+        c.root_ids = r.root_ids->empty() ? &no_ids : r.root_ids->data();
+        c.n_root_ids = r.root_ids->size();
+    }
+    c.scale_to_bounds = r.scale_to_bounds ? 1 : 0;
+    return c;
+}
+
+inline const cv_volume *aligned_handle(const Volume &v, const char *what) {
+    if (!v) throw InvalidArgument(std::string("cloudvolume::") + what + ": empty Volume (moved from or closed)");
+    return v.capi();
+}
+
+inline AlignedGrid grid_of(const Volume &image, const Volume &seg, const cv_aligned_request &c, const char *what) {
+    cv_aligned_grid g{};
+    check(cv_aligned_grid_of(aligned_handle(image, what), aligned_handle(seg, what), &c, &g), "cv_aligned_grid_of");
+    AlignedGrid out;
+    for (std::size_t d = 0; d < 3; d++) {
+        out.lo[d] = g.lo[d];
+        out.hi[d] = g.hi[d];
+        out.resolution[d] = g.resolution[d];
+    }
+    out.image_mip = g.image_mip;
+    out.segmentation_mip = g.segmentation_mip;
+    return out;
+}
+
+/// Sorted distinct labels of `seg`, without 0 unless `include_zero`.
+inline std::vector<std::uint64_t> distinct_labels(const std::uint64_t *seg, std::size_t n, bool include_zero) {
+    std::vector<std::uint64_t> ids(seg, seg + n);
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    if (!include_zero && !ids.empty() && ids.front() == 0) ids.erase(ids.begin());
+    return ids;
+}
+
+/// The width x height pictures of `overlay_rgb` / `overlay_png`: both slices that many pixels.
+inline void check_slices(std::size_t grey, std::size_t seg, std::size_t width, std::size_t height, const char *what) {
+    const std::size_t n = mul(width, height, what);
+    if (grey != n || seg != n)
+        throw InvalidArgument(std::string("cloudvolume::") + what + ": a " + std::to_string(width) + "x" +
+                              std::to_string(height) + " picture needs " + std::to_string(n) +
+                              " pixels, but the image slice has " + std::to_string(grey) + " and the segmentation slice " +
+                              std::to_string(seg));
+}
+
+}  // namespace detail
+
+/// The grid `image_and_segmentation_cutout(image, seg, req)` returns, without reading.
+inline AlignedGrid aligned_grid(const Volume &image, const Volume &seg, const AlignedRequest &req) {
+    return detail::grid_of(image, seg, detail::c_request(req), "aligned_grid");
+}
+
+/// One 0/1 mask per label of `ids` (in that order) over the `n` labels at `seg`, one byte per
+/// voxel (`cv_split_masks_into`).
+inline std::vector<std::vector<std::uint8_t>> split_masks(const std::uint64_t *seg, std::size_t n,
+                                                          const std::vector<std::uint64_t> &ids) {
+    std::vector<std::uint8_t> all(detail::mul(n, ids.size(), "split_masks"));
+    detail::check(cv_split_masks_into(n == 0 ? nullptr : seg, n, ids.empty() ? nullptr : ids.data(), ids.size(),
+                                      all.empty() ? nullptr : all.data(), all.size()),
+                  "cv_split_masks_into");
+    std::vector<std::vector<std::uint8_t>> out;
+    out.reserve(ids.size());
+    for (std::size_t k = 0; k < ids.size(); k++)
+        out.emplace_back(all.begin() + static_cast<std::ptrdiff_t>(k * n),
+                         all.begin() + static_cast<std::ptrdiff_t>((k + 1) * n));
+    return out;
+}
+inline std::vector<std::vector<std::uint8_t>> split_masks(const std::vector<std::uint64_t> &seg,
+                                                          const std::vector<std::uint64_t> &ids) {
+    return split_masks(seg.data(), seg.size(), ids);
+}
+
+/// ImageryClient's `split_segmentations`: label -> 0/1 mask for every distinct non-zero label of
+/// `seg` (and 0, when present, with `include_null_root`), ascending.
+inline std::map<std::uint64_t, std::vector<std::uint8_t>> split_segmentations(const std::vector<std::uint64_t> &seg,
+                                                                              bool include_null_root = false) {
+    const std::vector<std::uint64_t> ids = detail::distinct_labels(seg.data(), seg.size(), include_null_root);
+    std::vector<std::vector<std::uint8_t>> m = split_masks(seg, ids);
+    std::map<std::uint64_t, std::vector<std::uint8_t>> out;
+    for (std::size_t k = 0; k < ids.size(); k++) out.emplace(ids[k], std::move(m[k]));
+    return out;
+}
+
+/// ImageryClient's `image_and_segmentation_cutout`: the image layer `image` and the
+/// segmentation layer `seg` (uint32/uint64, Precomputed or graphene) over `req.box()` on one
+/// grid (`aligned_grid`): the finer of the two mips' resolutions, or `req.resolution` with
+/// `scale_to_bounds`; the other layer resampled by nearest neighbour by physical position.
+/// Errors (the library's message): an empty box, an unknown mip, a segmentation that is not a
+/// label layer, a box outside a `bounded` handle, missing chunks without `fill_missing`.
+inline AlignedCutout image_and_segmentation_cutout(const Volume &image, const Volume &seg, const AlignedRequest &req) {
+    const cv_aligned_request c = detail::c_request(req);
+    AlignedCutout out;
+    out.grid = detail::grid_of(image, seg, c, "image_and_segmentation_cutout");
+    out.image_type = image.data_type();
+    out.channels = image.num_channels();
+    const std::size_t n = out.grid.voxels();
+    out.image.resize(detail::mul(detail::mul(n, out.channels, "image_and_segmentation_cutout"), size_of(out.image_type),
+                                 "image_and_segmentation_cutout"));
+    out.segmentation.resize(n);
+    detail::check(cv_aligned_cutout_into(image.capi(), seg.capi(), &c, out.image.empty() ? nullptr : out.image.data(),
+                                         out.image.size(), out.segmentation.empty() ? nullptr : out.segmentation.data(),
+                                         out.segmentation.size()),
+                  "cv_aligned_cutout_into");
+    if (req.split_segmentations) out.masks = split_segmentations(out.segmentation, req.include_null_root);
+    return out;
+}
+
+/// The overlay colour (r, g, b) of segment `id`: the same in every picture and every binding
+/// (label 0 is never drawn).
+inline std::array<std::uint8_t, 3> segment_color(std::uint64_t id) {
+    std::array<std::uint8_t, 3> rgb{};
+    detail::check(cv_segment_color(id, rgb.data()), "cv_segment_color");
+    return rgb;
+}
+
+/// The segmentation slice `seg` over the greyscale slice `grey` (each `width * height` pixels,
+/// x fastest, e.g. `AlignedCutout::segmentation_slice` / `image_slice`): every pixel of a
+/// non-zero label (with `outline > 0` only those within `outline` pixels, city block, of
+/// another label) is `round(grey * (1 - alpha) + colour * alpha)` per channel with the
+/// segment's `segment_color`; other pixels stay grey. Interleaved RGB, row by row
+/// (`3 * width * height` bytes).
+inline std::vector<std::uint8_t> overlay_rgb(const std::vector<std::uint8_t> &grey, const std::vector<std::uint64_t> &seg,
+                                             std::size_t width, std::size_t height, float alpha = 0.5f,
+                                             std::uint32_t outline = 0) {
+    detail::check_slices(grey.size(), seg.size(), width, height, "overlay_rgb");
+    std::vector<std::uint8_t> out(detail::mul(grey.size(), 3, "overlay_rgb"));
+    detail::check(cv_overlay_rgb_into(grey.empty() ? nullptr : grey.data(), seg.empty() ? nullptr : seg.data(), width,
+                                      height, alpha, outline, out.empty() ? nullptr : out.data(), out.size()),
+                  "cv_overlay_rgb_into");
+    return out;
+}
+
+/// `overlay_rgb` encoded as an 8-bit RGB PNG file (`width` across, `height` down).
+inline std::vector<std::uint8_t> overlay_png(const std::vector<std::uint8_t> &grey, const std::vector<std::uint64_t> &seg,
+                                             std::size_t width, std::size_t height, float alpha = 0.5f,
+                                             std::uint32_t outline = 0) {
+    detail::check_slices(grey.size(), seg.size(), width, height, "overlay_png");
+    detail::ByteArray png;
+    detail::check(cv_overlay_png(grey.empty() ? nullptr : grey.data(), seg.empty() ? nullptr : seg.data(), width, height,
+                                 alpha, outline, &png.p, &png.n),
+                  "cv_overlay_png");
+    return png.copy();
+}
 
 }  // namespace cloudvolume
 
