@@ -272,6 +272,8 @@ cv_status cv_aligned_grid_of(const cv_volume *image,
  * `image_out` receives the image in the image layer's type and channels (Fortran order
  * `[x, y, z, c]`; `image_len` bytes exactly), `seg_out` the segmentation's first channel as
  * uint64 (`seg_len` elements, one per voxel). Either may be NULL (with length 0) to skip it.
+ * Both are written in place (a layer already on the grid is read straight into its output);
+ * after a failure their contents are unspecified, as a failed `cv_cutout_into`'s buffer is.
  *
  * # Safety
  * `image` and `seg` are live handles; `req` readable (its `root_ids` NULL or `n_root_ids`
@@ -433,6 +435,24 @@ cv_status cv_renumber(const cv_volume *vol,
                       int32_t *out_dtype,
                       uint64_t **labels,
                       size_t *n);
+
+/**
+ * Create a repo on a DVID server (`POST /api/repos`, as pydvid's `create_new` does before
+ * adding a data instance): `server` is `HOST:PORT`, `http(s)://HOST:PORT` or
+ * `dvid://HOST:PORT`; `alias` and `description` may be empty. `*uuid` receives the repo's
+ * root UUID, a NUL-terminated string to release with `cv_string_free`; open or create its
+ * instances as `dvid://HOST:PORT/<uuid>/<name>`. `options_json` as for `cv_open` (NULL: none;
+ * a token in `secrets`).
+ *
+ * # Safety
+ * `server`, `alias` and `description` are NUL-terminated strings; `options_json` is NULL or
+ * one; `uuid` is writable.
+ */
+cv_status cv_dvid_create_repo(const char *server,
+                              const char *alias,
+                              const char *description,
+                              const char *options_json,
+                              char **uuid);
 
 /**
  * Open the files under `cloudpath` (`file://` or a bare path, `http(s)://`, `gs://`, `s3://`,

@@ -120,12 +120,19 @@ const COMMANDS: &[Command] = &[
         synopsis: "cloudvolume delete URL --bbox x0,y0,z0,x1,y1,z1 [--mip N]",
         about: "Delete the chunks of a chunk-aligned box.", requires: &["--bbox"],
     },
+    Command {
+        name: "dvid-repo",
+        synopsis: "cloudvolume dvid-repo HOST:PORT [--alias NAME] [--description TEXT] [--options JSON]",
+        about: "Create a repo on a DVID server and print its root UUID; then create data instances in it\n\
+                with \"cloudvolume create dvid://HOST:PORT/UUID/NAME --dtype T --size X,Y,Z ...\".", requires: &[],
+    },
     Command { name: "version", synopsis: "cloudvolume version", about: "Print the version.", requires: &[] },
     Command { name: "help", synopsis: "cloudvolume help [COMMAND]", about: "Print this help, or a command's.", requires: &[] },
 ];
 
 const URLS: &str = "URL: file:///path, /path, http(s)://host/path, gs://bucket/path, s3://bucket/path, optionally\n\
-behind precomputed://, or graphene://https://host/segmentation/table/TABLE (a chunkedgraph table). Boxes are half-open [lo, hi) in absolute voxels at the mip. --options\n\
+behind precomputed://, graphene://https://host/segmentation/table/TABLE (a chunkedgraph table), or\n\
+dvid://HOST:PORT/UUID/DATA (a DVID data instance). Boxes are half-open [lo, hi) in absolute voxels at the mip. --options\n\
 takes the JSON options of cv_open (README, \"Options\").\n\
 Exit status: 0 done, 1 the library refused or failed (one line on stderr), 2 a usage error.";
 
@@ -265,7 +272,7 @@ fn parse_args() -> Result<Invocation, Usage> {
             }
             "--dtype" | "--size" | "--type" | "--encoding" | "--channels" | "--resolution" | "--offset" | "--chunk"
             | "--factor" | "--point" | "--coord-resolution" | "--labels" | "--center" | "--image-mip" | "--seg-mip"
-            | "--root-ids" | "--alpha" | "--outline" | "--seg-out" => {
+            | "--root-ids" | "--alpha" | "--outline" | "--seg-out" | "--alias" | "--description" => {
                 let v = value(&arg)?;
                 a.named.insert(arg.trim_start_matches('-').to_string(), v);
             }
@@ -711,6 +718,16 @@ fn overlay(a: &Args) -> Result<(), Error> {
     Ok(())
 }
 
+fn dvid_repo(a: &Args) -> Result<(), Error> {
+    let server = a.url.as_deref().unwrap_or_default();
+    let text = serde_json::Value::Object(a.options.clone()).to_string();
+    let alias = a.named.get("alias").map_or("", String::as_str);
+    let description = a.named.get("description").map_or("", String::as_str);
+    let uuid = cloudvolume::volume::create_dvid_repo(server, alias, description, &Options::parse(Some(&text))?)?;
+    println!("{uuid}");
+    Ok(())
+}
+
 fn triple<T: std::str::FromStr>(a: &Args, name: &str, default: Option<[T; 3]>) -> Result<[T; 3], Error> {
     let Some(v) = a.named.get(name) else {
         return default.ok_or_else(|| Error::invalid(format!("missing --{name} X,Y,Z")));
@@ -897,6 +914,7 @@ fn main() -> ExitCode {
         "exists" => exists(&a),
         "has-data" => has_data(&a),
         "overlay" => overlay(&a),
+        "dvid-repo" => dvid_repo(&a),
         "create" => create(&a),
         "upload" => upload(&a),
         "add-scale" => add_scale(&a),

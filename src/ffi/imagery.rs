@@ -103,6 +103,8 @@ pub unsafe extern "C" fn cv_aligned_grid_of(
 /// `image_out` receives the image in the image layer's type and channels (Fortran order
 /// `[x, y, z, c]`; `image_len` bytes exactly), `seg_out` the segmentation's first channel as
 /// uint64 (`seg_len` elements, one per voxel). Either may be NULL (with length 0) to skip it.
+/// Both are written in place (a layer already on the grid is read straight into its output);
+/// after a failure their contents are unspecified, as a failed `cv_cutout_into`'s buffer is.
 ///
 /// # Safety
 /// `image` and `seg` are live handles; `req` readable (its `root_ids` NULL or `n_root_ids`
@@ -136,13 +138,14 @@ pub unsafe extern "C" fn cv_aligned_cutout_into(
                 g.bbox
             )));
         }
-        let cut = aligned::aligned_cutout(iv, sv, &r)?;
-        if !image_out.is_null() {
-            std::ptr::copy_nonoverlapping(cut.image.as_ptr(), image_out.cast::<u8>(), img_want);
-        }
-        if !seg_out.is_null() {
-            std::ptr::copy_nonoverlapping(cut.segmentation.as_ptr(), seg_out, n);
-        }
+        let img = if image_out.is_null() {
+            None
+        } else {
+            Some(std::slice::from_raw_parts_mut(image_out.cast::<u8>(), img_want))
+        };
+        let sg = if seg_out.is_null() { None } else { Some(std::slice::from_raw_parts_mut(seg_out, n)) };
+        // Written in place: a failure can leave the outputs partly written (as cv_cutout_into's).
+        aligned::aligned_cutout_into(iv, sv, &r, img, sg)?;
         Ok(())
     })
 }

@@ -23,6 +23,8 @@ pub mod imagery;
 /// cbindgen:ignore
 pub mod labels;
 /// cbindgen:ignore
+pub mod services;
+/// cbindgen:ignore
 pub mod storage;
 /// cbindgen:ignore
 pub mod volume;
@@ -32,6 +34,7 @@ pub mod write;
 pub use files::*;
 pub use imagery::*;
 pub use labels::*;
+pub use services::*;
 pub use volume::*;
 pub use write::*;
 

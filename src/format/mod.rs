@@ -1,7 +1,9 @@
 //! The Neuroglancer Precomputed format without I/O: the info file, the chunk grid and keys,
-//! sharding, content encodings, new infos, and graphene's URLs and label layout.
+//! sharding, content encodings, new infos, graphene's URLs and label layout, DVID's URLs and
+//! metadata.
 
 pub mod create;
+pub mod dvid;
 pub mod encoding;
 pub mod graphene;
 pub mod grid;

@@ -169,16 +169,27 @@ fn index_tables(grid: &AlignedGrid, src: &Bbox, r_src: [f64; 3]) -> [Vec<usize>;
     })
 }
 
-/// Resample `src` (Fortran order over `src_box`, `item`-byte elements, `channels`) onto `grid`.
-fn resample(src: &[u8], src_box: &Bbox, r_src: [f64; 3], grid: &AlignedGrid, channels: usize, item: usize) -> Vec<u8> {
-    if *src_box == grid.bbox && r_src == grid.resolution {
-        return src.to_vec();
-    }
+/// Whether a layer read over `src_box` at `r_src` is already the output grid.
+fn is_grid(src_box: &Bbox, r_src: [f64; 3], grid: &AlignedGrid) -> bool {
+    *src_box == grid.bbox && r_src == grid.resolution
+}
+
+/// Resample `src` (Fortran order over `src_box`, `item`-byte elements, `channels`) onto `grid`
+/// into `out` (exactly the grid's voxels x channels x item bytes).
+fn resample_into(
+    src: &[u8],
+    src_box: &Bbox,
+    r_src: [f64; 3],
+    grid: &AlignedGrid,
+    channels: usize,
+    item: usize,
+    out: &mut [u8],
+) {
     let [tx, ty, tz] = index_tables(grid, src_box, r_src);
     let ss = src_box.shape();
     let (sx, sy, sz) = (ss[0] as usize, ss[1] as usize, ss[2] as usize);
     let [ox, oy, oz] = grid.shape();
-    let mut out = vec![0u8; ox * oy * oz * channels * item];
+    debug_assert_eq!(out.len(), ox * oy * oz * channels * item);
     // One plane (z, c) per task.
     out.par_chunks_mut(ox * oy * item).enumerate().for_each(|(p, plane)| {
         let (z, c) = (p % oz, p / oz);
@@ -190,52 +201,133 @@ fn resample(src: &[u8], src_box: &Bbox, r_src: [f64; 3], grid: &AlignedGrid, cha
             }
         }
     });
+}
+
+#[cfg(test)]
+fn resample(src: &[u8], src_box: &Bbox, r_src: [f64; 3], grid: &AlignedGrid, channels: usize, item: usize) -> Vec<u8> {
+    let mut out = vec![0u8; grid.voxels() * channels * item];
+    resample_into(src, src_box, r_src, grid, channels, item, &mut out);
     out
 }
 
-/// Read the aligned pair of `req`.
+/// Read `vol` over `src_box` at `mip` and place it on `grid` in `out`: straight into `out`
+/// when the layer is already on the grid, else through one read of the source box.
+fn read_onto(vol: &Volume, mip: u32, src_box: &Bbox, grid: &AlignedGrid, out: &mut [u8]) -> Result<()> {
+    let r_src = vol.scale(mip)?.resolution;
+    if is_grid(src_box, r_src, grid) {
+        return vol.cutout_into(mip, src_box, out, None);
+    }
+    let raw = vol.cutout(mip, src_box)?;
+    let info = vol.info();
+    resample_into(&raw, src_box, r_src, grid, info.num_channels as usize, info.data_type.size(), out);
+    Ok(())
+}
+
+/// The bytes of a uint64 slice (little-endian targets: the elements as they lie).
+fn u64_bytes_mut(v: &mut [u64]) -> &mut [u8] {
+    // SAFETY: u8 has no alignment or validity requirements; the length covers the same memory.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 8) }
+}
+
+/// Read the aligned pair of `req` into `image_out` (the image layer's type and channels over
+/// the grid) and `seg_out` (uint64 over the grid), each skipped when `None`; returns the grid.
+/// A layer already on the grid is read straight into its output.
 ///
 /// # Errors
-/// As [`aligned_grid`]; a segmentation layer that is not uint32/uint64 (`InvalidArgument`);
-/// as [`Volume::cutout_into`] for either read.
-pub fn aligned_cutout(image: &Volume, seg: &Volume, req: &AlignedRequest) -> Result<AlignedCutout> {
+/// As [`aligned_grid`]; wrong output lengths (`InvalidArgument`); as [`Volume::cutout_into`]
+/// for either read.
+pub fn aligned_cutout_into(
+    image: &Volume,
+    seg: &Volume,
+    req: &AlignedRequest,
+    image_out: Option<&mut [u8]>,
+    seg_out: Option<&mut [u64]>,
+) -> Result<AlignedGrid> {
     let grid = aligned_grid(image, seg, req)?;
     let item = label_item(seg.info().data_type, seg.cloudpath())?;
-    let img_res = image.scale(grid.image_mip)?.resolution;
-    let seg_res = seg.scale(grid.segmentation_mip)?.resolution;
-    let (img_raw, seg_raw) = rayon::join(
-        || image.cutout(grid.image_mip, &grid.image_box),
-        || seg.cutout(grid.segmentation_mip, &grid.segmentation_box),
-    );
-    let (img_raw, seg_raw) = (img_raw?, seg_raw?);
-    let img_info = image.info();
-    let img =
-        resample(&img_raw, &grid.image_box, img_res, &grid, img_info.num_channels as usize, img_info.data_type.size());
-    drop(img_raw);
-    // The segmentation's first channel, as uint64.
-    let n_src = grid.segmentation_box.voxels().unwrap_or(0) as usize;
-    let mut labels: Vec<u8> = Vec::with_capacity(n_src * 8);
-    for i in 0..n_src {
-        labels.extend_from_slice(&label_at(&seg_raw, item, i).to_le_bytes());
-    }
-    drop(seg_raw);
-    let bytes = resample(&labels, &grid.segmentation_box, seg_res, &grid, 1, 8);
-    drop(labels);
-    let mut segmentation: Vec<u64> =
-        bytes.chunks_exact(8).map(|e| u64::from_le_bytes(e.try_into().unwrap_or([0; 8]))).collect();
-    if let Some(keep) = &req.root_ids {
-        let keep: IdMap<()> = keep.iter().map(|&l| (l, ())).collect();
-        let (mut last, mut hit) = (None, false);
-        for v in &mut segmentation {
-            if last != Some(*v) {
-                last = Some(*v);
-                hit = keep.contains_key(v);
-            }
-            if !hit {
-                *v = 0;
-            }
+    let n = grid.voxels();
+    let img_len = n * image.info().num_channels as usize * image.info().data_type.size();
+    if let Some(o) = &image_out {
+        if o.len() != img_len {
+            return Err(Error::invalid(format!(
+                "image buffer of {} bytes for the aligned grid {}: expected {img_len}",
+                o.len(),
+                grid.bbox
+            )));
         }
     }
+    if let Some(o) = &seg_out {
+        if o.len() != n {
+            return Err(Error::invalid(format!(
+                "segmentation buffer of {} elements for the aligned grid {}: expected {n}",
+                o.len(),
+                grid.bbox
+            )));
+        }
+    }
+    let seg_read = |out: &mut [u64]| -> Result<()> {
+        let seg_res = seg.scale(grid.segmentation_mip)?.resolution;
+        let direct = is_grid(&grid.segmentation_box, seg_res, &grid);
+        if direct && item == 8 && seg.info().num_channels == 1 {
+            seg.cutout_into(grid.segmentation_mip, &grid.segmentation_box, u64_bytes_mut(out), None)?;
+            // The cutout's elements are little-endian.
+            for v in out.iter_mut() {
+                *v = u64::from_le(*v);
+            }
+        } else {
+            // The first channel as uint64, then onto the grid.
+            let raw = seg.cutout(grid.segmentation_mip, &grid.segmentation_box)?;
+            let n_src = grid.segmentation_box.voxels().unwrap_or(0) as usize;
+            let mut labels: Vec<u64> = (0..n_src).map(|i| label_at(&raw, item, i)).collect();
+            drop(raw);
+            if direct {
+                out.copy_from_slice(&labels);
+            } else {
+                resample_into(
+                    u64_bytes_mut(&mut labels),
+                    &grid.segmentation_box,
+                    seg_res,
+                    &grid,
+                    1,
+                    8,
+                    u64_bytes_mut(out),
+                );
+            }
+        }
+        if let Some(keep) = &req.root_ids {
+            let keep: IdMap<()> = keep.iter().map(|&l| (l, ())).collect();
+            let (mut last, mut hit) = (None, false);
+            for v in out.iter_mut() {
+                if last != Some(*v) {
+                    last = Some(*v);
+                    hit = keep.contains_key(v);
+                }
+                if !hit {
+                    *v = 0;
+                }
+            }
+        }
+        Ok(())
+    };
+    let (a, b) = rayon::join(
+        || image_out.map_or(Ok(()), |o| read_onto(image, grid.image_mip, &grid.image_box, &grid, o)),
+        || seg_out.map_or(Ok(()), seg_read),
+    );
+    a?;
+    b?;
+    Ok(grid)
+}
+
+/// Read the aligned pair of `req` into new buffers.
+///
+/// # Errors
+/// As [`aligned_cutout_into`].
+pub fn aligned_cutout(image: &Volume, seg: &Volume, req: &AlignedRequest) -> Result<AlignedCutout> {
+    let grid = aligned_grid(image, seg, req)?;
+    let n = grid.voxels();
+    let mut img = vec![0u8; n * image.info().num_channels as usize * image.info().data_type.size()];
+    let mut segmentation = vec![0u64; n];
+    let grid = aligned_cutout_into(image, seg, req, Some(&mut img), Some(&mut segmentation))?;
     Ok(AlignedCutout { grid, image: img, segmentation })
 }
 
@@ -272,12 +364,22 @@ pub fn split_masks_into(seg: &[u64], ids: &[u64], out: &mut [u8]) -> Result<()> 
     if seg.is_empty() {
         return Ok(());
     }
-    let slot: IdMap<usize> = ids.iter().enumerate().map(|(k, &id)| (id, k)).collect();
+    // The first slot of each id; a repeated id's later slots are copies of it.
+    let mut slot = IdMap::<usize>::default();
+    for (k, &id) in ids.iter().enumerate() {
+        slot.entry(id).or_insert(k);
+    }
     out.fill(0);
     let n = seg.len();
     for (i, v) in seg.iter().enumerate() {
         if let Some(&k) = slot.get(v) {
             out[k * n + i] = 1;
+        }
+    }
+    for (k, id) in ids.iter().enumerate() {
+        let first = slot[id];
+        if first != k {
+            out.copy_within(first * n..(first + 1) * n, k * n);
         }
     }
     Ok(())
@@ -317,6 +419,10 @@ mod tests {
         split_masks_into(&seg, &[5, 9], &mut out).unwrap();
         assert_eq!(out, vec![0, 1, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1]);
         assert!(split_masks_into(&seg, &[5], &mut out).is_err());
+        // A repeated id gets the same mask twice.
+        let mut out = vec![7u8; 18];
+        split_masks_into(&seg, &[9, 5, 9], &mut out).unwrap();
+        assert_eq!(out, vec![0, 0, 0, 1, 0, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1]);
     }
 
     #[test]

@@ -490,7 +490,7 @@ pub(super) fn open(url: &str, opts: Options) -> Result<Volume> {
         })
         .collect();
     let path = CloudPath { path: url.trim().trim_end_matches('/').to_string(), ..dpath };
-    Ok(Volume { path, store, info, opts, scales, graphene: true })
+    Ok(Volume { path, source: super::Source::Graphene(store), info, opts, scales })
 }
 
 #[cfg(test)]

@@ -98,6 +98,15 @@ pub trait ScaleIo: Send + Sync {
         Err(Error::unsupported(format!("box {region}: this source stores no chunk files")))
     }
 
+    /// Whether the scale holds any data, for sources without a store to list (services).
+    /// Default: unsupported.
+    ///
+    /// # Errors
+    /// `Unsupported`; a service's I/O errors.
+    fn has_data(&self) -> Result<bool> {
+        Err(Error::unsupported("this source cannot say whether a scale holds data"))
+    }
+
     /// Drop what the scale keeps cached (indices). Default: nothing.
     fn clear_cache(&self) {}
 }

@@ -6,10 +6,13 @@
 //! - `precomputed/`: its Precomputed implementations (chunk files, shards);
 //! - `graphene.rs`: `graphene://` layers (supervoxels from the Precomputed readers, mapped to
 //!   roots by the chunkedgraph server);
+//! - `dvid.rs`: DVID data instances (`dvid://`), a service answering boxes;
 //! - `labels.rs`: label operations (unique, masks, point boxes) over any source;
+//! - `aligned.rs`: aligned image + segmentation cutouts over two volumes;
 //! - `engine.rs`: the handle's thread pool, decode permits and buffers.
 
 pub mod aligned;
+mod dvid;
 mod engine;
 mod graphene;
 pub mod io;
@@ -28,19 +31,38 @@ use crate::options::Options;
 use crate::store::{self, Store};
 
 pub use crate::format::create::{new_info, NewInfo};
+pub use dvid::create_repo as create_dvid_repo;
 pub use io::ScaleIo;
 
 /// An open layer. Thread-safe: many threads may read through one `Volume` at once.
 pub struct Volume {
     path: CloudPath,
-    store: Arc<dyn Store>,
+    source: Source,
     info: Info,
     opts: Options,
     /// The read interface of each mip. They share the handle's engine, whose drop (with the
     /// last scale's) waits for the worker threads, so `cv_free` leaves none running.
     scales: Vec<Box<dyn ScaleIo>>,
-    /// A `graphene://` layer (read-only; its info belongs to the chunkedgraph server).
-    graphene: bool,
+}
+
+/// What a handle reads from, beyond its scales' readers: where its info lives.
+pub(crate) enum Source {
+    /// A Precomputed layer: its info and chunks in a store.
+    Precomputed(Arc<dyn Store>),
+    /// A `graphene://` layer: its info belongs to the chunkedgraph server (read-only), its
+    /// supervoxels to the store of `data_dir`.
+    Graphene(Arc<dyn Store>),
+    /// A volume service answering boxes (DVID): its metadata mapped onto an info.
+    Service(&'static str),
+}
+
+impl Source {
+    fn store(&self) -> Option<&Arc<dyn Store>> {
+        match self {
+            Source::Precomputed(s) | Source::Graphene(s) => Some(s),
+            Source::Service(_) => None,
+        }
+    }
 }
 
 impl Volume {
@@ -52,6 +74,9 @@ impl Volume {
     pub fn open(cloudpath: &str, opts: Options) -> Result<Volume> {
         if cloudpath.trim_start().starts_with("graphene://") {
             return graphene::open(cloudpath, opts);
+        }
+        if cloudpath.trim_start().starts_with("dvid://") {
+            return dvid::open(cloudpath, opts);
         }
         let path = CloudPath::parse(cloudpath, &opts.store)?;
         let store = store::open(&path, &opts.store)?;
@@ -71,7 +96,7 @@ impl Volume {
         let threads = opts.store.parallel.unwrap_or_else(|| store.default_parallel());
         let engine = Arc::new(engine::Engine::new(threads)?);
         let scales = precomputed::scales(&info, &store, &engine, &opts, &path)?;
-        Ok(Volume { path, store, info, opts, scales, graphene: false })
+        Ok(Volume { path, source: Source::Precomputed(store), info, opts, scales })
     }
 
     /// Create a layer: validate `info_json`, write it (refused when an info exists, unless the
@@ -81,6 +106,14 @@ impl Volume {
     /// An invalid info (`Decode`/`Unsupported`), an existing info without `overwrite`
     /// (`InvalidArgument`), I/O errors.
     pub fn create(cloudpath: &str, info_json: &str, opts: Options) -> Result<Volume> {
+        if cloudpath.trim_start().starts_with("dvid://") {
+            return dvid::create(cloudpath, info_json, opts);
+        }
+        if cloudpath.trim_start().starts_with("graphene://") {
+            return Err(Error::unsupported(format!(
+                "{cloudpath}: graphene layers are created by the chunkedgraph server, not here"
+            )));
+        }
         let path = CloudPath::parse(cloudpath, &opts.store)?;
         let store = store::open(&path, &opts.store)?;
         let info_url = store.url("info");
@@ -118,20 +151,29 @@ impl Volume {
     /// # Errors
     /// A factor below 1, I/O errors.
     pub fn add_scale(&self, factor: [i64; 3], chunk_size: Option<[i64; 3]>) -> Result<(Volume, u32)> {
-        if self.graphene {
-            return Err(Error::unsupported(format!(
-                "{}: graphene layers cannot be written (no scales can be added)",
-                self.path.path
-            )));
-        }
-        let (info, mip) = match create::add_scale(&self.info, factor, chunk_size, &self.store.url("info"))? {
+        let store = match &self.source {
+            Source::Precomputed(s) => s,
+            Source::Graphene(_) => {
+                return Err(Error::unsupported(format!(
+                    "{}: graphene layers cannot be written (no scales can be added)",
+                    self.path.path
+                )))
+            }
+            Source::Service(name) => {
+                return Err(Error::unsupported(format!(
+                    "{}: {name} keeps its own scales; add_scale writes Precomputed infos only",
+                    self.path.path
+                )))
+            }
+        };
+        let (info, mip) = match create::add_scale(&self.info, factor, chunk_size, &store.url("info"))? {
             AddedScale::Existing(mip) => (self.info.clone(), mip),
             AddedScale::New(info, mip) => {
-                Self::write_info(&*self.store, &info)?;
+                Self::write_info(&**store, &info)?;
                 (info, mip)
             }
         };
-        Ok((Self::with_info(self.path.clone(), self.store.clone(), info, self.opts.clone())?, mip))
+        Ok((Self::with_info(self.path.clone(), store.clone(), info, self.opts.clone())?, mip))
     }
 
     pub fn info(&self) -> &Info {
@@ -153,7 +195,10 @@ impl Volume {
     /// A cache directory that cannot be removed.
     pub fn clear_cache(&self) -> Result<()> {
         self.scales.iter().for_each(|s| s.clear_cache());
-        self.store.clear_cache()
+        match self.source.store() {
+            Some(s) => s.clear_cache(),
+            None => Ok(()),
+        }
     }
 
     /// The scale at `mip`, or an `InvalidArgument` naming the number of mips.
@@ -254,7 +299,9 @@ impl Volume {
         let io = self.io(mip)?;
         let bounds = self.scale(mip)?.bounds();
         self.check_bounded(mip, bbox)?;
-        let inside = bounds.intersection(bbox);
+        // A service answers any box (what was never written reads as its background), and its
+        // extents can grow after the handle opened: the whole box goes to it.
+        let inside = if matches!(self.source, Source::Service(_)) { Some(*bbox) } else { bounds.intersection(bbox) };
         if inside != Some(*bbox) {
             let background = self.info.data_type.encode_scalar(self.opts.read.background_color);
             // SAFETY: nothing else writes the buffer yet.
@@ -351,8 +398,11 @@ impl Volume {
     /// `Unsupported`); refused credentials (`Auth`); I/O errors.
     pub fn has_data(&self, mip: u32) -> Result<bool> {
         let key = &self.scale(mip)?.key;
+        let Some(store) = self.source.store() else {
+            return self.io(mip)?.has_data();
+        };
         let found =
-            self.store.first_under(key).map_err(|e| e.context(format!("{}: has_data of mip {mip}", self.path.path)))?;
+            store.first_under(key).map_err(|e| e.context(format!("{}: has_data of mip {mip}", self.path.path)))?;
         Ok(found.is_some())
     }
 
@@ -390,7 +440,8 @@ impl Volume {
             )));
         }
         let bounds = self.scale(mip)?.bounds();
-        if !bounds.contains(bbox) {
+        // A service's extents grow as it is written.
+        if !bounds.contains(bbox) && !matches!(self.source, Source::Service(_)) {
             return Err(Error::out_of_bounds(format!(
                 "{}: cannot {verb} box {bbox}: it leaves the bounds {bounds} of mip {mip}",
                 self.path.path

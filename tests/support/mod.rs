@@ -14,7 +14,8 @@
 //! - servers: [`httpd`] (a static file server with byte ranges), [`nginx`] (a real nginx,
 //!   optionally writable), [`proxy`] (latency), [`fault_proxy`] (faults), [`proxied_layer`]
 //!   (a layer behind both), [`moto`] (S3), [`fake_gcs`] and [`token_server`] (GCS),
-//!   [`chunkedgraph`] (the PyChunkedGraph double and its graphene fixture).
+//!   [`chunkedgraph`] (the PyChunkedGraph double and its graphene fixture), [`service_double`]
+//!   (the DVID and BOSS doubles).
 
 #![allow(dead_code)]
 
@@ -32,6 +33,7 @@ pub mod moto;
 pub mod nginx;
 pub mod proxied_layer;
 pub mod proxy;
+pub mod service_double;
 pub mod sharding;
 pub mod store_suite;
 pub mod token_server;
