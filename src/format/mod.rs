@@ -1,7 +1,8 @@
 //! The Neuroglancer Precomputed format without I/O: the info file, the chunk grid and keys,
-//! sharding, content encodings, new infos, graphene's URLs and label layout, DVID's URLs and
-//! metadata.
+//! sharding, content encodings, new infos, graphene's URLs and label layout, DVID's and the
+//! BOSS's URLs and metadata.
 
+pub mod boss;
 pub mod create;
 pub mod dvid;
 pub mod encoding;

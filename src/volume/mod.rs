@@ -7,11 +7,13 @@
 //! - `graphene.rs`: `graphene://` layers (supervoxels from the Precomputed readers, mapped to
 //!   roots by the chunkedgraph server);
 //! - `dvid.rs`: DVID data instances (`dvid://`), a service answering boxes;
+//! - `boss.rs`: BOSS channels (`boss://`), likewise;
 //! - `labels.rs`: label operations (unique, masks, point boxes) over any source;
 //! - `aligned.rs`: aligned image + segmentation cutouts over two volumes;
 //! - `engine.rs`: the handle's thread pool, decode permits and buffers.
 
 pub mod aligned;
+mod boss;
 mod dvid;
 mod engine;
 mod graphene;
@@ -52,7 +54,7 @@ pub(crate) enum Source {
     /// A `graphene://` layer: its info belongs to the chunkedgraph server (read-only), its
     /// supervoxels to the store of `data_dir`.
     Graphene(Arc<dyn Store>),
-    /// A volume service answering boxes (DVID): its metadata mapped onto an info.
+    /// A volume service answering boxes (DVID, the BOSS): its metadata mapped onto an info.
     Service(&'static str),
 }
 
@@ -77,6 +79,9 @@ impl Volume {
         }
         if cloudpath.trim_start().starts_with("dvid://") {
             return dvid::open(cloudpath, opts);
+        }
+        if cloudpath.trim_start().starts_with("boss://") {
+            return boss::open(cloudpath, opts);
         }
         let path = CloudPath::parse(cloudpath, &opts.store)?;
         let store = store::open(&path, &opts.store)?;
@@ -112,6 +117,12 @@ impl Volume {
         if cloudpath.trim_start().starts_with("graphene://") {
             return Err(Error::unsupported(format!(
                 "{cloudpath}: graphene layers are created by the chunkedgraph server, not here"
+            )));
+        }
+        if cloudpath.trim_start().starts_with("boss://") {
+            return Err(Error::unsupported(format!(
+                "{cloudpath}: BOSS channels are created with the BOSS's own tools (intern's create_project); \
+                 open an existing channel to write it"
             )));
         }
         let path = CloudPath::parse(cloudpath, &opts.store)?;
