@@ -104,6 +104,33 @@ fn intern_and_we_read_and_write_the_same_voxels() {
 }
 
 #[test]
+fn boxes_over_the_servers_limit_are_split() {
+    let dir = TempDir::new("boss-limit");
+    let Some(_) = python("the BOSS double") else { return };
+    let Some(d) = ServiceDouble::start("boss.py", &["--token", TOKEN]) else { return };
+    intern(&["setup", &d.port.to_string(), TOKEN, dir.path().to_str().unwrap()]);
+    // Now a cutout limit (1 MiB) far under our 16 MiB tiles.
+    d.control(json!({"max_cutout_bytes": 1 << 20}));
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("manifest.json")).unwrap()).unwrap();
+    let secrets = json!({"protocol": "http", "host": format!("127.0.0.1:{}", d.port), "token": TOKEN});
+    let c = m["cases"].as_array().unwrap().iter().find(|c| c["channel"] == "img16" && c["res"] == 0).unwrap();
+    let (lo, hi) = (triple(&c["lo"]), triple(&c["hi"]));
+    let want = std::fs::read(dir.path().join(c["file"].as_str().unwrap())).unwrap();
+    assert!(want.len() > 2 << 20, "the box must be over the limit");
+    let vol = Volume::open("boss://col/exp/img16", opts(json!({"secrets": secrets}))).unwrap();
+    d.control(json!({"clear_log": true}));
+    assert!(want.len() <= 64 << 20);
+    assert!(vol.cutout(0, &Bbox::new(lo, hi)).unwrap() == want, "split reads differ from intern's");
+    let st: Vec<i64> = d.requests().iter().map(|r| r["status"].as_i64().unwrap_or(0)).collect();
+    assert!(st.contains(&413) && st.iter().filter(|&&s| s == 200).count() >= 3, "{st:?}");
+    // Writes split too.
+    let b = Bbox::new([400, 450, 8], [700, 650, 40]);
+    let data: Vec<u8> = (0..b.voxels().unwrap() as usize * 2).map(|i| (i % 253) as u8 | 1).collect();
+    vol.write_from(0, &b, &data).unwrap();
+    assert!(vol.cutout(0, &b).unwrap() == data);
+}
+
+#[test]
 fn throttles_failures_tokens_and_bad_names() {
     let dir = TempDir::new("boss-faults");
     let Some((d, m, secrets)) = start(dir.path()) else { return };

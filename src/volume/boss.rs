@@ -1,7 +1,8 @@
 //! BOSS channels (`boss://COLLECTION/EXPERIMENT/CHANNEL`): a service that answers boxes. The
 //! channel, experiment, coordinate frame and downsample metadata become the info (a mip per
 //! resolution level); reads are `GET /v1/cutout/...` of cuboid-aligned tiles of about 16 MiB in
-//! parallel (far under the server's 500 MiB limit), `Accept: application/blosc`; writes POST
+//! parallel (far under the server's 500 MiB limit; a server answering 413 gets halves until
+//! they pass), `Accept: application/blosc`; writes POST
 //! blosc bodies the same way (the BOSS keeps only their non-zero voxels, and takes writes at
 //! its base resolution and the next). 429 and 5xx are retried with backoff (intern retries
 //! nothing). A channel stored as `cloudvol` is read as the Precomputed layer it names.
@@ -242,6 +243,72 @@ impl BossScale {
     }
 }
 
+/// Whether `e` is the BOSS's 413 (a box over its cutout limit).
+fn too_large(e: &Error) -> bool {
+    e.message().contains("HTTP 413")
+}
+
+/// `b` halved across its longest axis, or None for a single voxel.
+fn halves(b: &Bbox) -> Option<(Bbox, Bbox)> {
+    let s = b.shape();
+    let d = (0..3).max_by_key(|&d| s[d])?;
+    if s[d] < 2 {
+        return None;
+    }
+    let mid = b.lo[d] + s[d] / 2;
+    let (mut a, mut c) = (*b, *b);
+    a.hi[d] = mid;
+    c.lo[d] = mid;
+    Some((a, c))
+}
+
+impl BossScale {
+    /// Read `tile` into `out`; a server whose limit is under the tile (413) gets halves.
+    fn get_tile(&self, tile: &Bbox, out: &OutView<'_>) -> Result<()> {
+        let item = self.item();
+        let url = self.cutout_url(tile);
+        let want = tile.voxels().unwrap_or(0) as usize * item;
+        let body = match self.client.call("GET", &url, None, want + want / 8 + (1 << 16)) {
+            Ok(b) => b,
+            Err(e) if too_large(&e) => {
+                let (a, b) = halves(tile).ok_or(e)?;
+                self.get_tile(&a, out)?;
+                return self.get_tile(&b, out);
+            }
+            Err(e) => return Err(e),
+        };
+        let data = blosc::decompress(&body, want, &url)?;
+        let w = (tile.hi[0] - tile.lo[0]) as usize * item;
+        let mut i = 0;
+        for z in tile.lo[2]..tile.hi[2] {
+            for y in tile.lo[1]..tile.hi[1] {
+                // SAFETY: tiles are disjoint; each row is written by one task.
+                unsafe { out.put_row(tile.lo[0], y, z, 0, &data[i..i + w]) };
+                i += w;
+            }
+        }
+        Ok(())
+    }
+
+    /// Post `part` (planar, over `tile`); halves on a 413.
+    fn post_tile(&self, tile: &Bbox, region: &Bbox, buf: &[u8]) -> Result<()> {
+        let item = self.item();
+        let mut part = vec![0u8; tile.voxels().unwrap_or(0) as usize * item];
+        copy_box(buf, region, &mut part, tile, tile, 1, item);
+        let body = blosc::compress(&part, item);
+        drop(part);
+        match self.client.call("POST", &self.cutout_url(tile), Some(&body), 1 << 20) {
+            Ok(_) => Ok(()),
+            Err(e) if too_large(&e) => {
+                let (a, b) = halves(tile).ok_or(e)?;
+                self.post_tile(&a, region, buf)?;
+                self.post_tile(&b, region, buf)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 impl ScaleIo for BossScale {
     fn read_box(&self, region: &Bbox, out: &OutView<'_>, progress: Option<&AtomicUsize>) -> Result<()> {
         let item = self.item();
@@ -254,19 +321,7 @@ impl ScaleIo for BossScale {
         let Some(inside) = inside else { return Ok(()) };
         let tiles = self.tiles(&inside);
         self.engine.run(&tiles, |_, tile| {
-            let url = self.cutout_url(tile);
-            let want = tile.voxels().unwrap_or(0) as usize * item;
-            let body = self.client.call("GET", &url, None, want + want / 8 + (1 << 16))?;
-            let data = blosc::decompress(&body, want, &url)?;
-            let w = (tile.hi[0] - tile.lo[0]) as usize * item;
-            let mut i = 0;
-            for z in tile.lo[2]..tile.hi[2] {
-                for y in tile.lo[1]..tile.hi[1] {
-                    // SAFETY: tiles are disjoint; each row is written by one task.
-                    unsafe { out.put_row(tile.lo[0], y, z, 0, &data[i..i + w]) };
-                    i += w;
-                }
-            }
+            self.get_tile(tile, out)?;
             if let Some(p) = progress {
                 p.fetch_add(1, Ordering::Relaxed);
             }
@@ -304,14 +359,8 @@ impl ScaleIo for BossScale {
                 self.client.path.display()
             )));
         }
-        let item = self.item();
         let tiles = self.tiles(region);
-        self.engine.run(&tiles, |_, tile| {
-            let mut part = vec![0u8; tile.voxels().unwrap_or(0) as usize * item];
-            copy_box(buf, region, &mut part, tile, tile, 1, item);
-            let body = blosc::compress(&part, item);
-            self.client.call("POST", &self.cutout_url(tile), Some(&body), 1 << 20).map(|_| ())
-        })
+        self.engine.run(&tiles, |_, tile| self.post_tile(tile, region, buf))
     }
 }
 

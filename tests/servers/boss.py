@@ -140,6 +140,7 @@ Test controls (never authenticated, never recorded):
     {"drop": N}                the next N requests get no answer: the connection is closed
     {"delay": SECONDS, "count": N}   the next N (default 1) requests wait that long first
     {"clear_log": true}        forget the recorded requests
+    {"max_cutout_bytes": N}    from now on the size limit is N bytes (as --max-cutout-bytes)
     {"reset": true}            clear_log and cancel every pending fault
   POST /__seed  {"coords": [{...}], "collections": [{...}], "experiments": [{"collection": c, ...}],
                  "channels": [{"collection": c, "experiment": e, ...}]}: creates directly (no auth,
@@ -727,6 +728,8 @@ def make_handler(opts, st):
                         st.throttle = int(cmd["throttle"])
                     if "drop" in cmd:
                         st.drop = int(cmd["drop"])
+                    if "max_cutout_bytes" in cmd:
+                        opts.max_cutout_bytes = int(cmd["max_cutout_bytes"])
                     if "delay" in cmd:
                         st.delay = float(cmd["delay"])
                         st.delay_count = int(cmd.get("count", 1))
