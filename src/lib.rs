@@ -21,6 +21,7 @@ pub mod cache;
 pub mod cloudpath;
 pub mod codec;
 pub mod error;
+pub mod export;
 pub mod ffi;
 pub mod format;
 pub mod options;

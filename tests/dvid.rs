@@ -200,6 +200,12 @@ fn labelmap_supervoxels_merges_and_downres_levels() {
     let b = Bbox::new([0, 0, 0], [64, 64, 64]);
     let data = labels(b.shape(), 3);
     vol.write_from(0, &b, &data).unwrap();
+    // One block wide and deep: written whole (a label write must stay block-aligned).
+    let one = Bbox::new([64, 0, 0], [96, 32, 32]);
+    let one_data = labels(one.shape(), 5);
+    vol.write_from(0, &one, &one_data).expect("a one-block label write");
+    let fresh = Volume::open(&url, opts(json!({"agglomerate": false}))).unwrap();
+    assert!(fresh.cutout(0, &one).unwrap() == one_data, "the one-block write did not land");
     let e = vol.write_from(1, &Bbox::new([0, 0, 0], [32, 32, 32]), &vec![0u8; 32 * 32 * 32 * 8]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
     assert!(e.message().contains("scale 0"), "{e}");

@@ -66,6 +66,8 @@ REQUIRED_EXPORTS = [
     "label_mask", "download_point", "renumber", "download_files",
     # ImageryClient's aligned image + segmentation cutouts and overlays.
     "image_and_segmentation_cutout", "aligned_grid", "segment_color", "overlay_rgb", "overlay_png",
+    # DVID repos.
+    "dvid_create_repo",
 ]
 # Base functions CloudVolume.jl extended (Base.info is replaced by the exported `info`), plus
 # cloud-volume's `unique(bbox)` and `download(bbox; label, renumber)` as methods of Base's.
@@ -81,7 +83,7 @@ REQUIRED_KEYWORDS = {
         "agglomerate", "timestamp", "stop_layer", "use_https",
     ],
     "unique": ["mip", "counts"],
-    "download": ["mip", "label", "renumber"],
+    "download": ["mip", "label", "renumber", "channel_first"],
     "label_mask": ["mip"],
     "renumber": ["mip"],
     "download_point": ["size", "mip", "coord_resolution"],
@@ -93,6 +95,7 @@ REQUIRED_KEYWORDS = {
     "aligned_grid": ["bbox_size", "resolution", "image_mip", "segmentation_mip", "root_ids", "scale_to_bounds"],
     "overlay_rgb": ["alpha", "outline"],
     "overlay_png": ["alpha", "outline"],
+    "dvid_create_repo": ["alias", "description"],
 }
 
 # C scalar type -> canonical name.

@@ -5,7 +5,10 @@ classdef CloudVolume < handle
 %   vol = CloudVolume(cloudpath, Name, Value, ...)
 %
 %   cloudpath: 'file:///abs/path/layer' (or a bare path), 'http(s)://host/layer',
-%   'gs://bucket/layer', 's3://bucket/layer', optionally behind 'precomputed://'.
+%   'gs://bucket/layer', 's3://bucket/layer', optionally behind 'precomputed://';
+%   'graphene://https://host/segmentation/table/t'; a DVID data instance
+%   'dvid://host:port/uuid/name'; a BOSS channel 'boss://collection/experiment/channel' (or
+%   'boss://http(s)://host/collection/experiment/channel').
 %
 %   Name-value options (cloud-volume's keyword names and defaults):
 %     'mip'                 0      the scale that indexing and the properties use
@@ -23,11 +26,16 @@ classdef CloudVolume < handle
 %     'gs_endpoint', 's3_endpoint'  as the library's options (README)
 %     'info'                []     a struct (CloudVolume.create_new_info, vol.info) or JSON
 %                                  text: creates the layer when it has no info; an existing
-%                                  info must equal it (with 'overwrite', true it is replaced)
+%                                  info must equal it (with 'overwrite', true it is replaced).
+%                                  On dvid:// it creates the data instance (type from
+%                                  data_type, channels and type; block size = chunk size); an
+%                                  existing one is refused
 %     'use_https'           false  read gs:// and s3:// through their public HTTPS endpoints
 %     'agglomerate', 'timestamp', 'stop_layer', 'secrets'   graphene:// (cloud-volume's):
 %                                  roots for supervoxels, as of a unix time, or ancestors at
-%                                  a layer; the CAVE token (else cave-secret.json)
+%                                  a layer; the CAVE token (else cave-secret.json). 'secrets'
+%                                  is also DVID's Bearer token and the BOSS's credentials (the
+%                                  token, or a struct with protocol, host and token)
 %     'cdn_cache', 'progress'      accepted and ignored
 %   Any other name is passed to the library, which refuses unknown options.
 %
@@ -53,6 +61,12 @@ classdef CloudVolume < handle
 %     A = vol.download(lo, hi, 'label', L)       % or 'renumber', true; plain = cutout
 %     A = vol.downloadPoint(pt, sz, 'coord_resolution', r)   % pt in mip 0 voxels
 %     F = vol.downloadFiles(lo, hi)              % the stored chunk files (name, data)
+%     A = vol.download(lo, hi, 'ChannelFirst', true)   % [c x y z], pydvid's channel-first view
+%
+%   Services: DVID repos (pydvid's create_new), then instances through 'info' (static):
+%
+%     uuid = CloudVolume.dvidCreateRepo('127.0.0.1:8000', 'Alias', a, 'Description', d)
+%     vol = CloudVolume(['dvid://127.0.0.1:8000/', uuid, '/grey'], 'info', info, 'bounded', false)
 %
 %   Aligned image + segmentation (ImageryClient's image_and_segmentation_cutout; static):
 %
@@ -125,6 +139,9 @@ classdef CloudVolume < handle
       obj.Autocrop = autocrop;
       if isempty(info)
         obj.Id = CloudVolume.call_mex('open', cloudpath, json);
+      elseif CloudVolume.is_service(cloudpath)
+        % A service keeps no info file: the library makes the instance from the info.
+        obj.Id = CloudVolume.call_mex('create', cloudpath, CloudVolume.info_to_json(info), json);
       else
         obj.Id = CloudVolume.open_or_create(cloudpath, CloudVolume.info_to_json(info), json, opts);
       end
@@ -391,8 +408,18 @@ classdef CloudVolume < handle
       %   A = vol.download(lo, hi, 'mip', m)
       %   M = vol.download(lo, hi, 'label', L)           % = vol.labelMask(lo, hi, L): logical
       %   [A, labels] = vol.download(lo, hi, 'renumber', true)   % = vol.renumber(lo, hi)
-      % 'label' and 'renumber' (uint32/uint64 layers) are not taken together.
-      [m, o] = obj.method_options('download', varargin, {'label', 'renumber'});
+      %   A = vol.download(lo, hi, 'ChannelFirst', true) % [c x y z]: permute(cutout, [4 1 2 3])
+      % 'label' and 'renumber' (uint32/uint64 layers) are not taken together. 'ChannelFirst'
+      % (also 'channel_first'; default false) gives every array channel first, as pydvid's
+      % cxyz volumes (channel first, Fortran order): size [c x y z] even for one channel, so
+      % A(k, x, y, z) is channel k - 1 of voxel (x, y, z) of the box.
+      [m, o] = obj.method_options('download', varargin, {'label', 'renumber', 'channelfirst', 'channel_first'});
+      cf = false;
+      for f = {'channelfirst', 'channel_first'}
+        if isfield(o, f{1})
+          cf = CloudVolume.logical_arg(o.(f{1}), 'ChannelFirst');
+        end
+      end
       has_label = isfield(o, 'label');
       ren = false;
       if isfield(o, 'renumber')
@@ -412,6 +439,9 @@ classdef CloudVolume < handle
         varargout = {A, l};
       else
         varargout = {obj.cutout(lo, hi, 'mip', m)};
+      end
+      if cf
+        varargout{1} = permute(varargout{1}, [4 1 2 3]);
       end
     end
 
@@ -557,6 +587,56 @@ classdef CloudVolume < handle
     function v = version()
       %VERSION  The library's version string.
       v = CloudVolume.call_mex('version');
+    end
+
+    function uuid = dvidCreateRepo(server, varargin)
+      %DVIDCREATEREPO  Create a repo on a DVID server (POST /api/repos, as pydvid's create_new
+      %   does before adding a data instance); returns its root UUID (char, 32 hex digits).
+      %   uuid = CloudVolume.dvidCreateRepo(server)
+      %   uuid = CloudVolume.dvidCreateRepo(server, 'Alias', alias, 'Description', text)
+      %   uuid = CloudVolume.dvidCreateRepo(server, ..., 'secrets', token, 'timeout', s, ...)
+      % server: 'host:port', 'http(s)://host:port' or 'dvid://host:port'. Alias and
+      % Description default to ''. Other names are the constructor's options (a Bearer token
+      % in 'secrets', else dvid-secret.json). Then create instances with
+      %   CloudVolume(sprintf('dvid://%s/%s/name', server, uuid), 'info', info)
+      if nargin < 1
+        error('cloudvolume:invalidArgument', ['usage: uuid = CloudVolume.dvidCreateRepo(server, ' ...
+              '''Alias'', alias, ''Description'', text)']);
+      end
+      server = CloudVolume.text_arg(server, 'the server');
+      if mod(numel(varargin), 2) ~= 0
+        error('cloudvolume:invalidArgument', 'dvidCreateRepo: options come in name-value pairs');
+      end
+      alias = '';
+      desc = '';
+      rest = {};
+      for i = 1:2:numel(varargin)
+        name = varargin{i};
+        if isa(name, 'string') && isscalar(name)
+          name = char(name);
+        end
+        v = varargin{i + 1};
+        if isa(v, 'string') && isscalar(v)
+          v = char(v);
+        end
+        if ischar(name) && any(strcmpi(name, {'alias', 'description'}))
+          if ~ischar(v) || size(v, 1) > 1
+            error('cloudvolume:invalidArgument', 'dvidCreateRepo: ''%s'' must be text', name);
+          end
+          if strcmpi(name, 'alias')
+            alias = v;
+          else
+            desc = v;
+          end
+        else
+          rest(end + 1:end + 2) = {name, v}; %#ok<AGROW>
+        end
+      end
+      json = [];
+      if ~isempty(rest)
+        json = CloudVolume.parse_options(rest);
+      end
+      uuid = CloudVolume.call_mex('dvid_create_repo', server, alias, desc, json);
     end
 
     % -------------------------------------------------------------------------------------
@@ -1226,6 +1306,8 @@ classdef CloudVolume < handle
     function s = json_value(name, v)
       if ischar(v) && (isempty(v) || size(v, 1) == 1)
         s = ['"', CloudVolume.json_escape(v), '"'];
+      elseif isstruct(v) && isscalar(v)
+        s = jsonencode(v);   % an object: e.g. the BOSS's secrets {protocol, host, token}
       elseif isempty(v) && (isnumeric(v) || iscell(v))
         s = 'null';
       elseif islogical(v) && isscalar(v)
@@ -1246,7 +1328,7 @@ classdef CloudVolume < handle
         end
       else
         error('cloudvolume:invalidArgument', ...
-              'option ''%s'' must be a logical, a real scalar, text or []; got a %s of size %s', name, class(v), ...
+              'option ''%s'' must be a logical, a real scalar, text, a struct or []; got a %s of size %s', name, class(v), ...
               mat2str(size(v)));
       end
     end
@@ -1259,6 +1341,11 @@ classdef CloudVolume < handle
         i = ctrl(k);
         s = [s(1:i - 1), sprintf('\\u%04x', double(s(i))), s(i + 1:end)];
       end
+    end
+
+    % Services keep no info file (dvid://, boss://): 'info' goes to the library's create.
+    function tf = is_service(cloudpath)
+      tf = any(strncmpi(cloudpath, {'dvid://', 'boss://'}, 7));
     end
 
     function s = text_arg(s, what)

@@ -66,7 +66,12 @@ if isempty(lib)
   if isempty(lib)
     lib = candidates{1};
     fprintf('build_cloudvolume: %s not found; running cargo build --release --lib\n', lib);
-    status = system(sprintf('cd "%s" && cargo build --release --lib', repo));
+    % The crate's default feature (the CLI's HDF5 output) needs the system libhdf5 to build.
+    features = '';
+    if system('pkg-config --exists hdf5') ~= 0
+        features = ' --no-default-features';
+    end
+    status = system(sprintf('cd "%s" && cargo build --release --lib%s', repo, features));
     if status ~= 0 || ~exist(lib, 'file')
       error('cloudvolume:notBuilt', ['build_cloudvolume: could not build %s (install Rust from ' ...
             'https://rustup.rs and run `cargo build --release` in %s)'], lib, repo);

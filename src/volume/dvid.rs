@@ -176,8 +176,14 @@ impl DvidScale {
         format!("{}/raw/0_1_2/{}/{}{query}", self.client.path.node_url(), joined(b.shape()), joined(b.lo))
     }
 
-    /// Block-aligned tiles of about [`TILE_BYTES`] covering `region`, clipped to it.
+    /// Block-aligned tiles of about [`TILE_BYTES`] covering `region`, clipped to it, for reads.
     fn tiles(&self, region: &Bbox) -> Vec<Bbox> {
+        self.tiles_for(region, true)
+    }
+
+    /// As [`DvidScale::tiles`]; `read` splits a label tile of exactly one aligned block (see
+    /// below), which a write must not do (DVID takes only aligned label writes).
+    fn tiles_for(&self, region: &Bbox, read: bool) -> Vec<Bbox> {
         let bs = self.meta.block_size;
         let per_voxel = self.item() * self.meta.channels;
         let mut t = bs;
@@ -202,7 +208,7 @@ impl DvidScale {
                         // block, and a 400 when it was never written; two halves take the
                         // general path (unwritten voxels read 0).
                         let one_block = c.shape() == bs && (0..3).all(|d| c.lo[d].rem_euclid(bs[d]) == 0);
-                        if self.meta.labels && one_block && bs[2] > 1 {
+                        if read && self.meta.labels && one_block && bs[2] > 1 {
                             let mid = c.lo[2] + bs[2] / 2;
                             out.push(Bbox::new(c.lo, [c.hi[0], c.hi[1], mid]));
                             out.push(Bbox::new([c.lo[0], c.lo[1], mid], c.hi));
@@ -278,7 +284,7 @@ impl DvidScale {
     /// Post `data` (planar `[x, y, z, c]` of `region`) as block-aligned tiles.
     fn post(&self, region: &Bbox, data: &[u8]) -> Result<()> {
         let (item, ch) = (self.item(), self.meta.channels);
-        let tiles = self.tiles(region);
+        let tiles = self.tiles_for(region, false);
         self.engine.run(&tiles, |_, tile| {
             let n = tile.voxels().unwrap_or(0) as usize;
             let mut planar = vec![0u8; n * item * ch];
@@ -448,7 +454,8 @@ pub(super) fn create(url: &str, info_json: &str, opts: Options) -> Result<Volume
     let halvings = info.scales.windows(2).all(|w| (0..3).all(|d| w[1].resolution[d] == 2.0 * w[0].resolution[d]));
     if info.scales.len() > 1 && !(typename == "labelmap" && halvings) {
         return Err(Error::unsupported(format!(
-            "{url}: a new DVID {typename} instance has one scale (a labelmap also has downres levels, each twice              the previous resolution on every axis); the info has {} scales",
+            "{url}: a new DVID {typename} instance has one scale (a labelmap also has downres levels, each twice \
+             the previous resolution on every axis); the info has {} scales",
             info.scales.len()
         )));
     }

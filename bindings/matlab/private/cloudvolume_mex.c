@@ -70,6 +70,10 @@
  *   segment_color  ids (numeric)           -> numel(ids) x 3 uint8
  *   overlay_rgb    grey (w x h uint8), seg (w x h uint64), alpha, outline -> w x h x 3 uint8
  *   overlay_png    (the same arguments)   -> uint8 column (an RGB PNG file)
+ *
+ * Services (src/ffi/services.rs):
+ *   dvid_create_repo server, alias, description, options_json or []
+ *                                         -> char (the new repo's root UUID)
  */
 #include <limits.h>
 #include <math.h>
@@ -1167,6 +1171,24 @@ static void cmd_overlay_png(int nlhs, mxArray *plhs[], int nrhs, const mxArray *
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* Services (src/ffi/services.rs). */
+
+/* ('dvid_create_repo', server, alias, description, options_json or []) -> char: the root UUID
+ * of a new repo (cv_dvid_create_repo; alias and description may be ''). */
+static void cmd_dvid_create_repo(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    char *server, *alias, *desc, *opts, *uuid = NULL;
+    (void)nlhs;
+    need(nrhs, 4, "cloudvolume_mex('dvid_create_repo', server, alias, description, options_json)");
+    server = get_string(prhs[0], "the server");
+    alias = get_string(prhs[1], "the alias");
+    desc = get_string(prhs[2], "the description");
+    opts = get_opt_string(prhs[3], "the options");
+    check(cv_dvid_create_repo(server, alias, desc, opts, &uuid));
+    plhs[0] = mxCreateString(uuid);
+    cv_string_free(uuid);
+}
+
+/* ---------------------------------------------------------------------------------------- */
 
 typedef void (*command_fn)(int, mxArray *[], int, const mxArray *[]);
 
@@ -1198,6 +1220,7 @@ static const struct {
     {"segment_color", cmd_segment_color},
     {"overlay_rgb", cmd_overlay_rgb},
     {"overlay_png", cmd_overlay_png},
+    {"dvid_create_repo", cmd_dvid_create_repo},
 };
 
 void mexFunction(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {

@@ -12,6 +12,12 @@ function nfail = run_tests(varargin)
 %   are read from $CV_REFERENCE_DIR, else <repo>/target/reference. Without them the
 %   reference cases are skipped, unless CV_REQUIRE_REFERENCE=1 (then they fail).
 %   Writes go to a temporary folder, removed at the end.
+%
+%   The service cases talk to the loopback doubles scripts/test_octave.sh starts:
+%   CV_DVID_SERVER (127.0.0.1:PORT of tests/servers/dvid.py), CV_BOSS_URL_BASE
+%   (boss://http://127.0.0.1:PORT/col/exp of tests/servers/boss.py), CV_BOSS_TOKEN and
+%   CV_BOSS_INTERN_DIR (what tests/reference/boss_intern.py setup wrote: intern's cutouts and
+%   manifest.json). Unset, they are skipped, unless CV_REQUIRE_REFERENCE=1.
 
 here = fileparts(mfilename('fullpath'));
 repo = fileparts(fileparts(fileparts(here)));
@@ -85,6 +91,31 @@ elseif strcmp(getenv('CV_REQUIRE_REFERENCE'), '1')
   cases(end + 1, :) = {'imagery', @(c) error('test:fail', 'no %s or graphene/ws (run scripts/test.sh)', imagery)};
 else
   fprintf('skip imagery: no %s\n', imagery);
+end
+
+% Services: DVID and the BOSS, through the doubles (scripts/test_octave.sh starts them).
+ctx.dvid = getenv('CV_DVID_SERVER');
+if ~isempty(ctx.dvid)
+  cases(end + 1, :) = {'dvid: repo, uint16 instance, aligned write, aligned and unaligned reads', @t_dvid_image};
+  cases(end + 1, :) = {'dvid: uint64 labelmap, label operations, unaligned write refused', @t_dvid_labelmap};
+  cases(end + 1, :) = {'dvid: rgba8 instance, ChannelFirst download (pydvid''s cxyz)', @t_dvid_rgba};
+  cases(end + 1, :) = {'dvid: unknown node and instance, names taken, bad arguments', @t_dvid_errors};
+elseif strcmp(getenv('CV_REQUIRE_REFERENCE'), '1')
+  cases(end + 1, :) = {'dvid', @(c) error('test:fail', 'CV_DVID_SERVER is not set (scripts/test_octave.sh sets it)')};
+else
+  fprintf('skip dvid: CV_DVID_SERVER is not set (scripts/test_octave.sh starts the DVID double)\n');
+end
+ctx.boss = getenv('CV_BOSS_URL_BASE');
+ctx.boss_token = getenv('CV_BOSS_TOKEN');
+ctx.boss_dir = getenv('CV_BOSS_INTERN_DIR');
+if ~isempty(ctx.boss) && ~isempty(ctx.boss_token) && ~isempty(ctx.boss_dir)
+  cases(end + 1, :) = {'boss: every channel equals intern''s cutouts', @t_boss_intern};
+  cases(end + 1, :) = {'boss: credentials, wrong token, unknown channel', @t_boss_errors};
+elseif strcmp(getenv('CV_REQUIRE_REFERENCE'), '1')
+  cases(end + 1, :) = {'boss', @(c) error('test:fail', ['CV_BOSS_URL_BASE, CV_BOSS_TOKEN or CV_BOSS_INTERN_DIR ' ...
+                       'is not set (scripts/test_octave.sh sets them)'])};
+else
+  fprintf('skip boss: CV_BOSS_URL_BASE is not set (scripts/test_octave.sh starts the BOSS double)\n');
 end
 
 only = '';
@@ -684,8 +715,8 @@ expect_error(@() v(0:15, 0:15, 0:7), 'cloudvolume:decode', '0-16_0-16_0-8');
 delete(v);
 % io: nothing listens on port 9 (one attempt, short timeout).
 expect_error(@() CloudVolume('http://127.0.0.1:9/layer', 'max_attempts', 1, 'timeout', 2), 'cloudvolume:io', '127.0.0.1');
-% unsupported: another service's path.
-expect_error(@() CloudVolume('boss://https://example.org/coll/exp/chan'), 'cloudvolume:unsupported');
+% unsupported: a service the library does not read yet (OCP; DVID and the BOSS have cases below).
+expect_error(@() CloudVolume('ocp://https://example.org/coll/exp/chan'), 'cloudvolume:unsupported', 'ocp://');
 % invalidArgument from the library: an unknown option, a bad value.
 expect_error(@() CloudVolume(ctx.sample, 'no_such_option', 1), 'cloudvolume:invalidArgument', 'no_such_option');
 expect_error(@() CloudVolume(ctx.sample, 'parallel', 0), 'cloudvolume:invalidArgument', 'parallel');
@@ -1520,4 +1551,282 @@ expect_error(@() CloudVolume.splitSegmentation(uint64([1 2]), 'IncludeNullRoot',
 w = CloudVolume(seg.cloudpath);
 delete(w);
 expect_error(@() CloudVolume.imageAndSegmentationCutout(img, w, base), 'cloudvolume:invalidHandle', 'deleted');
+end
+
+% =========================================================================================
+% Services: DVID data instances (tests/servers/dvid.py) and BOSS channels (tests/servers/boss.py
+% with intern's cutouts), as tests/dvid.rs and tests/boss.rs drive them.
+
+% A new repo on the DVID double, and the URL of instance `name` in it.
+function [url, uuid] = dvid_instance(ctx, name)
+uuid = CloudVolume.dvidCreateRepo(ctx.dvid, 'Alias', ['octave-', name], 'Description', 'MATLAB binding tests');
+url = sprintf('dvid://%s/%s/%s', ctx.dvid, uuid, name);
+end
+
+% The box lo .. hi (inclusive) of data A written at wlo: A's voxels where they meet, 0 elsewhere.
+function E = expected_box(A, wlo, lo, hi)
+sz = size(A);
+sz(end + 1:4) = 1;
+E = zeros([hi - lo + 1, sz(4)], class(A));
+whi = wlo + sz(1:3) - 1;
+a = max(lo, wlo);
+b = min(hi, whi);
+if all(b >= a)
+  E(a(1) - lo(1) + 1:b(1) - lo(1) + 1, a(2) - lo(2) + 1:b(2) - lo(2) + 1, a(3) - lo(3) + 1:b(3) - lo(3) + 1, :) = ...
+    A(a(1) - wlo(1) + 1:b(1) - wlo(1) + 1, a(2) - wlo(2) + 1:b(2) - wlo(2) + 1, a(3) - wlo(3) + 1:b(3) - wlo(3) + 1, :);
+end
+end
+
+function t_dvid_image(ctx)
+[url, uuid] = dvid_instance(ctx, 'grey16');
+check(ischar(uuid) && numel(uuid) == 32 && all(ismember(uuid, '0123456789abcdef')), 'the repo UUID: %s', uuid);
+other = CloudVolume.dvidCreateRepo(ctx.dvid);            % alias and description default to ''
+check(numel(other) == 32 && ~strcmp(other, uuid), 'a second repo: %s', other);
+% A uint16 uint16blk instance: block size = the chunk size, voxel size = the resolution.
+info = CloudVolume.create_new_info(1, 'image', 'uint16', 'raw', [4 4 40], [0 0 0], [1 1 1], [32 32 32]);
+v = CloudVolume(url, 'info', info, 'bounded', false);
+cleanup = onCleanup(@() delete(v));
+check(strcmp(v.data_type, 'uint16') && strcmp(v.matlab_class, 'uint16') && v.num_channels == 1, ...
+      'the instance: %s, %d channel(s)', v.data_type, v.num_channels);
+check(isequal(v.chunk_size, [32 32 32]) && isequal(v.resolution, [4 4 40]), 'chunk %s, resolution %s', ...
+      mat2str(v.chunk_size), mat2str(v.resolution));
+check(strcmp(v.layer_type, 'image'), 'layer type %s', v.layer_type);
+% An aligned write (two blocks by two by one), read back from a fresh handle: its bounds are
+% the extents written.
+wlo = [32 64 0];
+A = test_values('uint16', [64 64 32], 11);
+v.write(wlo, A);
+f = CloudVolume(url, 'bounded', false);
+fcl = onCleanup(@() delete(f));
+check(isequal(f.bounds, [32 64 0; 95 127 31]), 'the extents: %s', mat2str(f.bounds));
+for h = {v, f}
+  check_same(h{1}.cutout([32 64 0], [95 127 31]), A, 'the aligned box');
+  check_same(h{1}.cutout([64 96 0], [95 127 31]), A(33:64, 33:64, :), 'one aligned block');
+  % Unaligned boxes: inside, across the edges (zeros outside: bounded=false), outside.
+  for b = {[33 65 1; 94 126 30], [20 60 0; 69 99 19], [90 120 28; 139 149 59], [0 0 40; 9 9 41]}
+    lo = b{1}(1, :);
+    hi = b{1}(2, :);
+    check_same(h{1}.cutout(lo, hi), expected_box(A, wlo, lo, hi), sprintf('the box %s', mat2str(b{1})));
+  end
+end
+check_same(f(40:80, 70:100, 3:29), A(9:49, 7:37, 4:30), 'indexing');
+check(all(all(all(f.cutout([200 0 0], [263 63 31]) == 0))), 'unwritten voxels read 0');
+% bounded (the default): the extents are the bounds.
+b = CloudVolume(url);
+bcl = onCleanup(@() delete(b));
+check_same(b.cutout([33 65 1], [94 126 30]), A(2:63, 2:63, 2:31), 'bounded, inside');
+expect_error(@() b.cutout([20 60 0], [69 99 19]), 'cloudvolume:outOfBounds');
+% An unaligned write is refused, naming the block size, and changes nothing.
+err = expect_error(@() v.write([40 70 5], ones(20, 20, 10, 'uint16')), 'cloudvolume:invalidArgument', '32x32x32');
+check(~isempty(strfind(err.message, 'non_aligned_writes')), 'the message names the option: %s', err.message);
+check_same(f.cutout([32 64 0], [95 127 31]), A, 'after the refused write');
+% With non_aligned_writes the blocks around are read, painted and written back.
+na = CloudVolume(url, 'non_aligned_writes', true, 'bounded', false);
+ncl = onCleanup(@() delete(na));
+P = test_values('uint16', [20 20 10], 12);
+na.write([40 70 5], P);
+W = A;
+W(9:28, 7:26, 6:15) = P;
+check_same(na.cutout([32 64 0], [95 127 31]), W, 'the non-aligned write');
+% A uuid prefix names the same node.
+s = CloudVolume(sprintf('dvid://%s/%s/grey16', ctx.dvid, uuid(1:8)), 'bounded', false);
+scl = onCleanup(@() delete(s));
+check_same(s.cutout([32 64 0], [95 127 31]), W, 'through a uuid prefix');
+end
+
+function t_dvid_labelmap(ctx)
+url = dvid_instance(ctx, 'labels');
+% uint64 segmentation: a labelmap with 64^3 blocks (a multiple of 16, as labelmap needs).
+info = CloudVolume.create_new_info(1, 'segmentation', 'uint64', 'raw', [8 8 8], [0 0 0], [1 1 1], [64 64 64]);
+v = CloudVolume(url, 'info', info, 'bounded', false);
+cleanup = onCleanup(@() delete(v));
+check(strcmp(v.data_type, 'uint64') && strcmp(v.layer_type, 'segmentation') && isequal(v.chunk_size, [64 64 64]), ...
+      'the instance: %s %s %s', v.data_type, v.layer_type, mat2str(v.chunk_size));
+[x, y, z] = ndgrid(0:127, 0:63, 0:63);
+k = floor(x / 7) + 3 * floor(y / 5) + 11 * floor(z / 4);
+L = uint64(2)^40 + uint64(mod(k, 9));                    % beyond 2^32 (LZ4 bodies both ways)
+L(mod(k, 9) == 0) = 0;
+v.write([0 0 0], L);
+f = CloudVolume(url, 'bounded', false);
+fcl = onCleanup(@() delete(f));
+check(isequal(f.bounds, [0 0 0; 127 63 63]), 'the extents: %s', mat2str(f.bounds));
+check_same(f.cutout([0 0 0], [127 63 63]), L, 'the aligned box');
+for b = {[3 5 7; 60 58 49], [100 40 50; 150 80 70], [-10 -10 0; 5 5 3]}
+  lo = b{1}(1, :);
+  hi = b{1}(2, :);
+  check_same(f.cutout(lo, hi), expected_box(L, [0 0 0], lo, hi), sprintf('the box %s', mat2str(b{1})));
+end
+% Label operations over DVID.
+lo = [3 5 7];
+hi = [60 58 49];
+C = f.cutout(lo, hi);
+[labels, counts] = f.unique(lo, hi);
+check(isequal(labels, unique(C(:))) && numel(labels) >= 5, 'unique: %d labels', numel(labels));
+check(isequal(counts, uint64(arrayfun(@(l) sum(C(:) == l), labels))), 'unique counts');
+M = f.labelMask(lo, hi, labels(end));
+check(islogical(M) && isequal(M, C == labels(end)), 'labelMask');
+[R, back] = f.renumber(lo, hi);
+check(isequal(back(double(R) + 1), C), 'renumber');
+% An unaligned write is refused, naming the block size.
+err = expect_error(@() v.write([10 20 30], L(1:40, 1:40, 1:10)), 'cloudvolume:invalidArgument', '64x64x64');
+check(~isempty(strfind(err.message, 'non_aligned_writes')), 'the message names the option: %s', err.message);
+check_same(f.cutout([0 0 0], [127 63 63]), L, 'after the refused write');
+end
+
+function t_dvid_rgba(ctx)
+url = dvid_instance(ctx, 'rgba');
+% 4-channel uint8: an rgba8blk instance.
+info = CloudVolume.create_new_info(4, 'image', 'uint8', 'raw', [4 4 40], [0 0 0], [1 1 1], [32 32 32]);
+v = CloudVolume(url, 'info', info, 'bounded', false);
+cleanup = onCleanup(@() delete(v));
+check(v.num_channels == 4 && strcmp(v.data_type, 'uint8'), 'the instance: %s, %d channel(s)', v.data_type, ...
+      v.num_channels);
+A = test_values('uint8', [64 32 32 4], 21);
+v.write([0 32 0], A);
+f = CloudVolume(url, 'bounded', false);
+fcl = onCleanup(@() delete(f));
+check(isequal(f.shape, [64 32 32 4]), 'the shape: %s', mat2str(f.shape));
+check_same(f.cutout([0 32 0], [63 63 31]), A, 'x-y-z-channel');
+% Channel first: [c x y z], pydvid's cxyz (c fastest in memory, then x, y, z).
+B = f.download([0 32 0], [63 63 31], 'ChannelFirst', true);
+check(isa(B, 'uint8') && isequal(size(B), [4 64 32 32]), 'ChannelFirst: %s %s', class(B), mat2str(size(B)));
+check_same(B, permute(A, [4 1 2 3]), 'ChannelFirst');
+for p = [1 1 1; 64 32 32; 17 5 30; 40 29 2].'
+  check(isequal(B(:, p(1), p(2), p(3)), reshape(A(p(1), p(2), p(3), :), 4, 1)), 'voxel %s', mat2str(p.'));
+end
+% In memory: voxel after voxel, each one's 4 channels together (DVID's packed rgba8 voxels).
+n = 64 * 32 * 32;
+check(isequal(B(1:4), reshape(A(1, 1, 1, :), 1, 4)) && isequal(B(5:8), reshape(A(2, 1, 1, :), 1, 4)) && ...
+      isequal(B(4 * n - 3:4 * n), reshape(A(64, 32, 32, :), 1, 4)), 'channel-first memory order');
+% An unaligned box across the edge, and the option's spellings and default.
+lo = [50 20 10];
+hi = [79 40 35];
+B2 = f.download(lo, hi, 'channel_first', 1);
+check_same(B2, permute(expected_box(A, [0 32 0], lo, hi), [4 1 2 3]), 'ChannelFirst, unaligned');
+check_same(f.download(lo, hi, 'ChannelFirst', false), f.cutout(lo, hi), 'ChannelFirst false');
+check_same(f.download(lo, hi, 'mip', 0, 'channelfirst', true), B2, 'the option''s spelling');
+ia = 'cloudvolume:invalidArgument';
+expect_error(@() f.download(lo, hi, 'ChannelFirst', 'yes'), ia, 'ChannelFirst');
+expect_error(@() f.download(lo, hi, 'ChannelFirst'), ia, 'pairs');
+% One channel: still [1 x y z]; the label mask too (a uint64 labelmap).
+one = CloudVolume.create_new_info(1, 'segmentation', 'uint64', 'raw', [4 4 40], [0 0 0], [1 1 1], [32 32 32]);
+lurl = dvid_instance(ctx, 'seg1');
+s = CloudVolume(lurl, 'info', one, 'bounded', false);
+scl = onCleanup(@() delete(s));
+% (Two blocks: a write of exactly one label block is split by the library into two halves,
+% which DVID refuses as unaligned.)
+S = uint64(test_values('uint16', [64 32 32], 22));
+s.write([0 0 0], S);
+S1 = s.download([0 0 0], [63 31 31], 'ChannelFirst', true);
+check(isequal(size(S1), [1 64 32 32]) && isequal(reshape(S1, 64, 32, 32), S), 'one channel first: %s', ...
+      mat2str(size(S1)));
+M1 = s.download([0 0 0], [63 31 31], 'label', S(1), 'ChannelFirst', true);
+check(islogical(M1) && isequal(size(M1), [1 64 32 32]) && isequal(reshape(M1, 64, 32, 32), S == S(1)), ...
+      'a channel-first label mask');
+end
+
+function t_dvid_errors(ctx)
+[url, uuid] = dvid_instance(ctx, 'img');
+info = CloudVolume.create_new_info(1, 'image', 'uint8', 'raw', [8 8 8], [0 0 0], [1 1 1], [32 32 32]);
+v = CloudVolume(url, 'info', info);
+delete(v);
+% An unknown instance and node: the binding's not-found error, naming them.
+expect_error(@() CloudVolume(sprintf('dvid://%s/%s/nosuch', ctx.dvid, uuid)), 'cloudvolume:notFound', 'nosuch');
+expect_error(@() CloudVolume(sprintf('dvid://%s/ffff/img', ctx.dvid)), 'cloudvolume:notFound', 'ffff');
+% A name taken; a type DVID has none of (float64); a bad URL.
+expect_error(@() CloudVolume(url, 'info', info), 'cloudvolume:invalidArgument', 'already exists');
+f64 = CloudVolume.create_new_info(1, 'image', 'float64', 'raw', [8 8 8], [0 0 0], [1 1 1], [32 32 32]);
+expect_error(@() CloudVolume(sprintf('dvid://%s/%s/f64', ctx.dvid, uuid), 'info', f64), 'cloudvolume:unsupported');
+expect_error(@() CloudVolume(sprintf('dvid://%s/not-hex/img', ctx.dvid)), 'cloudvolume:invalidArgument');
+% dvidCreateRepo's arguments.
+ia = 'cloudvolume:invalidArgument';
+expect_error(@() CloudVolume.dvidCreateRepo(), ia, 'usage');
+expect_error(@() CloudVolume.dvidCreateRepo(ctx.dvid, 'Alias'), ia, 'pairs');
+expect_error(@() CloudVolume.dvidCreateRepo(ctx.dvid, 'Alias', 3), ia, 'Alias');
+expect_error(@() CloudVolume.dvidCreateRepo(42), ia, 'server');
+expect_error(@() CloudVolume.dvidCreateRepo(ctx.dvid, 'colour', 'red'), ia, 'colour');   % the library's
+u = CloudVolume.dvidCreateRepo(['dvid://', ctx.dvid], 'Description', 'through dvid://', 'timeout', 30);
+check(numel(u) == 32, 'a repo through dvid://: %s', u);
+end
+
+% The BOSS: its host from CV_BOSS_URL_BASE (boss://http://HOST/col/exp).
+function [secrets, host] = boss_secrets(ctx, token)
+t = regexp(ctx.boss, '^boss://(https?)://([^/]+)/', 'tokens', 'once');
+check(numel(t) == 2, 'CV_BOSS_URL_BASE is not boss://http(s)://HOST/...: %s', ctx.boss);
+host = t{2};
+secrets = struct('protocol', t{1}, 'host', host, 'token', token);
+end
+
+function t_boss_intern(ctx)
+m = jsondecode(fileread(fullfile(ctx.boss_dir, 'manifest.json')));
+cs = as_cell(m.cases);
+check(numel(cs) == 12, '%d intern cases', numel(cs));
+secrets = boss_secrets(ctx, ctx.boss_token);
+want_class = struct('img8', 'uint8', 'img16', 'uint16', 'ann64', 'uint64');
+names = fieldnames(want_class);
+hs = containers.Map();                               % a handle: the cleanup sees every entry
+cleanup = onCleanup(@() delete_all(hs));
+for k = 1:numel(names)
+  hs(names{k}) = CloudVolume([ctx.boss, '/', names{k}], 'secrets', secrets, 'bounded', false);
+  handles.(names{k}) = hs(names{k});
+end
+n = 0;
+for i = 1:numel(cs)
+  c = cs{i};
+  ch = c.channel;
+  check(isfield(handles, ch), 'the manifest names channel %s', ch);
+  v = handles.(ch);
+  cls = dtype_class(c.dtype);
+  check(strcmp(v.matlab_class, cls) && strcmp(cls, want_class.(ch)), '%s: class %s, manifest %s', ch, ...
+        v.matlab_class, c.dtype);
+  lo = reshape(c.lo, 1, 3);
+  hi = reshape(c.hi, 1, 3);                           % half-open, as intern's ranges
+  A = v.cutout(lo, hi - 1, 'mip', c.res);
+  want = reshape(typecast(read_file_bytes(fullfile(ctx.boss_dir, c.file)), cls), hi - lo);
+  check_same(A, want, sprintf('%s res %d %s-%s', ch, c.res, mat2str(lo), mat2str(hi)));
+  check(any(A(:) ~= 0), '%s case %d: all zero', ch, i);
+  n = n + 1;
+end
+check(n == 12, '%d cases', n);
+% The info: three levels, the frame as bounds, the annotation channel a segmentation.
+a = handles.ann64;
+check(a.num_mips == 3 && isequal(a.bounds, [100 0 0; 1123 1023 63]), 'ann64: %d mips, bounds %s', a.num_mips, ...
+      mat2str(a.bounds));
+check(strcmp(a.layer_type, 'segmentation') && strcmp(handles.img8.layer_type, 'image'), 'layer types');
+a.mip = 1;
+check(isequal(a.resolution, [8 8 40]), 'mip 1 resolution %s', mat2str(a.resolution));
+a.mip = 0;
+% Label operations over the annotation channel: unique of the first case's box.
+c = cs{find(cellfun(@(c) strcmp(c.channel, 'ann64') && c.res == 0, cs), 1)};
+C = a.cutout(reshape(c.lo, 1, 3), reshape(c.hi, 1, 3) - 1);
+labels = a.unique(reshape(c.lo, 1, 3), reshape(c.hi, 1, 3) - 1);
+check(isequal(labels, unique(C(:))) && all(labels > uint64(2)^50), 'ann64 unique: %d labels', numel(labels));
+% The token alone (the URL names the server): the same voxels.
+t = CloudVolume([ctx.boss, '/', cs{1}.channel], 'secrets', ctx.boss_token, 'bounded', false);
+tcl = onCleanup(@() delete(t));
+lo = reshape(cs{1}.lo, 1, 3);
+hi = reshape(cs{1}.hi, 1, 3);
+check_same(t.cutout(lo, hi - 1, 'mip', cs{1}.res), ...
+           reshape(typecast(read_file_bytes(fullfile(ctx.boss_dir, cs{1}.file)), dtype_class(cs{1}.dtype)), hi - lo), ...
+           'with the token as secrets');
+end
+
+function t_boss_errors(ctx)
+[secrets, host] = boss_secrets(ctx, ctx.boss_token);
+url = [ctx.boss, '/img8'];
+% A wrong token: the binding's auth error, naming the host, never the token.
+bad = boss_secrets(ctx, 'not-the-token');
+err = expect_error(@() CloudVolume(url, 'secrets', bad), 'cloudvolume:auth');
+check(~isempty(strfind(err.message, host)) && isempty(strfind(err.message, 'not-the-token')), ...
+      'the auth message: %s', err.message);
+err = expect_error(@() CloudVolume(url, 'secrets', 'not-the-token'), 'cloudvolume:auth');
+check(isempty(strfind(err.message, 'not-the-token')), 'the auth message shows the token: %s', err.message);
+% Bounded: outside the frame is refused; an unknown channel is not found; no creating.
+v = CloudVolume(url, 'secrets', secrets);
+cleanup = onCleanup(@() delete(v));
+expect_error(@() v.cutout([0 0 0], [99 19 1]), 'cloudvolume:outOfBounds');
+expect_error(@() CloudVolume([ctx.boss, '/nope'], 'secrets', secrets), 'cloudvolume:notFound', 'nope');
+info = CloudVolume.create_new_info(1, 'image', 'uint8', 'raw', [4 4 40], [0 0 0], [64 64 64], [64 64 64]);
+expect_error(@() CloudVolume([ctx.boss, '/new'], 'secrets', secrets, 'info', info), 'cloudvolume:unsupported');
+expect_error(@() CloudVolume(url, 'secrets', struct('token', {1, 2})), 'cloudvolume:invalidArgument', 'secrets');
 end

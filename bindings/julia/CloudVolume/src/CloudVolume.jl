@@ -7,12 +7,15 @@ Julia through libcloudvolume's C ABI, with the API of seung-lab's CloudVolume.jl
 `flush`, `upload_from_shared_memory`, `info`, `provenance`; and cloud-volume's label operations
 `unique`, `download(vol, bbox; label, renumber)`, `label_mask`, `download_point`, `renumber`,
 `download_files` (graphene:// too); ImageryClient's aligned `image_and_segmentation_cutout`
-(with `aligned_grid`), `segment_color`, and the overlay pictures `overlay_rgb`, `overlay_png`.
+(with `aligned_grid`), `segment_color`, and the overlay pictures `overlay_rgb`, `overlay_png`;
+DVID data instances (`dvid://`, repos made by `dvid_create_repo`, pydvid's channel-first view
+as `download(...; channel_first = true)`) and BOSS channels (`boss://`).
 
 Layers (like HDF5.jl and CodecZstd.jl): `api.jl` finds the library and holds one raw `ccall`
 per C function; `wrapper.jl` and `storage.jl` own handles (finalizer plus idempotent `close`)
 and turn statuses into `CloudVolumeError`s; `imagery.jl` holds the aligned cutouts and
-pictures; `json.jl` reads and writes info files.
+pictures; `services.jl` what services need beyond a volume (DVID repos); `json.jl` reads and
+writes info files.
 
 The library is `ENV["CLOUDVOLUME_LIB"]` if set, else the repository's `target/release` (then
 `target/debug`) build output, else `libcloudvolume` on the system search path; it is loaded on
@@ -25,7 +28,8 @@ using Libdl
 export CloudVolumeWrapper, StorageWrapper, CloudVolumeError,
        offset, scale, chunks, resolution, exists, flush, upload_from_shared_memory,
        info, provenance, label_mask, download_point, renumber, download_files,
-       image_and_segmentation_cutout, aligned_grid, segment_color, overlay_rgb, overlay_png
+       image_and_segmentation_cutout, aligned_grid, segment_color, overlay_rgb, overlay_png,
+       dvid_create_repo
 
 include("json.jl")
 using .JSON: parse_json, write_json
@@ -34,5 +38,6 @@ include("api.jl")
 include("wrapper.jl")
 include("storage.jl")
 include("imagery.jl")
+include("services.jl")
 
 end # module CloudVolume

@@ -342,6 +342,12 @@ cv_overlay_png(grey, seg, width, height, alpha, outline, png, png_len) =
           (Ptr{UInt8}, Ptr{UInt64}, Csize_t, Csize_t, Cfloat, UInt32, Ptr{Ptr{UInt8}}, Ptr{Csize_t}),
           grey, seg, width, height, alpha, outline, png, png_len)
 
+# Services (src/ffi/services.rs).
+
+cv_dvid_create_repo(server, alias, description, options_json, uuid) =
+    ccall(fptr(:cv_dvid_create_repo), Cint, (Cstring, Cstring, Cstring, Ptr{UInt8}, Ptr{Ptr{UInt8}}),
+          server, alias, description, options_json, uuid)
+
 # ---------------------------------------------------------------------------------------------
 # Status checking (LibGit2's `@check`): the message is taken at once, on the same thread, before
 # any other call can replace it.

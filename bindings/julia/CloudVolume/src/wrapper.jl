@@ -17,8 +17,10 @@
     CloudVolumeWrapper(f, storage_string; kwargs...)   # do-block: closed when `f` returns
 
 Open the Precomputed layer at `storage_string` (`file://...` or a path, `http(s)://...`,
-`gs://bucket/...`, `s3://bucket/...`, optionally behind `precomputed://`). The keywords and
-their defaults are CloudVolume.jl's. What each does here:
+`gs://bucket/...`, `s3://bucket/...`, optionally behind `precomputed://`), a graphene layer
+(`graphene://https://...`), a DVID data instance (`dvid://host:port/uuid/name`) or a BOSS
+channel (`boss://collection/experiment/channel`, or `boss://http(s)://host/...`). The keywords
+and their defaults are CloudVolume.jl's. What each does here:
 
 - `mip`: the scale that indexing, `size`, `offset`, `chunks` and `resolution` use.
 - `bounded`: `true` refuses boxes leaving the volume (`CV_ERR_OUT_OF_BOUNDS`); `false` fills
@@ -35,12 +37,16 @@ their defaults are CloudVolume.jl's. What each does here:
 - `info`: a Dict: create the layer with this info when it has none (the info file is written
   at once, since this package has no `commit_info`); when the layer exists, its stored info
   must equal `info`, else an error is thrown (silently using a different info than the stored
-  one would read and write the wrong chunks).
+  one would read and write the wrong chunks). On `dvid://` (a service keeps no info file) it
+  creates the data instance (`cv_create`: the DVID type from data type, channels and layer
+  type, block size = chunk size, voxel size = resolution); an existing name is refused.
 - `provenance`: a Dict returned by `provenance(vol)`; it is not written to storage.
 - `use_https`: read `gs://` and `s3://` through their public HTTPS endpoints, unsigned.
 - `agglomerate`, `timestamp` (unix seconds), `stop_layer`: cloud-volume's graphene://
   keywords (map supervoxels to roots, as of a time, or to ancestors at a layer); `secrets`: the
-  CAVE token (else cave-secret.json is read). Passed to the library only when given.
+  CAVE token (else cave-secret.json is read), DVID's Bearer token, or the BOSS's credentials
+  (the token, or `Dict("protocol" => ..., "host" => ..., "token" => ...)`). Passed to the
+  library only when given.
 - Accepted and ignored: `cdn_cache` (no Cache-Control header is set), `progress` (no progress
   bar), `output_to_shared_memory` (reads return an ordinary `Array`: the library decodes into
   Julia memory directly, so there is no shared-memory segment to hand back).
@@ -105,6 +111,9 @@ mutable struct CloudVolumeWrapper
         out = Ref{Ptr{Cvoid}}(C_NULL)
         if info === nothing
             check(cv_open(path, options_json, out))
+        elseif is_service(path)
+            # A service keeps no info file: the library creates the data instance from the info.
+            check(cv_create(path, write_json(info), options_json, out))
         else
             open_or_create!(out, path, info, options_json)
         end
@@ -135,6 +144,9 @@ function CloudVolumeWrapper(f::Function, storage_string::AbstractString; kwargs.
         close(vol)
     end
 end
+
+# Services answer boxes and keep no info file (dvid://, boss://).
+is_service(path::AbstractString) = any(p -> startswith(lowercase(path), p), ("dvid://", "boss://"))
 
 function open_or_create!(out, path, info_dict::AbstractDict, options_json)
     given = write_json(info_dict)
@@ -670,21 +682,34 @@ end
 renumber(x::CloudVolumeWrapper, bbox::BBox; kwargs...) = renumber(x, bbox...; kwargs...)
 
 """
-    download(vol, bbox; mip=vol.mip, label=nothing, renumber=false)
+    download(vol, bbox; mip=vol.mip, label=nothing, renumber=false, channel_first=false)
     download(vol, x0:x1, y0:y1, z0:z1; ...)
 
 cloud-volume's `vol.download(bbox, mip, label=, renumber=)`: the box as `Array{T,4}`
 (x, y, z, channel) at `mip`; with `label=L` (one label or several) the `Array{Bool,4}` mask of
-`label_mask`; with `renumber=true` the `(img, mapping)` of `renumber`.
+`label_mask`; with `renumber=true` the `(img, mapping)` of `renumber`. With
+`channel_first=true` the array is `(channel, x, y, z)` instead (`permutedims(a, (4, 1, 2, 3))`,
+a copy): pydvid's `cxyz` volumes (channel first, Fortran order: a voxel's channels together in
+memory, as DVID packs rgba8 voxels), also for one channel (`(1, x, y, z)`).
 """
 function Base.download(x::CloudVolumeWrapper, rx::AnyRange, ry::AnyRange, rz::AnyRange;
-                       mip::Integer = x.mip, label = nothing, renumber::Bool = false)
+                       mip::Integer = x.mip, label = nothing, renumber::Bool = false,
+                       channel_first::Bool = false)
     label === nothing || !renumber || throw(ArgumentError("download: give label or renumber=true, not both"))
-    label === nothing || return label_mask(x, rx, ry, rz, label; mip = mip)
-    renumber && return CloudVolume.renumber(x, rx, ry, rz; mip = mip)
-    lo, hi = label_box(x, rx, ry, rz, mip)
-    return read_box(x, x.dtype, lo, hi, mip)
+    out = if label !== nothing
+        label_mask(x, rx, ry, rz, label; mip = mip)
+    elseif renumber
+        CloudVolume.renumber(x, rx, ry, rz; mip = mip)
+    else
+        lo, hi = label_box(x, rx, ry, rz, mip)
+        read_box(x, x.dtype, lo, hi, mip)
+    end
+    channel_first || return out
+    return out isa Tuple ? (cxyz(out[1]), out[2]) : cxyz(out)
 end
+
+# (x, y, z, c) -> (c, x, y, z).
+cxyz(a::AbstractArray{T,4}) where {T} = permutedims(a, (4, 1, 2, 3))
 Base.download(x::CloudVolumeWrapper, bbox::BBox; kwargs...) = download(x, bbox...; kwargs...)
 
 """

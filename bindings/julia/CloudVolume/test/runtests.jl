@@ -43,6 +43,30 @@ const REFERENCE = let r = get(ENV, "CV_REFERENCE_DIR", "")
 end
 const IMAGERY = joinpath(REFERENCE, "imagery")
 
+# The service doubles scripts/test_octave.sh starts (and a runner of these tests would start the
+# same way): CV_DVID_SERVER = 127.0.0.1:PORT of tests/servers/dvid.py; CV_BOSS_URL_BASE =
+# boss://http://127.0.0.1:PORT/col/exp of tests/servers/boss.py --token $CV_BOSS_TOKEN, set up by
+# `tests/reference/boss_intern.py setup PORT TOKEN $CV_BOSS_INTERN_DIR` (intern's cutouts and
+# manifest.json). Unset: skipped, unless CV_REQUIRE_SERVICES=1.
+const DVID = get(ENV, "CV_DVID_SERVER", "")
+const BOSS = get(ENV, "CV_BOSS_URL_BASE", "")
+const BOSS_TOKEN = get(ENV, "CV_BOSS_TOKEN", "")
+const BOSS_DIR = get(ENV, "CV_BOSS_INTERN_DIR", "")
+function skip_service(what, var)
+    get(ENV, "CV_REQUIRE_SERVICES", "") == "1" &&
+        error("CV_REQUIRE_SERVICES=1 but $(var) is not set: start the $(what) double (see scripts/test_octave.sh)")
+    @info "SKIP: $(var) is not set (the $(what) double)"
+end
+
+# The box lo:hi (inclusive ranges) of `a` written at `wlo`: a's voxels where they meet, 0 elsewhere.
+function expected_box(a::Array{T,4}, wlo, box) where {T}
+    out = zeros(T, length.(box)..., size(a, 4))
+    src = ntuple(d -> max(first(box[d]), wlo[d]):min(last(box[d]), wlo[d] + size(a, d) - 1), 3)
+    any(isempty, src) && return out
+    out[ntuple(d -> src[d] .- first(box[d]) .+ 1, 3)..., :] = a[ntuple(d -> src[d] .- wlo[d] .+ 1, 3)..., :]
+    return out
+end
+
 # The library's blend (alpha as a Float32, widened; Rust's round: half away from zero).
 blend(g, c, alpha) = map(v -> UInt8(round(Float64(g) * (1 - Float64(Float32(alpha))) +
                                           Float64(v) * Float64(Float32(alpha)), RoundNearestTiesAway)), c)
@@ -224,7 +248,7 @@ end
     expect_error(() -> CloudVolumeWrapper(url("a"); parallel = 0), CV.CV_ERR_INVALID_ARGUMENT)
     expect_error(() -> CloudVolumeWrapper(url("a"); mip = 3), CV.CV_ERR_INVALID_ARGUMENT)
     expect_error(() -> CloudVolumeWrapper(url("a"); compress = "lzma"), CV.CV_ERR_INVALID_ARGUMENT)
-    expect_error(() -> CloudVolumeWrapper("boss://https://example.org/c/e/ch"), CV.CV_ERR_UNSUPPORTED)
+    expect_error(() -> CloudVolumeWrapper("ocp://https://example.org/c/e/ch"), CV.CV_ERR_UNSUPPORTED)   # not read yet
     expect_error(() -> CloudVolumeWrapper("graphene://https://example.org/x"), CV.CV_ERR_INVALID_ARGUMENT)
     @test_throws ArgumentError CloudVolumeWrapper(url("a"); mip = -1)
     # Accepted and ignored keywords.
@@ -642,6 +666,162 @@ end
     finally
         close(ws)
         close(img)
+    end
+    end
+end
+
+@testset "services: DVID (tests/servers/dvid.py)" begin
+    if isempty(DVID)
+        skip_service("DVID", "CV_DVID_SERVER")
+    else
+    uuid = dvid_create_repo(DVID; alias = "julia", description = "Julia binding tests")
+    @test length(uuid) == 32 && all(c -> c in "0123456789abcdef", uuid)
+    other = dvid_create_repo("dvid://" * DVID; alias = "", description = "", timeout = 30)
+    @test length(other) == 32 && other != uuid
+    dvid(name) = "dvid://$(DVID)/$(uuid)/$(name)"
+
+    # A uint16 image instance (uint16blk): block size = the chunk size.
+    info16 = CV.create_new_info(1, "image", "uint16", "raw", [4, 4, 40], [0, 0, 0], [1, 1, 1]; chunk_size = (32, 32, 32))
+    vol = CloudVolumeWrapper(dvid("grey16"); info = info16, bounded = false)
+    @test vol.dtype == UInt16 && vol.channels == 1
+    @test chunks(vol) == [32, 32, 32] && resolution(vol) == [4.0, 4.0, 40.0] && info(vol)["type"] == "image"
+    a = rand(UInt16, 64, 64, 32, 1)
+    vol[32:95, 64:127, 0:31] = a[:, :, :, 1]                 # aligned: 2 x 2 x 1 blocks
+    fresh = CloudVolumeWrapper(dvid("grey16"); bounded = false)
+    @test offset(fresh) == [32, 64, 0] && size(fresh) == (64, 64, 32, 1)   # the extents written
+    for h in (vol, fresh)
+        @test h[32:95, 64:127, 0:31] == a[:, :, :, 1]
+        @test h[64:95, 96:127, 0:31] == a[33:64, 33:64, :, 1]
+        # Unaligned: inside, across the edges (0 outside with bounded=false), outside.
+        for b in ((33:94, 65:126, 1:30), (20:69, 60:99, 0:19), (90:139, 120:149, 28:59), (0:9, 0:9, 40:41))
+            @test download(h, b) == expected_box(a, (32, 64, 0), b)
+        end
+    end
+    @test all(==(0), fresh[200:263, 0:63, 0:31])             # unwritten voxels read 0
+    CloudVolumeWrapper(dvid("grey16")) do bounded            # bounded: the extents are the bounds
+        @test bounded[33:94, 65:126, 1:30] == a[2:63, 2:63, 2:31, 1]
+        expect_error(() -> bounded[20:69, 60:99, 0:19], CV.CV_ERR_OUT_OF_BOUNDS)
+    end
+    # An unaligned write is refused, naming the block size; non_aligned_writes paints it.
+    e = expect_error(() -> (vol[40:59, 70:89, 5:14] = ones(UInt16, 20, 20, 10)), CV.CV_ERR_INVALID_ARGUMENT)
+    @test occursin("32x32x32", e.message) && occursin("non_aligned_writes", e.message)
+    @test fresh[32:95, 64:127, 0:31] == a[:, :, :, 1]
+    p = rand(UInt16, 20, 20, 10)
+    CloudVolumeWrapper(dvid("grey16"); non_aligned_writes = true, bounded = false) do na
+        na[40:59, 70:89, 5:14] = p
+        w = copy(a)
+        w[9:28, 7:26, 6:15, 1] = p
+        @test na[32:95, 64:127, 0:31, :] == w
+    end
+
+    # A uint64 labelmap (64^3 blocks: labelmap needs a multiple of 16), label operations over it.
+    info64 = CV.create_new_info(1, "segmentation", "uint64", "raw", [8, 8, 8], [0, 0, 0], [1, 1, 1]; chunk_size = (64, 64, 64))
+    seg = CloudVolumeWrapper(dvid("labels"); info = info64, bounded = false)
+    @test seg.dtype == UInt64 && info(seg)["type"] == "segmentation"
+    l = Array{UInt64,4}(undef, 128, 64, 64, 1)
+    for z in 0:63, y in 0:63, x in 0:127
+        k = (x ÷ 7 + 3 * (y ÷ 5) + 11 * (z ÷ 4)) % 9
+        l[x+1, y+1, z+1, 1] = k == 0 ? UInt64(0) : (UInt64(1) << 40) + UInt64(k)
+    end
+    seg[0:127, 0:63, 0:63] = l[:, :, :, 1]
+    segf = CloudVolumeWrapper(dvid("labels"); bounded = false)
+    @test offset(segf) == [0, 0, 0] && size(segf) == (128, 64, 64, 1)
+    @test segf[0:127, 0:63, 0:63, :] == l
+    for b in ((3:60, 5:58, 7:49), (100:150, 40:80, 50:70), (-10:5, -10:5, 0:3))
+        @test download(segf, b) == expected_box(l, (0, 0, 0), b)
+    end
+    bbox = (3:60, 5:58, 7:49)
+    cut = segf[bbox...]
+    labels, counts = unique(segf, bbox; counts = true)
+    @test labels == sort(unique(vec(cut))) && counts == [count(==(v), cut) for v in labels] && length(labels) >= 5
+    @test label_mask(segf, bbox, labels[end])[:, :, :, 1] == (cut .== labels[end])
+    e = expect_error(() -> (seg[10:49, 20:59, 30:39] = l[1:40, 1:40, 1:10, 1]), CV.CV_ERR_INVALID_ARGUMENT)
+    @test occursin("64x64x64", e.message) && occursin("non_aligned_writes", e.message)
+
+    # rgba8 (4-channel uint8) and pydvid's channel-first view: (c, x, y, z).
+    info4 = CV.create_new_info(4, "image", "uint8", "raw", [4, 4, 40], [0, 0, 0], [1, 1, 1]; chunk_size = (32, 32, 32))
+    rgba = CloudVolumeWrapper(dvid("rgba"); info = info4, bounded = false)
+    @test rgba.channels == 4 && rgba.dtype == UInt8
+    c4 = rand(UInt8, 64, 32, 32, 4)
+    rgba[0:63, 32:63, 0:31, :] = c4
+    rf = CloudVolumeWrapper(dvid("rgba"); bounded = false)
+    @test size(rf) == (64, 32, 32, 4)
+    cf = download(rf, (0:63, 32:63, 0:31); channel_first = true)
+    @test cf isa Array{UInt8,4} && size(cf) == (4, 64, 32, 32)
+    @test cf == permutedims(c4, (4, 1, 2, 3))
+    @test all(cf[:, x, y, z] == c4[x, y, z, :] for (x, y, z) in ((1, 1, 1), (64, 32, 32), (17, 5, 30)))
+    @test vec(cf)[1:8] == [c4[1, 1, 1, :]; c4[2, 1, 1, :]]   # a voxel's channels together in memory
+    b = (50:79, 20:40, 10:35)
+    @test download(rf, b; channel_first = true) == permutedims(expected_box(c4, (0, 32, 0), b), (4, 1, 2, 3))
+    @test download(rf, b; channel_first = false) == download(rf, b)
+    m1 = download(segf, bbox; label = labels[end], channel_first = true)
+    @test m1 isa Array{Bool,4} && size(m1) == (1, length.(bbox)...) && m1[1, :, :, :] == (cut .== labels[end])
+    r1, mapping = download(segf, bbox; renumber = true, channel_first = true)
+    @test size(r1) == (1, length.(bbox)...) && [mapping[v] for v in cut] == r1[1, :, :, :]
+
+    # Unknown instance and node: not found, named; a name taken; a type DVID has none of.
+    e = expect_error(() -> CloudVolumeWrapper(dvid("nosuch")), CV.CV_ERR_NOT_FOUND)
+    @test occursin("nosuch", e.message)
+    e = expect_error(() -> CloudVolumeWrapper("dvid://$(DVID)/ffff/grey16"), CV.CV_ERR_NOT_FOUND)
+    @test occursin("ffff", e.message)
+    e = expect_error(() -> CloudVolumeWrapper(dvid("grey16"); info = info16), CV.CV_ERR_INVALID_ARGUMENT)
+    @test occursin("already exists", e.message)
+    f64 = CV.create_new_info(1, "image", "float64", "raw", [4, 4, 40], [0, 0, 0], [1, 1, 1]; chunk_size = (32, 32, 32))
+    expect_error(() -> CloudVolumeWrapper(dvid("f64"); info = f64), CV.CV_ERR_UNSUPPORTED)
+    expect_error(() -> dvid_create_repo(DVID; colour = "red"), CV.CV_ERR_INVALID_ARGUMENT)
+    foreach(close, (vol, fresh, seg, segf, rgba, rf))
+    end
+end
+
+@testset "services: BOSS (tests/servers/boss.py, intern's cutouts)" begin
+    if isempty(BOSS) || isempty(BOSS_TOKEN) || isempty(BOSS_DIR)
+        skip_service("BOSS", "CV_BOSS_URL_BASE, CV_BOSS_TOKEN or CV_BOSS_INTERN_DIR")
+    else
+    m = match(r"^boss://(https?)://([^/]+)/", BOSS)
+    @test m !== nothing
+    host = m[2]
+    secrets = Dict{String,Any}("protocol" => m[1], "host" => host, "token" => BOSS_TOKEN)
+    types = Dict("uint8" => UInt8, "uint16" => UInt16, "uint64" => UInt64)
+    manifest = CV.parse_json(read(joinpath(BOSS_DIR, "manifest.json"), String))
+    vols = Dict(ch => CloudVolumeWrapper("$(BOSS)/$(ch)"; secrets = secrets, bounded = false)
+                for ch in ("img8", "img16", "ann64"))
+    try
+        n = 0
+        for c in manifest["cases"]
+            v = vols[c["channel"]]
+            T = types[c["dtype"]]
+            @test v.dtype == T
+            lo, hi = Int.(c["lo"]), Int.(c["hi"])     # half-open, as intern's ranges
+            got = download(v, (lo[1]:hi[1]-1, lo[2]:hi[2]-1, lo[3]:hi[3]-1); mip = c["res"])
+            want = reshape(ltoh.(collect(reinterpret(T, read(joinpath(BOSS_DIR, c["file"]))))), (hi .- lo)...)
+            @test got[:, :, :, 1] == want
+            @test any(!=(0), got)
+            n += 1
+        end
+        @test n == 12
+        a = vols["ann64"]
+        @test length(info(a)["scales"]) == 3 && info(a)["type"] == "segmentation"
+        @test offset(a) == [100, 0, 0] && size(a) == (1024, 1024, 64, 1)
+        c0 = first(filter(c -> c["channel"] == "ann64" && c["res"] == 0, manifest["cases"]))
+        lo, hi = Int.(c0["lo"]), Int.(c0["hi"])
+        b = (lo[1]:hi[1]-1, lo[2]:hi[2]-1, lo[3]:hi[3]-1)
+        @test unique(a, b) == sort(unique(vec(a[b...])))
+        @test all(>(UInt64(1) << 50), unique(a, b))         # intern's labels
+        # The token alone (the URL names the server).
+        CloudVolumeWrapper("$(BOSS)/ann64"; secrets = BOSS_TOKEN, bounded = false) do t
+            @test t[b...] == a[b...]
+        end
+    finally
+        foreach(close, values(vols))
+    end
+    # A wrong token: CV_ERR_AUTH naming the host, never the token; an unknown channel; bounds.
+    bad = merge(secrets, Dict{String,Any}("token" => "not-the-token"))
+    e = expect_error(() -> CloudVolumeWrapper("$(BOSS)/img8"; secrets = bad), CV.CV_ERR_AUTH)
+    @test occursin(host, e.message) && !occursin("not-the-token", e.message)
+    e = expect_error(() -> CloudVolumeWrapper("$(BOSS)/nope"; secrets = secrets), CV.CV_ERR_NOT_FOUND)
+    @test occursin("nope", e.message)
+    CloudVolumeWrapper("$(BOSS)/img8"; secrets = secrets) do v
+        expect_error(() -> v[0:99, 0:19, 0:1], CV.CV_ERR_OUT_OF_BOUNDS)
     end
     end
 end

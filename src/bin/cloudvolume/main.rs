@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use cloudvolume::{Bbox, DataType, Error, Options, Volume};
 
+mod hdf5;
+
 /// A command: its name, synopsis, and what it does (its help text).
 struct Command {
     name: &'static str,
@@ -398,7 +400,43 @@ fn command_box(a: &Args, vol: &Volume) -> Result<Bbox, Error> {
     vol.point_box(a.mip, [pt[0], pt[1], pt[2]], [size[0], size[1], size[2]], cr)
 }
 
-fn write_array(output: &str, vol: &Volume, dtype: DataType, bbox: &Bbox, buf: &[u8]) -> Result<(), Error> {
+/// What `-o OUTPUT` names: an HDF5 file (`.h5`, `.hdf5`), a directory of TIFF slices (ends in
+/// `/`, or an existing directory), a `.npy` file, or raw bytes.
+fn output_kind(output: &str) -> &'static str {
+    let lower = output.to_ascii_lowercase();
+    if lower.ends_with(".h5") || lower.ends_with(".hdf5") {
+        "HDF5"
+    } else if output.ends_with('/') || std::path::Path::new(output).is_dir() {
+        "TIFF slices"
+    } else if lower.ends_with(".npy") {
+        ".npy"
+    } else {
+        "raw"
+    }
+}
+
+fn write_array(output: &str, vol: &Volume, mip: u32, dtype: DataType, bbox: &Bbox, buf: &[u8]) -> Result<(), Error> {
+    let s = bbox.shape();
+    let shape = [s[0] as usize, s[1] as usize, s[2] as usize];
+    let channels = vol.info().num_channels as usize;
+    match output_kind(output) {
+        "HDF5" => {
+            let res = vol.scale(mip)?.resolution;
+            return hdf5::write_hdf5(std::path::Path::new(output), buf, dtype, channels, shape, res, bbox.lo, "main");
+        }
+        "TIFF slices" => {
+            return cloudvolume::export::write_tiff_slices(
+                std::path::Path::new(output),
+                buf,
+                dtype,
+                channels,
+                shape,
+                bbox.lo[2],
+            )
+            .map(|_| ());
+        }
+        _ => {}
+    }
     let mut f = std::io::BufWriter::new(
         std::fs::File::create(output).map_err(|e| Error::io(format!("cannot create {output}: {e}")))?,
     );
@@ -468,7 +506,7 @@ fn mask(a: &Args) -> Result<(), Error> {
     let n = vol.cutout_len(&bbox)? / vol.info().data_type.size();
     let mut buf = vec![0u8; n];
     vol.label_mask_into(a.mip, &bbox, &labels, &mut buf)?;
-    write_array(&output, &vol, DataType::U8, &bbox, &buf)?;
+    write_array(&output, &vol, a.mip, DataType::U8, &bbox, &buf)?;
     let on = buf.iter().filter(|&&b| b == 1).count();
     println!("wrote {output}: mask of box {bbox}, {on} of {n} voxel(s) set");
     Ok(())
@@ -480,7 +518,7 @@ fn cutout(a: &Args) -> Result<(), Error> {
     let bbox = command_box(a, &vol)?;
     if a.named.contains_key("renumber") {
         let r = vol.renumber(a.mip, &bbox)?;
-        write_array(&output, &vol, r.dtype, &bbox, &r.data)?;
+        write_array(&output, &vol, a.mip, r.dtype, &bbox, &r.data)?;
         let list = format!("{output}.labels");
         let text: String = r.labels.iter().enumerate().map(|(v, l)| format!("{v} {l}\n")).collect();
         std::fs::write(&list, text).map_err(|e| Error::io(format!("writing {list}: {e}")))?;
@@ -541,17 +579,17 @@ fn cutout(a: &Args) -> Result<(), Error> {
         r
     });
     let buf = result?;
-    write_array(&output, &vol, vol.info().data_type, &bbox, &buf)?;
+    write_array(&output, &vol, a.mip, vol.info().data_type, &bbox, &buf)?;
     let s = bbox.shape();
     println!(
-        "wrote {output}: box {bbox}, {}x{}x{} voxels x {} channel(s) of {} ({} bytes{}) in {:.2} s",
+        "wrote {output}: box {bbox}, {}x{}x{} voxels x {} channel(s) of {} ({} bytes, {}) in {:.2} s",
         s[0],
         s[1],
         s[2],
         vol.info().num_channels,
         vol.info().data_type.name(),
         buf.len(),
-        if output.ends_with(".npy") { ", .npy" } else { ", raw" },
+        output_kind(&output),
         start.elapsed().as_secs_f64()
     );
     Ok(())
