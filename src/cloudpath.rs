@@ -204,13 +204,13 @@ impl CloudPath {
                      but cannot be created, written or used as a key-value store"
                 )))
             }
-            "boss" | "dvid" => {
+            "boss" | "dvid" | "ocp" => {
                 return Err(Error::unsupported(format!(
                     "cloud path \"{input}\": {scheme}:// volumes open with cv_open (and dvid:// ones are created \
                      with cv_create), but a {scheme} service is not a key-value store of files"
                 )))
             }
-            "ocp" | "n5" | "zarr" | "zarr2" | "zarr3" | "mem" | "middleauth+https" | "ngauth+https" => {
+            "n5" | "zarr" | "zarr2" | "zarr3" | "mem" | "middleauth+https" | "ngauth+https" => {
                 return Err(Error::unsupported(format!(
                     "cloud path \"{input}\": the {scheme}:// protocol is not supported yet"
                 )))

@@ -829,7 +829,10 @@ fn bad_cloud_paths() {
     expect_err(open("", None), CV_ERR_INVALID_ARGUMENT, &["empty"]);
     expect_err(open("ftp://host/layer", None), CV_ERR_INVALID_ARGUMENT, &["ftp://"]);
     expect_err(open("gs://", None), CV_ERR_INVALID_ARGUMENT, &["gs://"]);
-    expect_err(open("boss://https://host/coll/exp/chan", None), CV_ERR_UNSUPPORTED, &["boss"]);
+    expect_err(open("n5://https://host/coll/exp/chan", None), CV_ERR_UNSUPPORTED, &["n5"]);
+    expect_err(open("boss://coll/exp", None), CV_ERR_INVALID_ARGUMENT, &["boss://COLLECTION/EXPERIMENT/CHANNEL"]);
+    expect_err(open("dvid://host/nothex/data", None), CV_ERR_INVALID_ARGUMENT, &["not hexadecimal"]);
+    expect_err(open("ocp://host/a/b/c", None), CV_ERR_INVALID_ARGUMENT, &["TOKEN"]);
     expect_err(open("graphene://https://host/x", None), CV_ERR_INVALID_ARGUMENT, &["graphene path", "table"]);
     // A NUL-free but non-UTF-8 path.
     let bad = [b'f', b'i', 0xff, 0xfe, 0];

@@ -1,6 +1,6 @@
 //! The Neuroglancer Precomputed format without I/O: the info file, the chunk grid and keys,
-//! sharding, content encodings, new infos, graphene's URLs and label layout, DVID's and the
-//! BOSS's URLs and metadata.
+//! sharding, content encodings, new infos, graphene's URLs and label layout, DVID's, the
+//! BOSS's and ndstore's URLs and metadata.
 
 pub mod boss;
 pub mod create;
@@ -9,6 +9,7 @@ pub mod encoding;
 pub mod graphene;
 pub mod grid;
 pub mod info;
+pub mod ocp;
 pub mod sharding;
 
 pub use encoding::ContentEncoding;

@@ -7,7 +7,7 @@
 //! - `graphene.rs`: `graphene://` layers (supervoxels from the Precomputed readers, mapped to
 //!   roots by the chunkedgraph server);
 //! - `dvid.rs`: DVID data instances (`dvid://`), a service answering boxes;
-//! - `boss.rs`: BOSS channels (`boss://`), likewise;
+//! - `boss.rs`: BOSS channels (`boss://`), likewise; `ocp.rs`: OCP/ndstore projects (`ocp://`);
 //! - `labels.rs`: label operations (unique, masks, point boxes) over any source;
 //! - `aligned.rs`: aligned image + segmentation cutouts over two volumes;
 //! - `engine.rs`: the handle's thread pool, decode permits and buffers.
@@ -19,6 +19,7 @@ mod engine;
 mod graphene;
 pub mod io;
 pub mod labels;
+mod ocp;
 mod precomputed;
 
 use std::sync::atomic::AtomicUsize;
@@ -54,7 +55,7 @@ pub(crate) enum Source {
     /// A `graphene://` layer: its info belongs to the chunkedgraph server (read-only), its
     /// supervoxels to the store of `data_dir`.
     Graphene(Arc<dyn Store>),
-    /// A volume service answering boxes (DVID, the BOSS): its metadata mapped onto an info.
+    /// A volume service answering boxes (DVID, the BOSS, ndstore): its metadata mapped onto an info.
     Service(&'static str),
 }
 
@@ -82,6 +83,9 @@ impl Volume {
         }
         if cloudpath.trim_start().starts_with("boss://") {
             return boss::open(cloudpath, opts);
+        }
+        if cloudpath.trim_start().starts_with("ocp://") {
+            return ocp::open(cloudpath, opts);
         }
         let path = CloudPath::parse(cloudpath, &opts.store)?;
         let store = store::open(&path, &opts.store)?;
@@ -117,6 +121,11 @@ impl Volume {
         if cloudpath.trim_start().starts_with("graphene://") {
             return Err(Error::unsupported(format!(
                 "{cloudpath}: graphene layers are created by the chunkedgraph server, not here"
+            )));
+        }
+        if cloudpath.trim_start().starts_with("ocp://") {
+            return Err(Error::unsupported(format!(
+                "{cloudpath}: ndstore projects are created by ndstore's admin tools; open an existing one to write it"
             )));
         }
         if cloudpath.trim_start().starts_with("boss://") {

@@ -716,7 +716,7 @@ delete(v);
 % io: nothing listens on port 9 (one attempt, short timeout).
 expect_error(@() CloudVolume('http://127.0.0.1:9/layer', 'max_attempts', 1, 'timeout', 2), 'cloudvolume:io', '127.0.0.1');
 % unsupported: a service the library does not read yet (OCP; DVID and the BOSS have cases below).
-expect_error(@() CloudVolume('ocp://https://example.org/coll/exp/chan'), 'cloudvolume:unsupported', 'ocp://');
+expect_error(@() CloudVolume('n5://https://example.org/coll/exp/chan'), 'cloudvolume:unsupported', 'n5://');
 % invalidArgument from the library: an unknown option, a bad value.
 expect_error(@() CloudVolume(ctx.sample, 'no_such_option', 1), 'cloudvolume:invalidArgument', 'no_such_option');
 expect_error(@() CloudVolume(ctx.sample, 'parallel', 0), 'cloudvolume:invalidArgument', 'parallel');

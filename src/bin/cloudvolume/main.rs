@@ -134,8 +134,8 @@ const COMMANDS: &[Command] = &[
 
 const URLS: &str = "URL: file:///path, /path, http(s)://host/path, gs://bucket/path, s3://bucket/path, optionally\n\
 behind precomputed://, graphene://https://host/segmentation/table/TABLE (a chunkedgraph table),\n\
-dvid://HOST:PORT/UUID/DATA (a DVID data instance), or boss://COLLECTION/EXPERIMENT/CHANNEL (a BOSS\n\
-channel). Boxes are half-open [lo, hi) in absolute voxels at the mip. --options\n\
+dvid://HOST:PORT/UUID/DATA (a DVID data instance), boss://COLLECTION/EXPERIMENT/CHANNEL (a BOSS\n\
+channel), or ocp://HOST/TOKEN/CHANNEL (an ndstore project). Boxes are half-open [lo, hi) in absolute voxels at the mip. --options\n\
 takes the JSON options of cv_open (README, \"Options\").\n\
 Exit status: 0 done, 1 the library refused or failed (one line on stderr), 2 a usage error.";
 

@@ -248,7 +248,7 @@ end
     expect_error(() -> CloudVolumeWrapper(url("a"); parallel = 0), CV.CV_ERR_INVALID_ARGUMENT)
     expect_error(() -> CloudVolumeWrapper(url("a"); mip = 3), CV.CV_ERR_INVALID_ARGUMENT)
     expect_error(() -> CloudVolumeWrapper(url("a"); compress = "lzma"), CV.CV_ERR_INVALID_ARGUMENT)
-    expect_error(() -> CloudVolumeWrapper("ocp://https://example.org/c/e/ch"), CV.CV_ERR_UNSUPPORTED)   # not read yet
+    expect_error(() -> CloudVolumeWrapper("n5://https://example.org/c/e/ch"), CV.CV_ERR_UNSUPPORTED)   # not read yet
     expect_error(() -> CloudVolumeWrapper("graphene://https://example.org/x"), CV.CV_ERR_INVALID_ARGUMENT)
     @test_throws ArgumentError CloudVolumeWrapper(url("a"); mip = -1)
     # Accepted and ignored keywords.

@@ -1,0 +1,186 @@
+//! OCP / ndstore projects through the loopback ndstore double (tests/servers/ocp.py, built from
+//! ndstore's source): what h5py and numpy post (ndstore's hdf5 bodies) we read, what we write
+//! (npz) h5py reads back from ndstore's hdf5 answers; every type ndstore stores, two resolution
+//! levels, the dataset offset, the `ca/` and `nd/sd/` prefixes, bad boxes, truncated bodies,
+//! failing servers and tokens.
+
+mod support;
+
+use std::process::Command;
+
+use cloudvolume::{Bbox, ErrorKind, Options, Volume};
+use serde_json::{json, Value};
+use support::env::python;
+use support::files::TempDir;
+use support::service_double::ServiceDouble;
+
+fn opts(v: Value) -> Options {
+    Options::parse(Some(&v.to_string())).expect("options")
+}
+
+const TYPES: [(&str, &str); 5] =
+    [("img8", "uint8"), ("img16", "uint16"), ("anno32", "uint32"), ("anno64", "uint64"), ("f32", "float32")];
+
+fn seed(d: &ServiceDouble, token: &str, public: bool) {
+    let chans: serde_json::Map<String, Value> = TYPES
+        .iter()
+        .map(|(n, t)| {
+            let kind = if n.starts_with("anno") { "annotation" } else { "image" };
+            (n.to_string(), json!({"channel_type": kind, "datatype": t}))
+        })
+        .collect();
+    let body = json!({"token": token, "public": public,
+                      "dataset": {"imagesize": [300, 200, 48], "offset": [100, 50, 10], "voxelres": [4.0, 4.0, 40.0],
+                                  "scalinglevels": 1, "scaling": "zslices"},
+                      "channels": chans});
+    ureq::post(&format!("{}/__seed", d.base())).send_string(&body.to_string()).expect("seed");
+}
+
+/// Python (h5py, numpy): post `hdf5` bodies of random data, or read our writes back as hdf5.
+const PY: &str = r#"
+import io, json, sys, urllib.request, h5py, numpy as np
+base, token, mode, out = sys.argv[1:5]
+boxes = json.loads(sys.argv[5])
+res = []
+for i, b in enumerate(boxes):
+    (x0, y0, z0), (x1, y1, z1) = b["lo"], b["hi"]
+    url = f"{base}/sd/{token}/{b['channel']}/hdf5/{b['res']}/{x0},{x1}/{y0},{y1}/{z0},{z1}/"
+    if mode == "post":
+        rng = np.random.default_rng(i + 7)
+        dt = np.dtype(b["dtype"])
+        shape = (z1 - z0, y1 - y0, x1 - x0)
+        a = (rng.random(shape, dtype=np.float32) + 0.5).astype(dt) if dt.kind == "f" else \
+            rng.integers(1, min(np.iinfo(dt).max, 2**40), size=shape, dtype=dt)
+        f = io.BytesIO()
+        with h5py.File(f, "w") as h:
+            g = h.create_group(b["channel"])
+            g.create_dataset("CUTOUT", data=a, compression="gzip")
+            g.create_dataset("DATATYPE", data=[b["dtype"].encode()])
+            g.create_dataset("CHANNELTYPE", data=[b"image"])
+        req = urllib.request.Request(url, data=f.getvalue(), method="POST")
+        urllib.request.urlopen(req).read()
+        open(f"{out}/{i}.bin", "wb").write(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes())
+    else:
+        with urllib.request.urlopen(url) as r:
+            body = r.read()
+        with h5py.File(io.BytesIO(body), "r") as h:
+            a = h[b["channel"]]["CUTOUT"][...]
+        open(f"{out}/{i}.bin", "wb").write(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes())
+    res.append(i)
+print(json.dumps(res))
+"#;
+
+fn py(d: &ServiceDouble, token: &str, mode: &str, out: &std::path::Path, boxes: &Value) {
+    let o = Command::new(python("h5py").unwrap())
+        .args(["-c", PY, &d.base(), token, mode, out.to_str().unwrap(), &boxes.to_string()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn boxes() -> Value {
+    let mut v = Vec::new();
+    for (n, t) in TYPES {
+        v.push(json!({"channel": n, "dtype": t, "res": 0, "lo": [100, 50, 10], "hi": [400, 250, 40]}));
+        v.push(json!({"channel": n, "dtype": t, "res": 1, "lo": [60, 30, 12], "hi": [190, 120, 30]}));
+    }
+    Value::Array(v)
+}
+
+#[test]
+fn h5py_posts_we_read_we_write_h5py_reads() {
+    let Some(_) = python("the ndstore double") else { return };
+    let Some(d) = ServiceDouble::start("ocp.py", &[]) else { return };
+    seed(&d, "proj", true);
+    let dir = TempDir::new("ocp");
+    let bx = boxes();
+    py(&d, "proj", "post", dir.path(), &bx);
+    let mut n = 0;
+    for (i, b) in bx.as_array().unwrap().iter().enumerate() {
+        let ch = b["channel"].as_str().unwrap();
+        let url = format!("ocp://127.0.0.1:{}/proj/{ch}", d.port);
+        let vol = Volume::open(&url, opts(json!({}))).unwrap_or_else(|e| panic!("{url}: {e}"));
+        let t = |k: &str| -> [i64; 3] { [0, 1, 2].map(|j| b[k][j].as_i64().unwrap()) };
+        let (lo, hi) = (t("lo"), t("hi"));
+        let mip = b["res"].as_u64().unwrap() as u32;
+        let got = vol.cutout(mip, &Bbox::new(lo, hi)).unwrap_or_else(|e| panic!("{url} {lo:?}: {e}"));
+        let want = std::fs::read(dir.path().join(format!("{i}.bin"))).unwrap();
+        assert!(got == want, "{url} res {mip}: differs from what h5py posted");
+        // An inner box, off the cube grid.
+        let inner = Bbox::new([lo[0] + 3, lo[1] + 5, lo[2] + 1], [hi[0] - 7, hi[1] - 2, hi[2] - 1]);
+        let part = vol.cutout(mip, &inner).unwrap();
+        assert_eq!(part.len(), inner.voxels().unwrap() as usize * vol.info().data_type.size());
+        n += 1;
+    }
+    assert_eq!(n, 10);
+    let v = Volume::open(&format!("ocp://127.0.0.1:{}/proj/img8", d.port), opts(json!({}))).unwrap();
+    assert_eq!(v.scale(0).unwrap().bounds(), Bbox::new([100, 50, 10], [400, 250, 58]));
+    assert_eq!(v.scale(1).unwrap().resolution, [8.0, 8.0, 40.0]);
+    // Our writes (npz), read by h5py from ndstore's hdf5 answers.
+    let mine = json!([
+        {"channel": "img16", "dtype": "uint16", "res": 0, "lo": [200, 100, 20], "hi": [333, 177, 44]},
+        {"channel": "anno64", "dtype": "uint64", "res": 1, "lo": [50, 25, 10], "hi": [120, 90, 20]}
+    ]);
+    let mut written = Vec::new();
+    for b in mine.as_array().unwrap() {
+        let ch = b["channel"].as_str().unwrap();
+        let vol = Volume::open(&format!("ocp://127.0.0.1:{}/nd/sd/proj/{ch}", d.port), opts(json!({}))).unwrap();
+        let t = |k: &str| -> [i64; 3] { [0, 1, 2].map(|j| b[k][j].as_i64().unwrap()) };
+        let bb = Bbox::new(t("lo"), t("hi"));
+        let item = vol.info().data_type.size();
+        let data: Vec<u8> = (0..bb.voxels().unwrap() as usize * item).map(|i| (i * 13 % 251) as u8 | 1).collect();
+        vol.write_from(b["res"].as_u64().unwrap() as u32, &bb, &data).unwrap();
+        written.push(data);
+    }
+    let back = dir.path().join("back");
+    std::fs::create_dir_all(&back).unwrap();
+    py(&d, "proj", "read", &back, &mine);
+    for (i, data) in written.iter().enumerate() {
+        assert!(std::fs::read(back.join(format!("{i}.bin"))).unwrap() == *data, "h5py reads {i} differently");
+    }
+    // The legacy ca/ prefix names the same project.
+    let ca = Volume::open(&format!("ocp://127.0.0.1:{}/ca/proj/img8", d.port), opts(json!({}))).unwrap();
+    let b0 = Bbox::new([100, 50, 10], [400, 250, 40]);
+    assert!(ca.cutout(0, &b0).unwrap() == std::fs::read(dir.path().join("0.bin")).unwrap());
+}
+
+#[test]
+fn bad_boxes_bodies_servers_and_tokens() {
+    let Some(_) = python("the ndstore double") else { return };
+    let Some(d) = ServiceDouble::start("ocp.py", &["--token-required", "ocp-t0ken"]) else { return };
+    seed(&d, "priv", false);
+    let url = format!("ocp://127.0.0.1:{}/priv/img8", d.port);
+    let e = Volume::open(&url, opts(json!({}))).err().expect("a private project without a token");
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    let e = Volume::open(&url, opts(json!({"secrets": "wrong"}))).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    assert!(!e.message().contains("wrong\""), "{e}");
+    let good = json!({"secrets": {"token": "ocp-t0ken"}, "bounded": false});
+    let vol = Volume::open(&url, opts(good.clone())).unwrap();
+    let b = Bbox::new([100, 50, 10], [228, 178, 26]);
+    let data: Vec<u8> = (0..b.voxels().unwrap() as usize).map(|i| (i % 200) as u8 + 1).collect();
+    vol.write_from(0, &b, &data).unwrap();
+    assert!(vol.cutout(0, &b).unwrap() == data);
+    // Outside the image: with bounded=false the library asks, and ndstore's refusal says why.
+    let e = vol.cutout(0, &Bbox::new([0, 0, 0], [20, 20, 2])).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfBounds, "{e}");
+    assert!(e.message().contains("Illegal range"), "{e}");
+    // Truncated bodies and 5xx are retried; a dropped connection too.
+    d.control(json!({"truncate": 1}));
+    assert!(vol.cutout(0, &b).unwrap() == data);
+    d.control(json!({"fail": 2, "status": 503}));
+    assert!(vol.cutout(0, &b).unwrap() == data);
+    d.control(json!({"drop": 1}));
+    assert!(vol.cutout(0, &b).unwrap() == data);
+    // Unknown channel and project; an ambiguous project without a channel; bad URLs.
+    let e = Volume::open(&format!("ocp://127.0.0.1:{}/priv/nope", d.port), opts(good.clone())).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.message().contains("nope"), "{e}");
+    let e = Volume::open(&format!("ocp://127.0.0.1:{}/priv", d.port), opts(good.clone())).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.message().contains("img16"), "{e}");
+    let e = Volume::open("ocp://h/a/b/c", opts(json!({}))).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    let e = Volume::create("ocp://h/t/c", "{}", opts(json!({}))).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+}
