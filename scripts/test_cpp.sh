@@ -4,6 +4,12 @@
 #                      through the wrapper, tests/c/test_capi.c natively and under valgrind, the
 #                      install + find_package, add_subdirectory and pkg-config consumers
 #   target/cmake/asan  the same C and C++ tests built with -fsanitize=address,undefined
+# Before both, the DVID and BOSS doubles (tests/servers/dvid.py, boss.py; intern's setup by
+# tests/reference/boss_intern.py) are started on loopback for the services suite
+# (bindings/cpp/tests/test_services.cpp), which finds them through CV_DVID_SERVER,
+# CV_BOSS_URL_BASE, CV_BOSS_TOKEN and CV_BOSS_INTERN_DIR; they are stopped (by PID) on exit.
+# Without target/venv/bin/python the suite skips with a notice, or fails under
+# CV_REQUIRE_REFERENCE=1 (the default).
 # Both point cargo at this checkout's target/ (debug profile), so the library `cargo test`
 # built is reused rather than built again. Needs cmake, a C++17 compiler, valgrind and
 # pkg-config (scripts/setup.sh), and the reference layers (scripts/test.sh writes them).
@@ -18,6 +24,71 @@ for tool in cmake c++ valgrind pkg-config; do
 done
 jobs=$(nproc 2>/dev/null || echo 2)
 start=$(date +%s)
+
+# ---- the service doubles ----------------------------------------------------------------
+double_pids=()
+stop_doubles() {
+  local pid
+  for pid in ${double_pids[@]+"${double_pids[@]}"}; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  double_pids=()
+}
+trap stop_doubles EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+double_port=""
+start_double() {  # name, script under tests/servers, arguments...: sets double_port
+  local name=$1 script=$2; shift 2
+  local out="$services/$name.out" err="$services/$name.log"
+  : >"$out"
+  "$venv_python" "tests/servers/$script" --port 0 "$@" >"$out" 2>"$err" &
+  local pid=$!
+  double_pids+=("$pid")
+  local i
+  for i in $(seq 1 300); do
+    if grep -q '^PORT [0-9]' "$out"; then
+      double_port=$(sed -n 's/^PORT \([0-9]*\).*/\1/p' "$out" | head -1)
+      echo "== $name double: 127.0.0.1:$double_port (pid $pid, log $err)"
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  echo "test_cpp: the $name double ($script) did not start:" >&2
+  tail -20 "$err" >&2
+  exit 1
+}
+
+venv_python="$root/target/venv/bin/python"
+services="$root/target/cmake/services"
+if [ -x "$venv_python" ]; then
+  mkdir -p "$services"
+  start_double dvid dvid.py
+  export CV_DVID_SERVER="127.0.0.1:$double_port"
+  boss_token="cpp-b0ss-t0ken"
+  start_double boss boss.py --token "$boss_token"
+  rm -rf "$services/boss-intern"
+  if ! "$venv_python" tests/reference/boss_intern.py setup "$double_port" "$boss_token" "$services/boss-intern" \
+      >"$services/boss-intern.log" 2>&1; then
+    echo "test_cpp: boss_intern.py setup failed:" >&2
+    tail -20 "$services/boss-intern.log" >&2
+    exit 1
+  fi
+  echo "== $(tail -1 "$services/boss-intern.log") ($services/boss-intern)"
+  export CV_BOSS_URL_BASE="boss://http://127.0.0.1:$double_port/col/exp"
+  export CV_BOSS_TOKEN="$boss_token"
+  export CV_BOSS_INTERN_DIR="$services/boss-intern"
+else
+  unset CV_DVID_SERVER CV_BOSS_URL_BASE CV_BOSS_TOKEN CV_BOSS_INTERN_DIR
+  if [ "$CV_REQUIRE_REFERENCE" = 1 ]; then
+    echo "NOTICE: $venv_python missing: no DVID or BOSS double; cpp_services will fail (CV_REQUIRE_REFERENCE=1; run scripts/setup.sh)" >&2
+  else
+    echo "NOTICE: $venv_python missing: no DVID or BOSS double; cpp_services skipped (set CV_REQUIRE_REFERENCE=1 to fail)" >&2
+  fi
+fi
 
 run_build() {  # name, extra cmake arguments...
   local name=$1; shift
@@ -42,7 +113,7 @@ run_build() {  # name, extra cmake arguments...
     # A canary's report is what it exists to produce: labelled, so a real one stands out.
     label="      "
     case "$line" in *canary*) label="      expected (canary proves the sanitizer fires): " ;; esac
-    grep -E "^$n: ((test_wrapper|test_reference): )?[0-9]+ checks|^$n: layers [0-9]+|^$n: ==[0-9]+== +(definitely|indirectly|possibly) lost|^$n: ==[0-9]+== ERROR SUMMARY|^$n: .*(LeakSanitizer|runtime error)|^$n: -- .* loads |^$n: -- consumer" \
+    grep -E "^$n: ((test_wrapper|test_reference): )?[0-9]+ checks|^$n: DVID: .* boxes compared|^$n: layers [0-9]+|^$n: ==[0-9]+== +(definitely|indirectly|possibly) lost|^$n: ==[0-9]+== ERROR SUMMARY|^$n: .*(LeakSanitizer|runtime error)|^$n: -- .* loads |^$n: -- consumer" \
       "$dir/ctest.log" | sed -E "s/^$n: (==[0-9]+== )?/$label/" || true
   done
   grep -E "tests passed" "$dir/ctest.log"

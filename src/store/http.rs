@@ -50,6 +50,14 @@ pub fn agent(cfg: &HttpConfig) -> ureq::Agent {
         .build()
 }
 
+/// What a failed connection says, without the URL ureq repeats (messages name it already).
+pub fn transport_text(t: &ureq::Transport) -> String {
+    match t.message() {
+        Some(m) => format!("{}: {m}", t.kind()),
+        None => t.kind().to_string(),
+    }
+}
+
 /// An operation on an object, for a [`Signer`] to address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -296,7 +304,7 @@ impl HttpStore {
                 }
                 Err(ureq::Error::Status(_, resp)) => Ok(resp),
                 Err(ureq::Error::Transport(t)) => {
-                    Err((true, Error::io(format!("{} {}: {t}", target.method, target.url))))
+                    Err((true, Error::io(format!("{} {}: {}", target.method, target.url, transport_text(&t)))))
                 }
             };
         }

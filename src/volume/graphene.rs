@@ -141,7 +141,9 @@ impl Client {
                     _ => (false, Error::io(format!("{method} {url}: HTTP {code}{said}"))),
                 });
             }
-            Err(ureq::Error::Transport(t)) => return Err((true, Error::io(format!("{method} {url}: {t}")))),
+            Err(ureq::Error::Transport(t)) => {
+                return Err((true, Error::io(format!("{method} {url}: {}", crate::store::http::transport_text(&t)))))
+            }
         };
         if (300..400).contains(&resp.status()) {
             // middle_auth_client sends requests it cannot authenticate to its sign-in page.

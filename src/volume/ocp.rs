@@ -78,7 +78,9 @@ impl Client {
                     _ => (false, Error::io(format!("{method} {url}: HTTP {code}{said}"))),
                 });
             }
-            Err(ureq::Error::Transport(t)) => return Err((true, Error::io(format!("{method} {url}: {t}")))),
+            Err(ureq::Error::Transport(t)) => {
+                return Err((true, Error::io(format!("{method} {url}: {}", crate::store::http::transport_text(&t)))))
+            }
         };
         let mut bytes = Vec::new();
         resp.into_reader()

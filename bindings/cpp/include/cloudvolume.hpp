@@ -19,7 +19,13 @@
 // Julia, MATLAB, ITK buffers and cloud-volume's numpy arrays). `Order::C` is the transposed
 // layout a C++ `arr[x][y][z][c]` has (channel fastest); it is filled by the strided call
 // `cv_cutout_into_strided`, which also writes into a sub-view of a larger array; see
-// `Volume::cutout_into` with `Strides`.
+// `Volume::cutout_into` with `Strides`. `Order::CXYZ` is Fortran order with the channel axis
+// first, `[c, x, y, z]` (channel fastest, then x, y, z: the `cxyz` volumes pydvid returned, a
+// 4-channel DVID rgba8blk instance's voxels as RGBA quadruples); `Volume::cutout_cxyz` reads it.
+//
+// Services: DVID data instances (`dvid://HOST:PORT/UUID/DATA`; `dvid_create_repo` makes a repo,
+// `Volume::create` an instance) and BOSS channels (`boss://COLLECTION/EXPERIMENT/CHANNEL`,
+// `boss://http(s)://HOST/...`) open, read and write as any layer.
 #ifndef CLOUDVOLUME_HPP
 #define CLOUDVOLUME_HPP
 
@@ -338,12 +344,15 @@ struct Box {
 };
 
 /// The layout of an `Array`: `F` (Fortran: x fastest, then y, z, channel; the library's native
-/// order) or `C` (row-major `[x][y][z][c]`: channel fastest, then z, y, x).
-enum class Order { F, C };
+/// order), `C` (row-major `[x][y][z][c]`: channel fastest, then z, y, x) or `CXYZ` (Fortran with
+/// the channel first, `[c, x, y, z]`: channel fastest, then x, y, z; pydvid's `cxyz` volumes).
+/// With one channel `CXYZ` lays the elements out as `F` does.
+enum class Order { F, C, CXYZ };
 
 /// Element strides of a dense array of `shape` voxels and `channels` channels in `order`.
 inline Strides dense_strides(const Vec3i &shape, std::int64_t channels, Order order) noexcept {
     if (order == Order::F) return {1, shape[0], shape[0] * shape[1], shape[0] * shape[1] * shape[2]};
+    if (order == Order::CXYZ) return {channels, channels * shape[0], channels * shape[0] * shape[1], 1};
     return {shape[1] * shape[2] * channels, shape[2] * channels, channels, 1};
 }
 
@@ -440,6 +449,7 @@ private:
         const auto sx = static_cast<std::size_t>(s[0]), sy = static_cast<std::size_t>(s[1]),
                    sz = static_cast<std::size_t>(s[2]);
         if (order_ == Order::F) return x + sx * (y + sy * (z + sz * c));
+        if (order_ == Order::CXYZ) return c + channels_ * (x + sx * (y + sy * z));
         return c + channels_ * (z + sz * (y + sy * x));
     }
     std::size_t checked(std::size_t x, std::size_t y, std::size_t z, std::size_t c) const {
@@ -600,6 +610,30 @@ inline std::string new_info(const InfoSpec &spec) {
 inline std::string version() { return cv_version(); }
 
 // ------------------------------------------------------------------------------------------
+// Services
+// ------------------------------------------------------------------------------------------
+
+/// Create a repo on the DVID server `server` (`HOST:PORT`, `http(s)://HOST:PORT` or
+/// `dvid://HOST:PORT`; `POST /api/repos`, as pydvid does before adding a data instance) and
+/// return its root UUID (32 hex digits). Its instances are `dvid://HOST:PORT/<uuid>/<name>`:
+/// `Volume::create` adds one (uint8/16/32/64/float32 image -> uint8blk ... float32blk, 4-channel
+/// uint8 -> rgba8blk, uint64 segmentation -> labelmap; block size = the chunk size). `options`
+/// as for `Volume::open` (a Bearer token in `secrets_json("\"TOKEN\"")`, timeouts, retries).
+/// Errors: the server's refusal (InvalidArgument, AuthError), an unreachable server (IoError).
+inline std::string dvid_create_repo(const std::string &server, const std::string &alias = std::string(),
+                                    const std::string &description = std::string(),
+                                    const Options &options = Options()) {
+    const std::string opts = options.empty() ? std::string() : options.to_json();
+    char *out = nullptr;
+    const cv_status st = cv_dvid_create_repo(server.c_str(), alias.c_str(), description.c_str(),
+                                             opts.empty() ? nullptr : opts.c_str(), &out);
+    std::unique_ptr<char, void (*)(char *)> guard(out, cv_string_free);
+    detail::check(st, "cv_dvid_create_repo");
+    if (out == nullptr) throw InternalError("cv_dvid_create_repo: CV_OK without a UUID");
+    return std::string(out);
+}
+
+// ------------------------------------------------------------------------------------------
 // Volume
 // ------------------------------------------------------------------------------------------
 
@@ -607,7 +641,7 @@ inline std::string version() { return cv_version(); }
 class Volume {
 public:
     /// Open the layer at `cloudpath` (`file://`, `http(s)://`, `gs://`, `s3://`, optionally
-    /// behind `precomputed://`).
+    /// behind `precomputed://`), or a service's: `graphene://`, `dvid://`, `boss://`.
     static Volume open(const std::string &cloudpath, const Options &options = Options()) {
         return open_json(cloudpath, options.empty() ? std::string() : options.to_json());
     }
@@ -725,6 +759,12 @@ public:
         else
             read_strided(mip, box, a.data_.data(), len, bytes_of<T>(a.strides()));
         return a;
+    }
+    /// `cutout` channel first: an `Order::CXYZ` array, element (c, x, y, z) at
+    /// `c + channels * (x + sx * (y + sy * z))` (pydvid's `cxyz` volumes; `a(x, y, z, c)` indexes
+    /// it as every Array). Filled in place by the strided read, no transposed copy.
+    template <class T> Array<T> cutout_cxyz(std::uint32_t mip, const Box &box) const {
+        return cutout<T>(mip, box, Order::CXYZ);
     }
 
     /// Read `box` at `mip` into `count` elements at `data`, dense in Fortran order: `count`
@@ -957,7 +997,7 @@ public:
     void write(std::uint32_t mip, const Box &box, const C &in) const {
         write(mip, box, in.data(), static_cast<std::size_t>(in.size()));
     }
-    /// Write an array at its `box()` (either order; a C-order array is transposed into a
+    /// Write an array at its `box()` (any order; a C or CXYZ array is transposed into a
     /// temporary Fortran copy first).
     template <class T> void write(std::uint32_t mip, const Array<T> &a) const {
         if (a.order() == Order::F) {

@@ -475,8 +475,8 @@ void test_error_paths(const harness::TempDir &tmp) {
                  CV_ERR_INVALID_ARGUMENT, "parallel");
     EXPECT_THROW(cv::InvalidArgument, "open with a bad endpoint", cv::Volume::open(url, cv::Options().gs_endpoint("ftp://x")),
                  CV_ERR_INVALID_ARGUMENT, "gs_endpoint", "ftp://x");
-    EXPECT_THROW(cv::Unsupported, "open a boss:// path", cv::Volume::open("boss://https://example.org/c/e/ch"),
-                 CV_ERR_UNSUPPORTED, "boss");
+    EXPECT_THROW(cv::Unsupported, "open an n5:// path", cv::Volume::open("n5://https://example.org/c/e/ch"),
+                 CV_ERR_UNSUPPORTED, "n5");
     EXPECT_THROW(cv::InvalidArgument, "open a malformed graphene:// path", cv::Volume::open("graphene://https://example.org/seg"),
                  CV_ERR_INVALID_ARGUMENT, "graphene path");
     EXPECT_THROW(cv::IoError, "open over a refused connection",

@@ -377,7 +377,9 @@ impl TokenSource {
                     if retry { Error::io(e) } else { Error::auth(format!("{e}: credentials refused")) },
                 ));
             }
-            Err(ureq::Error::Transport(t)) => return Err((true, Error::io(format!("{who}: {t}")))),
+            Err(ureq::Error::Transport(t)) => {
+                return Err((true, Error::io(format!("{who}: {}", crate::store::http::transport_text(&t)))))
+            }
         };
         let text =
             resp.into_string().map_err(|e| (true, Error::io(format!("{who}: reading the answer failed: {e}"))))?;
