@@ -22,6 +22,7 @@ use serde_json::Value;
 use super::engine::Engine;
 use super::io::ScaleIo;
 use super::precomputed::copy_box;
+use super::service::{grid_tiles, points_as_boxes};
 use super::{Source, Volume};
 use crate::cloudpath::{CloudPath, Protocol};
 use crate::codec::{blosc, OutView};
@@ -216,32 +217,7 @@ impl BossScale {
 
     /// Cuboid-aligned tiles of about [`TILE_BYTES`] covering `region`, clipped to it.
     fn tiles(&self, region: &Bbox) -> Vec<Bbox> {
-        let cub = self.meta.cuboids[self.mip];
-        let mut t = cub;
-        let span = region.shape();
-        for d in [2, 0, 1] {
-            while t[d] < span[d] && (t[0] * t[1] * t[2]) as usize * self.item() * 2 <= TILE_BYTES {
-                t[d] *= 2;
-            }
-        }
-        let lo = [0, 1, 2].map(|d| region.lo[d].div_euclid(cub[d]) * cub[d]);
-        let mut out = Vec::new();
-        let mut z = lo[2];
-        while z < region.hi[2] {
-            let mut y = lo[1];
-            while y < region.hi[1] {
-                let mut x = lo[0];
-                while x < region.hi[0] {
-                    if let Some(c) = Bbox::new([x, y, z], [x + t[0], y + t[1], z + t[2]]).intersection(region) {
-                        out.push(c);
-                    }
-                    x += t[0];
-                }
-                y += t[1];
-            }
-            z += t[2];
-        }
-        out
+        grid_tiles(region, self.meta.cuboids[self.mip], self.item(), TILE_BYTES, [2, 0, 1], false)
     }
 }
 
@@ -332,14 +308,7 @@ impl ScaleIo for BossScale {
     }
 
     fn read_points(&self, points: &[[i64; 3]], out: &mut [u8]) -> Result<()> {
-        let item = self.item();
-        for (i, p) in points.iter().enumerate() {
-            let b = Bbox::new(*p, [p[0] + 1, p[1] + 1, p[2] + 1]);
-            let mut one = vec![0u8; item];
-            self.read_box(&b, &OutView::new(&mut one, b, 1, item), None)?;
-            out[i * item..(i + 1) * item].copy_from_slice(&one);
-        }
-        Ok(())
+        points_as_boxes(self, points, out, 1, self.item())
     }
 
     fn chunks_exist(&self, region: &Bbox) -> Result<Vec<(Bbox, bool)>> {

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use super::engine::Engine;
 use super::io::ScaleIo;
 use super::precomputed::copy_box;
+use super::service::{grid_tiles, points_as_boxes};
 use super::{Source, Volume};
 use crate::cloudpath::{CloudPath, Protocol};
 use crate::codec::OutView;
@@ -188,41 +189,19 @@ impl DvidScale {
     fn tiles_for(&self, region: &Bbox, read: bool) -> Vec<Bbox> {
         let bs = self.meta.block_size;
         let per_voxel = self.item() * self.meta.channels;
-        let mut t = bs;
-        let span = region.shape();
-        // Grow x, then y, then z (within the region) until a tile holds about TILE_BYTES.
-        for d in 0..3 {
-            while t[d] < span[d] + bs[d] && (t[0] * t[1] * t[2]) as usize * per_voxel * 2 <= TILE_BYTES {
-                t[d] *= 2;
-            }
-        }
-        let lo = [0, 1, 2].map(|d| region.lo[d].div_euclid(bs[d]) * bs[d]);
         let mut out = Vec::new();
-        let mut z = lo[2];
-        while z < region.hi[2] {
-            let mut y = lo[1];
-            while y < region.hi[1] {
-                let mut x = lo[0];
-                while x < region.hi[0] {
-                    let cell = Bbox::new([x, y, z], [x + t[0], y + t[1], z + t[2]]);
-                    if let Some(c) = cell.intersection(region) {
-                        // DVID answers a label GET of exactly one aligned block from the stored
-                        // block, and a 400 when it was never written; two halves take the
-                        // general path (unwritten voxels read 0).
-                        let one_block = c.shape() == bs && (0..3).all(|d| c.lo[d].rem_euclid(bs[d]) == 0);
-                        if read && self.meta.labels && one_block && bs[2] > 1 {
-                            let mid = c.lo[2] + bs[2] / 2;
-                            out.push(Bbox::new(c.lo, [c.hi[0], c.hi[1], mid]));
-                            out.push(Bbox::new([c.lo[0], c.lo[1], mid], c.hi));
-                        } else {
-                            out.push(c);
-                        }
-                    }
-                    x += t[0];
-                }
-                y += t[1];
+        for c in grid_tiles(region, bs, per_voxel, TILE_BYTES, [0, 1, 2], true) {
+            // DVID answers a label GET of exactly one aligned block from the stored block, and a
+            // 400 when it was never written; two halves take the general path (unwritten voxels
+            // read 0).
+            let one_block = c.shape() == bs && (0..3).all(|d| c.lo[d].rem_euclid(bs[d]) == 0);
+            if read && self.meta.labels && one_block && bs[2] > 1 {
+                let mid = c.lo[2] + bs[2] / 2;
+                out.push(Bbox::new(c.lo, [c.hi[0], c.hi[1], mid]));
+                out.push(Bbox::new([c.lo[0], c.lo[1], mid], c.hi));
+            } else {
+                out.push(c);
             }
-            z += t[2];
         }
         out
     }
@@ -322,15 +301,7 @@ impl ScaleIo for DvidScale {
     }
 
     fn read_points(&self, points: &[[i64; 3]], out: &mut [u8]) -> Result<()> {
-        let per = self.item() * self.meta.channels;
-        for (i, p) in points.iter().enumerate() {
-            let b = Bbox::new(*p, [p[0] + 1, p[1] + 1, p[2] + 1]);
-            let mut one = vec![0u8; per];
-            let view = OutView::new(&mut one, b, self.meta.channels, self.item());
-            self.read_box(&b, &view, None)?;
-            out[i * per..(i + 1) * per].copy_from_slice(&one);
-        }
-        Ok(())
+        points_as_boxes(self, points, out, self.meta.channels, self.item())
     }
 
     fn chunks_exist(&self, region: &Bbox) -> Result<Vec<(Bbox, bool)>> {

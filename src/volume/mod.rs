@@ -21,6 +21,7 @@ pub mod io;
 pub mod labels;
 mod ocp;
 mod precomputed;
+mod service;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
