@@ -214,7 +214,7 @@ def main():
         for p in (dvid, boss):
             p.send_signal(signal.SIGTERM)
             p.wait(timeout=10)
-    lines = ["| cell | reader | median s | MB/s | peak RSS MiB | ours ÷ this (speed) | output MiB | checksum agrees |",
+    lines = ["| cell | reader | median s | MB/s | peak RSS MiB | this ÷ ours (time) | output MiB | checksum agrees |",
              "|---|---|--:|--:|--:|--:|--:|---|"]
     for mode, res in results.items():
         o = res["ours"]
