@@ -146,6 +146,11 @@ fn throttles_failures_tokens_and_bad_names() {
     assert!(vol.cutout(0, &Bbox::new(lo, hi)).unwrap() == want);
     let st: Vec<i64> = d.requests().iter().map(|r| r["status"].as_i64().unwrap_or(0)).collect();
     assert!(st.contains(&429) && st.contains(&503), "{st:?}");
+    // A body cut short: a clear error naming the URL.
+    d.control(json!({"corrupt": 1}));
+    let e = vol.cutout(0, &Bbox::new(lo, hi)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+    assert!(e.message().contains("blosc") && e.message().contains("/v1/cutout/"), "{e}");
     // A 400 is not retried and says the BOSS's message.
     let e = vol.write_from(2, &Bbox::new([100, 0, 0], [110, 10, 1]), &[1u8; 100]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");

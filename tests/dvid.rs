@@ -318,6 +318,17 @@ fn busy_failing_and_refusing_servers() {
     // A dropped connection is retried.
     d.control(json!({"drop": 1}));
     assert!(vol.cutout(0, &b).unwrap() == data);
+    // A damaged body: a clear error naming the URL, never other voxels.
+    let lab = format!("dvid://{host}/{uuid}/lab");
+    let lv = Volume::create(&lab, &info(DataType::U64, 1, true, 32, [8.0; 3]), opts(good.clone())).unwrap();
+    let lb = Bbox::new([0, 0, 0], [64, 64, 32]);
+    lv.write_from(0, &lb, &labels(lb.shape(), 2)).unwrap();
+    d.control(json!({"corrupt": 1}));
+    let e = lv.cutout(0, &Bbox::new([1, 1, 1], [63, 63, 31])).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+    assert!(e.message().contains("LZ4") && e.message().contains("/lab/raw/"), "{e}");
+    // (An uncompressed image body of the right length has no checksum: no client can tell
+    // damaged bytes from data there; the library refuses one of another length.)
     // Tokens: none, a wrong one (named by where it came from, never printed).
     for (o, needle) in [(json!({}), "no token"), (json!({"secrets": "wrong-token"}), "option \"secrets\"")] {
         let e = Volume::open(&url, opts(o)).err().expect("refused");

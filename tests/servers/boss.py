@@ -141,6 +141,9 @@ Test controls (never authenticated, never recorded):
     {"delay": SECONDS, "count": N}   the next N (default 1) requests wait that long first
     {"clear_log": true}        forget the recorded requests
     {"max_cutout_bytes": N}    from now on the size limit is N bytes (as --max-cutout-bytes)
+    {"corrupt": N}             the next N successful cutout GETs answer the first half of their
+                               blosc body, with that length (blosc1 has no checksum: flipped bytes
+                               in stored blocks could not be told from data by any client)
     {"reset": true}            clear_log and cancel every pending fault
   POST /__seed  {"coords": [{...}], "collections": [{...}], "experiments": [{"collection": c, ...}],
                  "channels": [{"collection": c, "experiment": e, ...}]}: creates directly (no auth,
@@ -354,6 +357,7 @@ class State:
         self.fail_status = 503
         self.throttle = 0
         self.drop = 0
+        self.corrupt = 0
         self.delay = 0.0
         self.delay_count = 0
 
@@ -728,6 +732,8 @@ def make_handler(opts, st):
                         st.throttle = int(cmd["throttle"])
                     if "drop" in cmd:
                         st.drop = int(cmd["drop"])
+                    if "corrupt" in cmd:
+                        st.corrupt = int(cmd["corrupt"])
                     if "max_cutout_bytes" in cmd:
                         opts.max_cutout_bytes = int(cmd["max_cutout_bytes"])
                     if "delay" in cmd:
@@ -838,6 +844,12 @@ def make_handler(opts, st):
                 a = e
             except Exception as e:  # noqa: BLE001 - a bug in the double; say so
                 a = Answer(500, ("test double bug: %s: %s" % (type(e).__name__, e)).encode(), "text/plain")
+            with st.lock:
+                corrupt = st.corrupt > 0 and a.status == 200 and method == "GET" and rec["route"] == "cutout"
+                st.corrupt -= int(corrupt)
+            if corrupt:  # a body cut short, sent with its own (short) length (test control)
+                rec["fault"] = "corrupt"
+                a = Answer(a.status, bytes(a.body[:len(a.body) // 2]), a.ctype, a.headers)
             self.send(a.status, a.body, a.ctype, a.headers, rec=rec)
             self.record(rec)
 

@@ -122,6 +122,7 @@ Test controls (never authenticated, never recorded):
     {"unavailable": N}   the next N requests (any route) answer 503 "DVID server is unavailable."
     {"fail": N, "status": S}  the next N requests answer S (default 503), plain text
     {"drop": N}          the next N requests get no answer: the connection is closed
+    {"corrupt": N}       the next N successful raw GETs answer their body with every byte XOR 0xA5
     {"delay": SECONDS, "count": N}  the next N (default 1) requests wait that long first
     {"empty_block_panic": bool}  see above (default true)
     {"clear_log": true}  forget the recorded requests
@@ -1157,6 +1158,7 @@ class State:
         self.drop = 0
         self.delay = 0.0
         self.delay_count = 0
+        self.corrupt = 0
         self.empty_block_panic = True
 
 
@@ -1239,6 +1241,8 @@ def make_handler(store, opts, state):
                         state.fail_status = int(cmd.get("status", 503))
                     if "drop" in cmd:
                         state.drop = int(cmd["drop"])
+                    if "corrupt" in cmd:
+                        state.corrupt = int(cmd["corrupt"])
                     if "delay" in cmd:
                         state.delay = float(cmd["delay"])
                         state.delay_count = int(cmd.get("count", 1))
@@ -1295,6 +1299,12 @@ def make_handler(store, opts, state):
                     rec["fault"] = "unavailable"
                     raise http_error(503, "DVID server is unavailable.")
                 status, out, ctype, headers = self.dispatch(method, url, query, body, rec)
+                with state.lock:
+                    corrupt = state.corrupt > 0 and status == 200 and method == "GET" and "/raw/" in url.path
+                    state.corrupt -= int(corrupt)
+                if corrupt:  # a damaged body of the right length (test control)
+                    rec["fault"] = "corrupt"
+                    out = bytes(b ^ 0xA5 for b in out)
                 self.send(status, out, ctype, headers, rec=rec)
             except HttpError as e:
                 self.send(e.status, e.body, e.ctype, e.headers, rec=rec)
