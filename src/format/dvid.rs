@@ -91,23 +91,6 @@ pub struct DvidMeta {
     pub levels: u32,
 }
 
-/// The element type of a DVID value type name.
-fn dtype_of(name: &str) -> Option<DataType> {
-    Some(match name {
-        "uint8" => DataType::U8,
-        "int8" => DataType::I8,
-        "uint16" => DataType::U16,
-        "int16" => DataType::I16,
-        "uint32" => DataType::U32,
-        "int32" => DataType::I32,
-        "uint64" => DataType::U64,
-        "int64" => DataType::I64,
-        "float32" => DataType::F32,
-        "float64" => DataType::F64,
-        _ => return None,
-    })
-}
-
 /// The DVID type names of a new instance of `dtype` x `channels` (image) or a segmentation.
 ///
 /// # Errors
@@ -171,7 +154,8 @@ pub fn info_from_dvid(json: &Value, url: &str) -> Result<(Info, DvidMeta)> {
     let (dtype, channels) = match values {
         Some(vs) => {
             let names: Vec<&str> = vs.iter().map(|v| v.get("DataType").and_then(Value::as_str).unwrap_or("")).collect();
-            let dt = dtype_of(names[0]).ok_or_else(|| bad(&format!("value type \"{}\" is not known", names[0])))?;
+            let dt =
+                DataType::parse(names[0]).ok_or_else(|| bad(&format!("value type \"{}\" is not known", names[0])))?;
             if names.iter().any(|n| *n != names[0]) {
                 return Err(bad(&format!("mixed value types {names:?}")));
             }

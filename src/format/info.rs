@@ -38,6 +38,22 @@ impl DataType {
         Self::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(name))
     }
 
+    /// numpy's `descr` of the type, little-endian (`|u1`, `<u2`, ... `<f8`).
+    pub fn numpy_descr(self) -> &'static str {
+        match self {
+            DataType::U8 => "|u1",
+            DataType::I8 => "|i1",
+            DataType::U16 => "<u2",
+            DataType::I16 => "<i2",
+            DataType::U32 => "<u4",
+            DataType::I32 => "<i4",
+            DataType::U64 => "<u8",
+            DataType::I64 => "<i8",
+            DataType::F32 => "<f4",
+            DataType::F64 => "<f8",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             DataType::U8 => "uint8",

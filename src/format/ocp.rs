@@ -86,20 +86,6 @@ pub struct OcpMeta {
     pub resolutions: Vec<u32>,
 }
 
-fn dtype_of(name: &str) -> Option<DataType> {
-    Some(match name {
-        "uint8" => DataType::U8,
-        "uint16" => DataType::U16,
-        "uint32" => DataType::U32,
-        "uint64" => DataType::U64,
-        "int8" => DataType::I8,
-        "int16" => DataType::I16,
-        "int32" => DataType::I32,
-        "float32" => DataType::F32,
-        _ => return None,
-    })
-}
-
 fn triple_at(v: &Value, key: &str, res: u32) -> Option<[f64; 3]> {
     let a = v.get(key)?.get(res.to_string())?.as_array()?;
     if a.len() != 3 {
@@ -134,7 +120,7 @@ pub fn info_from_ocp(json: &Value, channel: Option<&str>, url: &str) -> Result<(
     };
     let ch = &chans[&name];
     let dt_name = ch.get("datatype").and_then(Value::as_str).ok_or_else(|| bad("channel has no \"datatype\""))?;
-    let dtype = dtype_of(dt_name)
+    let dtype = DataType::parse(dt_name)
         .ok_or_else(|| Error::unsupported(format!("{url}: channel datatype \"{dt_name}\" is not supported")))?;
     let seg = ch.get("channel_type").and_then(Value::as_str) == Some("annotation");
     let ds = json.get("dataset").ok_or_else(|| bad("no \"dataset\""))?;
@@ -173,27 +159,11 @@ pub fn info_from_ocp(json: &Value, channel: Option<&str>, url: &str) -> Result<(
     Ok((info, OcpMeta { channel: name, dtype, resolutions }))
 }
 
-/// numpy's `descr` of a type (little-endian).
-fn descr(t: DataType) -> &'static str {
-    match t {
-        DataType::U8 => "|u1",
-        DataType::I8 => "|i1",
-        DataType::U16 => "<u2",
-        DataType::I16 => "<i2",
-        DataType::U32 => "<u4",
-        DataType::I32 => "<i4",
-        DataType::U64 => "<u8",
-        DataType::I64 => "<i8",
-        DataType::F32 => "<f4",
-        DataType::F64 => "<f8",
-    }
-}
-
 /// A `.npy` file (format 1.0) of `data`, C order, `shape`.
 pub fn npy(data: &[u8], dtype: DataType, shape: &[usize]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let tuple = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
-    let mut header = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {tuple}, }}", descr(dtype));
+    let mut header = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {tuple}, }}", dtype.numpy_descr());
     // Magic (6) + version (2) + length (2) + header + newline: a multiple of 64.
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
@@ -230,7 +200,7 @@ pub fn npy_data<'a>(file: &'a [u8], dtype: DataType, shape: &[usize], url: &str)
         Some(rest[..end].trim().trim_matches('\'').to_string())
     };
     let d = field("descr").ok_or_else(|| bad(format!("header has no descr: {header}")))?;
-    let want = descr(dtype);
+    let want = dtype.numpy_descr();
     // Single-byte types may be spelled '|u1', '<u1' or 'u1'.
     let same = d == want || (dtype.size() == 1 && d.trim_start_matches(['|', '<', '=']) == &want[1..]);
     if !same {

@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::engine::Engine;
 use super::io::ScaleIo;
 use super::precomputed::copy_box;
-use super::service::{grid_tiles, points_as_boxes};
+use super::service::{grid_tiles, place_rows, points_as_boxes, read_answer};
 use super::{Source, Volume};
 use crate::cloudpath::{CloudPath, Protocol};
 use crate::codec::{blosc, OutView};
@@ -165,15 +165,7 @@ impl Client {
                 return Err((true, Error::io(format!("{method} {url}: {}", crate::store::http::transport_text(&t)))))
             }
         };
-        let mut bytes = Vec::new();
-        resp.into_reader()
-            .take(limit as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| (true, Error::io(format!("{method} {url}: reading the answer failed: {e}"))))?;
-        if bytes.len() > limit {
-            return Err((false, Error::decode(format!("{method} {url}: the answer is larger than {limit} bytes"))));
-        }
-        Ok(bytes)
+        read_answer(resp, limit, method, url)
     }
 
     fn call(&self, method: &str, url: &str, body: Option<&[u8]>, limit: usize) -> Result<Vec<u8>> {
@@ -256,15 +248,7 @@ impl BossScale {
             Err(e) => return Err(e),
         };
         let data = blosc::decompress(&body, want, &url)?;
-        let w = (tile.hi[0] - tile.lo[0]) as usize * item;
-        let mut i = 0;
-        for z in tile.lo[2]..tile.hi[2] {
-            for y in tile.lo[1]..tile.hi[1] {
-                // SAFETY: tiles are disjoint; each row is written by one task.
-                unsafe { out.put_row(tile.lo[0], y, z, 0, &data[i..i + w]) };
-                i += w;
-            }
-        }
+        place_rows(tile, &data, item, out);
         Ok(())
     }
 

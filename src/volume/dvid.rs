@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use super::engine::Engine;
 use super::io::ScaleIo;
 use super::precomputed::copy_box;
-use super::service::{grid_tiles, points_as_boxes};
+use super::service::{grid_tiles, points_as_boxes, read_answer};
 use super::{Source, Volume};
 use crate::cloudpath::{CloudPath, Protocol};
 use crate::codec::OutView;
@@ -115,15 +115,7 @@ impl Client {
                 return Err((true, Error::io(format!("{method} {url}: {}", crate::store::http::transport_text(&t)))))
             }
         };
-        let mut bytes = Vec::new();
-        resp.into_reader()
-            .take(limit as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| (true, Error::io(format!("{method} {url}: reading the answer failed: {e}"))))?;
-        if bytes.len() > limit {
-            return Err((false, Error::decode(format!("{method} {url}: the answer is larger than {limit} bytes"))));
-        }
-        Ok(bytes)
+        read_answer(resp, limit, method, url)
     }
 
     fn call(&self, method: &str, url: &str, body: Option<&[u8]>, limit: usize) -> Result<Vec<u8>> {

@@ -1,10 +1,40 @@
 //! What the services that answer boxes (DVID, the BOSS, ndstore) share: cutting a box into
 //! grid-aligned tiles of a target size for parallel requests, and points read as boxes.
 
+use std::io::Read;
+
 use super::io::ScaleIo;
 use crate::codec::OutView;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::Bbox;
+use crate::store::retry::Attempt;
+
+/// The body of a successful answer, at most `limit` bytes: a read cut short is worth retrying,
+/// a longer body is not (`Decode`).
+pub(super) fn read_answer(resp: ureq::Response, limit: usize, method: &str, url: &str) -> Attempt<Vec<u8>> {
+    let mut bytes = Vec::new();
+    resp.into_reader()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| (true, Error::io(format!("{method} {url}: reading the answer failed: {e}"))))?;
+    if bytes.len() > limit {
+        return Err((false, Error::decode(format!("{method} {url}: the answer is larger than {limit} bytes"))));
+    }
+    Ok(bytes)
+}
+
+/// Place `data`, one channel of `tile` packed x fastest, into `out`.
+pub(super) fn place_rows(tile: &Bbox, data: &[u8], item: usize, out: &OutView<'_>) {
+    let w = (tile.hi[0] - tile.lo[0]) as usize * item;
+    let mut i = 0;
+    for z in tile.lo[2]..tile.hi[2] {
+        for y in tile.lo[1]..tile.hi[1] {
+            // SAFETY: callers place disjoint tiles; each row is written by one task.
+            unsafe { out.put_row(tile.lo[0], y, z, 0, &data[i..i + w]) };
+            i += w;
+        }
+    }
+}
 
 /// Tiles covering `region`, clipped to it: `cell`-aligned boxes whose extent starts at `cell`
 /// and doubles along the axes of `grow` in turn (each while the tile stays under `region`'s

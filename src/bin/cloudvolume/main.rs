@@ -334,18 +334,7 @@ fn cli_hints(message: &str) -> String {
 }
 
 fn npy_header(dtype: DataType, shape: [usize; 4]) -> Vec<u8> {
-    let descr = match dtype {
-        DataType::U8 => "|u1",
-        DataType::I8 => "|i1",
-        DataType::U16 => "<u2",
-        DataType::I16 => "<i2",
-        DataType::U32 => "<u4",
-        DataType::I32 => "<i4",
-        DataType::U64 => "<u8",
-        DataType::I64 => "<i8",
-        DataType::F32 => "<f4",
-        DataType::F64 => "<f8",
-    };
+    let descr = dtype.numpy_descr();
     let dict = format!(
         "{{'descr': '{descr}', 'fortran_order': True, 'shape': ({}, {}, {}, {}), }}",
         shape[0], shape[1], shape[2], shape[3]
