@@ -4,10 +4,11 @@
 #                      through the wrapper, tests/c/test_capi.c natively and under valgrind, the
 #                      install + find_package, add_subdirectory and pkg-config consumers
 #   target/cmake/asan  the same C and C++ tests built with -fsanitize=address,undefined
-# Before both, the DVID and BOSS doubles (tests/servers/dvid.py, boss.py; intern's setup by
-# tests/reference/boss_intern.py) are started on loopback for the services suite
-# (bindings/cpp/tests/test_services.cpp), which finds them through CV_DVID_SERVER,
-# CV_BOSS_URL_BASE, CV_BOSS_TOKEN and CV_BOSS_INTERN_DIR; they are stopped (by PID) on exit.
+# Before both, the DVID, BOSS and ndstore doubles (tests/servers/dvid.py, boss.py, ocp.py;
+# intern's setup by tests/reference/boss_intern.py, h5py's by tests/reference/ocp_h5py.py) are
+# started on loopback for the services suite (bindings/cpp/tests/test_services.cpp), which finds
+# them through CV_DVID_SERVER, CV_BOSS_URL_BASE, CV_BOSS_TOKEN, CV_BOSS_INTERN_DIR, CV_OCP_SERVER
+# and CV_OCP_H5PY_DIR; they are stopped (by PID) on exit.
 # Without target/venv/bin/python the suite skips with a notice, or fails under
 # CV_REQUIRE_REFERENCE=1 (the default).
 # Both point cargo at this checkout's target/ (debug profile), so the library `cargo test`
@@ -81,12 +82,23 @@ if [ -x "$venv_python" ]; then
   export CV_BOSS_URL_BASE="boss://http://127.0.0.1:$double_port/col/exp"
   export CV_BOSS_TOKEN="$boss_token"
   export CV_BOSS_INTERN_DIR="$services/boss-intern"
+  start_double ocp ocp.py
+  rm -rf "$services/ocp-h5py"
+  if ! "$venv_python" tests/reference/ocp_h5py.py setup "$double_port" "$services/ocp-h5py" \
+      >"$services/ocp-h5py.log" 2>&1; then
+    echo "test_cpp: ocp_h5py.py setup failed:" >&2
+    tail -20 "$services/ocp-h5py.log" >&2
+    exit 1
+  fi
+  echo "== $(tail -1 "$services/ocp-h5py.log") ($services/ocp-h5py)"
+  export CV_OCP_SERVER="127.0.0.1:$double_port"
+  export CV_OCP_H5PY_DIR="$services/ocp-h5py"
 else
-  unset CV_DVID_SERVER CV_BOSS_URL_BASE CV_BOSS_TOKEN CV_BOSS_INTERN_DIR
+  unset CV_DVID_SERVER CV_BOSS_URL_BASE CV_BOSS_TOKEN CV_BOSS_INTERN_DIR CV_OCP_SERVER CV_OCP_H5PY_DIR
   if [ "$CV_REQUIRE_REFERENCE" = 1 ]; then
-    echo "NOTICE: $venv_python missing: no DVID or BOSS double; cpp_services will fail (CV_REQUIRE_REFERENCE=1; run scripts/setup.sh)" >&2
+    echo "NOTICE: $venv_python missing: no DVID, BOSS or ndstore double; cpp_services will fail (CV_REQUIRE_REFERENCE=1; run scripts/setup.sh)" >&2
   else
-    echo "NOTICE: $venv_python missing: no DVID or BOSS double; cpp_services skipped (set CV_REQUIRE_REFERENCE=1 to fail)" >&2
+    echo "NOTICE: $venv_python missing: no DVID, BOSS or ndstore double; cpp_services skipped (set CV_REQUIRE_REFERENCE=1 to fail)" >&2
   fi
 fi
 

@@ -6,7 +6,9 @@
 #      set up and written by intern through tests/reference/boss_intern.py setup), on loopback
 #      ports, handed to the tests as CV_DVID_SERVER=127.0.0.1:PORT,
 #      CV_BOSS_URL_BASE=boss://http://127.0.0.1:PORT/col/exp, CV_BOSS_TOKEN and
-#      CV_BOSS_INTERN_DIR (intern's cutouts and manifest.json), and stopped on exit (by PID).
+#      CV_BOSS_INTERN_DIR (intern's cutouts and manifest.json), and tests/servers/ocp.py (ndstore,
+#      written and read back by h5py through tests/reference/ocp_h5py.py setup) as
+#      CV_OCP_SERVER=127.0.0.1:PORT and CV_OCP_H5PY_DIR; all stopped on exit (by PID).
 #      Without the venv's python ($CV_PYTHON, else target/venv/bin/python) the service cases
 #      are skipped with a notice, or fail when CV_REQUIRE_REFERENCE=1 (the default here for
 #      the services; the reference layers below keep CV_REQUIRE_REFERENCE as given);
@@ -79,7 +81,7 @@ start_double() {
 }
 
 if [ -x "$PY" ]; then
-  echo "== services: the DVID and BOSS doubles"
+  echo "== services: the DVID, BOSS and ndstore doubles"
   if start_double dvid tests/servers/dvid.py; then
     export CV_DVID_SERVER="127.0.0.1:$port"
     echo "dvid double: $CV_DVID_SERVER (pid ${svc_pids[-1]})"
@@ -104,11 +106,25 @@ if [ -x "$PY" ]; then
     echo "FAIL the BOSS double (tests/servers/boss.py) did not start"
     svc_failed=$((svc_failed + 1))
   fi
+  if start_double ocp tests/servers/ocp.py; then
+    if "$PY" tests/reference/ocp_h5py.py setup "$port" "$svc_dir/ocp-h5py" >"$svc_dir/ocp-h5py.log" 2>&1; then
+      export CV_OCP_SERVER="127.0.0.1:$port"
+      export CV_OCP_H5PY_DIR="$svc_dir/ocp-h5py"
+      echo "ocp double: $CV_OCP_SERVER (pid ${svc_pids[-1]}); $(tail -n 1 "$svc_dir/ocp-h5py.log")"
+    else
+      tail -n 20 "$svc_dir/ocp-h5py.log"
+      echo "FAIL tests/reference/ocp_h5py.py setup against the ndstore double"
+      svc_failed=$((svc_failed + 1))
+    fi
+  else
+    echo "FAIL the ndstore double (tests/servers/ocp.py) did not start"
+    svc_failed=$((svc_failed + 1))
+  fi
 elif [ "$require_services" = "1" ]; then
   echo "FAIL services: no $PY (scripts/setup.sh makes the venv; CV_REQUIRE_REFERENCE=0 skips the services)"
   svc_failed=1
 else
-  echo "skip services: no $PY (the DVID and BOSS cases of run_tests.m are skipped)"
+  echo "skip services: no $PY (the DVID, BOSS and OCP cases of run_tests.m are skipped)"
 fi
 
 octave_run() {

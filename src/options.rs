@@ -181,6 +181,27 @@ impl Default for GrapheneOptions {
     }
 }
 
+/// The body an OCP / ndstore project is asked for (`ocp_format`); writes always POST `npz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OcpFormat {
+    /// zlib over a `.npy` file (ndstore's `npz`).
+    #[default]
+    Npz,
+    /// The array's C-order bytes.
+    Raw,
+    /// An HDF5 file (ndstore's group-per-channel layout, or OCP's older root `CUTOUT`).
+    Hdf5,
+}
+
+/// How the volume services (DVID, BOSS, OCP) are asked (ignored by other layers).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct ServiceOptions {
+    /// OCP / ndstore: the cutout body to request.
+    #[serde(deserialize_with = "ocp_format")]
+    pub ocp_format: OcpFormat,
+}
+
 /// Per-handle options.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -190,6 +211,7 @@ pub struct Options {
     pub read: ReadOptions,
     pub write: WriteOptions,
     pub graphene: GrapheneOptions,
+    pub service: ServiceOptions,
 }
 
 /// The root of cloud-volume's disk cache: `$CLOUD_VOLUME_CACHE_DIR`, else `$CLOUD_VOLUME_DIR/cache`.
@@ -294,6 +316,19 @@ fn compress<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Compress, D:
             _ => Err(de::Error::custom(format!("= \"{s}\" is not a compression"))),
         },
         _ => Err(bad("null, a boolean or a name", &v)),
+    }
+}
+
+fn ocp_format<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<OcpFormat, D::Error> {
+    let v = Value::deserialize(d)?;
+    match v.as_str() {
+        Some("npz") => Ok(OcpFormat::Npz),
+        Some("raw") => Ok(OcpFormat::Raw),
+        Some("hdf5") => Ok(OcpFormat::Hdf5),
+        Some(s @ ("blosc" | "zip" | "tiff" | "jpeg")) => Err(de::Error::custom(format!(
+            "{UNSUPPORTED}= \"{s}\": OCP cutouts are read as \"npz\", \"raw\" or \"hdf5\""
+        ))),
+        _ => Err(bad("\"npz\", \"raw\" or \"hdf5\"", &v)),
     }
 }
 
@@ -405,6 +440,7 @@ impl Options {
         all.extend(keys_of::<ReadOptions>());
         all.extend(keys_of::<WriteOptions>());
         all.extend(keys_of::<GrapheneOptions>());
+        all.extend(keys_of::<ServiceOptions>());
         all
     }
 
@@ -435,6 +471,7 @@ impl Options {
             read: part(map, keys_of::<ReadOptions>())?,
             write: part(map, keys_of::<WriteOptions>())?,
             graphene: part(map, keys_of::<GrapheneOptions>())?,
+            service: part(map, keys_of::<ServiceOptions>())?,
         })
     }
 }
@@ -482,6 +519,7 @@ mod tests {
             "compress",
             "compress_level",
             "delete_black_uploads",
+            "ocp_format",
             "overwrite",
             "secrets",
             "gs_token",
@@ -498,7 +536,21 @@ mod tests {
         ] {
             assert_eq!(keys.iter().filter(|&&x| x == k).count(), 1, "{k} in {keys:?}");
         }
-        assert_eq!(keys.len(), 27, "{keys:?}");
+        assert_eq!(keys.len(), 28, "{keys:?}");
+    }
+
+    #[test]
+    fn service_options() {
+        assert_eq!(Options::parse(None).unwrap().service.ocp_format, OcpFormat::Npz);
+        for (v, f) in [("npz", OcpFormat::Npz), ("raw", OcpFormat::Raw), ("hdf5", OcpFormat::Hdf5)] {
+            let o = Options::parse(Some(&format!(r#"{{"ocp_format":"{v}"}}"#))).unwrap();
+            assert_eq!(o.service.ocp_format, f);
+        }
+        let e = Options::parse(Some(r#"{"ocp_format":"blosc"}"#)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+        assert!(e.message().contains("ocp_format") && e.message().contains("hdf5"), "{e}");
+        let e = Options::parse(Some(r#"{"ocp_format":5}"#)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     }
 
     #[test]

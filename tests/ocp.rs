@@ -6,9 +6,11 @@
 
 mod support;
 
+use std::io::Read;
 use std::process::Command;
 
-use cloudvolume::{Bbox, ErrorKind, Options, Volume};
+use cloudvolume::format::ocp::hdf5_data;
+use cloudvolume::{Bbox, DataType, ErrorKind, Options, Volume};
 use serde_json::{json, Value};
 use support::env::python;
 use support::files::TempDir;
@@ -183,4 +185,150 @@ fn bad_boxes_bodies_servers_and_tokens() {
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     let e = Volume::create("ocp://h/t/c", "{}", opts(json!({}))).err().unwrap();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+}
+
+#[test]
+fn npz_raw_and_hdf5_bodies_in_both_hdf5_layouts_and_damaged_ones() {
+    let Some(_) = python("the ndstore double") else { return };
+    let Some(d) = ServiceDouble::start("ocp.py", &[]) else { return };
+    seed(&d, "fmt", true);
+    let dir = TempDir::new("ocp-formats");
+    let bx = boxes();
+    py(&d, "fmt", "post", dir.path(), &bx);
+    let mut compared = 0;
+    for (format, layout) in [("npz", "ndstore"), ("raw", "ndstore"), ("hdf5", "ndstore"), ("hdf5", "ocp2014")] {
+        d.control(json!({"hdf5_layout": layout, "clear_log": true}));
+        for (i, b) in bx.as_array().unwrap().iter().enumerate() {
+            let ch = b["channel"].as_str().unwrap();
+            let url = format!("ocp://127.0.0.1:{}/fmt/{ch}", d.port);
+            let vol = Volume::open(&url, opts(json!({"ocp_format": format}))).unwrap();
+            let t = |k: &str| -> [i64; 3] { [0, 1, 2].map(|j| b[k][j].as_i64().unwrap()) };
+            let mip = b["res"].as_u64().unwrap() as u32;
+            let got = vol.cutout(mip, &Bbox::new(t("lo"), t("hi"))).unwrap_or_else(|e| panic!("{format}: {e}"));
+            let want = std::fs::read(dir.path().join(format!("{i}.bin"))).unwrap();
+            assert!(got == want, "{url} res {mip} as {format} ({layout}): differs from what h5py posted");
+            compared += 1;
+        }
+        // Every cutout asked for that body.
+        let log = d.requests();
+        let cutouts: Vec<&Value> = log.iter().filter(|r| r["view"] == "cutout").collect();
+        assert!(!cutouts.is_empty());
+        for r in cutouts {
+            assert!(r["path"].as_str().unwrap().contains(&format!("/{format}/")), "{r}");
+        }
+    }
+    assert_eq!(compared, 40);
+    // Damaged bodies: a clear CV_ERR_DECODE naming the URL, never data.
+    let b = Bbox::new([100, 50, 10], [300, 250, 30]);
+    for (format, how) in [("npz", "xor"), ("npz", "short"), ("raw", "short"), ("hdf5", "xor"), ("hdf5", "short")] {
+        let vol = Volume::open(&format!("ocp://127.0.0.1:{}/fmt/img16", d.port), opts(json!({"ocp_format": format})))
+            .unwrap();
+        d.control(json!({"hdf5_layout": "ndstore", "corrupt": 1, "how": how}));
+        let e = vol.cutout(0, &b).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Decode, "{format} {how}: {e}");
+        assert!(e.message().contains(&format!("/fmt/img16/{format}/0/")), "{format} {how}: {e}");
+        // The next read is whole again.
+        assert_eq!(vol.cutout(0, &b).unwrap().len(), b.voxels().unwrap() as usize * 2);
+    }
+    let vol16 = Volume::open(&format!("ocp://127.0.0.1:{}/fmt/img16", d.port), opts(json!({}))).unwrap();
+    // ndstore's own hdf5 answer, parsed as another type or shape, or cut anywhere: refused by name.
+    let url = format!("{}/sd/fmt/img16/hdf5/0/100,300/50,250/10,30/", d.base());
+    let mut body = Vec::new();
+    ureq::get(&url).call().unwrap().into_reader().read_to_end(&mut body).unwrap();
+    let good = hdf5_data(&body, DataType::U16, [20, 200, 200], "img16", &url).unwrap();
+    assert!(good == vol16.cutout(0, &b).unwrap());
+    for (dt, shape, what) in [
+        (DataType::U8, [20, 200, 200], "u2"),
+        (DataType::I16, [20, 200, 200], "u2"),
+        (DataType::U16, [20, 200, 100], "[20, 200, 200]"),
+    ] {
+        let e = hdf5_data(&body, dt, shape, "img16", &url).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+        assert!(e.message().contains(&url) && e.message().contains(what), "{e}");
+    }
+    let e = hdf5_data(&body, DataType::U16, [20, 200, 200], "other", &url).unwrap_err();
+    assert!(e.message().contains("other/CUTOUT"), "{e}");
+    for cut in (0..body.len()).step_by(body.len() / 97 + 1) {
+        // Never a panic or a wrong array: an error, or (a cut past the data) the same array.
+        if let Ok(a) = hdf5_data(&body[..cut], DataType::U16, [20, 200, 200], "img16", &url) {
+            assert!(a == good, "cut at {cut}");
+        }
+    }
+    let mut flipped = body.clone();
+    for i in (0..flipped.len()).step_by(251) {
+        flipped[i] ^= 0x5A;
+        let _ = hdf5_data(&flipped, DataType::U16, [20, 200, 200], "img16", &url);
+    }
+    let e = Options::parse(Some(r#"{"ocp_format":"blosc"}"#)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+}
+
+/// The CLI on ndstore: `info`, ocpAccess's job (`cutout --bbox ... -o out.h5`, read back with
+/// h5py, and `-o slices/`), `upload` of a raw file read back as hdf5; `create` is refused.
+#[test]
+fn cli_info_cutout_to_hdf5_and_tiff_upload() {
+    let Some(py) = python("h5py") else { return };
+    let Some(d) = ServiceDouble::start("ocp.py", &[]) else { return };
+    seed(&d, "cli", true);
+    let dir = TempDir::new("ocp-cli");
+    let bx = boxes();
+    py_post(&d, "cli", dir.path(), &bx);
+    let cv = env!("CARGO_BIN_EXE_cloudvolume");
+    let url = format!("ocp://127.0.0.1:{}/cli/img16", d.port);
+    let run = |args: &[&str]| {
+        let o = Command::new(cv).args(args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let info: Value = serde_json::from_str(&run(&["info", &url])).unwrap();
+    assert_eq!(info["data_type"], "uint16");
+    assert_eq!(info["scales"].as_array().unwrap().len(), 2);
+    // ocpAccess's job: a large box saved locally, as HDF5 (asking ndstore for hdf5) and slices.
+    let h5 = dir.path().join("out.h5");
+    run(&[
+        "cutout",
+        &url,
+        "--bbox",
+        "100,50,10,400,250,40",
+        "--options",
+        r#"{"ocp_format":"hdf5"}"#,
+        "-o",
+        h5.to_str().unwrap(),
+    ]);
+    let check = r#"
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+a = f[list(f.keys())[0]][...]
+b = np.fromfile(sys.argv[2], "<u2").reshape(a.shape)
+assert a.dtype == np.uint16 and (a == b).all(), (a.dtype, a.shape)
+print(a.shape)
+"#;
+    let o = Command::new(&py)
+        .args(["-c", check, h5.to_str().unwrap(), dir.path().join("2.bin").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(30, 200, 300)"));
+    let slices = dir.path().join("slices");
+    run(&["cutout", &url, "--bbox", "100,50,10,400,250,40", "-o", &format!("{}/", slices.display())]);
+    assert_eq!(std::fs::read_dir(&slices).unwrap().count(), 30);
+    // upload: a raw file (Fortran order) posted as npz, read back through ndstore's hdf5.
+    let b = Bbox::new([120, 60, 20], [250, 170, 31]);
+    let data: Vec<u8> = (0..b.voxels().unwrap() as usize * 2).map(|i| (i * 7 % 253) as u8 | 1).collect();
+    let file = dir.path().join("up.raw");
+    std::fs::write(&file, &data).unwrap();
+    run(&["upload", &url, file.to_str().unwrap(), "--bbox", "120,60,20,250,170,31"]);
+    let back = Volume::open(&url, opts(json!({"ocp_format": "hdf5"}))).unwrap();
+    assert!(back.cutout(0, &b).unwrap() == data);
+    let o = Command::new(cv).args(["create", &url, "--dtype", "uint8", "--size", "64,64,64"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not supported"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn py_post(d: &ServiceDouble, token: &str, out: &std::path::Path, boxes: &Value) {
+    py(d, token, "post", out, boxes);
 }

@@ -36,6 +36,8 @@ classdef CloudVolume < handle
 %                                  a layer; the CAVE token (else cave-secret.json). 'secrets'
 %                                  is also DVID's Bearer token and the BOSS's credentials (the
 %                                  token, or a struct with protocol, host and token)
+%     'ocp_format'          'npz'  ocp://: the cutout body to ask for, 'npz', 'raw' or 'hdf5'
+%                                  (writes always post npz)
 %     'cdn_cache', 'progress'      accepted and ignored
 %   Any other name is passed to the library, which refuses unknown options.
 %

@@ -1,7 +1,8 @@
 //! The Open Connectome Project's ndstore (legacy) addressing and formats, without I/O:
-//! `ocp://` URLs, a project's `info/` mapped onto an [`Info`], and the `npz` bodies (zlib over
-//! a `.npy` file of shape `(channels, z, y, x)`, C order: the Fortran `[x, y, z, c]` order of a
-//! cutout).
+//! `ocp://` URLs, a project's `info/` mapped onto an [`Info`], and the cutout bodies: `npz` (zlib
+//! over a `.npy` file of shape `(channels, z, y, x)`, C order: the Fortran `[x, y, z, c]` order of
+//! a cutout), `raw` (the same array's bytes) and `hdf5` (a `(z, y, x)` dataset `CUTOUT`, read by
+//! the pure-Rust `hdf5-reader`: the library never links libhdf5).
 //!
 //! - `ocp://[http(s)://]HOST[:PORT][/PREFIX]/TOKEN[/CHANNEL]`: requests go to
 //!   `http(s)://HOST[:PORT]/PREFIX/TOKEN/...`, PREFIX ending in ndstore's `sd` or its legacy alias
@@ -225,6 +226,62 @@ pub fn npy_data<'a>(file: &'a [u8], dtype: DataType, shape: &[usize], url: &str)
         return Err(bad(format!("holds {} bytes, the box needs {n}", data.len())));
     }
     Ok(data)
+}
+
+/// The array of a `raw` body: exactly the box's bytes, little-endian.
+///
+/// # Errors
+/// Another length (`Decode`, naming `url`).
+pub fn raw_data<'a>(body: &'a [u8], dtype: DataType, shape: &[usize], url: &str) -> Result<&'a [u8]> {
+    let n: usize = shape.iter().product::<usize>() * dtype.size();
+    if body.len() != n {
+        return Err(Error::decode(format!(
+            "{url}: the raw body holds {} bytes, a {shape:?} box of {} needs {n}",
+            body.len(),
+            dtype.name()
+        )));
+    }
+    Ok(body)
+}
+
+/// The `(z, y, x)` array of an `hdf5` body as little-endian bytes: ndstore's `CHANNEL/CUTOUT`,
+/// or the older OCP layouts (a root `CUTOUT` dataset, or `CUTOUT/CHANNEL`). The dataset's type
+/// must be `dtype` (either byte order) and its shape `shape_zyx`.
+///
+/// # Errors
+/// Not an HDF5 file, no such dataset, another type or shape, damaged chunks (`Decode`, naming
+/// `url`).
+pub fn hdf5_data(file: &[u8], dtype: DataType, shape_zyx: [usize; 3], channel: &str, url: &str) -> Result<Vec<u8>> {
+    use hdf5_reader::{ByteOrder, Datatype, Hdf5File, OpenOptions};
+    let bad = |what: String| Error::decode(format!("{url}: the hdf5 body {what}"));
+    let want = shape_zyx.iter().product::<usize>() * dtype.size();
+    // Nothing may be allocated past the box the body should hold.
+    let limits = OpenOptions::default().with_max_read_bytes(want.max(1)).with_max_chunk_bytes(want.max(1 << 16));
+    let f = Hdf5File::from_bytes_with_options(file, limits)
+        .map_err(|e| bad(format!("is not a readable HDF5 file ({} bytes): {e}", file.len())))?;
+    let ds = [format!("/{channel}/CUTOUT"), "/CUTOUT".to_string(), format!("/CUTOUT/{channel}")]
+        .iter()
+        .find_map(|p| f.dataset(p).ok())
+        .ok_or_else(|| bad(format!("has no dataset {channel}/CUTOUT (nor CUTOUT, nor CUTOUT/{channel})")))?;
+    let (kind, size, order) = match ds.dtype() {
+        Datatype::FixedPoint { size, signed, byte_order } => (if *signed { 'i' } else { 'u' }, *size, *byte_order),
+        Datatype::FloatingPoint { size, byte_order } => ('f', *size, *byte_order),
+        other => return Err(bad(format!("holds {other:?} values, the channel is {}", dtype.name()))),
+    };
+    let descr = dtype.numpy_descr();
+    if descr.as_bytes()[1] != kind as u8 || usize::from(size) != dtype.size() {
+        return Err(bad(format!("holds {kind}{size} values, the channel is {} ({descr})", dtype.name())));
+    }
+    let shape: Vec<usize> = ds.shape().iter().map(|&d| d as usize).collect();
+    if shape != shape_zyx {
+        return Err(bad(format!("holds a {shape:?} array, the box needs {shape_zyx:?} (z, y, x)")));
+    }
+    let mut out = vec![0u8; want];
+    ds.read_raw_bytes_into(&mut out).map_err(|e| bad(format!("could not be read: {e}")))?;
+    if order == ByteOrder::BigEndian && dtype.size() > 1 {
+        out.chunks_exact_mut(dtype.size()).for_each(<[u8]>::reverse);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

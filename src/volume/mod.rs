@@ -126,7 +126,7 @@ impl Volume {
         }
         if cloudpath.trim_start().starts_with("ocp://") {
             return Err(Error::unsupported(format!(
-                "{cloudpath}: ndstore projects are created by ndstore's admin tools; open an existing one to write it"
+                "{cloudpath}: creating an ndstore project is not supported (ndstore's admin tools create them); open an existing one to write it"
             )));
         }
         if cloudpath.trim_start().starts_with("boss://") {

@@ -1,8 +1,9 @@
 //! OCP / ndstore projects (`ocp://HOST[/PREFIX]/TOKEN[/CHANNEL]`, legacy): a service that answers
 //! boxes. The project's `info/` becomes the info (a mip per resolution level); reads are
-//! `GET .../TOKEN/CHANNEL/npz/RES/x0,x1/y0,y1/z0,z1/` of cube-aligned tiles of about 16 MiB in
-//! parallel (the loop ocpAccess ran by hand; each tile's array is checked for type and shape),
-//! writes POST the same `npz` bodies (ndstore keeps only their non-zero voxels). 5xx and
+//! `GET .../TOKEN/CHANNEL/FORMAT/RES/x0,x1/y0,y1/z0,z1/` of cube-aligned tiles of about 16 MiB in
+//! parallel (the loop ocpAccess ran by hand), FORMAT being option `ocp_format`'s `npz` (the
+//! default), `raw` or `hdf5`; each tile's array is checked for type and shape. Writes POST `npz`
+//! bodies (ndstore keeps only their non-zero voxels). 5xx and
 //! connection errors are retried. `Authorization: Token` when the `secrets` option gives one (a
 //! token, or `{"token": ...}`); public projects need none.
 
@@ -20,9 +21,9 @@ use super::{Source, Volume};
 use crate::cloudpath::{CloudPath, Protocol};
 use crate::codec::{compression, OutView};
 use crate::error::{Error, Result};
-use crate::format::ocp::{info_from_ocp, npy, npy_data, OcpMeta, OcpPath};
+use crate::format::ocp::{hdf5_data, info_from_ocp, npy, npy_data, raw_data, OcpMeta, OcpPath};
 use crate::format::Bbox;
-use crate::options::Options;
+use crate::options::{OcpFormat, Options};
 use crate::store::retry::{Attempt, Retry};
 
 const TILE_BYTES: usize = 16 << 20;
@@ -97,6 +98,7 @@ struct OcpScale {
     engine: Arc<Engine>,
     mip: usize,
     cube: [i64; 3],
+    format: OcpFormat,
 }
 
 impl OcpScale {
@@ -104,10 +106,15 @@ impl OcpScale {
         self.meta.dtype.size()
     }
 
-    fn url(&self, b: &Bbox) -> String {
+    fn url(&self, b: &Bbox, format: OcpFormat) -> String {
         let p = &self.client.path;
+        let service = match format {
+            OcpFormat::Npz => "npz",
+            OcpFormat::Raw => "raw",
+            OcpFormat::Hdf5 => "hdf5",
+        };
         format!(
-            "{}/{}/{}/npz/{}/{},{}/{},{}/{},{}/",
+            "{}/{}/{}/{service}/{}/{},{}/{},{}/{},{}/",
             p.base,
             p.token,
             self.meta.channel,
@@ -136,16 +143,32 @@ impl ScaleIo for OcpScale {
         let item = self.item();
         let tiles = self.tiles(region);
         self.engine.run(&tiles, |_, tile| {
-            let url = self.url(tile);
+            let url = self.url(tile, self.format);
             let want = tile.voxels().unwrap_or(0) as usize * item;
-            let limit = compression::stored_bound(want + 4096);
+            let czyx = Self::shape_czyx(tile);
+            let limit = match self.format {
+                OcpFormat::Raw => want,
+                // HDF5 adds its superblock, object headers and chunk index to the stored data.
+                OcpFormat::Npz | OcpFormat::Hdf5 => compression::stored_bound(want + 4096) + (1 << 20),
+            };
             let body = self.client.call("GET", &url, None, limit)?;
-            let mut file = Vec::new();
-            flate2::read::ZlibDecoder::new(&body[..])
-                .take((want + (1 << 16)) as u64)
-                .read_to_end(&mut file)
-                .map_err(|e| Error::decode(format!("GET {url}: corrupt or truncated npz (zlib) body: {e}")))?;
-            let data = npy_data(&file, self.meta.dtype, &Self::shape_czyx(tile), &url)?;
+            let owned;
+            let data: &[u8] = match self.format {
+                OcpFormat::Npz => {
+                    let mut file = Vec::new();
+                    flate2::read::ZlibDecoder::new(&body[..])
+                        .take((want + (1 << 16)) as u64)
+                        .read_to_end(&mut file)
+                        .map_err(|e| Error::decode(format!("GET {url}: corrupt or truncated npz (zlib) body: {e}")))?;
+                    owned = file;
+                    npy_data(&owned, self.meta.dtype, &czyx, &url)?
+                }
+                OcpFormat::Raw => raw_data(&body, self.meta.dtype, &czyx, &url)?,
+                OcpFormat::Hdf5 => {
+                    owned = hdf5_data(&body, self.meta.dtype, [czyx[1], czyx[2], czyx[3]], &self.meta.channel, &url)?;
+                    &owned
+                }
+            };
             place_rows(tile, data, item, out);
             if let Some(p) = progress {
                 p.fetch_add(1, Ordering::Relaxed);
@@ -177,7 +200,7 @@ impl ScaleIo for OcpScale {
             copy_box(buf, region, &mut part, tile, tile, 1, item);
             let body = compression::zlib(&npy(&part, self.meta.dtype, &Self::shape_czyx(tile)), 6);
             drop(part);
-            self.client.call("POST", &self.url(tile), Some(&body), 1 << 20).map(|_| ())
+            self.client.call("POST", &self.url(tile, OcpFormat::Npz), Some(&body), 1 << 20).map(|_| ())
         })
     }
 }
@@ -219,6 +242,7 @@ pub(super) fn open(url: &str, opts: Options) -> Result<Volume> {
                 engine: engine.clone(),
                 mip,
                 cube: info.scales[mip].chunk_size,
+                format: opts.service.ocp_format,
             })
         })
         .collect();

@@ -115,7 +115,10 @@ Test controls (not ndstore):
                    {"drop": N} close the next N connections without answering;
                    {"truncate": N} the next N bodies are cut short (full Content-Length, half sent);
                    {"clear_log": true}; {"reset": true} clears faults and log (projects stay);
-                   {"hdf5_layout": "ndstore"|"ocp2014"}
+                   {"hdf5_layout": "ndstore"|"ocp2014"};
+                   {"corrupt": N, "how"?: "xor"|"short"} the next N successful cutout GETs answer a
+                     damaged body: "xor" (default) every byte XOR 0xA5 at the full length, "short"
+                     the first half sent with its own (short) Content-Length
   GET  /__requests the request records: method, path, query, status, request_bytes,
                    response_bytes, fault, view, service, auth.
 """
@@ -788,6 +791,8 @@ class State:
         self.fail_status = 503
         self.drop = 0
         self.truncate = 0
+        self.corrupt = 0
+        self.corrupt_how = "xor"
 
 
 def make_handler(opts, state):
@@ -882,8 +887,12 @@ def make_handler(opts, state):
                         state.truncate = int(cmd["truncate"])
                     if "hdf5_layout" in cmd:
                         state.hdf5_layout = str(cmd["hdf5_layout"])
+                    if "corrupt" in cmd:
+                        state.corrupt = int(cmd["corrupt"])
+                        state.corrupt_how = str(cmd.get("how", "xor"))
                     pending = {"fail": state.fail, "status": state.fail_status, "drop": state.drop,
-                               "truncate": state.truncate, "hdf5_layout": state.hdf5_layout}
+                               "truncate": state.truncate, "hdf5_layout": state.hdf5_layout,
+                               "corrupt": state.corrupt}
                 self.send(200, json.dumps({"ok": True, "pending": pending}), "application/json")
                 return True
             return False
@@ -923,8 +932,16 @@ def make_handler(opts, state):
                 if state.truncate > 0:
                     state.truncate -= 1
                     truncate = True
+                corrupt = (state.corrupt > 0 and status == 200 and method == "GET" and not truncate
+                           and rec.get("view") == "cutout")
+                state.corrupt -= int(corrupt)
+                how = state.corrupt_how
             if truncate:
                 rec["fault"] = "truncate"
+            if corrupt:  # a damaged body (test control)
+                rec["fault"] = "corrupt"
+                out = out.encode() if isinstance(out, str) else out
+                out = bytes(b ^ 0xA5 for b in out) if how == "xor" else out[: len(out) // 2]
             self.send(status, out, ctype, headers, rec=rec, truncate=truncate)
             self.record(rec)
 

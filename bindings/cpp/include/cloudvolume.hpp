@@ -484,6 +484,13 @@ enum class Compression {
     zstd,       ///< "zstd"
 };
 
+/// The cutout body an OCP / ndstore project is asked for (option `ocp_format`).
+enum class OcpFormat {
+    npz,   ///< "npz": zlib over a .npy file (the default)
+    raw,   ///< "raw": the array's bytes
+    hdf5,  ///< "hdf5": an HDF5 file (read without libhdf5)
+};
+
 /// Typed options of `Volume::open` / `Volume::create` (the JSON object `options_json` of
 /// `cv_open`). Unset members keep the library's defaults. Setters chain:
 /// `Options().bounded(false).background_color(7)`.
@@ -553,6 +560,10 @@ public:
     Options &timestamp(double unix_seconds) { return set("timestamp", detail::json_number(unix_seconds, "timestamp")); }
     /// graphene://: map to ancestors at this layer instead of roots.
     Options &stop_layer(std::uint32_t v) { return set("stop_layer", std::to_string(v)); }
+    /// ocp://: the cutout body to request (writes always POST npz).
+    Options &ocp_format(OcpFormat f) {
+        return set("ocp_format", f == OcpFormat::raw ? "\"raw\"" : f == OcpFormat::hdf5 ? "\"hdf5\"" : "\"npz\"");
+    }
     /// graphene://: the CAVE token itself (else cave-secret.json and friends are read).
     Options &cave_token(const std::string &token) { return set("secrets", detail::json_string(token)); }
 

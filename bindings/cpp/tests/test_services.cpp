@@ -17,11 +17,17 @@
 //   img16, ann64 at resolutions 0 and 1) read through boss://http://HOST/col/exp/CHANNEL equals
 //   intern's get_cutout bytes; the channel's data type and layer type; unique over ann64; a wrong
 //   token -> AuthError naming the host, never the token; an unknown channel -> NotFound.
+// - OCP / ndstore: every case of tests/reference/ocp_h5py.py's manifest (h5py's hdf5 posts of
+//   uint8, uint16, uint32, uint64 and float32 channels at resolutions 0 and 1, read back by h5py)
+//   read through ocp://HOST/ocpref/CHANNEL as npz, raw and hdf5 (OcpFormat) equals h5py's
+//   array; a write (npz) read back from ndstore's hdf5 answer; an unknown channel -> NotFound; an
+//   ocp_format the library does not read -> Unsupported.
 //
 // usage: test_services [--quick]   (--quick: one of intern's cases per channel, for valgrind;
 //   environment: CV_DVID_SERVER=127.0.0.1:PORT,
 //   CV_BOSS_URL_BASE=boss://http://127.0.0.1:PORT/col/exp, CV_BOSS_TOKEN, CV_BOSS_INTERN_DIR (the
-//   setup's OUTDIR with manifest.json). Without them: a skip (77), a failure with
+//   setup's OUTDIR with manifest.json), CV_OCP_SERVER=127.0.0.1:PORT and CV_OCP_H5PY_DIR (ocp_h5py.py
+//   setup's OUT). Without them: a skip (77), a failure with
 //   CV_REQUIRE_REFERENCE=1.)
 #include <algorithm>
 #include <cctype>
@@ -129,7 +135,7 @@ cv::InfoSpec spec(cv::DataType t, std::uint32_t channels, bool seg, std::int64_t
     return s;
 }
 
-int dvid_voxel_boxes = 0, cxyz_elements = 0, boss_cases = 0;
+int dvid_voxel_boxes = 0, cxyz_elements = 0, boss_cases = 0, ocp_cases = 0;
 bool quick = false;  // --quick: the first of intern's cases per channel only (for valgrind)
 
 // ------------------------------------------------------------------------------------------
@@ -455,19 +461,82 @@ void test_boss(const std::string &url_base, const std::string &token, const std:
                  cv::Volume::open(url_base + "/nope", cv::Options().secrets_json(secrets)), CV_ERR_NOT_FOUND, "nope");
 }
 
+// ------------------------------------------------------------------------------------------
+// OCP / ndstore
+// ------------------------------------------------------------------------------------------
+
+template <class T>
+void ocp_case(const cv::Volume &vol, const std::string &what, std::uint32_t res, const cv::Box &b,
+              const std::vector<unsigned char> &file) {
+    const cv::Array<T> a = vol.cutout<T>(res, b);
+    const bool same = a.size() * sizeof(T) == file.size() && std::memcmp(a.data(), file.data(), file.size()) == 0;
+    CHECK(same, what << ": " << a.size() * sizeof(T) << " bytes differ from h5py's " << file.size());
+    CHECK(std::any_of(a.begin(), a.end(), [](T v) { return v != T{}; }), what << ": all zero");
+    ocp_cases++;
+}
+
+void test_ocp(const std::string &server, const std::string &dir) {
+    std::cout << "ndstore double at " << server << ", h5py's cutouts in " << dir << std::endl;
+    const Json manifest = harness::read_json(dir + "/manifest.json");
+    const std::string base = "ocp://" + server + "/" + manifest["project"].str() + "/";
+    const std::pair<cv::OcpFormat, const char *> formats[] = {
+        {cv::OcpFormat::npz, "npz"}, {cv::OcpFormat::raw, "raw"}, {cv::OcpFormat::hdf5, "hdf5"}};
+    for (const auto &f : formats) {
+        for (const Json &c : manifest["cases"].items) {
+            const std::string url = base + c["channel"].str(), dtype = c["dtype"].str();
+            const cv::Volume vol = cv::Volume::open(url, cv::Options().ocp_format(f.first));
+            CHECK(std::string(cv::name(vol.data_type())) == dtype, url << ": " << cv::name(vol.data_type()) << ", h5py " << dtype);
+            CHECK(vol.num_mips() == 2, url << ": " << vol.num_mips() << " mips, the project has 2 levels");
+            const auto res = static_cast<std::uint32_t>(c["res"].i64());
+            const cv::Box b{c["lo"].vec3i(), c["hi"].vec3i()};
+            const std::vector<unsigned char> file = harness::read_file(dir + "/" + c["file"].str());
+            const std::string what = url + " as " + f.second + " res " + std::to_string(res) + " " + b.str();
+            if (dtype == "uint8")
+                ocp_case<std::uint8_t>(vol, what, res, b, file);
+            else if (dtype == "uint16")
+                ocp_case<std::uint16_t>(vol, what, res, b, file);
+            else if (dtype == "uint32")
+                ocp_case<std::uint32_t>(vol, what, res, b, file);
+            else if (dtype == "uint64")
+                ocp_case<std::uint64_t>(vol, what, res, b, file);
+            else if (dtype == "float32")
+                ocp_case<float>(vol, what, res, b, file);
+            else
+                CHECK(false, what << ": manifest dtype " << dtype);
+            if (quick) break;
+        }
+    }
+    const int want = quick ? 3 : 30;
+    CHECK(ocp_cases == want, ocp_cases << " OCP cases read, want " << want);
+    // A write (npz, non-zero values: ndstore keeps only those), read back from the hdf5 answer;
+    // past the manifest's boxes (z >= 40), so a second run against the same double reads h5py's.
+    const cv::Volume w = cv::Volume::open(base + "anno32");
+    const cv::Box wb{{150, 70, 40}, {260, 190, 53}};
+    const std::vector<std::uint32_t> data = values<std::uint32_t>(static_cast<std::size_t>(wb.voxels()), 77);
+    w.write(0, wb, data);
+    const cv::Volume r = cv::Volume::open(base + "anno32", cv::Options().ocp_format(cv::OcpFormat::hdf5));
+    CHECK(elements(r.cutout<std::uint32_t>(0, wb)) == data, "an npz write read back as hdf5 differs");
+    EXPECT_THROW(cv::NotFound, "an unknown OCP channel", cv::Volume::open(base + "nope"), CV_ERR_NOT_FOUND, "nope");
+    EXPECT_THROW(cv::Unsupported, "ocp_format blosc", cv::Volume::open(base + "img8", cv::Options().set("ocp_format", "\"blosc\"")),
+                 CV_ERR_UNSUPPORTED, "ocp_format");
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
     quick = argc > 1 && std::string(argv[1]) == "--quick";
     const std::string dvid = env("CV_DVID_SERVER"), boss = env("CV_BOSS_URL_BASE"), token = env("CV_BOSS_TOKEN"),
                       intern = env("CV_BOSS_INTERN_DIR");
+    const std::string ocp = env("CV_OCP_SERVER"), h5py_dir = env("CV_OCP_H5PY_DIR");
     const bool have_boss = !boss.empty() && !token.empty() && std::filesystem::exists(intern + "/manifest.json");
-    if (dvid.empty() || !have_boss) {
+    const bool have_ocp = !ocp.empty() && std::filesystem::exists(h5py_dir + "/manifest.json");
+    if (dvid.empty() || !have_boss || !have_ocp) {
         const std::string missing = std::string(dvid.empty() ? "CV_DVID_SERVER " : "") +
-                                    (have_boss ? "" : "CV_BOSS_URL_BASE/CV_BOSS_TOKEN/CV_BOSS_INTERN_DIR (manifest.json) ");
+                                    (have_boss ? "" : "CV_BOSS_URL_BASE/CV_BOSS_TOKEN/CV_BOSS_INTERN_DIR (manifest.json) ") +
+                                    (have_ocp ? "" : "CV_OCP_SERVER/CV_OCP_H5PY_DIR (manifest.json) ");
         if (env("CV_REQUIRE_REFERENCE") == "1") {
             std::cerr << "test_services: CV_REQUIRE_REFERENCE=1 but " << missing
-                      << "unset: scripts/test_cpp.sh starts the DVID and BOSS doubles with target/venv/bin/python "
+                      << "unset: scripts/test_cpp.sh starts the DVID, BOSS and ndstore doubles with target/venv/bin/python "
                          "(scripts/setup.sh makes the venv)"
                       << std::endl;
             return 1;
@@ -490,8 +559,16 @@ int main(int argc, char **argv) {
     } catch (const std::exception &e) {
         CHECK(false, "BOSS: unexpected exception: " << e.what());
     }
+    try {
+        timed("OCP", [&] { test_ocp(ocp, h5py_dir); });
+    } catch (const cv::Error &e) {
+        CHECK(false, "OCP: unexpected " << e.code_name() << ": " << e.what());
+    } catch (const std::exception &e) {
+        CHECK(false, "OCP: unexpected exception: " << e.what());
+    }
     std::cout << "DVID: " << dvid_voxel_boxes << " boxes compared, " << cxyz_elements
-              << " channel-first elements; BOSS: " << boss_cases << " of intern's cutouts" << std::endl;
+              << " channel-first elements; BOSS: " << boss_cases << " of intern's cutouts; OCP: " << ocp_cases
+              << " of h5py's cutouts" << std::endl;
     // The count first, so scripts/test_cpp.sh's summary shows it.
     std::cout << harness::checks << " checks, " << harness::failures << " failures (test_services)" << std::endl;
     return harness::failures == 0 ? 0 : 1;

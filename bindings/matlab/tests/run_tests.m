@@ -17,7 +17,9 @@ function nfail = run_tests(varargin)
 %   CV_DVID_SERVER (127.0.0.1:PORT of tests/servers/dvid.py), CV_BOSS_URL_BASE
 %   (boss://http://127.0.0.1:PORT/col/exp of tests/servers/boss.py), CV_BOSS_TOKEN and
 %   CV_BOSS_INTERN_DIR (what tests/reference/boss_intern.py setup wrote: intern's cutouts and
-%   manifest.json). Unset, they are skipped, unless CV_REQUIRE_REFERENCE=1.
+%   manifest.json), CV_OCP_SERVER (127.0.0.1:PORT of tests/servers/ocp.py) and CV_OCP_H5PY_DIR
+%   (what tests/reference/ocp_h5py.py setup wrote: h5py's cutouts and manifest.json). Unset,
+%   they are skipped, unless CV_REQUIRE_REFERENCE=1.
 
 here = fileparts(mfilename('fullpath'));
 repo = fileparts(fileparts(fileparts(here)));
@@ -116,6 +118,16 @@ elseif strcmp(getenv('CV_REQUIRE_REFERENCE'), '1')
                        'is not set (scripts/test_octave.sh sets them)'])};
 else
   fprintf('skip boss: CV_BOSS_URL_BASE is not set (scripts/test_octave.sh starts the BOSS double)\n');
+end
+ctx.ocp = getenv('CV_OCP_SERVER');
+ctx.ocp_dir = getenv('CV_OCP_H5PY_DIR');
+if ~isempty(ctx.ocp) && ~isempty(ctx.ocp_dir)
+  cases(end + 1, :) = {'ocp: every channel as npz, raw and hdf5 equals h5py''s cutouts', @t_ocp_h5py};
+  cases(end + 1, :) = {'ocp: a write read back as hdf5, unknown channel, bad ocp_format', @t_ocp_errors};
+elseif strcmp(getenv('CV_REQUIRE_REFERENCE'), '1')
+  cases(end + 1, :) = {'ocp', @(c) error('test:fail', 'CV_OCP_SERVER or CV_OCP_H5PY_DIR is not set (scripts/test_octave.sh sets them)')};
+else
+  fprintf('skip ocp: CV_OCP_SERVER is not set (scripts/test_octave.sh starts the ndstore double)\n');
 end
 
 only = '';
@@ -1747,6 +1759,55 @@ expect_error(@() CloudVolume.dvidCreateRepo(42), ia, 'server');
 expect_error(@() CloudVolume.dvidCreateRepo(ctx.dvid, 'colour', 'red'), ia, 'colour');   % the library's
 u = CloudVolume.dvidCreateRepo(['dvid://', ctx.dvid], 'Description', 'through dvid://', 'timeout', 30);
 check(numel(u) == 32, 'a repo through dvid://: %s', u);
+end
+
+% OCP / ndstore: h5py posted every channel (tests/reference/ocp_h5py.py) and read it back; the
+% binding reads the same boxes with each ocp_format.
+function t_ocp_h5py(ctx)
+m = jsondecode(fileread(fullfile(ctx.ocp_dir, 'manifest.json')));
+cs = as_cell(m.cases);
+check(numel(cs) == 10, '%d h5py cases', numel(cs));
+n = 0;
+formats = {'npz', 'raw', 'hdf5'};
+for f = 1:numel(formats)
+  for i = 1:numel(cs)
+    c = cs{i};
+    url = sprintf('ocp://%s/%s/%s', ctx.ocp, m.project, c.channel);
+    v = CloudVolume(url, 'ocp_format', formats{f});
+    cleanup = onCleanup(@() delete(v));
+    cls = dtype_class(c.dtype);
+    check(strcmp(v.matlab_class, cls), '%s: class %s, h5py %s', url, v.matlab_class, c.dtype);
+    check(v.num_mips == 2, '%s: %d mips', url, v.num_mips);
+    lo = reshape(c.lo, 1, 3);
+    hi = reshape(c.hi, 1, 3);
+    A = v.cutout(lo, hi - 1, 'mip', c.res);
+    want = reshape(typecast(read_file_bytes(fullfile(ctx.ocp_dir, c.file)), cls), hi - lo);
+    check_same(A, want, sprintf('%s as %s res %d', url, formats{f}, c.res));
+    check(any(A(:) ~= 0), '%s as %s: all zero', url, formats{f});
+    n = n + 1;
+    clear cleanup;
+  end
+end
+check(n == 30, '%d cases', n);
+end
+
+function t_ocp_errors(ctx)
+m = jsondecode(fileread(fullfile(ctx.ocp_dir, 'manifest.json')));
+base = sprintf('ocp://%s/%s/', ctx.ocp, m.project);
+% A write (npz; non-zero values, as ndstore keeps only those) read back from the hdf5 answer;
+% past the manifest's boxes (z >= 40), which other runs against the same double read.
+w = CloudVolume([base, 'img16']);
+wc = onCleanup(@() delete(w));
+A = uint16(test_values('uint16', [90 70 9], 5)) + 1;
+w.write([150 80 42], A);
+r = CloudVolume([base, 'img16'], 'ocp_format', 'hdf5');
+rc = onCleanup(@() delete(r));
+check_same(r.cutout([150 80 42], [239 149 50]), A, 'an npz write read back as hdf5');
+% Outside the image (bounded): refused before any request; an unknown channel; other formats.
+expect_error(@() r.cutout([0 0 0], [9 9 0]), 'cloudvolume:outOfBounds');
+expect_error(@() CloudVolume([base, 'nope']), 'cloudvolume:notFound', 'nope');
+expect_error(@() CloudVolume([base, 'img8'], 'ocp_format', 'blosc'), 'cloudvolume:unsupported', 'ocp_format');
+expect_error(@() CloudVolume([base, 'img8'], 'ocp_format', 'tif'), 'cloudvolume:invalidArgument', 'ocp_format');
 end
 
 % The BOSS: its host from CV_BOSS_URL_BASE (boss://http://HOST/col/exp).

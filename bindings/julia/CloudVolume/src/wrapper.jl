@@ -13,13 +13,14 @@
                        provenance=nothing, compress=nothing, non_aligned_writes=false,
                        parallel=false, output_to_shared_memory=false,
                        agglomerate=nothing, timestamp=nothing, stop_layer=nothing,
-                       use_https=false, secrets=nothing)
+                       use_https=false, secrets=nothing, ocp_format=nothing)
     CloudVolumeWrapper(f, storage_string; kwargs...)   # do-block: closed when `f` returns
 
 Open the Precomputed layer at `storage_string` (`file://...` or a path, `http(s)://...`,
 `gs://bucket/...`, `s3://bucket/...`, optionally behind `precomputed://`), a graphene layer
-(`graphene://https://...`), a DVID data instance (`dvid://host:port/uuid/name`) or a BOSS
-channel (`boss://collection/experiment/channel`, or `boss://http(s)://host/...`). The keywords
+(`graphene://https://...`), a DVID data instance (`dvid://host:port/uuid/name`), a BOSS
+channel (`boss://collection/experiment/channel`, or `boss://http(s)://host/...`) or an OCP /
+ndstore channel (`ocp://host[/prefix]/token[/channel]`). The keywords
 and their defaults are CloudVolume.jl's. What each does here:
 
 - `mip`: the scale that indexing, `size`, `offset`, `chunks` and `resolution` use.
@@ -47,6 +48,8 @@ and their defaults are CloudVolume.jl's. What each does here:
   CAVE token (else cave-secret.json is read), DVID's Bearer token, or the BOSS's credentials
   (the token, or `Dict("protocol" => ..., "host" => ..., "token" => ...)`). Passed to the
   library only when given.
+- `ocp_format`: on `ocp://`, the cutout body to ask ndstore for: `"npz"` (the library's
+  default), `"raw"` or `"hdf5"` (read without libhdf5); writes always post `npz`.
 - Accepted and ignored: `cdn_cache` (no Cache-Control header is set), `progress` (no progress
   bar), `output_to_shared_memory` (reads return an ordinary `Array`: the library decodes into
   Julia memory directly, so there is no shared-memory segment to hand back).
@@ -85,7 +88,8 @@ mutable struct CloudVolumeWrapper
             timestamp::Union{Real,Nothing} = nothing,
             stop_layer::Union{Integer,Nothing} = nothing,
             use_https::Bool = false,
-            secrets::Union{AbstractString,AbstractDict,Nothing} = nothing)
+            secrets::Union{AbstractString,AbstractDict,Nothing} = nothing,
+            ocp_format::Union{AbstractString,Nothing} = nothing)
         mip >= 0 || throw(ArgumentError("mip must be >= 0, got $(mip)"))
         opts = Dict{String,Any}(
             "mip" => Int(mip),
@@ -105,6 +109,7 @@ mutable struct CloudVolumeWrapper
         stop_layer === nothing || (opts["stop_layer"] = Int(stop_layer))
         use_https && (opts["use_https"] = true)
         secrets === nothing || (opts["secrets"] = secrets)
+        ocp_format === nothing || (opts["ocp_format"] = String(ocp_format))
         options_json = write_json(opts)
         path = String(storage_string)
         fptr(:cv_free)   # resolved now, so the finalizer never takes the loader's lock
@@ -145,8 +150,8 @@ function CloudVolumeWrapper(f::Function, storage_string::AbstractString; kwargs.
     end
 end
 
-# Services answer boxes and keep no info file (dvid://, boss://).
-is_service(path::AbstractString) = any(p -> startswith(lowercase(path), p), ("dvid://", "boss://"))
+# Services answer boxes and keep no info file (dvid://, boss://, ocp://).
+is_service(path::AbstractString) = any(p -> startswith(lowercase(path), p), ("dvid://", "boss://", "ocp://"))
 
 function open_or_create!(out, path, info_dict::AbstractDict, options_json)
     given = write_json(info_dict)

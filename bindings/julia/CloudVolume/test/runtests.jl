@@ -47,8 +47,12 @@ const IMAGERY = joinpath(REFERENCE, "imagery")
 # same way): CV_DVID_SERVER = 127.0.0.1:PORT of tests/servers/dvid.py; CV_BOSS_URL_BASE =
 # boss://http://127.0.0.1:PORT/col/exp of tests/servers/boss.py --token $CV_BOSS_TOKEN, set up by
 # `tests/reference/boss_intern.py setup PORT TOKEN $CV_BOSS_INTERN_DIR` (intern's cutouts and
-# manifest.json). Unset: skipped, unless CV_REQUIRE_SERVICES=1.
+# manifest.json); CV_OCP_SERVER = 127.0.0.1:PORT of tests/servers/ocp.py, set up by
+# `tests/reference/ocp_h5py.py setup PORT $CV_OCP_H5PY_DIR` (h5py's cutouts and manifest.json).
+# Unset: skipped, unless CV_REQUIRE_SERVICES=1.
 const DVID = get(ENV, "CV_DVID_SERVER", "")
+const OCP = get(ENV, "CV_OCP_SERVER", "")
+const OCP_DIR = get(ENV, "CV_OCP_H5PY_DIR", "")
 const BOSS = get(ENV, "CV_BOSS_URL_BASE", "")
 const BOSS_TOKEN = get(ENV, "CV_BOSS_TOKEN", "")
 const BOSS_DIR = get(ENV, "CV_BOSS_INTERN_DIR", "")
@@ -823,6 +827,49 @@ end
     CloudVolumeWrapper("$(BOSS)/img8"; secrets = secrets) do v
         expect_error(() -> v[0:99, 0:19, 0:1], CV.CV_ERR_OUT_OF_BOUNDS)
     end
+    end
+end
+
+@testset "services: OCP / ndstore (tests/servers/ocp.py, h5py's cutouts)" begin
+    if isempty(OCP) || isempty(OCP_DIR)
+        skip_service("ndstore", "CV_OCP_SERVER or CV_OCP_H5PY_DIR")
+    else
+    types = Dict("uint8" => UInt8, "uint16" => UInt16, "uint32" => UInt32, "uint64" => UInt64,
+                 "float32" => Float32)
+    manifest = CV.parse_json(read(joinpath(OCP_DIR, "manifest.json"), String))
+    base = "ocp://$(OCP)/$(manifest["project"])/"
+    n = 0
+    for format in ("npz", "raw", "hdf5"), c in manifest["cases"]
+        CloudVolumeWrapper(base * c["channel"]; ocp_format = format) do v
+            T = types[c["dtype"]]
+            @test v.dtype == T
+            @test length(info(v)["scales"]) == 2
+            lo, hi = Int.(c["lo"]), Int.(c["hi"])     # half-open, as in the manifest
+            got = download(v, (lo[1]:hi[1]-1, lo[2]:hi[2]-1, lo[3]:hi[3]-1); mip = c["res"])
+            want = reshape(ltoh.(collect(reinterpret(T, read(joinpath(OCP_DIR, c["file"]))))), (hi .- lo)...)
+            @test got[:, :, :, 1] == want
+            @test any(!=(0), got)
+            n += 1
+        end
+    end
+    @test n == 30
+    # A write (npz; non-zero values: ndstore keeps only those), read back from the hdf5 answer;
+    # past the manifest's boxes (z >= 40), which other runs against the same double read.
+    data = UInt32.(reshape(1:(110 * 120 * 13), 110, 120, 13)) .| UInt32(1) << 20
+    CloudVolumeWrapper(base * "anno32") do w
+        w[150:259, 70:189, 40:52] = data
+    end
+    CloudVolumeWrapper(base * "anno32"; ocp_format = "hdf5") do r
+        @test r[150:259, 70:189, 40:52] == data
+        expect_error(() -> r[0:9, 0:9, 0:0], CV.CV_ERR_OUT_OF_BOUNDS)
+    end
+    e = expect_error(() -> CloudVolumeWrapper(base * "nope"), CV.CV_ERR_NOT_FOUND)
+    @test occursin("nope", e.message)
+    e = expect_error(() -> CloudVolumeWrapper(base * "img8"; ocp_format = "blosc"), CV.CV_ERR_UNSUPPORTED)
+    @test occursin("ocp_format", e.message)
+    # ndstore's info cannot be created from here.
+    i8 = CloudVolumeWrapper(info, base * "img8")
+    expect_error(() -> CloudVolumeWrapper(base * "new"; info = i8), CV.CV_ERR_UNSUPPORTED)
     end
 end
 
