@@ -57,6 +57,18 @@
 typedef struct cv_files cv_files;
 
 /**
+ * A mesh: vertices (x, y, z float32, physical nm) and triangles (3 uint32 vertex indices,
+ * from 0). Opaque to C.
+ */
+typedef struct cv_mesh cv_mesh;
+
+/**
+ * A skeleton: vertices (x, y, z float32, physical), edges (2 uint32 vertex indices) and
+ * vertex attributes. Opaque to C.
+ */
+typedef struct cv_skeleton cv_skeleton;
+
+/**
  * Files under one base location. Opaque to C; created by `cv_storage_open`, released by
  * `cv_storage_free`.
  */
@@ -435,6 +447,215 @@ cv_status cv_renumber(const cv_volume *vol,
                       int32_t *out_dtype,
                       uint64_t **labels,
                       size_t *n);
+
+/**
+ * The mesh of the `n_ids` segments `ids`, as one (cloud-volume's `vol.mesh.get([a, b, c])`):
+ * concatenated in id order; `lod` a level of detail (0 the finest) or -1 for the coarsest
+ * (legacy meshes have only lod 0); `weld` 1 to merge equal vertices (cloud-volume's
+ * `remove_duplicate_vertices`), 0 not to, -1 for cloud-volume's default (legacy meshes welded,
+ * multi-resolution ones not); `chunk_size` NULL, or 3 int64_t: weld legacy meshes only where
+ * cloud-volume's `chunk_size` does (pairs on the planes of that chunk grid, voxels at the
+ * meshes' mip); `allow_missing` non-zero leaves out ids without a mesh. `*out` receives the
+ * mesh (release with `cv_mesh_free`).
+ *
+ * # Safety
+ * `vol` is a live handle; `ids` points to `n_ids` uint64_t; `chunk_size` is NULL or points to
+ * 3 int64_t; `out` is writable.
+ */
+cv_status cv_mesh_get(const cv_volume *vol,
+                      const uint64_t *ids,
+                      size_t n_ids,
+                      int32_t lod,
+                      int32_t weld,
+                      const int64_t *chunk_size,
+                      int32_t allow_missing,
+                      cv_mesh **out);
+
+/**
+ * The number of levels of detail of segment `id`'s mesh (1 for a legacy mesh).
+ *
+ * # Safety
+ * `vol` is a live handle; `out` is writable.
+ */
+cv_status cv_mesh_lods(const cv_volume *vol, uint64_t id, uint32_t *out);
+
+/**
+ * A mesh's vertex and triangle counts: the vertices take `12 * n_vertices` bytes, the faces
+ * `12 * n_faces`.
+ *
+ * # Safety
+ * `mesh` is a live mesh; the outputs are writable.
+ */
+cv_status cv_mesh_counts(const cv_mesh *mesh, size_t *n_vertices, size_t *n_faces);
+
+/**
+ * The vertices, x y z float32 per vertex; `buf_len` must be `12 * n_vertices`.
+ *
+ * # Safety
+ * `mesh` is a live mesh; `buf` holds `buf_len` writable bytes.
+ */
+cv_status cv_mesh_vertices_into(const cv_mesh *mesh, float *buf, size_t buf_len);
+
+/**
+ * The triangles, 3 uint32 vertex indices (from 0) each; `buf_len` must be `12 * n_faces`.
+ *
+ * # Safety
+ * `mesh` is a live mesh; `buf` holds `buf_len` writable bytes.
+ */
+cv_status cv_mesh_faces_into(const cv_mesh *mesh, uint32_t *buf, size_t buf_len);
+
+/**
+ * Save the mesh to `path` as OBJ, PLY or STL, named by the extension (cloud-volume's
+ * `to_obj` / `to_ply` renderings; binary STL).
+ *
+ * # Safety
+ * `mesh` is a live mesh; `path` is a NUL-terminated string.
+ */
+cv_status cv_mesh_save(const cv_mesh *mesh, const char *path);
+
+/**
+ * Release a mesh. NULL is a no-op.
+ *
+ * # Safety
+ * `mesh` is NULL or a live mesh, used by no other thread during the call.
+ */
+void cv_mesh_free(cv_mesh *mesh);
+
+/**
+ * Write segment `id`'s legacy mesh (cloud-volume's `vol.mesh.put`): `n_vertices` x y z
+ * float32 and `n_faces` triangles of uint32 indices. The fragment is gzipped unless option
+ * `compress` is false. A multi-resolution mesh directory is `CV_ERR_UNSUPPORTED`.
+ *
+ * # Safety
+ * `vol` is a live handle; `vertices` points to `3 * n_vertices` floats, `faces` to
+ * `3 * n_faces` uint32_t.
+ */
+cv_status cv_mesh_put(const cv_volume *vol,
+                      uint64_t id,
+                      const float *vertices,
+                      size_t n_vertices,
+                      const uint32_t *faces,
+                      size_t n_faces);
+
+/**
+ * The mesh directory's `info` as this library understands it, JSON (`{"@type", ...}`;
+ * `neuroglancer_legacy_mesh` when there is no info). Release with `cv_string_free`.
+ *
+ * # Safety
+ * `vol` is a live handle; `out` is writable.
+ */
+cv_status cv_mesh_info_json(const cv_volume *vol, char **out);
+
+/**
+ * Segment `id`'s skeleton (cloud-volume's `vol.skeleton.get(id)`): vertices made physical
+ * with the skeleton info's transform, the info's vertex attributes. `*out` receives it
+ * (release with `cv_skeleton_free`).
+ *
+ * # Safety
+ * `vol` is a live handle; `out` is writable.
+ */
+cv_status cv_skeleton_get(const cv_volume *vol, uint64_t id, cv_skeleton **out);
+
+/**
+ * A skeleton's counts: vertices (`12 * n_vertices` bytes), edges (`8 * n_edges`) and vertex
+ * attributes.
+ *
+ * # Safety
+ * `skeleton` is live; the outputs are writable.
+ */
+cv_status cv_skeleton_counts(const cv_skeleton *skeleton,
+                             size_t *n_vertices,
+                             size_t *n_edges,
+                             size_t *n_attributes);
+
+/**
+ * The vertices, x y z float32 each; `buf_len` must be `12 * n_vertices`.
+ *
+ * # Safety
+ * `skeleton` is live; `buf` holds `buf_len` writable bytes.
+ */
+cv_status cv_skeleton_vertices_into(const cv_skeleton *skeleton, float *buf, size_t buf_len);
+
+/**
+ * The edges, 2 uint32 vertex indices (from 0) each; `buf_len` must be `8 * n_edges`.
+ *
+ * # Safety
+ * `skeleton` is live; `buf` holds `buf_len` writable bytes.
+ */
+cv_status cv_skeleton_edges_into(const cv_skeleton *skeleton, uint32_t *buf, size_t buf_len);
+
+/**
+ * Vertex attribute `i`: `*name` (NUL-terminated, valid until `cv_skeleton_free`), its
+ * `CV_DTYPE_*` code and components per vertex; its values take `n_vertices *
+ * num_components * cv_dtype_size(data_type)` bytes.
+ *
+ * # Safety
+ * `skeleton` is live; the outputs are writable.
+ */
+cv_status cv_skeleton_attribute(const cv_skeleton *skeleton,
+                                size_t i,
+                                const char **name,
+                                int32_t *data_type,
+                                uint32_t *num_components);
+
+/**
+ * The values of vertex attribute `i` (vertex after vertex, components together,
+ * little-endian); `buf_len` must be exactly their size.
+ *
+ * # Safety
+ * `skeleton` is live; `buf` holds `buf_len` writable bytes.
+ */
+cv_status cv_skeleton_attribute_into(const cv_skeleton *skeleton,
+                                     size_t i,
+                                     void *buf,
+                                     size_t buf_len);
+
+/**
+ * Save the skeleton to `path` as SWC (osteoid's `to_swc` rendering).
+ *
+ * # Safety
+ * `skeleton` is live; `path` is a NUL-terminated string.
+ */
+cv_status cv_skeleton_save_swc(const cv_skeleton *skeleton, const char *path);
+
+/**
+ * Release a skeleton. NULL is a no-op.
+ *
+ * # Safety
+ * `skeleton` is NULL or live, used by no other thread during the call.
+ */
+void cv_skeleton_free(cv_skeleton *skeleton);
+
+/**
+ * The skeleton directory's `info` as this library reads it (cloud-volume's default when the
+ * layer names none), JSON with `transform` and `vertex_attributes` (`[{id, data_type,
+ * num_components}]`, the order `cv_skeleton_put` takes them in). Release with
+ * `cv_string_free`.
+ *
+ * # Safety
+ * `vol` is a live handle; `out` is writable.
+ */
+cv_status cv_skeleton_info_json(const cv_volume *vol, char **out);
+
+/**
+ * Write segment `id`'s skeleton (cloud-volume's `vol.skeleton.upload`): `n_vertices` x y z
+ * float32 (written as given), `n_edges` pairs of uint32 indices, and either no attributes
+ * (`n_attributes` 0) or one buffer per attribute of the skeleton info, in its order, each
+ * `n_vertices * num_components` values of its type. gzipped unless option `compress` is
+ * false. A sharded skeleton directory is `CV_ERR_UNSUPPORTED`.
+ *
+ * # Safety
+ * `vol` is a live handle; the arrays hold what their counts say; `attributes` points to
+ * `n_attributes` pointers.
+ */
+cv_status cv_skeleton_put(const cv_volume *vol,
+                          uint64_t id,
+                          const float *vertices,
+                          size_t n_vertices,
+                          const uint32_t *edges,
+                          size_t n_edges,
+                          const void *const *attributes,
+                          size_t n_attributes);
 
 /**
  * Create a repo on a DVID server (`POST /api/repos`, as pydvid's `create_new` does before

@@ -45,6 +45,16 @@ if [ ! -f "$istamp" ] || [ "$(cat "$istamp")" != "$iwant" ]; then
   echo "$iwant" > "$istamp"
 fi
 
+# Meshes and skeletons written by cloud-volume (legacy, skeletons) and a DracoPy-based writer
+# (multi-resolution), with cloud-volume's reads of every object.
+mstamp="$CV_REFERENCE_DIR/meshes/.stamp"
+mwant=$(cat tests/reference/make_meshes.py tests/reference/requirements.txt | sha256sum | cut -c1-16)
+if [ ! -f "$mstamp" ] || [ "$(cat "$mstamp")" != "$mwant" ]; then
+  rm -rf "$CV_REFERENCE_DIR/meshes"
+  "$PY" tests/reference/make_meshes.py "$CV_REFERENCE_DIR/meshes"
+  echo "$mwant" > "$mstamp"
+fi
+
 mkdir -p target
 # Formatting and lints first: a drift or a warning fails the run (rustfmt.toml sets the style).
 cargo fmt --check

@@ -38,6 +38,8 @@
 //!
 //! `dir` is created when missing; existing files of the same names are replaced.
 
+pub mod objects;
+
 use std::fs;
 use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};

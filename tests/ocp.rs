@@ -322,11 +322,7 @@ print(a.shape)
     assert!(back.cutout(0, &b).unwrap() == data);
     let o = Command::new(cv).args(["create", &url, "--dtype", "uint8", "--size", "64,64,64"]).output().unwrap();
     assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("not supported"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not supported"), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 fn py_post(d: &ServiceDouble, token: &str, out: &std::path::Path, boxes: &Value) {

@@ -10,6 +10,7 @@
 pub mod blosc;
 pub mod compression;
 pub mod cseg;
+pub mod draco;
 pub mod image;
 pub mod jpeg;
 pub mod out;

@@ -23,6 +23,8 @@ pub mod imagery;
 /// cbindgen:ignore
 pub mod labels;
 /// cbindgen:ignore
+pub mod objects;
+/// cbindgen:ignore
 pub mod services;
 /// cbindgen:ignore
 pub mod storage;
@@ -34,6 +36,7 @@ pub mod write;
 pub use files::*;
 pub use imagery::*;
 pub use labels::*;
+pub use objects::*;
 pub use services::*;
 pub use volume::*;
 pub use write::*;

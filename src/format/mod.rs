@@ -9,8 +9,10 @@ pub mod encoding;
 pub mod graphene;
 pub mod grid;
 pub mod info;
+pub mod mesh;
 pub mod ocp;
 pub mod sharding;
+pub mod skeleton;
 
 pub use encoding::ContentEncoding;
 pub use grid::{Bbox, ChunkGrid};

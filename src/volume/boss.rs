@@ -370,5 +370,5 @@ pub(super) fn open(url: &str, opts: Options) -> Result<Volume> {
         bucket: None,
         alias: None,
     };
-    Ok(Volume { path: cpath, source: Source::Service("the BOSS"), info, opts, scales })
+    Ok(Volume { path: cpath, source: Source::Service("the BOSS"), info, opts, scales, objects: None })
 }

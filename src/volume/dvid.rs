@@ -386,7 +386,7 @@ fn volume(path: DvidPath, client: Client, json: Value, opts: Options) -> Result<
         .collect();
     let cpath =
         CloudPath { protocol: Protocol::Http, base: path.node_url(), path: path.display(), bucket: None, alias: None };
-    Ok(Volume { path: cpath, source: Source::Service("DVID"), info, opts, scales })
+    Ok(Volume { path: cpath, source: Source::Service("DVID"), info, opts, scales, objects: None })
 }
 
 /// Open a DVID data instance.

@@ -492,7 +492,7 @@ pub(super) fn open(url: &str, opts: Options) -> Result<Volume> {
         })
         .collect();
     let path = CloudPath { path: url.trim().trim_end_matches('/').to_string(), ..dpath };
-    Ok(Volume { path, source: super::Source::Graphene(store), info, opts, scales })
+    Ok(Volume { path, source: super::Source::Graphene(store), info, opts, scales, objects: None })
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! - `boss.rs`: BOSS channels (`boss://`), likewise; `ocp.rs`: OCP/ndstore projects (`ocp://`);
 //! - `labels.rs`: label operations (unique, masks, point boxes) over any source;
 //! - `aligned.rs`: aligned image + segmentation cutouts over two volumes;
+//! - `objects/`: meshes and skeletons of segmentation layers;
 //! - `engine.rs`: the handle's thread pool, decode permits and buffers.
 
 pub mod aligned;
@@ -19,6 +20,7 @@ mod engine;
 mod graphene;
 pub mod io;
 pub mod labels;
+pub mod objects;
 mod ocp;
 mod precomputed;
 mod service;
@@ -47,6 +49,8 @@ pub struct Volume {
     /// The read interface of each mip. They share the handle's engine, whose drop (with the
     /// last scale's) waits for the worker threads, so `cv_free` leaves none running.
     scales: Vec<Box<dyn ScaleIo>>,
+    /// Meshes and skeletons (Precomputed layers only).
+    objects: Option<objects::Objects>,
 }
 
 /// What a handle reads from, beyond its scales' readers: where its info lives.
@@ -106,7 +110,8 @@ impl Volume {
         let threads = opts.store.parallel.unwrap_or_else(|| store.default_parallel());
         let engine = Arc::new(engine::Engine::new(threads)?);
         let scales = precomputed::scales(&info, &store, &engine, &opts, &path)?;
-        Ok(Volume { path, source: Source::Precomputed(store), info, opts, scales })
+        let objects = Some(objects::Objects::new(store.clone(), engine, &info));
+        Ok(Volume { path, source: Source::Precomputed(store), info, opts, scales, objects })
     }
 
     /// Create a layer: validate `info_json`, write it (refused when an info exists, unless the

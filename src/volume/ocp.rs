@@ -253,5 +253,5 @@ pub(super) fn open(url: &str, opts: Options) -> Result<Volume> {
         bucket: None,
         alias: None,
     };
-    Ok(Volume { path: cpath, source: Source::Service("ndstore"), info, opts, scales })
+    Ok(Volume { path: cpath, source: Source::Service("ndstore"), info, opts, scales, objects: None })
 }

@@ -128,6 +128,22 @@ const COMMANDS: &[Command] = &[
         about: "Create a repo on a DVID server and print its root UUID; then create data instances in it\n\
                 with \"cloudvolume create dvid://HOST:PORT/UUID/NAME --dtype T --size X,Y,Z ...\".", requires: &[],
     },
+    Command {
+        name: "mesh",
+        synopsis: "cloudvolume mesh URL ID [ID...] -o FILE.obj|.ply|.stl [--lod N] [--weld | --no-weld] [--allow-missing]\n\
+                   \x20                  [--options JSON]",
+        about: "Save the meshes of the segments as one file (cloud-volume's save_mesh([a, b, c])): OBJ, PLY\n\
+                (binary) or STL (binary), by the extension. Legacy meshes and multi-resolution (Draco) ones,\n\
+                sharded or not; --lod picks a level of detail (0 the finest, -1 the coarsest). Vertices are\n\
+                welded as cloud-volume welds them for legacy meshes (--no-weld keeps every fragment's own),\n\
+                not for multi-resolution ones (--weld welds them). --allow-missing skips ids without a mesh.", requires: &["FILE", "-o"],
+    },
+    Command {
+        name: "skeleton",
+        synopsis: "cloudvolume skeleton URL ID -o FILE.swc [--options JSON]",
+        about: "Save the segment's skeleton as SWC (osteoid's rendering: physical coordinates, radius and\n\
+                vertex types from the attributes of those names).", requires: &["FILE", "-o"],
+    },
     Command { name: "version", synopsis: "cloudvolume version", about: "Print the version.", requires: &[] },
     Command { name: "help", synopsis: "cloudvolume help [COMMAND]", about: "Print this help, or a command's.", requires: &[] },
 ];
@@ -270,12 +286,13 @@ fn parse_args() -> Result<Invocation, Usage> {
                     .map_err(|_| Usage::new(format!("--stop-layer wants a layer number, got \"{v}\""), here))?;
                 a.options.insert("stop_layer".into(), l.into());
             }
-            "--counts" | "--renumber" | "--stored" | "--scale-to-bounds" => {
+            "--counts" | "--renumber" | "--stored" | "--scale-to-bounds" | "--weld" | "--no-weld"
+            | "--allow-missing" => {
                 a.named.insert(arg.trim_start_matches('-').to_string(), String::new());
             }
             "--dtype" | "--size" | "--type" | "--encoding" | "--channels" | "--resolution" | "--offset" | "--chunk"
             | "--factor" | "--point" | "--coord-resolution" | "--labels" | "--center" | "--image-mip" | "--seg-mip"
-            | "--root-ids" | "--alpha" | "--outline" | "--seg-out" | "--alias" | "--description" => {
+            | "--root-ids" | "--alpha" | "--outline" | "--seg-out" | "--alias" | "--description" | "--lod" => {
                 let v = value(&arg)?;
                 a.named.insert(arg.trim_start_matches('-').to_string(), v);
             }
@@ -291,7 +308,7 @@ fn parse_args() -> Result<Invocation, Usage> {
                 return Err(Usage::new(format!("unknown flag {s}"), here))
             }
             s if a.url.is_none() => a.url = Some(s.to_string()),
-            s if a.extra.is_empty() => a.extra.push(s.to_string()),
+            s if a.extra.is_empty() || cmd == "mesh" => a.extra.push(s.to_string()),
             s => return Err(Usage::new(format!("unexpected argument \"{s}\""), here)),
         }
     }
@@ -310,6 +327,7 @@ fn parse_args() -> Result<Invocation, Usage> {
         if let Some(r) = c.requires.iter().find(|r| !given(r)) {
             let what = match *r {
                 "FILE" if cmd == "overlay" => "a SEG_URL argument".to_string(),
+                "FILE" if cmd == "mesh" || cmd == "skeleton" => "a segment ID".to_string(),
                 "FILE" => "a FILE argument".to_string(),
                 "--bbox" => "--bbox x0,y0,z0,x1,y1,z1".to_string(),
                 "--bbox|--point" => "--bbox x0,y0,z0,x1,y1,z1 or --point X,Y,Z --size N".to_string(),
@@ -460,6 +478,59 @@ fn unique(a: &Args) -> Result<(), Error> {
         }
         None => std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| Error::io(e.to_string())),
     }
+}
+
+fn segment_ids(a: &Args) -> Result<Vec<u64>, Error> {
+    a.extra
+        .iter()
+        .map(|s| s.parse::<u64>().map_err(|_| Error::invalid(format!("\"{s}\" is not a segment id (an integer >= 0)"))))
+        .collect()
+}
+
+fn mesh(a: &Args) -> Result<(), Error> {
+    use cloudvolume::volume::objects::{Lod, MeshRequest};
+    let ids = segment_ids(a)?;
+    let out = a.output.clone().ok_or_else(|| Error::invalid("mesh needs -o FILE.obj|.ply|.stl"))?;
+    let path = std::path::Path::new(&out);
+    cloudvolume::export::objects::MeshFormat::of_path(path)?;
+    let lod = match a.named.get("lod").map(String::as_str) {
+        None => Lod::Index(0),
+        Some("-1") => Lod::Coarsest,
+        Some(l) => {
+            Lod::Index(l.parse().map_err(|_| Error::invalid(format!("--lod wants a level >= 0 or -1, got \"{l}\"")))?)
+        }
+    };
+    let weld = match (a.named.contains_key("weld"), a.named.contains_key("no-weld")) {
+        (true, true) => return Err(Error::invalid("--weld and --no-weld together")),
+        (true, false) => Some(true),
+        (false, true) => Some(false),
+        (false, false) => None,
+    };
+    let vol = open(a)?;
+    let m = vol.mesh(
+        &ids,
+        &MeshRequest { lod, weld, allow_missing: a.named.contains_key("allow-missing"), chunk_size: None },
+    )?;
+    cloudvolume::export::objects::save_mesh(&m, path)?;
+    println!(
+        "wrote {out}: {} vertices, {} triangles of segment(s) {}",
+        m.vertices.len(),
+        m.faces.len(),
+        a.extra.join(", ")
+    );
+    Ok(())
+}
+
+fn skeleton(a: &Args) -> Result<(), Error> {
+    let ids = segment_ids(a)?;
+    let out = a.output.clone().ok_or_else(|| Error::invalid("skeleton needs -o FILE.swc"))?;
+    let vol = open(a)?;
+    let info = vol.skeleton_info()?;
+    let s = vol.skeletons(&ids[..1], false)?.pop().flatten().ok_or_else(|| Error::not_found("no skeleton"))?;
+    let scale = info.transform.map_or([1.0; 3], |t| [t[0], t[5], t[10]]);
+    cloudvolume::export::objects::save_swc(&s, scale, std::path::Path::new(&out))?;
+    println!("wrote {out}: {} vertices, {} edges of segment {}", s.vertices.len(), s.edges.len(), ids[0]);
+    Ok(())
 }
 
 fn files(a: &Args) -> Result<(), Error> {
@@ -943,6 +1014,8 @@ fn main() -> ExitCode {
         "has-data" => has_data(&a),
         "overlay" => overlay(&a),
         "dvid-repo" => dvid_repo(&a),
+        "mesh" => mesh(&a),
+        "skeleton" => skeleton(&a),
         "create" => create(&a),
         "upload" => upload(&a),
         "add-scale" => add_scale(&a),
