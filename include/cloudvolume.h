@@ -472,6 +472,25 @@ cv_status cv_mesh_get(const cv_volume *vol,
                       cv_mesh **out);
 
 /**
+ * The meshes of the `n_ids` segments `ids`, each on its own (cloud-volume's `vol.mesh.get(ids,
+ * fuse=False)` for legacy meshes, `vol.mesh.get(ids)` for multi-resolution ones), fetched and
+ * decoded in parallel: `out[i]` receives segment `ids[i]`'s mesh, or NULL when it has none and
+ * `allow_missing` is non-zero. The other arguments are `cv_mesh_get`'s. On failure every
+ * `out[i]` is NULL. Release each with `cv_mesh_free`.
+ *
+ * # Safety
+ * As `cv_mesh_get`; `out` points to `n_ids` writable pointers.
+ */
+cv_status cv_mesh_get_each(const cv_volume *vol,
+                           const uint64_t *ids,
+                           size_t n_ids,
+                           int32_t lod,
+                           int32_t weld,
+                           const int64_t *chunk_size,
+                           int32_t allow_missing,
+                           cv_mesh **out);
+
+/**
  * The number of levels of detail of segment `id`'s mesh (1 for a legacy mesh).
  *
  * # Safety
@@ -545,6 +564,21 @@ cv_status cv_mesh_put(const cv_volume *vol,
  * `vol` is a live handle; `out` is writable.
  */
 cv_status cv_mesh_info_json(const cv_volume *vol, char **out);
+
+/**
+ * The skeletons of the `n_ids` segments `ids` (cloud-volume's `vol.skeleton.get(ids)`), fetched
+ * and decoded in parallel: `out[i]` receives `ids[i]`'s, or NULL when it has none and
+ * `allow_missing` is non-zero. On failure every `out[i]` is NULL. Release each with
+ * `cv_skeleton_free`.
+ *
+ * # Safety
+ * `vol` is a live handle; `ids` points to `n_ids` uint64_t; `out` to `n_ids` writable pointers.
+ */
+cv_status cv_skeleton_get_each(const cv_volume *vol,
+                               const uint64_t *ids,
+                               size_t n_ids,
+                               int32_t allow_missing,
+                               cv_skeleton **out);
 
 /**
  * Segment `id`'s skeleton (cloud-volume's `vol.skeleton.get(id)`): vertices made physical

@@ -55,6 +55,15 @@ if [ ! -f "$mstamp" ] || [ "$(cat "$mstamp")" != "$mwant" ]; then
   echo "$mwant" > "$mstamp"
 fi
 
+# Graphene meshes: a sharded initial + dynamic mesh fixture, with cloud-volume's reads of it
+# through the chunkedgraph double's meshing manifest route.
+gmstamp="$CV_REFERENCE_DIR/graphene_meshes/.stamp"
+gmwant=$(cat tests/reference/graphene_meshes.py tests/servers/chunkedgraph.py tests/reference/requirements.txt | sha256sum | cut -c1-16)
+if [ ! -f "$gmstamp" ] || [ "$(cat "$gmstamp")" != "$gmwant" ]; then
+  "$PY" tests/reference/graphene_meshes.py "$CV_REFERENCE_DIR/graphene_meshes"
+  echo "$gmwant" > "$gmstamp"
+fi
+
 mkdir -p target
 # Formatting and lints first: a drift or a warning fails the run (rustfmt.toml sets the style).
 cargo fmt --check

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The C++ binding and the CMake package: configure, build and ctest twice.
 #   target/cmake/main  Debug; the C++ wrapper tests (static and shared), every reference box
-#                      through the wrapper, tests/c/test_capi.c natively and under valgrind, the
+#                      through the wrapper, every recorded mesh and skeleton read of the mesh
+#                      fixture ($CV_REFERENCE_DIR/meshes) through the wrapper (natively, and a
+#                      sample under valgrind), tests/c/test_capi.c natively and under valgrind, the
 #                      install + find_package, add_subdirectory and pkg-config consumers
 #   target/cmake/asan  the same C and C++ tests built with -fsanitize=address,undefined
 # Before both, the DVID, BOSS and ndstore doubles (tests/servers/dvid.py, boss.py, ocp.py;
@@ -125,7 +127,7 @@ run_build() {  # name, extra cmake arguments...
     # A canary's report is what it exists to produce: labelled, so a real one stands out.
     label="      "
     case "$line" in *canary*) label="      expected (canary proves the sanitizer fires): " ;; esac
-    grep -E "^$n: ((test_wrapper|test_reference): )?[0-9]+ checks|^$n: DVID: .* boxes compared|^$n: layers [0-9]+|^$n: ==[0-9]+== +(definitely|indirectly|possibly) lost|^$n: ==[0-9]+== ERROR SUMMARY|^$n: .*(LeakSanitizer|runtime error)|^$n: -- .* loads |^$n: -- consumer" \
+    grep -E "^$n: ((test_wrapper|test_reference): )?[0-9]+ checks|^$n: DVID: .* boxes compared|^$n: layers [0-9]+|^$n: meshes: |^$n: ==[0-9]+== +(definitely|indirectly|possibly) lost|^$n: ==[0-9]+== ERROR SUMMARY|^$n: .*(LeakSanitizer|runtime error)|^$n: -- .* loads |^$n: -- consumer" \
       "$dir/ctest.log" | sed -E "s/^$n: (==[0-9]+== )?/$label/" || true
   done
   grep -E "tests passed" "$dir/ctest.log"

@@ -15,12 +15,14 @@
 #   3. in one Octave process: the binding's build script (what a user runs) links the static
 #      library into the MEX file, then bindings/matlab/tests/run_tests.m runs every case
 #      (reference layers read byte for byte, writes of every data type, multi-channel, edge
-#      boxes, error identifiers, bad arguments, handle registry and leaks; DVID instances and
-#      BOSS channels through the doubles);
+#      boxes, error identifiers, bad arguments, handle registry and leaks; meshes and skeletons
+#      against cloud-volume's recorded reads bit for bit; DVID instances and BOSS channels
+#      through the doubles);
 #   4. when cmake is installed: the top-level CMake option CLOUDVOLUME_BUILD_MEX builds the MEX
 #      file into the build tree, and the sample-layer cases run against that copy.
 # Needs octave and liboctave-dev (scripts/setup.sh installs them) and the reference layers in
-# $CV_REFERENCE_DIR (default target/reference; scripts/test.sh writes them). Exits non-zero on
+# $CV_REFERENCE_DIR (default target/reference; scripts/test.sh writes them, the mesh fixture
+# $CV_REFERENCE_DIR/meshes with tests/reference/make_meshes.py). Exits non-zero on
 # any failure; the last line is "octave: N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."

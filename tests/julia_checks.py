@@ -6,17 +6,18 @@
 2. ccalls: every `ccall(...)` and `@ccall ...` names a function declared in
    include/cloudvolume.h, with the same number of arguments, argument and return types that
    match the C prototype (table below), and as many actual arguments as declared types.
-3. API: every name CloudVolume.jl exported (plus `provenance`, `info` and cloud-volume's label
-   operations) is exported by the
+3. API: every name CloudVolume.jl exported (plus `provenance`, `info`, cloud-volume's label
+   operations, meshes and skeletons) is exported by the
    package and defined in it (a struct, a function, or a method of the Base function of that
    name), every exported name is defined, and the Base functions CloudVolume.jl extended have
    methods.
 4. Keywords: the constructor declares CloudVolume.jl's keywords and cloud-volume's graphene
    ones, and the label operations cloud-volume's (`unique(vol, bbox; mip, counts)`,
    `download(vol, bbox; mip, label, renumber)`, `download_point(vol, pt; size, mip,
-   coord_resolution)`, ...), each explicitly in some method (not only through `kwargs...`);
-   and test/runtests.jl calls each of these functions with each of these keywords, so the tests
-   (run where Julia is installed) exercise every one.
+   coord_resolution)`, `mesh(vol, ids; lod, weld, allow_missing, chunk_size)`, ...), each
+   explicitly in some method (not only through `kwargs...`); and test/runtests.jl calls each
+   of these functions with each of these keywords, so the tests (run where Julia is installed)
+   exercise every one.
 
 Usage: julia_checks.py [--root bindings/julia] [--header include/cloudvolume.h]
 Exit status 0 when every check passes, 1 otherwise (each failure printed), 2 on bad usage.
@@ -68,6 +69,9 @@ REQUIRED_EXPORTS = [
     "image_and_segmentation_cutout", "aligned_grid", "segment_color", "overlay_rgb", "overlay_png",
     # DVID repos.
     "dvid_create_repo",
+    # cloud-volume's meshes and skeletons (vol.mesh.*, vol.skeleton.*).
+    "mesh", "meshes", "mesh_lods", "save_mesh", "put_mesh", "mesh_info",
+    "skeleton", "skeletons", "save_skeleton", "put_skeleton", "skeleton_info",
 ]
 # Base functions CloudVolume.jl extended (Base.info is replaced by the exported `info`), plus
 # cloud-volume's `unique(bbox)` and `download(bbox; label, renumber)` as methods of Base's.
@@ -96,6 +100,12 @@ REQUIRED_KEYWORDS = {
     "overlay_rgb": ["alpha", "outline"],
     "overlay_png": ["alpha", "outline"],
     "dvid_create_repo": ["alias", "description"],
+    # cloud-volume's mesh.get(ids, lod=, remove_duplicate_vertices=, allow_missing=, chunk_size=)
+    # (weld = remove_duplicate_vertices) and skeleton.get(ids, allow_missing=).
+    "mesh": ["lod", "weld", "allow_missing", "chunk_size"],
+    "meshes": ["lod", "weld", "allow_missing", "chunk_size"],
+    "save_mesh": ["lod", "weld", "allow_missing", "chunk_size"],
+    "skeletons": ["allow_missing"],
 }
 
 # C scalar type -> canonical name.

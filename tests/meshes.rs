@@ -461,3 +461,88 @@ fn cli_saves_merged_meshes_and_swc() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
 }
+
+/// The C ABI: sizes first, exact buffer lengths, one result per id, NULLs and freed handles.
+#[test]
+fn c_abi_sizes_buffers_each_and_bad_handles() {
+    use cloudvolume::ffi::*;
+    use std::ffi::CString;
+    use std::ptr::{null, null_mut};
+    let Some(dir) = fixture() else { return };
+    let url = CString::new(format!("file://{}", dir.join("multilod_sharded").display())).unwrap();
+    unsafe {
+        let mut vol = null_mut();
+        assert_eq!(cv_open(url.as_ptr(), null(), &mut vol), CV_OK);
+        let ids = [3u64, 4, 999_999];
+        let mut out = [null_mut(); 3];
+        // A missing id fails the whole call (every out NULL) unless allowed.
+        assert_eq!(cv_mesh_get_each(vol, ids.as_ptr(), 3, 0, -1, null(), 0, out.as_mut_ptr()), CV_ERR_NOT_FOUND);
+        assert!(out.iter().all(|p| p.is_null()));
+        assert_eq!(cv_mesh_get_each(vol, ids.as_ptr(), 3, 0, -1, null(), 1, out.as_mut_ptr()), CV_OK);
+        assert!(!out[0].is_null() && !out[1].is_null() && out[2].is_null());
+        let v = Volume::open(url.to_str().unwrap(), Options::default()).unwrap();
+        let want = v.meshes(&[3], &MeshRequest::default()).unwrap().pop().flatten().unwrap();
+        let (mut nv, mut nf) = (0usize, 0usize);
+        assert_eq!(cv_mesh_counts(out[0], &mut nv, &mut nf), CV_OK);
+        assert_eq!((nv, nf), (want.vertices.len(), want.faces.len()));
+        let mut verts = vec![0f32; 3 * nv];
+        assert_eq!(cv_mesh_vertices_into(out[0], verts.as_mut_ptr(), 12 * nv - 4), CV_ERR_INVALID_ARGUMENT);
+        assert_eq!(cv_mesh_vertices_into(out[0], verts.as_mut_ptr(), 12 * nv), CV_OK);
+        assert!(verts.chunks(3).zip(&want.vertices).all(|(a, b)| a == b));
+        let mut faces = vec![0u32; 3 * nf];
+        assert_eq!(cv_mesh_faces_into(out[0], faces.as_mut_ptr(), 12 * nf), CV_OK);
+        assert_eq!(faces[..3], want.faces[0]);
+        assert_eq!(cv_mesh_faces_into(out[0], null_mut(), 12 * nf), CV_ERR_INVALID_ARGUMENT);
+        let mut lods = 0u32;
+        assert_eq!(cv_mesh_lods(vol, 3, &mut lods), CV_OK);
+        assert_eq!(lods, 3);
+        assert_eq!(
+            cv_mesh_get(vol, ids.as_ptr(), 1, 7, -1, null(), 0, out.as_mut_ptr().add(2)),
+            CV_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            cv_mesh_get(vol, ids.as_ptr(), 0, 0, -1, null(), 0, out.as_mut_ptr().add(2)),
+            CV_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(cv_mesh_get(vol, null(), 2, 0, -1, null(), 0, out.as_mut_ptr().add(2)), CV_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            cv_mesh_get(vol, ids.as_ptr(), 1, 0, 5, null(), 0, out.as_mut_ptr().add(2)),
+            CV_ERR_INVALID_ARGUMENT
+        );
+        cv_mesh_free(out[0]);
+        cv_mesh_free(out[1]);
+        cv_mesh_free(null_mut());
+        assert_eq!(cv_mesh_counts(null(), &mut nv, &mut nf), CV_ERR_INVALID_ARGUMENT);
+        // Writes to a multi-resolution directory are refused as unsupported.
+        let tri = [0f32, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0];
+        assert_eq!(cv_mesh_put(vol, 5, tri.as_ptr(), 3, [0u32, 1, 2].as_ptr(), 1), CV_ERR_UNSUPPORTED);
+        cv_free(vol);
+        // Skeletons: each, attributes by index, exact lengths.
+        let surl = CString::new(format!("file://{}", dir.join("skeletons_sharded").display())).unwrap();
+        let mut vol = null_mut();
+        assert_eq!(cv_open(surl.as_ptr(), null(), &mut vol), CV_OK);
+        let mut sk = [null_mut(); 2];
+        assert_eq!(cv_skeleton_get_each(vol, [1u64, 2].as_ptr(), 2, 0, sk.as_mut_ptr()), CV_OK);
+        let (mut nv, mut ne, mut na) = (0usize, 0usize, 0usize);
+        assert_eq!(cv_skeleton_counts(sk[1], &mut nv, &mut ne, &mut na), CV_OK);
+        assert_eq!(na, 4);
+        let (mut name, mut dt, mut nc) = (null(), 0i32, 0u32);
+        assert_eq!(cv_skeleton_attribute(sk[1], 3, &mut name, &mut dt, &mut nc), CV_OK);
+        assert_eq!((std::ffi::CStr::from_ptr(name).to_str().unwrap(), dt, nc), ("direction", CV_DTYPE_FLOAT32, 3));
+        let mut dir3 = vec![0f32; nv * 3];
+        assert_eq!(cv_skeleton_attribute_into(sk[1], 3, dir3.as_mut_ptr().cast(), 12 * nv), CV_OK);
+        assert_eq!(cv_skeleton_attribute(sk[1], 4, &mut name, &mut dt, &mut nc), CV_ERR_INVALID_ARGUMENT);
+        let mut edges = vec![0u32; 2 * ne];
+        assert_eq!(cv_skeleton_edges_into(sk[1], edges.as_mut_ptr(), 8 * ne), CV_OK);
+        assert!(edges.iter().all(|&e| (e as usize) < nv));
+        let mut info = null_mut();
+        assert_eq!(cv_skeleton_info_json(vol, &mut info), CV_OK);
+        assert!(std::ffi::CStr::from_ptr(info).to_str().unwrap().contains("compartment"));
+        cv_string_free(info);
+        sk.iter().for_each(|&s| cv_skeleton_free(s));
+        let mut one = null_mut();
+        assert_eq!(cv_skeleton_get(vol, 999_999, &mut one), CV_ERR_NOT_FOUND);
+        assert!(std::ffi::CStr::from_ptr(cv_last_error()).to_str().unwrap().contains("999999"));
+        cv_free(vol);
+    }
+}

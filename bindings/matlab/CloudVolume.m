@@ -65,6 +65,24 @@ classdef CloudVolume < handle
 %     F = vol.downloadFiles(lo, hi)              % the stored chunk files (name, data)
 %     A = vol.download(lo, hi, 'ChannelFirst', true)   % [c x y z], pydvid's channel-first view
 %
+%   Meshes and skeletons (cloud-volume's vol.mesh and vol.skeleton):
+%
+%     m = vol.mesh(ids, 'lod', L, 'weld', tf, 'chunk_size', [x y z], 'allow_missing', tf)
+%                                                % the ids as one mesh: m.vertices n x 3
+%                                                % single (nm), m.faces m x 3 double,
+%                                                % 1-based vertex rows (patch's)
+%     M = vol.meshes(ids, ...)                   % one mesh per id (cloud-volume's fuse=False):
+%                                                % struct array, M(k).id (uint64), vertices, faces
+%     vol.saveMesh(ids, 'cell.obj', ...)         % .obj, .ply or .stl; vol.mesh's options
+%     n = vol.meshLods(id)                       % levels of detail (1: legacy)
+%     vol.putMesh(id, vertices, faces)           % legacy meshes; faces 1-based (or putMesh(id, m))
+%     s = vol.skeleton(id)                       % s.vertices, s.edges (1-based rows),
+%                                                % s.attributes.radius, ... (n x components)
+%     S = vol.skeletons(ids, 'allow_missing', tf)   % struct array: S(k).id, then skeleton's fields
+%     vol.saveSkeleton(id, 'cell.swc')           % SWC
+%     vol.putSkeleton(id, s, 'space', 'physical')   % s as vol.skeleton returns it
+%     vol.meshInfo(), vol.skeletonInfo()         % the directories' info structs
+%
 %   Services: DVID repos (pydvid's create_new), then instances through 'info' (static):
 %
 %     uuid = CloudVolume.dvidCreateRepo('127.0.0.1:8000', 'Alias', a, 'Description', d)
@@ -126,7 +144,8 @@ classdef CloudVolume < handle
 
   properties (Constant, Hidden)
     % Methods without outputs (the overloaded subsref must call them with nargout = 0).
-    NoOutput = {'delete', 'write', 'delete_chunks', 'disp', 'display'}
+    NoOutput = {'delete', 'write', 'delete_chunks', 'disp', 'display', 'saveMesh', 'putMesh', ...
+                'saveSkeleton', 'putSkeleton'}
   end
 
   methods
@@ -477,6 +496,207 @@ classdef CloudVolume < handle
       end
       m = CloudVolume.call_mex('add_scale', obj.live_id(), factor, chunk_size);
       obj.Meta = CloudVolume.call_mex('meta', obj.Id);
+    end
+
+    % -------------------------------------------------------------------------------------
+    % Meshes and skeletons (cloud-volume's vol.mesh and vol.skeleton).
+
+    function m = mesh(obj, ids, varargin)
+      %MESH  The mesh of segments ids, as one (cloud-volume's vol.mesh.get([a, b, c])).
+      %   m = vol.mesh(id)
+      %   m = vol.mesh([a b c], 'lod', L, 'weld', tf, 'chunk_size', [x y z], 'allow_missing', tf)
+      % m is a struct: vertices, n x 3 single (x, y, z in physical nm per row), and faces, an
+      % m x 3 double matrix of vertex ROWS, 1-based (patch('Vertices', m.vertices, 'Faces',
+      % m.faces), triangulation(m.faces, double(m.vertices)); cloud-volume's faces are these
+      % minus 1). Several ids are concatenated in ascending id order (whatever order they are
+      % given in), each id's faces shifted past the vertices before it. Options:
+      %   'lod'            0   level of detail of multi-resolution meshes (0 the finest, -1 the
+      %                        coarsest; legacy meshes have only lod 0); vol.meshLods(id) counts
+      %   'weld'           []  true merges equal vertices (cloud-volume's
+      %                        remove_duplicate_vertices), false does not, [] as cloud-volume
+      %                        (legacy meshes welded, multi-resolution ones not)
+      %   'chunk_size'     []  legacy meshes: weld only on the planes of this chunk grid (voxels
+      %                        at the meshes' mip), as cloud-volume's chunk_size
+      %   'allow_missing'  false  leave out ids without a mesh (else cloudvolume:notFound)
+      args = CloudVolume.mesh_args('mesh', ids, varargin);
+      m = CloudVolume.call_mex('mesh_get', obj.live_id(), args{:});
+    end
+
+    function M = meshes(obj, ids, varargin)
+      %MESHES  The mesh of each of segments ids on its own (cloud-volume's
+      %   vol.mesh.get(ids, fuse=False) for legacy meshes, vol.mesh.get(ids) for
+      %   multi-resolution ones), fetched and decoded in parallel.
+      %   M = vol.meshes([a b c])
+      %   M = vol.meshes(ids, 'lod', L, 'weld', tf, 'chunk_size', [x y z], 'allow_missing', tf)
+      % M is a 1 x n struct array in the order of ids: M(k).id (uint64), M(k).vertices (n x 3
+      % single) and M(k).faces (m x 3 double, 1-based vertex rows), as vol.mesh's. The options
+      % are vol.mesh's; with 'allow_missing', true the ids without a mesh are left out (check
+      % [M.id]), else one is cloudvolume:notFound. cloud-volume never welds legacy meshes read
+      % with fuse=False: pass 'weld', false for its result ('weld' [] welds legacy meshes).
+      args = CloudVolume.mesh_args('meshes', ids, varargin);
+      M = CloudVolume.call_mex('mesh_get_each', obj.live_id(), args{:});
+    end
+
+    function saveMesh(obj, ids, path, varargin)
+      %SAVEMESH  Save vol.mesh(ids, ...) to a file: OBJ, PLY or binary STL, named by the
+      %   extension of path (cloud-volume's to_obj / to_ply renderings, byte for byte).
+      %   vol.saveMesh(ids, 'neuron.obj')
+      %   vol.saveMesh([a b], 'cell.ply', 'lod', 1, ...)   % vol.mesh's options
+      path = CloudVolume.text_arg(path, 'the path');
+      args = CloudVolume.mesh_args('saveMesh', ids, varargin);
+      CloudVolume.call_mex('mesh_save', obj.live_id(), args{:}, path);
+    end
+
+    function n = meshLods(obj, id)
+      %MESHLODS  The number of levels of detail of segment id's mesh (1 for a legacy mesh);
+      %   cloudvolume:notFound when it has none.
+      n = CloudVolume.call_mex('mesh_lods', obj.live_id(), CloudVolume.segid_arg(id, 'meshLods'));
+    end
+
+    function putMesh(obj, id, vertices, faces)
+      %PUTMESH  Write segment id's legacy mesh (cloud-volume's vol.mesh.put), replacing one
+      %   stored before.
+      %   vol.putMesh(id, vertices, faces)
+      %   vol.putMesh(id, m)                 % a struct with vertices and faces (vol.mesh's)
+      % vertices: n x 3 real (stored as single); faces: m x 3 vertex rows, 1-based, as
+      % vol.mesh returns them. Gzipped unless the volume was opened with 'compress', false.
+      % Multi-resolution mesh directories cannot be written (cloudvolume:unsupported).
+      if nargin == 3 && isstruct(vertices) && isscalar(vertices) && all(isfield(vertices, {'vertices', 'faces'}))
+        faces = vertices.faces;
+        vertices = vertices.vertices;
+      elseif nargin ~= 4
+        error('cloudvolume:invalidArgument', 'usage: vol.putMesh(id, vertices, faces) or vol.putMesh(id, m)');
+      end
+      id = CloudVolume.segid_arg(id, 'putMesh');
+      vertices = CloudVolume.vertices_arg(vertices, 'putMesh');
+      faces = CloudVolume.rows_arg(faces, 3, 'putMesh: the faces');
+      CloudVolume.call_mex('mesh_put', obj.live_id(), id, vertices, faces);
+    end
+
+    function i = meshInfo(obj)
+      %MESHINFO  The mesh directory's info as the library reads it (a struct; '@type' becomes
+      %   x_type, as jsondecode names it).
+      i = jsondecode(CloudVolume.call_mex('mesh_info', obj.live_id()));
+    end
+
+    function s = skeleton(obj, id)
+      %SKELETON  Segment id's skeleton (cloud-volume's vol.skeleton.get(id)).
+      %   s = vol.skeleton(id)
+      % s is a struct: vertices, n x 3 single (physical: the skeleton info's transform
+      % applied), edges, an e x 2 double matrix of vertex ROWS, 1-based (cloud-volume's minus
+      % 1), and attributes, a struct with one field per vertex attribute of the info (radius,
+      % vertex_types, ...; names made valid with matlab.lang.makeValidName), each n x
+      % num_components of the attribute's class (float32 -> single, uint8, int16, ...).
+      r = CloudVolume.call_mex('skeleton_get', obj.live_id(), CloudVolume.segid_arg(id, 'skeleton'));
+      s = struct('vertices', r.vertices, 'edges', r.edges, 'attributes', CloudVolume.attr_struct(r));
+    end
+
+    function S = skeletons(obj, ids, varargin)
+      %SKELETONS  The skeletons of segments ids (cloud-volume's vol.skeleton.get([a, b, c])),
+      %   fetched and decoded in parallel.
+      %   S = vol.skeletons([a b c])
+      %   S = vol.skeletons(ids, 'allow_missing', true)   % ids without a skeleton left out
+      % S is a 1 x n struct array in the order of ids: S(k).id (uint64), then vol.skeleton's
+      % fields (vertices, edges, attributes). Without 'allow_missing' (default false) an id
+      % without a skeleton is cloudvolume:notFound.
+      o = CloudVolume.static_options('skeletons', varargin, {'allowmissing'}, struct('allowmissing', false));
+      ids = CloudVolume.ids_arg(ids, 'skeletons: the segment ids');
+      if isempty(ids)
+        error('cloudvolume:invalidArgument', 'skeletons: give at least one segment id');
+      end
+      allow = double(CloudVolume.logical_arg(o.allowmissing, 'allow_missing'));
+      r = CloudVolume.call_mex('skeleton_get_each', obj.live_id(), ids, allow);
+      S = struct('id', {}, 'vertices', {}, 'edges', {}, 'attributes', {});
+      for k = 1:numel(r)
+        S(k).id = r(k).id;
+        S(k).vertices = r(k).vertices;
+        S(k).edges = r(k).edges;
+        S(k).attributes = CloudVolume.attr_struct(r(k));
+      end
+      S = reshape(S, 1, numel(r));
+    end
+
+    function saveSkeleton(obj, id, path)
+      %SAVESKELETON  Save segment id's skeleton to path as SWC (osteoid's to_swc rendering).
+      path = CloudVolume.text_arg(path, 'the path');
+      CloudVolume.call_mex('skeleton_save', obj.live_id(), CloudVolume.segid_arg(id, 'saveSkeleton'), path);
+    end
+
+    function putSkeleton(obj, id, s, varargin)
+      %PUTSKELETON  Write segment id's skeleton (cloud-volume's vol.skeleton.upload).
+      %   vol.putSkeleton(id, s)
+      %   vol.putSkeleton(id, s, 'space', 'physical')
+      % s: a struct with vertices (n x 3 real, stored as single), edges (e x 2 vertex rows,
+      % 1-based) and optionally attributes: a struct with a field for EVERY vertex attribute
+      % of the skeleton info (vol.skeletonInfo), each n x num_components, converted to the
+      % attribute's class; no attributes field (or an empty struct) writes none.
+      % 'space': 'stored' (default, cloud-volume's): the vertices are written as given, in the
+      % skeleton directory's stored space; 'physical': they are physical (as vol.skeleton
+      % returns them) and mapped back through the inverse of the info's transform first, so
+      % vol.putSkeleton(id, vol.skeleton(id), 'space', 'physical') rewrites the same skeleton.
+      % Gzipped unless the volume was opened with 'compress', false; sharded skeleton
+      % directories cannot be written (cloudvolume:unsupported).
+      o = CloudVolume.static_options('putSkeleton', varargin, {'space'}, struct('space', 'stored'));
+      sp = o.space;
+      if isa(sp, 'string') && isscalar(sp)
+        sp = char(sp);
+      end
+      if ~ischar(sp) || ~any(strcmpi(sp, {'stored', 'physical'}))
+        error('cloudvolume:invalidArgument', 'putSkeleton: ''space'' must be ''stored'' or ''physical''');
+      end
+      if ~isstruct(s) || ~isscalar(s) || ~all(isfield(s, {'vertices', 'edges'}))
+        error('cloudvolume:invalidArgument', 'putSkeleton: s must be a struct with vertices and edges (vol.skeleton''s)');
+      end
+      id = CloudVolume.segid_arg(id, 'putSkeleton');
+      v = CloudVolume.vertices_arg(s.vertices, 'putSkeleton');
+      edges = CloudVolume.rows_arg(s.edges, 2, 'putSkeleton: the edges');
+      info = obj.skeletonInfo();
+      if strcmpi(sp, 'physical') && ~isempty(v)
+        t = reshape(double(info.transform), 4, 3).';   % row-major 3 x 4
+        v = single((t(:, 1:3) \ (double(v).' - t(:, 4))).');
+      end
+      specs = CloudVolume.as_cell_list(info.vertex_attributes);
+      values = {};
+      if isfield(s, 'attributes') && isstruct(s.attributes) && ~isempty(fieldnames(s.attributes))
+        a = s.attributes;
+        given = fieldnames(a);
+        wanted = cellfun(@(x) CloudVolume.attr_field(x.id), specs, 'UniformOutput', false);
+        extra = setdiff(given, wanted);
+        if ~isempty(extra)
+          error('cloudvolume:invalidArgument', ['putSkeleton: the skeleton info has no vertex attribute %s ' ...
+                '(it lists %s)'], strjoin(extra, ', '), strjoin(wanted, ', '));
+        end
+        values = cell(1, numel(specs));
+        for k = 1:numel(specs)
+          if ~isfield(a, wanted{k})
+            error('cloudvolume:invalidArgument', ['putSkeleton: attribute %s of the skeleton info is missing ' ...
+                  '(give every one, or none)'], wanted{k});
+          end
+          x = a.(wanted{k});
+          cls = CloudVolume.class_of(specs{k}.data_type);
+          nc = double(specs{k}.num_components);
+          if ~(isnumeric(x) || islogical(x)) || ~isreal(x) || issparse(x)
+            error('cloudvolume:invalidArgument', 'putSkeleton: attribute %s must be a real numeric array', wanted{k});
+          end
+          if nc == 1 && isvector(x)
+            x = x(:);
+          end
+          if ~isequal(size(x), [size(v, 1), nc])
+            error('cloudvolume:invalidArgument', 'putSkeleton: attribute %s must be %d x %d (vertices x components), not %s', ...
+                  wanted{k}, size(v, 1), nc, mat2str(size(x)));
+          end
+          values{k} = cast(x, cls);
+        end
+      end
+      CloudVolume.call_mex('skeleton_put', obj.live_id(), id, v, edges, values);
+    end
+
+    function i = skeletonInfo(obj)
+      %SKELETONINFO  The skeleton directory's info as the library reads it (a struct: transform,
+      %   the 12 numbers of a row-major 3 x 4 matrix; vertex_attributes with id, data_type and
+      %   num_components, in the order putSkeleton writes them; cloud-volume's default when the
+      %   layer has none).
+      i = jsondecode(CloudVolume.call_mex('skeleton_info', obj.live_id()));
     end
 
     % -------------------------------------------------------------------------------------
@@ -1135,6 +1355,101 @@ classdef CloudVolume < handle
       o.splitsegmentations = CloudVolume.logical_arg(o.splitsegmentations, 'SplitSegmentations');
       o.includenullroot = CloudVolume.logical_arg(o.includenullroot, 'IncludeNullRoot');
       args = {live_id(imageVol), live_id(segVol), lo, hi, res, im, sm, ids, o.scaletobounds};
+    end
+
+    % The MEX arguments (ids, lod, weld, chunk_size, allow_missing) of vol.mesh's options.
+    function args = mesh_args(what, ids, opts)
+      ids = CloudVolume.ids_arg(ids, sprintf('%s: the segment ids', what));
+      if isempty(ids)
+        error('cloudvolume:invalidArgument', '%s: give at least one segment id', what);
+      end
+      shown = {'lod', 'weld', 'chunk_size', 'allow_missing'};
+      o = struct('lod', 0, 'weld', [], 'chunk_size', [], 'allow_missing', false);
+      if mod(numel(opts), 2) ~= 0
+        error('cloudvolume:invalidArgument', '%s: options come in name-value pairs', what);
+      end
+      for i = 1:2:numel(opts)
+        name = opts{i};
+        if isa(name, 'string') && isscalar(name)
+          name = char(name);
+        end
+        k = [];
+        if ischar(name) && size(name, 1) == 1
+          k = find(strcmp(strrep(lower(name), '_', ''), strrep(shown, '_', '')), 1);
+        end
+        if isempty(k)
+          error('cloudvolume:invalidArgument', '%s takes the options %s', what, strjoin(shown, ', '));
+        end
+        o.(shown{k}) = opts{i + 1};
+      end
+      lod = o.lod;
+      if ~CloudVolume.is_int_array(lod) || ~isscalar(lod) || lod < -1 || lod > 2^31 - 1
+        error('cloudvolume:invalidArgument', '%s: ''lod'' must be an integer >= 0, or -1 for the coarsest', what);
+      end
+      if isempty(o.weld) && (isnumeric(o.weld) || islogical(o.weld))
+        weld = -1;
+      else
+        weld = double(CloudVolume.logical_arg(o.weld, 'weld'));
+      end
+      cs = o.chunk_size;
+      if ~(isempty(cs) && isnumeric(cs))
+        if ~CloudVolume.is_int_array(cs) || numel(cs) ~= 3 || any(cs(:) < 1)
+          error('cloudvolume:invalidArgument', '%s: ''chunk_size'' must be 3 positive integers (voxels) or []', what);
+        end
+        cs = double(reshape(cs, 1, 3));
+      end
+      args = {ids, double(lod), weld, cs, double(CloudVolume.logical_arg(o.allow_missing, 'allow_missing'))};
+    end
+
+    function id = segid_arg(id, what)
+      id = CloudVolume.ids_arg(id, sprintf('%s: the segment id', what));
+      if ~isscalar(id)
+        error('cloudvolume:invalidArgument', '%s takes one segment id (got %d)', what, numel(id));
+      end
+    end
+
+    function v = vertices_arg(v, what)
+      if ~(isnumeric(v) || islogical(v)) || ~isreal(v) || issparse(v) || ~ismatrix(v) || ...
+         (size(v, 2) ~= 3 && ~isempty(v))
+        error('cloudvolume:invalidArgument', '%s: the vertices must be an n x 3 real matrix (x, y, z per row)', what);
+      end
+      v = single(reshape(v, [], 3));
+    end
+
+    % Vertex rows (1-based), k per row, as double.
+    function r = rows_arg(r, k, what)
+      if ~CloudVolume.is_int_array(r) || ~ismatrix(r) || (size(r, 2) ~= k && ~isempty(r))
+        error('cloudvolume:invalidArgument', '%s must be an m x %d matrix of vertex rows (integers, 1-based)', what, k);
+      end
+      r = double(reshape(r, [], k));
+    end
+
+    % The attributes of a MEX skeleton (names and values) as a struct, in the info's order.
+    function a = attr_struct(r)
+      a = struct();
+      for k = 1:numel(r.names)
+        a.(CloudVolume.attr_field(r.names{k})) = r.values{k};
+      end
+    end
+
+    % The struct field of a skeleton attribute's name.
+    function f = attr_field(name)
+      if isvarname(name)
+        f = name;
+      else
+        f = matlab.lang.makeValidName(name);
+      end
+    end
+
+    % A decoded JSON array (struct array, cell array or []) as a 1 x n cell.
+    function c = as_cell_list(x)
+      if iscell(x)
+        c = x(:).';
+      elseif isstruct(x)
+        c = num2cell(x(:).');
+      else
+        c = {};
+      end
     end
 
     function m = req_mip(m, name, what)

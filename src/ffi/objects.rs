@@ -125,22 +125,67 @@ pub unsafe extern "C" fn cv_mesh_get(
         if ids.is_empty() {
             return Err(Error::invalid("no segment ids (n_ids is 0)"));
         }
-        let lod = match lod {
-            -1 => Lod::Coarsest,
-            l if l >= 0 => Lod::Index(l as usize),
-            l => return Err(Error::invalid(format!("lod {l}: a level (>= 0) or -1 for the coarsest"))),
-        };
-        let weld = match weld {
-            -1 => None,
-            0 => Some(false),
-            1 => Some(true),
-            w => return Err(Error::invalid(format!("weld {w}: 1, 0 or -1 (the default)"))),
-        };
-        let chunk_size = if chunk_size.is_null() { None } else { Some(triple_arg(chunk_size, "chunk_size")?) };
-        let mesh = v.mesh(ids, &MeshRequest { lod, weld, allow_missing: allow_missing != 0, chunk_size })?;
+        let req = mesh_request(lod, weld, chunk_size, allow_missing)?;
+        let mesh = v.mesh(ids, &req)?;
         *out = Box::into_raw(Box::new(cv_mesh { magic: MESH_LIVE, mesh }));
         Ok(())
     })
+}
+
+/// The meshes of the `n_ids` segments `ids`, each on its own (cloud-volume's `vol.mesh.get(ids,
+/// fuse=False)` for legacy meshes, `vol.mesh.get(ids)` for multi-resolution ones), fetched and
+/// decoded in parallel: `out[i]` receives segment `ids[i]`'s mesh, or NULL when it has none and
+/// `allow_missing` is non-zero. The other arguments are `cv_mesh_get`'s. On failure every
+/// `out[i]` is NULL. Release each with `cv_mesh_free`.
+///
+/// # Safety
+/// As `cv_mesh_get`; `out` points to `n_ids` writable pointers.
+#[no_mangle]
+pub unsafe extern "C" fn cv_mesh_get_each(
+    vol: *const cv_volume,
+    ids: *const u64,
+    n_ids: usize,
+    lod: i32,
+    weld: i32,
+    chunk_size: *const i64,
+    allow_missing: i32,
+    out: *mut *mut cv_mesh,
+) -> cv_status {
+    boundary(|| {
+        let v = vol_arg(vol)?;
+        let ids = slice_arg(ids, n_ids, "ids")?;
+        let out = out_arg(out, "out")?;
+        for i in 0..ids.len() {
+            *out.add(i) = std::ptr::null_mut();
+        }
+        let req = mesh_request(lod, weld, chunk_size, allow_missing)?;
+        for (i, m) in v.meshes(ids, &req)?.into_iter().enumerate() {
+            if let Some(mesh) = m {
+                *out.add(i) = Box::into_raw(Box::new(cv_mesh { magic: MESH_LIVE, mesh }));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The arguments of a mesh read as a request.
+///
+/// # Safety
+/// `chunk_size` is NULL or points to 3 int64_t.
+unsafe fn mesh_request(lod: i32, weld: i32, chunk_size: *const i64, allow_missing: i32) -> Result<MeshRequest> {
+    let lod = match lod {
+        -1 => Lod::Coarsest,
+        l if l >= 0 => Lod::Index(l as usize),
+        l => return Err(Error::invalid(format!("lod {l}: a level (>= 0) or -1 for the coarsest"))),
+    };
+    let weld = match weld {
+        -1 => None,
+        0 => Some(false),
+        1 => Some(true),
+        w => return Err(Error::invalid(format!("weld {w}: 1, 0 or -1 (the default)"))),
+    };
+    let chunk_size = if chunk_size.is_null() { None } else { Some(triple_arg(chunk_size, "chunk_size")?) };
+    Ok(MeshRequest { lod, weld, allow_missing: allow_missing != 0, chunk_size })
 }
 
 /// The number of levels of detail of segment `id`'s mesh (1 for a legacy mesh).
@@ -276,6 +321,9 @@ pub unsafe extern "C" fn cv_mesh_info_json(vol: *const cv_volume, out: *mut *mut
                                    "lod_scale_multiplier": lod_scale_multiplier,
                                    "sharded": sharding.is_some()})
             }
+            crate::format::mesh::MeshKind::Graphene { levels } => {
+                serde_json::json!({"@type": "neuroglancer_legacy_mesh", "graphene": true, "sharded_layers": levels})
+            }
         };
         if let Some(t) = i.transform {
             j["transform"] = serde_json::json!(t);
@@ -283,6 +331,56 @@ pub unsafe extern "C" fn cv_mesh_info_json(vol: *const cv_volume, out: *mut *mut
         *out = CString::new(j.to_string()).map_err(|e| Error::internal(e.to_string()))?.into_raw();
         Ok(())
     })
+}
+
+/// The skeletons of the `n_ids` segments `ids` (cloud-volume's `vol.skeleton.get(ids)`), fetched
+/// and decoded in parallel: `out[i]` receives `ids[i]`'s, or NULL when it has none and
+/// `allow_missing` is non-zero. On failure every `out[i]` is NULL. Release each with
+/// `cv_skeleton_free`.
+///
+/// # Safety
+/// `vol` is a live handle; `ids` points to `n_ids` uint64_t; `out` to `n_ids` writable pointers.
+#[no_mangle]
+pub unsafe extern "C" fn cv_skeleton_get_each(
+    vol: *const cv_volume,
+    ids: *const u64,
+    n_ids: usize,
+    allow_missing: i32,
+    out: *mut *mut cv_skeleton,
+) -> cv_status {
+    boundary(|| {
+        let v = vol_arg(vol)?;
+        let ids = slice_arg(ids, n_ids, "ids")?;
+        let out = out_arg(out, "out")?;
+        for i in 0..ids.len() {
+            *out.add(i) = std::ptr::null_mut();
+        }
+        let info = v.skeleton_info()?;
+        let scale = info.transform.map_or([1.0; 3], |t| [t[0], t[5], t[10]]);
+        let all = v.skeletons(ids, allow_missing != 0)?;
+        let mut made = Vec::with_capacity(all.len());
+        for s in all {
+            made.push(match s {
+                Some(skeleton) => Some(new_skeleton(skeleton, scale)?),
+                None => None,
+            });
+        }
+        for (i, s) in made.into_iter().enumerate() {
+            if let Some(s) = s {
+                *out.add(i) = Box::into_raw(s);
+            }
+        }
+        Ok(())
+    })
+}
+
+fn new_skeleton(skeleton: Skeleton, scale: [f32; 3]) -> Result<Box<cv_skeleton>> {
+    let names = skeleton
+        .attributes
+        .iter()
+        .map(|(a, _)| CString::new(a.id.clone()).map_err(|_| Error::decode("an attribute id holds a NUL byte")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Box::new(cv_skeleton { magic: SKELETON_LIVE, skeleton, names, scale }))
 }
 
 /// Segment `id`'s skeleton (cloud-volume's `vol.skeleton.get(id)`): vertices made physical
@@ -302,13 +400,8 @@ pub unsafe extern "C" fn cv_skeleton_get(vol: *const cv_volume, id: u64, out: *m
             .pop()
             .flatten()
             .ok_or_else(|| Error::not_found(format!("segment {id} has no skeleton")))?;
-        let names = skeleton
-            .attributes
-            .iter()
-            .map(|(a, _)| CString::new(a.id.clone()).map_err(|_| Error::decode("an attribute id holds a NUL byte")))
-            .collect::<Result<Vec<_>>>()?;
         let scale = info.transform.map_or([1.0; 3], |t| [t[0], t[5], t[10]]);
-        *out = Box::into_raw(Box::new(cv_skeleton { magic: SKELETON_LIVE, skeleton, names, scale }));
+        *out = Box::into_raw(new_skeleton(skeleton, scale)?);
         Ok(())
     })
 }

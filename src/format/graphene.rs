@@ -93,6 +93,16 @@ impl GraphenePath {
         format!("{}/{}/api/v1/table/{}", self.server(), self.modality, self.table)
     }
 
+    /// The meshing service's manifest URL of `node` (cloud-volume's `manifest_endpoint`: the
+    /// `meshing` modality on the same server, `.../meshing/api/v1/table/<table>/manifest/<node>:0`,
+    /// or `.../meshing/1.0/<table>/manifest/<node>:0` for the legacy API).
+    pub fn manifest_url(&self, api: ApiVersion, node: u64) -> String {
+        match api {
+            ApiVersion::Legacy => format!("{}/meshing/1.0/{}/manifest/{node}:0", self.server(), self.table),
+            _ => format!("{}/meshing/api/v1/table/{}/manifest/{node}:0", self.server(), self.table),
+        }
+    }
+
     /// The base of the legacy API: `.../<modality>/1.0/<table>`.
     pub fn legacy_base(&self) -> String {
         format!("{}/{}/1.0/{}", self.server(), self.modality, self.table)

@@ -47,6 +47,9 @@ pub enum MeshKind {
     Legacy,
     /// `neuroglancer_multilod_draco`.
     MultiLod { vertex_quantization_bits: u32, lod_scale_multiplier: f64, sharding: Option<ShardingSpec> },
+    /// A graphene layer's meshes: Draco fragments named by the chunkedgraph's manifests, the
+    /// initial ones in shard files of each of these layers (`sharding` keyed by layer).
+    Graphene { levels: Vec<u32> },
 }
 
 /// A mesh directory's metadata.
@@ -96,8 +99,9 @@ impl MeshInfo {
             None | Some("neuroglancer_legacy_mesh") => {
                 if obj.get("sharding").is_some_and(|s| !s.is_null()) {
                     return Err(Error::unsupported(format!(
-                        "{url}: a sharded neuroglancer_legacy_mesh directory is not a format Neuroglancer or \
-                         cloud-volume read (sharded meshes are neuroglancer_multilod_draco)"
+                        "{url}: a sharded neuroglancer_legacy_mesh directory is read only through its graphene:// \
+                         layer (the chunkedgraph names the fragments); as Precomputed, sharded meshes are \
+                         neuroglancer_multilod_draco"
                     )));
                 }
                 Ok(MeshInfo { kind: MeshKind::Legacy, transform, mip })

@@ -274,6 +274,24 @@ impl Graph {
     }
 }
 
+impl crate::volume::objects::graphene::ManifestSource for Graph {
+    /// cloud-volume's `fetch_manifest_remote(verify=True, return_segids=True)`: a GET with the
+    /// JSON body `{"start_layer": L}`.
+    fn manifest(&self, id: u64, start_layer: u32) -> Result<(String, Value)> {
+        let url = format!("{}?verify=True&return_seg_ids=1", self.client.path.manifest_url(self.client.api, id));
+        let body = format!("{{\"start_layer\": {start_layer}}}");
+        let bytes = self.client.call(
+            "GET",
+            &url,
+            Some((body.as_bytes(), false)),
+            crate::volume::objects::graphene::MAX_MANIFEST,
+        )?;
+        let v = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::decode(format!("GET {url}: the mesh manifest is not valid JSON ({e})")))?;
+        Ok((url, v))
+    }
+}
+
 /// One scale of a graphene layer: the Precomputed reader of its supervoxels, with reads
 /// mapped through the graph.
 struct GrapheneScale {
@@ -479,6 +497,7 @@ pub(super) fn open(url: &str, opts: Options) -> Result<Volume> {
     let store = crate::store::open(&dpath, &opts.store)?;
     let threads = opts.store.parallel.unwrap_or_else(|| store.default_parallel());
     let engine = Arc::new(Engine::new(threads)?);
+    let mesh_meta = crate::volume::objects::graphene::GrapheneMeshMeta::from_info(&info, meta.clone(), &info_url)?;
     let graph = Arc::new(Graph { client, meta, opts: opts.graphene.clone() });
     let scales = precomputed::scales(&info, &store, &engine, &opts, &dpath)?
         .into_iter()
@@ -492,7 +511,9 @@ pub(super) fn open(url: &str, opts: Options) -> Result<Volume> {
         })
         .collect();
     let path = CloudPath { path: url.trim().trim_end_matches('/').to_string(), ..dpath };
-    Ok(Volume { path, source: super::Source::Graphene(store), info, opts, scales, objects: None })
+    let link = super::objects::graphene::GrapheneLink { source: graph.clone(), meta: mesh_meta, mip: opts.mip };
+    let objects = super::objects::Objects::new(store.clone(), engine.clone(), &info).with_graphene(link);
+    Ok(Volume { path, source: super::Source::Graphene(store), info, opts, scales, objects: Some(objects) })
 }
 
 #[cfg(test)]

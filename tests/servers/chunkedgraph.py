@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """A loopback stand-in for PyChunkedGraph's segmentation API and middle_auth_client's checks, as
-cloud-volume and this library use them. Stdlib http.server plus numpy; no Bigtable.
+cloud-volume and this library use them. Stdlib http.server plus numpy (the meshing manifest route
+also cloud-volume, as PyChunkedGraph itself uses it); no Bigtable.
 
     python tests/servers/chunkedgraph.py --fixture DIR [--port 0] [--token TOKEN]
         [--forbidden-token TOKEN] [--log FILE] [--data-base URL] [--prefix segmentation]
+        [--meshing-prefix meshing]
 
 Prints exactly one line `PORT <n>` (flushed) once listening on 127.0.0.1, then serves until killed
 (SIGTERM), or until the process that started it goes away.
@@ -11,17 +13,24 @@ Prints exactly one line `PORT <n>` (flushed) once listening on 127.0.0.1, then s
 Behaviour is taken from PyChunkedGraph's source (seung-lab/PyChunkedGraph @c1b7740d, May 2024:
 app/common.py, app/app_utils.py, app/segmentation/{generic,v1,legacy}/routes.py,
 app/segmentation/common.py, graph/chunkedgraph.py get_roots/get_root, graph/subgraph.py,
-graph/chunks/utils.py) and middle_auth_client 3.19.2 (decorators.py); where this double departs
-from them it says so below.
+graph/chunks/utils.py; for meshes app/meshing/{common,v1/routes}.py, meshing/manifest/{sharded,
+utils,cache}.py, meshing/meshgen_utils.py) and middle_auth_client 3.19.2 (decorators.py); where
+this double departs from them it says so below.
 
-Fixture (DIR/graph.json, written by tests/reference/graphene_check.py)
+Fixture (DIR/graph.json, written by tests/reference/graphene_check.py, graphene_meshes.py, ...)
   {"format": 2,
-   "tables": {"<t>": {"info": {...}, "data_dir": "<path relative to DIR>", "dataset": "<name>"?}},
+   "tables": {"<t>": {"info": {...}, "data_dir": "<path relative to DIR>", "dataset": "<name>"?,
+                      "mesh": {"initial_ts": <unix s>, "max_layer": <n>, "dir": "<mesh dir>"}?}},
    "n_layers": 4, "n_bits_for_layer_id": 8,
    "created_timestamp": <unix s>,        the graph's nodes "before" exist from then on (default: always)
    "edit_timestamp": <unix s>,           the nodes and parent pointers of "after" from then on
    "hierarchy": {"before": {"<child>": "<parent>", ...}, "after": {...}}   uint64 as decimal strings
    ...}                                  (other keys are the fixture's own and are ignored here)
+  "mesh" is the table's custom_data["mesh"] (only the manifest route reads it): initial_ts splits
+  the nodes into "initial" (Child cell older than it: meshes in the shards) and "new" (dynamic
+  mesh files); max_layer is the default start_layer (2 without it); dir the mesh directory under
+  data_dir (default "graphene_meshes"; PyChunkedGraph overrides the info's "mesh" with it). A
+  table without "mesh" answers every manifest with a 500 ('mesh'), as segregate_node_ids fails.
   Every table shares the one graph. The older form {"before": "x.npy", "after": "y.npy"} (uint64
   rows [supervoxel, L2, ..., root]; bench/run_labels.py writes it) is read too.
   The info served is the table's info with `data_dir` made absolute: `file://<DIR>/<data_dir>`, or
@@ -61,6 +70,40 @@ Routes (<p> is the URL prefix, "segmentation"; <t> a table):
   GET|POST /<p>/1.0/<t>/graph/<id>/root[?timestamp=&stop_layer=]   legacy: 8 bytes, one uint64
        (a JSON body's timestamp is ignored, as there: only the query string is read). An id with
        no parent below the root layer (unknown, 0): 500 "Cannot find root id ...".
+  GET  /meshing/api/v1/table/<t>/manifest/<id>:0[?verify=&return_seg_ids=&prepend_seg_ids=&bounds=]
+       body (a GET with a body, as cloud-volume sends it): optional JSON {"start_layer": L,
+       "return_seg_ids", "return_seg_id_layers", "return_seg_chunk_coordinates"} (the last three
+       through app_utils.toboolean: true/"true"/"1", false/"false"/"0", anything else a 500);
+       start_layer defaults to the table's mesh max_layer. Query flags are true when exactly
+       "True", "true" or "1". Answer {"fragments": [...], "seg_ids": [...]?} (seg_ids only when
+       asked; numpy arrays as JSON integers, as PyChunkedGraph's CustomJsonEncoder writes them).
+       The walk (manifest/utils.py get_children_before_start_layer): an L2 id is its own list;
+       otherwise children level by level, keeping those at layers <= start_layer (and, with
+       bounds, in the box's graph chunks -- as for leaves, but an empty child list with bounds is
+       numpy's broadcast error, a 500), descending into the others.
+       verify=true (verified_manifest / get_mesh_paths): each node is "initial" or "new" by its
+       timestamp against the table's initial_ts; initial ones go through cloud-volume's graphene
+       mesh source -- CloudVolume("graphene://https://localhost/segmentation/table/dummy",
+       mesh_dir=dir, info=<this info, app, mesh=dir>).mesh.initial_exists(ids,
+       return_byte_range=True) -- where a node above layer 2 with one child is replaced by it
+       (check_skips) and one without a mesh by its children, down to layer 2 (an L2 without one
+       is dropped); new ones are the files <data_dir>/<dir>/dynamic/<id>:0:<x0-x1_y0-y1_z0-z1>
+       (the graph chunk's box in watershed voxels, no voxel offset; "dynamic" is PyChunkedGraph's
+       literal, whatever mesh_metadata.unsharded_mesh_dir says), and a missing one is replaced by
+       its children, which go through the same split again. Fragments: "~<layer>/<chunk position
+       number>-<shard>.shard:<byte offset>:<byte size>" (initial) or the dynamic file name, in the
+       order of PyChunkedGraph's dicts; seg_ids the matching node ids.
+       verify absent/false (speculative_manifest): no existence checks; nodes above layer 2 with
+       one child are replaced by it, every other node from the walk is listed as
+       "~<id>:<layer>:<chunk id>:<shard file>:<minishard>" (initial) or its dynamic file name (new).
+       prepend_seg_ids=true prefixes each fragment with "~<seg id>:".
+       Test control (not PyChunkedGraph): POST /__control {"manifest_damage": "past_end" |
+       "garbage" | "bad_name", "count": n} breaks the next n manifest answers: initial offsets moved
+       10^9 bytes on, a JSON text cut short, initial names without their ":offset:size". No manifest cache (redis),
+       as a server without one. Needs cloud-volume and cloud-files in the double's Python, imported
+       on the first manifest request (the double shortens cloud-files' 0.1 s queue poll to 0.1 ms).
+       Unknown ids have no children: an empty answer. Other errors (a layer without a sharding
+       spec, a node without children asked for its timestamp, bad bounds): 500.
 Semantics of roots (graph/chunkedgraph.py get_roots, fail_to_zero=True as the route passes it):
   stop_layer missing or 0 means n_layers; > n_layers is a 500 (assert). Ids at a layer >= stop_layer
   and 0 map to themselves; the others climb parent by parent until their layer >= stop_layer
@@ -107,7 +150,8 @@ Test controls (never authenticated, never recorded):
     query (first value of each name; middle_auth_token left out), route, table, content_encoding, accept_encoding,
     content_length (body bytes on the wire), auth ("ok", "missing", "wrong", "forbidden",
     "bad_header", or "unchecked" without --token -- never the token), auth_source ("header",
-    "cookie", "query" or null), n_ids (roots routes: ids in the request; legacy root: 1), status,
+    "cookie", "query" or null), n_ids (roots routes: ids in the request; legacy root: 1),
+    body and n_fragments (manifest records only: the request body as text, the fragments answered), status,
     response_encoding ("gzip" or null), response_bytes, fault (the control that answered, or null),
     time (unix s). --log FILE appends each record as a JSON line too.
 """
@@ -402,6 +446,354 @@ class Graph:
 
 
 # ----------------------------------------------------------------------------------------------
+# Meshing: the sharded manifest (app/meshing/common.py, meshing/manifest/{sharded,utils}.py)
+
+# cloud-volume's graphene mesh source wants a CAVE token when it is built, although the manifest
+# code never talks to a graph server with it (PyChunkedGraph's servers have one in their
+# environment); a fixed dummy keeps the double independent of ~/.cloudvolume.
+_DUMMY_TOKEN = "0" * 32
+_CV_READY = False
+
+
+def _cloudvolume():
+    """cloud-volume and cloud-files, imported on the first manifest request only. cloud-files'
+    ThreadedQueue polls every 0.1 s, which each sharded read pays even on file://; the double
+    polls every 0.1 ms instead (what it reads is unchanged)."""
+    global _CV_READY
+    import cloudfiles.threaded_queue
+    from cloudfiles import CloudFiles
+    from cloudvolume import CloudVolume
+
+    if not _CV_READY:
+        class _QuickPoll:
+            def __getattr__(self, name):
+                return getattr(time, name)
+
+            @staticmethod
+            def sleep(seconds):
+                time.sleep(min(seconds, 0.0001))
+
+        cloudfiles.threaded_queue.time = _QuickPoll()
+        _CV_READY = True
+    return CloudVolume, CloudFiles
+
+
+def pcg_toboolean(value):
+    """app_utils.toboolean as _check_post_options calls it (errors are 500s)."""
+    if not value:
+        raise ValueError("Can't convert null to boolean")
+    if isinstance(value, bool):
+        return value
+    try:
+        value = value.lower()
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"Can't convert {value} to boolean: {exc}") from exc
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise ValueError(f"Can't convert {value} to boolean")
+
+
+class Meshing:
+    """One manifest request of one table: PyChunkedGraph's code path, step by step and in its
+    order (the order of the answer's fragments is the order of its dicts and arrays). No redis:
+    ManifestCache misses everything and stores nothing, as on a server without one."""
+
+    def __init__(self, graph, table, info):
+        self.g = graph
+        self.table = table
+        self.info = info
+        self.custom = graph.tables[table].get("mesh")  # cg.meta.custom_data["mesh"]
+        self.mesh_dir = (self.custom or {}).get("dir", "graphene_meshes")
+        self.geo = graph.geometry[table]
+        self._readers = None
+
+    # --- ChunkedGraph helpers
+    def layers(self, ids):
+        return self.g.layers(np.asarray(ids, dtype=U64))
+
+    def get_children(self, ids, flatten=False):
+        """cg.get_children(ids): {id: children} in the order given (a repeated id once, where it
+        first occurs), or their concatenation."""
+        d = {}
+        for x in np.asarray(ids, dtype=U64):
+            if x not in d:
+                d[x] = self.g.kids(x)
+        if flatten:
+            return np.concatenate(list(d.values())).astype(U64) if d else np.zeros(0, dtype=U64)
+        return d
+
+    def node_timestamps_us(self, ids):
+        """cg.get_node_timestamps: the time of each node's Child cell (a node without one: KeyError)."""
+        out = []
+        for x in np.asarray(ids, dtype=U64).tolist():
+            if x not in self.g.children:
+                raise KeyError(x)
+            if x in self.g.after_only:
+                out.append(self.g.edit_ms * 1000)
+            else:
+                out.append(-2 ** 62 if self.g.created_ms is None else self.g.created_ms * 1000)
+        return np.array(out, dtype=np.int64)
+
+    def chunk_bbox_str(self, node):
+        """meshgen_utils.get_chunk_bbox_str: graph chunk coordinates times CHUNK_SIZE *
+        FANOUT**max(0, layer-2), in watershed voxels, NOT shifted by the voxel offset."""
+        layer = self.g.layer(node)
+        shape = self.geo["chunk_size"].astype(np.int64) * self.geo["fan_out"] ** max(0, layer - 2)
+        start = self.g.chunk_coords(np.array([node], dtype=U64), self.table)[0] * shape
+        end = start + shape
+        return "_".join(f"{a}-{b}" for a, b in zip(start.tolist(), end.tolist()))
+
+    def mesh_name(self, node):
+        return f"{node}:0:{self.chunk_bbox_str(node)}"  # meshgen_utils.get_mesh_name
+
+    def json_info(self):
+        """meshgen_utils.get_json_info: the dataset info, the app versions, the custom mesh dir."""
+        info = dict(self.info)
+        info["app"] = {"supported_api_versions": [0, 1]}
+        info["mesh"] = self.mesh_dir
+        return json.loads(json.dumps(info))
+
+    def mesh_source(self):
+        CloudVolume, _ = _cloudvolume()
+        return CloudVolume("graphene://https://localhost/segmentation/table/dummy", mesh_dir=self.mesh_dir,
+                           info=self.json_info(), secrets=_DUMMY_TOKEN, progress=False).mesh
+
+    # --- bounds
+    def normalize_bounding_box(self, bbox):
+        """chunks/utils.py normalize_bounding_box(bbox_is_coordinate=True): watershed voxels ->
+        graph chunk coordinates, lo truncated and hi rounded up (meta.resolution both ways, so no
+        scaling), relative to the voxel offset."""
+        if bbox is None:
+            return None
+        out = bbox.copy()
+        lo = (bbox[0] / 1 - self.geo["voxel_offset"]) / self.geo["chunk_size"]
+        hi = np.ceil((bbox[1] / 1 - self.geo["voxel_offset"]) / self.geo["chunk_size"])
+        out[0] = lo.astype(int)
+        out[1] = hi.astype(int)
+        return np.array(out, dtype=int)
+
+    def mask_nodes_by_bounding_box(self, nodes, bbox):
+        if bbox is None:
+            return np.ones(len(nodes), bool)
+        if len(nodes) == 0:  # np.array([]) of shape (0,) against (0, 3): numpy refuses
+            raise ValueError("operands could not be broadcast together with shapes (0,) (0,3) ")
+        coords = self.g.chunk_coords(nodes, self.table)
+        adapt = self.layers(nodes) - 2
+        adapt[adapt < 0] = 0
+        layer_box = bbox[None] / (self.geo["fan_out"] ** adapt)[:, None, None]
+        check = np.array([np.all(coords < layer_box[:, 1], axis=1),
+                          np.all(coords + 1 > layer_box[:, 0], axis=1)]).T
+        return np.all(check, axis=1)
+
+    # --- manifest/utils.py
+    def get_children_before_start_layer(self, node_id, start_layer, bounding_box=None):
+        node_id = np.uint64(node_id)
+        if self.g.layer(node_id) == 2:
+            return np.array([node_id], dtype=U64)
+        result = [np.zeros(0, dtype=U64)]
+        parents = np.array([node_id], dtype=U64)
+        while parents.size:
+            children = self.get_children(parents, flatten=True)
+            bound_mask = self.mask_nodes_by_bounding_box(children, bounding_box)
+            layers = self.layers(children)
+            result.append(children[(layers <= start_layer) & bound_mask])
+            parents = children[(layers > start_layer) & bound_mask]
+        return np.concatenate(result).astype(U64)
+
+    def check_skips(self, node_ids, children_cache=None):
+        """A node above layer 2 with a single child has no mesh of its own: its child stands in."""
+        if children_cache is None:
+            children_cache = {}
+        node_ids = np.asarray(node_ids, dtype=U64)
+        layers = self.layers(node_ids)
+        skips = []
+        result = [np.zeros(0, dtype=U64), node_ids[layers == 2]]
+        for p, c in self.get_children(node_ids[layers > 2]).items():
+            if c.size > 1:
+                result.append(np.array([p], dtype=U64))
+                children_cache[p] = c
+                continue
+            assert c.size == 1, f"{p} does not seem to have children."
+            skips.append(c[0])
+        return np.concatenate(result).astype(U64), np.array(skips, dtype=U64)
+
+    def segregate_node_ids(self, node_ids):
+        """initial = created before custom_data["mesh"]["initial_ts"] (datetime.fromtimestamp:
+        the server's local time, UTC here), new = the others."""
+        initial_ts = self.custom["initial_ts"] if self.custom is not None else {}["mesh"]
+        initial_us = int(round(float(initial_ts) * 1e6))
+        node_ids = np.asarray(node_ids, dtype=U64)
+        mask = self.node_timestamps_us(node_ids) < initial_us
+        return node_ids[mask], node_ids[~mask]
+
+    def _get_children_cached(self, node_ids, cache):
+        if len(node_ids) == 0:
+            return np.zeros(0, dtype=U64)
+        node_ids = np.array(node_ids, dtype=U64)
+        missing = [x for x in node_ids if x not in cache]
+        cache.update(self.get_children(np.array(missing, dtype=U64)))
+        return np.concatenate([np.zeros(0, dtype=U64)] + [cache[x] for x in node_ids]).astype(U64)
+
+    @staticmethod
+    def _del_none_keys(d):
+        kept = dict(d)
+        none_keys = []
+        for k, v in d.items():
+            if v:
+                continue
+            none_keys.append(k)
+            del kept[k]
+        return kept, none_keys
+
+    def _get_initial_meshes(self, shard_readers, node_ids, stop_layer=2):
+        children_cache = {}
+        result = {}
+        if len(node_ids) == 0:
+            return result
+        node_layers = self.layers(node_ids)
+        stop_layer_ids = [node_ids[node_layers == stop_layer]]
+        while np.any(node_layers > stop_layer):
+            stop_layer_ids.append(node_ids[node_layers == stop_layer])
+            ids_ = node_ids[node_layers > stop_layer]
+            ids_, skips = self.check_skips(ids_, children_cache=children_cache)
+            found = shard_readers.initial_exists(ids_, return_byte_range=True)
+            found, not_existing = self._del_none_keys(found)
+            result.update(found)
+            node_ids = self._get_children_cached(not_existing, children_cache)
+            node_ids = np.concatenate([node_ids, skips]).astype(U64)
+            node_layers = self.layers(node_ids)
+        stop_layer_ids = np.concatenate([*stop_layer_ids, node_ids[node_layers == stop_layer]]).astype(U64)
+        found = shard_readers.initial_exists(stop_layer_ids, return_byte_range=True)
+        found, _ = self._del_none_keys(found)
+        result.update(found)
+        return result
+
+    def _get_dynamic_meshes(self, node_ids):
+        result = {}
+        not_existing = []
+        if len(node_ids) == 0:
+            return result, not_existing
+        _, CloudFiles = _cloudvolume()
+        # "dynamic", whatever the info's mesh_metadata.unsharded_mesh_dir says (cloud-volume
+        # reads the files from unsharded_mesh_dir).
+        cf = CloudFiles(f"{self.info['data_dir']}/{self.mesh_dir}/dynamic")
+        exists = cf.exists([self.mesh_name(x) for x in node_ids])
+        for key in exists:
+            node = np.uint64(key.split(":")[0])
+            if exists[key]:
+                result[node] = key
+                continue
+            not_existing.append(node)
+        return result, np.array(not_existing, dtype=U64)
+
+    def _get_initial_and_dynamic_meshes(self, shard_readers, node_ids):
+        if len(node_ids) == 0:
+            return {}, {}, []
+        node_ids = np.array(node_ids, dtype=U64)
+        initial_ids, new_ids = self.segregate_node_ids(node_ids)
+        initial = self._get_initial_meshes(shard_readers, initial_ids)
+        new, missing = self._get_dynamic_meshes(new_ids)
+        return initial, new, missing
+
+    def get_mesh_paths(self, node_ids, stop_layer=2):
+        shard_readers = self.mesh_source()
+        result = {}
+        node_layers = self.layers(node_ids)
+        while np.any(node_layers > stop_layer):
+            node_ids = node_ids[node_layers > 1]
+            initial, new, missing = self._get_initial_and_dynamic_meshes(shard_readers, node_ids)
+            result.update(initial)
+            result.update(new)
+            node_ids = self.get_children(missing, flatten=True)
+            node_layers = self.layers(node_ids)
+        node_ids = node_ids[node_layers > 1]
+        initial, new, _ = self._get_initial_and_dynamic_meshes(shard_readers, node_ids)
+        result.update(initial)
+        result.update(new)
+        return result
+
+    # --- manifest/sharded.py
+    def verified_manifest(self, node_id, start_layer, bounding_box=None):
+        bounding_box = self.normalize_bounding_box(bounding_box)
+        node_ids = self.get_children_before_start_layer(node_id, start_layer, bounding_box=bounding_box)
+        result = self.get_mesh_paths(node_ids)
+        node_ids = np.fromiter(result.keys(), dtype=U64)
+        mesh_files = []
+        for val in result.values():
+            try:
+                path, offset, size = val  # [shard path, byte offset, byte size]
+                path = path.split("initial/")[-1]
+                mesh_files.append(f"~{path}:{offset}:{size}")
+            except ValueError:  # a dynamic file name
+                mesh_files.append(val)
+        return node_ids, mesh_files
+
+    def speculative_manifest(self, node_id, start_layer, stop_layer=2, bounding_box=None):
+        if start_layer is None:
+            start_layer = (self.custom or {}).get("max_layer", 2)
+        bounding_box = self.normalize_bounding_box(bounding_box)
+        node_ids = self.get_children_before_start_layer(node_id, start_layer=start_layer, bounding_box=bounding_box)
+        result = [np.zeros(0, dtype=U64)]
+        node_layers = self.layers(node_ids)
+        while np.any(node_layers > stop_layer):
+            result.append(node_ids[node_layers == stop_layer])
+            ids_ = node_ids[node_layers > stop_layer]
+            ids_, skips = self.check_skips(ids_)
+            result.append(ids_)
+            node_ids = skips.copy()
+            node_layers = self.layers(node_ids)
+        result.append(node_ids[node_layers == stop_layer])
+        readers = self.mesh_source().readers
+        node_ids = np.concatenate(result).astype(U64)
+        initial_ids, new_ids = self.segregate_node_ids(node_ids)
+        layers = self.layers(initial_ids)
+        shards = []
+        for id_, layer in zip(initial_ids, layers.tolist()):
+            chunk_id = self.g.chunk_id(int(id_), self.table)
+            fname, minishard = readers[layer].compute_shard_location(id_)
+            shards.append(f"~{id_}:{layer}:{chunk_id}:{fname}:{minishard}")
+        files = [self.mesh_name(int(x)) for x in new_ids]
+        return np.concatenate([initial_ids, new_ids]).astype(U64), shards + files
+
+    # --- app/meshing/common.py
+    def handle_get_manifest(self, node_id, args, raw_body):
+        data = json.loads(raw_body) if len(raw_body) > 0 else {}
+        bounding_box = None
+        if "bounds" in args:
+            bounding_box = np.array([b.split("-") for b in args["bounds"].split("_")], dtype=int).T
+        verify = args.get("verify", False) in ["True", "true", "1", True]
+        return_seg_ids = args.get("return_seg_ids", False) in ["True", "true", "1", True]
+        prepend_seg_ids = args.get("prepend_seg_ids", False) in ["True", "true", "1", True]
+        start_layer = (self.custom or {}).get("max_layer", 2)
+        if "start_layer" in data:
+            start_layer = int(data["start_layer"])
+        resp = {}
+        if not verify:
+            seg_ids, resp["fragments"] = self.speculative_manifest(node_id, start_layer=start_layer,
+                                                                   bounding_box=bounding_box)
+        else:
+            seg_ids, resp["fragments"] = self.verified_manifest(np.uint64(node_id), start_layer=start_layer,
+                                                                bounding_box=bounding_box)
+        if prepend_seg_ids:
+            resp["fragments"] = [f"~{i}:{f}" for i, f in zip(seg_ids, resp["fragments"])]
+        if return_seg_ids:
+            resp["seg_ids"] = seg_ids
+        # _check_post_options
+        if pcg_toboolean(data.get("return_seg_ids", "false")):
+            resp["seg_ids"] = seg_ids
+        if pcg_toboolean(data.get("return_seg_id_layers", "false")):
+            resp["seg_id_layers"] = self.layers(seg_ids)
+        if pcg_toboolean(data.get("return_seg_chunk_coordinates", "false")):
+            resp["seg_chunk_coordinates"] = [self.g.chunk_coords(np.array([s], dtype=U64), self.table)[0]
+                                             for s in seg_ids]
+        # The Flask app's CustomJsonEncoder: numpy arrays and scalars through tolist()/item().
+        return json.loads(json.dumps(resp, default=lambda o: o.tolist() if isinstance(o, (np.ndarray, np.generic))
+                                     else str(o)))
+
+
+# ----------------------------------------------------------------------------------------------
 # The server
 
 
@@ -419,6 +811,8 @@ class State:
         self.drop = 0
         self.delay = 0.0
         self.delay_count = 0
+        self.manifest_damage = None  # "past_end" | "garbage" | "bad_name": the next manifest answers
+        self.manifest_damage_count = 0
 
 
 ROUTES = [  # (name, methods, regex over the path after the prefix)
@@ -433,6 +827,10 @@ ROUTES = [  # (name, methods, regex over the path after the prefix)
     ("l2_chunk_children_binary", ("GET",), r"/api/v1/table/(?P<t>[^/]+)/l2_chunk_children_binary/(?P<id>[^/]+)"),
     ("l2_chunk_children", ("GET",), r"/api/v1/table/(?P<t>[^/]+)/l2_chunk_children/(?P<id>[^/]+)"),
     ("legacy_root", ("GET", "POST"), r"/1\.0/(?P<t>[^/]+)/graph/(?P<id>[^/]+)/root"),
+]
+MESHING_ROUTES = [  # the same, under the meshing prefix (MESHING_URL_PREFIX, "meshing")
+    # Werkzeug's rule "/manifest/<node_id>:0": the default converter [^/]+, then a literal ":0".
+    ("manifest", ("GET",), r"/api/v1/table/(?P<t>[^/]+)/manifest/(?P<id>[^/]+):0"),
 ]
 
 
@@ -452,6 +850,8 @@ def make_handler(graph, opts, state):
     prefix = "/" + opts.prefix.strip("/")
     authorize = "https://" + opts.auth_url + "/api/v1/authorize"
     compiled = [(n, m, re.compile(re.escape(prefix) + rx)) for n, m, rx in ROUTES]
+    mesh_prefix = "/" + opts.meshing_prefix.strip("/")
+    compiled += [(n, m, re.compile(re.escape(mesh_prefix) + rx)) for n, m, rx in MESHING_ROUTES]
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -487,6 +887,13 @@ def make_handler(graph, opts, state):
                 headers["Content-Encoding"] = "gzip"
                 headers["Vary"] = "Accept-Encoding"
                 enc = "gzip"
+            if rec is not None:
+                # Logged before a byte of the answer leaves, so that a client that has its answer
+                # always finds the request in /__requests.
+                rec["status"] = status
+                rec["response_encoding"] = enc
+                rec["response_bytes"] = len(body)
+                self.record(rec)
             self.send_response(status)
             if ctype:
                 self.send_header("Content-Type", ctype)
@@ -496,12 +903,11 @@ def make_handler(graph, opts, state):
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
-            if rec is not None:
-                rec["status"] = status
-                rec["response_encoding"] = enc
-                rec["response_bytes"] = len(body)
 
         def record(self, rec):
+            if getattr(self, "_recorded", None) is rec:  # once per request
+                return
+            self._recorded = rec
             rec["time"] = time.time()
             with state.lock:
                 state.log.append(rec)
@@ -540,6 +946,9 @@ def make_handler(graph, opts, state):
                     if "delay" in cmd:
                         state.delay = float(cmd["delay"])
                         state.delay_count = int(cmd.get("count", 1))
+                    if "manifest_damage" in cmd:
+                        state.manifest_damage = cmd["manifest_damage"]
+                        state.manifest_damage_count = int(cmd.get("count", 1))
                     pending = {"fail": state.fail, "status": state.fail_status, "garbage": state.garbage,
                                "drop": state.drop, "delay": state.delay, "delay_count": state.delay_count}
                 self.send(200, flask_json({"ok": True, "pending": pending}), "application/json")
@@ -635,6 +1044,14 @@ def make_handler(graph, opts, state):
             hit = self.match(url.path)
             if hit is not None:
                 rec["route"], rec["table"] = hit[0], hit[2].get("t")
+                if hit[0] == "manifest":
+                    raw = body
+                    if "gzip" in (self.headers.get("Content-Encoding") or "").lower():
+                        try:
+                            raw = gzip.decompress(raw)
+                        except Exception:  # noqa: BLE001 - the route answers that with a 500
+                            pass
+                    rec["body"], rec["n_fragments"] = raw.decode("utf-8", "replace"), None
             with state.lock:
                 delay = 0.0
                 if state.delay_count > 0:
@@ -656,7 +1073,6 @@ def make_handler(graph, opts, state):
                 rec["fault"] = "fail"
                 self.send(fail_status, html_page(fail_status, "Injected fault", "The test double was told to fail."),
                           "text/html; charset=utf-8", rec=rec)
-                self.record(rec)
                 return
             accept = self.headers.get("Accept-Encoding") or ""
             compress = "gzip" in accept.lower()
@@ -668,7 +1084,6 @@ def make_handler(graph, opts, state):
             except Exception as e:  # noqa: BLE001 - a bug in the double: a 500 that says so
                 err = server_error(RuntimeError(f"test double bug: {type(e).__name__}: {e}"), t0)
                 self.send(500, err.body, err.ctype, rec=rec)
-            self.record(rec)
 
         @staticmethod
         def match(path):
@@ -764,6 +1179,24 @@ def make_handler(graph, opts, state):
                 if name == "legacy_root":
                     return 200, np.array(root, dtype=U64).tobytes(), html
                 return 200, flask_json({"root_id": str(root) if as_str else int(root)}), "application/json"
+            if name == "manifest":
+                answer = Meshing(graph, table, graph.info(table, opts.data_base)).handle_get_manifest(ident, query, body)
+                rec["n_fragments"] = len(answer["fragments"])
+                with state.lock:
+                    damage = state.manifest_damage if state.manifest_damage_count > 0 else None
+                    state.manifest_damage_count -= int(damage is not None)
+                if damage is not None:  # test control, not PyChunkedGraph: a broken answer
+                    rec["fault"] = "manifest_" + damage
+                    if damage == "garbage":
+                        return 200, b'{"fragments": ["~2/1-0.shard:', "application/json"
+                    frags = list(answer["fragments"])
+                    for k, f in enumerate(frags):
+                        if f.startswith("~"):
+                            head, off, size = f.rsplit(":", 2)
+                            frags[k] = (f"{head}:{int(off) + 10**9}:{size}" if damage == "past_end"
+                                        else f"~2/{head[1:].split('/')[-1].replace('.shard', '')}.shard{off}")
+                    answer = dict(answer, fragments=frags)
+                return 200, flask_json(answer), "application/json"
             if name == "children":
                 node = np.uint64(ident)
                 kids = graph.kids(node) if graph.layer(node) > 1 else np.zeros(0, dtype=U64)
@@ -827,6 +1260,7 @@ def main():
     ap.add_argument("--log", help="append each request record to this file as a JSON line")
     ap.add_argument("--data-base", help="serve data_dir as URL/<data_dir> instead of file://DIR/<data_dir>")
     ap.add_argument("--prefix", default="segmentation", help="PyChunkedGraph's SEGMENTATION_URL_PREFIX")
+    ap.add_argument("--meshing-prefix", default="meshing", help="PyChunkedGraph's MESHING_URL_PREFIX")
     ap.add_argument("--auth-url", default="localhost:5000/auth", help="middle_auth_client's STICKY_AUTH_URL")
     opts = ap.parse_args()
     graph = Graph(opts.fixture)

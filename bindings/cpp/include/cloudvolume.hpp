@@ -26,6 +26,11 @@
 // Services: DVID data instances (`dvid://HOST:PORT/UUID/DATA`; `dvid_create_repo` makes a repo,
 // `Volume::create` an instance) and BOSS channels (`boss://COLLECTION/EXPERIMENT/CHANNEL`,
 // `boss://http(s)://HOST/...`) open, read and write as any layer.
+//
+// Meshes and skeletons: `Volume::mesh` / `meshes_each` / `save_mesh` / `put_mesh` (legacy and
+// multi-resolution Draco meshes, sharded or not) and `Volume::skeleton` / `skeletons` /
+// `save_skeleton` / `put_skeleton` give and take plain `Mesh` / `Skeleton` values (vectors of
+// float32 triples and uint32 index tuples; skeleton vertex attributes as typed bytes).
 #ifndef CLOUDVOLUME_HPP
 #define CLOUDVOLUME_HPP
 
@@ -645,6 +650,358 @@ inline std::string dvid_create_repo(const std::string &server, const std::string
 }
 
 // ------------------------------------------------------------------------------------------
+// Meshes and skeletons
+// ------------------------------------------------------------------------------------------
+//
+// Plain C++ values copied out of the library's `cv_mesh` / `cv_skeleton` results (the counts are
+// asked first, then each array is copied into a buffer of exactly its size), so nothing here
+// holds a handle: a Mesh or Skeleton outlives the Volume it came from.
+//
+//   cv::Mesh m = vol.mesh({3, 4}, cv::MeshOptions{1});           // lod 1 of segments 3 and 4, fused
+//   std::vector<std::optional<cv::Mesh>> each = vol.meshes_each({3, 4, 5});
+//   cv::Skeleton s = vol.skeleton(7);
+//   std::vector<float> radius = s.attribute("radius")->values<float>();
+
+/// A triangle mesh: vertices x, y, z (float32, physical nanometres) and triangles of three
+/// vertex indices (from 0).
+struct Mesh {
+    std::vector<std::array<float, 3>> vertices;
+    std::vector<std::array<std::uint32_t, 3>> faces;
+
+    bool empty() const noexcept { return vertices.empty() && faces.empty(); }
+    bool operator==(const Mesh &o) const noexcept { return vertices == o.vertices && faces == o.faces; }
+    bool operator!=(const Mesh &o) const noexcept { return !(*this == o); }
+};
+
+/// How `Volume::mesh`, `meshes_each` and `save_mesh` read (`cv_mesh_get`'s arguments). An
+/// aggregate: `MeshOptions{lod, weld, allow_missing, chunk_size}`.
+struct MeshOptions {
+    /// The value of `lod` that asks for the coarsest level of detail.
+    static constexpr std::int32_t coarsest = -1;
+    /// Level of detail: 0 the finest, `MeshOptions::coarsest` (-1) the coarsest (legacy meshes
+    /// have only lod 0). A level the mesh lacks is InvalidArgument.
+    std::int32_t lod = 0;
+    /// Merge equal vertices (cloud-volume's `remove_duplicate_vertices`); absent: cloud-volume's
+    /// default (legacy meshes welded, multi-resolution ones not).
+    std::optional<bool> weld;
+    /// Leave out segments without a mesh (`meshes_each`: a std::nullopt for each) instead of
+    /// throwing NotFound.
+    bool allow_missing = false;
+    /// Weld legacy meshes only where cloud-volume's `chunk_size` does (pairs on the planes of
+    /// that chunk grid, voxels at the meshes' mip).
+    std::optional<Vec3i> chunk_size;
+};
+
+/// One vertex attribute of a skeleton ("radius", "vertex_types", ...): `components` values of
+/// `data_type` per vertex, vertex after vertex, as little-endian bytes in `data`.
+struct SkeletonAttribute {
+    std::string name;
+    DataType data_type = DataType::float32;
+    std::uint32_t components = 1;
+    std::vector<std::uint8_t> data;
+
+    /// Number of vertices the values cover (data bytes / (components x element size)).
+    std::size_t vertex_count() const noexcept {
+        const std::size_t per = static_cast<std::size_t>(components) * size_of(data_type);
+        return per == 0 ? 0 : data.size() / per;
+    }
+    /// The values as elements of `T`, which must be the attribute's type (TypeMismatch).
+    template <class T> std::vector<T> values() const {
+        static_assert(std::is_arithmetic_v<T> && !std::is_same_v<T, bool>, "T must be an element type");
+        if (data_type_of<T> != data_type)
+            throw TypeMismatch(std::string("cloudvolume::SkeletonAttribute::values<") + name_of<T>() + ">: attribute \"" +
+                               name + "\" is " + cloudvolume::name(data_type));
+        std::vector<T> out(data.size() / sizeof(T));
+        if (!out.empty()) std::memcpy(out.data(), data.data(), out.size() * sizeof(T));
+        return out;
+    }
+    /// An attribute named `name` holding `values` (`components` per vertex).
+    template <class T>
+    static SkeletonAttribute of(const std::string &name, const std::vector<T> &values, std::uint32_t components = 1) {
+        static_assert(std::is_arithmetic_v<T> && !std::is_same_v<T, bool>, "T must be an element type");
+        SkeletonAttribute a;
+        a.name = name;
+        a.data_type = data_type_of<T>;
+        a.components = components;
+        a.data.resize(values.size() * sizeof(T));
+        if (!values.empty()) std::memcpy(a.data.data(), values.data(), a.data.size());
+        return a;
+    }
+
+private:
+    template <class T> static const char *name_of() { return cloudvolume::name(data_type_of<T>); }
+};
+
+/// A skeleton: vertices x, y, z (float32; physical when read: the skeleton info's transform
+/// applied), edges of two vertex indices (from 0), and the vertex attributes of the skeleton
+/// info, in its order.
+struct Skeleton {
+    std::vector<std::array<float, 3>> vertices;
+    std::vector<std::array<std::uint32_t, 2>> edges;
+    std::vector<SkeletonAttribute> attributes;
+
+    /// The attribute named `name`, or nullptr.
+    const SkeletonAttribute *attribute(const std::string &name) const noexcept {
+        for (const SkeletonAttribute &a : attributes)
+            if (a.name == name) return &a;
+        return nullptr;
+    }
+    SkeletonAttribute *attribute(const std::string &name) noexcept {
+        for (SkeletonAttribute &a : attributes)
+            if (a.name == name) return &a;
+        return nullptr;
+    }
+};
+
+/// A vertex attribute the skeleton info declares (`Volume::skeleton_attributes`).
+struct SkeletonAttributeInfo {
+    std::string name;
+    DataType data_type = DataType::float32;
+    std::uint32_t components = 1;
+};
+
+namespace detail {
+
+static_assert(sizeof(std::array<float, 3>) == 12 && sizeof(std::array<std::uint32_t, 3>) == 12 &&
+                  sizeof(std::array<std::uint32_t, 2>) == 8,
+              "cloudvolume.hpp copies vertices, faces and edges as packed triples and pairs");
+
+struct MeshDeleter {
+    void operator()(cv_mesh *m) const noexcept { cv_mesh_free(m); }
+};
+struct SkeletonDeleter {
+    void operator()(cv_skeleton *s) const noexcept { cv_skeleton_free(s); }
+};
+using MeshPtr = std::unique_ptr<cv_mesh, MeshDeleter>;
+using SkeletonPtr = std::unique_ptr<cv_skeleton, SkeletonDeleter>;
+
+/// Copy a mesh out of the library: counts first, then each array with its exact length.
+inline Mesh copy_mesh(const cv_mesh *m) {
+    std::size_t nv = 0, nf = 0;
+    check(cv_mesh_counts(m, &nv, &nf), "cv_mesh_counts");
+    Mesh out;
+    out.vertices.resize(nv);
+    out.faces.resize(nf);
+    check(cv_mesh_vertices_into(m, nv == 0 ? nullptr : out.vertices.front().data(), mul(nv, 12, "mesh vertices")),
+          "cv_mesh_vertices_into");
+    check(cv_mesh_faces_into(m, nf == 0 ? nullptr : out.faces.front().data(), mul(nf, 12, "mesh faces")),
+          "cv_mesh_faces_into");
+    return out;
+}
+
+/// Copy a skeleton out of the library: counts, vertices, edges, then each attribute.
+inline Skeleton copy_skeleton(const cv_skeleton *s) {
+    std::size_t nv = 0, ne = 0, na = 0;
+    check(cv_skeleton_counts(s, &nv, &ne, &na), "cv_skeleton_counts");
+    Skeleton out;
+    out.vertices.resize(nv);
+    out.edges.resize(ne);
+    check(cv_skeleton_vertices_into(s, nv == 0 ? nullptr : out.vertices.front().data(),
+                                    mul(nv, 12, "skeleton vertices")),
+          "cv_skeleton_vertices_into");
+    check(cv_skeleton_edges_into(s, ne == 0 ? nullptr : out.edges.front().data(), mul(ne, 8, "skeleton edges")),
+          "cv_skeleton_edges_into");
+    out.attributes.resize(na);
+    for (std::size_t i = 0; i < na; i++) {
+        const char *name = nullptr;
+        std::int32_t dt = 0;
+        std::uint32_t nc = 0;
+        check(cv_skeleton_attribute(s, i, &name, &dt, &nc), "cv_skeleton_attribute");
+        const std::size_t item = cv_dtype_size(dt);
+        if (item == 0)
+            throw InternalError("cv_skeleton_attribute: attribute " + std::to_string(i) + " has data type code " +
+                                std::to_string(dt));
+        SkeletonAttribute &a = out.attributes[i];
+        a.name = name != nullptr ? std::string(name) : std::string();
+        a.data_type = static_cast<DataType>(dt);
+        a.components = nc;
+        a.data.resize(mul(mul(nv, nc, "skeleton attribute"), item, "skeleton attribute"));
+        check(cv_skeleton_attribute_into(s, i, a.data.empty() ? nullptr : a.data.data(), a.data.size()),
+              "cv_skeleton_attribute_into");
+    }
+    return out;
+}
+
+/// The arguments of `cv_mesh_get` for `o`; `chunk` points into `o`, which must outlive the call.
+struct MeshArgs {
+    std::int32_t lod, weld, allow_missing;
+    const std::int64_t *chunk;
+    explicit MeshArgs(const MeshOptions &o)
+        : lod(o.lod), weld(o.weld ? (*o.weld ? 1 : 0) : -1), allow_missing(o.allow_missing ? 1 : 0),
+          chunk(o.chunk_size ? o.chunk_size->data() : nullptr) {}
+};
+
+/// The DataType whose info name is `n`; InternalError for a name the library does not know.
+inline DataType data_type_named(const std::string &n) {
+    for (std::int32_t c = CV_DTYPE_UINT8; c <= CV_DTYPE_FLOAT64; c++)
+        if (n == cv_dtype_name(c)) return static_cast<DataType>(c);
+    throw InternalError("cloudvolume: unknown data type name \"" + n + "\" in the skeleton info");
+}
+
+/// Just enough JSON to read the `vertex_attributes` of `cv_skeleton_info_json`'s text.
+class InfoScanner {
+public:
+    explicit InfoScanner(const std::string &s) : s_(s) {}
+
+    std::vector<SkeletonAttributeInfo> vertex_attributes() {
+        std::vector<SkeletonAttributeInfo> out;
+        expect('{');
+        if (peek() == '}') return out;
+        for (;;) {
+            const std::string key = string();
+            expect(':');
+            if (key == "vertex_attributes" && peek() == '[') {
+                attributes(out);
+            } else {
+                skip();
+            }
+            if (peek() == ',') {
+                i_++;
+                continue;
+            }
+            expect('}');
+            return out;
+        }
+    }
+
+private:
+    [[noreturn]] void bad(const char *what) const {
+        throw InternalError(std::string("cloudvolume: the skeleton info JSON: ") + what + " at offset " +
+                            std::to_string(i_));
+    }
+    char peek() {
+        while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) i_++;
+        if (i_ >= s_.size()) bad("unexpected end");
+        return s_[i_];
+    }
+    void expect(char c) {
+        if (peek() != c) bad("unexpected character");
+        i_++;
+    }
+    std::string string() {
+        expect('"');
+        std::string out;
+        while (i_ < s_.size() && s_[i_] != '"') {
+            char c = s_[i_++];
+            if (c == '\\') {
+                if (i_ >= s_.size()) bad("bad escape");
+                c = s_[i_++];
+                switch (c) {
+                    case 'n': c = '\n'; break;
+                    case 't': c = '\t'; break;
+                    case 'r': c = '\r'; break;
+                    case 'b': c = '\b'; break;
+                    case 'f': c = '\f'; break;
+                    case 'u': {
+                        if (i_ + 4 > s_.size()) bad("bad \\u escape");
+                        const unsigned cp = static_cast<unsigned>(std::stoul(s_.substr(i_, 4), nullptr, 16));
+                        i_ += 4;
+                        if (cp < 0x80) {
+                            out += static_cast<char>(cp);
+                        } else if (cp < 0x800) {
+                            out += static_cast<char>(0xC0 | (cp >> 6));
+                            out += static_cast<char>(0x80 | (cp & 0x3F));
+                        } else {
+                            out += static_cast<char>(0xE0 | (cp >> 12));
+                            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+                            out += static_cast<char>(0x80 | (cp & 0x3F));
+                        }
+                        continue;
+                    }
+                    default: break;  // '"', '\\', '/'
+                }
+            }
+            out += c;
+        }
+        if (i_ >= s_.size()) bad("unterminated string");
+        i_++;
+        return out;
+    }
+    std::string scalar() {  // a number, true, false or null, as its text
+        peek();
+        const std::size_t start = i_;
+        while (i_ < s_.size() && std::strchr(",}] \n\r\t", s_[i_]) == nullptr) i_++;
+        if (i_ == start) bad("expected a value");
+        return s_.substr(start, i_ - start);
+    }
+    void skip() {
+        const char c = peek();
+        if (c == '"') {
+            string();
+        } else if (c == '{' || c == '[') {
+            const char close = c == '{' ? '}' : ']';
+            i_++;
+            if (peek() == close) {
+                i_++;
+                return;
+            }
+            for (;;) {
+                if (c == '{') {
+                    string();
+                    expect(':');
+                }
+                skip();
+                if (peek() == ',') {
+                    i_++;
+                    continue;
+                }
+                expect(close);
+                return;
+            }
+        } else {
+            scalar();
+        }
+    }
+    void attributes(std::vector<SkeletonAttributeInfo> &out) {
+        expect('[');
+        if (peek() == ']') {
+            i_++;
+            return;
+        }
+        for (;;) {
+            SkeletonAttributeInfo a;
+            expect('{');
+            if (peek() != '}') {
+                for (;;) {
+                    const std::string key = string();
+                    expect(':');
+                    if (key == "id") {
+                        a.name = string();
+                    } else if (key == "data_type") {
+                        a.data_type = data_type_named(string());
+                    } else if (key == "num_components") {
+                        const std::string n = scalar();
+                        if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos)
+                            bad("num_components is not a count");
+                        a.components = static_cast<std::uint32_t>(std::stoul(n));
+                    } else {
+                        skip();
+                    }
+                    if (peek() == ',') {
+                        i_++;
+                        continue;
+                    }
+                    break;
+                }
+            }
+            expect('}');
+            out.push_back(std::move(a));
+            if (peek() == ',') {
+                i_++;
+                continue;
+            }
+            expect(']');
+            return;
+        }
+    }
+
+    const std::string &s_;
+    std::size_t i_ = 0;
+};
+
+}  // namespace detail
+
+// ------------------------------------------------------------------------------------------
 // Volume
 // ------------------------------------------------------------------------------------------
 
@@ -1039,10 +1396,207 @@ public:
         return mip;
     }
 
+    // ---- meshes ---------------------------------------------------------------------------
+    //
+    // What the library hands out (`cv_mesh *`, `cv_skeleton *`, info strings) is owned by a guard
+    // from the moment the call returns and copied into plain C++ values.
+
+    /// The mesh of the segments `ids`, fused into one (cloud-volume's `vol.mesh.get([a, b, c])`,
+    /// concatenated in id order; `cv_mesh_get`). Errors: no ids, a bad lod or chunk size
+    /// (InvalidArgument), a segment without a mesh unless `allow_missing` (NotFound), corrupt
+    /// fragments (DecodeError).
+    Mesh mesh(const std::vector<std::uint64_t> &ids, const MeshOptions &options = MeshOptions()) const {
+        return detail::copy_mesh(get_mesh(ids, options, "mesh").get());
+    }
+    /// The mesh of one segment.
+    Mesh mesh(std::uint64_t id, const MeshOptions &options = MeshOptions()) const {
+        return mesh(std::vector<std::uint64_t>{id}, options);
+    }
+    /// The meshes of `ids`, each on its own (cloud-volume's `vol.mesh.get(ids, fuse=False)` for
+    /// legacy meshes, `vol.mesh.get(ids)` for multi-resolution ones; fetched in parallel;
+    /// `cv_mesh_get_each`): element i is segment `ids[i]`'s mesh, std::nullopt when it has none
+    /// and `allow_missing` is set (else the whole call throws NotFound).
+    std::vector<std::optional<Mesh>> meshes_each(const std::vector<std::uint64_t> &ids,
+                                                 const MeshOptions &options = MeshOptions()) const {
+        const detail::MeshArgs a(options);
+        std::vector<cv_mesh *> raw(ids.size(), nullptr);
+        cv_mesh *none = nullptr;  // a writable `out` for an empty list
+        const cv_status st = cv_mesh_get_each(handle("meshes_each"), ids.empty() ? nullptr : ids.data(), ids.size(),
+                                              a.lod, a.weld, a.chunk, a.allow_missing, raw.empty() ? &none : raw.data());
+        std::vector<detail::MeshPtr> owned;
+        owned.reserve(raw.size());
+        for (cv_mesh *m : raw) owned.emplace_back(m);
+        detail::check(st, "cv_mesh_get_each");
+        std::vector<std::optional<Mesh>> out;
+        out.reserve(owned.size());
+        for (const detail::MeshPtr &m : owned) {
+            if (m)
+                out.emplace_back(detail::copy_mesh(m.get()));
+            else
+                out.emplace_back(std::nullopt);
+        }
+        return out;
+    }
+    /// The number of levels of detail of segment `id`'s mesh (1 for a legacy mesh); NotFound
+    /// when it has none.
+    std::uint32_t mesh_lods(std::uint64_t id) const {
+        std::uint32_t n = 0;
+        detail::check(cv_mesh_lods(handle("mesh_lods"), id, &n), "cv_mesh_lods");
+        return n;
+    }
+    /// Read `mesh(ids, options)` and save it to `path` as OBJ, PLY or STL, named by the
+    /// extension (cloud-volume's `to_obj` / `to_ply` bytes; binary STL; `cv_mesh_save`).
+    void save_mesh(const std::vector<std::uint64_t> &ids, const std::string &path,
+                   const MeshOptions &options = MeshOptions()) const {
+        const detail::MeshPtr m = get_mesh(ids, options, "save_mesh");
+        detail::check(cv_mesh_save(m.get(), path.c_str()), "cv_mesh_save");
+    }
+    void save_mesh(std::uint64_t id, const std::string &path, const MeshOptions &options = MeshOptions()) const {
+        save_mesh(std::vector<std::uint64_t>{id}, path, options);
+    }
+    /// Write segment `id`'s legacy mesh (cloud-volume's `vol.mesh.put`; one fragment, gzipped
+    /// unless the handle has `compress(Compression::none)`). A face naming a vertex past the
+    /// end is InvalidArgument; a multi-resolution mesh directory is Unsupported.
+    void put_mesh(std::uint64_t id, const Mesh &mesh) const {
+        detail::check(cv_mesh_put(handle("put_mesh"), id, mesh.vertices.empty() ? nullptr : mesh.vertices.front().data(),
+                                  mesh.vertices.size(), mesh.faces.empty() ? nullptr : mesh.faces.front().data(),
+                                  mesh.faces.size()),
+                      "cv_mesh_put");
+    }
+    /// The mesh directory's info as the library understands it, JSON text (`{"@type": ...}`;
+    /// `neuroglancer_legacy_mesh` when the layer has no mesh info).
+    std::string mesh_info() const {
+        char *s = nullptr;
+        const cv_status st = cv_mesh_info_json(handle("mesh_info"), &s);
+        std::unique_ptr<char, void (*)(char *)> guard(s, cv_string_free);
+        detail::check(st, "cv_mesh_info_json");
+        return s != nullptr ? std::string(s) : std::string();
+    }
+
+    // ---- skeletons ------------------------------------------------------------------------
+
+    /// Segment `id`'s skeleton (cloud-volume's `vol.skeleton.get(id)`; `cv_skeleton_get`):
+    /// vertices made physical with the skeleton info's transform, the info's vertex attributes.
+    /// NotFound when it has none; DecodeError for a corrupt one.
+    Skeleton skeleton(std::uint64_t id) const { return detail::copy_skeleton(get_skeleton(id, "skeleton").get()); }
+    /// The skeletons of `ids` (fetched in parallel; `cv_skeleton_get_each`): element i is
+    /// `ids[i]`'s, std::nullopt when it has none and `allow_missing` (else NotFound).
+    std::vector<std::optional<Skeleton>> skeletons(const std::vector<std::uint64_t> &ids,
+                                                   bool allow_missing = false) const {
+        std::vector<cv_skeleton *> raw(ids.size(), nullptr);
+        cv_skeleton *none = nullptr;
+        const cv_status st = cv_skeleton_get_each(handle("skeletons"), ids.empty() ? nullptr : ids.data(), ids.size(),
+                                                  allow_missing ? 1 : 0, raw.empty() ? &none : raw.data());
+        std::vector<detail::SkeletonPtr> owned;
+        owned.reserve(raw.size());
+        for (cv_skeleton *s : raw) owned.emplace_back(s);
+        detail::check(st, "cv_skeleton_get_each");
+        std::vector<std::optional<Skeleton>> out;
+        out.reserve(owned.size());
+        for (const detail::SkeletonPtr &s : owned) {
+            if (s)
+                out.emplace_back(detail::copy_skeleton(s.get()));
+            else
+                out.emplace_back(std::nullopt);
+        }
+        return out;
+    }
+    /// Read segment `id`'s skeleton and save it to `path` as SWC (osteoid's `to_swc` text;
+    /// `cv_skeleton_save_swc`).
+    void save_skeleton(std::uint64_t id, const std::string &path) const {
+        const detail::SkeletonPtr s = get_skeleton(id, "save_skeleton");
+        detail::check(cv_skeleton_save_swc(s.get(), path.c_str()), "cv_skeleton_save_swc");
+    }
+    /// Write segment `id`'s skeleton (cloud-volume's `vol.skeleton.upload`; `cv_skeleton_put`):
+    /// the vertices as given (stored space: the info's transform is not undone), the edges, and
+    /// either no attributes or every attribute the skeleton info declares, matched by name, each
+    /// of the info's type and component count with one entry per vertex (InvalidArgument
+    /// otherwise, before anything is written). A sharded skeleton directory is Unsupported.
+    void put_skeleton(std::uint64_t id, const Skeleton &skeleton) const {
+        std::vector<const void *> attrs;
+        if (!skeleton.attributes.empty()) {
+            const std::vector<SkeletonAttributeInfo> want = skeleton_attributes();
+            const std::size_t nv = skeleton.vertices.size();
+            for (const SkeletonAttribute &a : skeleton.attributes) {
+                bool declared = false;
+                for (const SkeletonAttributeInfo &w : want) declared = declared || w.name == a.name;
+                if (!declared)
+                    throw InvalidArgument("cloudvolume::Volume::put_skeleton: attribute \"" + a.name +
+                                          "\" is not in the skeleton info (" + attribute_names(want) + ")");
+            }
+            for (const SkeletonAttributeInfo &w : want) {
+                const SkeletonAttribute *a = skeleton.attribute(w.name);
+                if (a == nullptr)
+                    throw InvalidArgument("cloudvolume::Volume::put_skeleton: no attribute \"" + w.name +
+                                          "\" (the skeleton info declares " + attribute_names(want) +
+                                          "; give all or none)");
+                if (a->data_type != w.data_type || a->components != w.components)
+                    throw InvalidArgument("cloudvolume::Volume::put_skeleton: attribute \"" + w.name + "\" is " +
+                                          name(a->data_type) + " x " + std::to_string(a->components) +
+                                          ", the skeleton info declares " + name(w.data_type) + " x " +
+                                          std::to_string(w.components));
+                const std::size_t len = detail::mul(detail::mul(nv, w.components, "put_skeleton"),
+                                                    size_of(w.data_type), "put_skeleton");
+                if (a->data.size() != len)
+                    throw InvalidArgument("cloudvolume::Volume::put_skeleton: attribute \"" + w.name + "\" holds " +
+                                          std::to_string(a->data.size()) + " bytes; " + std::to_string(nv) +
+                                          " vertices take " + std::to_string(len));
+                attrs.push_back(a->data.empty() ? nullptr : a->data.data());
+            }
+        }
+        detail::check(cv_skeleton_put(handle("put_skeleton"), id,
+                                      skeleton.vertices.empty() ? nullptr : skeleton.vertices.front().data(),
+                                      skeleton.vertices.size(),
+                                      skeleton.edges.empty() ? nullptr : skeleton.edges.front().data(),
+                                      skeleton.edges.size(), attrs.empty() ? nullptr : attrs.data(), attrs.size()),
+                      "cv_skeleton_put");
+    }
+    /// The skeleton directory's info as the library reads it (cloud-volume's default when the
+    /// layer names none), JSON text with `transform` and `vertex_attributes`.
+    std::string skeleton_info() const {
+        char *s = nullptr;
+        const cv_status st = cv_skeleton_info_json(handle("skeleton_info"), &s);
+        std::unique_ptr<char, void (*)(char *)> guard(s, cv_string_free);
+        detail::check(st, "cv_skeleton_info_json");
+        return s != nullptr ? std::string(s) : std::string();
+    }
+    /// The vertex attributes `skeleton_info` declares, in its order (the order of every
+    /// skeleton's `attributes`).
+    std::vector<SkeletonAttributeInfo> skeleton_attributes() const {
+        const std::string info = skeleton_info();
+        return detail::InfoScanner(info).vertex_attributes();
+    }
+
 private:
     struct Deleter {
         void operator()(cv_volume *v) const noexcept { cv_free(v); }
     };
+
+    detail::MeshPtr get_mesh(const std::vector<std::uint64_t> &ids, const MeshOptions &options, const char *what) const {
+        const detail::MeshArgs a(options);
+        cv_mesh *m = nullptr;
+        const cv_status st = cv_mesh_get(handle(what), ids.empty() ? nullptr : ids.data(), ids.size(), a.lod, a.weld,
+                                         a.chunk, a.allow_missing, &m);
+        detail::MeshPtr owned(m);
+        detail::check(st, "cv_mesh_get");
+        if (!owned) throw InternalError("cv_mesh_get: CV_OK without a mesh");
+        return owned;
+    }
+    detail::SkeletonPtr get_skeleton(std::uint64_t id, const char *what) const {
+        cv_skeleton *s = nullptr;
+        const cv_status st = cv_skeleton_get(handle(what), id, &s);
+        detail::SkeletonPtr owned(s);
+        detail::check(st, "cv_skeleton_get");
+        if (!owned) throw InternalError("cv_skeleton_get: CV_OK without a skeleton");
+        return owned;
+    }
+    static std::string attribute_names(const std::vector<SkeletonAttributeInfo> &attrs) {
+        if (attrs.empty()) return "none";
+        std::string s;
+        for (std::size_t i = 0; i < attrs.size(); i++) s += (i ? ", " : "") + attrs[i].name;
+        return s;
+    }
+
 
     cv_volume *handle(const char *what) const {
         if (!h_) throw InvalidArgument(std::string("cloudvolume::Volume::") + what + ": empty Volume (moved from or closed)");

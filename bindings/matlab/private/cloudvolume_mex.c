@@ -74,6 +74,34 @@
  * Services (src/ffi/services.rs):
  *   dvid_create_repo server, alias, description, options_json or []
  *                                         -> char (the new repo's root UUID)
+ *
+ * Meshes and skeletons (src/ffi/objects.rs; segid a non-negative integer scalar, ids a
+ * non-empty vector of them, uint64 beyond 2^53; vertex rows are 1-based here, 0-based in the
+ * C ABI; the library's mesh and skeleton objects never reach MATLAB):
+ *   mesh_get  id, ids, lod, weld, chunk_size or [], allow_missing
+ *                                         -> struct (vertices: n x 3 single, faces: m x 3
+ *                                            double, 1-based): the ids' meshes as one
+ *                                            (cv_mesh_get); lod -1 the coarsest; weld -1
+ *                                            cloud-volume's default, 0 or 1; allow_missing 0/1
+ *   mesh_get_each (mesh_get's arguments)  -> 1 x k struct array (id: uint64, vertices, faces):
+ *                                            each id's mesh on its own, in the order given
+ *                                            (cv_mesh_get_each); with allow_missing 1 the ids
+ *                                            without a mesh are left out
+ *   mesh_save (mesh_get's arguments), path -> nothing (.obj, .ply or .stl by the extension)
+ *   mesh_lods id, segid                   -> double (levels of detail; 1 for legacy meshes)
+ *   mesh_put  id, segid, vertices (n x 3 single), faces (m x 3, 1-based) -> nothing
+ *   mesh_info id                          -> char (the mesh info JSON)
+ *   skeleton_get id, segid                -> struct (vertices n x 3 single, edges e x 2 double
+ *                                            1-based, names: 1 x k cell, values: 1 x k cell of
+ *                                            n x components arrays of each attribute's class)
+ *   skeleton_get_each id, ids, allow_missing -> 1 x k struct array (id: uint64, then
+ *                                            skeleton_get's fields), in the order given
+ *                                            (cv_skeleton_get_each); missing ids left out
+ *                                            when allow_missing is 1
+ *   skeleton_save id, segid, path         -> nothing (SWC)
+ *   skeleton_put id, segid, vertices, edges (e x 2, 1-based), values ({} or one array per
+ *                attribute of the info, in its order) -> nothing (vertices written as given)
+ *   skeleton_info id                      -> char (the skeleton info JSON)
  */
 #include <limits.h>
 #include <math.h>
@@ -148,8 +176,31 @@ static uint64_t next_id = 1;
 static int is_locked = 0;
 static int exit_hook = 0;
 
+/* The meshes and skeletons the current command holds: calloc'ed arrays of the library's
+ * pointers (NULL entries allowed). An error raised while they are held (a failed call, an
+ * allocation refused, a bad argument) leaves the command through MATLAB's error unwinding, so
+ * whatever is still held then is released at the start of the next command, or when the MEX
+ * file is unloaded; a command that completes releases them itself. */
+static cv_mesh **held_meshes = NULL;
+static size_t n_held_meshes = 0;
+static cv_skeleton **held_skeletons = NULL;
+static size_t n_held_skeletons = 0;
+
+static void release_held(void) {
+    size_t i;
+    for (i = 0; i < n_held_meshes; i++) cv_mesh_free(held_meshes[i]);
+    free(held_meshes);
+    held_meshes = NULL;
+    n_held_meshes = 0;
+    for (i = 0; i < n_held_skeletons; i++) cv_skeleton_free(held_skeletons[i]);
+    free(held_skeletons);
+    held_skeletons = NULL;
+    n_held_skeletons = 0;
+}
+
 static void free_all(void) {
     size_t i;
+    release_held();
     for (i = 0; i < reg_len; i++) cv_free(reg[i].vol);
     free(reg);
     reg = NULL;
@@ -1171,6 +1222,670 @@ static void cmd_overlay_png(int nlhs, mxArray *plhs[], int nrhs, const mxArray *
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* Meshes and skeletons (src/ffi/objects.rs).
+ *
+ * Vertices cross as n x 3 single (x, y, z per row); faces (m x 3) and edges (e x 2) as double
+ * holding 1-based vertex rows (MATLAB's patch / triangulation convention), converted here from
+ * and to the library's 0-based uint32. Skeleton vertex attributes cross as n x k arrays of
+ * their class, one row per vertex. The library's objects never leave this file: each command
+ * copies what it needs into MATLAB arrays and releases them (see hold_meshes). */
+
+/* Copy a row-major rows x cols matrix of `elsize`-byte elements to column-major (or back:
+ * swap rows and cols). */
+static void transpose_elems(void *dst, const void *src, size_t rows, size_t cols, size_t elsize) {
+    unsigned char *d = (unsigned char *)dst;
+    const unsigned char *s = (const unsigned char *)src;
+    size_t r, c;
+    for (r = 0; r < rows; r++)
+        for (c = 0; c < cols; c++) memcpy(d + (c * rows + r) * elsize, s + (r * cols + c) * elsize, elsize);
+}
+
+/* n * k elements of `elsize` bytes, checked against overflow. */
+static size_t bytes_of(size_t n, size_t k, size_t elsize, const char *what) {
+    if (k != 0 && n > SIZE_MAX / k) fail_arg("%s are too large", what);
+    n *= k;
+    if (elsize != 0 && n > SIZE_MAX / elsize) fail_arg("%s are too large", what);
+    return n * elsize;
+}
+
+/* `n` NULL pointers for the library's meshes (skeletons), held until release_held(). */
+static cv_mesh **hold_meshes(size_t n) {
+    release_held();
+    held_meshes = (cv_mesh **)calloc(n ? n : 1, sizeof *held_meshes);
+    if (held_meshes == NULL) fail_id("cloudvolume:outOfMemory", "out of memory for %llu meshes", (unsigned long long)n);
+    n_held_meshes = n;
+    return held_meshes;
+}
+
+static cv_skeleton **hold_skeletons(size_t n) {
+    release_held();
+    held_skeletons = (cv_skeleton **)calloc(n ? n : 1, sizeof *held_skeletons);
+    if (held_skeletons == NULL)
+        fail_id("cloudvolume:outOfMemory", "out of memory for %llu skeletons", (unsigned long long)n);
+    n_held_skeletons = n;
+    return held_skeletons;
+}
+
+/* One segment id: a non-negative integer scalar (uint64 for ids beyond 2^53). */
+static uint64_t get_segid(const mxArray *a, const char *what) {
+    size_t n = 0;
+    uint64_t *ids, id;
+    if (!is_plain_numeric(a) || mxGetNumberOfElements(a) != 1)
+        fail_arg("%s must be one non-negative integer (uint64 beyond 2^53)", what);
+    ids = get_labels(a, &n, what);
+    id = ids[0];
+    mxFree(ids);
+    return id;
+}
+
+/* Segment ids: a non-empty numeric vector of non-negative integers (mxMalloc'ed); *n their
+ * number. */
+static uint64_t *get_segids(const mxArray *a, size_t *n) {
+    uint64_t *ids;
+    if (!is_plain_numeric(a))
+        fail_arg("the segment ids must be a real numeric vector of non-negative integers (uint64 beyond 2^53); got %s",
+                 class_name(mxGetClassID(a)));
+    ids = get_labels(a, n, "the segment ids");
+    if (*n == 0) fail_arg("give at least one segment id");
+    return ids;
+}
+
+/* An integer scalar in [lo, hi] (a logical is 0 or 1). */
+static int64_t get_int_in(const mxArray *a, int64_t lo, int64_t hi, const char *what) {
+    int64_t v = 0;
+    int ok = 1;
+    if (!(is_plain_numeric(a) || mxIsLogical(a)) || mxGetNumberOfElements(a) != 1)
+        fail_arg("%s must be an integer scalar", what);
+    if (mxIsLogical(a)) v = mxGetLogicals(a)[0] ? 1 : 0;
+    else ok = elem_int64(a, 0, &v);
+    if (!ok || v < lo || v > hi)
+        fail_arg("%s must be an integer from %lld to %lld", what, (long long)lo, (long long)hi);
+    return v;
+}
+
+/* The (ids, lod, weld, chunk_size or [], allow_missing) arguments of a mesh read. */
+typedef struct {
+    uint64_t *ids;
+    size_t n;
+    int32_t lod, weld, allow_missing;
+    int64_t chunk[3];
+    const int64_t *chunk_size; /* NULL or chunk */
+} mesh_request;
+
+static void mesh_args(const mxArray *prhs[], mesh_request *r) {
+    r->ids = get_segids(prhs[0], &r->n);
+    r->lod = (int32_t)get_int_in(prhs[1], -1, INT32_MAX, "lod (>= 0, or -1 for the coarsest)");
+    r->weld = (int32_t)get_int_in(prhs[2], -1, 1, "weld (-1 for the default, 0 or 1)");
+    r->chunk_size = NULL;
+    if (!(mxIsEmpty(prhs[3]) && mxIsNumeric(prhs[3]))) {
+        get_int64s(prhs[3], 3, r->chunk, "chunk_size");
+        r->chunk_size = r->chunk;
+    }
+    r->allow_missing = (int32_t)get_int_in(prhs[4], 0, 1, "allow_missing (0 or 1)");
+}
+
+/* Vertices (n x 3 single) from the library's x y z rows. */
+static mxArray *vertices_matrix(const float *xyz, size_t n) {
+    mxArray *a = mxCreateNumericMatrix((mwSize)n, 3, mxSINGLE_CLASS, mxREAL);
+    if (n) transpose_elems(mxGetData(a), xyz, n, 3, sizeof(float));
+    return a;
+}
+
+/* 0-based uint32 rows of k indices as an n x k double matrix of 1-based indices. */
+static mxArray *index_matrix(const uint32_t *idx, size_t n, size_t k) {
+    mxArray *a = mxCreateDoubleMatrix((mwSize)n, (mwSize)k, mxREAL);
+    double *p = mxGetPr(a);
+    size_t r, c;
+    for (r = 0; r < n; r++)
+        for (c = 0; c < k; c++) p[c * n + r] = (double)idx[r * k + c] + 1.0;
+    return a;
+}
+
+static mxArray *uint64_scalar(uint64_t v) {
+    mxArray *a = mxCreateNumericMatrix(1, 1, mxUINT64_CLASS, mxREAL);
+    *(uint64_t *)mxGetData(a) = v;
+    return a;
+}
+
+/* Element i of struct array s gets the mesh's vertices and faces. */
+static void set_mesh_fields(mxArray *s, mwIndex i, const cv_mesh *m) {
+    size_t nv = 0, nf = 0, vlen, flen;
+    float *vb;
+    uint32_t *fb;
+    check(cv_mesh_counts(m, &nv, &nf));
+    vlen = bytes_of(nv, 3, sizeof(float), "the vertices");
+    flen = bytes_of(nf, 3, sizeof(uint32_t), "the faces");
+    vb = (float *)mxMalloc(vlen ? vlen : 1);
+    if (nv) check(cv_mesh_vertices_into(m, vb, vlen));
+    mxSetField(s, i, "vertices", vertices_matrix(vb, nv));
+    mxFree(vb);
+    fb = (uint32_t *)mxMalloc(flen ? flen : 1);
+    if (nf) check(cv_mesh_faces_into(m, fb, flen));
+    mxSetField(s, i, "faces", index_matrix(fb, nf, 3));
+    mxFree(fb);
+}
+
+/* Element j of struct array s gets the skeleton's vertices, edges, attribute names (1 x k
+ * cell of char) and values (1 x k cell of n x components arrays of each attribute's class). */
+static void set_skeleton_fields(mxArray *s, mwIndex j, const cv_skeleton *sk) {
+    size_t nv = 0, ne = 0, na = 0, i, vlen, elen;
+    float *vb;
+    uint32_t *eb;
+    mxArray *names, *values;
+    check(cv_skeleton_counts(sk, &nv, &ne, &na));
+    vlen = bytes_of(nv, 3, sizeof(float), "the vertices");
+    elen = bytes_of(ne, 2, sizeof(uint32_t), "the edges");
+    vb = (float *)mxMalloc(vlen ? vlen : 1);
+    if (nv) check(cv_skeleton_vertices_into(sk, vb, vlen));
+    mxSetField(s, j, "vertices", vertices_matrix(vb, nv));
+    mxFree(vb);
+    eb = (uint32_t *)mxMalloc(elen ? elen : 1);
+    if (ne) check(cv_skeleton_edges_into(sk, eb, elen));
+    mxSetField(s, j, "edges", index_matrix(eb, ne, 2));
+    mxFree(eb);
+    names = mxCreateCellMatrix(1, (mwSize)na);
+    values = mxCreateCellMatrix(1, (mwSize)na);
+    mxSetField(s, j, "names", names);
+    mxSetField(s, j, "values", values);
+    for (i = 0; i < na; i++) {
+        const char *name = NULL;
+        int32_t dt = 0;
+        uint32_t nc = 0;
+        mxClassID cls;
+        size_t len, es;
+        void *buf;
+        mxArray *a;
+        check(cv_skeleton_attribute(sk, i, &name, &dt, &nc));
+        cls = class_of(dt);
+        es = cv_dtype_size(dt);
+        if (cls == mxUNKNOWN_CLASS || es == 0 || nc == 0)
+            fail_id("cloudvolume:unsupported", "skeleton attribute %s has data type code %d and %u components",
+                    name ? name : "(unnamed)", (int)dt, (unsigned)nc);
+        /* the cell takes the name first: nothing here outlives the skeleton */
+        mxSetCell(names, (mwIndex)i, mxCreateString(name ? name : ""));
+        len = bytes_of(nv, nc, es, "the attribute values");
+        buf = mxMalloc(len ? len : 1);
+        if (len) check(cv_skeleton_attribute_into(sk, i, buf, len));
+        a = mxCreateNumericMatrix((mwSize)nv, (mwSize)nc, cls, mxREAL);
+        if (len) transpose_elems(mxGetData(a), buf, nv, nc, es);
+        mxFree(buf);
+        mxSetCell(values, (mwIndex)i, a);
+    }
+}
+
+/* An n x 3 single matrix of vertices as x y z rows (mxMalloc'ed, never NULL); *n its rows. */
+static float *get_vertices(const mxArray *a, size_t *n) {
+    float *out;
+    if (!mxIsSingle(a) || mxIsComplex(a) || mxIsSparse(a) || mxGetNumberOfDimensions(a) != 2 ||
+        (mxGetN(a) != 3 && mxGetNumberOfElements(a) != 0))
+        fail_arg("the vertices must be an n x 3 real single matrix (x, y, z per row); got a%s %s array with %d "
+                 "dimensions", mxIsComplex(a) ? " complex" : (mxIsSparse(a) ? " sparse" : ""),
+                 class_name(mxGetClassID(a)), (int)mxGetNumberOfDimensions(a));
+    *n = mxGetNumberOfElements(a) ? (size_t)mxGetM(a) : 0;
+    out = (float *)mxMalloc(*n ? bytes_of(*n, 3, sizeof(float), "the vertices") : 1);
+    if (*n) transpose_elems(out, mxGetData(a), 3, *n, sizeof(float));
+    return out;
+}
+
+/* An m x k matrix of 1-based vertex rows (integers in 1..nv) as 0-based uint32 rows
+ * (mxMalloc'ed, never NULL); *m its rows. */
+static uint32_t *get_indices(const mxArray *a, size_t k, size_t nv, size_t *m, const char *what) {
+    uint32_t *out;
+    size_t r, c, rows;
+    if (!is_plain_numeric(a) || mxGetNumberOfDimensions(a) != 2 || (mxGetN(a) != k && mxGetNumberOfElements(a) != 0))
+        fail_arg("the %s must be an m x %u real (non-sparse) matrix of vertex rows (1-based)", what, (unsigned)k);
+    rows = mxGetNumberOfElements(a) ? (size_t)mxGetM(a) : 0;
+    out = (uint32_t *)mxMalloc(rows ? bytes_of(rows, k, sizeof(uint32_t), what) : 1);
+    for (r = 0; r < rows; r++)
+        for (c = 0; c < k; c++) {
+            int64_t v = 0;
+            if (!elem_int64(a, c * rows + r, &v))
+                fail_arg("the %s: row %llu holds a value that is not an integer (vertex rows, 1-based)", what,
+                         (unsigned long long)(r + 1));
+            if (v < 1 || (uint64_t)v > (uint64_t)nv || (uint64_t)v > 4294967296ULL)
+                fail_arg("the %s: row %llu names vertex %lld of %llu (vertex rows are 1-based)", what,
+                         (unsigned long long)(r + 1), (long long)v, (unsigned long long)nv);
+            out[r * k + c] = (uint32_t)(v - 1);
+        }
+    *m = rows;
+    return out;
+}
+
+/* ('mesh_get', id, ids, lod, weld, chunk_size or [], allow_missing) -> struct (vertices n x 3
+ * single, faces m x 3 double, 1-based): the meshes of ids as one (cv_mesh_get). */
+static void cmd_mesh_get(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    static const char *fields[] = {"vertices", "faces"};
+    const cv_volume *v;
+    mesh_request r;
+    cv_mesh **m;
+    mxArray *s;
+    (void)nlhs;
+    need(nrhs, 6, "cloudvolume_mex('mesh_get', id, ids, lod, weld, chunk_size, allow_missing)");
+    v = get_vol(prhs[0]);
+    mesh_args(prhs + 1, &r);
+    m = hold_meshes(1);
+    check(cv_mesh_get(v, r.ids, r.n, r.lod, r.weld, r.chunk_size, r.allow_missing, &m[0]));
+    if (m[0] == NULL) fail_id("cloudvolume:internal", "cv_mesh_get succeeded without a mesh");
+    s = mxCreateStructMatrix(1, 1, 2, fields);
+    set_mesh_fields(s, 0, m[0]);
+    release_held();
+    mxFree(r.ids);
+    plhs[0] = s;
+}
+
+/* ('mesh_get_each', id, ids, lod, weld, chunk_size or [], allow_missing) -> 1 x k struct array
+ * (id uint64, vertices, faces): each id's mesh on its own, in the order of ids
+ * (cv_mesh_get_each); ids without a mesh are left out when allow_missing is 1. */
+static void cmd_mesh_get_each(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    static const char *fields[] = {"id", "vertices", "faces"};
+    const cv_volume *v;
+    mesh_request r;
+    cv_mesh **m;
+    mxArray *s;
+    size_t i, k = 0;
+    (void)nlhs;
+    need(nrhs, 6, "cloudvolume_mex('mesh_get_each', id, ids, lod, weld, chunk_size, allow_missing)");
+    v = get_vol(prhs[0]);
+    mesh_args(prhs + 1, &r);
+    m = hold_meshes(r.n);
+    check(cv_mesh_get_each(v, r.ids, r.n, r.lod, r.weld, r.chunk_size, r.allow_missing, m));
+    for (i = 0; i < r.n; i++) {
+        if (m[i] != NULL) k++;
+        else if (!r.allow_missing)
+            fail_id("cloudvolume:internal", "cv_mesh_get_each gave no mesh for segment %llu", (unsigned long long)r.ids[i]);
+    }
+    s = mxCreateStructMatrix(1, (mwSize)k, 3, fields);
+    for (i = 0, k = 0; i < r.n; i++) {
+        if (m[i] == NULL) continue;
+        mxSetField(s, (mwIndex)k, "id", uint64_scalar(r.ids[i]));
+        set_mesh_fields(s, (mwIndex)k, m[i]);
+        cv_mesh_free(m[i]);
+        m[i] = NULL;
+        k++;
+    }
+    release_held();
+    mxFree(r.ids);
+    plhs[0] = s;
+}
+
+/* ('mesh_save', id, ids, lod, weld, chunk_size or [], allow_missing, path) -> nothing: the
+ * meshes of ids as one, saved as OBJ, PLY or STL by the extension of path. */
+static void cmd_mesh_save(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const cv_volume *v;
+    mesh_request r;
+    cv_mesh **m;
+    char *path;
+    (void)nlhs;
+    (void)plhs;
+    need(nrhs, 7, "cloudvolume_mex('mesh_save', id, ids, lod, weld, chunk_size, allow_missing, path)");
+    v = get_vol(prhs[0]);
+    mesh_args(prhs + 1, &r);
+    path = get_string(prhs[6], "the path");
+    m = hold_meshes(1);
+    check(cv_mesh_get(v, r.ids, r.n, r.lod, r.weld, r.chunk_size, r.allow_missing, &m[0]));
+    check(cv_mesh_save(m[0], path));
+    release_held();
+    mxFree(r.ids);
+    mxFree(path);
+}
+
+/* ('mesh_lods', id, segid) -> double. */
+static void cmd_mesh_lods(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const cv_volume *v;
+    uint64_t id;
+    uint32_t n = 0;
+    (void)nlhs;
+    need(nrhs, 2, "cloudvolume_mex('mesh_lods', id, segid)");
+    v = get_vol(prhs[0]);
+    id = get_segid(prhs[1], "the segment id");
+    check(cv_mesh_lods(v, id, &n));
+    plhs[0] = mxCreateDoubleScalar((double)n);
+}
+
+/* ('mesh_put', id, segid, vertices n x 3 single, faces m x 3 1-based) -> nothing. */
+static void cmd_mesh_put(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const cv_volume *v;
+    uint64_t id;
+    float *vb;
+    uint32_t *fb;
+    size_t nv = 0, nf = 0;
+    cv_status st;
+    (void)nlhs;
+    (void)plhs;
+    need(nrhs, 4, "cloudvolume_mex('mesh_put', id, segid, vertices, faces)");
+    v = get_vol(prhs[0]);
+    id = get_segid(prhs[1], "the segment id");
+    vb = get_vertices(prhs[2], &nv);
+    fb = get_indices(prhs[3], 3, nv, &nf, "faces");
+    st = cv_mesh_put(v, id, vb, nv, fb, nf);
+    mxFree(vb);
+    mxFree(fb);
+    check(st);
+}
+
+/* ('mesh_info', id) -> char: the mesh directory's info JSON. */
+static void cmd_mesh_info(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    char *s = NULL;
+    mxArray *a;
+    (void)nlhs;
+    need(nrhs, 1, "cloudvolume_mex('mesh_info', id)");
+    check(cv_mesh_info_json(get_vol(prhs[0]), &s));
+    a = mxCreateString(s);
+    cv_string_free(s);
+    plhs[0] = a;
+}
+
+/* ('skeleton_info', id) -> char: the skeleton directory's info JSON. */
+static void cmd_skeleton_info(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    char *s = NULL;
+    mxArray *a;
+    (void)nlhs;
+    need(nrhs, 1, "cloudvolume_mex('skeleton_info', id)");
+    check(cv_skeleton_info_json(get_vol(prhs[0]), &s));
+    a = mxCreateString(s);
+    cv_string_free(s);
+    plhs[0] = a;
+}
+
+/* ('skeleton_get', id, segid) -> struct (vertices n x 3 single, edges e x 2 double 1-based,
+ * names 1 x k cell of char, values 1 x k cell: n x components of the attribute's class). */
+static void cmd_skeleton_get(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    static const char *fields[] = {"vertices", "edges", "names", "values"};
+    const cv_volume *v;
+    uint64_t id;
+    cv_skeleton **sk;
+    mxArray *s;
+    (void)nlhs;
+    need(nrhs, 2, "cloudvolume_mex('skeleton_get', id, segid)");
+    v = get_vol(prhs[0]);
+    id = get_segid(prhs[1], "the segment id");
+    sk = hold_skeletons(1);
+    check(cv_skeleton_get(v, id, &sk[0]));
+    if (sk[0] == NULL) fail_id("cloudvolume:internal", "cv_skeleton_get succeeded without a skeleton");
+    s = mxCreateStructMatrix(1, 1, 4, fields);
+    set_skeleton_fields(s, 0, sk[0]);
+    release_held();
+    plhs[0] = s;
+}
+
+/* ('skeleton_get_each', id, ids, allow_missing) -> 1 x k struct array (id uint64, vertices,
+ * edges, names, values as skeleton_get's), in the order of ids (cv_skeleton_get_each); ids
+ * without a skeleton are left out when allow_missing is 1. */
+static void cmd_skeleton_get_each(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    static const char *fields[] = {"id", "vertices", "edges", "names", "values"};
+    const cv_volume *v;
+    uint64_t *ids;
+    size_t n = 0, i, k = 0;
+    int32_t allow;
+    cv_skeleton **sk;
+    mxArray *s;
+    (void)nlhs;
+    need(nrhs, 3, "cloudvolume_mex('skeleton_get_each', id, ids, allow_missing)");
+    v = get_vol(prhs[0]);
+    ids = get_segids(prhs[1], &n);
+    allow = (int32_t)get_int_in(prhs[2], 0, 1, "allow_missing (0 or 1)");
+    sk = hold_skeletons(n);
+    check(cv_skeleton_get_each(v, ids, n, allow, sk));
+    for (i = 0; i < n; i++) {
+        if (sk[i] != NULL) k++;
+        else if (!allow)
+            fail_id("cloudvolume:internal", "cv_skeleton_get_each gave no skeleton for segment %llu",
+                    (unsigned long long)ids[i]);
+    }
+    s = mxCreateStructMatrix(1, (mwSize)k, 5, fields);
+    for (i = 0, k = 0; i < n; i++) {
+        if (sk[i] == NULL) continue;
+        mxSetField(s, (mwIndex)k, "id", uint64_scalar(ids[i]));
+        set_skeleton_fields(s, (mwIndex)k, sk[i]);
+        cv_skeleton_free(sk[i]);
+        sk[i] = NULL;
+        k++;
+    }
+    release_held();
+    mxFree(ids);
+    plhs[0] = s;
+}
+
+/* ('skeleton_save', id, segid, path) -> nothing: SWC. */
+static void cmd_skeleton_save(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const cv_volume *v;
+    uint64_t id;
+    char *path;
+    cv_skeleton **sk;
+    (void)nlhs;
+    (void)plhs;
+    need(nrhs, 3, "cloudvolume_mex('skeleton_save', id, segid, path)");
+    v = get_vol(prhs[0]);
+    id = get_segid(prhs[1], "the segment id");
+    path = get_string(prhs[2], "the path");
+    sk = hold_skeletons(1);
+    check(cv_skeleton_get(v, id, &sk[0]));
+    check(cv_skeleton_save_swc(sk[0], path));
+    release_held();
+    mxFree(path);
+}
+
+/* A little JSON reader, enough for the skeleton info the library writes: the data_type and
+ * num_components of each member of its "vertex_attributes" (in order). Any text it does not
+ * understand is an error, never a read past the end. */
+typedef struct {
+    const char *p, *end;
+} jsrc;
+
+static void j_ws(jsrc *j) {
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
+}
+
+/* A string at j->p: its raw bytes (escapes kept) [*s, *s + *n). */
+static int j_string(jsrc *j, const char **s, size_t *n) {
+    j_ws(j);
+    if (j->p >= j->end || *j->p != '"') return 0;
+    j->p++;
+    *s = j->p;
+    while (j->p < j->end && *j->p != '"') {
+        if (*j->p == '\\') j->p++;
+        j->p++;
+    }
+    if (j->p >= j->end) return 0;
+    *n = (size_t)(j->p - *s);
+    j->p++;
+    return 1;
+}
+
+static int j_skip(jsrc *j, int depth) {
+    const char *s;
+    size_t n;
+    if (depth > 64) return 0;
+    j_ws(j);
+    if (j->p >= j->end) return 0;
+    if (*j->p == '"') return j_string(j, &s, &n);
+    if (*j->p == '{' || *j->p == '[') {
+        char close = *j->p == '{' ? '}' : ']';
+        int obj = *j->p == '{';
+        j->p++;
+        j_ws(j);
+        if (j->p < j->end && *j->p == close) {
+            j->p++;
+            return 1;
+        }
+        for (;;) {
+            if (obj) {
+                if (!j_string(j, &s, &n)) return 0;
+                j_ws(j);
+                if (j->p >= j->end || *j->p != ':') return 0;
+                j->p++;
+            }
+            if (!j_skip(j, depth + 1)) return 0;
+            j_ws(j);
+            if (j->p >= j->end) return 0;
+            if (*j->p == ',') {
+                j->p++;
+                continue;
+            }
+            if (*j->p != close) return 0;
+            j->p++;
+            return 1;
+        }
+    }
+    /* a number or a literal */
+    s = j->p;
+    while (j->p < j->end && (strchr("+-.eE0123456789", *j->p) != NULL || (*j->p >= 'a' && *j->p <= 'z'))) j->p++;
+    return j->p > s;
+}
+
+/* The attributes of the skeleton info `text`: codes and components in info order
+ * (mxMalloc'ed); returns their number, or -1 when the text cannot be read. */
+static long skeleton_attr_specs(const char *text, int32_t **codes, uint32_t **comps) {
+    jsrc j;
+    const char *s;
+    size_t n;
+    long count = 0, cap = 8;
+    j.p = text;
+    j.end = text + strlen(text);
+    *codes = (int32_t *)mxMalloc(cap * sizeof **codes);
+    *comps = (uint32_t *)mxMalloc(cap * sizeof **comps);
+    j_ws(&j);
+    if (j.p >= j.end || *j.p != '{') return -1;
+    j.p++;
+    for (;;) {
+        int is_attrs;
+        if (!j_string(&j, &s, &n)) return -1;
+        is_attrs = n == 17 && memcmp(s, "vertex_attributes", 17) == 0;
+        j_ws(&j);
+        if (j.p >= j.end || *j.p != ':') return -1;
+        j.p++;
+        if (!is_attrs) {
+            if (!j_skip(&j, 0)) return -1;
+        } else {
+            j_ws(&j);
+            if (j.p >= j.end || *j.p != '[') return -1;
+            j.p++;
+            j_ws(&j);
+            if (j.p < j.end && *j.p == ']') return 0;
+            for (;;) {
+                int32_t code = 0;
+                long nc = -1;
+                j_ws(&j);
+                if (j.p >= j.end || *j.p != '{') return -1;
+                j.p++;
+                for (;;) {
+                    const char *k;
+                    size_t kn;
+                    if (!j_string(&j, &k, &kn)) return -1;
+                    j_ws(&j);
+                    if (j.p >= j.end || *j.p != ':') return -1;
+                    j.p++;
+                    if (kn == 9 && memcmp(k, "data_type", 9) == 0) {
+                        int32_t c;
+                        if (!j_string(&j, &s, &n)) return -1;
+                        for (c = 1; c <= 10; c++) {
+                            const char *name = cv_dtype_name(c);
+                            if (name != NULL && strlen(name) == n && memcmp(name, s, n) == 0) code = c;
+                        }
+                    } else if (kn == 14 && memcmp(k, "num_components", 14) == 0) {
+                        char *e;
+                        j_ws(&j);
+                        nc = strtol(j.p, &e, 10);
+                        if (e == j.p || e > j.end) return -1;
+                        j.p = e;
+                    } else if (!j_skip(&j, 1)) {
+                        return -1;
+                    }
+                    j_ws(&j);
+                    if (j.p < j.end && *j.p == ',') {
+                        j.p++;
+                        continue;
+                    }
+                    if (j.p >= j.end || *j.p != '}') return -1;
+                    j.p++;
+                    break;
+                }
+                if (code == 0 || nc < 1 || nc > 1000000) return -1;
+                if (count == cap) {
+                    cap *= 2;
+                    *codes = (int32_t *)mxRealloc(*codes, cap * sizeof **codes);
+                    *comps = (uint32_t *)mxRealloc(*comps, cap * sizeof **comps);
+                }
+                (*codes)[count] = code;
+                (*comps)[count] = (uint32_t)nc;
+                count++;
+                j_ws(&j);
+                if (j.p < j.end && *j.p == ',') {
+                    j.p++;
+                    continue;
+                }
+                if (j.p >= j.end || *j.p != ']') return -1;
+                return count;
+            }
+        }
+        j_ws(&j);
+        if (j.p < j.end && *j.p == ',') {
+            j.p++;
+            continue;
+        }
+        return 0; /* no vertex_attributes member */
+    }
+}
+
+/* ('skeleton_put', id, segid, vertices n x 3 single, edges e x 2 1-based, values) -> nothing.
+ * values: {} (no attributes) or a cell of one n x components array per attribute of the
+ * skeleton info, in its order, each of the attribute's class. */
+static void cmd_skeleton_put(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
+    const cv_volume *v;
+    uint64_t id;
+    float *vb;
+    uint32_t *eb, *comps = NULL;
+    int32_t *codes = NULL;
+    size_t nv = 0, ne = 0, na, i;
+    const mxArray *vals;
+    const void **bufs = NULL;
+    char *info = NULL;
+    long nspec;
+    cv_status st;
+    (void)nlhs;
+    (void)plhs;
+    need(nrhs, 5, "cloudvolume_mex('skeleton_put', id, segid, vertices, edges, values)");
+    v = get_vol(prhs[0]);
+    id = get_segid(prhs[1], "the segment id");
+    vb = get_vertices(prhs[2], &nv);
+    eb = get_indices(prhs[3], 2, nv, &ne, "edges");
+    vals = prhs[4];
+    if (!mxIsCell(vals)) fail_arg("the attribute values must be a cell array ({} for none)");
+    na = mxGetNumberOfElements(vals);
+    if (na > 0) {
+        check(cv_skeleton_info_json(v, &info));
+        nspec = skeleton_attr_specs(info, &codes, &comps);
+        cv_string_free(info);
+        if (nspec < 0) fail_id("cloudvolume:decode", "the skeleton info's vertex_attributes cannot be read");
+        if ((size_t)nspec != na)
+            fail_arg("the skeleton info lists %ld vertex attribute(s); %llu given (give all, in its order, or none)", nspec,
+                     (unsigned long long)na);
+        bufs = (const void **)mxMalloc(na * sizeof *bufs);
+        for (i = 0; i < na; i++) {
+            const mxArray *a = mxGetCell(vals, (mwIndex)i);
+            mxClassID cls = class_of(codes[i]);
+            size_t k = comps[i], es = cv_dtype_size(codes[i]), len;
+            void *buf;
+            if (a == NULL || !is_plain_numeric(a) || mxGetClassID(a) != cls || mxGetNumberOfDimensions(a) != 2)
+                fail_arg("vertex attribute %u must be a real %s matrix (the info's %s), got %s", (unsigned)(i + 1),
+                         class_name(cls), cv_dtype_name(codes[i]), a ? class_name(mxGetClassID(a)) : "nothing");
+            if (!((size_t)mxGetM(a) == nv && (size_t)mxGetN(a) == k) &&
+                !(k == 1 && (size_t)mxGetNumberOfElements(a) == nv && (mxGetM(a) == 1 || mxGetN(a) == 1)) &&
+                !(nv == 0 && mxGetNumberOfElements(a) == 0))
+                fail_arg("vertex attribute %u must be %llu x %llu (vertices x components), got %llu x %llu",
+                         (unsigned)(i + 1), (unsigned long long)nv, (unsigned long long)k,
+                         (unsigned long long)mxGetM(a), (unsigned long long)mxGetN(a));
+            len = bytes_of(nv, k, es, "the attribute values");
+            buf = mxMalloc(len ? len : 1);
+            if (len) transpose_elems(buf, mxGetData(a), k, nv, es);
+            bufs[i] = buf;
+        }
+    }
+    st = cv_skeleton_put(v, id, vb, nv, eb, ne, na ? (const void *const *)bufs : NULL, na);
+    check(st);
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* Services (src/ffi/services.rs). */
 
 /* ('dvid_create_repo', server, alias, description, options_json or []) -> char: the root UUID
@@ -1221,6 +1936,17 @@ static const struct {
     {"overlay_rgb", cmd_overlay_rgb},
     {"overlay_png", cmd_overlay_png},
     {"dvid_create_repo", cmd_dvid_create_repo},
+    {"mesh_get", cmd_mesh_get},
+    {"mesh_get_each", cmd_mesh_get_each},
+    {"mesh_save", cmd_mesh_save},
+    {"mesh_lods", cmd_mesh_lods},
+    {"mesh_put", cmd_mesh_put},
+    {"mesh_info", cmd_mesh_info},
+    {"skeleton_get", cmd_skeleton_get},
+    {"skeleton_get_each", cmd_skeleton_get_each},
+    {"skeleton_save", cmd_skeleton_save},
+    {"skeleton_put", cmd_skeleton_put},
+    {"skeleton_info", cmd_skeleton_info},
 };
 
 void mexFunction(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
@@ -1242,6 +1968,7 @@ void mexFunction(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
         plhs[0] = mxCreateLogicalScalar(mexIsLocked() ? 1 : 0);
         return;
     }
+    release_held();
     for (i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (strcmp(cmd, commands[i].name) == 0) {
             commands[i].fn(nlhs, plhs, nrhs - 1, prhs + 1);

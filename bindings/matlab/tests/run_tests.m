@@ -95,6 +95,45 @@ else
   fprintf('skip imagery: no %s\n', imagery);
 end
 
+% Meshes and skeletons: the mesh fixture (tests/reference/make_meshes.py writes it: layers and
+% what cloud-volume read from them; tests/meshes.rs reads it too), at $CV_REFERENCE_DIR/meshes.
+meshes = fullfile(ctx.ref, 'meshes', 'manifest.json');
+mesh_manifest = [];
+if exist(meshes, 'file')
+  try
+    mesh_manifest = jsondecode(fileread(meshes));
+    if ~isstruct(mesh_manifest) || ~all(isfield(mesh_manifest, {'reads', 'texts', 'ids', 'missing_id'}))
+      error('test:fail', 'not the manifest tests/reference/make_meshes.py writes');
+    end
+  catch err
+    mesh_manifest = [];
+    cases(end + 1, :) = {'meshes: the fixture''s manifest', @(c) error('test:fail', '%s: %s', meshes, err.message)};
+  end
+end
+if isstruct(mesh_manifest)
+  ctx.meshes = fullfile(ctx.ref, 'meshes');
+  ctx.mesh_manifest = mesh_manifest;
+  cases(end + 1, :) = {'meshes: legacy reads equal cloud-volume''s', @t_mesh_legacy};
+  cases(end + 1, :) = {'meshes: multi-resolution reads, every lod, three layers', @t_mesh_multilod};
+  cases(end + 1, :) = {'meshes: merged [a b c] reads', @t_mesh_merged};
+  cases(end + 1, :) = {'meshes and skeletons: one per id (vol.meshes, vol.skeletons), order, allow_missing', ...
+                       @t_mesh_each};
+  cases(end + 1, :) = {'skeletons: both layers, every attribute, info defaults', @t_skeleton_reads};
+  cases(end + 1, :) = {'meshes and skeletons: missing ids, lods out of range, the bad/ fixture', @t_mesh_errors};
+  cases(end + 1, :) = {'meshes and skeletons: saveMesh OBJ/PLY bytes, saveSkeleton SWC', @t_mesh_save};
+  cases(end + 1, :) = {'meshes and skeletons: writes into a temporary copy read back', @t_mesh_writes};
+  cases(end + 1, :) = {'meshes and skeletons: bad arguments', @t_mesh_bad_arguments};
+  cases(end + 1, :) = {'meshes and skeletons: bad handles and argument counts into the MEX file', @t_mesh_bad_handles};
+elseif exist(meshes, 'file')
+  % (its manifest did not decode: the case above fails)
+elseif strcmp(getenv('CV_REQUIRE_REFERENCE'), '1')
+  cases(end + 1, :) = {'meshes', @(c) error('test:fail', ['no %s (run target/venv/bin/python ' ...
+                       'tests/reference/make_meshes.py %s)'], meshes, fileparts(meshes))};
+else
+  fprintf('skip meshes: no %s (target/venv/bin/python tests/reference/make_meshes.py %s writes it)\n', meshes, ...
+          fileparts(meshes));
+end
+
 % Services: DVID and the BOSS, through the doubles (scripts/test_octave.sh starts them).
 ctx.dvid = getenv('CV_DVID_SERVER');
 if ~isempty(ctx.dvid)
@@ -1890,4 +1929,994 @@ expect_error(@() CloudVolume([ctx.boss, '/nope'], 'secrets', secrets), 'cloudvol
 info = CloudVolume.create_new_info(1, 'image', 'uint8', 'raw', [4 4 40], [0 0 0], [64 64 64], [64 64 64]);
 expect_error(@() CloudVolume([ctx.boss, '/new'], 'secrets', secrets, 'info', info), 'cloudvolume:unsupported');
 expect_error(@() CloudVolume(url, 'secrets', struct('token', {1, 2})), 'cloudvolume:invalidArgument', 'secrets');
+end
+
+% =========================================================================================
+% Meshes and skeletons against the mesh fixture (tests/reference/make_meshes.py: layers and
+% what cloud-volume 12.15.2 returned from them, as .npy files; tests/meshes.rs reads it too).
+% cloud-volume's faces and edges are 0-based; the binding's are 1-based rows, so they are
+% compared after adding 1. Vertices and attributes are compared bit for bit.
+
+% A .npy file (format 1.0 to 3.0, little-endian or byte-sized elements) as a MATLAB array: a
+% column for a 1-D array, rows x columns for a 2-D one, C or Fortran order.
+function A = read_npy(path)
+b = read_file_bytes(path);
+check(numel(b) >= 10 && isequal(double(b(1:6)).', [147 double('NUMPY')]), '%s: not an .npy file', path);
+if b(7) == 1
+  hlen = double(b(9)) + 256 * double(b(10));
+  start = 11;
+else
+  hlen = double(b(9)) + 256 * double(b(10)) + 65536 * double(b(11)) + 16777216 * double(b(12));
+  start = 13;
+end
+header = char(b(start:start + hlen - 1).');
+descr = regexp(header, '''descr'':\s*''([<>|=])(\w+)''', 'tokens', 'once');
+shp = regexp(header, '''shape'':\s*\(([^)]*)\)', 'tokens', 'once');
+check(~isempty(descr) && ~isempty(shp), '%s: cannot read the header %s', path, header);
+check(~strcmp(descr{1}, '>'), '%s: big-endian data', path);
+fortran = ~isempty(regexp(header, '''fortran_order'':\s*True', 'once'));
+classes = struct('f4', 'single', 'f8', 'double', 'u1', 'uint8', 'i1', 'int8', 'u2', 'uint16', 'i2', 'int16', ...
+                 'u4', 'uint32', 'i4', 'int32', 'u8', 'uint64', 'i8', 'int64', 'b1', 'uint8');
+check(isfield(classes, descr{2}), '%s: dtype %s', path, descr{2});
+dims = str2double(strsplit(shp{1}, ','));
+dims = dims(~isnan(dims));
+data = b(start + hlen:end);
+if isempty(data)
+  data = zeros(0, 1, classes.(descr{2}));
+else
+  data = typecast(data, classes.(descr{2}));
+end
+data = data(:);
+check(numel(data) == prod(dims), '%s: %d elements for the shape (%s)', path, numel(data), shp{1});
+switch numel(dims)
+  case 0
+    A = data;
+  case 1
+    A = reshape(data, dims, 1);
+  otherwise
+    if fortran
+      A = reshape(data, dims);
+    else
+      A = permute(reshape(data, fliplr(dims)), numel(dims):-1:1);
+    end
+end
+end
+
+% A decimal id as uint64 (exact beyond 2^53, where jsondecode's doubles are not).
+function v = parse_u64(s)
+s = strtrim(s);
+check(~isempty(s) && all(s >= '0' & s <= '9'), 'not an id: "%s"', s);
+v = uint64(0);
+for ch = s
+  v = v * uint64(10) + uint64(ch - '0');
+end
+end
+
+% The segment ids of a recorded call, exactly, from its Python text ("vol.mesh.get([3, 4, 5])").
+function ids = read_ids(r)
+tok = regexp(r.python, '(?:get|exists)\(\[?([0-9][0-9, ]*)', 'tokens', 'once');
+check(~isempty(tok), 'no ids in %s', r.python);
+parts = strsplit(tok{1}, ',');
+parts = parts(~cellfun(@(p) isempty(strtrim(p)), parts));
+ids = zeros(1, numel(parts), 'uint64');
+for k = 1:numel(parts)
+  ids(k) = parse_u64(parts{k});
+end
+end
+
+function v = mesh_vol(ctx, vols, layer)
+if isKey(vols, layer)
+  v = vols(layer);
+else
+  v = CloudVolume(['file://', fullfile(ctx.meshes, strrep(layer, '/', filesep))]);
+  vols(layer) = v;
+end
+end
+
+function compare_mesh(ctx, m, it, what)
+check(isstruct(m) && isequal(sort(fieldnames(m)), {'faces'; 'vertices'}), '%s: not a mesh struct', what);
+V = read_npy(fullfile(ctx.meshes, it.vertices));
+F = read_npy(fullfile(ctx.meshes, it.faces));
+check_same(m.vertices, V, [what, ': vertices']);
+check(size(m.vertices, 1) == it.vertex_count && size(m.faces, 1) == it.face_count, '%s: counts', what);
+check(isa(m.faces, 'double') && isequal(size(m.faces), size(F)) && isequal(m.faces, double(F) + 1), ...
+      '%s: faces differ from cloud-volume''s (plus 1)', what);
+end
+
+function tf = is_empty_mesh(m)
+tf = isequal(size(m.vertices), [0 3]) && isequal(size(m.faces), [0 3]);
+end
+
+function [opts, fuse, skip] = mesh_read_options(kw)
+opts = {};
+fuse = true;
+skip = isfield(kw, 'concat');   % cloud-volume's fragment lists: nothing here returns them
+if isfield(kw, 'lod')
+  opts = [opts, {'lod', kw.lod}];
+end
+if isfield(kw, 'remove_duplicate_vertices')
+  opts = [opts, {'weld', logical(kw.remove_duplicate_vertices)}];
+end
+if isfield(kw, 'chunk_size')
+  opts = [opts, {'chunk_size', kw.chunk_size(:).'}];
+end
+if isfield(kw, 'fuse')
+  fuse = logical(kw.fuse);
+end
+end
+
+% One recorded call through the binding; returns its kind (for the counts).
+function kind = check_recorded_read(ctx, vols, r)
+v = mesh_vol(ctx, vols, r.layer);
+ids = read_ids(r);
+what = sprintf('%s: %s', r.layer, r.python);
+bad = isfield(r, 'bad') && isequal(r.bad, true);
+missing = sprintf('%d', ctx.mesh_manifest.missing_id);
+switch r.call
+  case 'mesh.get'
+    [opts, fuse, skip] = mesh_read_options(r.kwargs);
+    if skip
+      kind = 'skipped (concat=False)';
+      return;
+    end
+    if isfield(r, 'error')
+      e = r.error;
+      % Each error both fused (vol.mesh) and per id (vol.meshes, as tests/meshes.rs reads
+      % multi-resolution layers).
+      if strcmp(e.type, 'AttributeError')
+        % cloud-volume's unsharded lod=-1 crashes; here it is the coarsest lod.
+        got = v.mesh(ids, opts{:});
+        coarsest = v.mesh(ids, 'lod', v.meshLods(ids(1)) - 1);
+        check(~is_empty_mesh(coarsest) && isequal(got, coarsest), '%s: lod -1 is the coarsest', what);
+        M = v.meshes(ids, opts{:});
+        check(isscalar(M) && M.id == ids && isequal(rmfield(M, 'id'), coarsest), '%s: vol.meshes lod -1', what);
+        kind = 'cloud-volume crashed, read here';
+      elseif ~isempty(strfind(e.message, 'need at least one array'))
+        check(is_empty_mesh(v.mesh(ids, opts{:})), '%s: an empty fragment list is an empty mesh', what);
+        M = v.meshes(ids, opts{:});
+        check(isscalar(M) && M.id == ids && is_empty_mesh(M), '%s: vol.meshes: an empty mesh', what);
+        kind = 'cloud-volume crashed, read here';
+      elseif bad
+        err = expect_error_any(@() v.mesh(ids, opts{:}), {'cloudvolume:decode', 'cloudvolume:notFound'});
+        check(~isempty(err.message), '%s: no message', what);
+        err2 = expect_error_any(@() v.meshes(ids, opts{:}), {err.identifier});
+        check(strcmp(err2.message, err.message), '%s: vol.meshes says "%s", vol.mesh "%s"', what, err2.message, ...
+              err.message);
+        kind = 'errors';
+      elseif strcmp(e.type, 'MeshDecodeError')
+        expect_error(@() v.mesh(ids, opts{:}), 'cloudvolume:invalidArgument', 'lod');
+        expect_error(@() v.meshes(ids, opts{:}), 'cloudvolume:invalidArgument', 'lod');
+        kind = 'errors';
+      else
+        expect_error(@() v.mesh(ids, opts{:}), 'cloudvolume:notFound', missing);
+        expect_error(@() v.meshes(ids, opts{:}), 'cloudvolume:notFound', missing);
+        kind = 'errors';
+      end
+      return;
+    end
+    out = r.outputs;
+    items = as_cell(out.items);
+    if bad && isempty(items)
+      % A lod past the end of a short data file: cloud-volume returns nothing, silently.
+      expect_error(@() v.mesh(ids, opts{:}), 'cloudvolume:decode', 'past the end');
+      expect_error(@() v.meshes(ids, opts{:}), 'cloudvolume:decode', 'past the end');
+      kind = 'cloud-volume silent, refused here';
+      return;
+    end
+    if strcmp(out.result_type, 'Mesh')
+      check(fuse, '%s: a fused result', what);
+      compare_mesh(ctx, v.mesh(ids, opts{:}), items{1}, what);
+    else
+      % One mesh per id (vol.meshes: cv_mesh_get_each): legacy fuse=False (never welded) or
+      % multi-resolution; each id also read alone through vol.mesh.
+      if ~fuse
+        opts = [opts, {'weld', false}];
+      end
+      M = v.meshes(ids, opts{:});
+      check(isequal(size(M), [1 numel(ids)]) && isequal(sort(fieldnames(M)), {'faces'; 'id'; 'vertices'}) && ...
+            isa([M.id], 'uint64') && isequal([M.id], ids), '%s: vol.meshes gave %d meshes', what, numel(M));
+      for k = 1:numel(ids)
+        m = rmfield(M(k), 'id');
+        check(isequal(v.mesh(ids(k), opts{:}), m), '%s [%d]: vol.mesh differs from vol.meshes', what, ids(k));
+        it = [];
+        for j = 1:numel(items)
+          if item_segid(items{j}, ids) == ids(k)
+            it = items{j};
+          end
+        end
+        if isempty(it)
+          % cloud-volume leaves out an id whose lod has no fragment data.
+          check(is_empty_mesh(m), '%s [%d]: an empty mesh', what, ids(k));
+        else
+          compare_mesh(ctx, m, it, sprintf('%s [%d]', what, ids(k)));
+        end
+      end
+    end
+    if isempty(strfind(r.layer, 'multilod'))
+      kind = 'legacy reads';
+    else
+      kind = 'multi-resolution reads';
+    end
+  case 'mesh.exists'
+    val = r.outputs.value;
+    for k = 1:numel(ids)
+      if iscell(val)
+        there = ~isempty(val{k});
+      else
+        f = matlab.lang.makeValidName(sprintf('%d', ids(k)));
+        there = isfield(val, f) && ~isempty(val.(f));
+      end
+      ok = true;
+      try
+        n = v.meshLods(ids(k));
+        check(n >= 1, '%s: %d lods', what, n);
+      catch err
+        check(strcmp(err.identifier, 'cloudvolume:notFound'), '%s: %s', what, err.message);
+        ok = false;
+      end
+      % cloud-volume's unsharded multi-resolution exists() looks in the working directory.
+      if there || isempty(strfind(r.layer, 'multilod')) || strcmp(r.layer, 'multilod_sharded')
+        check(ok == there, '%s %d: exists %d, cloud-volume %d', what, ids(k), ok, there);
+      end
+    end
+    kind = 'exists';
+  case 'skeleton.get'
+    if isfield(r, 'error')
+      if strcmp(r.error.type, 'KeyError')
+        % cloud-volume requires a transform; here the identity (a short attribute is refused):
+        % the vertices and edges as cloud-volume read them from the same file in the layer
+        % without an info (whose default transform is the identity).
+        try
+          s = v.skeleton(ids(1));
+        catch err
+          check(strcmp(err.identifier, 'cloudvolume:decode') && ~isempty(strfind(err.message, 'ends inside')), ...
+                '%s: %s', what, err.message);
+          s = [];
+        end
+        if ~isempty(s)
+          twin = recorded_read(ctx, strrep(r.layer, 'notransform', 'noinfo'), r.python);
+          check(~isempty(twin) && isfield(twin, 'outputs'), '%s: no recorded read of the same file', what);
+          it = as_cell(twin.outputs.items);
+          check_same(s.vertices, read_npy(fullfile(ctx.meshes, it{1}.vertices)), [what, ': vertices (identity)']);
+          check(isequal(s.edges, double(read_npy(fullfile(ctx.meshes, it{1}.edges))) + 1), '%s: edges', what);
+          S = v.skeletons(ids(1));
+          check(isequal(rmfield(S, 'id'), s), '%s: vol.skeletons differs from vol.skeleton', what);
+        end
+        kind = 'cloud-volume KeyError, read here';
+      elseif bad
+        expect_error(@() v.skeleton(ids(1)), 'cloudvolume:decode');
+        expect_error(@() v.skeletons(ids), 'cloudvolume:decode');
+        kind = 'errors';
+      else
+        expect_error(@() v.skeleton(ids(1)), 'cloudvolume:notFound', missing);
+        expect_error(@() v.skeletons(ids), 'cloudvolume:notFound', missing);
+        kind = 'errors';
+      end
+      return;
+    end
+    items = as_cell(r.outputs.items);
+    short = false;
+    for j = 1:numel(items)
+      a = items{j}.attributes;
+      f = fieldnames(a);
+      for q = 1:numel(f)
+        short = short || a.(f{q}).shape(1) ~= items{j}.vertex_count;
+      end
+    end
+    if (bad && isequal(ids, uint64(101))) || short
+      % An edge past the vertices, or an attribute shorter than the vertices: cloud-volume
+      % hands them on; here they are refused.
+      err = expect_error(@() v.skeleton(ids(1)), 'cloudvolume:decode');
+      check(~isempty(strfind(err.message, 'vertex 75 of 50')) || ~isempty(strfind(err.message, 'ends inside')), ...
+            '%s: %s', what, err.message);
+      expect_error(@() v.skeletons(ids), 'cloudvolume:decode', err.message);
+      kind = 'cloud-volume silent, refused here';
+      return;
+    end
+    % All ids at once (vol.skeletons: cv_skeleton_get_each, in the order given), and each alone.
+    S = v.skeletons(ids);
+    check(isequal(size(S), [1 numel(ids)]) && isa([S.id], 'uint64') && isequal([S.id], ids) && ...
+          numel(items) == numel(ids), '%s: vol.skeletons gave %d skeletons for %d items', what, numel(S), numel(items));
+    for j = 1:numel(items)
+      it = items{j};
+      k = find(ids == item_segid(it, ids), 1);
+      check(~isempty(k), '%s: item %d is none of the ids', what, it.segid);
+      s = rmfield(S(k), 'id');
+      compare_skeleton(ctx, s, it, sprintf('%s [%d]', what, ids(k)));
+      check(isequal(v.skeleton(ids(k)), s), '%s [%d]: vol.skeleton differs from vol.skeletons', what, ids(k));
+    end
+    kind = 'skeleton reads';
+  otherwise
+    error('test:fail', 'unknown call %s', r.call);
+end
+end
+
+% The exact segment id of a recorded item of a call on `ids`: the last number of its file name
+% when that is its segid (make_meshes.py names per-id meshes <call>.<segid>.vertices.npy), else
+% the one of ids its segid stands for (jsondecode's segid is a double, inexact past 2^53).
+function id = item_segid(it, ids)
+check(~isempty(it.segid), 'no segid in %s', it.vertices);
+tok = regexp(it.vertices, '\.([0-9]+)\.vertices\.npy$', 'tokens', 'once');
+if ~isempty(tok) && double(parse_u64(tok{1})) == it.segid
+  id = parse_u64(tok{1});
+  return;
+end
+k = find(double(ids) == it.segid);
+check(numel(k) == 1, 'item %d stands for %d of the ids %s', it.segid, numel(k), mat2str(double(ids)));
+id = ids(k);
+end
+
+% The recorded read of `layer` whose call is `python`, or [].
+function r = recorded_read(ctx, layer, python)
+r = [];
+reads = as_cell(ctx.mesh_manifest.reads);
+for i = 1:numel(reads)
+  if strcmp(reads{i}.layer, layer) && strcmp(reads{i}.python, python)
+    r = reads{i};
+    return;
+  end
+end
+end
+
+function compare_skeleton(ctx, s, it, what)
+check(isstruct(s) && isequal(sort(fieldnames(s)), {'attributes'; 'edges'; 'vertices'}), '%s: not a skeleton', what);
+check_same(s.vertices, read_npy(fullfile(ctx.meshes, it.vertices)), [what, ': vertices']);
+E = read_npy(fullfile(ctx.meshes, it.edges));
+check(isa(s.edges, 'double') && isequal(size(s.edges), size(E)) && isequal(s.edges, double(E) + 1), ...
+      '%s: edges differ from cloud-volume''s (plus 1)', what);
+want = fieldnames(it.attributes);
+got = fieldnames(s.attributes);
+check(isequal(sort(got), sort(want)), '%s: attributes %s, cloud-volume %s', what, strjoin(got.', ' '), ...
+      strjoin(want.', ' '));
+for q = 1:numel(want)
+  a = it.attributes.(want{q});
+  A = read_npy(fullfile(ctx.meshes, a.file));
+  check(strcmp(class(A), dtype_class(a.dtype)), '%s: %s is %s', what, want{q}, a.dtype);
+  check_same(s.attributes.(want{q}), A, sprintf('%s: attribute %s', what, want{q}));
+end
+end
+
+function err = expect_error_any(fn, ids)
+try
+  fn();
+catch err
+  check(any(strcmp(err.identifier, ids)), 'expected one of %s, got %s: %s', strjoin(ids, ', '), err.identifier, ...
+        err.message);
+  return;
+end
+error('test:fail', 'expected one of %s, but there was none', strjoin(ids, ', '));
+end
+
+% Every recorded call on the layers `pick` accepts; returns the counts per kind.
+function counts = run_recorded(ctx, pick)
+vols = containers.Map();
+cleanup = onCleanup(@() delete_all(vols));
+counts = struct();
+reads = as_cell(ctx.mesh_manifest.reads);
+for i = 1:numel(reads)
+  r = reads{i};
+  if ~pick(r)
+    continue;
+  end
+  kind = matlab.lang.makeValidName(check_recorded_read(ctx, vols, r));
+  if ~isfield(counts, kind)
+    counts.(kind) = 0;
+  end
+  counts.(kind) = counts.(kind) + 1;
+end
+end
+
+function n = count_of(counts, kind)
+n = 0;
+f = matlab.lang.makeValidName(kind);
+if isfield(counts, f)
+  n = counts.(f);
+end
+end
+
+function t_mesh_legacy(ctx)
+c = run_recorded(ctx, @(r) any(strcmp(r.layer, {'legacy', 'legacy_transform'})));
+check(count_of(c, 'legacy reads') >= 130 && count_of(c, 'exists') == 2 && count_of(c, 'errors') == 2, ...
+      'legacy: %d reads, %d exists, %d errors', count_of(c, 'legacy reads'), count_of(c, 'exists'), count_of(c, 'errors'));
+end
+
+function t_mesh_multilod(ctx)
+c = run_recorded(ctx, @(r) strncmp(r.layer, 'multilod', 8));
+check(count_of(c, 'multi-resolution reads') >= 280 && count_of(c, 'errors') >= 8, ...
+      'multilod: %d reads, %d errors', count_of(c, 'multi-resolution reads'), count_of(c, 'errors'));
+% Every lod of every object of the three layers was read (lods 0, 1, 2 per id).
+lods = zeros(1, 3);
+reads = as_cell(ctx.mesh_manifest.reads);
+for i = 1:numel(reads)
+  r = reads{i};
+  if strncmp(r.layer, 'multilod', 8) && strcmp(r.call, 'mesh.get') && ~isfield(r, 'error') && ...
+     ~isfield(r.kwargs, 'concat') && isnumeric(r.segids) && isscalar(r.segids)
+    l = 0;
+    if isfield(r.kwargs, 'lod')
+      l = r.kwargs.lod;
+    end
+    if l >= 0
+      lods(l + 1) = lods(l + 1) + 1;
+    end
+  end
+end
+n = numel(ctx.mesh_manifest.ids);
+check(all(lods >= 3 * n), 'lods read per layer: %s (of %d objects)', mat2str(lods / 3), n);
+v = CloudVolume(['file://', fullfile(ctx.meshes, 'multilod_sharded')]);
+check(v.meshLods(3) == 3, 'three lods');
+i = v.meshInfo();
+check(strcmp(i.x_type, 'neuroglancer_multilod_draco') && i.vertex_quantization_bits == 16, 'meshInfo');
+delete(v);
+end
+
+function t_skeleton_reads(ctx)
+c = run_recorded(ctx, @(r) strcmp(r.call, 'skeleton.get') && ~(isfield(r, 'bad') && isequal(r.bad, true)));
+check(count_of(c, 'skeleton reads') >= 34 && count_of(c, 'errors') == 2 && ...
+      count_of(c, 'skeleton reads') + count_of(c, 'cloud-volume silent, refused here') == 36 && ...
+      count_of(c, 'cloud-volume KeyError, read here') == 4, 'skeletons: %d reads, %d refused, %d errors', ...
+      count_of(c, 'skeleton reads'), count_of(c, 'cloud-volume silent, refused here'), count_of(c, 'errors'));
+for layer = {'skeletons', 'skeletons_sharded'}
+  v = CloudVolume(['file://', fullfile(ctx.meshes, layer{1})]);
+  s = v.skeleton(1);
+  a = s.attributes;
+  check(isequal(fieldnames(a), {'radius'; 'vertex_types'; 'compartment'; 'direction'}), '%s: attribute order', layer{1});
+  n = size(s.vertices, 1);
+  check(isa(a.radius, 'single') && isequal(size(a.radius), [n 1]) && isa(a.vertex_types, 'uint8') && ...
+        isa(a.compartment, 'int16') && isa(a.direction, 'single') && isequal(size(a.direction), [n 3]), ...
+        '%s: attribute classes and shapes', layer{1});
+  i = v.skeletonInfo();
+  check(numel(i.transform) == 12 && numel(i.vertex_attributes) == 4, '%s: skeletonInfo', layer{1});
+  delete(v);
+end
+end
+
+function t_mesh_errors(ctx)
+c = run_recorded(ctx, @(r) isfield(r, 'bad') && isequal(r.bad, true));
+check(count_of(c, 'errors') >= 10 && count_of(c, 'cloud-volume silent, refused here') >= 3, ...
+      'bad inputs: %d errors, %d refused', count_of(c, 'errors'), count_of(c, 'cloud-volume silent, refused here'));
+nf = 'cloudvolume:notFound';
+L = CloudVolume(['file://', fullfile(ctx.meshes, 'legacy')]);
+M = CloudVolume(['file://', fullfile(ctx.meshes, 'multilod')]);
+S = CloudVolume(['file://', fullfile(ctx.meshes, 'skeletons_sharded')]);
+cleanup = onCleanup(@() cellfun(@delete, {L, M, S}));
+% A missing id: cloudvolume:notFound naming it (uint64 ids beyond 2^53 exactly).
+expect_error(@() L.mesh(999999), nf, '999999');
+expect_error(@() L.mesh([3 4 999999]), nf, '999999');
+expect_error(@() M.mesh([3 999999]), nf, '999999');
+expect_error(@() M.mesh(uint64(18446744073709551615)), nf, '18446744073709551615');
+expect_error(@() L.meshLods(999999), nf, '999999');
+expect_error(@() L.saveMesh(999999, fullfile(ctx.tmp, 'missing.obj')), nf, '999999');
+expect_error(@() S.skeleton(999999), nf, '999999');
+expect_error(@() S.saveSkeleton(999999, fullfile(ctx.tmp, 'missing.swc')), nf, '999999');
+check(~exist(fullfile(ctx.tmp, 'missing.obj'), 'file') && ~exist(fullfile(ctx.tmp, 'missing.swc'), 'file'), ...
+      'nothing saved for a missing id');
+% allow_missing leaves them out.
+check(isequal(L.mesh([3 999999], 'allow_missing', true), L.mesh(3)), 'legacy allow_missing');
+check(isequal(M.mesh([999999 3], 'allow_missing', true, 'lod', 1), M.mesh(3, 'lod', 1)), 'multilod allow_missing');
+check(is_empty_mesh(M.mesh(999999, 'allow_missing', true)), 'only missing ids: an empty mesh');
+% A lod out of range: cloudvolume:invalidArgument.
+expect_error(@() M.mesh(3, 'lod', 3), 'cloudvolume:invalidArgument', 'lod 3');
+expect_error(@() M.mesh([3 4], 'lod', 7), 'cloudvolume:invalidArgument', 'lod 7');
+expect_error(@() M.saveMesh(3, fullfile(ctx.tmp, 'lod.obj'), 'lod', 3), 'cloudvolume:invalidArgument', 'lod 3');
+% The bad/ fixture: cloudvolume:decode naming the file.
+bl = CloudVolume(['file://', fullfile(ctx.meshes, 'bad', 'legacy')]);
+bm = CloudVolume(['file://', fullfile(ctx.meshes, 'bad', 'multilod')]);
+bs = CloudVolume(['file://', fullfile(ctx.meshes, 'bad', 'skeletons')]);
+cleanup2 = onCleanup(@() cellfun(@delete, {bl, bm, bs}));
+dec = 'cloudvolume:decode';
+expect_error(@() bl.mesh(3), dec, '203 vertices');
+expect_error(@() bl.mesh(1), nf, '1:0:128-160_64-96_24-40');
+expect_error(@() bm.mesh(1), dec, 'past the end');
+expect_error(@() bm.mesh(3), dec, 'Draco');
+expect_error(@() bm.mesh(4, 'lod', 1), dec, '4.index');
+expect_error(@() bm.mesh(5), dec, '5.index');
+expect_error(@() bm.meshLods(5), dec, '5.index');
+expect_error(@() bs.skeleton(101), dec, 'vertex 75 of 50');
+expect_error(@() bs.skeleton(102), dec, 'edges');
+expect_error(@() bs.skeleton(104), dec, 'compartment');
+expect_error(@() bs.saveSkeleton(102, fullfile(ctx.tmp, 'bad.swc')), dec, '102');
+end
+
+% Merged reads: [a b c] as one mesh, concatenated in ascending id order.
+function t_mesh_merged(ctx)
+reads = as_cell(ctx.mesh_manifest.reads);
+n = 0;
+vols = containers.Map();
+cleanup = onCleanup(@() delete_all(vols));
+for i = 1:numel(reads)
+  r = reads{i};
+  if ~strcmp(r.call, 'mesh.get') || isfield(r, 'error') || isscalar(r.segids) || isfield(r, 'bad')
+    continue;
+  end
+  ids = read_ids(r);
+  v = mesh_vol(ctx, vols, r.layer);
+  [opts, fuse] = mesh_read_options(r.kwargs);
+  items = as_cell(r.outputs.items);
+  what = sprintf('%s: %s merged', r.layer, r.python);
+  if strcmp(r.outputs.result_type, 'Mesh')
+    compare_mesh(ctx, v.mesh(ids, opts{:}), items{1}, what);      % cloud-volume fused them
+    compare_mesh(ctx, v.mesh(fliplr(ids), opts{:}), items{1}, [what, ' (ids reversed)']);
+  else
+    % Per-id results concatenated in ascending id order, faces shifted past earlier vertices.
+    if ~fuse
+      opts = [opts, {'weld', false}];
+    end
+    segids = cellfun(@(it) it.segid, items);
+    [~, order] = sort(segids);
+    V = zeros(0, 3, 'single');
+    F = zeros(0, 3);
+    for j = order(:).'
+      F = [F; double(read_npy(fullfile(ctx.meshes, items{j}.faces))) + 1 + size(V, 1)]; %#ok<AGROW>
+      V = [V; read_npy(fullfile(ctx.meshes, items{j}.vertices))]; %#ok<AGROW>
+    end
+    m = v.mesh(fliplr(ids), opts{:});
+    check_same(m.vertices, V, [what, ': vertices']);
+    check(isequal(m.faces, F), '%s: faces', what);
+  end
+  n = n + 1;
+end
+check(n >= 9, '%d merged reads', n);
+end
+
+% saveMesh: cloud-volume's to_obj()/to_ply() bytes; saveSkeleton: osteoid's SWC (the same
+% nodes and links, the header but its date); binary STL's size.
+function t_mesh_save(ctx)
+texts = as_cell(ctx.mesh_manifest.texts);
+n = 0;
+swc_rows = 0;
+for i = 1:numel(texts)
+  t = texts{i};
+  v = CloudVolume(['file://', fullfile(ctx.meshes, t.layer)]);
+  want = read_file_bytes(fullfile(ctx.meshes, t.file));
+  out = fullfile(ctx.tmp, sprintf('saved.%d.%s', i, t.format));
+  if strcmp(t.format, 'swc')
+    v.saveSkeleton(t.segid, out);
+    [rows, links, head] = swc_forest(char(read_file_bytes(out).'));
+    [wrows, wlinks, whead] = swc_forest(char(want.'));
+    swc_rows = swc_rows + numel(rows);
+    check(isequal(rows, wrows) && isequal(links, wlinks), '%s %d: SWC nodes or links differ from osteoid''s', ...
+          t.layer, t.segid);
+    % The header names its writer; the scale (the transform's diagonal) must agree.
+    scale = @(h) h(strncmp(h, '# SCALE', 7));
+    check(isequal(scale(head), scale(whead)) && numel(scale(head)) == 1, '%s %d: SWC scale %s, osteoid''s %s', ...
+          t.layer, t.segid, strjoin(scale(head), ''), strjoin(scale(whead), ''));
+  else
+    v.saveMesh(t.segid, out);
+    got = read_file_bytes(out);
+    check(isequal(got, want), '%s %d %s: %d bytes, cloud-volume''s %d, differ', t.layer, t.segid, t.format, ...
+          numel(got), numel(want));
+    if strcmp(t.layer, 'legacy')
+      m = v.mesh(t.segid);
+      stl = fullfile(ctx.tmp, sprintf('saved.%d.stl', i));
+      v.saveMesh(t.segid, stl);
+      check_stl(read_file_bytes(stl), m, sprintf('%s %d', t.layer, t.segid));
+    end
+  end
+  delete(v);
+  n = n + 1;
+end
+check(n == 9 && swc_rows > 100, '%d texts, %d SWC rows', n, swc_rows);
+% A merged multi-resolution mesh, saved with vol.mesh's options.
+v = CloudVolume(['file://', fullfile(ctx.meshes, 'multilod_sharded')]);
+out = fullfile(ctx.tmp, 'merged.obj');
+v.saveMesh([4 3], out, 'lod', 1);
+m = v.mesh([3 4], 'lod', 1);
+txt = char(read_file_bytes(out).');
+check(numel(regexp(txt, '(?m)^v ')) == size(m.vertices, 1) && numel(regexp(txt, '(?m)^f ')) == size(m.faces, 1), ...
+      'merged OBJ: one line per vertex and face');
+out = fullfile(ctx.tmp, 'merged.stl');
+v.saveMesh(uint64([3 4]), out, 'lod', 1);
+check_stl(read_file_bytes(out), m, 'merged STL');
+delete(v);
+end
+
+% A binary STL file: 80 header bytes, the triangle count, then per triangle a normal and its
+% three corners (float32) and 2 attribute bytes; the corners are the mesh's vertices bit for
+% bit, face by face, and each normal is a unit vector (or zero for a degenerate face).
+function check_stl(b, m, what)
+nt = size(m.faces, 1);
+check(numel(b) == 84 + 50 * nt && double(typecast(b(81:84), 'uint32')) == nt, '%s: STL of %d bytes for %d faces', ...
+      what, numel(b), nt);
+if nt == 0
+  return;
+end
+body = reshape(b(85:end), 50, nt);
+corners = reshape(typecast(reshape(body(13:48, :), [], 1), 'single'), 9, nt);
+V = m.vertices.';
+check_same(corners, reshape(V(:, m.faces.'), 9, nt), [what, ': STL corners']);
+normals = double(reshape(typecast(reshape(body(1:12, :), [], 1), 'single'), 3, nt));
+len = sqrt(sum(normals .^ 2, 1));
+check(all(abs(len - 1) < 1e-5 | len == 0) && any(len > 0), '%s: STL normals are not unit vectors', what);
+end
+
+% An SWC text as sorted node rows (type x y z radius), sorted undirected links between node
+% positions, and the comment lines but the date.
+function [rows, links, head] = swc_forest(txt)
+lines = strsplit(txt, char(10));
+head = {};
+body = {};
+for k = 1:numel(lines)
+  l = strtrim(lines{k});
+  if isempty(l)
+    continue;
+  elseif l(1) == '#'
+    if isempty(strfind(l, 'VERSION_DATE'))
+      head{end + 1} = l; %#ok<AGROW>
+    end
+  else
+    body{end + 1} = strsplit(l, ' '); %#ok<AGROW>
+  end
+end
+ids = cellfun(@(b) b{1}, body, 'UniformOutput', false);
+rows = sort(cellfun(@(b) strjoin(b(2:6), ' '), body, 'UniformOutput', false));
+links = {};
+for k = 1:numel(body)
+  p = find(strcmp(ids, body{k}{7}), 1);
+  if ~isempty(p)
+    a = strjoin(body{k}(3:5), ' ');
+    b = strjoin(body{p}(3:5), ' ');
+    if strcmp(a, b) || issorted({a, b})
+      links{end + 1} = [a, ' / ', b]; %#ok<AGROW>
+    else
+      links{end + 1} = [b, ' / ', a]; %#ok<AGROW>
+    end
+  end
+end
+links = sort(links);
+end
+
+% A temporary copy of a fixture layer's info files (no data): ctx.tmp/<name>/<layer>.
+function url = mesh_copy(ctx, name, layer)
+src = fullfile(ctx.meshes, layer);
+dst = fullfile(ctx.tmp, name, layer);
+for f = {'info', fullfile('mesh', 'info'), fullfile('skeletons', 'info')}
+  if exist(fullfile(src, f{1}), 'file')
+    d = fileparts(fullfile(dst, f{1}));
+    if ~exist(d, 'dir')
+      mkdir(d);
+    end
+    copyfile(fullfile(src, f{1}), fullfile(dst, f{1}));
+  end
+end
+url = ['file://', dst];
+end
+
+% putMesh and putSkeleton into temporary copies, read back here (and by cloud-volume when the
+% venv is there).
+function t_mesh_writes(ctx)
+src = CloudVolume(['file://', fullfile(ctx.meshes, 'legacy')]);
+dst = CloudVolume(mesh_copy(ctx, 'writes', 'legacy'));
+ssrc = CloudVolume(['file://', fullfile(ctx.meshes, 'skeletons')]);
+sdst = CloudVolume(mesh_copy(ctx, 'writes', 'skeletons'));
+cleanup = onCleanup(@() cellfun(@delete, {src, dst, ssrc, sdst}));
+ids = [uint64(1), uint64(2), uint64(4294967297), parse_u64('9223372036854775819')];
+for id = ids
+  m = src.mesh(id);
+  dst.putMesh(id, m);
+  check(isequal(dst.mesh(id), m), 'mesh %d read back', id);
+  check(isequal(dst.mesh(id, 'weld', false), m), 'mesh %d read back unwelded (one fragment)', id);
+end
+% vertices and faces given apart (double vertices are stored as single); a rewrite replaces.
+tri = struct('vertices', single([0 0 0; 1 0 0; 0 1 0]), 'faces', [1 2 3]);
+dst.putMesh(2, double(tri.vertices), uint32(tri.faces));
+check(isequal(dst.mesh(2, 'weld', false), tri), 'a rewritten mesh reads back');
+check(dst.meshLods(2) == 1, 'a legacy mesh has one lod');
+expect_error(@() dst.putMesh(2, tri.vertices, [1 2 4]), 'cloudvolume:invalidArgument', 'vertex 4 of 3');
+expect_error(@() dst.putMesh(2, tri.vertices, [0 1 2]), 'cloudvolume:invalidArgument', '1-based');
+check(isequal(dst.mesh(2, 'weld', false), tri), 'a refused write leaves the mesh');
+dst.putMesh(5, zeros(0, 3), zeros(0, 3));
+check(is_empty_mesh(dst.mesh(5)), 'an empty mesh reads back');
+ml = CloudVolume(mesh_copy(ctx, 'writes', 'multilod'));
+expect_error(@() ml.putMesh(5, tri), 'cloudvolume:unsupported', 'multilod');
+delete(ml);
+% Skeletons with their four attributes: physical vertices mapped back through the transform.
+for id = 1:3
+  s = ssrc.skeleton(id);
+  sdst.putSkeleton(id, s, 'space', 'physical');
+  b = sdst.skeleton(id);
+  check_same(b.vertices, s.vertices, sprintf('skeleton %d vertices', id));
+  check(isequal(b.edges, s.edges), 'skeleton %d edges', id);
+  f = fieldnames(s.attributes);
+  check(isequal(fieldnames(b.attributes), f), 'skeleton %d attributes', id);
+  for q = 1:numel(f)
+    check_same(b.attributes.(f{q}), s.attributes.(f{q}), sprintf('skeleton %d %s', id, f{q}));
+  end
+end
+% Stored space (cloud-volume's upload: written as given); attributes converted to their class.
+s = ssrc.skeleton(4);
+n = size(s.vertices, 1);
+raw = struct('vertices', [0 0 0; 1 2 3; 4 5 6.5], 'edges', [1 2; 2 3]);
+raw.attributes = struct('radius', [1; 2; 3], 'vertex_types', [0 1 2], 'compartment', int16([-1; 0; 1]), ...
+                        'direction', magic(3));
+sdst.putSkeleton(9, raw);
+b = sdst.skeleton(9);
+check_same(b.vertices, single(raw.vertices .* [8 8 40] + [512 256 320]), 'stored vertices made physical');
+check(isequal(b.edges, raw.edges), 'edges of a stored-space skeleton');
+check_same(b.attributes.radius, single([1; 2; 3]), 'radius converted to single');
+check_same(b.attributes.vertex_types, uint8([0; 1; 2]), 'vertex_types converted to uint8');
+check_same(b.attributes.direction, single(magic(3)), 'direction (3 components)');
+noattr = struct('vertices', s.vertices, 'edges', s.edges);
+sdst.putSkeleton(10, noattr, 'space', 'physical');
+b = sdst.skeleton(10);
+check_same(b.vertices, s.vertices, 'a skeleton without attributes');
+check(size(b.vertices, 1) == n, 'vertex count');
+bad = raw;
+bad.attributes = rmfield(raw.attributes, 'compartment');
+expect_error(@() sdst.putSkeleton(11, bad), 'cloudvolume:invalidArgument', 'compartment');
+bad.attributes = raw.attributes;
+bad.attributes.colour = [1; 2; 3];
+expect_error(@() sdst.putSkeleton(11, bad), 'cloudvolume:invalidArgument', 'colour');
+bad.attributes = raw.attributes;
+bad.attributes.direction = ones(3, 2);
+expect_error(@() sdst.putSkeleton(11, bad), 'cloudvolume:invalidArgument', 'direction');
+bad = raw;
+bad.edges = [1 2; 2 4];
+expect_error(@() sdst.putSkeleton(11, bad), 'cloudvolume:invalidArgument', 'vertex 4 of 3');
+expect_error(@() sdst.skeleton(11), 'cloudvolume:notFound', '11');
+sh = CloudVolume(mesh_copy(ctx, 'writes', 'skeletons_sharded'));
+expect_error(@() sh.putSkeleton(1, raw), 'cloudvolume:unsupported');
+delete(sh);
+% cloud-volume reads what was written here.
+py = getenv('CV_PYTHON');
+if isempty(py)
+  py = fullfile(ctx.repo, 'target', 'venv', 'bin', 'python');
+end
+if exist(py, 'file')
+  script = fullfile(ctx.tmp, 'check_writes.py');
+  fid = fopen(script, 'w');
+  fprintf(fid, '%s\n', 'import sys, numpy as np', 'from cloudvolume import CloudVolume', ...
+          'src, dst = sys.argv[1], sys.argv[2]', ...
+          'a, b = CloudVolume("file://" + src + "/legacy"), CloudVolume("file://" + dst + "/legacy")', ...
+          'for i in (1, 4294967297):', ...
+          '    m, n = a.mesh.get(i), b.mesh.get(i)', ...
+          '    assert (m.vertices == n.vertices).all() and (m.faces == n.faces).all(), i', ...
+          't = b.mesh.get(2, remove_duplicate_vertices=False)', ...
+          'assert t.vertices.tolist() == [[0, 0, 0], [1, 0, 0], [0, 1, 0]] and t.faces.tolist() == [[0, 1, 2]]', ...
+          'a, b = CloudVolume("file://" + src + "/skeletons"), CloudVolume("file://" + dst + "/skeletons")', ...
+          'for i in (1, 2, 3):', ...
+          '    s, u = a.skeleton.get(i), b.skeleton.get(i)', ...
+          '    assert (s.vertices == u.vertices).all() and (s.edges == u.edges).all(), i', ...
+          '    for attr in ("radius", "vertex_types", "compartment", "direction"):', ...
+          '        assert (getattr(s, attr) == getattr(u, attr)).all(), (i, attr)', ...
+          'print("ok")');
+  fclose(fid);
+  [status, out] = system(sprintf('"%s" "%s" "%s" "%s" 2>&1', py, script, ctx.meshes, fullfile(ctx.tmp, 'writes')));
+  check(status == 0 && ~isempty(strfind(out, 'ok')), 'cloud-volume reading the writes: %s', out);
+end
+end
+
+% Bad arguments reach neither the library nor a crash: through the class and straight into
+% the MEX file.
+function t_mesh_bad_arguments(ctx)
+v = CloudVolume(['file://', fullfile(ctx.meshes, 'legacy')]);
+w = CloudVolume(mesh_copy(ctx, 'badargs', 'skeletons'));
+cleanup = onCleanup(@() cellfun(@delete, {v, w}));
+ia = 'cloudvolume:invalidArgument';
+expect_error(@() v.mesh([]), ia, 'at least one');
+expect_error(@() v.mesh(-1), ia, 'non-negative');
+expect_error(@() v.mesh(1.5), ia, 'non-negative');
+expect_error(@() v.mesh('1'), ia, 'non-negative');
+expect_error(@() v.mesh(1, 'lod', 0.5), ia, 'lod');
+expect_error(@() v.mesh(1, 'lod', -2), ia, 'lod');
+expect_error(@() v.mesh(1, 'weld', 2), ia, 'weld');
+expect_error(@() v.mesh(1, 'weld', 'yes'), ia, 'weld');
+expect_error(@() v.mesh(1, 'chunk_size', [1 2]), ia, 'chunk_size');
+expect_error(@() v.mesh(1, 'chunk_size', [0 2 2]), ia, 'chunk_size');
+expect_error(@() v.mesh(1, 'allow_missing', [1 1]), ia, 'allow_missing');
+expect_error(@() v.mesh(1, 'levels', 3), ia, 'lod, weld, chunk_size, allow_missing');
+expect_error(@() v.mesh(1, 'lod'), ia, 'name-value');
+check(isequal(v.mesh(1, 'ChunkSize', [32 32 16], 'AllowMissing', false), v.mesh(1, 'chunk_size', [32 32 16])), ...
+      'option names: any case, underscores optional');
+expect_error(@() v.meshes([]), ia, 'at least one');
+expect_error(@() v.meshes([1 -1]), ia, 'non-negative');
+expect_error(@() v.meshes({1, 2}), ia, 'non-negative');
+expect_error(@() v.meshes(1, 'fuse', false), ia, 'lod, weld, chunk_size, allow_missing');
+expect_error(@() v.meshes(1, 'lod', [0 1]), ia, 'lod');
+expect_error(@() v.meshes(1, 'allow_missing', 'yes'), ia, 'allow_missing');
+expect_error(@() w.skeletons([]), ia, 'at least one');
+expect_error(@() w.skeletons(NaN), ia, 'non-negative');
+expect_error(@() w.skeletons(1, 'allow_missing', 2), ia, 'allow_missing');
+expect_error(@() w.skeletons(1, 'lod', 1), ia, 'allowmissing');
+expect_error(@() w.skeletons(1, 'allow_missing'), ia, 'name-value');
+expect_error(@() v.saveMesh(1, fullfile(ctx.tmp, 'x.dae')), ia, '.obj, .ply or .stl');
+expect_error(@() v.saveMesh(1, 42), ia, 'path');
+expect_error(@() v.saveMesh(1, fullfile(ctx.tmp, 'no', 'such', 'dir', 'x.obj')), 'cloudvolume:io');
+expect_error(@() v.meshLods([1 2]), ia, 'one segment id');
+expect_error(@() v.skeleton([1 2]), ia, 'one segment id');
+expect_error(@() v.putMesh(1, zeros(3, 2), [1 2 3]), ia, 'n x 3');
+expect_error(@() v.putMesh(1, {1}, [1 2 3]), ia, 'n x 3');
+expect_error(@() v.putMesh(1, eye(3), [1 2 3.5]), ia, 'vertex rows');
+expect_error(@() v.putMesh(1, eye(3), [1 2]), ia, 'vertex rows');
+expect_error(@() v.putMesh(1, eye(3), [1 2 NaN]), ia, 'vertex rows');
+expect_error(@() v.putMesh(1, eye(3)), ia, 'usage');
+expect_error(@() w.putSkeleton(1, struct('vertices', eye(3))), ia, 'vertices and edges');
+expect_error(@() w.putSkeleton(1, struct('vertices', eye(3), 'edges', [1 2]), 'space', 'voxel'), ia, 'space');
+expect_error(@() w.putSkeleton(1, struct('vertices', eye(3), 'edges', [1 2]), 'spaces', 'stored'), ia, 'space');
+expect_error(@() w.putSkeleton(1, struct('vertices', eye(3), 'edges', [1 2 3])), ia, 'edges');
+% Straight into the MEX file: wrong counts, classes, shapes, handles; never a crash.
+cm = @(varargin) CloudVolume.call_mex(varargin{:});
+id = v.Id;
+sid = w.Id;
+expect_error(@() cm('mesh_get', id), ia, 'usage');
+expect_error(@() cm('mesh_get', id, 'x', 0, -1, [], 0), ia, 'segment ids');
+expect_error(@() cm('mesh_get', id, {1}, 0, -1, [], 0), ia, 'segment ids');
+expect_error(@() cm('mesh_get', id, zeros(1, 0), 0, -1, [], 0), ia, 'at least one');
+expect_error(@() cm('mesh_get', id, 1, 2^40, -1, [], 0), ia, 'lod');
+expect_error(@() cm('mesh_get', id, 1, 0, 7, [], 0), ia, 'weld');
+expect_error(@() cm('mesh_get', id, 1, 0, -1, [1 2 3 4], 0), ia, 'chunk_size');
+expect_error(@() cm('mesh_get', id, 1, 0, -1, [], 2), ia, 'allow_missing');
+expect_error(@() cm('mesh_get', uint64(987654321), 1, 0, -1, [], 0), 'cloudvolume:invalidHandle', '987654321');
+expect_error(@() cm('mesh_get', id, 1, 0, -1, [], 0.5), ia, 'allow_missing');
+expect_error(@() cm('mesh_get', id, 1, NaN, -1, [], 0), ia, 'lod');
+expect_error(@() cm('mesh_get', id, 1, -2, -1, [], 0), ia, 'lod');
+expect_error(@() cm('mesh_get', id, sparse(1), 0, -1, [], 0), ia, 'segment ids');
+expect_error(@() cm('mesh_get', id, complex(1, 1), 0, -1, [], 0), ia, 'segment ids');
+expect_error(@() cm('mesh_get', id, true, 0, -1, [], 0), ia, 'segment ids');
+expect_error(@() cm('mesh_get', id, 1, 'x', -1, [], 0), ia, 'lod');
+expect_error(@() cm('mesh_get', id, 1, 0, -1, {}, 0), ia, 'chunk_size');
+expect_error(@() cm('mesh_get', id, 1, 0, -1, [1.5 2 3], 0), ia, 'chunk_size');
+expect_error(@() cm('mesh_get_each', id, zeros(1, 0), 0, -1, [], 0), ia, 'at least one');
+expect_error(@() cm('mesh_get_each', id, [1 -2], 0, -1, [], 0), ia, 'non-negative');
+expect_error(@() cm('mesh_get_each', id, {1}, 0, -1, [], 0), ia, 'segment ids');
+expect_error(@() cm('mesh_get_each', id, 1, 0, 2, [], 0), ia, 'weld');
+expect_error(@() cm('mesh_get_each', id, 1, 0, -1, 'abc', 0), ia, 'chunk_size');
+expect_error(@() cm('mesh_get_each', id, 1, 0, -1, [], [0 1]), ia, 'allow_missing');
+expect_error(@() cm('skeleton_get_each', sid, [], 0), ia, 'at least one');
+expect_error(@() cm('skeleton_get_each', sid, 'ab', 0), ia, 'segment ids');
+expect_error(@() cm('skeleton_get_each', sid, [1 1.5], 0), ia, 'non-negative');
+expect_error(@() cm('skeleton_get_each', sid, 1, 'x'), ia, 'allow_missing');
+expect_error(@() cm('skeleton_get_each', sid, 1, 3), ia, 'allow_missing');
+expect_error(@() cm('skeleton_put', sid, 1, single(eye(3)), [1 2], cell(1, 4)), ia, 'vertex attribute 1');
+expect_error(@() cm('skeleton_put', sid, 1, single(eye(3)), [1 2], {}, 1), ia, 'usage');
+expect_error(@() cm('mesh_put', id, 1, single(eye(3)), [1 2 2^40]), ia, 'vertex 1099511627776 of 3');
+expect_error(@() cm('mesh_put', id, 1, single(eye(3)), [1 2 Inf]), ia, 'not an integer');
+expect_error(@() cm('mesh_put', id, 1, single(eye(3)), {1, 2, 3}), ia, 'faces');
+expect_error(@() cm('mesh_put', id, 1, single(eye(3)), int8([1 2 -3])), ia, 'vertex -3 of 3');
+expect_error(@() cm('mesh_save', id, 1, 0, -1, [], 0, 5), ia, 'path');
+expect_error(@() cm('mesh_lods', id, [1 2]), ia, 'one non-negative');
+expect_error(@() cm('mesh_lods', id, -3), ia, 'non-negative');
+expect_error(@() cm('mesh_put', id, 1, eye(3), [1 2 3]), ia, 'single');
+expect_error(@() cm('mesh_put', id, 1, single(eye(3)), [1 2 9]), ia, 'vertex 9 of 3');
+expect_error(@() cm('mesh_put', id, 1, single(eye(3)), [1 2 3 1]), ia, 'm x 3');
+expect_error(@() cm('mesh_put', id, 1, single(ones(2, 2, 3)), [1 2 3]), ia, 'n x 3');
+expect_error(@() cm('mesh_put', id, 1, complex(single(eye(3))), [1 2 3]), ia, 'n x 3');
+expect_error(@() cm('mesh_put', id, 1, single(eye(3)), sparse([1 2 3])), ia, 'faces');
+expect_error(@() cm('skeleton_get', id, 'x'), ia, 'segment id');
+expect_error(@() cm('skeleton_put', sid, 1, single(eye(3)), [1 2], 5), ia, 'cell');
+expect_error(@() cm('skeleton_put', sid, 1, single(eye(3)), [1 2], {single([1; 2; 3])}), ia, '4 vertex attribute');
+vals = {single([1; 2; 3]), uint8([1; 2; 3]), int16([1; 2; 3]), single(eye(3))};
+bad = vals;
+bad{2} = int8([1; 2; 3]);
+expect_error(@() cm('skeleton_put', sid, 1, single(eye(3)), [1 2], bad), ia, 'uint8');
+bad = vals;
+bad{4} = single(ones(3, 2));
+expect_error(@() cm('skeleton_put', sid, 1, single(eye(3)), [1 2], bad), ia, '3 x 3');
+bad = vals;
+bad{1} = single([1; 2]);
+expect_error(@() cm('skeleton_put', sid, 1, single(eye(3)), [1 2], bad), ia, '3 x 1');
+bad = vals;
+bad{3} = {1};
+expect_error(@() cm('skeleton_put', sid, 1, single(eye(3)), [1 2], bad), ia, 'int16');
+cm('skeleton_put', sid, 1, single(eye(3)), [1 2; 2 3], vals);
+s = w.skeleton(1);
+check(isequal(s.edges, [1 2; 2 3]) && isequal(s.attributes.direction, single(eye(3))), 'the MEX write reads back');
+expect_error(@() cm('skeleton_save', sid, 1, fullfile(ctx.tmp, 'no', 'such', 'dir', 'x.swc')), 'cloudvolume:io');
+check(isequal(w.skeleton(1), s), 'a read after a failed save');
+end
+
+% vol.meshes and vol.skeletons (cv_mesh_get_each, cv_skeleton_get_each): one object per id in
+% the order given, uint64 ids exact beyond 2^53, allow_missing leaving ids out, each equal to
+% the one-id read.
+function t_mesh_each(ctx)
+L = CloudVolume(['file://', fullfile(ctx.meshes, 'legacy')]);
+M = CloudVolume(['file://', fullfile(ctx.meshes, 'multilod_sharded')]);
+S = CloudVolume(['file://', fullfile(ctx.meshes, 'skeletons_sharded')]);
+U = CloudVolume(['file://', fullfile(ctx.meshes, 'skeletons')]);
+cleanup = onCleanup(@() cellfun(@delete, {L, M, S, U}));
+nf = 'cloudvolume:notFound';
+ids = [uint64(5), parse_u64('18446744073709551614'), parse_u64('9007199254740993'), uint64(3)];
+for vol = {L, M}
+  v = vol{1};
+  E = v.meshes(ids);
+  check(isequal(size(E), [1 4]) && isa([E.id], 'uint64') && isequal([E.id], ids), '%s: ids in the order given', ...
+        v.cloudpath);
+  for k = 1:numel(ids)
+    m = rmfield(E(k), 'id');
+    check(~is_empty_mesh(m) && isequal(m, v.mesh(ids(k))), '%s: mesh %d alone', v.cloudpath, ids(k));
+  end
+  check(~isequal(E(3).vertices, E(4).vertices), 'ids 2^53 + 1 and 3: different meshes');
+  check(isequal(v.meshes(fliplr(ids)), fliplr(E)), '%s: reversed ids, reversed meshes', v.cloudpath);
+  D = v.meshes([3 3]);
+  check(numel(D) == 2 && isequal(D(1), D(2), E(4)), '%s: a repeated id', v.cloudpath);
+  % Options reach every id.
+  for opts = {{'weld', true}, {'weld', false}, {'lod', -1}}
+    E = v.meshes([4 3], opts{1}{:});
+    check(isequal(rmfield(E(1), 'id'), v.mesh(4, opts{1}{:})) && isequal(rmfield(E(2), 'id'), v.mesh(3, opts{1}{:})), ...
+          '%s: options %s', v.cloudpath, strjoin(cellfun(@num2str, opts{1}, 'UniformOutput', false), ' '));
+  end
+  % allow_missing leaves missing ids out; without it one fails the call, naming it.
+  A = v.meshes([999999 3 999998], 'allow_missing', true);
+  check(isscalar(A) && A.id == 3 && isequal(rmfield(A, 'id'), v.mesh(3)), '%s: allow_missing', v.cloudpath);
+  Z = v.meshes(uint64([999999 999998]), 'allow_missing', true);
+  check(isstruct(Z) && isequal(size(Z), [1 0]) && isequal(sort(fieldnames(Z)), {'faces'; 'id'; 'vertices'}), ...
+        '%s: only missing ids: a 1 x 0 struct array', v.cloudpath);
+  expect_error(@() v.meshes([3 999999]), nf, '999999');
+  expect_error(@() v.meshes(parse_u64('18446744073709551615')), nf, '18446744073709551615');
+end
+% Multi-resolution: the lods of each object on its own; object 4 has no fragment at lod 2, an
+% empty mesh in its place (cloud-volume leaves it out of its dict).
+E = M.meshes([4 3], 'lod', 2);
+check(isequal([E.id], uint64([4 3])) && is_empty_mesh(E(1)) && ~is_empty_mesh(E(2)), 'an empty lod of one id');
+check(isequal(rmfield(E(2), 'id'), M.mesh(3, 'lod', 2)), 'lod 2 of 3');
+expect_error(@() M.meshes([3 4], 'lod', 3), 'cloudvolume:invalidArgument', 'lod 3');
+% Legacy: cloud-volume's chunk_size weld on each id.
+cs = [32 32 16];
+E = L.meshes([3 1], 'chunk_size', cs);
+check(isequal(rmfield(E(1), 'id'), L.mesh(3, 'chunk_size', cs)) && isequal(rmfield(E(2), 'id'), L.mesh(1, 'chunk_size', cs)), ...
+      'legacy chunk_size per id');
+% Skeletons, sharded and not.
+sids = [uint64(3), parse_u64('9223372036854775819'), uint64(1), parse_u64('9007199254740993')];
+for vol = {S, U}
+  v = vol{1};
+  T = v.skeletons(sids);
+  check(isequal(size(T), [1 4]) && isequal([T.id], sids) && ...
+        isequal(sort(fieldnames(T)), {'attributes'; 'edges'; 'id'; 'vertices'}), '%s: skeletons in the order given', ...
+        v.cloudpath);
+  for k = 1:numel(sids)
+    check(isequal(rmfield(T(k), 'id'), v.skeleton(sids(k))), '%s: skeleton %d alone', v.cloudpath, sids(k));
+  end
+  check(isequal(v.skeletons(fliplr(sids)), fliplr(T)), '%s: reversed ids', v.cloudpath);
+  A = v.skeletons([999999 1], 'allow_missing', true);
+  check(isscalar(A) && A.id == 1 && isequal(rmfield(A, 'id'), v.skeleton(1)), '%s: allow_missing', v.cloudpath);
+  Z = v.skeletons(999999, 'AllowMissing', true);
+  check(isstruct(Z) && isequal(size(Z), [1 0]) && isequal(sort(fieldnames(Z)), {'attributes'; 'edges'; 'id'; 'vertices'}), ...
+        '%s: only missing ids: a 1 x 0 struct array', v.cloudpath);
+  expect_error(@() v.skeletons([1 999999]), nf, '999999');
+  expect_error(@() v.skeletons([1 999999], 'allow_missing', false), nf, '999999');
+end
+% A bad object fails the whole call, naming it.
+bs = CloudVolume(['file://', fullfile(ctx.meshes, 'bad', 'skeletons')]);
+cleanup2 = onCleanup(@() delete(bs));
+err = expect_error(@() bs.skeletons([102 101], 'allow_missing', true), 'cloudvolume:decode');
+check(~isempty(regexp(err.message, 'skeletons/10[12]: ', 'once')), 'the bad skeleton is not named: %s', err.message);
+end
+
+% Every mesh and skeleton command of the MEX file with handles that are not live (never
+% issued, deleted, not an id at all) and with one argument too few or too many: errors with
+% identifiers, never a crash; nothing is written.
+function t_mesh_bad_handles(ctx)
+v = CloudVolume(['file://', fullfile(ctx.meshes, 'legacy')]);
+cleanup = onCleanup(@() delete(v));
+gone = CloudVolume(['file://', fullfile(ctx.meshes, 'skeletons')]);
+gid = gone.Id;
+delete(gone);
+cm = @(varargin) CloudVolume.call_mex(varargin{:});
+obj = fullfile(ctx.tmp, 'handles.obj');
+swc = fullfile(ctx.tmp, 'handles.swc');
+cmds = {{'mesh_get', 1, 0, -1, [], 0}, {'mesh_get_each', 1, 0, -1, [], 0}, {'mesh_save', 1, 0, -1, [], 0, obj}, ...
+        {'mesh_lods', 1}, {'mesh_put', 1, single(eye(3)), [1 2 3]}, {'mesh_info'}, {'skeleton_get', 1}, ...
+        {'skeleton_get_each', 1, 0}, {'skeleton_save', 1, swc}, {'skeleton_put', 1, single(eye(3)), [1 2], {}}, ...
+        {'skeleton_info'}};
+bads = {uint64(987654321), gid, 0, -1, NaN, Inf, 1.5, 'x', {}, struct(), [], [v.Id v.Id], true, int8(-3), ...
+        complex(double(v.Id), 1), single(NaN), @() 1};
+n = 0;
+for c = cmds
+  a = c{1};
+  for b = bads
+    err = expect_error(@() cm(a{1}, b{1}, a{2:end}), 'cloudvolume:invalidHandle');
+    check(~isempty(err.message), '%s: no message', a{1});
+    n = n + 1;
+  end
+  expect_error(@() cm(a{1}, v.Id, a{2:end}, 0), 'cloudvolume:invalidArgument', 'usage');
+  expect_error(@() cm(a{1}, a{2:end - 1}), 'cloudvolume:invalidArgument', 'usage');
+  expect_error(@() cm(a{1}), 'cloudvolume:invalidArgument', 'usage');
+end
+check(n == numel(cmds) * numel(bads), '%d calls', n);
+check(~exist(obj, 'file') && ~exist(swc, 'file'), 'a refused call wrote a file');
+expect_error(@() gone.mesh(1), 'cloudvolume:invalidHandle', 'deleted');
+expect_error(@() gone.meshes(1), 'cloudvolume:invalidHandle', 'deleted');
+expect_error(@() gone.skeletons(1), 'cloudvolume:invalidHandle', 'deleted');
+expect_error(@() gone.putMesh(1, single(eye(3)), [1 2 3]), 'cloudvolume:invalidHandle', 'deleted');
+% After all that the handle still works.
+check(~is_empty_mesh(v.mesh(1)) && CloudVolume.live_handles() >= 1, 'the live handle still reads');
 end

@@ -193,6 +193,7 @@ impl Meshes {
                 MeshKind::MultiLod { vertex_quantization_bits, .. } => {
                     self.multilod(id, req.lod, *vertex_quantization_bits)?
                 }
+                MeshKind::Graphene { .. } => return Err(graphene_here()),
             };
             match part {
                 Some(p) => Ok(Some(p)),
@@ -230,6 +231,7 @@ impl Meshes {
                 Some(m) => Ok(m.m.num_lods()),
                 None => Err(self.missing(id, &self.manifest_url(id))),
             },
+            MeshKind::Graphene { .. } => Err(graphene_here()),
         }
     }
 
@@ -415,6 +417,11 @@ impl Meshes {
         }
         Ok(())
     }
+}
+
+/// A Precomputed mesh directory never holds graphene's kind (`objects::graphene` reads those).
+fn graphene_here() -> Error {
+    Error::internal("graphene meshes are read through objects::graphene, not a Precomputed mesh directory")
 }
 
 /// Vertices to `f32`, welded first when asked.

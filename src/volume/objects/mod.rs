@@ -3,6 +3,7 @@
 //! layer info's `mesh` and `skeletons` members (default `mesh` and `skeletons`, as in
 //! cloud-volume), each with its own `info`, read when first used.
 
+pub(crate) mod graphene;
 pub(crate) mod kv;
 pub mod mesh;
 pub(crate) mod skeleton;
@@ -19,6 +20,7 @@ use crate::format::Info;
 use crate::store::Store;
 use crate::volume::engine::Engine;
 
+use graphene::{GrapheneLink, GrapheneMeshes};
 use mesh::Meshes;
 use skeleton::Skeletons;
 
@@ -37,6 +39,9 @@ pub(crate) struct Objects {
     scales: Vec<([f64; 3], [i64; 3])>,
     meshes: Mutex<Option<Arc<Meshes>>>,
     skeletons: Mutex<Option<Arc<Skeletons>>>,
+    /// A graphene layer's chunkedgraph, its mesh metadata and the handle's mip.
+    graphene: Option<GrapheneLink>,
+    graphene_meshes: Mutex<Option<Arc<GrapheneMeshes>>>,
 }
 
 fn dir_of(info: &Info, member: &str, default: &str) -> (String, bool) {
@@ -59,7 +64,39 @@ impl Objects {
             scales: info.scales.iter().map(|s| (s.resolution, s.voxel_offset)).collect(),
             meshes: Mutex::new(None),
             skeletons: Mutex::new(None),
+            graphene: None,
+            graphene_meshes: Mutex::new(None),
         }
+    }
+
+    /// The objects of a graphene layer: meshes named by its chunkedgraph's manifests.
+    pub(crate) fn with_graphene(mut self, link: GrapheneLink) -> Objects {
+        self.graphene = Some(link);
+        self
+    }
+
+    /// A graphene layer's mesh directory (its info read once); None for other layers.
+    ///
+    /// # Errors
+    /// A missing, malformed or unsupported mesh info; I/O errors.
+    pub(crate) fn graphene_meshes(&self) -> Result<Option<Arc<GrapheneMeshes>>> {
+        let Some(link) = &self.graphene else { return Ok(None) };
+        let mut slot = self.graphene_meshes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = slot.as_ref() {
+            return Ok(Some(m.clone()));
+        }
+        let json = self.dir_info(&self.mesh_dir)?;
+        let url = self.store.url(&crate::cloudpath::join_key(&self.mesh_dir, "info"));
+        let m = Arc::new(GrapheneMeshes::new(
+            self.store.clone(),
+            &self.mesh_dir,
+            json.as_ref(),
+            &url,
+            link.clone(),
+            self.engine.clone(),
+        )?);
+        *slot = Some(m.clone());
+        Ok(Some(m))
     }
 
     /// A directory's `info` JSON, None when there is none.
@@ -123,11 +160,7 @@ use crate::volume::Volume;
 impl Volume {
     fn objects(&self) -> Result<&Objects> {
         self.objects.as_ref().ok_or_else(|| {
-            let what = match &self.source {
-                crate::volume::Source::Graphene(_) => "graphene layers' meshes and skeletons are not supported yet",
-                _ => "volume services keep no meshes or skeletons",
-            };
-            Error::unsupported(format!("{}: {what}", self.path.path))
+            Error::unsupported(format!("{}: volume services keep no meshes or skeletons", self.path.path))
         })
     }
 
@@ -147,6 +180,9 @@ impl Volume {
     /// # Errors
     /// No meshes on this kind of layer (`Unsupported`), a malformed mesh info, I/O errors.
     pub fn mesh_info(&self) -> Result<MeshInfo> {
+        if let Some(g) = self.objects()?.graphene_meshes()? {
+            return Ok(g.info.clone());
+        }
         Ok(self.objects()?.meshes()?.info.clone())
     }
 
@@ -157,6 +193,9 @@ impl Volume {
     /// A missing mesh (`NotFound`), a lod it lacks (`InvalidArgument`), damaged data
     /// (`Decode`), I/O errors.
     pub fn meshes(&self, ids: &[u64], req: &MeshRequest) -> Result<Vec<Option<Mesh>>> {
+        if let Some(g) = self.objects()?.graphene_meshes()? {
+            return g.get(ids, req);
+        }
         self.objects()?.meshes()?.get(ids, req)
     }
 
@@ -165,6 +204,9 @@ impl Volume {
     /// # Errors
     /// As [`Volume::meshes`].
     pub fn mesh(&self, ids: &[u64], req: &MeshRequest) -> Result<Mesh> {
+        if let Some(g) = self.objects()?.graphene_meshes()? {
+            return g.get_merged(ids, req);
+        }
         self.objects()?.meshes()?.get_merged(ids, req)
     }
 
@@ -173,6 +215,9 @@ impl Volume {
     /// # Errors
     /// As [`Volume::meshes`].
     pub fn mesh_lods(&self, id: u64) -> Result<usize> {
+        if let Some(g) = self.objects()?.graphene_meshes()? {
+            return g.get(&[id], &MeshRequest::default()).map(|_| 1);
+        }
         self.objects()?.meshes()?.num_lods(id)
     }
 
@@ -181,6 +226,12 @@ impl Volume {
     /// # Errors
     /// A multi-resolution mesh directory (`Unsupported`), bad faces (`InvalidArgument`), I/O.
     pub fn put_mesh(&self, id: u64, mesh: &Mesh) -> Result<()> {
+        if self.objects()?.graphene.is_some() {
+            return Err(Error::unsupported(format!(
+                "{}: graphene meshes are made by the chunkedgraph's meshing service; writing them is not supported",
+                self.path.path
+            )));
+        }
         let gz = self.object_compression()?;
         self.objects()?.meshes()?.put(id, mesh, gz)
     }

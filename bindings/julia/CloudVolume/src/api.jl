@@ -348,6 +348,80 @@ cv_dvid_create_repo(server, alias, description, options_json, uuid) =
     ccall(fptr(:cv_dvid_create_repo), Cint, (Cstring, Cstring, Cstring, Ptr{UInt8}, Ptr{Ptr{UInt8}}),
           server, alias, description, options_json, uuid)
 
+# Meshes and skeletons (src/ffi/objects.rs). `cv_mesh *` and `cv_skeleton *` are opaque
+# handles (`Ptr{Cvoid}`), owned by objects.jl.
+
+cv_mesh_get(vol, ids, n_ids, lod, weld, chunk_size, allow_missing, out) =
+    ccall(fptr(:cv_mesh_get), Cint,
+          (Ptr{Cvoid}, Ptr{UInt64}, Csize_t, Int32, Int32, Ptr{Int64}, Int32, Ptr{Ptr{Cvoid}}),
+          vol, ids, n_ids, lod, weld, chunk_size, allow_missing, out)
+
+# `out` points to `n_ids` writable `cv_mesh *` (a Vector{Ptr{Cvoid}} of that length).
+cv_mesh_get_each(vol, ids, n_ids, lod, weld, chunk_size, allow_missing, out) =
+    ccall(fptr(:cv_mesh_get_each), Cint,
+          (Ptr{Cvoid}, Ptr{UInt64}, Csize_t, Int32, Int32, Ptr{Int64}, Int32, Ptr{Ptr{Cvoid}}),
+          vol, ids, n_ids, lod, weld, chunk_size, allow_missing, out)
+
+cv_mesh_lods(vol, id, out) = ccall(fptr(:cv_mesh_lods), Cint, (Ptr{Cvoid}, UInt64, Ptr{UInt32}), vol, id, out)
+
+cv_mesh_counts(mesh, n_vertices, n_faces) =
+    ccall(fptr(:cv_mesh_counts), Cint, (Ptr{Cvoid}, Ptr{Csize_t}, Ptr{Csize_t}), mesh, n_vertices, n_faces)
+
+cv_mesh_vertices_into(mesh, buf, buf_len) =
+    ccall(fptr(:cv_mesh_vertices_into), Cint, (Ptr{Cvoid}, Ptr{Float32}, Csize_t), mesh, buf, buf_len)
+
+cv_mesh_faces_into(mesh, buf, buf_len) =
+    ccall(fptr(:cv_mesh_faces_into), Cint, (Ptr{Cvoid}, Ptr{UInt32}, Csize_t), mesh, buf, buf_len)
+
+cv_mesh_save(mesh, path) = ccall(fptr(:cv_mesh_save), Cint, (Ptr{Cvoid}, Cstring), mesh, path)
+
+cv_mesh_free(mesh) = ccall(fptr(:cv_mesh_free), Cvoid, (Ptr{Cvoid},), mesh)
+
+cv_mesh_put(vol, id, vertices, n_vertices, faces, n_faces) =
+    ccall(fptr(:cv_mesh_put), Cint, (Ptr{Cvoid}, UInt64, Ptr{Float32}, Csize_t, Ptr{UInt32}, Csize_t),
+          vol, id, vertices, n_vertices, faces, n_faces)
+
+cv_mesh_info_json(vol, out) = ccall(fptr(:cv_mesh_info_json), Cint, (Ptr{Cvoid}, Ptr{Ptr{UInt8}}), vol, out)
+
+# `out` points to `n_ids` writable `cv_skeleton *` (a Vector{Ptr{Cvoid}} of that length).
+cv_skeleton_get_each(vol, ids, n_ids, allow_missing, out) =
+    ccall(fptr(:cv_skeleton_get_each), Cint, (Ptr{Cvoid}, Ptr{UInt64}, Csize_t, Int32, Ptr{Ptr{Cvoid}}),
+          vol, ids, n_ids, allow_missing, out)
+
+cv_skeleton_get(vol, id, out) =
+    ccall(fptr(:cv_skeleton_get), Cint, (Ptr{Cvoid}, UInt64, Ptr{Ptr{Cvoid}}), vol, id, out)
+
+cv_skeleton_counts(skeleton, n_vertices, n_edges, n_attributes) =
+    ccall(fptr(:cv_skeleton_counts), Cint, (Ptr{Cvoid}, Ptr{Csize_t}, Ptr{Csize_t}, Ptr{Csize_t}),
+          skeleton, n_vertices, n_edges, n_attributes)
+
+cv_skeleton_vertices_into(skeleton, buf, buf_len) =
+    ccall(fptr(:cv_skeleton_vertices_into), Cint, (Ptr{Cvoid}, Ptr{Float32}, Csize_t), skeleton, buf, buf_len)
+
+cv_skeleton_edges_into(skeleton, buf, buf_len) =
+    ccall(fptr(:cv_skeleton_edges_into), Cint, (Ptr{Cvoid}, Ptr{UInt32}, Csize_t), skeleton, buf, buf_len)
+
+cv_skeleton_attribute(skeleton, i, name, data_type, num_components) =
+    ccall(fptr(:cv_skeleton_attribute), Cint, (Ptr{Cvoid}, Csize_t, Ptr{Ptr{UInt8}}, Ptr{Int32}, Ptr{UInt32}),
+          skeleton, i, name, data_type, num_components)
+
+cv_skeleton_attribute_into(skeleton, i, buf, buf_len) =
+    ccall(fptr(:cv_skeleton_attribute_into), Cint, (Ptr{Cvoid}, Csize_t, Ptr{Cvoid}, Csize_t),
+          skeleton, i, buf, buf_len)
+
+cv_skeleton_save_swc(skeleton, path) =
+    ccall(fptr(:cv_skeleton_save_swc), Cint, (Ptr{Cvoid}, Cstring), skeleton, path)
+
+cv_skeleton_free(skeleton) = ccall(fptr(:cv_skeleton_free), Cvoid, (Ptr{Cvoid},), skeleton)
+
+cv_skeleton_info_json(vol, out) =
+    ccall(fptr(:cv_skeleton_info_json), Cint, (Ptr{Cvoid}, Ptr{Ptr{UInt8}}), vol, out)
+
+cv_skeleton_put(vol, id, vertices, n_vertices, edges, n_edges, attributes, n_attributes) =
+    ccall(fptr(:cv_skeleton_put), Cint,
+          (Ptr{Cvoid}, UInt64, Ptr{Float32}, Csize_t, Ptr{UInt32}, Csize_t, Ptr{Ptr{Cvoid}}, Csize_t),
+          vol, id, vertices, n_vertices, edges, n_edges, attributes, n_attributes)
+
 # ---------------------------------------------------------------------------------------------
 # Status checking (LibGit2's `@check`): the message is taken at once, on the same thread, before
 # any other call can replace it.

@@ -91,6 +91,270 @@ function palette(id::UInt64)
     return map(c -> UInt8(round(c * 255.0, RoundNearestTiesAway)), rgb)
 end
 
+# Meshes and skeletons against the fixture tests/meshes.rs reads: tests/reference/make_meshes.py
+# writes legacy, multi-resolution (sharded and not) and skeleton layers, and records what
+# cloud-volume 12.15.2 returns from them as .npy files, in $CV_REFERENCE_DIR/meshes/manifest.json
+# (schema in its "schema" member; else <repo>/target/reference/meshes).
+const MESHES = joinpath(REFERENCE, "meshes")
+
+const NPY_TYPES = Dict("<f4" => Float32, "<f8" => Float64, "|u1" => UInt8, "<u1" => UInt8, "|i1" => Int8,
+                       "<i1" => Int8, "<u2" => UInt16, "<i2" => Int16, "<u4" => UInt32, "<i4" => Int32,
+                       "<u8" => UInt64, "<i8" => Int64)
+
+# A .npy file as an Array of numpy's shape ((N,) a Vector, (N, k) an N×k Matrix), C or Fortran
+# order.
+function read_npy(path)
+    b = read(path)
+    b[1:6] == [0x93; Vector{UInt8}("NUMPY")] || error("$(path): not a .npy file")
+    hlen, start = b[7] == 1 ? (Int(b[9]) | Int(b[10]) << 8, 11) :
+                              (Int(ltoh(reinterpret(UInt32, b[9:12])[1])), 13)
+    header = String(b[start:start+hlen-1])
+    descr = match(r"'descr':\s*'([^']*)'", header)[1]
+    fortran = occursin(r"'fortran_order':\s*True", header)
+    dims = Tuple(parse(Int, s) for s in strip.(split(match(r"'shape':\s*\(([^)]*)\)", header)[1], ",")) if !isempty(s))
+    data = ltoh.(collect(reinterpret(NPY_TYPES[descr], b[start+hlen:end])))
+    length(data) == prod(dims) || error("$(path): $(length(data)) values for the shape $(dims)")
+    length(dims) == 1 && return data
+    length(dims) == 2 || error("$(path): shape $(dims)")
+    return fortran ? reshape(data, dims) : permutedims(reshape(data, reverse(dims)))
+end
+
+# Arrays equal bit for bit (floats by their bits, so -0.0 != 0.0 and NaNs compare).
+bits(a::AbstractArray{Float32}) = reinterpret(UInt32, a)
+bits(a::AbstractArray{Float64}) = reinterpret(UInt64, a)
+bits(a::AbstractArray) = a
+same_bits(a, b) = eltype(a) == eltype(b) && size(a) == size(b) && bits(a) == bits(b)
+
+# A call's result, or the CloudVolumeError it threw.
+function attempt(f)
+    try
+        return f(), nothing
+    catch e
+        e isa CloudVolumeError || rethrow()
+        return nothing, e
+    end
+end
+
+bump!(counts, k) = (counts[k] = get(counts, k, 0) + 1; nothing)
+
+# A mesh equals a recorded cloud-volume mesh: vertices bit for bit, faces in the same order
+# (cloud-volume's from 0, ours from 1).
+function same_mesh(item, got, what)
+    v = read_npy(joinpath(MESHES, item["vertices"]))
+    f = read_npy(joinpath(MESHES, item["faces"]))
+    ok = same_bits(got.vertices, v) && size(got.faces) == size(f) && got.faces == f .+ UInt32(1)
+    ok || @warn "differs from cloud-volume: $(what)" size(got.vertices) size(v) size(got.faces) size(f)
+    return ok
+end
+
+# One recorded `vol.mesh.get(...)`, as tests/meshes.rs checks it.
+function check_mesh_read(vol, r, ids, counts)
+    kw = r["kwargs"]
+    what = "$(r["layer"]): $(r["python"])"
+    # concat=False: cloud-volume's lists of fragments, not meshes.
+    haskey(kw, "concat") && return bump!(counts, "skipped: concat=False (fragment lists)")
+    lod = Int(get(kw, "lod", 0))                      # -1: the coarsest
+    weld = get(kw, "remove_duplicate_vertices", nothing)
+    cs = get(kw, "chunk_size", nothing)
+    fuse = get(kw, "fuse", true)
+    bad = get(r, "bad", false) === true
+    multilod = mesh_info(vol)["@type"] != "neuroglancer_legacy_mesh"
+    read_one() = mesh(vol, ids; lod = lod, weld = weld, chunk_size = cs, allow_missing = false)
+    read_each() = meshes(vol, ids; lod = lod, weld = weld, chunk_size = cs, allow_missing = false)
+    if haskey(r, "error")
+        ty = r["error"]["type"]
+        _, err = attempt(multilod ? read_each : read_one)
+        if ty == "AttributeError"
+            # cloud-volume's unsharded lod=-1 crashes (exceptions.ValueError does not exist);
+            # here it is the coarsest lod.
+            @test err === nothing
+            return bump!(counts, "cloud-volume crashed, ours reads")
+        end
+        if occursin("need at least one array", r["error"]["message"])
+            # A manifest listing no fragments: numpy cannot concatenate nothing; here it is an
+            # empty mesh.
+            m = read_one()
+            @test isempty(m.vertices) && isempty(m.faces)
+            return bump!(counts, "cloud-volume crashed, ours reads")
+        end
+        @test err !== nothing
+        err === nothing && return @warn "no error: $(what)"
+        want = if ty in ("ValueError", "TypeError", "MeshMissingError") && !bad
+            CV.CV_ERR_NOT_FOUND
+        elseif ty == "MeshDecodeError" && !bad
+            CV.CV_ERR_INVALID_ARGUMENT                    # a lod the mesh lacks
+        else
+            nothing
+        end
+        if want === nothing
+            @test err.code in (CV.CV_ERR_DECODE, CV.CV_ERR_NOT_FOUND)
+        else
+            @test err.code == want
+        end
+        @test !isempty(err.message)
+        return bump!(counts, "errors")
+    end
+    out = r["outputs"]
+    items = out["items"]
+    if bad && isempty(items)
+        # The lod lies past the end of a short data file: cloud-volume returns nothing,
+        # silently; here it is an error naming the file.
+        _, err = attempt(read_each)
+        @test err !== nothing && err.code == CV.CV_ERR_DECODE &&
+              (occursin("past the end", err.message) || occursin("ends at", err.message))
+        return bump!(counts, "cloud-volume silent, ours refuses")
+    end
+    if out["result_type"] == "Mesh"
+        @test fuse
+        m = read_one()
+        @test m.segid == (length(ids) == 1 ? ids[1] : nothing)
+        @test same_mesh(items[1], m, what)
+    else
+        # Per id: legacy fuse=False (never welded) or multi-resolution.
+        got = meshes(vol, ids; lod = lod, weld = fuse ? weld : false, chunk_size = cs, allow_missing = false)
+        @test length(got) == length(ids)
+        recorded = UInt64[UInt64(k) for k in out["keys"]]
+        for (id, m) in zip(ids, got)
+            @test m !== nothing && m.segid == id
+            m === nothing && continue
+            k = findfirst(it -> it["segid"] !== nothing && UInt64(it["segid"]) == id, items)
+            if k === nothing
+                # cloud-volume leaves out an id whose lod has no fragment data.
+                @test !(id in recorded)
+                @test isempty(m.vertices) && isempty(m.faces)
+            else
+                @test same_mesh(items[k], m, "$(what) [$(id)]")
+            end
+        end
+    end
+    bump!(counts, multilod ? "multi-resolution reads" : "legacy reads")
+end
+
+# One recorded `vol.skeleton.get(...)`.
+function check_skeleton_read(vol, r, ids, counts)
+    what = "$(r["layer"]): $(r["python"])"
+    if haskey(r, "error")
+        _, err = attempt(() -> skeletons(vol, ids; allow_missing = false))
+        if r["error"]["type"] == "KeyError"
+            # cloud-volume requires a transform; an info without one reads here with the identity.
+            @test err === nothing || occursin("ends inside", err.message)
+            return bump!(counts, "cloud-volume KeyError, ours reads")
+        end
+        @test err !== nothing && err.code in (CV.CV_ERR_DECODE, CV.CV_ERR_NOT_FOUND)
+        return bump!(counts, "errors")
+    end
+    items = r["outputs"]["items"]
+    short = !isempty(items) && any(a -> a["shape"][1] != items[1]["vertex_count"], values(items[1]["attributes"]))
+    if (r["layer"] == "bad/skeletons" && ids == [101]) || short
+        # An edge past the vertices, or an attribute with fewer values than vertices:
+        # cloud-volume hands them on; here they are refused.
+        _, err = attempt(() -> skeletons(vol, ids))
+        @test err !== nothing && err.code == CV.CV_ERR_DECODE &&
+              (occursin("vertex 75 of 50", err.message) || occursin("ends inside", err.message))
+        return bump!(counts, "cloud-volume silent, ours refuses")
+    end
+    got = skeletons(vol, ids)
+    @test length(got) == length(ids)
+    for it in items
+        id = UInt64(it["segid"])
+        s = got[findfirst(==(id), ids)]
+        @test s !== nothing && s.segid == id
+        s === nothing && continue
+        ok = same_bits(s.vertices, read_npy(joinpath(MESHES, it["vertices"])))
+        ok || @warn "vertices differ: $(what) [$(id)]"
+        @test ok
+        @test s.edges == read_npy(joinpath(MESHES, it["edges"])) .+ UInt32(1)
+        attrs = it["attributes"]
+        @test length(s.attributes) == length(attrs)
+        for (name, a) in attrs
+            ours = get(s.attributes, Symbol(name), nothing)
+            ok = ours !== nothing && same_bits(ours, read_npy(joinpath(MESHES, a["file"])))
+            ok || @warn "attribute $(name) differs: $(what) [$(id)]"
+            @test ok
+        end
+    end
+    bump!(counts, "skeleton reads")
+end
+
+# One recorded `vol.mesh.exists(...)`: our mesh_lods succeeds exactly for the ids it found.
+function check_exists(vol, r, ids, counts)
+    layer = r["layer"]
+    value = r["outputs"]["value"]
+    for (k, id) in enumerate(ids)
+        # A dict {id: path or null}, or (sharded multi-resolution) a list of manifests or nulls.
+        there = value isa AbstractVector ? value[k] !== nothing : get(value, string(id), nothing) !== nothing
+        n, err = attempt(() -> mesh_lods(vol, id))
+        # cloud-volume's unsharded multi-resolution exists() looks in the process's working
+        # directory (a bug): it says false for every id.
+        if there || !startswith(layer, "multilod") || layer == "multilod_sharded"
+            @test (err === nothing) == there
+            err === nothing || @test err.code == CV.CV_ERR_NOT_FOUND
+        end
+        err === nothing && @test n == (startswith(layer, "multilod") ? 3 : 1)
+    end
+    bump!(counts, "exists")
+end
+
+# OBJ: the "v x y z" and "f a b c" lines (1-based) as N×3 Float64 and M×3 UInt32.
+function parse_obj(text)
+    vs, fs = Vector{Float64}[], Vector{UInt32}[]
+    for line in split(text, '\n')
+        w = split(line)
+        isempty(w) && continue
+        w[1] == "v" && push!(vs, parse.(Float64, w[2:4]))
+        w[1] == "f" && push!(fs, parse.(UInt32, first.(split.(w[2:4], "/"))))
+    end
+    return (isempty(vs) ? zeros(Float64, 0, 3) : permutedims(reduce(hcat, vs)),
+            isempty(fs) ? zeros(UInt32, 0, 3) : permutedims(reduce(hcat, fs)))
+end
+
+# cloud-volume's binary little-endian PLY: float x y z per vertex, (3, int i j k) per face.
+function parse_ply(b::Vector{UInt8})
+    text = String(copy(b))
+    stop = last(findfirst("end_header\n", text))
+    header = text[1:stop]
+    nv = parse(Int, match(r"element vertex (\d+)", header)[1])
+    nf = parse(Int, match(r"element face (\d+)", header)[1])
+    @test length(b) == stop + 12 * nv + 16 * nf
+    v = permutedims(reshape(ltoh.(collect(reinterpret(Float32, b[stop+1:stop+12*nv]))), 3, nv))
+    f = reshape(ltoh.(collect(reinterpret(Int32, b[stop+12*nv+1:end]))), 4, nf)
+    @test all(==(3), f[1, :])
+    return v, permutedims(UInt32.(f[2:4, :]) .+ UInt32(1))
+end
+
+# Binary STL: (normal, 3 corners) per triangle, as an M×3×3 array of corners (triangle, corner, xyz).
+function parse_stl(b::Vector{UInt8})
+    n = Int(ltoh(reinterpret(UInt32, b[81:84])[1]))
+    @test length(b) == 84 + 50 * n
+    out = Array{Float32,3}(undef, n, 3, 3)
+    for k in 1:n, c in 1:3
+        at = 84 + 50 * (k - 1) + 12 + 12 * (c - 1)
+        out[k, c, :] = ltoh.(reinterpret(Float32, b[at+1:at+12]))
+    end
+    return out
+end
+
+# An SWC file as a forest, whatever its roots: the rows' (type, x, y, z, radius), and each
+# parent link as an undirected pair of positions; both sorted (tests/meshes.rs's swc_tree).
+swc_rows(text) = [split(l, ' ') for l in split(text, '\n') if !startswith(l, "#") && !isempty(strip(l))]
+function swc_tree(text)
+    rows = swc_rows(text)
+    by_n = Dict(r[1] => r for r in rows)
+    nodes = sort([join(r[2:6], " ") for r in rows])
+    links = Tuple{String,String}[]
+    for r in rows
+        p = get(by_n, r[7], nothing)
+        p === nothing && continue
+        a, b = join(r[3:5], " "), join(p[3:5], " ")
+        push!(links, a < b ? (a, b) : (b, a))
+    end
+    return nodes, sort(links)
+end
+function swc_scale(text)
+    lines = filter(l -> startswith(l, "# SCALE"), split(text, '\n'))
+    return isempty(lines) ? nothing : only(lines)
+end
+
 @testset "CloudVolume.jl binding" begin
 
 @testset "library" begin
@@ -670,6 +934,279 @@ end
     finally
         close(ws)
         close(img)
+    end
+    end
+end
+
+@testset "meshes and skeletons (meshes fixture)" begin
+    if !isfile(joinpath(MESHES, "manifest.json"))
+        get(ENV, "CV_REQUIRE_REFERENCE", "") == "1" &&
+            error("CV_REQUIRE_REFERENCE=1 but $(MESHES)/manifest.json is missing: run scripts/test.sh")
+        @info "SKIP: no mesh fixture at $(MESHES)"
+    else
+    manifest = CV.parse_json(read(joinpath(MESHES, "manifest.json"), String))
+    vols = Dict{String,CloudVolumeWrapper}()
+    layer(name) = get!(() -> CloudVolumeWrapper("file://" * joinpath(MESHES, name)), vols, name)
+    tmp = mktempdir()
+    try
+        @testset "every recorded cloud-volume read" begin
+            counts = Dict{String,Int}()
+            for r in manifest["reads"]
+                vol = layer(r["layer"])
+                ids = r["segids"] isa AbstractVector ? UInt64[UInt64(i) for i in r["segids"]] : UInt64[UInt64(r["segids"])]
+                call = r["call"]
+                if call == "mesh.get"
+                    check_mesh_read(vol, r, ids, counts)
+                elseif call == "skeleton.get"
+                    check_skeleton_read(vol, r, ids, counts)
+                elseif call == "mesh.exists"
+                    check_exists(vol, r, ids, counts)
+                else
+                    error("unknown call $(call)")
+                end
+            end
+            @info "recorded reads" counts
+            @test get(counts, "legacy reads", 0) >= 120 && get(counts, "multi-resolution reads", 0) >= 270
+            @test get(counts, "skeleton reads", 0) >= 30 && get(counts, "errors", 0) >= 20
+            @test get(counts, "exists", 0) == 5
+        end
+
+        @testset "saved OBJ, PLY, STL and SWC, parsed back" begin
+            n = 0
+            for t in manifest["texts"]
+                name, id, fmt = t["layer"], UInt64(t["segid"]), t["format"]
+                want = read(joinpath(MESHES, t["file"]))
+                vol = layer(name)
+                base = joinpath(tmp, "$(replace(name, "/" => "_")).$(id)")
+                if fmt == "obj" || fmt == "ply"
+                    m = mesh(vol, id)
+                    path = save_mesh(vol, id, "$(base).$(fmt)")
+                    @test path == "$(base).$(fmt)"
+                    # cloud-volume's to_obj() / to_ply() bytes.
+                    @test read(path) == want
+                    if fmt == "obj"
+                        pv, pf = parse_obj(read(path, String))
+                        @test size(pv) == size(m.vertices) && maximum(abs.(pv .- Float64.(m.vertices)); init = 0.0) <= 1e-5
+                        @test pf == m.faces   # OBJ counts from 1, as faces do here
+                        # Binary STL of the same mesh: each triangle's corners, bit for bit.
+                        tri = parse_stl(read(save_mesh(vol, id, "$(base).stl")))
+                        @test size(tri, 1) == size(m.faces, 1)
+                        @test all(same_bits(tri[k, c, :], m.vertices[m.faces[k, c], :]) for k in axes(tri, 1), c in 1:3)
+                    else
+                        pv, pf = parse_ply(read(path))
+                        @test same_bits(pv, m.vertices) && pf == m.faces
+                    end
+                elseif fmt == "swc"
+                    path = save_skeleton(vol, id, "$(base).swc")
+                    ours, theirs = read(path, String), String(want)
+                    # osteoid's to_swc() as a forest (its VERSION_DATE line is the time of writing).
+                    @test swc_tree(ours) == swc_tree(theirs)
+                    @test swc_scale(ours) == swc_scale(theirs) && swc_scale(ours) !== nothing
+                    s = skeleton(vol, id)
+                    rows = swc_rows(ours)
+                    if size(s.edges, 1) == 0
+                        @test isempty(rows)   # osteoid writes no row for a skeleton without edges
+                    else
+                        # A row per vertex, at the vertex's position; a parent link per edge.
+                        @test length(rows) == size(s.vertices, 1)
+                        @test count(r -> r[7] != "-1", rows) == size(s.edges, 1)
+                        P = sortslices(Float64[parse(Float64, r[c]) for r in rows, c in 3:5]; dims = 1)
+                        V = sortslices(Float64.(s.vertices); dims = 1)
+                        @test size(P) == size(V) && maximum(abs.(P .- V)) <= 1e-4
+                    end
+                else
+                    error("format $(fmt)")
+                end
+                n += 1
+            end
+            @test n == 9
+            # Several ids and a coarser lod, every format (the CLI's `mesh ... --lod 1 -o`).
+            ml = layer("multilod_sharded")
+            m = mesh(ml, [3, 4]; lod = 1)
+            @test m.segid === nothing && size(m.vertices, 2) == 3 && size(m.faces, 1) > 0
+            for ext in ("obj", "ply", "stl")
+                p = save_mesh(ml, [3, 4], joinpath(tmp, "m34.$(ext)"); lod = 1, weld = nothing,
+                              allow_missing = false, chunk_size = nothing)
+                if ext == "obj"
+                    pv, pf = parse_obj(read(p, String))
+                    @test pf == m.faces && size(pv) == size(m.vertices) &&
+                          maximum(abs.(pv .- Float64.(m.vertices))) <= 1e-5
+                elseif ext == "ply"
+                    @test parse_ply(read(p)) == (m.vertices, m.faces)
+                else
+                    @test size(parse_stl(read(p)), 1) == size(m.faces, 1)
+                end
+            end
+            e = expect_error(() -> save_mesh(ml, 3, joinpath(tmp, "m.dae")), CV.CV_ERR_INVALID_ARGUMENT)
+            @test occursin(".obj", e.message)
+            @test !isfile(joinpath(tmp, "m.dae"))
+            e = expect_error(() -> save_mesh(ml, 999999, joinpath(tmp, "x.obj")), CV.CV_ERR_NOT_FOUND)
+            @test occursin("999999", e.message) && !isfile(joinpath(tmp, "x.obj"))
+            e = expect_error(() -> save_skeleton(layer("skeletons"), 999999, joinpath(tmp, "x.swc")), CV.CV_ERR_NOT_FOUND)
+            @test !isfile(joinpath(tmp, "x.swc"))
+        end
+
+        @testset "writes read back (a temporary copy)" begin
+            w = mktempdir()
+            # Copies of the legacy layer's info (no image chunks needed) and the skeleton layer's.
+            for name in ("legacy", "skeletons")
+                mkpath(joinpath(w, name))
+                cp(joinpath(MESHES, name, "info"), joinpath(w, name, "info"))
+            end
+            mkpath(joinpath(w, "skeletons", "skeletons"))
+            cp(joinpath(MESHES, "skeletons", "skeletons", "info"), joinpath(w, "skeletons", "skeletons", "info"))
+            src = layer("legacy")
+            dst = CloudVolumeWrapper("file://" * joinpath(w, "legacy"))
+            sdst = CloudVolumeWrapper("file://" * joinpath(w, "skeletons"))
+            try
+                @test mesh_info(dst)["@type"] == "neuroglancer_legacy_mesh"   # no mesh info yet
+                for id in (1, 2, 4294967297)
+                    m = mesh(src, id)
+                    @test size(m.faces, 1) > 0
+                    put_mesh(dst, id, m.vertices, m.faces)
+                    back = mesh(dst, id)
+                    @test same_bits(back.vertices, m.vertices) && back.faces == m.faces
+                end
+                # Rewriting replaces the old fragments; the named tuple `mesh` returns is taken too.
+                tv = Float32[0 0 0; 1 0 0; 0 1 0]
+                tf = UInt32[1 2 3]
+                put_mesh(dst, 2, tv, tf)
+                raw = mesh(dst, 2; weld = false)
+                @test raw.vertices == tv && raw.faces == tf
+                @test length(readdir(joinpath(w, "legacy", "mesh"))) == 6   # no old fragment left behind
+                put_mesh(dst, 4294967297, (vertices = Float64.(tv), faces = Int[1 2 3; 3 2 1]))
+                @test mesh(dst, 4294967297; weld = false).faces == UInt32[1 2 3; 3 2 1]
+                # An index past the vertices: the library refuses it and the mesh stays.
+                expect_error(() -> put_mesh(dst, 2, tv, [1 2 4]), CV.CV_ERR_INVALID_ARGUMENT)
+                @test mesh(dst, 2; weld = false).faces == tf
+                # The binding's own checks: 1-based indices, a row per vertex / triangle.
+                @test_throws ArgumentError put_mesh(dst, 2, tv, [0 1 2])
+                @test_throws DimensionMismatch put_mesh(dst, 2, permutedims(tv[1:2, :]), tf)
+                @test_throws DimensionMismatch put_mesh(dst, 2, tv, UInt32[1, 2, 3][:, :])
+                @test mesh(dst, 2; weld = false).faces == tf
+                # Writing a multi-resolution directory is not supported.
+                expect_error(() -> put_mesh(layer("multilod"), 5, tv, tf), CV.CV_ERR_UNSUPPORTED)
+
+                # Skeletons with their four attributes, back in stored space (the transform is
+                # diagonal with exact values here).
+                ssrc = layer("skeletons")
+                si = skeleton_info(ssrc)
+                @test skeleton_info(sdst)["vertex_attributes"] == si["vertex_attributes"]
+                @test [a["id"] for a in si["vertex_attributes"]] == ["radius", "vertex_types", "compartment", "direction"]
+                @test si["sharded"] == false
+                t = Float32.(si["transform"])
+                scale3, shift = t[[1, 6, 11]], t[[4, 8, 12]]
+                for id in (1, 2, 3)
+                    s = skeleton(ssrc, id)
+                    stored = (s.vertices .- shift') ./ scale3'
+                    put_skeleton(sdst, id, stored, s.edges; s.attributes...)
+                    b = skeleton(sdst, id)
+                    @test isapprox(b.vertices, s.vertices; rtol = 1e-6) && b.edges == s.edges
+                    @test keys(b.attributes) == keys(s.attributes)
+                    @test all(same_bits(b.attributes[k], s.attributes[k]) for k in keys(s.attributes))
+                end
+                s = skeleton(ssrc, 1)
+                nv = size(s.vertices, 1)
+                stored = (s.vertices .- shift') ./ scale3'
+                a = s.attributes
+                # Attributes by name, any order, converted to the info's types.
+                put_skeleton(sdst, 7, stored, s.edges; direction = Float64.(a.direction), compartment = Int.(a.compartment),
+                             radius = a.radius, vertex_types = Int.(a.vertex_types))
+                @test all(same_bits(skeleton(sdst, 7).attributes[k], a[k]) for k in keys(a))
+                # No attributes: osteoid's defaults are read back (radius -1, vertex_types 0).
+                put_skeleton(sdst, 8, stored, s.edges)
+                b = skeleton(sdst, 8)
+                @test b.edges == s.edges && isapprox(b.vertices, s.vertices; rtol = 1e-6)
+                @test keys(b.attributes) == (:radius, :vertex_types)
+                @test b.attributes.radius == fill(-1.0f0, nv) && b.attributes.vertex_types == zeros(UInt8, nv)
+                # All of the info's attributes or none; each of its shape and type.
+                @test_throws ArgumentError put_skeleton(sdst, 9, stored, s.edges; radius = a.radius)
+                @test_throws ArgumentError put_skeleton(sdst, 9, stored, s.edges; merge(a, (colour = a.radius,))...)
+                @test_throws DimensionMismatch put_skeleton(sdst, 9, stored, s.edges; merge(a, (direction = a.direction[:, 1:2],))...)
+                @test_throws DimensionMismatch put_skeleton(sdst, 9, stored, s.edges; merge(a, (radius = a.radius[1:end-1],))...)
+                @test_throws InexactError put_skeleton(sdst, 9, stored, s.edges; merge(a, (vertex_types = fill(300, nv),))...)
+                @test_throws ArgumentError put_skeleton(sdst, 9, stored, s.edges .- UInt32(1))   # 0-based
+                expect_error(() -> put_skeleton(sdst, 9, stored, UInt32[1 (nv + 1)]), CV.CV_ERR_INVALID_ARGUMENT)
+                expect_error(() -> skeleton(sdst, 9), CV.CV_ERR_NOT_FOUND)   # nothing was written
+                # Writing into shards is not supported.
+                sh = layer("skeletons_sharded")
+                s2 = skeleton(sh, 2)
+                expect_error(() -> put_skeleton(sh, 5, s2.vertices, s2.edges), CV.CV_ERR_UNSUPPORTED)
+            finally
+                close(sdst)
+                close(dst)
+            end
+        end
+
+        @testset "missing ids, allow_missing, lods" begin
+            vol = layer("multilod_sharded")
+            info_ = mesh_info(vol)
+            @test info_["@type"] == "neuroglancer_multilod_draco" && info_["sharded"] == true
+            @test info_["vertex_quantization_bits"] == 16 && info_["lod_scale_multiplier"] == 0.5
+            @test Float64.(info_["transform"]) == [8, 0, 0.5, 512, 0, 8, 0, 256, 0, 0.25, 40, 320]
+            @test Float64.(mesh_info(layer("legacy_transform"))["transform"]) == [8, 0, 0, 512, 0, 8, 0, 256, 0, 0, 40, 320]
+            @test mesh_lods(vol, 3) == 3 && mesh_lods(layer("legacy"), 1) == 1
+            e = expect_error(() -> mesh_lods(vol, 999999), CV.CV_ERR_NOT_FOUND)
+            # A missing id fails the whole call unless allowed.
+            e = expect_error(() -> mesh(vol, 999999), CV.CV_ERR_NOT_FOUND)
+            @test occursin("999999", e.message)
+            expect_error(() -> meshes(vol, [3, 4, 999999]), CV.CV_ERR_NOT_FOUND)
+            each = meshes(vol, [3, 4, 999999]; allow_missing = true)
+            @test length(each) == 3 && each[3] === nothing
+            @test each[1].segid == 3 && each[2].segid == 4
+            m3 = mesh(vol, 3)
+            @test m3.segid == 3 && same_bits(each[1].vertices, m3.vertices) && each[1].faces == m3.faces
+            @test all(1 .<= m3.faces .<= size(m3.vertices, 1))
+            m = mesh(vol, [3, 999999]; allow_missing = true)
+            @test same_bits(m.vertices, m3.vertices) && m.faces == m3.faces
+            @test isempty(mesh(vol, 999999; allow_missing = true).vertices)
+            @test meshes(vol, Int[]) == [] && meshes(vol, [999999]; allow_missing = true) == [nothing]
+            expect_error(() -> mesh(vol, Int[]), CV.CV_ERR_INVALID_ARGUMENT)   # no ids
+            # Levels of detail: -1 and :coarsest are the last; past it, or below -1, is refused.
+            coarse = mesh(vol, 3; lod = 2)
+            @test same_bits(mesh(vol, 3; lod = -1).vertices, coarse.vertices)
+            @test mesh(vol, 3; lod = :coarsest).faces == coarse.faces
+            @test size(coarse.faces, 1) < size(m3.faces, 1)
+            for bad in (3, 7, -2)
+                e = expect_error(() -> mesh(vol, 3; lod = bad), CV.CV_ERR_INVALID_ARGUMENT)
+                @test occursin("lod", e.message)
+                expect_error(() -> meshes(vol, [3]; lod = bad), CV.CV_ERR_INVALID_ARGUMENT)
+            end
+            @test_throws ArgumentError mesh(vol, 3; lod = :finest)
+            @test_throws ArgumentError mesh(vol, 3; lod = Int64(2)^40)
+            @test_throws ArgumentError mesh(vol, "3")
+            @test_throws InexactError mesh(vol, -3)
+            @test_throws ArgumentError mesh(vol, 3; chunk_size = (32, 32))
+            # Welding: multi-resolution meshes are not welded by default; welding merges.
+            welded = mesh(vol, 3; weld = true)
+            @test size(welded.vertices, 1) <= size(m3.vertices, 1) && size(welded.faces, 1) == size(m3.faces, 1)
+            # Legacy: weld by default; chunk_size welds only on the planes of that grid.
+            leg = layer("legacy")
+            full, raw = mesh(leg, 1), mesh(leg, 1; weld = false)
+            part = mesh(leg, 1; chunk_size = [32, 32, 16])
+            @test size(full.vertices, 1) < size(raw.vertices, 1)
+            @test size(full.vertices, 1) <= size(part.vertices, 1) <= size(raw.vertices, 1)
+            # Skeletons: one per id, nothing where allowed.
+            sv = layer("skeletons_sharded")
+            @test skeleton_info(sv)["sharded"] == true
+            e = expect_error(() -> skeleton(sv, 999999), CV.CV_ERR_NOT_FOUND)
+            @test occursin("999999", e.message)
+            expect_error(() -> skeletons(sv, [1, 999999]), CV.CV_ERR_NOT_FOUND)
+            ss = skeletons(sv, [1, 999999, 2]; allow_missing = true)
+            @test length(ss) == 3 && ss[2] === nothing && ss[1].segid == 1 && ss[3].segid == 2
+            s2 = skeleton(sv, 2)
+            @test same_bits(ss[3].vertices, s2.vertices) && ss[3].edges == s2.edges
+            @test keys(s2.attributes) == (:radius, :vertex_types, :compartment, :direction)
+            nv = size(s2.vertices, 1)
+            @test s2.attributes.radius isa Vector{Float32} && length(s2.attributes.radius) == nv
+            @test s2.attributes.vertex_types isa Vector{UInt8} && s2.attributes.compartment isa Vector{Int16}
+            @test s2.attributes.direction isa Matrix{Float32} && size(s2.attributes.direction) == (nv, 3)
+            @test s2.vertices isa Matrix{Float32} && size(s2.vertices, 2) == 3
+            @test s2.edges isa Matrix{UInt32} && size(s2.edges, 2) == 2 && all(1 .<= s2.edges .<= nv)
+            @test skeletons(sv, Int[]) == [] && skeletons(sv, [999999]; allow_missing = true) == [nothing]
+        end
+    finally
+        foreach(close, values(vols))
     end
     end
 end
