@@ -10,7 +10,12 @@
 # intern's setup by tests/reference/boss_intern.py, h5py's by tests/reference/ocp_h5py.py) are
 # started on loopback for the services suite (bindings/cpp/tests/test_services.cpp), which finds
 # them through CV_DVID_SERVER, CV_BOSS_URL_BASE, CV_BOSS_TOKEN, CV_BOSS_INTERN_DIR, CV_OCP_SERVER
-# and CV_OCP_H5PY_DIR; they are stopped (by PID) on exit.
+# and CV_OCP_H5PY_DIR; and the chunkedgraph double (tests/servers/chunkedgraph.py, with the
+# fixture's token) on $CV_REFERENCE_DIR/graphene_meshes (tests/reference/graphene_meshes.py
+# writes it) for the graphene meshes suite (bindings/cpp/tests/test_graphene_meshes.cpp), found
+# through CV_GRAPHENE_MESH_URL (graphene://http://127.0.0.1:PORT/segmentation/table) and
+# CV_GRAPHENE_MESH_DIR; they are stopped (by PID) on exit. Without that fixture the script fails
+# under CV_REQUIRE_REFERENCE=1, else cpp_graphene_meshes skips.
 # Without target/venv/bin/python the suite skips with a notice, or fails under
 # CV_REQUIRE_REFERENCE=1 (the default).
 # Both point cargo at this checkout's target/ (debug profile), so the library `cargo test`
@@ -95,12 +100,27 @@ if [ -x "$venv_python" ]; then
   echo "== $(tail -1 "$services/ocp-h5py.log") ($services/ocp-h5py)"
   export CV_OCP_SERVER="127.0.0.1:$double_port"
   export CV_OCP_H5PY_DIR="$services/ocp-h5py"
+  graphene_meshes="$CV_REFERENCE_DIR/graphene_meshes"
+  if [ -f "$graphene_meshes/manifest.json" ]; then
+    gm_token=$("$venv_python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["token"])' \
+      "$graphene_meshes/manifest.json")
+    start_double chunkedgraph chunkedgraph.py --fixture "$graphene_meshes" --token "$gm_token"
+    export CV_GRAPHENE_MESH_URL="graphene://http://127.0.0.1:$double_port/segmentation/table"
+    export CV_GRAPHENE_MESH_DIR="$graphene_meshes"
+  elif [ "$CV_REQUIRE_REFERENCE" = 1 ]; then
+    echo "test_cpp: no $graphene_meshes/manifest.json for the chunkedgraph double (CV_REQUIRE_REFERENCE=1; scripts/test.sh runs tests/reference/graphene_meshes.py)" >&2
+    exit 1
+  else
+    unset CV_GRAPHENE_MESH_URL CV_GRAPHENE_MESH_DIR
+    echo "NOTICE: no $graphene_meshes/manifest.json: cpp_graphene_meshes skipped (set CV_REQUIRE_REFERENCE=1 to fail)" >&2
+  fi
 else
   unset CV_DVID_SERVER CV_BOSS_URL_BASE CV_BOSS_TOKEN CV_BOSS_INTERN_DIR CV_OCP_SERVER CV_OCP_H5PY_DIR
+  unset CV_GRAPHENE_MESH_URL CV_GRAPHENE_MESH_DIR
   if [ "$CV_REQUIRE_REFERENCE" = 1 ]; then
-    echo "NOTICE: $venv_python missing: no DVID, BOSS or ndstore double; cpp_services will fail (CV_REQUIRE_REFERENCE=1; run scripts/setup.sh)" >&2
+    echo "NOTICE: $venv_python missing: no DVID, BOSS, ndstore or chunkedgraph double; cpp_services and cpp_graphene_meshes will fail (CV_REQUIRE_REFERENCE=1; run scripts/setup.sh)" >&2
   else
-    echo "NOTICE: $venv_python missing: no DVID, BOSS or ndstore double; cpp_services skipped (set CV_REQUIRE_REFERENCE=1 to fail)" >&2
+    echo "NOTICE: $venv_python missing: no DVID, BOSS, ndstore or chunkedgraph double; cpp_services and cpp_graphene_meshes skipped (set CV_REQUIRE_REFERENCE=1 to fail)" >&2
   fi
 fi
 
@@ -127,7 +147,7 @@ run_build() {  # name, extra cmake arguments...
     # A canary's report is what it exists to produce: labelled, so a real one stands out.
     label="      "
     case "$line" in *canary*) label="      expected (canary proves the sanitizer fires): " ;; esac
-    grep -E "^$n: ((test_wrapper|test_reference): )?[0-9]+ checks|^$n: DVID: .* boxes compared|^$n: layers [0-9]+|^$n: meshes: |^$n: ==[0-9]+== +(definitely|indirectly|possibly) lost|^$n: ==[0-9]+== ERROR SUMMARY|^$n: .*(LeakSanitizer|runtime error)|^$n: -- .* loads |^$n: -- consumer" \
+    grep -E "^$n: ((test_wrapper|test_reference): )?[0-9]+ checks|^$n: DVID: .* boxes compared|^$n: layers [0-9]+|^$n: meshes: |^$n: graphene meshes: |^$n: ==[0-9]+== +(definitely|indirectly|possibly) lost|^$n: ==[0-9]+== ERROR SUMMARY|^$n: .*(LeakSanitizer|runtime error)|^$n: -- .* loads |^$n: -- consumer" \
       "$dir/ctest.log" | sed -E "s/^$n: (==[0-9]+== )?/$label/" || true
   done
   grep -E "tests passed" "$dir/ctest.log"

@@ -8,7 +8,12 @@
 #      CV_BOSS_URL_BASE=boss://http://127.0.0.1:PORT/col/exp, CV_BOSS_TOKEN and
 #      CV_BOSS_INTERN_DIR (intern's cutouts and manifest.json), and tests/servers/ocp.py (ndstore,
 #      written and read back by h5py through tests/reference/ocp_h5py.py setup) as
-#      CV_OCP_SERVER=127.0.0.1:PORT and CV_OCP_H5PY_DIR; all stopped on exit (by PID).
+#      CV_OCP_SERVER=127.0.0.1:PORT and CV_OCP_H5PY_DIR; and tests/servers/chunkedgraph.py (with
+#      the fixture's token) on $CV_REFERENCE_DIR/graphene_meshes (tests/reference/graphene_meshes.py
+#      writes it: cloud-volume's graphene mesh reads through the same double) as
+#      CV_GRAPHENE_MESH_URL=graphene://http://127.0.0.1:PORT/segmentation/table and
+#      CV_GRAPHENE_MESH_DIR (a missing fixture fails under CV_REQUIRE_REFERENCE=1, else its
+#      cases are skipped); all stopped on exit (by PID).
 #      Without the venv's python ($CV_PYTHON, else target/venv/bin/python) the service cases
 #      are skipped with a notice, or fail when CV_REQUIRE_REFERENCE=1 (the default here for
 #      the services; the reference layers below keep CV_REQUIRE_REFERENCE as given);
@@ -122,11 +127,29 @@ if [ -x "$PY" ]; then
     echo "FAIL the ndstore double (tests/servers/ocp.py) did not start"
     svc_failed=$((svc_failed + 1))
   fi
+  gm_dir="$CV_REFERENCE_DIR/graphene_meshes"
+  if [ -f "$gm_dir/manifest.json" ]; then
+    if gm_token=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["token"])' "$gm_dir/manifest.json") \
+       && start_double chunkedgraph tests/servers/chunkedgraph.py --fixture "$gm_dir" --token "$gm_token"; then
+      export CV_GRAPHENE_MESH_URL="graphene://http://127.0.0.1:$port/segmentation/table"
+      export CV_GRAPHENE_MESH_DIR="$gm_dir"
+      echo "chunkedgraph double: $CV_GRAPHENE_MESH_URL (pid ${svc_pids[-1]}); fixture $gm_dir"
+    else
+      echo "FAIL the chunkedgraph double (tests/servers/chunkedgraph.py) did not start on $gm_dir"
+      svc_failed=$((svc_failed + 1))
+    fi
+  elif [ "$require_services" = "1" ]; then
+    echo "FAIL no $gm_dir/manifest.json for the chunkedgraph double (scripts/test.sh runs tests/reference/graphene_meshes.py; CV_REQUIRE_REFERENCE=0 skips it)"
+    svc_failed=$((svc_failed + 1))
+  else
+    unset CV_GRAPHENE_MESH_URL CV_GRAPHENE_MESH_DIR
+    echo "skip graphene meshes: no $gm_dir/manifest.json"
+  fi
 elif [ "$require_services" = "1" ]; then
   echo "FAIL services: no $PY (scripts/setup.sh makes the venv; CV_REQUIRE_REFERENCE=0 skips the services)"
   svc_failed=1
 else
-  echo "skip services: no $PY (the DVID, BOSS and OCP cases of run_tests.m are skipped)"
+  echo "skip services: no $PY (the DVID, BOSS, OCP and graphene mesh cases of run_tests.m are skipped)"
 fi
 
 octave_run() {

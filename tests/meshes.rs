@@ -546,3 +546,35 @@ fn c_abi_sizes_buffers_each_and_bad_handles() {
         cv_free(vol);
     }
 }
+
+/// Many sharded skeletons in one call (neighbouring values coalesced into shared range reads)
+/// equal the same skeletons read one at a time, whatever the order and with repeats and a
+/// missing id among them.
+#[test]
+fn sharded_skeletons_read_together_equal_one_at_a_time() {
+    let Some(dir) = fixture() else { return };
+    let url = format!("file://{}", dir.join("skeletons_sharded").display());
+    let v = Volume::open(&url, Options::default()).unwrap();
+    let mut found = Vec::new();
+    for id in 0..400u64 {
+        if let Some(s) = v.skeletons(&[id], true).unwrap().pop().flatten() {
+            found.push((id, s));
+        }
+    }
+    assert!(found.len() >= 4, "{} skeletons", found.len());
+    let mut ids: Vec<u64> = found.iter().rev().map(|(i, _)| *i).collect();
+    ids.push(found[0].0);
+    ids.push(987_654_321);
+    let all = v.skeletons(&ids, true).unwrap();
+    assert!(all.last().unwrap().is_none());
+    for (id, got) in ids.iter().zip(&all).take(ids.len() - 1) {
+        let want = &found.iter().find(|(i, _)| i == id).unwrap().1;
+        let got = got.as_ref().unwrap_or_else(|| panic!("skeleton {id} missing together"));
+        assert_eq!(got.vertices, want.vertices, "{id}");
+        assert_eq!(got.edges, want.edges, "{id}");
+        assert_eq!(got.attributes.len(), want.attributes.len(), "{id}");
+    }
+    let e = v.skeletons(&ids, false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("987654321"), "{e}");
+}

@@ -420,15 +420,40 @@ impl MultiLodManifest {
     /// A quantized vertex `v` of fragment `frag` at `lod` in model coordinates, as cloud-volume's
     /// `from_stored_model_space` computes it (float32 header values, `f64` arithmetic).
     pub fn model_point(&self, lod: usize, frag: usize, v: [f64; 3], quantization_bits: u32) -> [f64; 3] {
+        self.fragment_map(lod, frag, quantization_bits).apply(v.map(|c| c as f32))
+    }
+
+    /// [`MultiLodManifest::model_point`] for every vertex of one fragment, its constants
+    /// computed once.
+    pub fn fragment_map(&self, lod: usize, frag: usize, quantization_bits: u32) -> FragmentMap {
         let q = 2f64.powi(quantization_bits as i32) - 1.0;
         let scale = 2f64.powi(lod as i32);
         let p = self.positions[lod][frag];
-        [0, 1, 2].map(|j| {
+        FragmentMap {
             // grid_origin + vertex_offsets are added in float32 first, as numpy does.
-            let base = f64::from(self.grid_origin[j] + self.vertex_offsets[lod][j]);
-            let cs = f64::from(self.chunk_shape[j] * scale as f32);
-            base + cs * (f64::from(p[j]) + (v[j] as f32 / q as f32) as f64)
-        })
+            base: [0, 1, 2].map(|j| f64::from(self.grid_origin[j] + self.vertex_offsets[lod][j])),
+            cs: [0, 1, 2].map(|j| f64::from(self.chunk_shape[j] * scale as f32)),
+            p: p.map(f64::from),
+            q: q as f32,
+        }
+    }
+}
+
+/// The map from one fragment's quantized vertices to model coordinates (cloud-volume's
+/// `from_stored_model_space`: float32 division, `f64` arithmetic after).
+#[derive(Debug, Clone, Copy)]
+pub struct FragmentMap {
+    base: [f64; 3],
+    cs: [f64; 3],
+    p: [f64; 3],
+    q: f32,
+}
+
+impl FragmentMap {
+    /// Vertex `v` (quantized, as Draco decoded it) in model coordinates.
+    #[inline]
+    pub fn apply(&self, v: [f32; 3]) -> [f64; 3] {
+        [0, 1, 2].map(|j| self.base[j] + self.cs[j] * (self.p[j] + f64::from(v[j] / self.q)))
     }
 }
 

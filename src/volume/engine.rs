@@ -72,6 +72,10 @@ pub(crate) struct Engine {
     live_threads: Arc<(Mutex<usize>, Condvar)>,
     permits: Permits,
     buffers: BufferPool,
+    cores: usize,
+    /// A pool of `cores` threads for decode-heavy work (started when first used), so that
+    /// decoding does not contend with the I/O pool's many threads for the cores.
+    decode_pool: std::sync::OnceLock<std::result::Result<rayon::ThreadPool, String>>,
 }
 
 impl Drop for Engine {
@@ -81,6 +85,7 @@ impl Drop for Engine {
     fn drop(&mut self) {
         // SAFETY: the pool is dropped exactly once, here, and not used afterwards.
         unsafe { std::mem::ManuallyDrop::drop(&mut self.pool) };
+        drop(self.decode_pool.take());
         let (count, cv) = &*self.live_threads;
         let n = count.lock().unwrap_or_else(|p| p.into_inner());
         let _ = cv.wait_timeout_while(n, std::time::Duration::from_secs(5), |n| *n > 0);
@@ -114,6 +119,8 @@ impl Engine {
             live_threads,
             permits: Permits::new(cores),
             buffers: BufferPool { free: Mutex::new(Vec::new()), keep: threads + cores },
+            cores,
+            decode_pool: std::sync::OnceLock::new(),
         })
     }
 
@@ -171,6 +178,68 @@ impl Engine {
                     .ok_or_else(|| Error::internal("a task left no result"))
             })
             .collect()
+    }
+
+    /// Like [`Engine::map`], on the decode pool (`cores` threads; nested maps stay on it).
+    ///
+    /// # Errors
+    /// As [`Engine::run`]; threads that cannot be started (`Internal`).
+    pub(crate) fn map_decode<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        f: impl Fn(usize, &T) -> Result<R> + Sync + Send,
+    ) -> Result<Vec<R>> {
+        let pool = self.decode_pool.get_or_init(|| {
+            let live = self.live_threads.clone();
+            *live.0.lock().unwrap_or_else(|p| p.into_inner()) += self.cores;
+            let down = live.clone();
+            let cores = self.cores;
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(cores)
+                .thread_name(|i| format!("cloudvolume-decode-{i}"))
+                .exit_handler(move |_| {
+                    let mut n = down.0.lock().unwrap_or_else(|p| p.into_inner());
+                    *n = n.saturating_sub(1);
+                    down.1.notify_all();
+                })
+                .build()
+                .map_err(|e| {
+                    let mut n = live.0.lock().unwrap_or_else(|p| p.into_inner());
+                    *n = n.saturating_sub(cores);
+                    format!("cannot start {cores} decoding threads: {e}")
+                })
+        });
+        let pool = pool.as_ref().map_err(|e| Error::internal(e.clone()))?;
+        pool.install(|| {
+            let out: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+            let failed_at = AtomicUsize::new(usize::MAX);
+            let first: Mutex<Option<(usize, Error)>> = Mutex::new(None);
+            items.par_iter().enumerate().with_max_len(1).for_each(|(i, item)| {
+                if i > failed_at.load(Ordering::Relaxed) {
+                    return;
+                }
+                match f(i, item) {
+                    Ok(r) => *out[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r),
+                    Err(e) => {
+                        let mut slot = first.lock().unwrap_or_else(|p| p.into_inner());
+                        if slot.as_ref().is_none_or(|(j, _)| i < *j) {
+                            *slot = Some((i, e));
+                            failed_at.fetch_min(i, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+            if let Some((_, e)) = first.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                return Err(e);
+            }
+            out.into_iter()
+                .map(|m| {
+                    m.into_inner()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .ok_or_else(|| Error::internal("a task left no result"))
+                })
+                .collect()
+        })
     }
 
     /// Wait for a decode permit (held until dropped).

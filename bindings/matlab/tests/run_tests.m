@@ -18,7 +18,10 @@ function nfail = run_tests(varargin)
 %   (boss://http://127.0.0.1:PORT/col/exp of tests/servers/boss.py), CV_BOSS_TOKEN and
 %   CV_BOSS_INTERN_DIR (what tests/reference/boss_intern.py setup wrote: intern's cutouts and
 %   manifest.json), CV_OCP_SERVER (127.0.0.1:PORT of tests/servers/ocp.py) and CV_OCP_H5PY_DIR
-%   (what tests/reference/ocp_h5py.py setup wrote: h5py's cutouts and manifest.json). Unset,
+%   (what tests/reference/ocp_h5py.py setup wrote: h5py's cutouts and manifest.json),
+%   CV_GRAPHENE_MESH_URL (graphene://http://127.0.0.1:PORT/segmentation/table of
+%   tests/servers/chunkedgraph.py, with the fixture's token) and CV_GRAPHENE_MESH_DIR (the fixture
+%   tests/reference/graphene_meshes.py wrote: cloud-volume's meshes and manifest.json). Unset,
 %   they are skipped, unless CV_REQUIRE_REFERENCE=1.
 
 here = fileparts(mfilename('fullpath'));
@@ -167,6 +170,20 @@ elseif strcmp(getenv('CV_REQUIRE_REFERENCE'), '1')
   cases(end + 1, :) = {'ocp', @(c) error('test:fail', 'CV_OCP_SERVER or CV_OCP_H5PY_DIR is not set (scripts/test_octave.sh sets them)')};
 else
   fprintf('skip ocp: CV_OCP_SERVER is not set (scripts/test_octave.sh starts the ndstore double)\n');
+end
+% graphene:// meshes: the chunkedgraph double (tests/servers/chunkedgraph.py) on the fixture
+% tests/reference/graphene_meshes.py writes (cloud-volume's reads through the same double).
+ctx.gmesh_url = getenv('CV_GRAPHENE_MESH_URL');
+ctx.gmesh_dir = getenv('CV_GRAPHENE_MESH_DIR');
+if ~isempty(ctx.gmesh_url) && exist(fullfile(ctx.gmesh_dir, 'manifest.json'), 'file')
+  cases(end + 1, :) = {'graphene meshes: every recorded read equals cloud-volume''s, errors, allow_missing, fused', ...
+                       @t_graphene_meshes};
+  cases(end + 1, :) = {'graphene meshes: lods, a meshless root, tokens, an unknown table', @t_graphene_meshes_api};
+elseif strcmp(getenv('CV_REQUIRE_REFERENCE'), '1')
+  cases(end + 1, :) = {'graphene meshes', @(c) error('test:fail', ['CV_GRAPHENE_MESH_URL or CV_GRAPHENE_MESH_DIR ' ...
+                       '(manifest.json) is not set (scripts/test_octave.sh sets them)'])};
+else
+  fprintf('skip graphene meshes: CV_GRAPHENE_MESH_URL is not set (scripts/test_octave.sh starts the chunkedgraph double)\n');
 end
 
 only = '';
@@ -2919,4 +2936,168 @@ expect_error(@() gone.skeletons(1), 'cloudvolume:invalidHandle', 'deleted');
 expect_error(@() gone.putMesh(1, single(eye(3)), [1 2 3]), 'cloudvolume:invalidHandle', 'deleted');
 % After all that the handle still works.
 check(~is_empty_mesh(v.mesh(1)) && CloudVolume.live_handles() >= 1, 'the live handle still reads');
+end
+
+% =========================================================================================
+% graphene:// meshes through the chunkedgraph double, against cloud-volume's reads of the same
+% (tests/reference/graphene_meshes.py; tests/graphene_meshes.rs reads it too). Its faces are
+% 0-based; the binding's are 1-based rows. Vertices bit for bit, faces exactly, in order.
+
+function ids = gmesh_ids(c)
+raw = c.ids;
+if ischar(raw)
+  raw = {raw};
+end
+ids = zeros(1, numel(raw), 'uint64');
+for k = 1:numel(raw)
+  ids(k) = parse_u64(raw{k});
+end
+end
+
+function tf = gmesh_flag(o, name, value)
+tf = isfield(o, name) && isequal(logical(o.(name)), value);
+end
+
+% The open options of a case: the token, its mip and timestamp.
+function args = gmesh_open_args(c, token)
+args = {'secrets', struct('token', token)};
+if isfield(c.options, 'mip')
+  args = [args, {'mip', c.options.mip}];
+end
+if isfield(c.options, 'timestamp')
+  args = [args, {'timestamp', c.options.timestamp}];
+end
+end
+
+% The mesh options of a case: weld, allow_missing (lod 0).
+function opts = gmesh_mesh_args(o)
+opts = {};
+if gmesh_flag(o, 'remove_duplicate_vertices', true)
+  opts = {'weld', true};
+elseif gmesh_flag(o, 'deduplicate_chunk_boundaries', false)
+  opts = {'weld', false};
+end
+if gmesh_flag(o, 'allow_missing', true)
+  opts = [opts, {'allow_missing', true}];
+end
+end
+
+function n = gmesh_compare(ctx, m, it, what)
+V = read_npy(fullfile(ctx.gmesh_dir, it.vertices));
+F = read_npy(fullfile(ctx.gmesh_dir, it.faces));
+check(isa(V, 'single') && isa(F, 'uint32'), '%s: the .npy files are %s and %s', what, class(V), class(F));
+check_same(m.vertices, V, [what, ': vertices']);
+check(isa(m.faces, 'double') && isequal(size(m.faces), size(F)) && isequal(m.faces, double(F) + 1), ...
+      '%s: faces differ from cloud-volume''s (plus 1)', what);
+check(size(V, 1) > 0 && size(F, 1) > 0, '%s: an empty mesh recorded', what);
+n = size(V, 1);
+end
+
+function t_graphene_meshes(ctx)
+m = jsondecode(fileread(fullfile(ctx.gmesh_dir, 'manifest.json')));
+cs = as_cell(m.cases);
+nf = 'cloudvolume:notFound';
+counts = struct('reads', 0, 'fused', 0, 'errors', 0, 'allow_missing', 0, 'absent', 0, 'skipped', 0, 'vertices', 0);
+for i = 1:numel(cs)
+  c = cs{i};
+  o = c.options;
+  if any(isfield(o, {'bounding_box', 'bypass', 'use_byte_offsets', 'info'}))
+    counts.skipped = counts.skipped + 1;   % calls the library does not offer; info handed over
+    continue;
+  end
+  ids = gmesh_ids(c);
+  what = c.id;
+  open_args = gmesh_open_args(c, m.token);
+  v = CloudVolume([ctx.gmesh_url, '/', c.table], open_args{:});
+  cleanup = onCleanup(@() delete(v));
+  mo = gmesh_mesh_args(o);
+  fused = gmesh_flag(o, 'fuse', true) || isequal(c.fused, true);
+  if ~isempty(c.error)
+    % cloud-volume's IndexError "No meshes found.": a root without a mesh.
+    if fused
+      expect_error(@() v.mesh(ids, mo{:}), nf, sprintf('%d', ids(1)));
+    else
+      expect_error(@() v.meshes(ids, mo{:}), nf, sprintf('%d', ids(1)));
+    end
+    counts.errors = counts.errors + 1;
+    clear cleanup;
+    continue;
+  end
+  items = as_cell(c.expected);
+  if fused
+    check(numel(items) == 1, '%s: %d fused meshes recorded', what, numel(items));
+    got = v.mesh(ids, mo{:});
+    check(isstruct(got) && isequal(sort(fieldnames(got)), {'faces'; 'vertices'}), '%s: not a mesh struct', what);
+    counts.vertices = counts.vertices + gmesh_compare(ctx, got, items{1}, [what, ' (fused)']);
+    counts.fused = counts.fused + 1;
+    clear cleanup;
+    continue;
+  end
+  E = v.meshes(ids, mo{:});
+  want = zeros(1, numel(items), 'uint64');
+  for k = 1:numel(items)
+    want(k) = parse_u64(items{k}.id);
+  end
+  % In the order of ids; an id cloud-volume left out (allow_missing) is left out here too.
+  check(isequal(size(E), [1 numel(items)]) && isequal([E.id], ids(ismember(ids, want))), ...
+        '%s: meshes of %s, cloud-volume %s', what, mat2str(double([E.id])), mat2str(double(want)));
+  for k = 1:numel(items)
+    j = find([E.id] == want(k), 1);
+    check(~isempty(j), '%s: no mesh of %d', what, want(k));
+    counts.vertices = counts.vertices + gmesh_compare(ctx, rmfield(E(j), 'id'), items{k}, ...
+                                                      sprintf('%s [%d]', what, want(k)));
+  end
+  if gmesh_flag(o, 'allow_missing', true)
+    counts.allow_missing = counts.allow_missing + 1;
+    counts.absent = counts.absent + numel(ids) - numel(items);
+  else
+    check(numel(items) == numel(ids), '%s: cloud-volume left out ids without allow_missing', what);
+    counts.reads = counts.reads + 1;
+  end
+  clear cleanup;
+end
+fprintf('     graphene meshes: %d reads, %d fused, %d allow_missing (%d absent), %d errors, %d skipped; %d vertices\n', ...
+        counts.reads, counts.fused, counts.allow_missing, counts.absent, counts.errors, counts.skipped, counts.vertices);
+check(counts.reads >= 60 && counts.fused >= 2 && counts.errors >= 2, 'too few cases: %s', jsonencode(counts));
+check(counts.allow_missing >= 3 && counts.absent >= 3, 'too few allow_missing cases: %s', jsonencode(counts));
+end
+
+function t_graphene_meshes_api(ctx)
+m = jsondecode(fileread(fullfile(ctx.gmesh_dir, 'manifest.json')));
+cs = as_cell(m.cases);
+plain = uint64(0);
+meshless = uint64(0);
+for i = 1:numel(cs)
+  c = cs{i};
+  if ~strcmp(c.table, 'meshes') || ~isempty(fieldnames(c.options))
+    continue;
+  end
+  if isempty(c.error) && plain == 0
+    plain = gmesh_ids(c);
+  elseif ~isempty(c.error) && meshless == 0
+    meshless = gmesh_ids(c);
+  end
+end
+check(plain ~= 0 && meshless ~= 0, 'no plain read or meshless root among the cases');
+url = [ctx.gmesh_url, '/meshes'];
+v = CloudVolume(url, 'secrets', struct('token', m.token));
+cleanup = onCleanup(@() delete(v));
+nf = 'cloudvolume:notFound';
+check(v.meshLods(plain) == 1, 'meshLods: %d', v.meshLods(plain));
+expect_error(@() v.mesh(plain, 'lod', 1), 'cloudvolume:invalidArgument');
+expect_error(@() v.mesh(meshless), nf, sprintf('%d', meshless));
+expect_error(@() v.meshes([plain meshless]), nf, sprintf('%d', meshless));
+% (A fused read may order a mesh's faces otherwise than its read on its own, as cloud-volume's
+% fuse does: each is compared with the same call of the plain id alone.)
+A = v.meshes([meshless plain], 'allow_missing', true);
+alone = v.meshes(plain);
+check(isscalar(A) && A.id == plain && isequal(A, alone) && ~is_empty_mesh(rmfield(alone, 'id')), ...
+      'allow_missing: the meshless root left out');
+fused = v.mesh(plain);
+check(isequal(v.mesh([meshless plain], 'allow_missing', true), fused) && ~is_empty_mesh(fused), ...
+      'allow_missing fused: the other mesh alone');
+% Tokens at open (the info request): wrong, valid without view permission; an unknown table.
+expect_error(@() CloudVolume(url, 'secrets', struct('token', m.bad_token)), 'cloudvolume:auth');
+expect_error(@() CloudVolume(url, 'secrets', struct('token', m.forbidden_token)), 'cloudvolume:auth');
+expect_error(@() CloudVolume([ctx.gmesh_url, '/nosuch'], 'secrets', struct('token', m.token)), nf);
 end

@@ -11,6 +11,11 @@ use crate::error::{Error, Result};
 use crate::format::sharding::{decode_minishard_index, DataEncoding, ShardingSpec};
 use crate::store::Store;
 
+/// Values of one shard this close together (bytes between them) are fetched in one range.
+const COALESCE_GAP: u64 = 32 << 10;
+/// Largest coalesced range.
+const COALESCE_MAX: u64 = 16 << 20;
+
 /// Shard indices up to this size are fetched whole.
 const WHOLE_INDEX_MAX: u64 = 1 << 20;
 /// Largest decoded minishard index accepted (about 2.8 million entries).
@@ -18,6 +23,9 @@ const MAX_MINISHARD_INDEX: usize = 64 << 20;
 
 /// A decoded minishard index: `(id, start, end)` sorted by id.
 type MinishardIndex = Vec<(u64, u64, u64)>;
+
+/// A value read with where it was, or None when not stored.
+pub(crate) type Found = Option<(Vec<u8>, Located)>;
 
 /// Where a stored value is: its shard file's key and byte range.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +181,82 @@ impl ShardedKv {
             DataEncoding::Gzip => compression::gunzip(&raw, limit, &url)?,
         };
         Ok(Some((value, at)))
+    }
+
+    /// The values of `ids` (as [`ShardedKv::get`], in the order of `ids`), located in parallel,
+    /// then fetched with neighbouring values of a shard coalesced into one range request (gaps
+    /// up to 32 KiB, ranges up to 16 MiB), as cloud-volume's `ShardReader.get_data` merges
+    /// adjacent ones.
+    ///
+    /// # Errors
+    /// As [`ShardedKv::get`].
+    pub(crate) fn get_many(
+        &self,
+        store: &dyn Store,
+        engine: &crate::volume::engine::Engine,
+        ids: &[u64],
+        limit: usize,
+    ) -> Result<Vec<Found>> {
+        let located = engine.map(ids, |_, &id| self.locate(store, id))?;
+        let stored_max = match self.spec.data_encoding {
+            DataEncoding::Raw => limit,
+            DataEncoding::Gzip => compression::stored_bound(limit),
+        } as u64;
+        // (key, start, end, [index into ids...]) runs, per shard file in byte order.
+        let mut order: Vec<usize> = (0..ids.len()).filter(|&i| located[i].is_some()).collect();
+        for &i in &order {
+            let at = located[i].as_ref().expect("filtered");
+            if at.end - at.start > stored_max {
+                return Err(Error::decode(format!(
+                    "{} (segment {}): a value of {} bytes, more than the {stored_max} this library reads for it",
+                    store.url(&at.key),
+                    ids[i],
+                    at.end - at.start
+                )));
+            }
+        }
+        order.sort_by(|&i, &j| {
+            let (a, b) = (located[i].as_ref().expect("filtered"), located[j].as_ref().expect("filtered"));
+            (&a.key, a.start).cmp(&(&b.key, b.start))
+        });
+        let mut runs: Vec<(String, u64, u64, Vec<usize>)> = Vec::new();
+        for i in order {
+            let at = located[i].as_ref().expect("filtered");
+            match runs.last_mut() {
+                Some((k, a, b, members))
+                    if *k == at.key
+                        && at.start <= b.saturating_add(COALESCE_GAP)
+                        && at.end.max(*b) - *a <= COALESCE_MAX =>
+                {
+                    *b = (*b).max(at.end);
+                    members.push(i);
+                }
+                _ => runs.push((at.key.clone(), at.start, at.end, vec![i])),
+            }
+        }
+        let fetched = engine.map(&runs, |_, (key, a, b, members)| {
+            let url = store.url(key);
+            let what = format!("{url} (segments {} and others)", ids[members[0]]);
+            let raw = self.range(store, key, *a, *b, &what)?;
+            members
+                .iter()
+                .map(|&i| {
+                    let at = located[i].as_ref().expect("filtered");
+                    let bytes = &raw[(at.start - a) as usize..(at.end - a) as usize];
+                    let url = format!("{url} (segment {})", ids[i]);
+                    let value = match self.spec.data_encoding {
+                        DataEncoding::Raw => bytes.to_vec(),
+                        DataEncoding::Gzip => compression::gunzip(bytes, limit, &url)?,
+                    };
+                    Ok((i, value))
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let mut out: Vec<Found> = (0..ids.len()).map(|_| None).collect();
+        for (i, value) in fetched.into_iter().flatten() {
+            out[i] = Some((value, located[i].clone().expect("filtered")));
+        }
+        Ok(out)
     }
 
     /// Bytes `[a, b)` of shard file `key`, all of them.

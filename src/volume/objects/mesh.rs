@@ -81,8 +81,32 @@ pub(crate) struct Meshes {
     scales: Vec<([f64; 3], [i64; 3])>,
 }
 
-/// What one id's read produced: f64 vertices (transformed) and faces, or None (missing).
-type Part = Option<(Vec<[f64; 3]>, Vec<[u32; 3]>)>;
+/// A multi-resolution mesh's chosen lod, fetched and not yet decoded.
+struct Fetched {
+    man: Arc<Manifest>,
+    lod: usize,
+    data: Vec<u8>,
+    url: String,
+}
+
+/// What one id's read produced: vertices (transformed) and faces, or None (missing).
+type Part = Option<(Verts, Vec<[u32; 3]>)>;
+
+/// A part's vertices: `f64` while a weld may still compare them, `f32` (the output) at once
+/// when none will.
+enum Verts {
+    F64(Vec<[f64; 3]>),
+    F32(Vec<[f32; 3]>),
+}
+
+impl Verts {
+    fn len(&self) -> usize {
+        match self {
+            Verts::F64(v) => v.len(),
+            Verts::F32(v) => v.len(),
+        }
+    }
+}
 
 impl Meshes {
     pub(crate) fn new(
@@ -113,8 +137,17 @@ impl Meshes {
         })
     }
 
+    /// Whether `req` welds (or chunk-deduplicates) what it reads.
+    fn welds(&self, req: &MeshRequest) -> bool {
+        req.weld.unwrap_or(matches!(self.info.kind, MeshKind::Legacy))
+    }
+
     /// Welded, chunk-deduplicated or as is, then `f32`.
-    fn finish(&self, v: Vec<[f64; 3]>, f: Vec<[u32; 3]>, req: &MeshRequest) -> Result<Mesh> {
+    fn finish(&self, v: Verts, f: Vec<[u32; 3]>, req: &MeshRequest) -> Result<Mesh> {
+        let v = match v {
+            Verts::F32(vertices) => return Ok(Mesh { vertices, faces: f }),
+            Verts::F64(v) => v,
+        };
         let legacy = matches!(self.info.kind, MeshKind::Legacy);
         match (req.chunk_size, req.weld.unwrap_or(legacy)) {
             (Some(c), true) if legacy => {
@@ -174,25 +207,31 @@ impl Meshes {
         order.sort_by_key(|&i| ids[i]);
         order.dedup_by_key(|i| ids[*i]);
         let parts = self.parts(ids, req)?;
-        let (mut v, mut f) = (Vec::new(), Vec::new());
+        let (mut v64, mut v32, mut f) = (Vec::new(), Vec::new(), Vec::new());
         for i in order {
             if let Some((pv, pf)) = &parts[i] {
-                let base = u32::try_from(v.len())
+                let base = u32::try_from(v64.len() + v32.len())
                     .map_err(|_| Error::invalid("the merged mesh has more than 2^32 vertices"))?;
-                v.extend_from_slice(pv);
+                match pv {
+                    Verts::F64(p) => v64.extend_from_slice(p),
+                    Verts::F32(p) => v32.extend_from_slice(p),
+                }
                 f.extend(pf.iter().map(|t| t.map(|x| x + base)));
             }
         }
+        // One kind per request: parts are f32 exactly when nothing welds.
+        let v = if v64.is_empty() && !v32.is_empty() { Verts::F32(v32) } else { Verts::F64(v64) };
         self.finish(v, f, req)
     }
 
     fn parts(&self, ids: &[u64], req: &MeshRequest) -> Result<Vec<Part>> {
+        if let MeshKind::MultiLod { vertex_quantization_bits, .. } = &self.info.kind {
+            return self.multilods(ids, req.lod, *vertex_quantization_bits, !self.welds(req), req.allow_missing);
+        }
         self.engine.map(ids, |_, &id| {
             let part = match &self.info.kind {
                 MeshKind::Legacy => self.legacy(id)?,
-                MeshKind::MultiLod { vertex_quantization_bits, .. } => {
-                    self.multilod(id, req.lod, *vertex_quantization_bits)?
-                }
+                MeshKind::MultiLod { .. } => unreachable!("multi-resolution meshes are read by multilods"),
                 MeshKind::Graphene { .. } => return Err(graphene_here()),
             };
             match part {
@@ -261,7 +300,7 @@ impl Meshes {
             }));
             f.extend(m.faces.iter().map(|x| x.map(|k| k + base)));
         }
-        Ok(Some((v, f)))
+        Ok(Some((Verts::F64(v), f)))
     }
 
     /// The multi-resolution manifest of `id` (cached), None when missing.
@@ -296,7 +335,9 @@ impl Meshes {
         Ok(Some(arc))
     }
 
-    fn multilod(&self, id: u64, lod: Lod, q: u32) -> Result<Part> {
+    /// One multi-resolution mesh's chosen lod, fetched: its manifest, the lod, the fragment
+    /// data and a URL naming it; None when the mesh is missing.
+    fn multilod_fetch(&self, id: u64, lod: Lod) -> Result<Option<Fetched>> {
         let Some(man) = self.manifest(id)? else { return Ok(None) };
         let m = &man.m;
         let n = m.num_lods();
@@ -332,43 +373,76 @@ impl Meshes {
             }
             got
         };
-        // Fragments in manifest order; each decodes on its own (in parallel when many).
-        let mut spans = Vec::with_capacity(m.sizes[lod].len());
+        Ok(Some(Fetched { man, lod, data, url }))
+    }
+
+    /// The multi-resolution meshes of `ids`, in parallel: each one's lod fetched (one range
+    /// request), its fragments decoded on their own (in parallel when many, a decode permit
+    /// each) and put together in manifest order. `direct`: vertices made `f32` as they are
+    /// mapped (nothing will weld them).
+    fn multilods(&self, ids: &[u64], lod: Lod, q: u32, direct: bool, allow_missing: bool) -> Result<Vec<Part>> {
+        let fetched = self.engine.map(ids, |_, &id| match self.multilod_fetch(id, lod)? {
+            Some(f) => Ok(Some(f)),
+            None if allow_missing => Ok(None),
+            None => Err(self.missing(id, &self.manifest_url(id))),
+        })?;
+        self.engine.map_decode(&fetched, |_, f| f.as_ref().map(|f| self.multilod_decode(f, q, direct)).transpose())
+    }
+
+    fn multilod_decode(&self, f: &Fetched, q: u32, direct: bool) -> Result<(Verts, Vec<[u32; 3]>)> {
+        let m = &f.man.m;
+        let url = &f.url;
+        let mut spans = Vec::with_capacity(m.sizes[f.lod].len());
         let mut at = 0usize;
-        for (k, &s) in m.sizes[lod].iter().enumerate() {
-            spans.push((k, at, at + s as usize));
-            at += s as usize;
+        for (k, &sz) in m.sizes[f.lod].iter().enumerate() {
+            if sz > 0 {
+                spans.push((k, at, at + sz as usize));
+            }
+            at += sz as usize;
         }
         let t = self.info.transform;
-        let decoded = self.engine.map(&spans, |_, &(k, s, e)| {
-            if s == e {
-                return Ok(None);
-            }
-            let _permit = self.engine.decode_permit();
-            let d = draco::decode(&data[s..e], &format!("{url} fragment {k}"))?;
-            let limit = 2f64.powi(q as i32);
-            if let Some(p) = d.points.iter().find(|p| p.iter().any(|&c| !(0.0..limit).contains(&f64::from(c)))) {
-                return Err(Error::decode(format!(
+        let pieces = self.engine.map_decode(&spans, |_, &(k, s, e)| {
+            let d = draco::decode(&f.data[s..e], &format!("{url} fragment {k}"))?;
+            let limit = 2f32.powi(q as i32);
+            let outside = |p: &[f32; 3]| {
+                Error::decode(format!(
                     "{url} fragment {k}: vertex {p:?} lies outside [0, 2^{q}) (vertex_quantization_bits)"
-                )));
-            }
-            let v: Vec<[f64; 3]> = d
-                .points
-                .iter()
-                .map(|p| {
-                    let mp = m.model_point(lod, k, p.map(f64::from), q);
-                    t.as_ref().map_or(mp, |t| transform_point(t, mp))
-                })
-                .collect();
-            Ok(Some((v, d.faces)))
+                ))
+            };
+            let map = m.fragment_map(f.lod, k, q);
+            let model = |p: &[f32; 3]| {
+                if !(p[0] >= 0.0 && p[0] < limit && p[1] >= 0.0 && p[1] < limit && p[2] >= 0.0 && p[2] < limit) {
+                    return Err(outside(p));
+                }
+                let mp = map.apply(*p);
+                Ok(t.as_ref().map_or(mp, |t| transform_point(t, mp)))
+            };
+            let v = if direct {
+                let mut v = Vec::with_capacity(d.points.len());
+                for p in &d.points {
+                    v.push(model(p)?.map(|c| c as f32));
+                }
+                Verts::F32(v)
+            } else {
+                Verts::F64(d.points.iter().map(model).collect::<Result<_>>()?)
+            };
+            Ok((v, d.faces))
         })?;
-        let (mut v, mut f) = (Vec::new(), Vec::new());
-        for (pv, pf) in decoded.into_iter().flatten() {
-            let base = u32::try_from(v.len()).map_err(|_| Error::decode(format!("{url}: more than 2^32 vertices")))?;
-            v.extend(pv);
-            f.extend(pf.iter().map(|x| x.map(|k| k + base)));
+        let nv = pieces.iter().map(|(v, _)| v.len()).sum();
+        let nf = pieces.iter().map(|(_, f)| f.len()).sum();
+        let mut faces = Vec::with_capacity(nf);
+        let (mut v64, mut v32) =
+            if direct { (Vec::new(), Vec::with_capacity(nv)) } else { (Vec::with_capacity(nv), Vec::new()) };
+        for (pv, pf) in pieces {
+            let base = u32::try_from(v64.len() + v32.len())
+                .map_err(|_| Error::decode(format!("{url}: more than 2^32 vertices")))?;
+            match pv {
+                Verts::F64(p) => v64.extend(p),
+                Verts::F32(p) => v32.extend(p),
+            }
+            faces.extend(pf.iter().map(|x| x.map(|k| k + base)));
         }
-        Ok(Some((v, f)))
+        Ok((if direct { Verts::F32(v32) } else { Verts::F64(v64) }, faces))
     }
 
     /// Write the legacy mesh of `id` as cloud-volume's `put` does: the fragment `<id>:0:1`

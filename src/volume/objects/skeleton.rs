@@ -74,6 +74,22 @@ impl Skeletons {
     /// # Errors
     /// A missing skeleton (`NotFound`, naming the id and URL), a damaged one (`Decode`), I/O.
     pub(crate) fn get(&self, ids: &[u64], allow_missing: bool) -> Result<Vec<Option<Skeleton>>> {
+        if let (Some(kv), true) = (&self.kv, ids.len() > 1) {
+            // Sharded, several: neighbouring values fetched together, then decoded in parallel.
+            let values = kv.get_many(self.store.as_ref(), &self.engine, ids, MAX_SKELETON)?;
+            return self.engine.map(&values, |i, v| match v {
+                Some((bytes, at)) => {
+                    let url = format!("{} (segment {})", self.store.url(&at.key), ids[i]);
+                    let mut s = Skeleton::decode(bytes, &self.info.vertex_attributes, &url)?;
+                    s.vertices = s.physical(self.info.transform.as_ref());
+                    Ok(Some(s))
+                }
+                None if allow_missing => Ok(None),
+                None => {
+                    Err(Error::not_found(format!("segment {} has no skeleton: {}", ids[i], self.missing_url(ids[i]))))
+                }
+            });
+        }
         self.engine.map(ids, |_, &id| match self.raw(id)? {
             Some(mut s) => {
                 s.vertices = s.physical(self.info.transform.as_ref());

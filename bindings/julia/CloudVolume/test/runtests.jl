@@ -56,6 +56,11 @@ const OCP_DIR = get(ENV, "CV_OCP_H5PY_DIR", "")
 const BOSS = get(ENV, "CV_BOSS_URL_BASE", "")
 const BOSS_TOKEN = get(ENV, "CV_BOSS_TOKEN", "")
 const BOSS_DIR = get(ENV, "CV_BOSS_INTERN_DIR", "")
+# graphene:// meshes: CV_GRAPHENE_MESH_URL = graphene://http://127.0.0.1:PORT/segmentation/table of
+# tests/servers/chunkedgraph.py --fixture $CV_GRAPHENE_MESH_DIR --token <the manifest's token>, the
+# fixture tests/reference/graphene_meshes.py writes (cloud-volume's reads through the same double).
+const GMESH_URL = get(ENV, "CV_GRAPHENE_MESH_URL", "")
+const GMESH_DIR = get(ENV, "CV_GRAPHENE_MESH_DIR", "")
 function skip_service(what, var)
     get(ENV, "CV_REQUIRE_SERVICES", "") == "1" &&
         error("CV_REQUIRE_SERVICES=1 but $(var) is not set: start the $(what) double (see scripts/test_octave.sh)")
@@ -1407,6 +1412,116 @@ end
     # ndstore's info cannot be created from here.
     i8 = CloudVolumeWrapper(info, base * "img8")
     expect_error(() -> CloudVolumeWrapper(base * "new"; info = i8), CV.CV_ERR_UNSUPPORTED)
+    end
+end
+
+# A graphene mesh equals cloud-volume's recorded one: vertices bit for bit, faces in the same
+# order (cloud-volume's from 0, ours from 1).
+function same_gmesh(item, got, what)
+    v = read_npy(joinpath(GMESH_DIR, item["vertices"]))
+    f = read_npy(joinpath(GMESH_DIR, item["faces"]))
+    ok = v isa Matrix{Float32} && f isa Matrix{UInt32} && size(v, 1) > 0 && size(f, 1) > 0 &&
+         same_bits(got.vertices, v) && size(got.faces) == size(f) && got.faces == f .+ UInt32(1)
+    ok || @warn "differs from cloud-volume: $(what)" size(got.vertices) size(v) size(got.faces) size(f)
+    return ok
+end
+
+@testset "graphene meshes (tests/servers/chunkedgraph.py, cloud-volume's reads)" begin
+    if isempty(GMESH_URL) || !isfile(joinpath(GMESH_DIR, "manifest.json"))
+        skip_service("chunkedgraph", "CV_GRAPHENE_MESH_URL or CV_GRAPHENE_MESH_DIR")
+    else
+    manifest = CV.parse_json(read(joinpath(GMESH_DIR, "manifest.json"), String))
+    token = manifest["token"]
+    gurl(table) = "$(GMESH_URL)/$(table)"
+    counts = Dict{String,Int}()
+    @testset "every recorded read" begin
+        for c in manifest["cases"]
+            o = c["options"]
+            # Calls the library does not offer (a bounding box, bypassing the manifest, no byte
+            # offsets), and the cases handed an info: not for this binding.
+            if any(k -> haskey(o, k), ("bounding_box", "bypass", "use_byte_offsets", "info"))
+                bump!(counts, "skipped")
+                continue
+            end
+            what = c["id"]
+            ids = UInt64[parse(UInt64, s) for s in c["ids"]]
+            weld = get(o, "remove_duplicate_vertices", false) === true ? true :
+                   get(o, "deduplicate_chunk_boundaries", true) === false ? false : nothing
+            allow = get(o, "allow_missing", false) === true
+            fused = get(o, "fuse", false) === true || get(c, "fused", false) === true
+            CloudVolumeWrapper(gurl(c["table"]); secrets = Dict{String,Any}("token" => token),
+                               mip = Int(get(o, "mip", 0)),
+                               timestamp = haskey(o, "timestamp") ? o["timestamp"] : nothing) do vol
+                if c["error"] !== nothing
+                    # cloud-volume's IndexError "No meshes found.": a root without a mesh.
+                    e = expect_error(() -> fused ? mesh(vol, ids; weld = weld, allow_missing = allow) :
+                                                   meshes(vol, ids; weld = weld, allow_missing = allow),
+                                     CV.CV_ERR_NOT_FOUND)
+                    @test e !== nothing && occursin(string(ids[1]), e.message)
+                    bump!(counts, "errors")
+                elseif fused
+                    items = c["expected"]
+                    @test length(items) == 1
+                    m = mesh(vol, ids; weld = weld, allow_missing = allow)
+                    @test m.segid === nothing
+                    @test same_gmesh(items[1], m, what)
+                    bump!(counts, "fused")
+                else
+                    items = c["expected"]
+                    want = Dict(parse(UInt64, it["id"]) => it for it in items)
+                    each = meshes(vol, ids; weld = weld, allow_missing = allow)
+                    @test length(each) == length(ids)
+                    for (i, id) in enumerate(ids)
+                        if haskey(want, id)
+                            @test each[i] !== nothing && each[i].segid == id
+                            each[i] === nothing || @test same_gmesh(want[id], each[i], "$(what) [$(id)]")
+                        else
+                            # cloud-volume left it out: allow_missing, and no mesh.
+                            @test allow && each[i] === nothing
+                            bump!(counts, "absent")
+                        end
+                    end
+                    @test count(!isnothing, each) == length(items)
+                    bump!(counts, allow ? "allow_missing" : "reads")
+                end
+            end
+        end
+        @info "graphene mesh reads" counts
+        @test get(counts, "reads", 0) >= 60 && get(counts, "fused", 0) >= 2 && get(counts, "errors", 0) >= 2
+        @test get(counts, "allow_missing", 0) >= 3 && get(counts, "absent", 0) >= 3
+    end
+    @testset "lods, a meshless root, tokens, an unknown table" begin
+        plain = meshless = UInt64(0)
+        for c in manifest["cases"]
+            (c["table"] == "meshes" && isempty(c["options"])) || continue
+            c["error"] === nothing && plain == 0 && (plain = parse(UInt64, c["ids"][1]))
+            c["error"] !== nothing && meshless == 0 && (meshless = parse(UInt64, c["ids"][1]))
+        end
+        @test plain != 0 && meshless != 0
+        secrets = Dict{String,Any}("token" => token)
+        CloudVolumeWrapper(gurl("meshes"); secrets = secrets) do vol
+            @test mesh_lods(vol, plain) == 1
+            expect_error(() -> mesh(vol, plain; lod = 1), CV.CV_ERR_INVALID_ARGUMENT)
+            e = expect_error(() -> mesh(vol, meshless), CV.CV_ERR_NOT_FOUND)
+            @test occursin(string(meshless), e.message)
+            expect_error(() -> meshes(vol, [plain, meshless]), CV.CV_ERR_NOT_FOUND)
+            # (A fused read may order a mesh's faces otherwise than its read on its own, as
+            # cloud-volume's fuse does: each is compared with the same call of the plain id alone.)
+            each = meshes(vol, [meshless, plain]; allow_missing = true)
+            alone = meshes(vol, [plain])[1]
+            @test length(each) == 2 && each[1] === nothing && each[2].segid == plain
+            @test same_bits(each[2].vertices, alone.vertices) && each[2].faces == alone.faces
+            @test size(alone.vertices, 1) > 0 && all(1 .<= alone.faces .<= size(alone.vertices, 1))
+            single = mesh(vol, plain)
+            fused = mesh(vol, [meshless, plain]; allow_missing = true)
+            @test same_bits(fused.vertices, single.vertices) && fused.faces == single.faces
+        end
+        # Tokens at open (the info request): wrong, valid without view permission.
+        for t in (manifest["bad_token"], manifest["forbidden_token"])
+            expect_error(() -> CloudVolumeWrapper(gurl("meshes"); secrets = Dict{String,Any}("token" => t)), CV.CV_ERR_AUTH)
+        end
+        expect_error(() -> CloudVolumeWrapper(gurl("nosuch"); secrets = secrets), CV.CV_ERR_NOT_FOUND)
+    end
     end
 end
 
