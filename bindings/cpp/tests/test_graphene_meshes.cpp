@@ -48,62 +48,9 @@ std::string env(const char *name) {
 
 // ---- .npy files (float32 / uint32, N x 3) ---------------------------------------------------
 
-struct Npy {
-    std::string descr;
-    std::vector<std::size_t> shape;
-    std::vector<unsigned char> data;  // C order
-};
+using harness::Npy;
 
-Npy npy(const std::string &rel) {
-    const std::string path = dir + "/" + rel;
-    const std::vector<unsigned char> b = harness::read_file(path);
-    if (b.size() < 12 || std::memcmp(b.data(), "\x93NUMPY", 6) != 0) throw std::runtime_error(path + ": not a .npy file");
-    std::size_t hlen = 0, start = 0;
-    if (b[6] == 1) {
-        hlen = static_cast<std::size_t>(b[8]) | static_cast<std::size_t>(b[9]) << 8;
-        start = 10;
-    } else {
-        hlen = static_cast<std::size_t>(b[8]) | static_cast<std::size_t>(b[9]) << 8 |
-               static_cast<std::size_t>(b[10]) << 16 | static_cast<std::size_t>(b[11]) << 24;
-        start = 12;
-    }
-    if (start + hlen > b.size()) throw std::runtime_error(path + ": header past the end");
-    const std::string h(b.begin() + static_cast<std::ptrdiff_t>(start),
-                        b.begin() + static_cast<std::ptrdiff_t>(start + hlen));
-    auto field = [&](const std::string &k) {
-        const std::size_t i = h.find("'" + k + "'");
-        if (i == std::string::npos) throw std::runtime_error(path + ": no " + k);
-        std::size_t j = i + k.size() + 3;
-        while (j < h.size() && h[j] == ' ') j++;
-        return h.substr(j);
-    };
-    Npy out;
-    const std::string d = field("descr");
-    out.descr = d.substr(1, d.find('\'', 1) - 1);
-    const bool fortran = field("fortran_order").rfind("True", 0) == 0;
-    const std::string s = field("shape");
-    std::string num;
-    for (std::size_t i = 1; i < s.size() && s[i] != ')'; i++) {
-        if (s[i] >= '0' && s[i] <= '9') {
-            num += s[i];
-        } else if (!num.empty()) {
-            out.shape.push_back(static_cast<std::size_t>(std::stoull(num)));
-            num.clear();
-        }
-    }
-    if (!num.empty()) out.shape.push_back(static_cast<std::size_t>(std::stoull(num)));
-    out.data.assign(b.begin() + static_cast<std::ptrdiff_t>(start + hlen), b.end());
-    if (fortran && out.shape.size() == 2) {
-        const std::size_t rows = out.shape[0], cols = out.shape[1];
-        const std::size_t item = rows * cols == 0 ? 1 : out.data.size() / (rows * cols);
-        std::vector<unsigned char> c(out.data.size());
-        for (std::size_t r = 0; r < rows; r++)
-            for (std::size_t k = 0; k < cols; k++)
-                std::memcpy(&c[(r * cols + k) * item], &out.data[(k * rows + r) * item], item);
-        out.data = std::move(c);
-    }
-    return out;
-}
+Npy npy(const std::string &rel) { return harness::read_npy(dir + "/" + rel); }
 
 std::vector<std::uint32_t> words(const std::vector<unsigned char> &b) {
     std::vector<std::uint32_t> v(b.size() / 4);

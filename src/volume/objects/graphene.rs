@@ -220,7 +220,9 @@ fn parse_manifest(v: &Value, url: &str) -> Result<Vec<Fragment>> {
     Ok(dynamic)
 }
 
-/// The first match of `~(\d+)/([\d\-]+\.shard):(\d+):(\d+)` in `s`.
+/// The first match of `~(\d+)/([0-9a-f\-]+\.shard):(\d+):(\d+)` in `s`: cloud-volume's
+/// pattern, except that the shard number may hold hex digits (it is hex: `12-a.shard` with
+/// `shard_bits` >= 4, a name cloud-volume's `[\d\-]+` fails on).
 fn find_initial(s: &str) -> Option<(String, String, u64, u64)> {
     let b = s.as_bytes();
     let digits = |at: usize| b[at..].iter().take_while(|c| c.is_ascii_digit()).count();
@@ -232,7 +234,7 @@ fn find_initial(s: &str) -> Option<(String, String, u64, u64)> {
         }
         let layer = &s[at..at + n];
         at += n + 1;
-        let f = b[at..].iter().take_while(|c| c.is_ascii_digit() || **c == b'-').count();
+        let f = b[at..].iter().take_while(|c| c.is_ascii_digit() || matches!(**c, b'a'..=b'f' | b'-')).count();
         if f == 0 || !s[at + f..].starts_with(".shard:") {
             continue;
         }
@@ -504,8 +506,9 @@ mod tests {
             Some(("2".into(), "344239114-0.shard".into(), 224659, 442))
         );
         // re.search: found after other text, first match wins.
-        assert_eq!(find_initial("x~3/1-a.shard:1:2 ~2/5-0.shard:7:8"), Some(("2".into(), "5-0.shard".into(), 7, 8)));
+        assert_eq!(find_initial("x~3/1-q.shard:1:2 ~2/5-0.shard:7:8"), Some(("2".into(), "5-0.shard".into(), 7, 8)));
         assert_eq!(find_initial("~2/5-0.shard:7"), None);
+        assert_eq!(find_initial("~3/12-a.shard:7:8"), Some(("3".into(), "12-a.shard".into(), 7, 8)));
         assert_eq!(find_initial("~/5-0.shard:7:8"), None);
         let v: Value = serde_json::json!({
             "fragments": ["~2/5-0.shard:7:8", "", "123:0:0-64_0-64_0-16"],
