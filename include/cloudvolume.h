@@ -1017,9 +1017,12 @@ cv_status cv_write_from(const cv_volume *vol,
 cv_status cv_delete(const cv_volume *vol, uint32_t mip, const int64_t *lo, const int64_t *hi);
 
 /**
- * Add a scale downsampled from mip 0 by `factor` (3 values >= 1) with `chunk_size` (3 values,
- * or NULL for mip 0's), write the info, and make the handle see it; `*new_mip` (may be NULL)
- * receives the scale's mip. Takes the handle mutably: no other call may use it meanwhile.
+ * Add a scale to the info for data downsampled from mip 0 by `factor` (3 values >= 1), with
+ * `chunk_size` (3 values, or NULL for mip 0's): its resolution, offset and size follow from
+ * mip 0 (cloud-volume's `add_scale`); the info is written and the handle sees the new mip,
+ * which holds no data until it is written (`cv_write_from`): no voxels are downsampled here.
+ * `*new_mip` (may be NULL) receives the scale's mip. Takes the handle mutably: no other call
+ * may use it meanwhile.
  *
  * # Safety
  * `vol` is a live handle used by no other thread during the call; `factor` points to 3

@@ -19,7 +19,8 @@ classdef CloudVolume < handle
 %     'background_color'    0      value of missing and outside voxels
 %     'parallel'            true   concurrent chunk requests: true/false keep the library's
 %                                  default (cores for files, 24 for the network), or a number
-%     'cache'               false  true is refused (cloudvolume:unsupported): no disk cache yet
+%     'cache'               false  cloud-volume's disk cache: true ($CLOUD_VOLUME_CACHE_DIR, else
+%                                  ~/.cloudvolume/cache) or a directory, cloud-volume's tree
 %     'non_aligned_writes'  false  allow writes off the chunk grid
 %     'compress'            []     compression of written chunks: [], false, true/'gzip', 'zstd'
 %     'compress_level', 'delete_black_uploads', 'timeout', 'max_attempts',

@@ -162,6 +162,8 @@ cv_version() = ccall(fptr(:cv_version), Ptr{UInt8}, ())
 
 cv_data_type(vol, out) = ccall(fptr(:cv_data_type), Cint, (Ptr{Cvoid}, Ptr{Int32}), vol, out)
 
+cv_cache_clear(vol) = ccall(fptr(:cv_cache_clear), Cint, (Ptr{Cvoid},), vol)
+
 cv_dtype_size(dtype) = ccall(fptr(:cv_dtype_size), Csize_t, (Int32,), dtype)
 
 cv_dtype_name(dtype) = ccall(fptr(:cv_dtype_name), Ptr{UInt8}, (Int32,), dtype)

@@ -53,8 +53,9 @@ and their defaults are CloudVolume.jl's. What each does here:
 - Accepted and ignored: `cdn_cache` (no Cache-Control header is set), `progress` (no progress
   bar), `output_to_shared_memory` (reads return an ordinary `Array`: the library decodes into
   Julia memory directly, so there is no shared-memory segment to hand back).
-- `cache`: `false` only; a local disk cache (`true` or a path) is not implemented and throws a
-  `CloudVolumeError` (`CV_ERR_UNSUPPORTED`) rather than silently not caching.
+- `cache`: cloud-volume's local disk cache: `false` (the default) off, `true` for
+  `\$CLOUD_VOLUME_CACHE_DIR` (else `~/.cloudvolume/cache`), or a directory; the same tree
+  cloud-volume keeps, so either tool's cache serves the other. `flush(vol)` empties it.
 
 Unlike CloudVolume.jl, constructors are not memoized: each call opens its own handle, released
 by `close(vol)` or by the garbage collector. Handles may be used from several threads at once
@@ -100,8 +101,7 @@ mutable struct CloudVolumeWrapper
             # Bool <: Integer in Julia: test Bool first.
             "parallel" => parallel isa Bool ? parallel : Int(parallel),
         )
-        # cache=false is the library's default; anything else is refused by the library with
-        # CV_ERR_UNSUPPORTED and a message naming the option.
+        # cache=false is the library's default; true or a directory turns the disk cache on.
         cache === false || (opts["cache"] = cache)
         # graphene:// (cloud-volume's keywords): given only when set.
         agglomerate === nothing || (opts["agglomerate"] = agglomerate)
@@ -319,10 +319,11 @@ end
 """
     flush(vol)
 
-A no-op kept for CloudVolume.jl's API (it flushed cloud-volume's local cache; this library has
-none, and every write is stored before its call returns).
+Empty the handle's caches (CloudVolume.jl's `flush`, cloud-volume's `flush_cache`): the disk
+cache of `cache=...` under this layer, and chunks kept in memory. Writes need no flushing:
+every write is stored before its call returns.
 """
-Base.flush(x::CloudVolumeWrapper) = nothing
+Base.flush(x::CloudVolumeWrapper) = (check(cv_cache_clear(x)); nothing)
 
 # ---------------------------------------------------------------------------------------------
 # Boxes.

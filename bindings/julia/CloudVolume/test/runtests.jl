@@ -517,7 +517,14 @@ end
     e = expect_error(() -> CloudVolumeWrapper(url("absent")), CV.CV_ERR_NOT_FOUND)
     @test occursin("absent", e.message)
     @test occursin("CV_ERR_NOT_FOUND", sprint(showerror, e))
-    expect_error(() -> CloudVolumeWrapper(url("a"); cache = true), CV.CV_ERR_UNSUPPORTED)
+    # The disk cache: a directory of cloud-volume's layout; reads through it equal reads without.
+    cachedir = mktempdir()
+    cvol = CloudVolumeWrapper(url("a"); cache = cachedir)
+    @test cvol[0:1, 5:6, 10:11] == data[4:5, 1:2, 1:2, 1]
+    @test cvol[0:1, 5:6, 10:11] == data[4:5, 1:2, 1:2, 1]
+    @test flush(cvol) === nothing
+    close(cvol)
+    expect_error(() -> CloudVolumeWrapper(url("a"); cache = ""), CV.CV_ERR_INVALID_ARGUMENT)
     expect_error(() -> CloudVolumeWrapper(url("a"); parallel = 0), CV.CV_ERR_INVALID_ARGUMENT)
     expect_error(() -> CloudVolumeWrapper(url("a"); mip = 3), CV.CV_ERR_INVALID_ARGUMENT)
     expect_error(() -> CloudVolumeWrapper(url("a"); compress = "lzma"), CV.CV_ERR_INVALID_ARGUMENT)
