@@ -51,6 +51,12 @@
 #define CV_ENCODING_JXL 6
 
 /**
+ * An encoding the library does not know (its name is in the info); reads of that mip fail
+ * with `CV_ERR_UNSUPPORTED` naming it.
+ */
+#define CV_ENCODING_OTHER 7
+
+/**
  * The chunk files of a box. Opaque to C; created by `cv_download_files`, released by
  * `cv_files_free`; read-only, so any thread may read it.
  */

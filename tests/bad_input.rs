@@ -183,12 +183,38 @@ fn info_bad_resolution() {
     assert_eq!(res, [4.5, 4.0, 40.0]);
 }
 
+/// One scale in an encoding this library cannot read (crackle, as recent pipelines write it)
+/// does not block the others: mip 0 reads, mip 1 fails naming crackle, writes to it too.
+#[test]
+fn one_unreadable_mip_does_not_block_the_layer() {
+    let layer = Layer::write(Spec::new("uint8", [16, 16, 8], [8, 8, 8]).mips(2));
+    let mut info = layer.spec.info();
+    info["scales"][1]["encoding"] = json!("crackle");
+    layer.write_info_text(&info.to_string());
+    let vol = open(&layer.url(), None).unwrap_or_else(|(s, m)| panic!("{} {m}", status_name(s)));
+    assert_eq!(vol.read_ok(0, [0, 0, 0], [16, 16, 8]), layer.expected(0, [0, 0, 0], [16, 16, 8], 0.0));
+    let (lo, hi) = layer.spec.bounds(1);
+    expect_err(vol.read(1, lo, hi), CV_ERR_UNSUPPORTED, &["crackle", "mip 1"]);
+    let v = Volume::open(&layer.url(), Options::default()).unwrap();
+    let buf = vec![0u8; v.cutout_len(&Bbox::new(lo, hi)).unwrap()];
+    let e = v.write_from(1, &Bbox::new(lo, hi), &buf).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("crackle"), "{e}");
+}
+
 #[test]
 fn info_unknown_encoding_and_data_type() {
+    // An encoding without a name here: the layer opens, cv_encoding says CV_ENCODING_OTHER,
+    // and reads of that mip fail naming the encoding and the layer.
     let mut info = good_info();
     info["scales"][0]["encoding"] = json!("webp");
     let (layer, r) = open_info(&info);
-    expect_err(r, CV_ERR_UNSUPPORTED, &["webp", &layer.url()]);
+    let vol = r.unwrap_or_else(|(s, m)| panic!("an unknown encoding refused at open: {} {m}", status_name(s)));
+    let mut code = 0;
+    // SAFETY: a live handle and a writable out.
+    assert_eq!(unsafe { cv_encoding(vol.0, 0, &mut code) }, CV_OK);
+    assert_eq!(code, CV_ENCODING_OTHER);
+    expect_err(vol.read(0, [0, 0, 0], [8, 8, 8]), CV_ERR_UNSUPPORTED, &["webp", "mip 0", &layer.url()]);
 
     let mut info = good_info();
     info["data_type"] = json!("complex128");

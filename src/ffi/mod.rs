@@ -82,6 +82,9 @@ pub const CV_ENCODING_PNG: i32 = 3;
 pub const CV_ENCODING_COMPRESSED_SEGMENTATION: i32 = 4;
 pub const CV_ENCODING_COMPRESSO: i32 = 5;
 pub const CV_ENCODING_JXL: i32 = 6;
+/// An encoding the library does not know (its name is in the info); reads of that mip fail
+/// with `CV_ERR_UNSUPPORTED` naming it.
+pub const CV_ENCODING_OTHER: i32 = 7;
 
 const MAGIC_LIVE: u64 = 0x6376_5f76_6f6c_756d; // "cv_volum"
 const MAGIC_FREED: u64 = 0x6672_6565_6421_2121; // "freed!!!"

@@ -225,6 +225,7 @@ pub unsafe extern "C" fn cv_encoding(vol: *const cv_volume, mip: u32, out: *mut 
             Encoding::CompressedSegmentation => CV_ENCODING_COMPRESSED_SEGMENTATION,
             Encoding::Compresso => CV_ENCODING_COMPRESSO,
             Encoding::Jxl => CV_ENCODING_JXL,
+            Encoding::Other => CV_ENCODING_OTHER,
         };
         Ok(())
     })

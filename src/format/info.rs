@@ -115,6 +115,9 @@ pub enum Encoding {
     CompressedSegmentation,
     Compresso,
     Jxl,
+    /// An encoding this library has no name for (crackle, fpzip, zfpc, ...): the scale opens, and
+    /// fails when read or written, naming it (`Scale::encoding_name`).
+    Other,
 }
 
 impl Encoding {
@@ -138,6 +141,7 @@ impl Encoding {
             Encoding::CompressedSegmentation => "compressed_segmentation",
             Encoding::Compresso => "compresso",
             Encoding::Jxl => "jxl",
+            Encoding::Other => "other",
         }
     }
 }
@@ -158,6 +162,8 @@ pub struct Scale {
     /// The first of `chunk_sizes`; the others are alternative copies and are not read.
     pub chunk_size: [i64; 3],
     pub encoding: Encoding,
+    /// The info's name of the encoding, as written there.
+    pub encoding_name: String,
     pub cseg_block_size: Option<[i64; 3]>,
     /// The sharding spec, when the scale is sharded.
     pub sharding: Option<Value>,
@@ -298,10 +304,14 @@ impl Scale {
             return Err(Error::decode(format!("{ctx}: chunk_sizes[0] {chunk_size:?} exceeds 2^32 on some axis")));
         }
         let enc_value = member(obj, "encoding", ctx)?;
-        let encoding = enc_value
+        let encoding_name = enc_value
             .as_str()
-            .and_then(Encoding::parse)
-            .ok_or_else(|| Error::unsupported(format!("{ctx}: unsupported \"encoding\" {enc_value}")))?;
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| Error::decode(format!("{ctx}: \"encoding\" must be a name, got {enc_value}")))?
+            .to_string();
+        // An unknown name does not stop the layer from opening: only this scale's reads and
+        // writes fail, naming it.
+        let encoding = Encoding::parse(&encoding_name).unwrap_or(Encoding::Other);
         let cseg_block_size = match obj.get("compressed_segmentation_block_size") {
             Some(v) if encoding == Encoding::CompressedSegmentation => {
                 let b = int_triple(v, "compressed_segmentation_block_size", ctx, 1)?;
@@ -337,6 +347,7 @@ impl Scale {
                 matches!(dtype, DataType::U8 | DataType::U16 | DataType::U32 | DataType::U64) && channels == 1
             }
             Encoding::Jxl => dtype == DataType::U8 && matches!(channels, 1 | 3 | 4),
+            Encoding::Other => true,
         };
         if !combination_ok {
             return Err(Error::decode(format!(
@@ -345,7 +356,17 @@ impl Scale {
                 dtype.name()
             )));
         }
-        Ok(Scale { key, size, voxel_offset, resolution, chunk_size, encoding, cseg_block_size, sharding })
+        Ok(Scale {
+            key,
+            size,
+            voxel_offset,
+            resolution,
+            chunk_size,
+            encoding,
+            encoding_name,
+            cseg_block_size,
+            sharding,
+        })
     }
 
     /// `[voxel_offset, voxel_offset + size)`.
@@ -389,10 +410,13 @@ mod tests {
         let s = r#"{"key":"a","size":[10,7,5],"resolution":[4,4,40],"chunk_sizes":[[4,0,4]],"encoding":"raw"}"#;
         let e = Info::parse(info(s).as_bytes(), "mem://x").unwrap_err();
         assert!(e.message().contains("chunk_sizes"), "{e}");
+        // An encoding without a name here opens (its reads fail later, naming it).
         let s = r#"{"key":"a","size":[10,7,5],"resolution":[4,4,40],"chunk_sizes":[[4,4,4]],"encoding":"webp"}"#;
+        let i = Info::parse(info(s).as_bytes(), "mem://x").unwrap();
+        assert_eq!((i.scales[0].encoding, i.scales[0].encoding_name.as_str()), (Encoding::Other, "webp"));
+        let s = r#"{"key":"a","size":[10,7,5],"resolution":[4,4,40],"chunk_sizes":[[4,4,4]],"encoding":7}"#;
         let e = Info::parse(info(s).as_bytes(), "mem://x").unwrap_err();
-        assert!(e.message().contains("webp"), "{e}");
-        assert_eq!(e.kind(), crate::error::ErrorKind::Unsupported);
+        assert!(e.message().contains("\"encoding\" must be a name"), "{e}");
         let s = r#"{"key":"a","size":[10,7,5],"resolution":[4,-4,40],"chunk_sizes":[[4,4,4]],"encoding":"raw"}"#;
         let e = Info::parse(info(s).as_bytes(), "mem://x").unwrap_err();
         assert!(e.message().contains("resolution"), "{e}");

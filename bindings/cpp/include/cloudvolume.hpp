@@ -315,6 +315,7 @@ enum class Encoding : std::int32_t {
     compressed_segmentation = CV_ENCODING_COMPRESSED_SEGMENTATION,
     compresso = CV_ENCODING_COMPRESSO,
     jxl = CV_ENCODING_JXL,
+    other = CV_ENCODING_OTHER,  ///< an encoding the library does not know: reads of that mip fail
 };
 
 /// The info name of an encoding ("raw", "jpeg", ...).
@@ -326,6 +327,7 @@ inline const char *name(Encoding e) noexcept {
         case Encoding::compressed_segmentation: return "compressed_segmentation";
         case Encoding::compresso: return "compresso";
         case Encoding::jxl: return "jxl";
+        case Encoding::other: return "other";
     }
     return "";
 }

@@ -513,7 +513,7 @@ static void cmd_free(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
 static void cmd_meta(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
     static const char *fields[] = {"data_type", "num_channels", "num_mips", "default_mip",
                                    "voxel_offset", "size", "chunk_size", "resolution", "encoding"};
-    static const char *encodings[] = {"", "raw", "jpeg", "png", "compressed_segmentation", "compresso", "jxl"};
+    static const char *encodings[] = {"", "raw", "jpeg", "png", "compressed_segmentation", "compresso", "jxl", "other"};
     const cv_volume *v;
     int32_t dt;
     uint32_t nc, nm, dm, m;
@@ -550,7 +550,7 @@ static void cmd_meta(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[])
             pc[m + (size_t)d * nm] = (double)cs[d];
             pr[m + (size_t)d * nm] = r[d];
         }
-        mxSetCell(enc, m, mxCreateString(e >= 1 && e <= 6 ? encodings[e] : "unknown"));
+        mxSetCell(enc, m, mxCreateString(e >= 1 && e <= 7 ? encodings[e] : "unknown"));
     }
     s = mxCreateStructMatrix(1, 1, (int)(sizeof fields / sizeof fields[0]), fields);
     mxSetField(s, 0, "data_type", mxCreateString(cv_dtype_name(dt)));

@@ -99,9 +99,7 @@ impl ScaleCtx {
             let how = if verb == "read" { "which is not supported yet" } else { "which cannot be written yet" };
             Error::unsupported(format!(
                 "{}: mip {} uses the {} encoding, {how}",
-                self.path,
-                self.mip,
-                self.scale.encoding.name()
+                self.path, self.mip, self.scale.encoding_name
             ))
         })
     }
