@@ -211,21 +211,37 @@ fn every_recorded_read_equals_cloud_volumes() {
     );
 }
 
-#[test]
-fn lods_writes_and_damaged_answers_get_clear_statuses() {
-    let Some((dir, m)) = fixture() else { return };
-    let token = m["token"].as_str().unwrap();
-    let case = m["cases"]
+/// The first recorded single-id read of table `meshes` that succeeded.
+fn plain_read(m: &Value) -> Value {
+    m["cases"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["error"].is_null() && !c["fused"].as_bool().unwrap_or(false) && c["table"] == "meshes")
         .expect("a plain read")
-        .clone();
+        .clone()
+}
+
+#[test]
+fn lods_writes_and_damaged_answers_get_clear_statuses() {
+    let Some((dir, m)) = fixture() else { return };
+    let token = m["token"].as_str().unwrap();
+    let case = plain_read(&m);
     let id = ids_of(&case)[0];
     let Some(double) = Double::start(&dir, Some(token)) else { return };
     let vol = open(&double, "meshes", token);
     assert_eq!(vol.mesh_lods(id).unwrap(), 1);
+    // A node whose manifest names nothing has no levels: NotFound, as its read.
+    let meshless = m["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["error"]["type"] == "IndexError")
+        .map(|c| ids_of(c)[0])
+        .expect("a meshless root");
+    let e = vol.mesh_lods(meshless).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains(&meshless.to_string()), "{e}");
     let e = vol.meshes(&[id], &MeshRequest { lod: Lod::Index(1), ..Default::default() }).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     let info = vol.mesh_info().unwrap();
@@ -323,13 +339,7 @@ fn copy_tree(from: &Path, to: &Path) {
 fn the_cli_saves_a_graphene_mesh_as_obj() {
     let Some((dir, m)) = fixture() else { return };
     let token = m["token"].as_str().unwrap();
-    let case = m["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["error"].is_null() && !c["fused"].as_bool().unwrap_or(false) && c["table"] == "meshes")
-        .unwrap()
-        .clone();
+    let case = plain_read(&m);
     let id = ids_of(&case)[0];
     let Some(double) = Double::start(&dir, Some(token)) else { return };
     let tmp = support::files::TempDir::new("gmesh-cli");

@@ -372,9 +372,22 @@ impl GrapheneMeshes {
         Ok(consolidate(&v, &f))
     }
 
-    fn one(&self, id: u64, req: &MeshRequest) -> Result<Option<Mesh>> {
-        let g = &self.meta.graph;
-        let layer = g.layer(id);
+    /// How many levels of detail the mesh of `id` has: 1, once its manifest names fragments
+    /// (only the manifest is fetched).
+    ///
+    /// # Errors
+    /// As [`GrapheneMeshes::get`].
+    pub(crate) fn num_lods(&self, id: u64) -> Result<usize> {
+        let (murl, frags) = self.fragments(id)?;
+        if frags.is_empty() {
+            return Err(Error::not_found(format!("segment {id} has no mesh: the manifest {murl} names no fragments")));
+        }
+        Ok(1)
+    }
+
+    /// The fragments the chunkedgraph's manifest names for `id`, with the manifest's URL.
+    fn fragments(&self, id: u64) -> Result<(String, Vec<Fragment>)> {
+        let layer = self.meta.graph.layer(id);
         if layer < 2 {
             return Err(Error::invalid(format!(
                 "segment {id} is a layer-{layer} id: graphene meshes belong to nodes of layer 2 and above"
@@ -389,6 +402,13 @@ impl GrapheneMeshes {
         }
         let (murl, manifest) = self.source.manifest(id, level)?;
         let frags = parse_manifest(&manifest, &murl)?;
+        Ok((murl, frags))
+    }
+
+    fn one(&self, id: u64, req: &MeshRequest) -> Result<Option<Mesh>> {
+        let g = &self.meta.graph;
+        let layer = g.layer(id);
+        let (murl, frags) = self.fragments(id)?;
         if frags.is_empty() {
             return Ok(None);
         }

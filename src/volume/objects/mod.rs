@@ -216,7 +216,7 @@ impl Volume {
     /// As [`Volume::meshes`].
     pub fn mesh_lods(&self, id: u64) -> Result<usize> {
         if let Some(g) = self.objects()?.graphene_meshes()? {
-            return g.get(&[id], &MeshRequest::default()).map(|_| 1);
+            return g.num_lods(id);
         }
         self.objects()?.meshes()?.num_lods(id)
     }
