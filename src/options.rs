@@ -13,8 +13,17 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
-/// Default number of requests in flight for network stores.
+/// Default number of worker threads for network stores and services: requests in flight for
+/// what is not a chunk read (writes, shard indices, the tiles of DVID, BOSS and OCP).
 pub const DEFAULT_NETWORK_PARALLEL: usize = 24;
+
+/// Default cap on chunk requests in flight from network stores; how many are out at once is
+/// set by the byte budget, [`DEFAULT_MAX_INFLIGHT_BYTES`]: hundreds of small chunks, a few
+/// dozen 1 MiB ones.
+pub const DEFAULT_NETWORK_FETCHES: usize = 256;
+
+/// Default byte budget of fetched bodies held at once (`max_inflight_bytes`).
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 32 << 20;
 
 /// How written chunks are compressed (cloud-volume's `compress`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,9 +54,15 @@ impl<T> std::fmt::Debug for Redacted<T> {
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default)]
 pub struct StoreOptions {
-    /// Concurrent chunk requests; None picks by store (cores for file://, 24 for network).
+    /// Concurrent requests; None picks by store: on file://, the cores; on network stores, 24
+    /// workers and up to 256 chunk reads in flight (as many as `max_inflight_bytes` holds).
+    /// A number sets both.
     #[serde(deserialize_with = "parallel")]
     pub parallel: Option<usize>,
+    /// Bytes of fetched bodies held at once (from before a request is sent until its chunk is
+    /// decoded): what decides how many requests are in flight within `parallel`.
+    #[serde(deserialize_with = "inflight_bytes")]
+    pub max_inflight_bytes: usize,
     /// Base URL that stands for `https://storage.googleapis.com` in gs:// paths.
     #[serde(deserialize_with = "endpoint")]
     pub gs_endpoint: Option<String>,
@@ -95,6 +110,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             parallel: None,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
             gs_endpoint: None,
             s3_endpoint: None,
             timeout_secs: 60.0,
@@ -241,6 +257,14 @@ fn parallel<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<usize
             Some(n @ 1..=1024) => Ok(Some(n as usize)),
             _ => Err(bad("true, false or an integer in 1..=1024", &v)),
         },
+    }
+}
+
+fn inflight_bytes<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<usize, D::Error> {
+    let v = Value::deserialize(d)?;
+    match v.as_u64() {
+        Some(n @ 65_536..=1_099_511_627_776) => Ok(n as usize),
+        _ => Err(bad("an integer number of bytes in 65536..=2^40", &v)),
     }
 }
 
@@ -529,6 +553,7 @@ mod tests {
             "retry_budget",
             "checksum",
             "lru_bytes",
+            "max_inflight_bytes",
             "use_https",
             "agglomerate",
             "timestamp",
@@ -536,7 +561,7 @@ mod tests {
         ] {
             assert_eq!(keys.iter().filter(|&&x| x == k).count(), 1, "{k} in {keys:?}");
         }
-        assert_eq!(keys.len(), 28, "{keys:?}");
+        assert_eq!(keys.len(), 29, "{keys:?}");
     }
 
     #[test]
@@ -584,6 +609,13 @@ mod tests {
         assert!(e.message().contains("secrets"));
         let e = Options::parse(Some(r#"{"parallel":2000,"bounded":true}"#)).unwrap_err();
         assert!(e.message().contains("\"parallel\"") && e.message().contains("2000"), "{e}");
+        for bad in ["1000", "-1", "\"32MiB\"", "65536.5", "2000000000000"] {
+            let e = Options::parse(Some(&format!(r#"{{"max_inflight_bytes":{bad}}}"#))).unwrap_err();
+            assert!(e.message().contains("\"max_inflight_bytes\"") && e.message().contains(bad), "{e}");
+        }
+        let o = Options::parse(Some(r#"{"max_inflight_bytes":1048576}"#)).unwrap();
+        assert_eq!(o.store.max_inflight_bytes, 1 << 20);
+        assert_eq!(Options::parse(None).unwrap().store.max_inflight_bytes, DEFAULT_MAX_INFLIGHT_BYTES);
         let e = Options::parse(Some(r#"{"compress":"lzma"}"#)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         assert!(e.message().contains("lzma"), "{e}");

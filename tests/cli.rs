@@ -240,6 +240,8 @@ fn library_errors_name_the_cli_flags_and_commands_report_what_they_did() {
         "--progress",
         "--parallel",
         "1",
+        "--max-inflight-bytes",
+        "65536",
         "-o",
         npy.to_str().unwrap(),
     ]);
@@ -253,6 +255,23 @@ fn library_errors_name_the_cli_flags_and_commands_report_what_they_did() {
         .filter(|l| l.contains("chunks") && l.contains("[########################################]"))
         .count();
     assert!(finals <= 1, "the final progress line shows {finals} times: {err:?}");
+    // A byte budget under the minimum is refused, naming the option.
+    let (code, _, err) =
+        run(&["cutout", "SAMPLE", "--bbox", "0,0,0,8,8,8", "--max-inflight-bytes", "10", "-o", npy.to_str().unwrap()]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("max_inflight_bytes") && err.contains("10"), "{err}");
+    let (code, _, err) = run(&[
+        "cutout",
+        "SAMPLE",
+        "--bbox",
+        "0,0,0,8,8,8",
+        "--max-inflight-bytes",
+        "lots",
+        "-o",
+        npy.to_str().unwrap(),
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("--max-inflight-bytes needs an integer"), "{err}");
 }
 
 #[test]

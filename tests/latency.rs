@@ -20,9 +20,10 @@ use support::{httpd, proxy};
 
 const DELAY_MS: u64 = 20;
 
-/// Voxel value of the test layer at absolute coordinates.
+/// Voxel value of the test layer at absolute coordinates (runs of 8 along x, so that gzip'd
+/// chunks are a fraction of their size).
 fn value(x: i64, y: i64, z: i64) -> u16 {
-    (x * 7 + y * 131 + z * 1031).rem_euclid(65_536) as u16
+    (x.div_euclid(8) * 7 + y * 131 + z * 1031).rem_euclid(65_536) as u16
 }
 
 const OFFSET: [i64; 3] = [3, -5, 7];
@@ -97,8 +98,9 @@ fn cutout_of_256_chunks_overlaps_requests_behind_20ms_latency() {
     // One request per chunk (a few more would be retries on stale keep-alive connections).
     assert!((256..=264).contains(&stats.requests), "expected one request per chunk: {stats:?}");
 
-    // (b) requests overlap.
-    assert!(stats.peak_in_flight >= 8, "peak in-flight requests {} < 8: {stats:?}", stats.peak_in_flight);
+    // (b) requests overlap: 256 chunks of 4 KiB fit the default byte budget many times over,
+    // so nearly all of them are out at once (not the 24 a fixed pool once allowed).
+    assert!(stats.peak_in_flight >= 64, "peak in-flight requests {} < 64: {stats:?}", stats.peak_in_flight);
 
     // (c) far less than serial: 256 x 20 ms = 5.12 s; allow 40% of it.
     let serial = Duration::from_millis(256 * DELAY_MS);
@@ -111,6 +113,80 @@ fn cutout_of_256_chunks_overlaps_requests_behind_20ms_latency() {
     eprintln!(
         "256 chunks behind {DELAY_MS} ms: {elapsed:?} (serial would be {serial:?}); peak in flight {}, {} connections",
         stats.peak_in_flight, stats.connections
+    );
+}
+
+/// Read the whole test layer through a fresh proxy with `options`; check its bytes and return
+/// the proxy's counts.
+fn read_through_proxy(dir: &Path, options: &str) -> proxy::Snapshot {
+    let server = httpd::FileServer::start(dir).expect("start file server");
+    let proxy = proxy::LatencyProxy::start(&server.host_port(), Duration::from_millis(DELAY_MS)).expect("start proxy");
+    let vol = Volume::open(&format!("{}/layer", proxy.url()), Options::parse(Some(options)).unwrap()).unwrap();
+    let bbox = Bbox::new(OFFSET, [OFFSET[0] + SIZE[0], OFFSET[1] + SIZE[1], OFFSET[2] + SIZE[2]]);
+    proxy.reset();
+    let buf = vol.cutout(0, &bbox).expect("cutout through the proxy");
+    let stats = proxy.snapshot();
+    let mut i = 0;
+    for z in bbox.lo[2]..bbox.hi[2] {
+        for y in bbox.lo[1]..bbox.hi[1] {
+            for x in bbox.lo[0]..bbox.hi[0] {
+                assert_eq!(
+                    u16::from_le_bytes([buf[i], buf[i + 1]]),
+                    value(x, y, z),
+                    "voxel ({x},{y},{z}) with {options}"
+                );
+                i += 2;
+            }
+        }
+    }
+    stats
+}
+
+/// `max_inflight_bytes` bounds the bytes of bodies held, and so the requests in flight: 64 KiB
+/// is 16 of these 4 KiB chunks (reserved before each request is sent); `parallel` still caps
+/// the count when it is lower.
+#[test]
+fn the_byte_budget_and_parallel_bound_requests_in_flight() {
+    let dir = TempDir::new("budget");
+    write_layer(dir.path());
+    let s = read_through_proxy(dir.path(), r#"{"max_inflight_bytes":65536}"#);
+    assert!(
+        (8..=16).contains(&s.peak_in_flight),
+        "64 KiB of 4 KiB bodies: peak in flight {} not in 8..=16: {s:?}",
+        s.peak_in_flight
+    );
+    let s = read_through_proxy(dir.path(), r#"{"parallel":4}"#);
+    assert!((2..=4).contains(&s.peak_in_flight), "parallel 4: peak in flight {}: {s:?}", s.peak_in_flight);
+    // A budget smaller than one body still reads (one request at a time).
+    let s = read_through_proxy(dir.path(), r#"{"max_inflight_bytes":65536,"parallel":2}"#);
+    assert!(s.peak_in_flight <= 2, "{s:?}");
+}
+
+/// Requests reserve what the bodies seen so far weighed, not the decoded chunk: gzip'd chunks
+/// of a few dozen bytes each get far more requests in flight under the same budget than
+/// 16 raw 4 KiB ones.
+#[test]
+fn compressed_chunks_get_more_requests_in_flight_under_one_budget() {
+    let dir = TempDir::new("budget-gz");
+    let layer = write_layer(dir.path());
+    // Replace every chunk by its gzip'd form (served with Content-Encoding: gzip).
+    for e in std::fs::read_dir(layer.join("8_8_40")).unwrap() {
+        let p = e.unwrap().path();
+        let raw = std::fs::read(&p).unwrap();
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&raw).unwrap();
+        let gz = z.finish().unwrap();
+        assert!(gz.len() < raw.len() / 4, "test chunks should compress: {} of {}", gz.len(), raw.len());
+        let mut name = p.clone().into_os_string();
+        name.push(".gz");
+        std::fs::write(&name, gz).unwrap();
+        std::fs::remove_file(&p).unwrap();
+    }
+    let s = read_through_proxy(dir.path(), r#"{"max_inflight_bytes":65536}"#);
+    assert!(
+        s.peak_in_flight > 24,
+        "gzip'd bodies under a 64 KiB budget: peak in flight {} (16 if each reserved its 4 KiB decoded size): {s:?}",
+        s.peak_in_flight
     );
 }
 

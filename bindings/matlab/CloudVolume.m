@@ -17,8 +17,12 @@ classdef CloudVolume < handle
 %     'autocrop'            false  crop boxes to the volume (the result is then smaller)
 %     'fill_missing'        false  read missing chunks as background instead of failing
 %     'background_color'    0      value of missing and outside voxels
-%     'parallel'            true   concurrent chunk requests: true/false keep the library's
-%                                  default (cores for files, 24 for the network), or a number
+%     'parallel'            true   requests in flight at most: true/false keep the library's
+%                                  default (cores for files; on the network 24 workers and up
+%                                  to 256 chunk reads), or a number
+%     'max_inflight_bytes'  32 MiB bytes of fetched bodies held at once: decides how many
+%                                  chunk reads are out (hundreds of small chunks, dozens of
+%                                  1 MiB ones)
 %     'cache'               false  cloud-volume's disk cache: true ($CLOUD_VOLUME_CACHE_DIR, else
 %                                  ~/.cloudvolume/cache) or a directory, cloud-volume's tree
 %     'non_aligned_writes'  false  allow writes off the chunk grid

@@ -74,7 +74,7 @@ impl ReadableStore for DiskCached {
         if opts.range.is_some() || opts.if_generation.is_some() {
             return self.inner.get_with(key, opts, buf);
         }
-        let whole = GetOptions { max_len: opts.max_len, ..GetOptions::default() };
+        let whole = GetOptions { max_len: opts.max_len, on_length: opts.on_length, ..GetOptions::default() };
         if let Ok(Got::Found { encoding, generation }) = self.cache.get_with(key, &whole, buf) {
             // An empty file stands for a chunk the remote lacks (as cloud-volume writes it).
             return Ok(if buf.is_empty() && caches_missing(key) {
@@ -117,6 +117,10 @@ impl ReadableStore for DiskCached {
 
     fn default_parallel(&self) -> usize {
         self.inner.default_parallel()
+    }
+
+    fn default_fetches(&self) -> usize {
+        self.inner.default_fetches()
     }
 
     fn clear_cache(&self) -> Result<()> {
@@ -191,6 +195,10 @@ impl ReadableStore for LruCached {
 
     fn default_parallel(&self) -> usize {
         self.inner.default_parallel()
+    }
+
+    fn default_fetches(&self) -> usize {
+        self.inner.default_fetches()
     }
 
     fn clear_cache(&self) -> Result<()> {

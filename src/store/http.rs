@@ -384,6 +384,9 @@ impl HttpStore {
                 return Err((false, too_large(&url, n, max)));
             }
         }
+        if let (Some(n), Some(hook)) = (expected, opts.on_length) {
+            (hook.0)(n);
+        }
         buf.clear();
         buf.reserve(expected.unwrap_or(1 << 16).min(1 << 30) as usize);
         let mut reader = resp.into_reader();
@@ -557,6 +560,10 @@ impl ReadableStore for HttpStore {
 
     fn default_parallel(&self) -> usize {
         DEFAULT_NETWORK_PARALLEL
+    }
+
+    fn default_fetches(&self) -> usize {
+        crate::options::DEFAULT_NETWORK_FETCHES
     }
 }
 

@@ -25,6 +25,17 @@ pub use open::{http_config, open};
 
 use crate::error::Result;
 
+/// Told a body's length once the answer's headers are in, before the body is read; it may
+/// block (a byte budget of bodies held waits for room).
+#[derive(Clone, Copy)]
+pub struct OnLength<'a>(pub &'a dyn Fn(u64));
+
+impl std::fmt::Debug for OnLength<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnLength")
+    }
+}
+
 /// What a read asks for.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GetOptions<'a> {
@@ -35,6 +46,9 @@ pub struct GetOptions<'a> {
     /// The most bytes the caller accepts: a larger object is refused as `Decode` without being
     /// read (a chunk can only take so much).
     pub max_len: Option<u64>,
+    /// Called with the body's length before it is read, when the store knows it then (HTTP's
+    /// `Content-Length`); not called otherwise (files, caches, chunked answers).
+    pub on_length: Option<OnLength<'a>>,
 }
 
 /// What a read found; the bytes are in the caller's buffer.
@@ -82,6 +96,12 @@ pub trait ReadableStore: Send + Sync {
 
     /// How many requests this store serves well at once.
     fn default_parallel(&self) -> usize;
+
+    /// How many chunk reads may be in flight at once by default (the byte budget decides how
+    /// many are): the same as `default_parallel` unless the store is remote.
+    fn default_fetches(&self) -> usize {
+        self.default_parallel()
+    }
 
     /// The object's current generation when the store can tell it cheaply (a `stat` of a
     /// file); None when asking would cost a request.
@@ -149,7 +169,7 @@ pub trait ReadableStore: Send + Sync {
             return Ok(RangeRead::Data(Vec::new(), None));
         }
         let mut bytes = Vec::new();
-        let opts = GetOptions { range: Some((start, end)), if_generation, max_len: None };
+        let opts = GetOptions { range: Some((start, end)), if_generation, ..GetOptions::default() };
         Ok(match self.get_with(key, &opts, &mut bytes)? {
             Got::Missing => RangeRead::Missing,
             Got::Stale => RangeRead::Stale,

@@ -10,14 +10,14 @@ use super::retry::Retry;
 use super::{gcs, s3, Store};
 use crate::cloudpath::{CloudPath, Protocol};
 use crate::error::Result;
-use crate::options::{StoreOptions, DEFAULT_NETWORK_PARALLEL};
+use crate::options::{StoreOptions, DEFAULT_NETWORK_FETCHES};
 
 /// The HTTP client configuration of the store options.
 pub fn http_config(opts: &StoreOptions) -> HttpConfig {
     HttpConfig {
         timeout_secs: opts.timeout_secs,
         connect_timeout_secs: opts.connect_timeout_secs,
-        parallel: opts.parallel.unwrap_or(DEFAULT_NETWORK_PARALLEL),
+        parallel: opts.parallel.unwrap_or(DEFAULT_NETWORK_FETCHES),
         retry: Retry::new(opts.max_attempts, opts.retry_budget_secs),
     }
 }

@@ -349,7 +349,7 @@ pub(super) fn open(url: &str, opts: Options) -> Result<Volume> {
         return Volume::open(cv, opts).map_err(|err| err.context(format!("{url}: its cloudvol layer {cv}")));
     }
     let threads = opts.store.parallel.unwrap_or(crate::options::DEFAULT_NETWORK_PARALLEL);
-    let engine = Arc::new(Engine::new(threads)?);
+    let engine = Arc::new(Engine::new(threads, threads, opts.store.max_inflight_bytes)?);
     let client = Arc::new(client);
     let meta = Arc::new(meta);
     let scales = (0..info.scales.len())

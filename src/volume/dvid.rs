@@ -370,7 +370,7 @@ fn volume(path: DvidPath, client: Client, json: Value, opts: Options) -> Result<
     let url = format!("{}/info", path.node_url());
     let (info, meta) = info_from_dvid(&json, &url)?;
     let threads = opts.store.parallel.unwrap_or(crate::options::DEFAULT_NETWORK_PARALLEL);
-    let engine = Arc::new(Engine::new(threads)?);
+    let engine = Arc::new(Engine::new(threads, threads, opts.store.max_inflight_bytes)?);
     let client = Arc::new(client);
     let scales = (0..info.scales.len() as u32)
         .map(|level| -> Box<dyn ScaleIo> {

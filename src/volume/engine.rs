@@ -1,7 +1,11 @@
-//! What a handle runs its work on: a rayon pool sized for requests in flight, a decode
-//! semaphore sized to the cores (memory: decoded chunks held at once), reusable chunk buffers,
-//! and [`Engine::run`], the one parallel loop every reader and writer uses (the error of the
-//! lowest-numbered failing item wins, so messages do not depend on thread timing).
+//! What a handle runs its work on: a rayon pool whose threads are the requests that may be in
+//! flight (started at the first parallel task), a byte budget of fetched bodies held at once
+//! (which decides how many of those threads have a request out: hundreds for small chunks, a
+//! few dozen for 1 MiB ones), decode permits sized to the cores (so at most `cores` chunks are
+//! decoded at once, whatever the number of fetching threads), a pool of `cores` threads for
+//! decode-only work, reusable chunk buffers, and [`Engine::run`], the one parallel loop every
+//! reader and writer uses (the error of the lowest-numbered failing item wins, so messages do
+//! not depend on thread timing).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -41,6 +45,100 @@ impl Drop for Permit<'_> {
     }
 }
 
+/// A byte budget: the bytes of fetched bodies held at once, from before a request is sent
+/// (an estimate) until its chunk is decoded (the exact length, once the answer says it).
+struct Budget {
+    held: Mutex<usize>,
+    cv: Condvar,
+    max: usize,
+}
+
+impl Budget {
+    /// Take `n` bytes (at most the whole budget), waiting while they do not fit; a request
+    /// alone always fits, so one larger than the budget still runs (by itself).
+    fn acquire(&self, n: usize) -> usize {
+        self.acquire_with(|| n)
+    }
+
+    /// Like `acquire`, with the size asked again after every wait (an estimate that improves
+    /// while requests wait: the bodies that came back meanwhile).
+    fn acquire_with(&self, n: impl Fn() -> usize) -> usize {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let n = n().min(self.max);
+            if *held == 0 || *held + n <= self.max {
+                *held += n;
+                return n;
+            }
+            held = self.cv.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Take `n` more bytes if they fit now.
+    fn try_take(&self, n: usize) -> bool {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if *held + n <= self.max {
+            *held += n;
+            return true;
+        }
+        false
+    }
+
+    /// Take `n` more bytes whether or not they fit (a body read before its length was known).
+    fn force(&self, n: usize) {
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) += n;
+    }
+
+    fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        *held = held.saturating_sub(n);
+        self.cv.notify_all();
+    }
+}
+
+/// Bytes of the byte budget held by one request (released on drop).
+pub(crate) struct Reservation<'a> {
+    budget: &'a Budget,
+    held: usize,
+}
+
+impl Reservation<'_> {
+    /// Hold exactly `n` bytes (the body's length, now known): less gives the rest back at
+    /// once; more takes the difference if it fits, else gives back all it holds and waits for
+    /// `n` as a new request would. A reservation never waits while holding bytes, so requests
+    /// growing at once cannot deadlock each other.
+    pub(crate) fn resize(&mut self, n: usize) {
+        let n = n.min(self.budget.max);
+        if n <= self.held {
+            self.budget.release(self.held - n);
+            self.held = n;
+        } else if self.budget.try_take(n - self.held) {
+            self.held = n;
+        } else {
+            self.budget.release(std::mem::take(&mut self.held));
+            self.held = self.budget.acquire(n);
+        }
+    }
+
+    /// Hold at least `n` bytes without waiting (a body already in memory, its length learnt
+    /// only by reading it): the budget may be overshot by what was not known in advance.
+    pub(crate) fn cover(&mut self, n: usize) {
+        if n > self.held {
+            self.budget.force(n - self.held);
+            self.held = n;
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.release(self.held);
+    }
+}
+
 /// Chunk-sized byte buffers reused across the chunks of a handle's reads, so that a cutout
 /// does not allocate (and fragment the heap with) a fresh buffer per chunk.
 struct BufferPool {
@@ -59,18 +157,40 @@ impl BufferPool {
             free.push(v);
         }
     }
-    fn release(&self) {
-        self.free.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    /// Free every pooled buffer; returns the bytes freed.
+    fn release(&self) -> usize {
+        let freed: Vec<Vec<u8>> = std::mem::take(&mut *self.free.lock().unwrap_or_else(|p| p.into_inner()));
+        freed.iter().map(|v| v.capacity()).sum()
+    }
+}
+
+/// Hand memory freed in the allocator's per-thread arenas back to the system. glibc keeps what
+/// the fetching threads freed in their own arenas, and the next cutout's bodies land in other
+/// arenas, so without this each cutout's peak carried the previous one's freed buffers (about
+/// 25 MiB on a 128 MiB read of 1 MiB chunks).
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it is safe to call from any thread.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
 /// The worker threads, permits and buffers of one handle.
 pub(crate) struct Engine {
-    /// Dropped by hand in `Drop`, which then waits for its threads to be gone.
-    pool: std::mem::ManuallyDrop<rayon::ThreadPool>,
+    /// The general pool (writes, indices, service tiles): `threads` threads, started at the
+    /// first parallel task; dropped in `Drop`, which then waits for its threads to be gone.
+    pool: std::sync::OnceLock<std::result::Result<rayon::ThreadPool, String>>,
+    threads: usize,
+    /// The chunk-fetching pool: as many threads as the byte budget lets requests be out at
+    /// once (budget ÷ the mean body, plus the cores), at most `fetch_cap`; started by the first
+    /// fetch and replaced by a larger one when a later fetch's chunks are smaller.
+    fetch_pool: Mutex<Option<Arc<rayon::ThreadPool>>>,
+    fetch_cap: usize,
     /// Worker threads alive (started and not yet exited).
     live_threads: Arc<(Mutex<usize>, Condvar)>,
     permits: Permits,
+    budget: Budget,
     buffers: BufferPool,
     cores: usize,
     /// A pool of `cores` threads for decode-heavy work (started when first used), so that
@@ -83,8 +203,8 @@ impl Drop for Engine {
     /// unloads the library after `cv_free` (MATLAB's `clear mex`) never leaves a thread running
     /// its code. Idle threads exit at once; the wait is capped at 5 s.
     fn drop(&mut self) {
-        // SAFETY: the pool is dropped exactly once, here, and not used afterwards.
-        unsafe { std::mem::ManuallyDrop::drop(&mut self.pool) };
+        drop(self.pool.take());
+        drop(self.fetch_pool.lock().unwrap_or_else(|p| p.into_inner()).take());
         drop(self.decode_pool.take());
         let (count, cv) = &*self.live_threads;
         let n = count.lock().unwrap_or_else(|p| p.into_inner());
@@ -93,35 +213,99 @@ impl Drop for Engine {
 }
 
 impl Engine {
-    /// An engine with `threads` workers (requests in flight) and a decode permit per core.
+    /// An engine with `threads` general workers, up to `fetch_cap` chunk requests in flight,
+    /// `inflight_bytes` of fetched bodies held at once, and a decode permit per core. No thread
+    /// starts until the first parallel task.
     ///
     /// # Errors
-    /// Threads that cannot be started (`Internal`).
-    pub(crate) fn new(threads: usize) -> Result<Engine> {
+    /// None today (threads start later); kept for engines that start them here.
+    pub(crate) fn new(threads: usize, fetch_cap: usize, inflight_bytes: usize) -> Result<Engine> {
         let threads = threads.max(1);
+        let fetch_cap = fetch_cap.max(1);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        // Counted from the start (rayon spawns every thread in `build`), so a drop racing the
-        // threads' start still waits for them.
-        let live_threads: Arc<(Mutex<usize>, Condvar)> = Arc::new((Mutex::new(threads), Condvar::new()));
-        let down = live_threads.clone();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("cloudvolume-{i}"))
-            .exit_handler(move |_| {
-                let mut n = down.0.lock().unwrap_or_else(|p| p.into_inner());
-                *n = n.saturating_sub(1);
-                down.1.notify_all();
-            })
-            .build()
-            .map_err(|e| Error::internal(format!("cannot start {threads} worker threads: {e}")))?;
         Ok(Engine {
-            pool: std::mem::ManuallyDrop::new(pool),
-            live_threads,
+            pool: std::sync::OnceLock::new(),
+            threads,
+            fetch_pool: Mutex::new(None),
+            fetch_cap,
+            live_threads: Arc::new((Mutex::new(0), Condvar::new())),
             permits: Permits::new(cores),
-            buffers: BufferPool { free: Mutex::new(Vec::new()), keep: threads + cores },
+            budget: Budget { held: Mutex::new(0), cv: Condvar::new(), max: inflight_bytes.max(1) },
+            buffers: BufferPool { free: Mutex::new(Vec::new()), keep: fetch_cap.max(threads) + cores },
             cores,
             decode_pool: std::sync::OnceLock::new(),
         })
+    }
+
+    /// A pool of `n` threads named `name-i`, counted in `live_threads` from before they start
+    /// (rayon spawns them in `build`), so a drop racing their start still waits for them.
+    fn start_pool(&self, n: usize, name: &'static str) -> std::result::Result<rayon::ThreadPool, String> {
+        let live = self.live_threads.clone();
+        *live.0.lock().unwrap_or_else(|p| p.into_inner()) += n;
+        let down = live.clone();
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(move |i| format!("{name}-{i}"))
+            .exit_handler(move |_| {
+                let mut k = down.0.lock().unwrap_or_else(|p| p.into_inner());
+                *k = k.saturating_sub(1);
+                down.1.notify_all();
+            })
+            .build()
+            .map_err(|e| {
+                let mut k = live.0.lock().unwrap_or_else(|p| p.into_inner());
+                *k = k.saturating_sub(n);
+                format!("cannot start {n} {name} threads: {e}")
+            })
+    }
+
+    /// The general pool, started on first use.
+    fn io_pool(&self) -> Result<&rayon::ThreadPool> {
+        let pool = self.pool.get_or_init(|| self.start_pool(self.threads, "cloudvolume"));
+        pool.as_ref().map_err(|e| Error::internal(e.clone()))
+    }
+
+    /// A fetching pool of at least `want` threads (at most `fetch_cap`, grown in powers of
+    /// two): the current one when it is large enough, else a larger one that replaces it (the
+    /// old one's threads exit once the fetches on it are done).
+    fn fetch_pool(&self, want: usize) -> Result<Arc<rayon::ThreadPool>> {
+        let want = want.clamp(1, self.fetch_cap);
+        let mut slot = self.fetch_pool.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = slot.as_ref().filter(|p| p.current_num_threads() >= want) {
+            return Ok(p.clone());
+        }
+        let n = want.next_power_of_two().min(self.fetch_cap);
+        let p = Arc::new(self.start_pool(n, "cloudvolume-fetch").map_err(Error::internal)?);
+        *slot = Some(p.clone());
+        Ok(p)
+    }
+
+    /// Fetch every item with `f`, one request each, with as many in flight as the byte budget
+    /// holds bodies of about `estimate` bytes (plus one per core, so decoding never starves the
+    /// requests); otherwise as [`Engine::run`].
+    ///
+    /// # Errors
+    /// As [`Engine::run`]; threads that cannot be started (`Internal`).
+    pub(crate) fn run_fetches<T: Sync>(
+        &self,
+        items: &[T],
+        estimate: usize,
+        f: impl Fn(usize, &T) -> Result<()> + Sync,
+    ) -> Result<()> {
+        if items.len() == 1 {
+            return f(0, &items[0]);
+        }
+        let want = (self.budget.max / estimate.max(1)).saturating_add(self.cores).min(items.len());
+        let pool = self.fetch_pool(want)?;
+        run_on(&pool, items, f)
+    }
+
+    /// Reserve `estimate()` bytes of the budget of bodies held before sending a request,
+    /// waiting while they do not fit (the estimate asked again after each wait, as bodies come
+    /// back); [`Reservation::resize`] it to the body's length once the answer gives it.
+    pub(crate) fn reserve(&self, estimate: impl Fn() -> usize) -> Reservation<'_> {
+        let held = self.budget.acquire_with(estimate);
+        Reservation { budget: &self.budget, held }
     }
 
     /// Run `f` on every item, in parallel on the pool (inline for a single item). Every item
@@ -134,26 +318,7 @@ impl Engine {
         if items.len() == 1 {
             return f(0, &items[0]);
         }
-        let failed_at = AtomicUsize::new(usize::MAX);
-        let first: Mutex<Option<(usize, Error)>> = Mutex::new(None);
-        self.pool.install(|| {
-            items.par_iter().enumerate().with_max_len(1).for_each(|(i, item)| {
-                if i > failed_at.load(Ordering::Relaxed) {
-                    return;
-                }
-                if let Err(e) = f(i, item) {
-                    let mut slot = first.lock().unwrap_or_else(|p| p.into_inner());
-                    if slot.as_ref().is_none_or(|(j, _)| i < *j) {
-                        *slot = Some((i, e));
-                        failed_at.fetch_min(i, Ordering::Relaxed);
-                    }
-                }
-            })
-        });
-        match first.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some((_, e)) => Err(e),
-            None => Ok(()),
-        }
+        run_on(self.io_pool()?, items, f)
     }
 
     /// Like [`Engine::run`], collecting each item's result in order.
@@ -189,26 +354,7 @@ impl Engine {
         items: &[T],
         f: impl Fn(usize, &T) -> Result<R> + Sync + Send,
     ) -> Result<Vec<R>> {
-        let pool = self.decode_pool.get_or_init(|| {
-            let live = self.live_threads.clone();
-            *live.0.lock().unwrap_or_else(|p| p.into_inner()) += self.cores;
-            let down = live.clone();
-            let cores = self.cores;
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(cores)
-                .thread_name(|i| format!("cloudvolume-decode-{i}"))
-                .exit_handler(move |_| {
-                    let mut n = down.0.lock().unwrap_or_else(|p| p.into_inner());
-                    *n = n.saturating_sub(1);
-                    down.1.notify_all();
-                })
-                .build()
-                .map_err(|e| {
-                    let mut n = live.0.lock().unwrap_or_else(|p| p.into_inner());
-                    *n = n.saturating_sub(cores);
-                    format!("cannot start {cores} decoding threads: {e}")
-                })
-        });
+        let pool = self.decode_pool.get_or_init(|| self.start_pool(self.cores, "cloudvolume-decode"));
         let pool = pool.as_ref().map_err(|e| Error::internal(e.clone()))?;
         pool.install(|| {
             let out: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
@@ -259,7 +405,33 @@ impl Engine {
 
     /// Release every pooled buffer (after a cutout: an idle handle holds no chunk memory).
     pub(crate) fn release_buffers(&self) {
-        self.buffers.release()
+        if self.buffers.release() >= 8 << 20 {
+            trim_heap();
+        }
+    }
+}
+
+/// [`Engine::run`]'s loop, on `pool`.
+fn run_on<T: Sync>(pool: &rayon::ThreadPool, items: &[T], f: impl Fn(usize, &T) -> Result<()> + Sync) -> Result<()> {
+    let failed_at = AtomicUsize::new(usize::MAX);
+    let first: Mutex<Option<(usize, Error)>> = Mutex::new(None);
+    pool.install(|| {
+        items.par_iter().enumerate().with_max_len(1).for_each(|(i, item)| {
+            if i > failed_at.load(Ordering::Relaxed) {
+                return;
+            }
+            if let Err(e) = f(i, item) {
+                let mut slot = first.lock().unwrap_or_else(|p| p.into_inner());
+                if slot.as_ref().is_none_or(|(j, _)| i < *j) {
+                    *slot = Some((i, e));
+                    failed_at.fetch_min(i, Ordering::Relaxed);
+                }
+            }
+        })
+    });
+    match first.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
     }
 }
 
@@ -295,7 +467,7 @@ mod tests {
 
     #[test]
     fn the_lowest_failing_item_wins_whatever_the_timing() {
-        let e = Engine::new(4).unwrap();
+        let e = Engine::new(4, 4, 1 << 20).unwrap();
         let items: Vec<usize> = (0..64).collect();
         for _ in 0..20 {
             let r = e.run(&items, |i, _| {
@@ -313,5 +485,39 @@ mod tests {
         }
         let squares = e.map(&items, |i, &v| Ok(i * v)).unwrap();
         assert_eq!(squares[9], 81);
+    }
+
+    /// Many requests reserving, resizing (up and down) and releasing at once never hold more
+    /// than the budget (save `cover`, which is told after the fact), never deadlock, and give
+    /// every byte back.
+    #[test]
+    fn the_byte_budget_holds_under_contention() {
+        let e = Engine::new(32, 32, 100_000).unwrap();
+        let peak = AtomicUsize::new(0);
+        let items: Vec<usize> = (0..2000).collect();
+        e.run(&items, |i, _| {
+            let mut r = e.reserve(|| 1000 + (i * 7919) % 30_000);
+            let now = *e.budget.held.lock().unwrap();
+            peak.fetch_max(now, Ordering::Relaxed);
+            assert!(now <= 100_000, "held {now} of a 100000-byte budget");
+            r.resize((i * 104_729) % 60_000);
+            let now = *e.budget.held.lock().unwrap();
+            assert!(now <= 100_000, "held {now} after a resize");
+            if i % 3 == 0 {
+                // Larger than the whole budget: capped, and alone.
+                r.resize(250_000);
+                assert_eq!(*e.budget.held.lock().unwrap(), 100_000);
+            }
+            std::thread::sleep(std::time::Duration::from_micros(50));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(*e.budget.held.lock().unwrap(), 0, "bytes left held after every reservation dropped");
+        assert!(peak.load(Ordering::Relaxed) > 30_000, "reservations never overlapped");
+        let mut r = e.reserve(|| 10);
+        r.cover(500_000);
+        assert_eq!(*e.budget.held.lock().unwrap(), 500_000);
+        drop(r);
+        assert_eq!(*e.budget.held.lock().unwrap(), 0);
     }
 }

@@ -496,7 +496,11 @@ pub(super) fn open(url: &str, opts: Options) -> Result<Volume> {
     }
     let store = crate::store::open(&dpath, &opts.store)?;
     let threads = opts.store.parallel.unwrap_or_else(|| store.default_parallel());
-    let engine = Arc::new(Engine::new(threads)?);
+    let engine = Arc::new(Engine::new(
+        threads,
+        opts.store.parallel.unwrap_or_else(|| store.default_fetches()),
+        opts.store.max_inflight_bytes,
+    )?);
     let mesh_meta = crate::volume::objects::graphene::GrapheneMeshMeta::from_info(&info, meta.clone(), &info_url)?;
     let graph = Arc::new(Graph { client, meta, opts: opts.graphene.clone() });
     let scales = precomputed::scales(&info, &store, &engine, &opts, &dpath)?

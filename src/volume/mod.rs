@@ -108,7 +108,11 @@ impl Volume {
 
     fn with_info(path: CloudPath, store: Arc<dyn Store>, info: Info, opts: Options) -> Result<Volume> {
         let threads = opts.store.parallel.unwrap_or_else(|| store.default_parallel());
-        let engine = Arc::new(engine::Engine::new(threads)?);
+        let engine = Arc::new(engine::Engine::new(
+            threads,
+            opts.store.parallel.unwrap_or_else(|| store.default_fetches()),
+            opts.store.max_inflight_bytes,
+        )?);
         let scales = precomputed::scales(&info, &store, &engine, &opts, &path)?;
         let objects = Some(objects::Objects::new(store.clone(), engine, &info));
         Ok(Volume { path, source: Source::Precomputed(store), info, opts, scales, objects })

@@ -231,7 +231,7 @@ pub(super) fn open(url: &str, opts: Options) -> Result<Volume> {
         .map_err(|e| Error::decode(format!("GET {info_url}: the answer is not JSON: {e}")))?;
     let (info, meta) = info_from_ocp(&json, path.channel.as_deref(), &info_url)?;
     let threads = opts.store.parallel.unwrap_or(crate::options::DEFAULT_NETWORK_PARALLEL);
-    let engine = Arc::new(Engine::new(threads)?);
+    let engine = Arc::new(Engine::new(threads, threads, opts.store.max_inflight_bytes)?);
     let client = Arc::new(client);
     let meta = Arc::new(meta);
     let scales = (0..info.scales.len())

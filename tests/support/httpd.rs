@@ -89,6 +89,10 @@ impl FileServer {
 
     pub fn start_with(root: &Path, cfg: Config) -> io::Result<FileServer> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
+        // std listens with a backlog of 128: a client opening hundreds of connections at once
+        // would see SYNs dropped and retried a second later. Listening again raises it.
+        // SAFETY: a valid listening socket's descriptor; listen() only changes its backlog.
+        unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 1024) };
         let addr = listener.local_addr()?;
         let root = root.to_path_buf();
         let stop = Arc::new(AtomicBool::new(false));

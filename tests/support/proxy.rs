@@ -120,6 +120,10 @@ impl LatencyProxy {
                 io::Error::new(io::ErrorKind::InvalidInput, format!("no address for {}", cfg.upstream))
             })?;
         let listener = TcpListener::bind(&cfg.listen)?;
+        // std listens with a backlog of 128: a client opening hundreds of connections at once
+        // would see SYNs dropped and retried a second later. Listening again raises it.
+        // SAFETY: a valid listening socket's descriptor; listen() only changes its backlog.
+        unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 1024) };
         let addr = listener.local_addr()?;
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(AtomicBool::new(false));

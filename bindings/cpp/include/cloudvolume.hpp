@@ -514,8 +514,11 @@ public:
         else
             return set("background_color", detail::json_number(static_cast<double>(v), "background_color"));
     }
-    /// Concurrent chunk requests (1..=1024).
+    /// Requests in flight at most (1..=1024): chunk reads, and writes, indices, service tiles.
     Options &parallel(std::uint32_t v) { return set("parallel", std::to_string(v)); }
+    /// Bytes of fetched bodies held at once (65536..=2^40; default 32 MiB): how many chunk
+    /// reads are out within `parallel`.
+    Options &max_inflight_bytes(std::uint64_t v) { return set("max_inflight_bytes", std::to_string(v)); }
     /// cloud-volume's disk cache (network paths): `true` uses `$CLOUD_VOLUME_CACHE_DIR`, else
     /// `$CLOUD_VOLUME_DIR/cache`.
     Options &cache(bool v) { return set("cache", v ? "true" : "false"); }

@@ -157,6 +157,7 @@ void test_options_json() {
     const std::string net = cv::Options()
                                 .cache_dir("/tmp/c")
                                 .lru_bytes(1048576)
+                                .max_inflight_bytes(65536)
                                 .s3_endpoint("http://127.0.0.1:9000")
                                 .secrets_file("/s.json")
                                 .gs_token("ya29.t")
@@ -167,7 +168,7 @@ void test_options_json() {
                                 .checksum(false)
                                 .to_json();
     const std::string net_want =
-        "{\"cache\": \"/tmp/c\", \"lru_bytes\": 1048576, \"s3_endpoint\": \"http://127.0.0.1:9000\", "
+        "{\"cache\": \"/tmp/c\", \"lru_bytes\": 1048576, \"max_inflight_bytes\": 65536, \"s3_endpoint\": \"http://127.0.0.1:9000\", "
         "\"secrets\": \"/s.json\", \"gs_token\": \"ya29.t\", \"s3_region\": \"eu-west-1\", \"anonymous\": true, "
         "\"connect_timeout\": 3, \"retry_budget\": 0.5, \"checksum\": false}";
     CHECK(net == net_want, "network options JSON\n  got  " << net << "\n  want " << net_want);
@@ -283,6 +284,11 @@ void test_create_and_read(const harness::TempDir &tmp) {
     // With a memory cache: the same bytes, before and after emptying it.
     const cv::Volume cached = cv::Volume::open(url, cv::Options().lru_bytes(1 << 20));
     CHECK(mismatches(cached.cutout<std::uint16_t>(0, inner), pattern) == 0, "read with lru_bytes");
+    const cv::Volume budgeted = cv::Volume::open(url, cv::Options().max_inflight_bytes(65536).parallel(3));
+    CHECK(mismatches(budgeted.cutout<std::uint16_t>(0, inner), pattern) == 0, "read under a 64 KiB byte budget");
+    EXPECT_THROW(cv::InvalidArgument, "max_inflight_bytes below 64 KiB",
+                 cv::Volume::open(url, cv::Options().max_inflight_bytes(1000)), CV_ERR_INVALID_ARGUMENT,
+                 "max_inflight_bytes");
     CHECK(mismatches(cached.cutout<std::uint16_t>(0, inner, cv::Order::C), pattern) == 0, "read again from the cache");
     cached.cache_clear();
     vol.cache_clear();  // no caches: nothing to do

@@ -788,6 +788,12 @@ expect_error(@() CloudVolume('n5://https://example.org/coll/exp/chan'), 'cloudvo
 % invalidArgument from the library: an unknown option, a bad value.
 expect_error(@() CloudVolume(ctx.sample, 'no_such_option', 1), 'cloudvolume:invalidArgument', 'no_such_option');
 expect_error(@() CloudVolume(ctx.sample, 'parallel', 0), 'cloudvolume:invalidArgument', 'parallel');
+expect_error(@() CloudVolume(ctx.sample, 'max_inflight_bytes', 1000), 'cloudvolume:invalidArgument', 'max_inflight_bytes');
+w = CloudVolume(ctx.sample, 'max_inflight_bytes', 65536, 'parallel', 3);
+u = CloudVolume(ctx.sample);
+check(isequal(w(0:3, 0:3, 0:1), u(0:3, 0:3, 0:1)), 'a read under a 64 KiB byte budget');
+delete(w);
+delete(u);
 expect_error(@() CloudVolume(ctx.sample, 'bounded', 'yes'), 'cloudvolume:invalidArgument', 'bounded');
 expect_error(@() CloudVolume(ctx.sample, 'compress', 'lzma'), 'cloudvolume:invalidArgument', 'lzma');
 expect_error(@() CloudVolume(ctx.sample, 'cache', 17), 'cloudvolume:invalidArgument', 'cache');

@@ -27,7 +27,7 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "cutout",
         synopsis: "cloudvolume cutout URL (--bbox x0,y0,z0,x1,y1,z1 | --point X,Y,Z --size N|X,Y,Z [--coord-resolution X,Y,Z])\n\
-                   \x20                  -o FILE [--mip N] [--fill-missing] [--unbounded] [--parallel N] [--options JSON]\n\
+                   \x20                  -o FILE [--mip N] [--fill-missing] [--unbounded] [--parallel N] [--max-inflight-bytes N] [--options JSON]\n\
                    \x20                  [--progress | --no-progress] [--renumber] [--supervoxels] [--timestamp T] [--stop-layer N]",
         about: "Read the box [x0,x1) x [y0,y1) x [z0,z1) (absolute voxels at the mip) into FILE: a .npy\n\
                 file (Fortran order, shape x,y,z,channels) when FILE ends in .npy, else raw bytes in that\n\
@@ -262,6 +262,12 @@ fn parse_args() -> Result<Invocation, Usage> {
                 let n: u64 =
                     value("--parallel")?.parse().map_err(|_| Usage::new("--parallel needs an integer", here))?;
                 a.options.insert("parallel".into(), n.into());
+            }
+            "--max-inflight-bytes" => {
+                let n: u64 = value("--max-inflight-bytes")?
+                    .parse()
+                    .map_err(|_| Usage::new("--max-inflight-bytes needs an integer", here))?;
+                a.options.insert("max_inflight_bytes".into(), n.into());
             }
             "--options" => {
                 let v = value("--options")?;

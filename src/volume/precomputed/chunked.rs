@@ -8,19 +8,47 @@ use crate::codec::{compression, OutView};
 use crate::error::Result;
 use crate::format::grid::chunk_key;
 use crate::format::{Bbox, ContentEncoding};
+use crate::store::{GetOptions, Got, OnLength};
+use std::cell::{Cell, RefCell};
 
 /// The chunk files of a scale.
 pub(crate) struct ChunkFiles;
 
 impl ChunkSource for ChunkFiles {
+    /// Each chunk reserves its body's bytes of the engine's budget before its request is sent
+    /// (the mean body so far), resized to the `Content-Length` before the body is read, and
+    /// holds them until it is decoded: the budget, not the thread count, decides how many
+    /// requests are out at once.
     fn fetch(&self, ctx: &ScaleCtx, cells: &[[i64; 3]], each: &EachPayload<'_>) -> Result<()> {
-        ctx.engine.run(cells, |i, &cell| {
+        let Some(&first) = cells.first() else { return Ok(()) };
+        let estimate = ctx.body_estimate(&ctx.grid.cell_bbox(first));
+        ctx.engine.run_fetches(cells, estimate, |i, &cell| {
             let cell_box = ctx.grid.cell_bbox(cell);
             let key = chunk_key(&ctx.scale.key, &cell_box);
             let url = ctx.store.url(&key);
+            let held = RefCell::new(ctx.engine.reserve(|| ctx.body_estimate(&cell_box)));
+            let told = Cell::new(false);
+            let on_length = |n: u64| {
+                told.set(true);
+                ctx.note_body(n);
+                held.borrow_mut().resize(n as usize);
+            };
+            let opts = GetOptions {
+                max_len: Some(ctx.stored_limit(cell_box) as u64),
+                on_length: Some(OnLength(&on_length)),
+                ..GetOptions::default()
+            };
             let mut body = ctx.engine.take_buffer();
-            let got = ctx.store.get_into(&key, &mut body, Some(ctx.stored_limit(cell_box) as u64));
-            let r = got.and_then(|encoding| {
+            let got = ctx.store.get_with(&key, &opts, &mut body);
+            if !told.get() && !body.is_empty() {
+                ctx.note_body(body.len() as u64);
+                held.borrow_mut().cover(body.len());
+            }
+            let r = got.and_then(|got| {
+                let encoding = match got {
+                    Got::Found { encoding, .. } => Some(encoding),
+                    Got::Missing | Got::Stale => None,
+                };
                 // cloud-volume treats zero-byte chunks as missing.
                 let data = encoding.filter(|_| !body.is_empty()).map(|_| &body[..]);
                 each(i, Payload { data, encoding: encoding.unwrap_or(ContentEncoding::Identity), url: &url })

@@ -10,7 +10,7 @@ pub mod chunked;
 pub mod sharded;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::engine::{DisjointBytes, Engine};
@@ -90,9 +90,28 @@ pub(crate) struct ScaleCtx {
     pub(crate) on_file: bool,
     /// The layer's cloud path, for messages.
     pub(crate) path: String,
+    /// Bytes and count of the chunk bodies fetched so far: their mean is what a request
+    /// reserves of the engine's byte budget before its answer says how long it is.
+    bodies: (AtomicU64, AtomicU64),
 }
 
 impl ScaleCtx {
+    /// The bytes a request for the chunk of `cell` reserves before it is sent: the mean of
+    /// the bodies seen so far, or the decoded chunk's size before any.
+    pub(crate) fn body_estimate(&self, cell: &Bbox) -> usize {
+        let n = self.bodies.1.load(Ordering::Relaxed);
+        if n == 0 {
+            return self.chunk_len(cell).max(1);
+        }
+        (self.bodies.0.load(Ordering::Relaxed) / n).max(1) as usize
+    }
+
+    /// Count a fetched body of `len` bytes into the estimate.
+    pub(crate) fn note_body(&self, len: u64) {
+        self.bodies.0.fetch_add(len, Ordering::Relaxed);
+        self.bodies.1.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The codec, or `Unsupported` naming the mip and encoding; `verb` is "read" or "written".
     pub(crate) fn codec(&self, verb: &str) -> Result<&'static dyn Codec> {
         self.codec.ok_or_else(|| {
@@ -486,6 +505,7 @@ pub(crate) fn scales(
             background: background.clone(),
             on_file: path.protocol == crate::cloudpath::Protocol::File,
             path: path.path.clone(),
+            bodies: (AtomicU64::new(0), AtomicU64::new(0)),
         };
         out.push(match spec {
             None => Box::new(ChunkScale { ctx, source: chunked::ChunkFiles }),

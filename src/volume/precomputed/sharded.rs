@@ -374,6 +374,9 @@ impl ShardFiles {
             let url = ctx.store.url(&key);
             let (a, b) = (run[0].start, run.iter().map(|l| l.end).max().unwrap_or(run[0].end));
             let generation = generations.get(shard).cloned().unwrap_or_default();
+            // The run's bytes are known: held from before the request until its chunks are
+            // decoded.
+            let _held = ctx.engine.reserve(|| (b - a) as usize);
             let read = ctx.store.get_range_if(&key, a, b, generation.as_deref()).map_err(|e| {
                 let what: Vec<String> = run
                     .iter()

@@ -33,8 +33,11 @@ and their defaults are CloudVolume.jl's. What each does here:
   HTTP and object stores, plain files on `file://`), `false`, `true`/`"gzip"`, `"zstd"`.
 - `non_aligned_writes`: allow writes off the chunk grid (edge chunks are read, merged and
   rewritten).
-- `parallel`: `false`/`true` use the library's default number of requests in flight; an
-  integer `n` sets it (1 to 1024). The library uses threads, not processes.
+- `parallel`: `false`/`true` use the library's default number of requests in flight (cores
+  for files; on the network 24 workers and up to 256 chunk reads); an integer `n` sets it
+  (1 to 1024). The library uses threads, not processes.
+- `max_inflight_bytes`: bytes of fetched bodies held at once (default 32 MiB, at least
+  65536): how many chunk reads are out within `parallel` (an extension of this package).
 - `info`: a Dict: create the layer with this info when it has none (the info file is written
   at once, since this package has no `commit_info`); when the layer exists, its stored info
   must equal `info`, else an error is thrown (silently using a different info than the stored
@@ -84,6 +87,7 @@ mutable struct CloudVolumeWrapper
             compress::Union{Bool,AbstractString,Nothing} = nothing,
             non_aligned_writes::Bool = false,
             parallel::Union{Bool,Integer} = false,
+            max_inflight_bytes::Union{Integer,Nothing} = nothing,
             output_to_shared_memory::Union{Bool,AbstractString} = false,
             agglomerate::Union{Bool,Nothing} = nothing,
             timestamp::Union{Real,Nothing} = nothing,
@@ -110,6 +114,7 @@ mutable struct CloudVolumeWrapper
         use_https && (opts["use_https"] = true)
         secrets === nothing || (opts["secrets"] = secrets)
         ocp_format === nothing || (opts["ocp_format"] = String(ocp_format))
+        max_inflight_bytes === nothing || (opts["max_inflight_bytes"] = Int(max_inflight_bytes))
         options_json = write_json(opts)
         path = String(storage_string)
         fptr(:cv_free)   # resolved now, so the finalizer never takes the loader's lock

@@ -526,6 +526,10 @@ end
     close(cvol)
     expect_error(() -> CloudVolumeWrapper(url("a"); cache = ""), CV.CV_ERR_INVALID_ARGUMENT)
     expect_error(() -> CloudVolumeWrapper(url("a"); parallel = 0), CV.CV_ERR_INVALID_ARGUMENT)
+    expect_error(() -> CloudVolumeWrapper(url("a"); max_inflight_bytes = 1000), CV.CV_ERR_INVALID_ARGUMENT)
+    bvol = CloudVolumeWrapper(url("a"); max_inflight_bytes = 65536, parallel = 3)
+    @test bvol[0:1, 5:6, 10:11] == data[4:5, 1:2, 1:2, 1]
+    close(bvol)
     expect_error(() -> CloudVolumeWrapper(url("a"); mip = 3), CV.CV_ERR_INVALID_ARGUMENT)
     expect_error(() -> CloudVolumeWrapper(url("a"); compress = "lzma"), CV.CV_ERR_INVALID_ARGUMENT)
     expect_error(() -> CloudVolumeWrapper("n5://https://example.org/c/e/ch"), CV.CV_ERR_UNSUPPORTED)   # not read yet
