@@ -31,7 +31,7 @@ use support::moto::{self, Keys, Moto, Setup, Tamper};
 const LAYERS: &[&str] =
     &["cv/raw_uint8_c1", "cv/sharded_raw_uint16_c1", "ts/sharded_cseg_uint64_c1_murmur", "ts/raw_uint64_c2"];
 
-const BUCKETS: &[&str] = &["cv-read", "cv-write", "cv-etag", "cv-keys", "cv-alias", "cv-list"];
+const BUCKETS: &[&str] = &["cv-read", "cv-write", "cv-etag", "cv-keys", "cv-alias", "cv-list", "cv-crc"];
 
 /// Serializes the tests that change environment variables.
 static ENV: Mutex<()> = Mutex::new(());
@@ -717,6 +717,41 @@ fn put_raw(m: &Moto, bucket: &str, key: &str) {
         .output()
         .unwrap();
     assert!(out.status.success(), "boto3 put_object {key}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Objects that boto3 stored with a CRC32 (its default since 1.36) are checked against it:
+/// reads ask for it (`x-amz-checksum-mode`, signed), a flipped byte fails naming the CRC, and
+/// the same object read whole untampered passes.
+#[test]
+fn objects_stored_with_a_crc_are_checked_by_it() {
+    let Some(m) = server() else { return };
+    let proxy = Tamper::start(([127, 0, 0, 1], m.port).into());
+    let o = opts_with(&proxy.endpoint(), Some(&m.user));
+    let st = open_store("s3://cv-crc/layer", &o).unwrap();
+    let body = pattern(7000, 5);
+    let file = scratch().join("crc-body");
+    std::fs::write(&file, &body).unwrap();
+    let script = "import sys, boto3\n\
+        s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id=sys.argv[2],\n\
+        \x20   aws_secret_access_key=sys.argv[3])\n\
+        s3.put_object(Bucket='cv-crc', Key='layer/blob', Body=open(sys.argv[4], 'rb').read(), ChecksumAlgorithm='CRC32')\n";
+    let out = std::process::Command::new(support::env::venv_python())
+        .args(["-c", script, &m.endpoint(), &m.user.id, &m.user.secret, file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "boto3 put_object: {}", String::from_utf8_lossy(&out.stderr));
+    proxy.take();
+    assert_eq!(st.get("blob").unwrap().unwrap().bytes, body);
+    let seen = proxy.take();
+    let get = seen.iter().find(|s| s.method == "GET").expect("a GET");
+    assert_eq!(get.header("x-amz-checksum-mode"), Some("ENABLED"), "{get:?}");
+    let auth = get.header("authorization").unwrap();
+    assert!(auth.contains("x-amz-checksum-mode"), "the header is signed: {auth}");
+    proxy.tamper(Some("/blob"));
+    let e = st.get("blob").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.message().contains("checksum mismatch") && e.message().contains("CRC32"), "{e}");
+    proxy.tamper(None);
 }
 
 #[test]

@@ -33,12 +33,52 @@ pub const JPEG_MAX_DIMENSION: usize = 65_500;
 pub struct Jpeg;
 
 impl Codec for Jpeg {
+    /// One channel whose image rows are the chunk's x rows, read across the chunk's whole x
+    /// extent into a view with contiguous rows: libjpeg writes each scanline straight into its
+    /// row of the output (rows outside `region` into one scratch row), with no decoded chunk
+    /// in between. Otherwise the chunk is decoded whole and its part copied.
     fn decode_into(&self, spec: &ChunkSpec<'_>, data: &[u8], region: &Bbox, out: &OutView<'_>) -> Result<()> {
         let url = spec.url;
-        let img = decode(data, spec.channels, |w, h| check_pixels(spec, w, h, "JPEG")).map_err(|e| match e {
+        let failed = |e: Failure<Error>| match e {
             Failure::Header(e) => e,
             Failure::Corrupt(m) => Error::decode(format!("{url}: corrupt JPEG: {m}")),
-        })?;
+        };
+        let cell = spec.cell;
+        let s = cell.shape().map(|v| v as usize);
+        let full_rows = region.lo[0] == cell.lo[0] && region.hi[0] == cell.hi[0];
+        if spec.channels == 1
+            && out.item == 1
+            && full_rows
+            && out.row_ptr(region.lo[0], region.hi[0], region.lo[1], region.lo[2], 0).is_some()
+        {
+            let mut scratch = vec![0u8; s[0]];
+            let spare = scratch.as_mut_ptr();
+            let rows = |w: usize, h: usize| -> Result<Vec<*mut u8>, Error> {
+                check_pixels(spec, w, h, "JPEG")?;
+                if w != s[0] {
+                    return Ok(Vec::new());
+                }
+                Ok((0..h)
+                    .map(|r| {
+                        let (y, z) = (cell.lo[1] + (r % s[1]) as i64, cell.lo[2] + (r / s[1]) as i64);
+                        let inside =
+                            (region.lo[1]..region.hi[1]).contains(&y) && (region.lo[2]..region.hi[2]).contains(&z);
+                        if inside {
+                            out.row_ptr(cell.lo[0], cell.hi[0], y, z, 0).unwrap_or(spare)
+                        } else {
+                            spare
+                        }
+                    })
+                    .collect())
+            };
+            // SAFETY: each pointer is a row of `s[0]` bytes: this chunk's own rows of the view
+            // (regions of distinct chunks are disjoint) or the scratch row, which outlives the call.
+            match unsafe { decode_rows(data, 1, rows) }.map_err(failed)? {
+                Decoded::InPlace => return Ok(()),
+                Decoded::Declined => {}
+            }
+        }
+        let img = decode(data, spec.channels, |w, h| check_pixels(spec, w, h, "JPEG")).map_err(failed)?;
         copy_interleaved(&img.pixels, &spec.cell, spec.channels, region, out);
         Ok(())
     }
@@ -168,6 +208,46 @@ pub fn decode<E>(
     components: usize,
     check: impl FnOnce(usize, usize) -> Result<(), E>,
 ) -> Result<Image, Failure<E>> {
+    let mut pixels = Vec::new();
+    let mut dims = (0, 0);
+    let rows = |w: usize, h: usize| -> Result<Vec<*mut u8>, E> {
+        check(w, h)?;
+        let stride = w * components;
+        pixels = vec![0u8; stride * h];
+        dims = (w, h);
+        let base = pixels.as_mut_ptr();
+        // SAFETY: every row starts inside `pixels`, `stride` bytes apart.
+        Ok((0..h).map(|r| unsafe { base.add(r * stride) }).collect())
+    };
+    // SAFETY: the rows are disjoint `stride`-byte rows of `pixels`, alive until decode_rows returns.
+    unsafe { decode_rows(data, components, rows)? };
+    Ok(Image { width: dims.0, height: dims.1, components, pixels })
+}
+
+/// What [`decode_rows`] did.
+pub enum Decoded {
+    /// Every scanline was written where its pointer said.
+    InPlace,
+    /// The caller's `rows` gave no pointers (it will not take this image's shape): nothing was
+    /// decoded.
+    Declined,
+}
+
+/// Decode `data` to `components` interleaved samples, scanline `r` written at `rows(w, h)[r]`.
+/// `rows(width, height)` sees the size the header states before anything is decoded; it may
+/// refuse it (its error) or decline it (no pointers).
+///
+/// # Safety
+/// Each pointer `rows` gives must be valid for writing `width * components` bytes until this
+/// returns; pointers may repeat (rows whose samples are not wanted).
+///
+/// # Errors
+/// The error of `rows`, or libjpeg's complaint.
+pub unsafe fn decode_rows<E>(
+    data: &[u8],
+    components: usize,
+    rows: impl FnOnce(usize, usize) -> Result<Vec<*mut u8>, E>,
+) -> Result<Decoded, Failure<E>> {
     if data.is_empty() {
         return Err(Failure::Corrupt("empty JPEG".into()));
     }
@@ -176,7 +256,7 @@ pub fn decode<E>(
     // on this frame until jpeg_destroy_decompress.
     let mut cinfo: mj::jpeg_decompress_struct = unsafe { std::mem::zeroed() };
     cinfo.common.err = &mut err.base;
-    let result = guarded(|| -> Result<Image, Failure<E>> {
+    let result = guarded(|| -> Result<Decoded, Failure<E>> {
         // SAFETY: libjpeg calls on an initialised decompressor reading from `data`, which
         // outlives it; row pointers stay inside `pixels`.
         unsafe {
@@ -187,7 +267,6 @@ pub fn decode<E>(
             if found != components {
                 return Err(format!("JPEG has {found} component(s), the layer {components} channel(s)").into());
             }
-            check(cinfo.image_width as usize, cinfo.image_height as usize).map_err(Failure::Header)?;
             cinfo.out_color_space =
                 if components == 1 { mj::J_COLOR_SPACE::JCS_GRAYSCALE } else { mj::J_COLOR_SPACE::JCS_RGB };
             mj::jpeg_start_decompress(&mut cinfo);
@@ -195,10 +274,13 @@ pub fn decode<E>(
             if cinfo.output_components as usize != components {
                 return Err(format!("JPEG decodes to {} components", cinfo.output_components).into());
             }
-            let stride = w * components;
-            let mut pixels = vec![0u8; stride * h];
-            let base = pixels.as_mut_ptr();
-            let mut rows: Vec<*mut u8> = (0..h).map(|r| base.add(r * stride)).collect();
+            let mut rows = rows(w, h).map_err(Failure::Header)?;
+            if rows.is_empty() {
+                return Ok(Decoded::Declined);
+            }
+            if rows.len() != h {
+                return Err(format!("{} row pointers for a JPEG of {h} rows", rows.len()).into());
+            }
             while (cinfo.output_scanline as usize) < h {
                 let row = cinfo.output_scanline as usize;
                 let n = mj::jpeg_read_scanlines(&mut cinfo, rows.as_mut_ptr().add(row), (h - row) as u32);
@@ -207,16 +289,16 @@ pub fn decode<E>(
                 }
             }
             mj::jpeg_finish_decompress(&mut cinfo);
-            Ok(Image { width: w, height: h, components, pixels })
+            Ok(Decoded::InPlace)
         }
     });
     // SAFETY: destroying a created (or zeroed, never created) decompressor is allowed.
     unsafe { mj::jpeg_destroy_decompress(&mut cinfo) };
-    let image = result?;
+    let decoded = result?;
     if let Some(w) = err.warning {
         return Err(Failure::Corrupt(w));
     }
-    Ok(image)
+    Ok(decoded)
 }
 
 /// A destination manager writing into a Rust vector (no malloc'd buffer to free on errors).
@@ -309,4 +391,64 @@ fn compress(pixels: &[u8], width: usize, height: usize, components: usize, quali
     // SAFETY: destroying a created (or zeroed, never created) compressor is allowed.
     unsafe { mj::jpeg_destroy_compress(&mut cinfo) };
     result.map(|()| std::mem::take(&mut dest.buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Encoding;
+
+    /// The in-place path (whole x rows into a contiguous view) and the copy path (part of the
+    /// x rows, a strided view) read the same voxels as the whole decoded image, for boxes
+    /// cutting the chunk along y and z.
+    #[test]
+    fn rows_decoded_in_place_equal_the_decoded_image() {
+        let shape = [24usize, 10, 6];
+        let cell = Bbox::new([8, -4, 2], [32, 6, 8]);
+        let data: Vec<u8> =
+            (0..shape[0] * shape[1] * shape[2]).map(|i| ((i * 37) % 251) as u8 ^ (i / 24) as u8).collect();
+        let planar = Planar { dtype: DataType::U8, channels: 1, shape, data: &data, url: "t" };
+        let bytes = Jpeg.encode(&planar, &EncodeOptions::default()).unwrap();
+        let img = decode::<String>(&bytes, 1, |_, _| Ok(())).ok().unwrap();
+        assert_eq!((img.width, img.height), (24, 60));
+        let want = |x: i64, y: i64, z: i64| {
+            img.pixels[((z - cell.lo[2]) as usize * shape[1] + (y - cell.lo[1]) as usize) * shape[0]
+                + (x - cell.lo[0]) as usize]
+        };
+        let spec =
+            ChunkSpec { encoding: Encoding::Jpeg, dtype: DataType::U8, channels: 1, cell, cseg_block: None, url: "t" };
+        for region in [
+            cell,
+            Bbox::new([8, -1, 3], [32, 4, 7]),
+            Bbox::new([8, 5, 7], [32, 6, 8]),
+            Bbox::new([9, -4, 2], [31, 6, 8]),
+        ] {
+            // The output box is larger than the region, as a cutout's is.
+            let obox = Bbox::new([0, -10, 0], [40, 10, 10]);
+            let os = obox.shape().map(|v| v as usize);
+            let mut buf = vec![7u8; os[0] * os[1] * os[2]];
+            Jpeg.decode_into(&spec, &bytes, &region, &OutView::new(&mut buf, obox, 1, 1)).unwrap();
+            let mut strided = vec![7u8; 2 * os[0] * os[1] * os[2]];
+            let view = OutView::strided(&mut strided, obox, 1, 1, [2, 2 * os[0] as i64, 2 * (os[0] * os[1]) as i64, 1])
+                .unwrap();
+            Jpeg.decode_into(&spec, &bytes, &region, &view).unwrap();
+            for z in obox.lo[2]..obox.hi[2] {
+                for y in obox.lo[1]..obox.hi[1] {
+                    for x in obox.lo[0]..obox.hi[0] {
+                        let i = ((z - obox.lo[2]) as usize * os[1] + (y - obox.lo[1]) as usize) * os[0]
+                            + (x - obox.lo[0]) as usize;
+                        let inside = (0..3).all(|d| region.lo[d] <= [x, y, z][d] && [x, y, z][d] < region.hi[d]);
+                        let expect = if inside { want(x, y, z) } else { 7 };
+                        assert_eq!(buf[i], expect, "in place: ({x},{y},{z}) of region {region}");
+                        assert_eq!(strided[2 * i], expect, "strided: ({x},{y},{z}) of region {region}");
+                    }
+                }
+            }
+        }
+        // A corrupt body fails on either path, naming the chunk.
+        let mut out = vec![0u8; shape[0] * shape[1] * shape[2]];
+        let e =
+            Jpeg.decode_into(&spec, &bytes[..bytes.len() / 2], &cell, &OutView::new(&mut out, cell, 1, 1)).unwrap_err();
+        assert!(e.message().contains("t: corrupt JPEG"), "{e}");
+    }
 }

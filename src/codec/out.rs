@@ -228,6 +228,25 @@ impl<'a> OutView<'a> {
         let _ = (x0, x1, y, z, c);
     }
 
+    /// Where voxels `x0..x1` of row `(y, z)`, channel `c` (absolute coordinates inside
+    /// `bbox`) start, when the view's rows are contiguous (a codec may write them in place);
+    /// None for strided views or coordinates outside the view.
+    pub fn row_ptr(&self, x0: i64, x1: i64, y: i64, z: i64, c: usize) -> Option<*mut u8> {
+        let b = &self.bbox;
+        let inside = b.lo[0] <= x0
+            && x0 <= x1
+            && x1 <= b.hi[0]
+            && (b.lo[1]..b.hi[1]).contains(&y)
+            && (b.lo[2]..b.hi[2]).contains(&z)
+            && c < self.channels;
+        if !self.contiguous || !inside {
+            return None;
+        }
+        let off = self.offset(x0, y, z, c);
+        let n = (x1 - x0) as usize * self.item;
+        (off + n <= self.len).then(|| self.ptr.wrapping_add(off))
+    }
+
     /// Hand `f` the bytes of voxels `x0..x1` at row `(y, z)` of channel `c` (absolute
     /// coordinates), elements packed; what `f` leaves there lands in the buffer.
     ///

@@ -385,7 +385,7 @@ impl HttpStore {
             }
         }
         if let (Some(n), Some(hook)) = (expected, opts.on_length) {
-            (hook.0)(n);
+            (hook.0)(n, buf);
         }
         buf.clear();
         buf.reserve(expected.unwrap_or(1 << 16).min(1 << 30) as usize);

@@ -25,10 +25,11 @@ pub use open::{http_config, open};
 
 use crate::error::Result;
 
-/// Told a body's length once the answer's headers are in, before the body is read; it may
+/// Told a body's length once the answer's headers are in, before the body is read, with the
+/// buffer it will be read into (which it may swap for one of its own: a reused one); it may
 /// block (a byte budget of bodies held waits for room).
 #[derive(Clone, Copy)]
-pub struct OnLength<'a>(pub &'a dyn Fn(u64));
+pub struct OnLength<'a>(pub &'a dyn Fn(u64, &mut Vec<u8>));
 
 impl std::fmt::Debug for OnLength<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -28,6 +28,8 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use md5::{Digest, Md5};
 use ring::{digest, hmac};
 use serde_json::{Map, Value};
@@ -347,7 +349,11 @@ impl Signer for S3Signer {
     }
 
     fn sign(&self, req: ureq::Request, method: &str, url: &str, payload: &[u8]) -> Attempt<ureq::Request> {
-        let Some(c) = &self.credentials else { return Ok(req) };
+        // Reads ask for the checksum the object was stored with (see `verify`).
+        let ask_checksum = self.checksum && method == "GET";
+        let Some(c) = &self.credentials else {
+            return Ok(if ask_checksum { req.set("x-amz-checksum-mode", "ENABLED") } else { req });
+        };
         let parts = UrlParts::parse(url)
             .ok_or_else(|| (false, Error::invalid(format!("{url}: not a URL that can be signed"))))?;
         let amz_date = amz_date(SystemTime::now());
@@ -363,6 +369,9 @@ impl Signer for S3Signer {
         if method == "PUT" {
             headers.push(("x-amz-acl".into(), self.acl.to_string()));
         }
+        if ask_checksum {
+            headers.push(("x-amz-checksum-mode".into(), "ENABLED".into()));
+        }
         let region = self.region();
         let key = self.signing_key(&c.secret_access_key.0, &amz_date[..8], &region);
         let auth =
@@ -377,6 +386,32 @@ impl Signer for S3Signer {
     fn verify(&self, url: &str, headers: &Headers, body: &[u8]) -> Attempt<()> {
         if !self.checksum {
             return Ok(());
+        }
+        // A CRC the object was stored with (asked for by `x-amz-checksum-mode`; uploads of the
+        // current AWS SDKs carry one) is checked instead of the ETag's MD5: the same guard at a
+        // twentieth of the CPU. Composite checksums of multipart uploads ("...-N") are not of
+        // the whole body.
+        for (name, algorithm) in [("x-amz-checksum-crc32c", "CRC32C"), ("x-amz-checksum-crc32", "CRC32")] {
+            let Some(want) = headers.get(name).filter(|v| !v.contains('-')) else { continue };
+            let crc = if algorithm == "CRC32C" {
+                crc32c::crc32c(body)
+            } else {
+                let mut c = flate2::Crc::new();
+                c.update(body);
+                c.sum()
+            };
+            let got = STANDARD.encode(crc.to_be_bytes());
+            if got == want.trim() {
+                return Ok(());
+            }
+            return Err((
+                true,
+                Error::io(format!(
+                    "{url}: checksum mismatch: the object's {algorithm} is {}, the {} bytes received have {got}",
+                    want.trim(),
+                    body.len()
+                )),
+            ));
         }
         let Some(etag) = headers.get("ETag") else { return Ok(()) };
         // Objects encrypted with KMS keys or customer keys have ETags that are no MD5.
@@ -857,6 +892,21 @@ mod tests {
             ("x-amz-server-side-encryption".into(), "aws:kms".into()),
         ]);
         assert!(s.verify("u", &kms, b"x").is_ok());
+        // A stored CRC32C or CRC32 (base64 of the big-endian value) is checked before the ETag.
+        let with = |name: &str, v: &str| {
+            Headers(vec![("ETag".into(), "\"0123456789abcdef0123456789abcdef\"".into()), (name.into(), v.into())])
+        };
+        // crc32c("123456789") = e3069283, crc32("123456789") = cbf43926 (the check values).
+        assert!(s.verify("u", &with("x-amz-checksum-crc32c", "4waSgw=="), b"123456789").is_ok());
+        assert!(s.verify("u", &with("x-amz-checksum-crc32", "y/Q5Jg=="), b"123456789").is_ok());
+        let e = s.verify("http://h/b/k", &with("x-amz-checksum-crc32", "y/Q5Jg=="), b"123456780").unwrap_err();
+        assert!(
+            e.0 && e.1.message().contains("CRC32 is y/Q5Jg==") && e.1.message().contains("http://h/b/k"),
+            "{:?}",
+            e.1
+        );
+        // A composite (multipart) checksum falls back to the ETag, here a wrong MD5.
+        assert!(s.verify("u", &with("x-amz-checksum-crc32", "y/Q5Jg==-3"), b"123456789").is_err());
     }
 
     #[test]

@@ -45,8 +45,12 @@ impl Drop for Permit<'_> {
     }
 }
 
-/// A byte budget: the bytes of fetched bodies held at once, from before a request is sent
-/// (an estimate) until its chunk is decoded (the exact length, once the answer says it).
+/// Requests out may reserve this many times the byte budget of bodies: a request waiting for
+/// its answer holds no memory, so while some bodies fill the budget as many requests again
+/// can be in their round trip.
+const REQUESTS_PER_BUDGET: usize = 2;
+
+/// A byte budget: bytes held at once, taken and given back by reservations.
 struct Budget {
     held: Mutex<usize>,
     cv: Condvar,
@@ -99,43 +103,52 @@ impl Budget {
     }
 }
 
-/// Bytes of the byte budget held by one request (released on drop).
+/// What one request holds of the engine's two budgets (released on drop): its slot among the
+/// requests out (the expected body's bytes, from before it is sent), and its body's bytes
+/// (from when the answer says how long it is until the chunk is decoded).
 pub(crate) struct Reservation<'a> {
-    budget: &'a Budget,
-    held: usize,
+    requests: &'a Budget,
+    bodies: &'a Budget,
+    slot: usize,
+    body: usize,
 }
 
 impl Reservation<'_> {
-    /// Hold exactly `n` bytes (the body's length, now known): less gives the rest back at
-    /// once; more takes the difference if it fits, else gives back all it holds and waits for
-    /// `n` as a new request would. A reservation never waits while holding bytes, so requests
-    /// growing at once cannot deadlock each other.
+    /// The body is `n` bytes (its length, now known, before it is read): take them of the
+    /// budget of bodies held, waiting while they do not fit (giving back the body bytes held
+    /// first, so no reservation waits while holding body bytes and growing ones cannot
+    /// deadlock), and shrink the request slot to them.
     pub(crate) fn resize(&mut self, n: usize) {
-        let n = n.min(self.budget.max);
-        if n <= self.held {
-            self.budget.release(self.held - n);
-            self.held = n;
-        } else if self.budget.try_take(n - self.held) {
-            self.held = n;
+        let n = n.min(self.bodies.max);
+        if n <= self.body {
+            self.bodies.release(self.body - n);
+            self.body = n;
+        } else if self.bodies.try_take(n - self.body) {
+            self.body = n;
         } else {
-            self.budget.release(std::mem::take(&mut self.held));
-            self.held = self.budget.acquire(n);
+            self.bodies.release(std::mem::take(&mut self.body));
+            self.body = self.bodies.acquire(n);
+        }
+        if n < self.slot {
+            self.requests.release(self.slot - n);
+            self.slot = n;
         }
     }
 
-    /// Hold at least `n` bytes without waiting (a body already in memory, its length learnt
-    /// only by reading it): the budget may be overshot by what was not known in advance.
+    /// Hold at least `n` body bytes without waiting (a body already in memory, its length
+    /// learnt only by reading it): the budget may be overshot by what was not known in advance.
     pub(crate) fn cover(&mut self, n: usize) {
-        if n > self.held {
-            self.budget.force(n - self.held);
-            self.held = n;
+        if n > self.body {
+            self.bodies.force(n - self.body);
+            self.body = n;
         }
     }
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        self.budget.release(self.held);
+        self.bodies.release(self.body);
+        self.requests.release(self.slot);
     }
 }
 
@@ -190,7 +203,10 @@ pub(crate) struct Engine {
     /// Worker threads alive (started and not yet exited).
     live_threads: Arc<(Mutex<usize>, Condvar)>,
     permits: Permits,
-    budget: Budget,
+    /// Bytes of the bodies the requests out expect (`REQUESTS_PER_BUDGET` times the budget).
+    requests: Budget,
+    /// Bytes of bodies held (the budget, `max_inflight_bytes`).
+    bodies: Budget,
     buffers: BufferPool,
     cores: usize,
     /// A pool of `cores` threads for decode-heavy work (started when first used), so that
@@ -230,7 +246,12 @@ impl Engine {
             fetch_cap,
             live_threads: Arc::new((Mutex::new(0), Condvar::new())),
             permits: Permits::new(cores),
-            budget: Budget { held: Mutex::new(0), cv: Condvar::new(), max: inflight_bytes.max(1) },
+            requests: Budget {
+                held: Mutex::new(0),
+                cv: Condvar::new(),
+                max: inflight_bytes.max(1).saturating_mul(REQUESTS_PER_BUDGET),
+            },
+            bodies: Budget { held: Mutex::new(0), cv: Condvar::new(), max: inflight_bytes.max(1) },
             buffers: BufferPool { free: Mutex::new(Vec::new()), keep: fetch_cap.max(threads) + cores },
             cores,
             decode_pool: std::sync::OnceLock::new(),
@@ -265,8 +286,7 @@ impl Engine {
         pool.as_ref().map_err(|e| Error::internal(e.clone()))
     }
 
-    /// A fetching pool of at least `want` threads (at most `fetch_cap`, grown in powers of
-    /// two): the current one when it is large enough, else a larger one that replaces it (the
+    /// A fetching pool of at least `want` threads (at most `fetch_cap`): the current one when it is large enough, else a larger one that replaces it (the
     /// old one's threads exit once the fetches on it are done).
     fn fetch_pool(&self, want: usize) -> Result<Arc<rayon::ThreadPool>> {
         let want = want.clamp(1, self.fetch_cap);
@@ -274,7 +294,9 @@ impl Engine {
         if let Some(p) = slot.as_ref().filter(|p| p.current_num_threads() >= want) {
             return Ok(p.clone());
         }
-        let n = want.next_power_of_two().min(self.fetch_cap);
+        // Grown by at least half again, so a handle's pool is rebuilt a few times at most.
+        let now = slot.as_ref().map_or(0, |p| p.current_num_threads());
+        let n = want.max(now + now / 2).next_multiple_of(8).min(self.fetch_cap);
         let p = Arc::new(self.start_pool(n, "cloudvolume-fetch").map_err(Error::internal)?);
         *slot = Some(p.clone());
         Ok(p)
@@ -295,17 +317,18 @@ impl Engine {
         if items.len() == 1 {
             return f(0, &items[0]);
         }
-        let want = (self.budget.max / estimate.max(1)).saturating_add(self.cores).min(items.len());
+        let want = (self.requests.max / estimate.max(1)).saturating_add(self.cores).min(items.len());
         let pool = self.fetch_pool(want)?;
         run_on(&pool, items, f)
     }
 
-    /// Reserve `estimate()` bytes of the budget of bodies held before sending a request,
-    /// waiting while they do not fit (the estimate asked again after each wait, as bodies come
-    /// back); [`Reservation::resize`] it to the body's length once the answer gives it.
+    /// Reserve a request's slot, `estimate()` bytes of the requests' budget, before it is
+    /// sent, waiting while they do not fit (the estimate asked again after each wait, as
+    /// bodies come back); [`Reservation::resize`] takes the body's bytes once the answer gives
+    /// its length.
     pub(crate) fn reserve(&self, estimate: impl Fn() -> usize) -> Reservation<'_> {
-        let held = self.budget.acquire_with(estimate);
-        Reservation { budget: &self.budget, held }
+        let slot = self.requests.acquire_with(estimate);
+        Reservation { requests: &self.requests, bodies: &self.bodies, slot, body: 0 }
     }
 
     /// Run `f` on every item, in parallel on the pool (inline for a single item). Every item
@@ -488,36 +511,40 @@ mod tests {
     }
 
     /// Many requests reserving, resizing (up and down) and releasing at once never hold more
-    /// than the budget (save `cover`, which is told after the fact), never deadlock, and give
-    /// every byte back.
+    /// body bytes than the budget, nor request bytes than twice it (save `cover`, which is
+    /// told after the fact), never deadlock, and give every byte back.
     #[test]
     fn the_byte_budget_holds_under_contention() {
         let e = Engine::new(32, 32, 100_000).unwrap();
-        let peak = AtomicUsize::new(0);
+        let held = |b: &Budget| *b.held.lock().unwrap();
+        let (peak_req, peak_body) = (AtomicUsize::new(0), AtomicUsize::new(0));
         let items: Vec<usize> = (0..2000).collect();
         e.run(&items, |i, _| {
             let mut r = e.reserve(|| 1000 + (i * 7919) % 30_000);
-            let now = *e.budget.held.lock().unwrap();
-            peak.fetch_max(now, Ordering::Relaxed);
-            assert!(now <= 100_000, "held {now} of a 100000-byte budget");
+            let now = held(&e.requests);
+            peak_req.fetch_max(now, Ordering::Relaxed);
+            assert!(now <= 200_000, "requests hold {now} of 200000 bytes");
+            std::thread::sleep(std::time::Duration::from_micros(20));
             r.resize((i * 104_729) % 60_000);
-            let now = *e.budget.held.lock().unwrap();
-            assert!(now <= 100_000, "held {now} after a resize");
+            let now = held(&e.bodies);
+            peak_body.fetch_max(now, Ordering::Relaxed);
+            assert!(now <= 100_000, "bodies hold {now} of a 100000-byte budget");
             if i % 3 == 0 {
                 // Larger than the whole budget: capped, and alone.
                 r.resize(250_000);
-                assert_eq!(*e.budget.held.lock().unwrap(), 100_000);
+                assert_eq!(held(&e.bodies), 100_000);
             }
             std::thread::sleep(std::time::Duration::from_micros(50));
             Ok(())
         })
         .unwrap();
-        assert_eq!(*e.budget.held.lock().unwrap(), 0, "bytes left held after every reservation dropped");
-        assert!(peak.load(Ordering::Relaxed) > 30_000, "reservations never overlapped");
+        assert_eq!((held(&e.requests), held(&e.bodies)), (0, 0), "bytes left held after every reservation dropped");
+        assert!(peak_req.load(Ordering::Relaxed) > 100_000, "requests never overlapped past one budget");
+        assert!(peak_body.load(Ordering::Relaxed) > 30_000, "bodies never overlapped");
         let mut r = e.reserve(|| 10);
         r.cover(500_000);
-        assert_eq!(*e.budget.held.lock().unwrap(), 500_000);
+        assert_eq!(held(&e.bodies), 500_000);
         drop(r);
-        assert_eq!(*e.budget.held.lock().unwrap(), 0);
+        assert_eq!((held(&e.requests), held(&e.bodies)), (0, 0));
     }
 }

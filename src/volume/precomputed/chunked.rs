@@ -28,17 +28,22 @@ impl ChunkSource for ChunkFiles {
             let url = ctx.store.url(&key);
             let held = RefCell::new(ctx.engine.reserve(|| ctx.body_estimate(&cell_box)));
             let told = Cell::new(false);
-            let on_length = |n: u64| {
+            // The body's buffer is taken from the pool only once its bytes are granted: a
+            // request in its round trip holds no memory.
+            let on_length = |n: u64, buf: &mut Vec<u8>| {
                 told.set(true);
                 ctx.note_body(n);
                 held.borrow_mut().resize(n as usize);
+                if buf.capacity() == 0 {
+                    *buf = ctx.engine.take_buffer();
+                }
             };
             let opts = GetOptions {
                 max_len: Some(ctx.stored_limit(cell_box) as u64),
                 on_length: Some(OnLength(&on_length)),
                 ..GetOptions::default()
             };
-            let mut body = ctx.engine.take_buffer();
+            let mut body = Vec::new();
             let got = ctx.store.get_with(&key, &opts, &mut body);
             if !told.get() && !body.is_empty() {
                 ctx.note_body(body.len() as u64);

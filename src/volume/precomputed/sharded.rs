@@ -376,7 +376,8 @@ impl ShardFiles {
             let generation = generations.get(shard).cloned().unwrap_or_default();
             // The run's bytes are known: held from before the request until its chunks are
             // decoded.
-            let _held = ctx.engine.reserve(|| (b - a) as usize);
+            let mut held = ctx.engine.reserve(|| (b - a) as usize);
+            held.resize((b - a) as usize);
             let read = ctx.store.get_range_if(&key, a, b, generation.as_deref()).map_err(|e| {
                 let what: Vec<String> = run
                     .iter()
