@@ -194,6 +194,35 @@ fn compressed_chunks_get_more_requests_in_flight_under_one_budget() {
     );
 }
 
+/// Over the network each body is decoded on the decode pool while the fetching threads go
+/// on: a corrupt chunk still fails the read as `Decode` naming that chunk, the lowest-numbered
+/// of several corrupt ones (x fastest), whatever order they were decoded in.
+#[test]
+fn decoding_errors_handed_to_the_decode_pool_name_the_first_bad_chunk() {
+    let dir = TempDir::new("handoff");
+    let layer = write_layer(dir.path());
+    let key = layer.join("8_8_40");
+    let name = |gx: i64, gy: i64| {
+        let lo = [OFFSET[0] + gx * CHUNK[0], OFFSET[1] + gy * CHUNK[1], OFFSET[2]];
+        chunk_name(lo, [lo[0] + CHUNK[0], lo[1] + CHUNK[1], lo[2] + CHUNK[2]])
+    };
+    // A raw chunk of the wrong length cannot be decoded; the later one is corrupted first.
+    std::fs::write(key.join(name(9, 14)), b"short").unwrap();
+    std::fs::write(key.join(name(3, 2)), b"too short as well").unwrap();
+    let server = httpd::FileServer::start(dir.path()).expect("start file server");
+    let proxy = proxy::LatencyProxy::start(&server.host_port(), Duration::from_millis(DELAY_MS)).expect("start proxy");
+    let vol = Volume::open(&format!("{}/layer", proxy.url()), Options::default()).unwrap();
+    let bbox = Bbox::new(OFFSET, [OFFSET[0] + SIZE[0], OFFSET[1] + SIZE[1], OFFSET[2] + SIZE[2]]);
+    for _ in 0..3 {
+        let e = vol.cutout(0, &bbox).unwrap_err();
+        assert_eq!(e.kind(), cloudvolume::ErrorKind::Decode, "{e}");
+        assert!(e.message().contains(&name(3, 2)), "the first corrupt chunk: {e}");
+    }
+    // The chunks around them still read.
+    let inner = Bbox::new(OFFSET, [OFFSET[0] + 3 * CHUNK[0], OFFSET[1] + 2 * CHUNK[1], OFFSET[2] + CHUNK[2]]);
+    assert!(vol.cutout(0, &inner).is_ok());
+}
+
 /// Send a GET on `conn` and read the response (Content-Length bodies only).
 fn get(conn: &mut BufReader<TcpStream>, path: &str) -> (u16, Vec<u8>, Vec<String>) {
     let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");

@@ -123,6 +123,10 @@ impl ReadableStore for DiskCached {
         self.inner.default_fetches()
     }
 
+    fn tells_length(&self) -> bool {
+        self.inner.tells_length()
+    }
+
     fn clear_cache(&self) -> Result<()> {
         self.clear()?;
         self.inner.clear_cache()
@@ -199,6 +203,10 @@ impl ReadableStore for LruCached {
 
     fn default_fetches(&self) -> usize {
         self.inner.default_fetches()
+    }
+
+    fn tells_length(&self) -> bool {
+        self.inner.tells_length()
     }
 
     fn clear_cache(&self) -> Result<()> {

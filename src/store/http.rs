@@ -565,6 +565,10 @@ impl ReadableStore for HttpStore {
     fn default_fetches(&self) -> usize {
         crate::options::DEFAULT_NETWORK_FETCHES
     }
+
+    fn tells_length(&self) -> bool {
+        true
+    }
 }
 
 impl WritableStore for HttpStore {

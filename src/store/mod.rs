@@ -98,6 +98,12 @@ pub trait ReadableStore: Send + Sync {
     /// How many requests this store serves well at once.
     fn default_parallel(&self) -> usize;
 
+    /// Whether reads call [`GetOptions::on_length`] before the body (HTTP's `Content-Length`):
+    /// a caller can then wait to take a buffer for the body until its bytes are granted.
+    fn tells_length(&self) -> bool {
+        false
+    }
+
     /// How many chunk reads may be in flight at once by default (the byte budget decides how
     /// many are): the same as `default_parallel` unless the store is remote.
     fn default_fetches(&self) -> usize {

@@ -50,39 +50,77 @@ impl Drop for Permit<'_> {
 /// can be in their round trip.
 const REQUESTS_PER_BUDGET: usize = 2;
 
-/// A byte budget: bytes held at once, taken and given back by reservations.
+/// A byte budget: bytes held at once, taken and given back by reservations. Waiters queue in
+/// order and are handed their bytes by whoever releases (each woken alone, when its bytes are
+/// its own): hundreds of requests waiting on one budget would otherwise all wake at every
+/// release to find that one of them fits.
 struct Budget {
-    held: Mutex<usize>,
-    cv: Condvar,
+    state: Mutex<BudgetState>,
     max: usize,
 }
 
+struct BudgetState {
+    held: usize,
+    queue: std::collections::VecDeque<Arc<Waiter>>,
+}
+
+/// A thread waiting for `need` bytes; `granted` once they are taken on its behalf.
+struct Waiter {
+    need: usize,
+    granted: std::sync::atomic::AtomicBool,
+    thread: std::thread::Thread,
+}
+
 impl Budget {
-    /// Take `n` bytes (at most the whole budget), waiting while they do not fit; a request
-    /// alone always fits, so one larger than the budget still runs (by itself).
-    fn acquire(&self, n: usize) -> usize {
-        self.acquire_with(|| n)
+    fn new(max: usize) -> Budget {
+        Budget { state: Mutex::new(BudgetState { held: 0, queue: Default::default() }), max: max.max(1) }
     }
 
-    /// Like `acquire`, with the size asked again after every wait (an estimate that improves
-    /// while requests wait: the bodies that came back meanwhile).
-    fn acquire_with(&self, n: impl Fn() -> usize) -> usize {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            let n = n().min(self.max);
-            if *held == 0 || *held + n <= self.max {
-                *held += n;
+    fn lock(&self) -> std::sync::MutexGuard<'_, BudgetState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.lock().held
+    }
+
+    /// Take `n` bytes (at most the whole budget), waiting (behind earlier waiters) while they
+    /// do not fit; a request alone always fits, so one larger than the budget still runs (by
+    /// itself).
+    fn acquire(&self, n: usize) -> usize {
+        let n = n.min(self.max);
+        let waiter = {
+            let mut st = self.lock();
+            if st.queue.is_empty() && (st.held == 0 || st.held + n <= self.max) {
+                st.held += n;
                 return n;
             }
-            held = self.cv.wait(held).unwrap_or_else(|p| p.into_inner());
+            let w = Arc::new(Waiter { need: n, granted: false.into(), thread: std::thread::current() });
+            st.queue.push_back(w.clone());
+            w
+        };
+        while !waiter.granted.load(Ordering::Acquire) {
+            std::thread::park();
         }
+        n
+    }
+
+    /// Like `acquire`, with the size asked again once granted (an estimate that improved while
+    /// the request waited: the bodies that came back meanwhile); any surplus is given back.
+    fn acquire_with(&self, n: impl Fn() -> usize) -> usize {
+        let got = self.acquire(n());
+        let now = n().min(got);
+        self.release(got - now);
+        now
     }
 
     /// Take `n` more bytes if they fit now.
     fn try_take(&self, n: usize) -> bool {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        if *held + n <= self.max {
-            *held += n;
+        let mut st = self.lock();
+        if st.held + n <= self.max {
+            st.held += n;
             return true;
         }
         false
@@ -90,16 +128,25 @@ impl Budget {
 
     /// Take `n` more bytes whether or not they fit (a body read before its length was known).
     fn force(&self, n: usize) {
-        *self.held.lock().unwrap_or_else(|p| p.into_inner()) += n;
+        self.lock().held += n;
     }
 
+    /// Give `n` bytes back, handing them to the waiters at the front of the queue they fit.
     fn release(&self, n: usize) {
         if n == 0 {
             return;
         }
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        *held = held.saturating_sub(n);
-        self.cv.notify_all();
+        let mut st = self.lock();
+        st.held = st.held.saturating_sub(n);
+        while let Some(w) = st.queue.front() {
+            if st.held != 0 && st.held + w.need > self.max {
+                break;
+            }
+            st.held += w.need;
+            let w = st.queue.pop_front().expect("the front waiter");
+            w.granted.store(true, Ordering::Release);
+            w.thread.unpark();
+        }
     }
 }
 
@@ -246,12 +293,8 @@ impl Engine {
             fetch_cap,
             live_threads: Arc::new((Mutex::new(0), Condvar::new())),
             permits: Permits::new(cores),
-            requests: Budget {
-                held: Mutex::new(0),
-                cv: Condvar::new(),
-                max: inflight_bytes.max(1).saturating_mul(REQUESTS_PER_BUDGET),
-            },
-            bodies: Budget { held: Mutex::new(0), cv: Condvar::new(), max: inflight_bytes.max(1) },
+            requests: Budget::new(inflight_bytes.max(1).saturating_mul(REQUESTS_PER_BUDGET)),
+            bodies: Budget::new(inflight_bytes),
             buffers: BufferPool { free: Mutex::new(Vec::new()), keep: fetch_cap.max(threads) + cores },
             cores,
             decode_pool: std::sync::OnceLock::new(),
@@ -303,23 +346,50 @@ impl Engine {
     }
 
     /// Fetch every item with `f`, one request each, with as many in flight as the byte budget
-    /// holds bodies of about `estimate` bytes (plus one per core, so decoding never starves the
-    /// requests); otherwise as [`Engine::run`].
+    /// holds bodies of about `estimate` bytes (plus one per core); otherwise as [`Engine::run`].
+    /// `f` hands each fetched body's decoding to the [`Decodes`] it is given: with `hand_off`
+    /// that is the decode pool (`cores` threads), so a fetching thread goes on to its next
+    /// request at once and only as many threads as requests in flight are needed; else the
+    /// fetching thread decodes itself (local files, where reading is not the wait).
     ///
     /// # Errors
-    /// As [`Engine::run`]; threads that cannot be started (`Internal`).
-    pub(crate) fn run_fetches<T: Sync>(
-        &self,
-        items: &[T],
+    /// As [`Engine::run`] (decoding errors included); threads that cannot be started
+    /// (`Internal`).
+    pub(crate) fn run_fetches<'x, T: Sync>(
+        &'x self,
+        items: &'x [T],
         estimate: usize,
-        f: impl Fn(usize, &T) -> Result<()> + Sync,
+        hand_off: bool,
+        f: impl Fn(usize, &T, &Decodes<'_, 'x>) -> Result<()> + Sync + 'x,
     ) -> Result<()> {
+        let failure = Arc::new(Failure::new());
         if items.len() == 1 {
-            return f(0, &items[0]);
+            let inline = Decodes { scope: None, failure };
+            return f(0, &items[0], &inline);
+        }
+        if !hand_off {
+            let want = self.cores.min(items.len());
+            let pool = self.fetch_pool(want)?;
+            let inline = Decodes { scope: None, failure: failure.clone() };
+            run_workers(&pool, items, want.min(pool.current_num_threads()), &failure, |i, t| f(i, t, &inline));
+            return failure.result();
         }
         let want = (self.requests.max / estimate.max(1)).saturating_add(self.cores).min(items.len());
         let pool = self.fetch_pool(want)?;
-        run_on(&pool, items, f)
+        let decode_pool = self.decode_pool()?;
+        let workers = want.min(pool.current_num_threads());
+        decode_pool.in_place_scope(|scope| {
+            let decodes = Decodes { scope: Some(scope), failure: failure.clone() };
+            run_workers(&pool, items, workers, &failure, |i, t| f(i, t, &decodes));
+        });
+        // Fetching and decoding errors share one slot: the lowest-numbered item's wins.
+        failure.result()
+    }
+
+    /// The decode pool, started on first use.
+    fn decode_pool(&self) -> Result<&rayon::ThreadPool> {
+        let pool = self.decode_pool.get_or_init(|| self.start_pool(self.cores, "cloudvolume-decode"));
+        pool.as_ref().map_err(|e| Error::internal(e.clone()))
     }
 
     /// Reserve a request's slot, `estimate()` bytes of the requests' budget, before it is
@@ -377,9 +447,7 @@ impl Engine {
         items: &[T],
         f: impl Fn(usize, &T) -> Result<R> + Sync + Send,
     ) -> Result<Vec<R>> {
-        let pool = self.decode_pool.get_or_init(|| self.start_pool(self.cores, "cloudvolume-decode"));
-        let pool = pool.as_ref().map_err(|e| Error::internal(e.clone()))?;
-        pool.install(|| {
+        self.decode_pool()?.install(|| {
             let out: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
             let failed_at = AtomicUsize::new(usize::MAX);
             let first: Mutex<Option<(usize, Error)>> = Mutex::new(None);
@@ -458,6 +526,95 @@ fn run_on<T: Sync>(pool: &rayon::ThreadPool, items: &[T], f: impl Fn(usize, &T) 
     }
 }
 
+/// The lowest-numbered error of a parallel loop, and the index past which items are skipped.
+pub(crate) struct Failure {
+    failed_at: AtomicUsize,
+    first: Mutex<Option<(usize, Error)>>,
+}
+
+impl Failure {
+    fn new() -> Failure {
+        Failure { failed_at: AtomicUsize::new(usize::MAX), first: Mutex::new(None) }
+    }
+
+    /// Whether item `i` comes after a failed one (and need not run).
+    fn skip(&self, i: usize) -> bool {
+        i > self.failed_at.load(Ordering::Relaxed)
+    }
+
+    /// Keep `e` as item `i`'s error if no lower-numbered item has failed.
+    fn record(&self, i: usize, e: Error) {
+        let mut slot = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_none_or(|(j, _)| i < *j) {
+            *slot = Some((i, e));
+            self.failed_at.fetch_min(i, Ordering::Relaxed);
+        }
+    }
+
+    /// The loop's result: the lowest-numbered error, if any (taken out).
+    fn result(&self) -> Result<()> {
+        match self.first.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Where a fetched body is decoded: on the decode pool (a scope of it: the fetch waits for
+/// every job it handed) or on the fetching thread.
+pub(crate) struct Decodes<'r, 'x> {
+    scope: Option<&'r rayon::Scope<'x>>,
+    failure: Arc<Failure>,
+}
+
+impl<'x> Decodes<'_, 'x> {
+    /// Decode item `i` with `job`: now on this thread (its error returned), or on the decode
+    /// pool (its error kept for the loop to return; `Ok` here).
+    ///
+    /// # Errors
+    /// The job's error, when it runs here.
+    pub(crate) fn run(&self, i: usize, job: impl FnOnce() -> Result<()> + Send + 'x) -> Result<()> {
+        let Some(scope) = self.scope else { return job() };
+        let failure = self.failure.clone();
+        scope.spawn(move |_| {
+            if !failure.skip(i) {
+                if let Err(e) = job() {
+                    failure.record(i, e);
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Run `f` on every item with `workers` tasks on `pool`, each taking the next item in order
+/// until none is left (no splitting and stealing: one wake-up per worker, not per item); an
+/// item numbered above a failed one is not started, and errors go to `failure`.
+fn run_workers<T: Sync>(
+    pool: &rayon::ThreadPool,
+    items: &[T],
+    workers: usize,
+    failure: &Failure,
+    f: impl Fn(usize, &T) -> Result<()> + Sync,
+) {
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= items.len() || failure.skip(i) {
+            break;
+        }
+        if let Err(e) = f(i, &items[i]) {
+            failure.record(i, e);
+        }
+    };
+    pool.scope(|s| {
+        for _ in 1..workers.max(1) {
+            s.spawn(|_| work());
+        }
+        work();
+    });
+}
+
 /// A byte slice written from several threads at disjoint offsets (scattered points).
 pub(crate) struct DisjointBytes<'a> {
     ptr: *mut u8,
@@ -516,7 +673,7 @@ mod tests {
     #[test]
     fn the_byte_budget_holds_under_contention() {
         let e = Engine::new(32, 32, 100_000).unwrap();
-        let held = |b: &Budget| *b.held.lock().unwrap();
+        let held = |b: &Budget| b.held();
         let (peak_req, peak_body) = (AtomicUsize::new(0), AtomicUsize::new(0));
         let items: Vec<usize> = (0..2000).collect();
         e.run(&items, |i, _| {

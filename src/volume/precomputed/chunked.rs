@@ -7,9 +7,10 @@ use super::{copy_box, ChunkSource, EachPayload, Payload, ScaleCtx};
 use crate::codec::{compression, OutView};
 use crate::error::Result;
 use crate::format::grid::chunk_key;
-use crate::format::{Bbox, ContentEncoding};
+use crate::format::{Bbox, ContentEncoding, Encoding};
 use crate::store::{GetOptions, Got, OnLength};
-use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 /// The chunk files of a scale.
 pub(crate) struct ChunkFiles;
@@ -22,20 +23,27 @@ impl ChunkSource for ChunkFiles {
     fn fetch(&self, ctx: &ScaleCtx, cells: &[[i64; 3]], each: &EachPayload<'_>) -> Result<()> {
         let Some(&first) = cells.first() else { return Ok(()) };
         let estimate = ctx.body_estimate(&ctx.grid.cell_bbox(first));
-        ctx.engine.run_fetches(cells, estimate, |i, &cell| {
+        let remote = ctx.store.tells_length();
+        ctx.engine.run_fetches(cells, estimate, remote, |i, &cell, decodes| {
             let cell_box = ctx.grid.cell_bbox(cell);
             let key = chunk_key(&ctx.scale.key, &cell_box);
             let url = ctx.store.url(&key);
-            let held = RefCell::new(ctx.engine.reserve(|| ctx.body_estimate(&cell_box)));
-            let told = Cell::new(false);
+            let held = Mutex::new(ctx.engine.reserve(|| ctx.body_estimate(&cell_box)));
+            let told = AtomicBool::new(false);
             // The body's buffer is taken from the pool only once its bytes are granted: a
             // request in its round trip holds no memory.
             let on_length = |n: u64, buf: &mut Vec<u8>| {
-                told.set(true);
+                told.store(true, Ordering::Relaxed);
                 ctx.note_body(n);
-                held.borrow_mut().resize(n as usize);
+                held.lock().unwrap_or_else(|p| p.into_inner()).resize(n as usize);
                 if buf.capacity() == 0 {
+                    // Where bodies are usually gzip'd (raw and compressed_segmentation, as
+                    // cloud-volume uploads them), pooled buffers all hold a decoded chunk, so a
+                    // body's buffer can later take an inflated chunk and the reverse without
+                    // reallocating: blocks freed mid-read stay in the allocator's arenas.
                     *buf = ctx.engine.take_buffer();
+                    let inflates = matches!(ctx.scale.encoding, Encoding::Raw | Encoding::CompressedSegmentation);
+                    buf.reserve(if inflates { (n as usize).max(ctx.chunk_len(&cell_box)) } else { n as usize });
                 }
             };
             let opts = GetOptions {
@@ -43,23 +51,30 @@ impl ChunkSource for ChunkFiles {
                 on_length: Some(OnLength(&on_length)),
                 ..GetOptions::default()
             };
-            let mut body = Vec::new();
+            let mut body = if remote { Vec::new() } else { ctx.engine.take_buffer() };
             let got = ctx.store.get_with(&key, &opts, &mut body);
-            if !told.get() && !body.is_empty() {
+            let mut held = held.into_inner().unwrap_or_else(|p| p.into_inner());
+            if !told.load(Ordering::Relaxed) && !body.is_empty() {
                 ctx.note_body(body.len() as u64);
-                held.borrow_mut().cover(body.len());
+                held.cover(body.len());
             }
-            let r = got.and_then(|got| {
-                let encoding = match got {
-                    Got::Found { encoding, .. } => Some(encoding),
-                    Got::Missing | Got::Stale => None,
-                };
+            let encoding = match got {
+                Ok(Got::Found { encoding, .. }) => Some(encoding),
+                Ok(Got::Missing | Got::Stale) => None,
+                Err(e) => {
+                    ctx.engine.give_buffer(body);
+                    return Err(e);
+                }
+            };
+            // Decoded where `decodes` says, holding its body's bytes until then.
+            decodes.run(i, move || {
                 // cloud-volume treats zero-byte chunks as missing.
                 let data = encoding.filter(|_| !body.is_empty()).map(|_| &body[..]);
-                each(i, Payload { data, encoding: encoding.unwrap_or(ContentEncoding::Identity), url: &url })
-            });
-            ctx.engine.give_buffer(body);
-            r
+                let r = each(i, Payload { data, encoding: encoding.unwrap_or(ContentEncoding::Identity), url: &url });
+                ctx.engine.give_buffer(body);
+                drop(held);
+                r
+            })
         })
     }
 

@@ -157,6 +157,9 @@ impl ScaleCtx {
     ) -> Result<R> {
         let spec = self.chunk_spec(cell, url);
         let mut inflated = self.engine.take_buffer();
+        if encoding != ContentEncoding::Identity {
+            inflated.reserve(self.chunk_len(&cell));
+        }
         let r = compression::decompress_into(data, encoding, &mut inflated, spec.payload_limit(), url)
             .and_then(|did| f(&spec, if did { &inflated } else { data }));
         self.engine.give_buffer(inflated);
