@@ -25,12 +25,14 @@ import os
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 from common import (  # noqa: E402
     BENCH, MIB, READ_LAYERS, READ_SIZES, ROOT, Nginx, Proxy, build, checksum_bytes, fmt, hwm_kb, idle_summary,
     log, machine_info, make_read_layers, measured, merge, ratio, read_layer_shape, run_json, versions,
@@ -148,6 +150,42 @@ def target_for(reader, layer, transport, base, ports):
     else:
         kv = {"driver": "http", "base_url": f"{prefix}/{ts_layer}/"}
     return json.dumps({"driver": "neuroglancer_precomputed", "kvstore": kv}), note
+
+
+ALONE_PARALLEL = 128
+
+
+def server_alone(port, base, layer, servers, runs=5):
+    """The transport alone, as no reader can beat it: curl fetching every stored chunk file of
+    the layer through `port` ({ALONE_PARALLEL} requests in flight, the bodies as stored,
+    dropped), once to warm up and then `runs` times; the median seconds and the servers' CPU
+    seconds per fetch (nginx, proxy)."""
+    curl = shutil.which("curl")
+    if not curl:
+        return None
+    layer_dir = base / layer
+    urls = []
+    for p in sorted(layer_dir.rglob("*")):
+        if p.is_file() and p.name != "info" and not p.name.endswith(".stamp"):
+            rel = p.relative_to(layer_dir).as_posix()
+            urls.append(f"http://127.0.0.1:{port}/{layer}/{rel[:-3] if rel.endswith('.gz') else rel}")
+    cfg = Path(tempfile.mkstemp(prefix="cv-bench-curl-", suffix=".cfg", dir=BUILD)[1])
+    cfg.write_text("".join(f'url = "{u}"\noutput = "/dev/null"\n' for u in urls))
+    cmd = [curl, "-s", "--fail", "--parallel", "--parallel-max", str(ALONE_PARALLEL), "-K", str(cfg)]
+    times, cpu = [], []
+    try:
+        for i in range(runs + 1):
+            s0 = sum(common.pid_cpu_s(p) for p in servers)
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            t1 = time.perf_counter()
+            s1 = sum(common.pid_cpu_s(p) for p in servers)
+            if i:
+                times.append(t1 - t0)
+                cpu.append(s1 - s0)
+    finally:
+        cfg.unlink(missing_ok=True)
+    return {"s": statistics.median(times), "servers_cpu_s": statistics.median(cpu), "requests": len(urls)}
 
 
 def reader_cmd(reader, target, box, repeats, dump=None):
@@ -421,6 +459,7 @@ def build_report(results, layers_info, args, machine, vers, dumps_cmp, sizes, al
             status = "met" if frac >= 0.9 else f"**missed** ({100 * (0.9 - frac) / 0.9:.0f}% short)"
             L.append(f"| {net}, {layer}: ≥ 90% of the decoder's 2-core speed (ours over file://) | "
                      f"{100 * frac:.0f}% ({o['mbps']:,.0f} of {f['mbps']:,.0f} MB/s) | {status} |")
+    bounds = bound_rows(results, args)
     worst = None
     for (layer, transport), row in results.items():
         o = row.get("ours")
@@ -437,7 +476,37 @@ def build_report(results, layers_info, args, machine, vers, dumps_cmp, sizes, al
             f"({layer}/{transport}: {o['rss_mib']:.1f} MiB for a {o['bytes'] / MIB:.1f} MiB buffer) | {status} |"
         )
     L.append("")
+    if bounds:
+        L.append(f"Bounds over HTTP + {LATENCY_MS} ms (same run): what stops a reader here. **Transport**: curl "
+                 f"fetching every chunk file through the proxy with {ALONE_PARALLEL} requests in flight, bodies "
+                 "dropped (median of 5 after a warm-up), as decoded MB/s. **Decode**: ours' own CPU per cutout over "
+                 "`file://` (decoding, the stored bytes read from the page cache) plus the CPU nginx and the proxy "
+                 f"spent per cutout in our runs, shared by the {os.cpu_count()} cores. The bound is the lower.\n")
+        L.append("| layer | ours MB/s | transport alone MB/s | decode bound MB/s | ours ÷ bound |")
+        L.append("|---|--:|--:|--:|--:|")
+        L.extend(bounds)
+        L.append("")
     return "\n".join(L)
+
+
+def bound_rows(results, args):
+    """One line per layer read over HTTP + 20 ms with the two bounds on the reader (see the
+    report's text) and ours as a fraction of the lower one."""
+    lines = []
+    for (layer, transport), row in results.items():
+        o, alone = row.get("ours"), row.get("_alone")
+        f = results.get((layer, "file"), {}).get("ours")
+        if transport != "http+20ms" or not o or "error" in o or not alone:
+            continue
+        transport_mbps = o["bytes"] / alone["s"] / 1e6
+        decode = None
+        if f and "error" not in f and o.get("servers_cpu_s") is not None:
+            per_cutout = o["servers_cpu_s"] / (o["processes"] * (args.repeats + 1))
+            decode = o["bytes"] / ((f["median_cpu_s"] + per_cutout) / (os.cpu_count() or 1)) / 1e6
+        bound = min(transport_mbps, decode) if decode else transport_mbps
+        lines.append(f"| {layer} | {o['mbps']:,.0f} | {transport_mbps:,.0f} | {fmt(decode)} | "
+                     f"{100 * o['mbps'] / bound:.0f}% |")
+    return lines
 
 
 NOTES_BEGIN = "<!-- notes: kept by bench/run.py -->"
@@ -577,6 +646,13 @@ def main():
                             dumps_cmp[f"{layer}, {reader}"] = compare_dumps(dumps["ours"], d, dtype)
                 for d in dumps.values():
                     d.unlink(missing_ok=True)
+                if transport != "file":
+                    common.wait_quiet(args.min_idle, args.max_wait or 300)
+                    alone = server_alone(ports[transport], base, layer, [nginx.proc.pid, proxy.proc.pid])
+                    if alone:
+                        row["_alone"] = alone
+                        log(f"{layer:5s} {transport:9s} server alone (curl, {ALONE_PARALLEL} in flight): "
+                            f"{alone['s'] * 1e3:.0f} ms per fetch, servers {alone['servers_cpu_s']:.3f} CPU-s")
                 results[(layer, transport)] = row
     finally:
         proxy.stop()

@@ -587,9 +587,11 @@ impl<'x> Decodes<'_, 'x> {
     }
 }
 
-/// Run `f` on every item with `workers` tasks on `pool`, each taking the next item in order
-/// until none is left (no splitting and stealing: one wake-up per worker, not per item); an
-/// item numbered above a failed one is not started, and errors go to `failure`.
+/// Run `f` on every item with `workers` tasks on `pool`, each taking the next run of items in
+/// order until none is left (no splitting and stealing: one wake-up per worker, not per item);
+/// an item numbered above a failed one is not started, and errors go to `failure`. A run is an
+/// eighth of a worker's share (one item when there are many workers): workers on neighbouring
+/// chunks at once would write the same cache lines of the output where the chunks meet.
 fn run_workers<T: Sync>(
     pool: &rayon::ThreadPool,
     items: &[T],
@@ -598,13 +600,19 @@ fn run_workers<T: Sync>(
     f: impl Fn(usize, &T) -> Result<()> + Sync,
 ) {
     let next = AtomicUsize::new(0);
+    let run = (items.len() / (workers.max(1) * 8)).max(1);
     let work = || loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        if i >= items.len() || failure.skip(i) {
+        let start = next.fetch_add(run, Ordering::Relaxed);
+        if start >= items.len() {
             break;
         }
-        if let Err(e) = f(i, &items[i]) {
-            failure.record(i, e);
+        for i in start..(start + run).min(items.len()) {
+            if failure.skip(i) {
+                return;
+            }
+            if let Err(e) = f(i, &items[i]) {
+                failure.record(i, e);
+            }
         }
     };
     pool.scope(|s| {
