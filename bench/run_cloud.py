@@ -14,7 +14,7 @@ takes no token). The fault run puts examples/fault_proxy (a 503 for 5% of reques
 front of moto and reads through it with this library and with cloud-volume.
 
 s3s-fs (a Rust S3 server: hyper, objects as files, Content-Encoding in a JSON sidecar) is found
-through $S3S_FS, PATH or /work/tools/s3s/bin/s3s-fs; without it the s3s rows are left out (the
+through $S3S_FS, PATH or ~/.cargo/bin/s3s-fs; without it the s3s rows are left out (the
 report says how to install it). Both S3 servers get the layers through PutObject (the gzip
 chunks with ContentEncoding=gzip, checked to come back on a signed GET) and are also measured
 alone: curl fetching the raw layer's chunk objects, SigV4-signed, 32 in parallel, bytes dropped.
@@ -51,7 +51,7 @@ LAYERS = ["raw", "gzip"]
 READERS = ("ours", "cloud-volume", "tensorstore")
 # The S3 servers by store name (the table's `store` column).
 S3_SERVERS = {"s3": "moto", "s3s": "s3s-fs"}
-S3S_DEFAULT = Path("/work/tools/s3s/bin/s3s-fs")
+S3S_DEFAULT = Path.home() / ".cargo" / "bin" / "s3s-fs"  # where `cargo install` puts it
 S3S_INSTALL = ("`cargo install s3s-fs@0.14.1 --features binary --locked` (s3s-fs 0.17 needs rustc 1.96), "
                "then put it on PATH or point S3S_FS at it")
 
@@ -75,7 +75,7 @@ def chunk_files(base, name):
 
 
 def find_s3s_fs():
-    """(path of the s3s-fs binary, None) from $S3S_FS, else PATH, else /work/tools/s3s/bin/s3s-fs;
+    """(path of the s3s-fs binary, None) from $S3S_FS, else PATH, else ~/.cargo/bin/s3s-fs;
     (None, why not) when there is none."""
     env = os.environ.get("S3S_FS")
     if env:
