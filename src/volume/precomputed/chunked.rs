@@ -35,15 +35,17 @@ impl ChunkSource for ChunkFiles {
             let on_length = |n: u64, buf: &mut Vec<u8>| {
                 told.store(true, Ordering::Relaxed);
                 ctx.note_body(n);
-                held.lock().unwrap_or_else(|p| p.into_inner()).resize(n as usize);
+                // Raw chunks are usually gzip'd (cloud-volume uploads them so) and inflate to
+                // the decoded chunk: their pooled buffers all hold one, so a body's buffer can
+                // later take an inflated chunk and the reverse without reallocating (blocks
+                // freed mid-read stay in the allocator's arenas); what the budget holds for the
+                // body is that buffer.
+                let inflates = ctx.scale.encoding == Encoding::Raw;
+                let bytes = if inflates { (n as usize).max(ctx.chunk_len(&cell_box)) } else { n as usize };
+                held.lock().unwrap_or_else(|p| p.into_inner()).resize(bytes);
                 if buf.capacity() == 0 {
-                    // Where bodies are usually gzip'd (raw and compressed_segmentation, as
-                    // cloud-volume uploads them), pooled buffers all hold a decoded chunk, so a
-                    // body's buffer can later take an inflated chunk and the reverse without
-                    // reallocating: blocks freed mid-read stay in the allocator's arenas.
                     *buf = ctx.engine.take_buffer();
-                    let inflates = matches!(ctx.scale.encoding, Encoding::Raw | Encoding::CompressedSegmentation);
-                    buf.reserve(if inflates { (n as usize).max(ctx.chunk_len(&cell_box)) } else { n as usize });
+                    buf.reserve(bytes);
                 }
             };
             let opts = GetOptions {
