@@ -423,19 +423,12 @@ impl Engine {
         items: &[T],
         f: impl Fn(usize, &T) -> Result<R> + Sync,
     ) -> Result<Vec<R>> {
-        let out: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+        let out = slots(items.len());
         self.run(items, |i, item| {
-            let r = f(i, item)?;
-            *out[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            *out[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(f(i, item)?);
             Ok(())
         })?;
-        out.into_iter()
-            .map(|m| {
-                m.into_inner()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .ok_or_else(|| Error::internal("a task left no result"))
-            })
-            .collect()
+        take_all(out)
     }
 
     /// Like [`Engine::map`], on the decode pool (`cores` threads; nested maps stay on it).
@@ -447,36 +440,12 @@ impl Engine {
         items: &[T],
         f: impl Fn(usize, &T) -> Result<R> + Sync + Send,
     ) -> Result<Vec<R>> {
-        self.decode_pool()?.install(|| {
-            let out: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
-            let failed_at = AtomicUsize::new(usize::MAX);
-            let first: Mutex<Option<(usize, Error)>> = Mutex::new(None);
-            items.par_iter().enumerate().with_max_len(1).for_each(|(i, item)| {
-                if i > failed_at.load(Ordering::Relaxed) {
-                    return;
-                }
-                match f(i, item) {
-                    Ok(r) => *out[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r),
-                    Err(e) => {
-                        let mut slot = first.lock().unwrap_or_else(|p| p.into_inner());
-                        if slot.as_ref().is_none_or(|(j, _)| i < *j) {
-                            *slot = Some((i, e));
-                            failed_at.fetch_min(i, Ordering::Relaxed);
-                        }
-                    }
-                }
-            });
-            if let Some((_, e)) = first.into_inner().unwrap_or_else(|p| p.into_inner()) {
-                return Err(e);
-            }
-            out.into_iter()
-                .map(|m| {
-                    m.into_inner()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .ok_or_else(|| Error::internal("a task left no result"))
-                })
-                .collect()
-        })
+        let out = slots(items.len());
+        run_on(self.decode_pool()?, items, |i, item| {
+            *out[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(f(i, item)?);
+            Ok(())
+        })?;
+        take_all(out)
     }
 
     /// Wait for a decode permit (held until dropped).
@@ -504,26 +473,31 @@ impl Engine {
 
 /// [`Engine::run`]'s loop, on `pool`.
 fn run_on<T: Sync>(pool: &rayon::ThreadPool, items: &[T], f: impl Fn(usize, &T) -> Result<()> + Sync) -> Result<()> {
-    let failed_at = AtomicUsize::new(usize::MAX);
-    let first: Mutex<Option<(usize, Error)>> = Mutex::new(None);
+    let failure = Failure::new();
     pool.install(|| {
         items.par_iter().enumerate().with_max_len(1).for_each(|(i, item)| {
-            if i > failed_at.load(Ordering::Relaxed) {
-                return;
-            }
-            if let Err(e) = f(i, item) {
-                let mut slot = first.lock().unwrap_or_else(|p| p.into_inner());
-                if slot.as_ref().is_none_or(|(j, _)| i < *j) {
-                    *slot = Some((i, e));
-                    failed_at.fetch_min(i, Ordering::Relaxed);
+            if !failure.skip(i) {
+                if let Err(e) = f(i, item) {
+                    failure.record(i, e);
                 }
             }
         })
     });
-    match first.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        Some((_, e)) => Err(e),
-        None => Ok(()),
-    }
+    failure.result()
+}
+
+/// One result slot per item of a parallel map.
+fn slots<R>(n: usize) -> Vec<Mutex<Option<R>>> {
+    (0..n).map(|_| Mutex::new(None)).collect()
+}
+
+/// The results of a parallel map that succeeded, in item order.
+fn take_all<R>(out: Vec<Mutex<Option<R>>>) -> Result<Vec<R>> {
+    out.into_iter()
+        .map(|m| {
+            m.into_inner().unwrap_or_else(|p| p.into_inner()).ok_or_else(|| Error::internal("a task left no result"))
+        })
+        .collect()
 }
 
 /// The lowest-numbered error of a parallel loop, and the index past which items are skipped.
