@@ -74,7 +74,7 @@ impl ReadableStore for DiskCached {
         if opts.range.is_some() || opts.if_generation.is_some() {
             return self.inner.get_with(key, opts, buf);
         }
-        let whole = GetOptions { max_len: opts.max_len, on_length: opts.on_length, ..GetOptions::default() };
+        let whole = GetOptions { max_len: opts.max_len, ..GetOptions::default() };
         if let Ok(Got::Found { encoding, generation }) = self.cache.get_with(key, &whole, buf) {
             // An empty file stands for a chunk the remote lacks (as cloud-volume writes it).
             return Ok(if buf.is_empty() && caches_missing(key) {

@@ -7,7 +7,7 @@ use super::{copy_box, ChunkSource, EachPayload, Payload, ScaleCtx};
 use crate::codec::{compression, OutView};
 use crate::error::Result;
 use crate::format::grid::chunk_key;
-use crate::format::{Bbox, ContentEncoding, Encoding};
+use crate::format::{Bbox, ContentEncoding};
 use crate::store::{GetOptions, Got, OnLength};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -16,10 +16,10 @@ use std::sync::Mutex;
 pub(crate) struct ChunkFiles;
 
 impl ChunkSource for ChunkFiles {
-    /// Each chunk reserves its body's bytes of the engine's budget before its request is sent
-    /// (the mean body so far), resized to the `Content-Length` before the body is read, and
-    /// holds them until it is decoded: the budget, not the thread count, decides how many
-    /// requests are out at once.
+    /// Each chunk reserves a request slot of the engine's budget before its request is sent
+    /// (the mean body so far), takes its body's bytes when the `Content-Length` arrives, before
+    /// the body is read, and holds them until it is decoded: the budget, not the thread count,
+    /// decides how many requests are out at once.
     fn fetch(&self, ctx: &ScaleCtx, cells: &[[i64; 3]], each: &EachPayload<'_>) -> Result<()> {
         let Some(&first) = cells.first() else { return Ok(()) };
         let estimate = ctx.body_estimate(&ctx.grid.cell_bbox(first));
@@ -35,13 +35,8 @@ impl ChunkSource for ChunkFiles {
             let on_length = |n: u64, buf: &mut Vec<u8>| {
                 told.store(true, Ordering::Relaxed);
                 ctx.note_body(n);
-                // Raw chunks are usually gzip'd (cloud-volume uploads them so) and inflate to
-                // the decoded chunk: their pooled buffers all hold one, so a body's buffer can
-                // later take an inflated chunk and the reverse without reallocating (blocks
-                // freed mid-read stay in the allocator's arenas); what the budget holds for the
-                // body is that buffer.
-                let inflates = ctx.scale.encoding == Encoding::Raw;
-                let bytes = if inflates { (n as usize).max(ctx.chunk_len(&cell_box)) } else { n as usize };
+                // What the budget holds for the body is the buffer it is read into.
+                let bytes = ctx.buffer_len(&cell_box, n as usize);
                 held.lock().unwrap_or_else(|p| p.into_inner()).resize(bytes);
                 if buf.capacity() == 0 {
                     *buf = ctx.engine.take_buffer();

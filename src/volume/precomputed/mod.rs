@@ -106,6 +106,19 @@ impl ScaleCtx {
         (self.bodies.0.load(Ordering::Relaxed) / n).max(1) as usize
     }
 
+    /// The capacity a pooled buffer takes for a body of `len` bytes of the chunk of `cell`.
+    /// Raw chunks are usually gzip'd (cloud-volume uploads them so) and inflate to the decoded
+    /// chunk: their buffers all hold one, so a body's buffer can later take an inflated chunk
+    /// and the reverse without reallocating (blocks freed mid-read stay in the allocator's
+    /// arenas). Other encodings inflate to their encoded stream: the body's length.
+    pub(crate) fn buffer_len(&self, cell: &Bbox, len: usize) -> usize {
+        if self.scale.encoding == Encoding::Raw {
+            len.max(self.chunk_len(cell))
+        } else {
+            len
+        }
+    }
+
     /// Count a fetched body of `len` bytes into the estimate.
     pub(crate) fn note_body(&self, len: u64) {
         self.bodies.0.fetch_add(len, Ordering::Relaxed);
@@ -158,7 +171,7 @@ impl ScaleCtx {
         let spec = self.chunk_spec(cell, url);
         let mut inflated = self.engine.take_buffer();
         if encoding != ContentEncoding::Identity {
-            inflated.reserve(self.chunk_len(&cell));
+            inflated.reserve(self.buffer_len(&cell, 0));
         }
         let r = compression::decompress_into(data, encoding, &mut inflated, spec.payload_limit(), url)
             .and_then(|did| f(&spec, if did { &inflated } else { data }));
